@@ -1,0 +1,227 @@
+"""Surface orientations of cubic crystals: Miller indices, unit normals, stereographic angles.
+
+Conventions (used by the ``surface`` table and every ingest path):
+
+- The cubic point group m-3m maps any normal to a representative with
+  ``n_x >= n_y >= n_z >= 0`` (sort the absolute values in descending order).
+- Its angles in the standard stereographic triangle [100]–[110]–[111]:
+  ``theta`` = angle between the normal and [100] (0 … 54.7356°),
+  ``phi`` = azimuth about [100] from the (001) mirror plane, ``atan2(n_z, n_y)`` (0 … 45°).
+  [100] has θ = 0; [110] has θ = 45°, φ = 0; [111] has θ = 54.7356°, φ = 45°.
+- The reduced Miller index of a rational normal is its representative divided by the gcd,
+  written ``(h, k, l)`` with ``h >= k >= l >= 0``; e.g. (1,2,0), (0,-2,1) and (2,1,0) are one
+  surface ``(2,1,0)``.
+
+Reference: the standard stereographic projection of cubic crystals, e.g. J. F. Nye,
+*Physical Properties of Crystals* (Oxford, 1985), and the orientation maps of surface
+energy in cubic metals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import reduce
+from itertools import product
+
+import numpy as np
+
+THETA_MAX_DEG = math.degrees(math.acos(1 / math.sqrt(3)))  # 54.7356°, the [111] corner
+
+
+class OrientationError(ValueError):
+    """An orientation is invalid (zero vector, non-finite, angles outside the triangle)."""
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """A surface orientation reduced to the standard triangle.
+
+    Attributes
+    ----------
+    normal: (3,) float, unit normal with ``n_x >= n_y >= n_z >= 0``
+    theta_deg, phi_deg: angles in the standard triangle, degrees
+    miller: reduced (h, k, l) with h >= k >= l >= 0, or ``None`` when the normal is not a
+        rational direction with indices up to ``max_miller`` (see :func:`from_normal`)
+    """
+
+    normal: tuple[float, float, float]
+    theta_deg: float
+    phi_deg: float
+    miller: tuple[int, int, int] | None
+
+    @property
+    def key(self) -> str:
+        """Unique key used by ``surface.orientation_key``: ``hkl:2,1,0`` or ``n:x,y,z``."""
+        if self.miller is not None:
+            return "hkl:" + ",".join(str(i) for i in self.miller)
+        return "n:" + ",".join(f"{c:.6f}" for c in self.normal)
+
+    @property
+    def label(self) -> str:
+        """Human-readable label, ``(2,1,0)`` or ``θ=12.3°,φ=4.5°``."""
+        if self.miller is not None:
+            return "(" + ",".join(str(i) for i in self.miller) + ")"
+        return f"θ={self.theta_deg:.2f}°,φ={self.phi_deg:.2f}°"
+
+
+def _representative(vector: np.ndarray) -> np.ndarray:
+    return np.sort(np.abs(vector))[::-1]
+
+
+def angles_of(normal: np.ndarray) -> tuple[float, float]:
+    """Stereographic-triangle angles (θ, φ) in degrees of a representative unit normal."""
+    nx, ny, nz = (float(c) for c in normal)
+    theta = math.degrees(math.acos(max(-1.0, min(1.0, nx))))
+    phi = math.degrees(math.atan2(nz, ny)) if (ny > 0 or nz > 0) else 0.0
+    return theta, phi
+
+
+def from_miller(h: int, k: int, l: int) -> Orientation:  # noqa: E741 - crystallographic name
+    """Orientation of the plane (h k l) of a cubic crystal.
+
+    Raises
+    ------
+    OrientationError
+        If all three indices are zero or not integers.
+    """
+    try:
+        ints = [int(h), int(k), int(l)]
+    except (TypeError, ValueError) as exc:
+        raise OrientationError(f"Miller index must be integers, got {(h, k, l)!r}") from exc
+    if any(float(v) != i for v, i in zip((h, k, l), ints, strict=True)):
+        raise OrientationError(f"Miller index must be integers, got {(h, k, l)!r}")
+    if ints == [0, 0, 0]:
+        raise OrientationError("Miller index (0,0,0) is not a plane")
+    rep = _representative(np.array(ints, dtype=np.int64))
+    g = reduce(math.gcd, (int(v) for v in rep))
+    miller = tuple(int(v) // g for v in rep)
+    normal = rep / np.linalg.norm(rep)
+    theta, phi = angles_of(normal)
+    return Orientation(tuple(float(c) for c in normal), theta, phi, miller)  # type: ignore[arg-type]
+
+
+def from_normal(normal: np.ndarray | list[float], *, max_miller: int = 12, tol: float = 1e-6) -> Orientation:
+    """Orientation of a surface given by its normal vector (any length, any octant).
+
+    The Miller index is set when some integer vector with entries up to ``max_miller`` is
+    parallel to the normal within ``tol`` (in the unit-vector components).
+
+    Raises
+    ------
+    OrientationError
+        If the normal is zero or not finite.
+    """
+    vec = np.asarray(normal, dtype=float).reshape(3)
+    norm = float(np.linalg.norm(vec))
+    if not np.all(np.isfinite(vec)) or norm == 0.0:
+        raise OrientationError(f"surface normal must be a finite non-zero vector, got {vec.tolist()}")
+    rep = _representative(vec / norm)
+    miller = _rational_miller(rep, max_miller=max_miller, tol=tol)
+    if miller is not None:
+        return from_miller(*miller)
+    theta, phi = angles_of(rep)
+    return Orientation(tuple(float(c) for c in rep), theta, phi, None)  # type: ignore[arg-type]
+
+
+def from_angles(theta_deg: float, phi_deg: float, *, max_miller: int = 12, tol: float = 1e-6) -> Orientation:
+    """Orientation from stereographic-triangle angles (θ from [100], φ about [100]).
+
+    Raises
+    ------
+    OrientationError
+        If the angles are not finite or lie outside the standard triangle
+        (0 <= φ <= 45°, 0 <= θ, and tan θ · sin φ <= 1 i.e. n_y >= n_z ... n_x >= n_y).
+    """
+    if not (math.isfinite(theta_deg) and math.isfinite(phi_deg)):
+        raise OrientationError(f"angles must be finite, got θ={theta_deg}, φ={phi_deg}")
+    t, p = math.radians(theta_deg), math.radians(phi_deg)
+    normal = np.array([math.cos(t), math.sin(t) * math.cos(p), math.sin(t) * math.sin(p)])
+    eps = 1e-9
+    inside = (-eps <= phi_deg <= 45 + eps) and theta_deg >= -eps and normal[0] + eps >= normal[1] >= normal[2] - eps
+    if not inside:
+        raise OrientationError(
+            f"angles θ={theta_deg}°, φ={phi_deg}° lie outside the standard triangle [100]-[110]-[111]"
+        )
+    return from_normal(normal, max_miller=max_miller, tol=tol)
+
+
+def _rational_miller(rep: np.ndarray, *, max_miller: int, tol: float) -> tuple[int, int, int] | None:
+    # Scale so the largest component is each candidate integer n and test all components.
+    for n in range(1, max_miller + 1):
+        scaled = rep / rep[0] * n
+        rounded = np.rint(scaled)
+        if np.all(rounded >= 0) and rounded.any():
+            unit = rounded / np.linalg.norm(rounded)
+            if np.max(np.abs(unit - rep)) < tol:
+                return tuple(int(v) for v in rounded)  # type: ignore[return-value]
+    return None
+
+
+def distinct_miller_indices(max_index: int) -> list[tuple[int, int, int]]:
+    """All symmetry-distinct reduced Miller indices with every |index| <= ``max_index``.
+
+    Returns the representatives (h >= k >= l >= 0, gcd 1) sorted by (h²+k²+l², h, k, l);
+    for ``max_index=3`` there are 13: (1,0,0) (1,1,0) (1,1,1) (2,1,0) (2,1,1) (2,2,1)
+    (3,1,0) (3,1,1) (3,2,0) (3,2,1) (3,2,2) (3,3,1) (3,3,2).
+
+    Raises
+    ------
+    OrientationError
+        If ``max_index`` < 1.
+    """
+    if max_index < 1:
+        raise OrientationError(f"max_index must be >= 1, got {max_index}")
+    seen = set()
+    for h, k, l in product(range(max_index + 1), repeat=3):  # noqa: E741
+        if (h, k, l) == (0, 0, 0):
+            continue
+        seen.add(from_miller(h, k, l).miller)
+    return sorted(seen, key=lambda m: (m[0] ** 2 + m[1] ** 2 + m[2] ** 2, m))
+
+
+def broken_bond_g(miller: tuple[int, int, int]) -> float:
+    """Broken-bond orientation factor of an FCC surface, (2h + k)/sqrt(h²+k²+l²) for h>=k>=l.
+
+    Counts nearest-neighbour bonds cut per unit area in the broken-bond model of FCC
+    surfaces (e.g. Mackenzie, Moore & Nicholas, J. Phys. Chem. Solids 23, 185 (1962));
+    γ(hkl) ∝ this factor.  Valid for h >= k >= l >= 0 with h odd-even rules ignored.
+    """
+    h, k, l = sorted((abs(int(v)) for v in miller), reverse=True)  # noqa: E741
+    return (2 * h + k) / math.sqrt(h * h + k * k + l * l)
+
+
+def in_plane_frame(miller: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orthonormal surface frame (e1, e2, n) of the plane (h k l), each (3,) in crystal axes.
+
+    ``e1`` is along the shortest in-plane lattice direction found among small integer
+    vectors; ``e2 = n × e1``.  Surface tensor components (τ_ij, S_ijkl) are given in this frame.
+    """
+    n = np.asarray(miller, dtype=float)
+    n = n / np.linalg.norm(n)
+    best = None
+    for v in product(range(-3, 4), repeat=3):
+        vec = np.asarray(v, dtype=float)
+        if not vec.any() or abs(vec @ n) > 1e-9:
+            continue
+        length = float(np.linalg.norm(vec))
+        key = (length, -vec[0], -vec[1], -vec[2])
+        if best is None or key < best[0]:
+            best = (key, vec / length)
+    e1 = best[1]  # type: ignore[index]
+    e2 = np.cross(n, e1)
+    return e1, e2, n
+
+
+__all__ = [
+    "Orientation",
+    "OrientationError",
+    "THETA_MAX_DEG",
+    "angles_of",
+    "broken_bond_g",
+    "distinct_miller_indices",
+    "from_angles",
+    "from_miller",
+    "from_normal",
+    "in_plane_frame",
+]

@@ -1,0 +1,31 @@
+"""Materials: a composition with a crystal prototype."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from matstore.schema.base import created_at_field
+
+
+class Material(SQLModel, table=True):
+    """A material: reduced formula (``Cu``, ``NiAl``) and crystal prototype (``fcc``).
+
+    Unique by (formula, prototype).  ``prototype`` is a Strukturbericht-free lower-case
+    name (fcc, bcc, hcp, diamond, sc, ...) or ``unknown`` for structure sets.
+    """
+
+    __tablename__ = "material"
+    __table_args__ = (
+        UniqueConstraint("formula", "prototype"),
+        CheckConstraint("formula ~ '^([A-Z][a-z]?[0-9.]*)+$'", name="formula_valid"),
+        {"comment": "A composition with a crystal prototype (e.g. Cu, fcc)."},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    formula: str = Field(sa_column=Column(Text, nullable=False, comment="Reduced chemical formula, e.g. Cu"))
+    prototype: str = Field(sa_column=Column(Text, nullable=False, comment="Crystal prototype, e.g. fcc"))
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = created_at_field()

@@ -1,0 +1,70 @@
+"""The property vocabulary and bulk property values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, Float, ForeignKey, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from matstore.schema.base import KNOWN_UNITS, created_at_field, finite_check, jsonb_field
+
+PROPERTY_SCOPES = ("bulk", "surface", "defect", "mechanical")
+
+
+class PropertyDefinition(SQLModel, table=True):
+    """A controlled vocabulary entry: property name, canonical unit, scope, description.
+
+    In the spirit of the OpenKIM property definitions and ColabFit: every stored value refers
+    to one definition and is expressed in its canonical ``unit`` (converted with pint at
+    ingest).  ``scope`` says whether the value belongs to a bulk material or a surface.
+    The vocabulary is seeded by the migrations (see :mod:`matstore.schema.vocabulary`).
+    """
+
+    __tablename__ = "property_definition"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        CheckConstraint(f"unit IN {KNOWN_UNITS!r}", name="unit_known"),
+        CheckConstraint(f"scope IN {PROPERTY_SCOPES!r}", name="scope_known"),
+        CheckConstraint("name ~ '^[a-z][a-z0-9_]*$'", name="name_snake_case"),
+        {"comment": "Controlled vocabulary of property names with canonical units."},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(Text, nullable=False, comment="snake_case name, e.g. lattice_constant"))
+    unit: str = Field(sa_column=Column(Text, nullable=False, comment="Canonical unit (pint syntax)"))
+    scope: str = Field(sa_column=Column(Text, nullable=False, comment="bulk | surface | defect | mechanical"))
+    symbol: str | None = Field(default=None, sa_column=Column(Text, comment="Symbol, e.g. γ, C11"))
+    description: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class BulkProperty(SQLModel, table=True):
+    """One bulk property value of a material computed or measured by a method.
+
+    ``value`` is in the definition's canonical unit; ``uncertainty`` (same unit) is optional.
+    ``flag`` is set when a value failed validation but was kept because the ingest mapping
+    said so (e.g. ``implausible: cohesive_energy > 20 eV/atom``); unflagged values passed.
+    Unique by (material, method, definition, source): the same source never stores a value twice.
+    """
+
+    __tablename__ = "bulk_property"
+    __table_args__ = (
+        UniqueConstraint("material_id", "method_id", "definition_id", "source_id"),
+        CheckConstraint(finite_check("value"), name="value_finite"),
+        CheckConstraint("uncertainty IS NULL OR (uncertainty >= 0 AND " + finite_check("uncertainty") + ")", name="uncertainty_valid"),
+        {"comment": "Bulk property values in canonical units, with method, source and job run."},
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    material_id: int = Field(sa_column=Column(ForeignKey("material.id"), nullable=False, index=True))
+    method_id: int = Field(sa_column=Column(ForeignKey("method.id"), nullable=False, index=True))
+    definition_id: int = Field(sa_column=Column(ForeignKey("property_definition.id"), nullable=False, index=True))
+    value: float = Field(sa_column=Column(Float, nullable=False, comment="Value in the definition's canonical unit"))
+    uncertainty: float | None = Field(default=None, sa_column=Column(Float))
+    flag: str | None = Field(default=None, sa_column=Column(Text, comment="Validation failure kept on purpose, else NULL"))
+    source_id: int = Field(sa_column=Column(ForeignKey("source.id"), nullable=False, index=True))
+    job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
+    configuration_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("configuration.id"), index=True))
+    details: dict[str, Any] = jsonb_field(comment="Computation details: fit residuals, strain steps, original unit/column")
+    created_at: datetime = created_at_field()

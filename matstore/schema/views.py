@@ -1,0 +1,79 @@
+"""SQL views a scientist queries directly.
+
+The SQL here is the current definition; migrations copy it verbatim at the revision that
+introduced it (a migration never imports live code), and ``tests/test_migrations.py``
+checks that the views in the database equal these definitions.
+
+- ``property_values``: every bulk and surface value in long form with unit and provenance.
+- ``bulk_properties_wide``: one row per material × method, one column per bulk property.
+- ``surface_properties_wide``: one row per surface × method with orientation and γ, τ, S.
+"""
+
+from __future__ import annotations
+
+from matstore.schema.vocabulary import PROPERTY_DEFINITIONS
+
+_NEWEST = "(array_agg(p.value ORDER BY p.created_at DESC, p.id DESC) FILTER (WHERE d.name = '{name}'))[1] AS {name}"
+
+
+def _wide_columns(scopes: tuple[str, ...]) -> str:
+    names = [d.name for d in PROPERTY_DEFINITIONS if d.scope in scopes]
+    return ",\n    ".join(_NEWEST.format(name=n) for n in names)
+
+
+PROPERTY_VALUES = """
+CREATE VIEW property_values AS
+SELECT 'bulk'::text AS scope, p.id AS value_id, m.formula AS material, m.prototype,
+       me.name AS method, d.name AS property, p.value, d.unit, p.uncertainty, p.flag,
+       NULL::int AS miller_h, NULL::int AS miller_k, NULL::int AS miller_l,
+       NULL::float8 AS theta_deg, NULL::float8 AS phi_deg,
+       s.kind AS source_kind, s.uri AS source_uri, s.sha256 AS source_sha256, s.doi AS source_doi,
+       p.job_run_id, p.configuration_id, p.created_at
+FROM bulk_property p
+JOIN material m ON m.id = p.material_id
+JOIN method me ON me.id = p.method_id
+JOIN property_definition d ON d.id = p.definition_id
+JOIN source s ON s.id = p.source_id
+UNION ALL
+SELECT 'surface'::text, p.id, m.formula, m.prototype, me.name, d.name, p.value, d.unit,
+       p.uncertainty, p.flag, su.miller_h, su.miller_k, su.miller_l, su.theta_deg, su.phi_deg,
+       s.kind, s.uri, s.sha256, s.doi, p.job_run_id, p.configuration_id, p.created_at
+FROM surface_property p
+JOIN surface su ON su.id = p.surface_id
+JOIN material m ON m.id = su.material_id
+JOIN method me ON me.id = p.method_id
+JOIN property_definition d ON d.id = p.definition_id
+JOIN source s ON s.id = p.source_id
+"""
+
+BULK_PROPERTIES_WIDE = f"""
+CREATE VIEW bulk_properties_wide AS
+SELECT m.formula AS material, m.prototype, me.name AS method,
+    {_wide_columns(("bulk", "defect", "mechanical"))}
+FROM bulk_property p
+JOIN material m ON m.id = p.material_id
+JOIN method me ON me.id = p.method_id
+JOIN property_definition d ON d.id = p.definition_id
+GROUP BY m.formula, m.prototype, me.name
+"""
+
+SURFACE_PROPERTIES_WIDE = f"""
+CREATE VIEW surface_properties_wide AS
+SELECT m.formula AS material, m.prototype, me.name AS method,
+    su.miller_h, su.miller_k, su.miller_l, su.theta_deg, su.phi_deg,
+    su.normal_x, su.normal_y, su.normal_z,
+    {_wide_columns(("surface",))}
+FROM surface_property p
+JOIN surface su ON su.id = p.surface_id
+JOIN material m ON m.id = su.material_id
+JOIN method me ON me.id = p.method_id
+JOIN property_definition d ON d.id = p.definition_id
+GROUP BY m.formula, m.prototype, me.name, su.id
+"""
+
+#: Views in creation order (drop in reverse).
+VIEWS: dict[str, str] = {
+    "property_values": PROPERTY_VALUES,
+    "bulk_properties_wide": BULK_PROPERTIES_WIDE,
+    "surface_properties_wide": SURFACE_PROPERTIES_WIDE,
+}
