@@ -1,0 +1,5 @@
+"""``python -m matstore`` runs the command line."""
+
+from matstore.cli import main
+
+main()

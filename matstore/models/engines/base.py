@@ -1,0 +1,473 @@
+"""Common interface of the symbolic-regression engines used by ``matstore fit``.
+
+Every engine is a scikit-learn-shaped estimator: ``__init__`` only stores its keyword
+arguments under the same names (so :meth:`get_params`, :meth:`set_params` and
+:func:`sklearn.base.clone` work), :meth:`SymbolicEngine.fit` takes a
+:class:`pandas.DataFrame` ``X`` of shape ``(n_samples, n_features)`` and a target ``y`` of
+shape ``(n_samples,)``, and learned attributes end in ``_``.  The main learned attribute is
+``pareto_front_``: a list of :class:`Candidate` (complexity, training loss, SymPy
+expression) sorted by increasing complexity, strictly decreasing loss, whose SymPy symbols
+are named exactly as the DataFrame columns.  Fitted engines hold no foreign (C++/Julia)
+objects, so they can be pickled and cloned.
+
+Complexity is measured uniformly over engines by :func:`expression_complexity` (number of
+nodes of the SymPy tree, n-ary ``Add``/``Mul`` counted as ``n - 1`` binary operators), and
+the loss is the mean squared error on the training rows computed in float64 by
+:func:`mse_of`, so fronts from different engines are comparable.
+
+References
+----------
+.. [1] M. Cranmer, "Interpretable Machine Learning for Science with PySR and
+   SymbolicRegression.jl", arXiv:2305.01582 (2023).
+.. [2] B. Burlacu, G. Kronberger, M. Kommenda, "Operon C++: an efficient genetic
+   programming framework for symbolic regression", GECCO 2020 Companion,
+   doi:10.1145/3377929.3398099.
+.. [3] R. Ouyang, S. Curtarolo, E. Ahmetcik, M. Scheffler, L. M. Ghiringhelli, "SISSO: a
+   compressed-sensing method for identifying the best low-dimensional descriptor in an
+   immensity of offered candidates", Phys. Rev. Materials 2, 083802 (2018).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+from sklearn.base import BaseEstimator, RegressorMixin
+
+
+class EngineSetupError(RuntimeError):
+    """The engine cannot be set up: a package, a runtime (Julia) or a setting is missing."""
+
+
+class EngineFitError(RuntimeError):
+    """The engine was set up but failed while fitting (bad data, crash inside the backend)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One equation of a Pareto front.
+
+    Attributes
+    ----------
+    complexity : int
+        Node count of ``expr`` (see :func:`expression_complexity`).
+    loss : float
+        Mean squared error on the training rows, in (target unit)².
+    expr : sympy.Expr
+        The equation; its free symbols are named as the training DataFrame columns.
+    """
+
+    complexity: int
+    loss: float
+    expr: sp.Expr
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def expression_complexity(expr: sp.Expr) -> int:
+    """Complexity of a SymPy expression: the number of nodes of its tree.
+
+    Leaves (symbols, numbers) count 1; a function call or ``Pow`` counts 1 plus its
+    arguments; an n-ary ``Add``/``Mul`` counts ``n - 1`` (as a chain of binary operators,
+    the convention of PySR/Operon), plus its arguments.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+
+    Returns
+    -------
+    int
+        >= 1.
+    """
+    expr = sp.sympify(expr)
+    if not expr.args:
+        return 1
+    own = len(expr.args) - 1 if isinstance(expr, sp.Add | sp.Mul) else 1
+    return own + sum(expression_complexity(a) for a in expr.args)
+
+
+def lambdify_expr(expr: sp.Expr, names: Sequence[str]) -> Callable[..., Any]:
+    """Compile ``expr`` into a NumPy function of the columns ``names`` (in that order)."""
+    symbols = [sp.Symbol(n) for n in names]
+    return sp.lambdify(symbols, expr, modules="numpy")
+
+
+def evaluate_expr(expr: sp.Expr, X: pd.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
+    """Evaluate ``expr`` on the rows of ``X`` in float64.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        Free symbols must be columns of ``X`` (matched by name).
+    X : DataFrame or mapping of column name to (n_samples,) arrays
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+        Complex results are returned as complex arrays (the caller decides); invalid
+        operations give NaN/inf silently.
+
+    Raises
+    ------
+    KeyError
+        If a free symbol of ``expr`` is not a column of ``X``.
+    """
+    names = sorted(str(s) for s in expr.free_symbols)
+    if isinstance(X, pd.DataFrame):
+        n = len(X)
+        cols = [np.asarray(X[nm], dtype=float) for nm in names]
+    else:
+        cols = [np.asarray(X[nm], dtype=float) for nm in names]
+        n = len(next(iter(X.values()))) if X else 1
+    fn = lambdify_expr(expr, names)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fn(*cols)
+    out = np.asarray(out)
+    if out.dtype == object:
+        try:
+            out = out.astype(complex)
+        except (TypeError, ValueError):
+            out = np.full(n, np.nan)
+    if out.ndim == 0:
+        out = np.full(n, out.item())
+    return np.broadcast_to(out, (n,)).copy()
+
+
+def real_or_nan(values: np.ndarray) -> np.ndarray:
+    """Float64 view of ``values``; entries with a non-negligible imaginary part become NaN."""
+    values = np.asarray(values)
+    if np.iscomplexobj(values):
+        bad = np.abs(values.imag) > 1e-12 * np.maximum(1.0, np.abs(values.real))
+        out = values.real.astype(float)
+        out[bad] = np.nan
+        return out
+    return values.astype(float)
+
+
+def mse_of(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray) -> float:
+    """Mean squared error of ``expr`` on ``(X, y)``; ``inf`` when any prediction is not finite."""
+    pred = real_or_nan(evaluate_expr(expr, X))
+    if not np.all(np.isfinite(pred)):
+        return float("inf")
+    return float(np.mean((pred - np.asarray(y, dtype=float)) ** 2))
+
+
+def round_floats(expr: sp.Expr, digits: int = 10) -> sp.Expr:
+    """Replace every Float of ``expr`` by the same number rounded to ``digits`` significant digits."""
+    reps = {f: sp.Float(float(f"{float(f):.{digits}g}"), 15) for f in expr.atoms(sp.Float)}
+    return expr.xreplace(reps) if reps else expr
+
+
+def pareto_filter(candidates: Iterable[Candidate], *, rtol: float = 1e-9, atol: float = 0.0) -> list[Candidate]:
+    """Keep the non-dominated candidates, sorted by increasing complexity.
+
+    A candidate is kept when its loss is lower than that of every less complex kept
+    candidate by more than ``rtol * loss + atol`` (so numerically equal losses keep only the
+    simplest equation).  Candidates with non-finite loss are dropped.  Among equal
+    complexity the lowest loss (then the shortest ``srepr``, for determinism) wins.
+    """
+    finite = [c for c in candidates if np.isfinite(c.loss)]
+    finite.sort(key=lambda c: (c.complexity, c.loss, len(sp.srepr(c.expr)), sp.srepr(c.expr)))
+    kept: list[Candidate] = []
+    for cand in finite:
+        if kept and cand.complexity == kept[-1].complexity:
+            continue
+        if kept and not cand.loss < kept[-1].loss - (rtol * abs(kept[-1].loss) + atol):
+            continue
+        kept.append(cand)
+    return kept
+
+
+def refit_constants(
+    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = 200
+) -> sp.Expr:
+    """Re-optimise the Float constants of ``expr`` by float64 least squares.
+
+    Backends such as Operon optimise constants in float32; this polishes them.  Exponents
+    are left fixed.  The original is returned when optimisation fails or does not improve
+    the training MSE.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+    X : DataFrame, shape (n_samples, n_features)
+    y : ndarray, shape (n_samples,)
+    max_nfev : int
+        Budget of function evaluations for :func:`scipy.optimize.least_squares`.
+    """
+    from scipy.optimize import least_squares
+
+    floats = sorted(
+        {f for f in expr.atoms(sp.Float) if not any(isinstance(p, sp.Pow) and p.exp == f for p in expr.atoms(sp.Pow))},
+        key=lambda f: (float(f), str(f)),
+    )
+    if not floats or len(floats) >= len(y):
+        return expr
+    params = sp.symbols(f"__c0:{len(floats)}")
+    template = expr.xreplace(dict(zip(floats, params, strict=True)))
+    names = sorted(str(s) for s in expr.free_symbols)
+    cols = [np.asarray(X[n], dtype=float) for n in names]
+    fn = sp.lambdify([*params, *[sp.Symbol(n) for n in names]], template, modules="numpy")
+    yv = np.asarray(y, dtype=float)
+
+    def resid(theta: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            out = np.broadcast_to(np.asarray(fn(*theta, *cols), dtype=float), yv.shape) - yv
+        return np.where(np.isfinite(out), out, 1e150)
+
+    x0 = np.array([float(f) for f in floats])
+    before = mse_of(expr, X, yv)
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sol = least_squares(resid, x0, method="trf", max_nfev=max_nfev, x_scale="jac")
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError):
+        return expr
+    new = template.xreplace({p: sp.Float(float(v), 15) for p, v in zip(params, sol.x, strict=True)})
+    after = mse_of(new, X, yv)
+    return new if np.isfinite(after) and after <= before else expr
+
+
+def prune_small_terms(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, rtol: float = 1e-10) -> sp.Expr:
+    """Drop additive numeric constants of ``expr`` whose removal leaves the MSE unchanged.
+
+    A term is removed when the MSE grows by less than ``rtol * var(y)`` (e.g. an intercept
+    of 1e-7 left by a float32 optimiser on noise-free data).
+    """
+    yv = np.asarray(y, dtype=float)
+    tol = rtol * max(float(np.var(yv)), 1e-300)
+    base = mse_of(expr, X, yv)
+    if not isinstance(expr, sp.Add):
+        return expr
+    for term in expr.args:
+        if term.is_number:
+            trial = expr - term
+            if mse_of(trial, X, yv) <= base + tol:
+                return trial
+    return expr
+
+
+def _safe_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages that determine fitting results.
+
+    Returns
+    -------
+    dict
+        ``{"python": "3.12.3", "numpy": ..., "sympy": ..., "scikit-learn": ..., "scipy": ...,
+        "pandas": ..., "pint": ..., "pyoperon": ... or None, "pysr": ... or None}``.
+    """
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("numpy", "scipy", "pandas", "sympy", "scikit-learn", "pint", "pyoperon", "pysr"):
+        out[dist] = _safe_version(dist)
+    return out
+
+
+# --------------------------------------------------------------------------- base class
+
+
+class SymbolicEngine(BaseEstimator, RegressorMixin):
+    """Base class of symbolic-regression engines (scikit-learn estimator shape).
+
+    Subclasses define ``name``, ``default_parameters`` (the keyword defaults of their
+    ``__init__``) and :meth:`_fit_front`.  ``__init__`` of a subclass only stores its keyword
+    arguments under the same names.
+
+    Attributes
+    ----------
+    pareto_front_ : list of Candidate
+        Set by :meth:`fit`; sorted by increasing complexity and strictly decreasing loss.
+    feature_names_in_ : ndarray of str, shape (n_features,)
+    n_features_in_ : int
+    fit_seconds_ : float
+        Wall time of the last :meth:`fit`.
+    """
+
+    name: ClassVar[str] = "base"
+    default_parameters: ClassVar[dict[str, Any]] = {}
+
+    # -- public API -------------------------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series) -> SymbolicEngine:
+        """Search equations ``y ≈ f(X)``.
+
+        Parameters
+        ----------
+        X : DataFrame, shape (n_samples, n_features)
+            Numeric, finite features; column names become SymPy symbol names.
+        y : array-like, shape (n_samples,)
+            Finite target values.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        EngineSetupError
+            When the backend is not usable here.
+        EngineFitError
+            When the backend fails or returns no finite equation.
+        ValueError
+            When ``X``/``y`` are malformed (not a DataFrame, NaN, length mismatch).
+        """
+        import time
+
+        X, yv = self._check_X_y(X, y)
+        t0 = time.perf_counter()
+        cands = self._fit_front(X, yv)
+        front = pareto_filter(self._rescore(cands, X, yv), atol=1e-14 * max(float(np.var(yv)), 1e-300))
+        if not front:
+            raise EngineFitError(f"{self.name}: no finite equation was found")
+        self.pareto_front_ = front
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def predict(self, X: pd.DataFrame, expr: sp.Expr | None = None) -> np.ndarray:
+        """Evaluate ``expr`` (default: the lowest-loss equation of the front) on ``X``.
+
+        Returns
+        -------
+        ndarray, shape (n_samples,)
+        """
+        if not hasattr(self, "pareto_front_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        if expr is None:
+            expr = min(self.pareto_front_, key=lambda c: c.loss).expr
+        return real_or_nan(evaluate_expr(expr, X))
+
+    def versions(self) -> dict[str, str | None]:
+        """Package versions relevant to this engine (see :func:`versions`)."""
+        return versions()
+
+    # -- for subclasses ---------------------------------------------------------------
+
+    def _fit_front(self, X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_X_y(X: pd.DataFrame, y: Any) -> tuple[pd.DataFrame, np.ndarray]:
+        if not isinstance(X, pd.DataFrame):
+            raise ValueError("X must be a pandas DataFrame whose columns name the features")
+        if X.shape[1] == 0 or len(X) == 0:
+            raise ValueError("X must have at least one row and one column")
+        if len(set(map(str, X.columns))) != X.shape[1]:
+            raise ValueError("X has duplicate column names")
+        Xf = X.copy()
+        Xf.columns = [str(c) for c in X.columns]
+        try:
+            Xf = Xf.astype(float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"X must be numeric: {exc}") from exc
+        yv = np.asarray(y, dtype=float).reshape(-1)
+        if len(yv) != len(Xf):
+            raise ValueError(f"X has {len(Xf)} rows but y has {len(yv)}")
+        if not np.all(np.isfinite(Xf.to_numpy())) or not np.all(np.isfinite(yv)):
+            raise ValueError("X and y must be finite (drop or impute NaN/inf first)")
+        return Xf.reset_index(drop=True), yv
+
+    @staticmethod
+    def _rescore(cands: Iterable[Candidate], X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
+        """Recompute complexity and float64 training MSE of every candidate uniformly."""
+        out = []
+        for c in cands:
+            expr = sp.sympify(c.expr)
+            unknown = {str(s) for s in expr.free_symbols} - set(X.columns)
+            if unknown:
+                continue
+            out.append(Candidate(expression_complexity(expr), mse_of(expr, X, y), expr))
+        return out
+
+
+# --------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, str] = {
+    "operon": "matstore.models.engines.operon:OperonEngine",
+    "sparse": "matstore.models.engines.sparse:SparseEngine",
+    "pysr": "matstore.models.engines.pysr:PySREngine",
+}
+
+
+def available_engines() -> list[str]:
+    """Names accepted by :func:`get_engine` (registered, not necessarily usable here)."""
+    return sorted(_REGISTRY)
+
+
+def engine_class(name: str) -> type[SymbolicEngine]:
+    """The engine class registered under ``name``.
+
+    Raises
+    ------
+    KeyError
+        If no engine has that name.
+    """
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown engine {name!r}; known: {', '.join(available_engines())}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_engine(name: str, **params: Any) -> SymbolicEngine:
+    """Instantiate the engine ``name`` with keyword parameters ``params``.
+
+    Raises
+    ------
+    KeyError
+        Unknown engine name.
+    TypeError
+        Unknown parameter for that engine.
+    """
+    cls = engine_class(name)
+    unknown = set(params) - set(cls.default_parameters)
+    if unknown:
+        raise TypeError(f"engine {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(cls.default_parameters)}")
+    return cls(**params)
+
+
+def register_engine(name: str, target: str) -> None:
+    """Register an engine class given as ``"module:Class"`` under ``name``."""
+    _REGISTRY[name] = target
+
+
+__all__ = [
+    "Candidate",
+    "EngineFitError",
+    "EngineSetupError",
+    "SymbolicEngine",
+    "available_engines",
+    "engine_class",
+    "evaluate_expr",
+    "expression_complexity",
+    "get_engine",
+    "mse_of",
+    "pareto_filter",
+    "prune_small_terms",
+    "real_or_nan",
+    "refit_constants",
+    "register_engine",
+    "round_floats",
+    "versions",
+]
