@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     dataset_dir:
         A local directory that mirrors dataset repositories at their relative paths; when set,
         the dataset registry reads files from it instead of downloading them.
+    dashboard_database_url:
+        URL the dashboard connects with (typically the SELECT-only role made by
+        ``matstore db grant-reader``); ``None`` uses ``database_url``.  The dashboard always
+        reads in READ ONLY transactions, whichever URL it uses.
     """
 
     model_config = SettingsConfigDict(env_prefix="MATSTORE_", env_file=".env", extra="ignore")
@@ -61,8 +65,9 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 30_000
     dataset_dir: Path | None = None
     reader_role: str = "matstore_reader"
+    dashboard_database_url: str | None = None
 
-    @field_validator("database_url")
+    @field_validator("database_url", "dashboard_database_url")
     @classmethod
     def _normalise(cls, value: str | None) -> str | None:
         if value in (None, ""):

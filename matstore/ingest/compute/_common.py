@@ -1,0 +1,96 @@
+"""Shared helpers of the compute layer: unit factors, relaxations, frozen results, strains."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.units import GPa as _EV_PER_A3_PER_GPA
+from ase.units import _e
+
+from .calculators import CalculationError
+
+logger = logging.getLogger(__name__)
+
+#: 1 eV/Å² in J/m² (= N/m): e · 1e20 = 16.02176634.
+EV_PER_A2_TO_J_PER_M2 = _e * 1e20
+#: 1 eV/Å³ in GPa (= 160.21766...).
+EV_PER_A3_TO_GPA = 1.0 / _EV_PER_A3_PER_GPA
+
+
+def voigt_strain_tensor(index: int, value: float) -> np.ndarray:
+    """Symmetric (3, 3) strain tensor of one Voigt component (engineering shear).
+
+    ``index`` 0..5 = xx, yy, zz, yz, xz, xy; for shears ε_ij = ε_ji = value/2.
+    """
+    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    i, j = pairs[index]
+    eps = np.zeros((3, 3))
+    if i == j:
+        eps[i, i] = value
+    else:
+        eps[i, j] = eps[j, i] = value / 2.0
+    return eps
+
+
+def deform(atoms: Atoms, gradient: np.ndarray) -> Atoms:
+    """Copy of ``atoms`` homogeneously deformed by the (3, 3) deformation gradient F.
+
+    Cell rows are vectors, so the new cell is ``cell @ F.T``; atoms move affinely.
+    The calculator is not copied.
+    """
+    out = atoms.copy()
+    out.set_cell(np.asarray(atoms.cell) @ np.asarray(gradient).T, scale_atoms=True)
+    return out
+
+
+def check_finite(atoms: Atoms, what: str) -> float:
+    """Energy of ``atoms`` (eV); raise :class:`CalculationError` if it is not finite."""
+    energy = float(atoms.get_potential_energy())
+    if not math.isfinite(energy):
+        raise CalculationError(f"non-finite energy for {what}: {energy}")
+    return energy
+
+
+def max_force(atoms: Atoms) -> float:
+    """Largest atomic force norm (eV/Å)."""
+    forces = atoms.get_forces()
+    return float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+
+
+def relax_positions(atoms: Atoms, *, fmax: float, steps: int = 2000, what: str = "") -> int:
+    """Relax atomic positions at fixed cell with ASE's BFGS (quiet); return the step count.
+
+    Skips the optimiser when the forces are already below ``fmax``.
+
+    Raises
+    ------
+    CalculationError
+        If the forces are not below ``fmax`` (eV/Å) after ``steps`` steps.
+    """
+    from ase.optimize import BFGS
+
+    if max_force(atoms) < fmax:
+        return 0
+    opt = BFGS(atoms, logfile=None, alpha=70.0)
+    converged = opt.run(fmax=fmax, steps=steps)
+    if not converged:
+        raise CalculationError(
+            f"relaxation of {what or atoms.get_chemical_formula()} did not converge to "
+            f"fmax={fmax} eV/Å in {steps} steps (max force {max_force(atoms):.2e} eV/Å)"
+        )
+    return int(opt.nsteps)
+
+
+def freeze(atoms: Atoms) -> Atoms:
+    """Copy of ``atoms`` carrying its energy/forces/stress in a picklable SinglePointCalculator."""
+    results = {"energy": float(atoms.get_potential_energy()), "forces": atoms.get_forces().copy()}
+    if atoms.pbc.all():
+        results["stress"] = atoms.get_stress().copy()
+    out = atoms.copy()
+    out.constraints = []
+    out.calc = SinglePointCalculator(out, **results)
+    return out

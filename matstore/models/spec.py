@@ -1,0 +1,91 @@
+"""The fit specification: what ``matstore fit`` is asked to do, from flags or a YAML file.
+
+A spec is stored with the equation model (``equation_model.spec``) so that
+``matstore refit NAME`` re-runs exactly the same request; its canonical sha256 is stored
+with every version (``equation_version.spec_sha256``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from matstore.hashing import sha256_json
+
+
+class SpecError(ValueError):
+    """A fit specification is invalid (unknown field, bad value, unreadable YAML)."""
+
+
+class FitSpec(BaseModel):
+    """Everything that determines an equation version besides the data.
+
+    Attributes
+    ----------
+    name: model name (``[A-Za-z0-9][A-Za-z0-9_.-]*``)
+    target: property name of the target (a surface or bulk property definition)
+    features: bulk property names used as inputs (canonical units)
+    methods: method names whose values are used; ``None`` = every method.  A name containing
+        ``%`` is a SQL LIKE pattern (e.g. ``EAM_Dynamo_%``).
+    factorize: ``"orientation"`` fits y = C(bulk) · g(orientation); ``None`` fits y directly
+    engine: ``operon`` (default), ``pysr`` or ``sparse``
+    engine_params: engine hyper-parameters (passed through, recorded)
+    time_budget: seconds per engine fit
+    seed: random seed (same data + spec + seed ⇒ same equation)
+    selection: criterion choosing the equation from the Pareto front (``knee``, ``within:5%``)
+    n_splits: folds of cross-validation (grouped by material when the target spans materials)
+    include_flagged: use values flagged at ingest (default: no)
+    max_features: at most this many features in the equation (``None``: no limit)
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    target: str
+    features: list[str] = Field(min_length=1)
+    methods: list[str] | None = None
+    factorize: Literal["orientation"] | None = None
+    engine: Literal["operon", "pysr", "sparse"] = "operon"
+    engine_params: dict[str, Any] = Field(default_factory=dict)
+    time_budget: float = Field(default=60.0, gt=0)
+    seed: int = 0
+    selection: str = "knee"
+    n_splits: int = Field(default=5, ge=2)
+    include_flagged: bool = False
+    max_features: int | None = Field(default=None, ge=1)
+    description: str | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("features must be unique")
+        return value
+
+    def sha256(self) -> str:
+        """Canonical hash of everything but the name and description."""
+        return sha256_json(self.model_dump(exclude={"name", "description"}))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> FitSpec:
+        """Read a spec from a YAML file; ``overrides`` (non-None) replace its fields.
+
+        Raises
+        ------
+        SpecError
+            If the file cannot be read or the spec is invalid (the message names the file).
+        """
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SpecError(f"{path}: cannot read fit spec: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}: a fit spec is a mapping of fields, got {type(data).__name__}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise SpecError(f"{path}: invalid fit spec: {exc}") from exc
