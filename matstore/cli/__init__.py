@@ -7,6 +7,7 @@ Each command group lives in its own module and only calls library layers
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -38,6 +39,32 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+#: Options that take several space-separated values (``--features a b c``), per command.
+#: Click options take one value each, so these are rewritten to repeated options.
+MULTI_VALUE_OPTIONS: dict[str, set[str]] = {
+    "fit": {"--features", "--method"},
+    "compute": {"--elements", "--calculator"},
+    "pipeline": {"--elements", "--calculator"},
+}
+
+
+def expand_multi_value_options(argv: list[str]) -> list[str]:
+    """Rewrite ``--opt a b c`` as ``--opt a --opt b --opt c`` for :data:`MULTI_VALUE_OPTIONS`."""
+    commands = [a for a in argv if not a.startswith("-")]
+    options = set().union(*(MULTI_VALUE_OPTIONS.get(c, set()) for c in commands[:2]))
+    out: list[str] = []
+    current: str | None = None
+    for arg in argv:
+        if arg.startswith("-"):
+            current = arg if arg in options else None
+            out.append(arg)
+        elif current is not None and out[-1] != current:
+            out.extend([current, arg])
+        else:
+            out.append(arg)
+    return out
+
+
 def main() -> None:
     """Entry point of the ``matstore`` console script."""
-    app()
+    app(args=expand_multi_value_options(sys.argv[1:]), prog_name="matstore")

@@ -1,9 +1,150 @@
-"""``matstore models``: command group (filled in by its layer)."""
+"""``matstore fit``, ``refit``, ``predict`` and ``models list|show|promote``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from matstore.cli.common import cli_errors, console, engine
+
+models_app = typer.Typer(help="Equation models: list, show, promote.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``fit``, ``refit``, ``predict`` and the ``models`` group to ``app``."""
+    app.command("fit")(fit)
+    app.command("refit")(refit)
+    app.command("predict")(predict)
+    app.add_typer(models_app, name="models")
+
+
+def fit(
+    name: str | None = typer.Option(None, "--name", help="Model name."),
+    target: str | None = typer.Option(None, help="Target property, e.g. surface_energy."),
+    features: list[str] | None = typer.Option(None, "--features", help="Bulk property names (repeat or space-separate)."),
+    method: list[str] | None = typer.Option(None, "--method", help="Method name(s) or LIKE pattern(s); default all."),
+    factorize: str | None = typer.Option(None, help="'orientation' fits y = C(bulk)·g(orientation)."),
+    engine_name: str | None = typer.Option(None, "--engine", help="operon (default), pysr or sparse."),
+    time_budget: float | None = typer.Option(None, help="Seconds per engine fit."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+    selection: str | None = typer.Option(None, help="Criterion: knee or within:5%."),
+    spec_file: Path | None = typer.Option(None, "--spec", help="YAML file with the same fields."),
+    promote_to: str | None = typer.Option(None, "--promote", help="Alias to point at the new version."),
+) -> None:
+    """Fit a symbolic equation from the store and store it as a new version."""
+    from matstore.models.service import fit_model
+    from matstore.models.spec import FitSpec
+
+    fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
+                  engine=engine_name, time_budget=time_budget, seed=seed, selection=selection)
+    with cli_errors():
+        spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
+        with console.status(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget)"):
+            outcome = fit_model(engine(), spec)
+        if promote_to and outcome.version is not None:
+            from matstore.models.versioning import promote
+
+            promote(engine(), name=spec.name, version=outcome.version.version, alias=promote_to)
+    _report_outcome(spec.name, outcome)
+
+
+def refit(name: str = typer.Argument(..., help="Model to refit with its stored spec.")) -> None:
+    """Re-run a model's stored spec; a new version only when data or spec changed."""
+    from matstore.models.service import refit_model
+
+    with cli_errors(), console.status(f"refitting {name}"):
+        outcome = refit_model(engine(), name)
+    _report_outcome(name, outcome)
+
+
+def predict(
+    ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS"),
+    material: str = typer.Option(..., help="Material formula, e.g. Cu."),
+    method: str = typer.Option(..., help="Method whose bulk properties are the inputs, e.g. emt."),
+    hkl: tuple[int, int, int] | None = typer.Option(None, "--hkl", help="Miller index h k l."),
+    set_values: list[str] | None = typer.Option(None, "--set", help="Override an input: NAME=VALUE (canonical unit)."),
+) -> None:
+    """Evaluate a stored equation and print the value with unit and uncertainty."""
+    from matstore.models.service import predict as run_predict
+
+    with cli_errors():
+        overrides = dict(_parse_assignment(s) for s in set_values or [])
+        result = run_predict(engine(), ref, material=material, method=method, miller=hkl, overrides=overrides)
+    unc = f" ± {result.uncertainty:.3g}" if result.uncertainty is not None else ""
+    where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else ""
+    console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: [bold]{result.value:.4g}{unc} {result.unit}[/]")
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """List equation models with their versions and aliases."""
+    from matstore.models.versioning import list_models as run_list
+
+    with cli_errors():
+        rows = run_list(engine())
+    table = Table("model", "target", "unit", "versions", "latest", "aliases")
+    for r in rows:
+        table.add_row(r["name"], r["target"], r["target_unit"], str(r["versions"]), str(r["latest"] or ""), r["aliases"] or "")
+    console.print(table)
+
+
+@models_app.command("show")
+def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")) -> None:
+    """Print an equation (text and LaTeX), its metrics, parts and lineage."""
+    from sqlmodel import Session
+
+    from matstore.models.versioning import aliases_of, lineage, resolve
+
+    with cli_errors(), Session(engine()) as session:
+        v = resolve(session, ref)
+        aliases, chain = aliases_of(session, v), lineage(session, v)
+    console.print(f"[bold]{ref}[/] → version {v.version} ({', '.join(aliases) or 'no alias'}); lineage {' ← '.join(map(str, chain))}")
+    console.print(f"  y [{v.target_unit}] = {v.equation_text}")
+    console.print(f"  LaTeX: {v.equation_latex}", highlight=False)
+    for part, info in (v.parts or {}).items():
+        if isinstance(info, dict) and info.get("text"):
+            console.print(f"  {part}: {info['text']}")
+    console.print(f"  selected by: {v.selection_criterion}; engine {v.engine}; seed {v.seed}; rows {v.n_rows}")
+    console.print(f"  dimensions: {v.dimension_check}")
+    console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
+    table = Table("metric", "value")
+    for key, value in sorted((v.metrics or {}).items()):
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@models_app.command("promote")
+def promote_cmd(
+    name: str = typer.Argument(...), version: int = typer.Argument(...), alias: str = typer.Argument(..., help="e.g. production"),
+) -> None:
+    """Point ALIAS of model NAME at VERSION."""
+    from matstore.models.versioning import promote
+
+    with cli_errors():
+        promote(engine(), name=name, version=version, alias=alias)
+    console.print(f"{name}@{alias} → version {version}")
+
+
+def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
+    v = outcome.version
+    verb = "created" if outcome.created else "no new version"
+    console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, {outcome.dropped} dropped for missing features")
+    console.print(f"  y [{v.target_unit}] = {v.equation_text}")
+    cv = (v.metrics or {}).get("cv_r2")
+    if cv is not None:
+        console.print(f"  cross-validated R² = {cv:.3f}")
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [part for value in values for part in value.replace(",", " ").split()]
+
+
+def _parse_assignment(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--set expects NAME=VALUE, got {text!r}")
+    return name.strip(), float(value)

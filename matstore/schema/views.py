@@ -7,6 +7,7 @@ checks that the views in the database equal these definitions.
 - ``property_values``: every bulk and surface value in long form with unit and provenance.
 - ``bulk_properties_wide``: one row per material × method, one column per bulk property.
 - ``surface_properties_wide``: one row per surface × method with orientation and γ, τ, S.
+- ``model_predictions``: observed vs predicted (and out-of-fold) values per equation version.
 """
 
 from __future__ import annotations
@@ -71,9 +72,27 @@ JOIN property_definition d ON d.id = p.definition_id
 GROUP BY m.formula, m.prototype, me.name, su.id
 """
 
+MODEL_PREDICTIONS = """
+CREATE VIEW model_predictions AS
+SELECT em.name AS model, v.version, v.id AS version_id, em.target, v.target_unit AS unit,
+       m.formula AS material, me.name AS method,
+       su.miller_h, su.miller_k, su.miller_l, su.theta_deg, su.phi_deg,
+       ep.observed, ep.predicted, ep.cv_predicted,
+       ep.predicted - ep.observed AS residual,
+       ep.cv_predicted - ep.observed AS cv_residual,
+       (SELECT string_agg(a.alias, ',' ORDER BY a.alias) FROM equation_alias a WHERE a.version_id = v.id) AS aliases
+FROM equation_prediction ep
+JOIN equation_version v ON v.id = ep.version_id
+JOIN equation_model em ON em.id = v.model_id
+JOIN material m ON m.id = ep.material_id
+JOIN method me ON me.id = ep.method_id
+LEFT JOIN surface su ON su.id = ep.surface_id
+"""
+
 #: Views in creation order (drop in reverse).
 VIEWS: dict[str, str] = {
     "property_values": PROPERTY_VALUES,
     "bulk_properties_wide": BULK_PROPERTIES_WIDE,
     "surface_properties_wide": SURFACE_PROPERTIES_WIDE,
+    "model_predictions": MODEL_PREDICTIONS,
 }

@@ -32,6 +32,8 @@ References
 
 from __future__ import annotations
 
+from fractions import Fraction
+from functools import lru_cache
 from itertools import combinations, product
 from math import comb
 from typing import Any, ClassVar
@@ -45,8 +47,10 @@ from matstore.models.engines.base import Candidate, EngineFitError, SymbolicEngi
 _LIBRARIES = ("linear", "polynomial", "full")
 
 
+@lru_cache(maxsize=256)
 def _exponent(e: float) -> sp.Expr:
-    return sp.nsimplify(e, rational=True)
+    frac = Fraction(e).limit_denominator(12)
+    return sp.Rational(frac.numerator, frac.denominator)
 
 
 def build_library(
@@ -57,7 +61,7 @@ def build_library(
     max_factors: int = 3,
     log: bool = True,
     max_library: int = 10000,
-) -> tuple[np.ndarray, list[sp.Expr]]:
+) -> tuple[np.ndarray, LazyTerms]:
     """Generate the candidate-feature library of :class:`SparseEngine`.
 
     Parameters
@@ -79,7 +83,7 @@ def build_library(
     Returns
     -------
     values : ndarray, shape (n_samples, n_terms)
-    exprs : list of sympy.Expr, length n_terms
+    exprs : sequence of sympy.Expr, length n_terms (built lazily when indexed)
         Finite, non-constant, pairwise distinct columns only.
     """
     if library not in _LIBRARIES:
@@ -121,10 +125,10 @@ def build_library(
         max_factors -= 1
 
     values: list[np.ndarray] = []
-    exprs: list[sp.Expr] = []
+    exprs: list[Any] = []
     seen: set[bytes] = set()
 
-    def add(vals: np.ndarray, expr: sp.Expr) -> None:
+    def add(vals: np.ndarray, expr: Any) -> None:
         if not np.all(np.isfinite(vals)):
             return
         sd = float(np.std(vals))
@@ -142,20 +146,44 @@ def build_library(
             for cols in combinations(names, j):
                 for exps in product(*(allowed[c] for c in cols)):
                     vals = np.ones(len(X))
-                    expr = sp.Integer(1)
                     for c, e in zip(cols, exps, strict=True):
                         vals = vals * np.power(data[c], e)
-                        expr = expr * sp.Symbol(c) ** _exponent(e)
-                    add(vals, expr)
+                    add(vals, ("mono", cols, exps))
         if library == "full" and log:
             for n in names:
                 if np.min(data[n]) > 0:
-                    add(np.log(data[n]), sp.log(sp.Symbol(n)))
+                    add(np.log(data[n]), ("log", n))
     if len(values) > max_library:
         values, exprs = values[:max_library], exprs[:max_library]
     if not values:
-        return np.empty((len(X), 0)), []
-    return np.column_stack(values), exprs
+        return np.empty((len(X), 0)), LazyTerms([])
+    return np.column_stack(values), LazyTerms(exprs)
+
+
+class LazyTerms:
+    """Sequence of library terms built into SymPy expressions only when indexed."""
+
+    def __init__(self, recipes: list[Any]) -> None:
+        self._recipes = recipes
+        self._cache: dict[int, sp.Expr] = {}
+
+    def __len__(self) -> int:
+        return len(self._recipes)
+
+    def __getitem__(self, i: int) -> sp.Expr:
+        if i not in self._cache:
+            recipe = self._recipes[i]
+            if recipe[0] == "log":
+                self._cache[i] = sp.log(sp.Symbol(recipe[1]))
+            else:
+                expr: sp.Expr = sp.Integer(1)
+                for c, e in zip(recipe[1], recipe[2], strict=True):
+                    expr = expr * sp.Symbol(c) ** _exponent(e)
+                self._cache[i] = expr
+        return self._cache[i]
+
+    def __iter__(self):  # noqa: D105
+        return (self[i] for i in range(len(self)))
 
 
 def _subset_rss(G: np.ndarray, b: np.ndarray, yy: float, subsets: np.ndarray) -> np.ndarray:
@@ -365,7 +393,7 @@ class SparseEngine(SymbolicEngine):
 
     @staticmethod
     def _ols_candidate(
-        Phi: np.ndarray, exprs: list[sp.Expr], y: np.ndarray, support: tuple[int, ...], intercept: bool
+        Phi: np.ndarray, exprs: LazyTerms, y: np.ndarray, support: tuple[int, ...], intercept: bool
     ) -> Candidate | None:
         A = Phi[:, list(support)]
         scale = np.max(np.abs(A), axis=0)

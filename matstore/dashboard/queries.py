@@ -1,0 +1,651 @@
+"""All SQL of the dashboard.
+
+Every function returns a :class:`pandas.DataFrame`, runs in a ``READ ONLY`` transaction with
+a statement timeout (:func:`matstore.db.read_only_connection`) and is cached with
+``st.cache_data(ttl=TTL_S)`` (its arguments are the cache key).  User input only ever
+reaches the database as bound parameters; optional ``WHERE`` clauses are chosen from
+constant SQL fragments in this module, never built from the input's text.
+
+The engine is created once per URL (``st.cache_resource``).  It connects with
+``MATSTORE_DASHBOARD_DATABASE_URL`` (the SELECT-only role of ``matstore db grant-reader``)
+when set, else with the main database URL, always in read-only transactions.
+
+Queries are written for a store of millions of property rows: they page with ``ORDER BY id
+DESC LIMIT n`` (primary-key index), filter by foreign-key ids (indexed) and probe the
+vocabulary with ``EXISTS`` rather than ``DISTINCT`` over the value tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine, text
+
+from matstore.config import get_settings
+from matstore.db import get_engine, read_only_connection, resolve_url
+
+#: Seconds a cached query result is reused before the database is asked again.
+TTL_S = 60
+
+#: Most rows a table query returns (the UI says when a result was cut).
+MAX_ROWS = 5000
+
+
+def _dashboard_url() -> str:
+    settings = get_settings()
+    return settings.dashboard_database_url or resolve_url(settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    return get_engine(url)
+
+
+def engine() -> Engine:
+    """The dashboard's engine: the reader URL if configured, else the main database URL."""
+    return _engine_for(_dashboard_url())
+
+
+def _frame(sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    with read_only_connection(engine(), timeout_ms=get_settings().statement_timeout_ms) as conn:
+        result = conn.execute(text(sql), params or {})
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _like(search: str) -> str:
+    """``%search%`` with LIKE wildcards in ``search`` escaped (``ESCAPE '\\'``)."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _ids(values: Sequence[int] | None) -> list[int]:
+    return [int(v) for v in values or ()]
+
+
+_cache = st.cache_data(ttl=TTL_S, show_spinner=False)
+
+
+# --- overview -----------------------------------------------------------------------------
+
+@_cache
+def counts() -> pd.DataFrame:
+    """Row counts of the store, one row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``materials, methods, surfaces, bulk_properties, surface_properties,
+        configurations, equation_models, equation_versions, job_runs, failed_job_runs``.
+    """
+    return _frame(
+        """
+        SELECT (SELECT count(*) FROM material) AS materials,
+               (SELECT count(*) FROM method) AS methods,
+               (SELECT count(*) FROM surface) AS surfaces,
+               (SELECT count(*) FROM bulk_property) AS bulk_properties,
+               (SELECT count(*) FROM surface_property) AS surface_properties,
+               (SELECT count(*) FROM configuration) AS configurations,
+               (SELECT count(*) FROM equation_model) AS equation_models,
+               (SELECT count(*) FROM equation_version) AS equation_versions,
+               (SELECT count(*) FROM job_run) AS job_runs,
+               (SELECT count(*) FROM job_run WHERE status = 'failed') AS failed_job_runs
+        """
+    )
+
+
+@_cache
+def job_runs(*, statuses: tuple[str, ...] = (), limit: int = 50) -> pd.DataFrame:
+    """The newest job runs, optionally only those with one of ``statuses``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, kind, status, started_at, finished_at, duration_s, code_version, git_commit,
+        host, pid, error, parameters, summary``, newest first.
+    """
+    where = "WHERE status = ANY(:statuses)" if statuses else ""
+    return _frame(
+        f"""
+        SELECT id, kind, status, started_at, finished_at,
+               extract(epoch FROM finished_at - started_at)::float8 AS duration_s,
+               code_version, git_commit, host, pid, error, parameters, summary
+        FROM job_run {where}
+        ORDER BY started_at DESC, id DESC
+        LIMIT :limit
+        """,
+        {"statuses": list(statuses), "limit": int(limit)},
+    )
+
+
+@_cache
+def job_status_counts() -> pd.DataFrame:
+    """Number of job runs per kind and status (``kind, status, n``)."""
+    return _frame("SELECT kind, status, count(*) AS n FROM job_run GROUP BY kind, status ORDER BY kind, status")
+
+
+# --- vocabulary and choices ---------------------------------------------------------------
+
+@_cache
+def materials() -> pd.DataFrame:
+    """All materials (``id, formula, prototype, label``) ordered by formula."""
+    return _frame(
+        "SELECT id, formula, prototype, formula || ' (' || prototype || ')' AS label "
+        "FROM material ORDER BY formula, prototype"
+    )
+
+
+@_cache
+def methods() -> pd.DataFrame:
+    """All methods (``id, name, kind, calculator, potential``) ordered by name."""
+    return _frame("SELECT id, name, kind, calculator, potential FROM method ORDER BY name, id")
+
+
+@_cache
+def bulk_definitions() -> pd.DataFrame:
+    """Property definitions that have at least one bulk value.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, name, unit, scope, symbol, description`` ordered by name.
+    """
+    return _frame(
+        """
+        SELECT d.id, d.name, d.unit, d.scope, d.symbol, d.description
+        FROM property_definition d
+        WHERE EXISTS (SELECT 1 FROM bulk_property p WHERE p.definition_id = d.id)
+        ORDER BY d.name
+        """
+    )
+
+
+# --- bulk properties ----------------------------------------------------------------------
+
+def _bulk_filters(
+    material_ids: Sequence[int], method_ids: Sequence[int], definition_ids: Sequence[int], search: str
+) -> tuple[str, dict[str, Any]]:
+    clauses, params = ["TRUE"], {}
+    if material_ids:
+        clauses.append("p.material_id = ANY(:material_ids)")
+        params["material_ids"] = _ids(material_ids)
+    if method_ids:
+        clauses.append("p.method_id = ANY(:method_ids)")
+        params["method_ids"] = _ids(method_ids)
+    if definition_ids:
+        clauses.append("p.definition_id = ANY(:definition_ids)")
+        params["definition_ids"] = _ids(definition_ids)
+    if search.strip():
+        clauses.append(
+            "(p.material_id IN (SELECT id FROM material WHERE formula ILIKE :pattern ESCAPE '\\') "
+            "OR p.method_id IN (SELECT id FROM method WHERE name ILIKE :pattern ESCAPE '\\') "
+            "OR p.definition_id IN (SELECT id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\'))"
+        )
+        params["pattern"] = _like(search.strip())
+    return " AND ".join(clauses), params
+
+
+@_cache
+def bulk_values(
+    *,
+    material_ids: tuple[int, ...] = (),
+    method_ids: tuple[int, ...] = (),
+    definition_ids: tuple[int, ...] = (),
+    search: str = "",
+    limit: int = MAX_ROWS,
+) -> pd.DataFrame:
+    """Bulk property values matching the filters, newest first, at most ``limit`` rows.
+
+    Parameters
+    ----------
+    material_ids, method_ids, definition_ids:
+        Keep only these ids (empty: no filter).
+    search:
+        Case-insensitive substring of the material formula, method name or property name.
+    limit:
+        Most rows returned.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, material, prototype, method, property, value, unit, uncertainty, flag,
+        source_kind, source_uri, job_run_id, created_at``; ``value`` and ``uncertainty`` in ``unit``.
+    """
+    where, params = _bulk_filters(material_ids, method_ids, definition_ids, search)
+    params["limit"] = int(limit)
+    return _frame(
+        f"""
+        SELECT p.id, m.formula AS material, m.prototype, me.name AS method, d.name AS property,
+               p.value, d.unit, p.uncertainty, p.flag, s.kind AS source_kind, s.uri AS source_uri,
+               p.job_run_id, p.created_at
+        FROM bulk_property p
+        JOIN material m ON m.id = p.material_id
+        JOIN method me ON me.id = p.method_id
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN source s ON s.id = p.source_id
+        WHERE {where}
+        ORDER BY p.id DESC
+        LIMIT :limit
+        """,
+        params,
+    )
+
+
+@_cache
+def bulk_values_count(
+    *,
+    material_ids: tuple[int, ...] = (),
+    method_ids: tuple[int, ...] = (),
+    definition_ids: tuple[int, ...] = (),
+    search: str = "",
+) -> pd.DataFrame:
+    """Number of bulk values matching the filters of :func:`bulk_values` (column ``n``)."""
+    where, params = _bulk_filters(material_ids, method_ids, definition_ids, search)
+    return _frame(f"SELECT count(*) AS n FROM bulk_property p WHERE {where}", params)
+
+
+@_cache
+def bulk_pair(
+    *,
+    x: str,
+    y: str,
+    material_ids: tuple[int, ...] = (),
+    method_ids: tuple[int, ...] = (),
+) -> pd.DataFrame:
+    """Two bulk properties side by side, one row per material × method that has both.
+
+    The newest value is used where a material × method has several (several sources).
+
+    Parameters
+    ----------
+    x, y:
+        Property definition names, e.g. ``vacancy_migration_energy`` and ``strength``.
+    material_ids, method_ids:
+        Keep only these ids (empty: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``material, prototype, method, method_kind, x, y, x_unit, y_unit``.
+    """
+    clauses, params = ["TRUE"], {"x": x, "y": y}
+    if material_ids:
+        clauses.append("p.material_id = ANY(:material_ids)")
+        params["material_ids"] = _ids(material_ids)
+    if method_ids:
+        clauses.append("p.method_id = ANY(:method_ids)")
+        params["method_ids"] = _ids(method_ids)
+    where = " AND ".join(clauses)
+    newest = """
+        SELECT DISTINCT ON (p.material_id, p.method_id) p.material_id, p.method_id, p.value, d.unit
+        FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id
+        WHERE d.name = :{name} AND {where}
+        ORDER BY p.material_id, p.method_id, p.created_at DESC, p.id DESC
+    """
+    return _frame(
+        f"""
+        WITH px AS ({newest.format(name="x", where=where)}),
+             py AS ({newest.format(name="y", where=where)})
+        SELECT m.formula AS material, m.prototype, me.name AS method, me.kind AS method_kind,
+               px.value AS x, py.value AS y, px.unit AS x_unit, py.unit AS y_unit
+        FROM px JOIN py USING (material_id, method_id)
+        JOIN material m ON m.id = px.material_id
+        JOIN method me ON me.id = px.method_id
+        ORDER BY m.formula, me.name
+        """,
+        params,
+    )
+
+
+@_cache
+def lattice_constant(*, material_id: int, method_id: int | None = None) -> pd.DataFrame:
+    """Newest ``lattice_constant`` (Å) of a material, preferring the given method.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Zero or one row: ``value, unit, method, same_method``.
+    """
+    return _frame(
+        """
+        SELECT p.value, d.unit, me.name AS method, (p.method_id = :method_id) AS same_method
+        FROM bulk_property p
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN method me ON me.id = p.method_id
+        WHERE d.name = 'lattice_constant' AND p.material_id = :material_id
+        ORDER BY (p.method_id = :method_id) DESC NULLS LAST, p.created_at DESC, p.id DESC
+        LIMIT 1
+        """,
+        {"material_id": int(material_id), "method_id": None if method_id is None else int(method_id)},
+    )
+
+
+# --- surfaces -----------------------------------------------------------------------------
+
+@_cache
+def surface_choices() -> pd.DataFrame:
+    """Material × method pairs with surface values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``material_id, material, prototype, method_id, method, n_surfaces, n_values``.
+    """
+    return _frame(
+        """
+        SELECT su.material_id, m.formula AS material, m.prototype, p.method_id, me.name AS method,
+               count(DISTINCT su.id) AS n_surfaces, count(*) AS n_values
+        FROM surface_property p
+        JOIN surface su ON su.id = p.surface_id
+        JOIN material m ON m.id = su.material_id
+        JOIN method me ON me.id = p.method_id
+        GROUP BY su.material_id, m.formula, m.prototype, p.method_id, me.name
+        ORDER BY m.formula, me.name
+        """
+    )
+
+
+@_cache
+def surface_values(*, material_id: int, method_id: int) -> pd.DataFrame:
+    """Every surface value of one material and method in long form (newest per property).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``surface_id, miller_h, miller_k, miller_l, theta_deg, phi_deg, normal_x, normal_y,
+        normal_z, property, symbol, unit, value, uncertainty, value_id``.
+    """
+    return _frame(
+        """
+        SELECT DISTINCT ON (su.id, d.id)
+               su.id AS surface_id, su.miller_h, su.miller_k, su.miller_l, su.theta_deg, su.phi_deg,
+               su.normal_x, su.normal_y, su.normal_z, d.name AS property, d.symbol, d.unit,
+               p.value, p.uncertainty, p.id AS value_id
+        FROM surface_property p
+        JOIN surface su ON su.id = p.surface_id
+        JOIN property_definition d ON d.id = p.definition_id
+        WHERE su.material_id = :material_id AND p.method_id = :method_id
+        ORDER BY su.id, d.id, p.created_at DESC, p.id DESC
+        """,
+        {"material_id": int(material_id), "method_id": int(method_id)},
+    )
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+_VALUE_SELECT = """
+    SELECT '{scope}'::text AS scope, p.id AS value_id, m.formula AS material, me.name AS method,
+           d.name AS property, p.value, d.unit, {orientation} AS orientation, p.created_at
+    FROM {table} p
+    {surface_join}
+    JOIN material m ON m.id = {material}
+    JOIN method me ON me.id = p.method_id
+    JOIN property_definition d ON d.id = p.definition_id
+    WHERE {where}
+    ORDER BY p.id DESC
+    LIMIT :limit
+"""
+
+_ORIENTATION_SQL = (
+    "CASE WHEN su.miller_h IS NOT NULL THEN '(' || su.miller_h || ',' || su.miller_k || ',' || su.miller_l || ')' "
+    "ELSE 'θ=' || round(su.theta_deg::numeric, 2) || '°, φ=' || round(su.phi_deg::numeric, 2) || '°' END"
+)
+
+
+@_cache
+def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> pd.DataFrame:
+    """Stored values whose material, method or property name contains ``search``.
+
+    A search that is a whole number also matches the value id.  Newest first, at most
+    ``limit`` bulk and ``limit`` surface values.
+
+    Parameters
+    ----------
+    search:
+        Case-insensitive substring (or a value id).
+    scope:
+        ``all``, ``bulk`` or ``surface``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``scope, value_id, material, method, property, value, unit, orientation, created_at``.
+    """
+    params: dict[str, Any] = {"limit": int(limit)}
+    text_search = search.strip()
+    parts = []
+    for name, table, material, join, orientation in (
+        ("bulk", "bulk_property", "p.material_id", "", "NULL::text"),
+        ("surface", "surface_property", "su.material_id", "JOIN surface su ON su.id = p.surface_id", _ORIENTATION_SQL),
+    ):
+        if scope not in ("all", name):
+            continue
+        if not text_search:
+            where = "TRUE"
+        else:
+            params["pattern"] = _like(text_search)
+            where = (
+                f"({material} IN (SELECT id FROM material WHERE formula ILIKE :pattern ESCAPE '\\') "
+                "OR p.method_id IN (SELECT id FROM method WHERE name ILIKE :pattern ESCAPE '\\') "
+                "OR p.definition_id IN (SELECT id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\')"
+            )
+            if text_search.isdigit() and len(text_search) < 19:
+                params["value_id"] = int(text_search)
+                where += " OR p.id = :value_id"
+            where += ")"
+        parts.append(
+            "(" + _VALUE_SELECT.format(scope=name, table=table, material=material, surface_join=join,
+                                        orientation=orientation, where=where) + ")"
+        )
+    if not parts:
+        return pd.DataFrame(columns=["scope", "value_id", "material", "method", "property", "value",
+                                     "unit", "orientation", "created_at"])
+    return _frame(" UNION ALL ".join(parts) + " ORDER BY created_at DESC, value_id DESC", params)
+
+
+@_cache
+def value_provenance(*, scope: str, value_id: int) -> pd.DataFrame:
+    """Everything known about how one stored value was made; zero or one row.
+
+    Parameters
+    ----------
+    scope:
+        ``bulk`` or ``surface``.
+    value_id:
+        ``bulk_property.id`` or ``surface_property.id``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Value columns (``material, property, value, unit, uncertainty, flag, details``,
+        orientation for surfaces) and prefixed columns ``method_*`` (name, kind, calculator,
+        potential, potential_sha256, parameters, software), ``source_*`` (kind, sha256, uri,
+        doi, license, commit, description), ``job_*`` (id, kind, status, code_version,
+        git_commit, host, started_at, finished_at, parameters) and ``config_*`` (id, formula,
+        n_atoms, energy, content_sha256, info).
+
+    Raises
+    ------
+    ValueError
+        If ``scope`` is neither ``bulk`` nor ``surface``.
+    """
+    if scope == "bulk":
+        table, join, material = "bulk_property", "", "p.material_id"
+        orientation = "NULL::text AS orientation, NULL::float8 AS theta_deg, NULL::float8 AS phi_deg"
+    elif scope == "surface":
+        table, join, material = "surface_property", "JOIN surface su ON su.id = p.surface_id", "su.material_id"
+        orientation = f"{_ORIENTATION_SQL} AS orientation, su.theta_deg, su.phi_deg"
+    else:
+        raise ValueError(f"scope must be 'bulk' or 'surface', got {scope!r}")
+    return _frame(
+        f"""
+        SELECT p.id AS value_id, m.formula AS material, m.prototype, d.name AS property, d.symbol,
+               p.value, d.unit, p.uncertainty, p.flag, p.details, p.created_at, {orientation},
+               me.id AS method_id, me.name AS method_name, me.kind AS method_kind,
+               me.calculator AS method_calculator, me.potential AS method_potential,
+               me.potential_sha256 AS method_potential_sha256, me.parameters AS method_parameters,
+               me.software AS method_software, me.description AS method_description,
+               s.id AS source_id, s.kind AS source_kind, s.sha256 AS source_sha256, s.uri AS source_uri,
+               s.doi AS source_doi, s.license AS source_license, s.commit AS source_commit,
+               s.description AS source_description,
+               j.id AS job_id, j.kind AS job_kind, j.status AS job_status,
+               j.code_version AS job_code_version, j.git_commit AS job_git_commit, j.host AS job_host,
+               j.started_at AS job_started_at, j.finished_at AS job_finished_at,
+               j.parameters AS job_parameters,
+               c.id AS config_id, c.formula AS config_formula, c.n_atoms AS config_n_atoms,
+               c.energy AS config_energy, c.content_sha256 AS config_content_sha256, c.info AS config_info,
+               c.pbc AS config_pbc, c.cell AS config_cell
+        FROM {table} p
+        {join}
+        JOIN material m ON m.id = {material}
+        JOIN method me ON me.id = p.method_id
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN source s ON s.id = p.source_id
+        JOIN job_run j ON j.id = p.job_run_id
+        LEFT JOIN configuration c ON c.id = p.configuration_id
+        WHERE p.id = :value_id
+        """,
+        {"value_id": int(value_id)},
+    )
+
+
+# --- equations ----------------------------------------------------------------------------
+
+@_cache
+def equation_models() -> pd.DataFrame:
+    """Equation models with their number of versions and newest version.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, name, target, target_unit, description, spec, created_at, n_versions, latest_version``.
+    """
+    return _frame(
+        """
+        SELECT em.id, em.name, em.target, em.target_unit, em.description, em.spec, em.created_at,
+               count(v.id) AS n_versions, max(v.version) AS latest_version
+        FROM equation_model em LEFT JOIN equation_version v ON v.model_id = em.id
+        GROUP BY em.id ORDER BY em.name
+        """
+    )
+
+
+@_cache
+def equation_versions(*, model_id: int) -> pd.DataFrame:
+    """Versions of one model (lineage), newest first, with the aliases pointing at each.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, version, parent_id, parent_version, engine, n_rows, equation_text,
+        selection_criterion, metrics, residual_std, target_unit, dataset_sha256, job_run_id,
+        created_at, aliases`` (aliases: comma-separated names).
+    """
+    return _frame(
+        """
+        SELECT v.id, v.version, v.parent_id, pv.version AS parent_version, v.engine, v.n_rows,
+               v.equation_text, v.selection_criterion, v.metrics, v.residual_std, v.target_unit,
+               v.dataset_sha256, v.job_run_id, v.created_at,
+               (SELECT string_agg(a.alias, ', ' ORDER BY a.alias) FROM equation_alias a
+                WHERE a.version_id = v.id) AS aliases
+        FROM equation_version v LEFT JOIN equation_version pv ON pv.id = v.parent_id
+        WHERE v.model_id = :model_id
+        ORDER BY v.version DESC
+        """,
+        {"model_id": int(model_id)},
+    )
+
+
+@_cache
+def equation_version(*, version_id: int) -> pd.DataFrame:
+    """One equation version with every column (JSON columns as Python objects); 0 or 1 row."""
+    return _frame(
+        """
+        SELECT v.*, em.name AS model_name, em.target
+        FROM equation_version v JOIN equation_model em ON em.id = v.model_id
+        WHERE v.id = :version_id
+        """,
+        {"version_id": int(version_id)},
+    )
+
+
+@_cache
+def equation_aliases(*, model_id: int) -> pd.DataFrame:
+    """Aliases of one model (``alias, version, version_id, updated_at``)."""
+    return _frame(
+        """
+        SELECT a.alias, v.version, a.version_id, a.updated_at
+        FROM equation_alias a JOIN equation_version v ON v.id = a.version_id
+        WHERE a.model_id = :model_id ORDER BY a.alias
+        """,
+        {"model_id": int(model_id)},
+    )
+
+
+@_cache
+def equation_predictions(*, version_id: int) -> pd.DataFrame:
+    """Observed vs predicted values of one version's training rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``material, method, orientation, observed, predicted, cv_predicted`` (target unit).
+    """
+    return _frame(
+        f"""
+        SELECT m.formula AS material, me.name AS method,
+               CASE WHEN su.id IS NULL THEN NULL ELSE {_ORIENTATION_SQL} END AS orientation,
+               ep.observed, ep.predicted, ep.cv_predicted
+        FROM equation_prediction ep
+        JOIN material m ON m.id = ep.material_id
+        JOIN method me ON me.id = ep.method_id
+        LEFT JOIN surface su ON su.id = ep.surface_id
+        WHERE ep.version_id = :version_id
+        ORDER BY m.formula, me.name, ep.id
+        """,
+        {"version_id": int(version_id)},
+    )
+
+
+# --- jobs (procrastinate) -----------------------------------------------------------------
+
+@_cache
+def procrastinate_present() -> pd.DataFrame:
+    """Whether procrastinate's ``procrastinate_jobs`` table exists (one row, column ``present``)."""
+    return _frame("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present")
+
+
+@_cache
+def procrastinate_jobs(*, limit: int = 200) -> pd.DataFrame:
+    """Queued, running and scheduled procrastinate jobs, next first.
+
+    Only call when :func:`procrastinate_present` says the table exists.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, queue_name, task_name, status, scheduled_at, attempts``.
+    """
+    return _frame(
+        """
+        SELECT id, queue_name, task_name, status::text AS status, scheduled_at, attempts
+        FROM procrastinate_jobs
+        WHERE status::text IN ('todo', 'doing')
+        ORDER BY scheduled_at NULLS FIRST, id
+        LIMIT :limit
+        """,
+        {"limit": int(limit)},
+    )
+
+
+@_cache
+def procrastinate_status_counts() -> pd.DataFrame:
+    """Number of procrastinate jobs per status (``status, n``)."""
+    return _frame("SELECT status::text AS status, count(*) AS n FROM procrastinate_jobs GROUP BY 1 ORDER BY 1")
+
+
+def clear_caches() -> None:
+    """Forget every cached query result (the next page run reads the database again)."""
+    st.cache_data.clear()

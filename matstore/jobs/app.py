@@ -1,0 +1,109 @@
+"""The procrastinate :class:`~procrastinate.App` that every matstore worker and client shares.
+
+The queue lives in matstore's own PostgreSQL database (procrastinate's tables are created by
+Alembic revision 0003), so the database is the only service a deployment needs.  The
+connection string is resolved lazily, when the app is opened, so importing this module
+never starts the embedded server or touches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import procrastinate
+
+#: Modules whose tasks every worker imports (procrastinate's ``import_paths``).
+TASK_MODULES: tuple[str, ...] = ("matstore.jobs.tasks",)
+
+#: Queues used by matstore's tasks; a worker started without ``--queue`` listens to all.
+QUEUES: tuple[str, ...] = ("ingest", "compute", "models", "maintenance")
+
+
+def libpq_url(url: str) -> str:
+    """Return ``url`` as a libpq connection URI (``postgresql://...``).
+
+    SQLAlchemy URLs name the driver (``postgresql+psycopg://``); libpq, and therefore
+    psycopg's connection pool, only understands ``postgresql://`` or ``postgres://``.  The rest
+    of the URL is kept as is, including query parameters such as ``host=/socket/dir`` that
+    the embedded server's URL uses to point at a unix socket.
+
+    Parameters
+    ----------
+    url:
+        A PostgreSQL URL with or without a driver suffix.
+
+    Returns
+    -------
+    str
+        The same URL with the scheme ``postgresql://``.
+
+    Raises
+    ------
+    ValueError
+        If ``url`` is not a PostgreSQL URL.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not (scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")):
+        raise ValueError(f"not a PostgreSQL URL (scheme {scheme!r})")
+    return "postgresql://" + rest
+
+
+def database_conninfo() -> str:
+    """The libpq URI of matstore's database (settings, or the embedded server).
+
+    Called by the connection pool each time it opens a connection, so a worker follows
+    ``MATSTORE_DATABASE_URL`` as it is when the app is opened, not when it is imported.
+    """
+    from matstore.db import resolve_url
+
+    return libpq_url(resolve_url())
+
+
+def make_connector(
+    conninfo: str | Callable[[], str] | None = None, *, max_size: int = 10
+) -> procrastinate.PsycopgConnector:
+    """A procrastinate connector with a small psycopg pool on matstore's database.
+
+    Parameters
+    ----------
+    conninfo:
+        libpq connection string or a callable returning one; default
+        :func:`database_conninfo` (resolved at connection time).
+    max_size:
+        Upper bound of the pool.  A worker needs its job concurrency plus about three
+        connections (LISTEN/NOTIFY, heartbeat, periodic deferrer).
+
+    Returns
+    -------
+    procrastinate.PsycopgConnector
+        An unopened connector; open it with ``app.open()`` / ``app.open_async()``.
+    """
+    if isinstance(conninfo, str):
+        conninfo = libpq_url(conninfo)
+    pool_args: dict[str, Any] = {
+        "conninfo": conninfo or database_conninfo,
+        "min_size": 1,
+        "max_size": max(2, max_size),
+    }
+    return procrastinate.PsycopgConnector(**pool_args)
+
+
+def make_app(conninfo: str | Callable[[], str] | None = None) -> procrastinate.App:
+    """A new procrastinate app on ``conninfo`` that imports matstore's task modules.
+
+    Parameters
+    ----------
+    conninfo:
+        See :func:`make_connector`.
+
+    Returns
+    -------
+    procrastinate.App
+        The app (not yet opened).
+    """
+    return procrastinate.App(connector=make_connector(conninfo), import_paths=list(TASK_MODULES))
+
+
+#: The application: tasks are registered on it by :mod:`matstore.jobs.tasks`.
+app: procrastinate.App = make_app()

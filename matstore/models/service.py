@@ -1,0 +1,200 @@
+"""Fit, refit and predict against the store: the functions behind ``matstore fit/refit/predict``.
+
+Data flows one way: the training set is read from the store (:mod:`.dataset`), the equation
+is fitted without the database (:mod:`.fitting`), and the version is written back
+(:mod:`.versioning`) with a ``job_run`` row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from matstore.crud import job_run
+from matstore.models.dataset import ORIENTATION_COLUMNS, TrainingSet, build_training_set
+from matstore.models.spec import FitSpec
+from matstore.models.versioning import VersionOutcome, load_spec, resolve, store_version
+from matstore.orientation import from_miller
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """What a fit or refit did: the version (new or unchanged), why, and the training set size."""
+
+    version: Any
+    created: bool
+    reason: str
+    n_rows: int
+    dropped: int
+
+
+def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome:
+    """Build the training set for ``spec``, fit it, and store a new version if anything changed.
+
+    The fit is skipped (no engine run) when the latest version already has the same data
+    snapshot and spec.  Recorded as a ``job_run`` of ``kind``.
+
+    Raises
+    ------
+    matstore.models.dataset.DatasetError
+        If the training table cannot be built.
+    matstore.models.engines.base.EngineSetupError
+        If the engine is unavailable (e.g. PySR without Julia).
+    """
+    with job_run(engine=engine, kind=kind, parameters=spec.model_dump(mode="json")) as run:
+        training = build_training_set(engine, target=spec.target, features=spec.features,
+                                      methods=spec.methods, include_flagged=spec.include_flagged)
+        run.summary.update(n_rows=training.n_rows, dropped=len(training.dropped), dataset_sha256=training.sha256)
+        unchanged = _unchanged(engine, spec, training)
+        if unchanged is not None:
+            run.status = "skipped"
+            run.summary["reason"] = unchanged.reason
+            return FitOutcome(unchanged.version, False, unchanged.reason, training.n_rows, len(training.dropped))
+        values, predictions = _fit_values(spec, training)
+        outcome = store_version(engine, spec=spec, training=training, values=values,
+                                predictions=predictions, job_run_id=run.id)
+        run.summary.update(version=outcome.version.version, created=outcome.created, reason=outcome.reason,
+                           metrics=outcome.version.metrics)
+        if not outcome.created:
+            run.status = "skipped"
+        return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped))
+
+
+def refit_model(engine: Engine, name: str) -> FitOutcome:
+    """Re-run the stored spec of model ``name``; a new version only if data or spec changed."""
+    return fit_model(engine, load_spec(engine, name), kind="refit")
+
+
+def _unchanged(engine: Engine, spec: FitSpec, training: TrainingSet) -> VersionOutcome | None:
+    from matstore.models.versioning import latest_version, unchanged_reason
+    from matstore.schema import EquationModel
+
+    with Session(engine) as session:
+        model = session.query(EquationModel).filter(EquationModel.name == spec.name).one_or_none()
+        if model is None:
+            return None
+        latest = latest_version(session, model.id)
+        reason = unchanged_reason(latest, spec, training)
+        return VersionOutcome(latest, False, reason) if reason else None
+
+
+def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the fitting core and map its result onto EquationVersion columns and prediction rows."""
+    from matstore.models.fitting import fit_equation
+
+    table = training.table
+    result = fit_equation(
+        table,
+        target="target",
+        features=spec.features,
+        engine=spec.engine,
+        engine_params={**spec.engine_params, "time_limit": spec.time_budget},
+        factorize=spec.factorize,
+        selection=spec.selection,
+        groups="material" if table["material"].nunique() > 1 else None,
+        n_splits=spec.n_splits,
+        seed=spec.seed,
+        units=training.units,
+    )
+    values = {
+        "engine": spec.engine,
+        "engine_versions": result.engine_versions,
+        "hyperparameters": {**result.hyperparameters, "time_budget": spec.time_budget, "seed": spec.seed},
+        "pareto_front": result.front,
+        "equation_srepr": result.srepr,
+        "equation_text": result.text,
+        "equation_latex": result.latex,
+        "equation_sha256": result.sha256,
+        "parts": result.parts or {},
+        "selection_criterion": result.selection_criterion,
+        "metrics": result.metrics,
+        "residual_std": result.residual_std,
+        "dimension_check": result.dimension_check,
+    }
+    predictions = [
+        {"material_id": int(r.material_id), "method_id": int(r.method_id),
+         "surface_id": None if pd.isna(r.surface_id) else int(r.surface_id),
+         "observed": float(r.target), "predicted": _finite(p), "cv_predicted": _finite(c)}
+        for r, p, c in zip(table.itertuples(), result.predictions, result.cv_predictions, strict=True)
+    ]
+    return values, predictions
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction with its unit and residual-based uncertainty (one standard deviation)."""
+
+    value: float
+    uncertainty: float | None
+    unit: str
+    model: str
+    version: int
+    inputs: dict[str, float]
+
+
+def predict(
+    engine: Engine,
+    ref: str,
+    *,
+    material: str,
+    method: str,
+    miller: tuple[int, int, int] | None = None,
+    overrides: dict[str, float] | None = None,
+) -> Prediction:
+    """Evaluate a stored equation (from its SymPy form) for a material/method (and surface).
+
+    Feature values are read from the store (newest value of each bulk property of
+    ``material`` computed with ``method``); ``overrides`` replace or supply them.
+
+    Raises
+    ------
+    matstore.models.versioning.ModelNotFoundError
+        If ``ref`` names no version.
+    ValueError
+        If a feature value is missing or the equation needs an orientation and none is given.
+    """
+    from matstore.models.fitting import predict as evaluate
+
+    with Session(engine) as session:
+        version = resolve(session, ref)
+        model_name = version.model_id
+        from matstore.schema import EquationModel
+
+        model = session.get(EquationModel, version.model_id)
+        model_name = model.name if model else str(model_name)
+    features = [f["name"] for f in version.features]
+    inputs = _stored_features(engine, material, method, features)
+    inputs.update(overrides or {})
+    missing = [f for f in features if f not in inputs]
+    if missing:
+        raise ValueError(f"no stored {', '.join(missing)} for {material} with method {method!r}; give them with --set NAME=VALUE")
+    row = dict(inputs)
+    if miller is not None:
+        o = from_miller(*miller)
+        row.update(zip(ORIENTATION_COLUMNS, [*o.miller, *o.normal, o.theta_deg, o.phi_deg], strict=True))
+    frame = pd.DataFrame([row])
+    value = float(np.asarray(evaluate(version.equation_srepr, frame)).reshape(-1)[0])
+    return Prediction(value, version.residual_std, version.target_unit, model_name, version.version, inputs)
+
+
+def _stored_features(engine: Engine, material: str, method: str, features: list[str]) -> dict[str, float]:
+    sql = text("""
+        SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS value
+        FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
+        JOIN property_definition d ON d.id = p.definition_id
+        WHERE m.formula = :material AND me.name = :method AND d.name = ANY(:features) AND p.flag IS NULL
+        GROUP BY d.name""")
+    with engine.connect() as conn:
+        return {r.name: float(r.value) for r in conn.execute(sql, {"material": material, "method": method, "features": features})}
