@@ -1,0 +1,369 @@
+"""Plotly figures of the dashboard: pure functions of DataFrames (no database, no Streamlit).
+
+Stereographic projection (standard triangle [100]–[110]–[111], conventions of
+:mod:`matstore.orientation`): a unit normal ``n`` with ``n_x >= n_y >= n_z >= 0`` is projected
+from the pole −[100] onto the plane through the origin normal to [100]::
+
+    X = n_y / (1 + n_x),    Y = n_z / (1 + n_x)
+
+so [100] maps to (0, 0), [110] to (√2 − 1, 0) ≈ (0.414, 0) and [111] to
+((√3 − 1)/2, (√3 − 1)/2) ≈ (0.366, 0.366).  The edges [100]–[110] (n_z = 0) and
+[100]–[111] (n_y = n_z) are straight lines; [110]–[111] (n_x = n_y) is a circular arc.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+_UNIT_LABELS = {
+    "angstrom": "Å",
+    "J/m^2": "J/m²",
+    "eV/atom": "eV/atom",
+    "1/K": "1/K",
+    "dimensionless": "",
+    "percent": "%",
+}
+
+#: Surface properties shown per Miller index: (name, column label base).
+SURFACE_COLUMNS = (("surface_energy", "γ"), ("surface_stress", "τ"), ("surface_stiffness", "S"))
+
+
+def unit_label(unit: str | None) -> str:
+    """Display form of a canonical unit (``J/m^2`` → ``J/m²``, ``angstrom`` → ``Å``)."""
+    if unit is None:
+        return ""
+    return _UNIT_LABELS.get(unit, unit)
+
+
+def with_unit(name: str, unit: str | None) -> str:
+    """``name (unit)``, or ``name`` for dimensionless quantities."""
+    label = unit_label(unit)
+    return f"{name} ({label})" if label else name
+
+
+def format_value(value: float | None, unit: str | None, digits: int = 4) -> str:
+    """A value with its unit, e.g. ``1.234 J/m²``; ``–`` for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    label = unit_label(unit)
+    return f"{value:.{digits}g} {label}".strip()
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=300)
+    return fig
+
+
+# --- overview and jobs --------------------------------------------------------------------
+
+def job_status_bars(counts: pd.DataFrame) -> go.Figure:
+    """Stacked bars of job runs per kind, coloured by status (``kind, status, n``)."""
+    if counts.empty:
+        return _empty("no job runs yet")
+    colours = {"succeeded": "#2ca02c", "failed": "#d62728", "running": "#1f77b4", "skipped": "#7f7f7f"}
+    fig = px.bar(counts, x="kind", y="n", color="status", color_discrete_map=colours,
+                 labels={"n": "job runs", "kind": "job kind"})
+    fig.update_layout(height=320, margin={"t": 30, "b": 10})
+    return fig
+
+
+# --- bulk properties ----------------------------------------------------------------------
+
+def property_scatter(pairs: pd.DataFrame, *, x_name: str, y_name: str) -> go.Figure:
+    """Scatter of one bulk property against another, coloured by material.
+
+    Parameters
+    ----------
+    pairs:
+        Output of :func:`matstore.dashboard.queries.bulk_pair` (``material, method, x, y,
+        x_unit, y_unit``); each point is one material × method (interatomic potential).
+    x_name, y_name:
+        Property names for the axis titles.
+    """
+    if pairs.empty:
+        return _empty(f"no material × method has both {x_name} and {y_name}")
+    x_title = with_unit(x_name, pairs["x_unit"].iloc[0])
+    y_title = with_unit(y_name, pairs["y_unit"].iloc[0])
+    fig = px.scatter(
+        pairs, x="x", y="y", color="material", hover_data={"method": True, "material": True},
+        labels={"x": x_title, "y": y_title}, render_mode="webgl" if len(pairs) > 2000 else "auto",
+    )
+    if len(pairs) >= 3 and pairs["x"].nunique() > 1:
+        r = float(np.corrcoef(pairs["x"], pairs["y"])[0, 1])
+        fig.update_layout(title=f"{len(pairs)} material × method pairs, Pearson r = {r:.3f}")
+    fig.update_traces(marker={"size": 9, "line": {"width": 0.5, "color": "white"}})
+    fig.update_layout(height=480, margin={"t": 50})
+    return fig
+
+
+# --- surfaces -----------------------------------------------------------------------------
+
+def orientation_label(row: pd.Series) -> str:
+    """``(h,k,l)`` for rational surfaces, ``θ=…°, φ=…°`` for orientations given by angles."""
+    if pd.notna(row.get("miller_h")):
+        return f"({int(row['miller_h'])},{int(row['miller_k'])},{int(row['miller_l'])})"
+    return f"θ={row['theta_deg']:.2f}°, φ={row['phi_deg']:.2f}°"
+
+
+def surface_wide(values: pd.DataFrame) -> pd.DataFrame:
+    """One row per surface with γ, τ, S (and the other surface properties) as columns.
+
+    Parameters
+    ----------
+    values:
+        Long form from :func:`matstore.dashboard.queries.surface_values`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``surface_id, orientation, miller_h, miller_k, miller_l, theta_deg, phi_deg, normal_x,
+        normal_y, normal_z`` and one column per property name (values in the canonical unit,
+        see :func:`surface_units`), sorted by θ then φ.
+    """
+    keys = ["surface_id", "miller_h", "miller_k", "miller_l", "theta_deg", "phi_deg",
+            "normal_x", "normal_y", "normal_z"]
+    if values.empty:
+        return pd.DataFrame(columns=["orientation", *keys])
+    geometry = values[keys].drop_duplicates("surface_id").set_index("surface_id")
+    table = values.pivot_table(index="surface_id", columns="property", values="value", aggfunc="first")
+    wide = geometry.join(table).reset_index()
+    wide.insert(0, "orientation", wide.apply(orientation_label, axis=1))
+    return wide.sort_values(["theta_deg", "phi_deg"]).reset_index(drop=True)
+
+
+def surface_units(values: pd.DataFrame) -> dict[str, str]:
+    """Canonical unit of each surface property in ``values`` (property → unit)."""
+    if values.empty:
+        return {}
+    return dict(values.drop_duplicates("property")[["property", "unit"]].itertuples(index=False))
+
+
+def surface_bars(wide: pd.DataFrame, units: dict[str, str]) -> go.Figure:
+    """γ, τ and S per orientation as three bar panels (each in its own unit)."""
+    present = [(name, sym) for name, sym in SURFACE_COLUMNS if name in wide.columns]
+    if wide.empty or not present:
+        return _empty("no surface energy, stress or stiffness for this material and method")
+    fig = make_subplots(rows=1, cols=len(present),
+                        subplot_titles=[with_unit(f"{sym} {name.replace('_', ' ')}", units.get(name))
+                                        for name, sym in present])
+    for i, (name, _sym) in enumerate(present, start=1):
+        fig.add_trace(go.Bar(x=wide["orientation"], y=wide[name], name=name, showlegend=False,
+                             hovertemplate="%{x}: %{y:.4g} " + unit_label(units.get(name)) + "<extra></extra>"),
+                      row=1, col=i)
+    fig.update_layout(height=360, margin={"t": 40, "b": 10})
+    return fig
+
+
+def stereographic_xy(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stereographic coordinates (X, Y) of unit normals (N, 3), projected from −[100]."""
+    normals = np.atleast_2d(np.asarray(normals, dtype=float))
+    denominator = 1.0 + normals[:, 0]
+    return normals[:, 1] / denominator, normals[:, 2] / denominator
+
+
+def _triangle_traces() -> list[go.Scatter]:
+    t = np.linspace(0.0, 1.0, 60)[:, None]
+    arc = (1 - t) * np.array([1.0, 1.0, 0.0]) + t * np.array([1.0, 1.0, 1.0])
+    arc /= np.linalg.norm(arc, axis=1, keepdims=True)
+    corners = np.array([[1.0, 0, 0], [1.0, 1.0, 0] / np.sqrt(2)])
+    pts = np.vstack([corners, arc, [[1.0, 0, 0]]])
+    x, y = stereographic_xy(pts)
+    edge = go.Scatter(x=x, y=y, mode="lines", line={"color": "black", "width": 1.5},
+                      hoverinfo="skip", showlegend=False)
+    cx, cy = stereographic_xy(np.array([[1.0, 0, 0], [1, 1, 0] / np.sqrt(2), [1, 1, 1] / np.sqrt(3)]))
+    labels = go.Scatter(x=cx, y=cy, mode="text", text=["[100]", "[110]", "[111]"],
+                        textposition=["bottom left", "bottom right", "top right"],
+                        hoverinfo="skip", showlegend=False, textfont={"size": 13})
+    return [edge, labels]
+
+
+def _triangle_layout(fig: go.Figure, title: str) -> go.Figure:
+    fig.update_xaxes(visible=False, range=[-0.04, 0.47])
+    fig.update_yaxes(visible=False, range=[-0.04, 0.41], scaleanchor="x", scaleratio=1)
+    fig.update_layout(title=title, height=460, margin={"t": 50, "l": 10, "r": 10, "b": 10},
+                      plot_bgcolor="white")
+    return fig
+
+
+def orientation_map(wide: pd.DataFrame, *, prop: str, unit: str | None) -> go.Figure:
+    """A surface property over the standard stereographic triangle [100]–[110]–[111].
+
+    Parameters
+    ----------
+    wide:
+        Output of :func:`surface_wide` (needs ``normal_x/y/z``, ``orientation`` and ``prop``).
+    prop:
+        Property column to colour by, e.g. ``surface_energy``.
+    unit:
+        Its canonical unit (colour bar title).
+    """
+    if wide.empty or prop not in wide.columns or wide[prop].isna().all():
+        return _empty(f"no {prop} values to map")
+    data = wide.dropna(subset=[prop])
+    x, y = stereographic_xy(data[["normal_x", "normal_y", "normal_z"]].to_numpy())
+    fig = go.Figure(_triangle_traces())
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="markers+text", text=data["orientation"], textposition="top center",
+        marker={"size": 16, "color": data[prop], "colorscale": "Viridis", "showscale": True,
+                "line": {"width": 1, "color": "black"},
+                "colorbar": {"title": {"text": with_unit(prop.replace("_", " "), unit)}}},
+        customdata=data[prop], showlegend=False,
+        hovertemplate="%{text}: %{customdata:.4g} " + unit_label(unit) + "<extra></extra>",
+    ))
+    return _triangle_layout(fig, f"{prop.replace('_', ' ')} over the stereographic triangle")
+
+
+def orientation_function_map(
+    normals: np.ndarray, values: np.ndarray, *, title: str, points: pd.DataFrame | None = None
+) -> go.Figure:
+    """An orientation function g evaluated on a grid of normals, over the standard triangle.
+
+    Parameters
+    ----------
+    normals:
+        (N, 3) unit normals in the triangle (see :func:`matstore.dashboard.expressions.triangle_normals`).
+    values:
+        (N,) g at those normals (NaN where undefined).
+    points:
+        Optional surfaces to mark (``normal_x/y/z`` and ``orientation`` columns).
+    """
+    x, y = stereographic_xy(normals)
+    ok = np.isfinite(values)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=x[ok], y=y[ok], mode="markers", showlegend=False,
+        marker={"size": 7, "color": values[ok], "colorscale": "Plasma", "showscale": True,
+                "colorbar": {"title": {"text": "g"}}},
+        customdata=values[ok], hovertemplate="g = %{customdata:.4g}<extra></extra>",
+    ))
+    for trace in _triangle_traces():
+        fig.add_trace(trace)
+    if points is not None and not points.empty:
+        px_, py_ = stereographic_xy(points[["normal_x", "normal_y", "normal_z"]].to_numpy())
+        fig.add_trace(go.Scatter(x=px_, y=py_, mode="markers+text", text=points["orientation"],
+                                 textposition="top center", showlegend=False,
+                                 marker={"size": 9, "color": "white", "line": {"width": 1.5, "color": "black"}}))
+    return _triangle_layout(fig, title)
+
+
+def wulff_shape(
+    surfaces: pd.DataFrame, *, lattice_constant: float, energy_column: str = "surface_energy"
+) -> tuple[go.Figure, dict[str, Any]]:
+    """Equilibrium crystal shape (Wulff construction) of a cubic crystal.
+
+    Uses :class:`pymatgen.analysis.wulff.WulffShape` on the conventional cubic lattice of
+    edge ``lattice_constant`` with the surface energies of the surfaces that have a Miller
+    index (orientations given only by angles are left out).
+
+    Parameters
+    ----------
+    surfaces:
+        Output of :func:`surface_wide` with ``miller_h/k/l`` and ``energy_column`` (J/m²).
+    lattice_constant:
+        Cubic lattice constant, Å.
+
+    Returns
+    -------
+    figure:
+        pymatgen's Plotly figure of the shape.
+    metrics:
+        ``shape_factor``, ``anisotropy``, ``weighted_surface_energy`` (J/m²),
+        ``effective_radius`` (Å), ``area_fraction`` ({"(h,k,l)": fraction}) and ``n_facets_used``.
+
+    Raises
+    ------
+    ValueError
+        If fewer than one surface with a Miller index and a positive energy is available.
+    """
+    from pymatgen.analysis.wulff import WulffShape
+    from pymatgen.core import Lattice
+
+    usable = surfaces.dropna(subset=["miller_h", energy_column]) if energy_column in surfaces else surfaces.iloc[0:0]
+    usable = usable[usable[energy_column] > 0]
+    if usable.empty:
+        raise ValueError("no surface with a Miller index and a positive surface energy")
+    miller = [(int(r.miller_h), int(r.miller_k), int(r.miller_l)) for r in usable.itertuples()]
+    shape = WulffShape(Lattice.cubic(float(lattice_constant)), miller, usable[energy_column].astype(float).tolist())
+    fig = shape.get_plotly()
+    fig.update_layout(height=520, margin={"t": 20, "l": 0, "r": 0, "b": 0})
+    metrics = {
+        "shape_factor": float(shape.shape_factor),
+        "anisotropy": float(shape.anisotropy),
+        "weighted_surface_energy": float(shape.weighted_surface_energy),
+        "effective_radius": float(shape.effective_radius),
+        "area_fraction": {f"({h},{k},{l})": float(v) for (h, k, l), v in shape.area_fraction_dict.items()},
+        "n_facets_used": len(miller),
+    }
+    return fig, metrics
+
+
+# --- equations ----------------------------------------------------------------------------
+
+def pareto_front(front: pd.DataFrame, *, selected: int | None, unit: str | None = None) -> go.Figure:
+    """Loss against complexity of the candidate equations, the selected one marked.
+
+    Parameters
+    ----------
+    front:
+        ``complexity, loss`` and optionally ``text`` per candidate.
+    selected:
+        Row position of the selected equation in ``front`` (``None``: unknown).
+    """
+    if front.empty or not {"complexity", "loss"} <= set(front.columns):
+        return _empty("no Pareto front stored")
+    front = front.sort_values("complexity").reset_index()
+    hover = front["text"] if "text" in front.columns else None
+    fig = go.Figure(go.Scatter(x=front["complexity"], y=front["loss"], mode="lines+markers", name="Pareto front",
+                               text=hover, hovertemplate="complexity %{x}<br>loss %{y:.4g}<br>%{text}<extra></extra>"))
+    if selected is not None:
+        chosen = front[front["index"] == selected]
+        fig.add_trace(go.Scatter(x=chosen["complexity"], y=chosen["loss"], mode="markers", name="selected",
+                                 marker={"size": 16, "symbol": "star", "color": "#d62728"}))
+    positive = bool((front["loss"] > 0).all())
+    fig.update_yaxes(type="log" if positive else "linear", title=with_unit("loss", unit) if unit else "loss")
+    fig.update_xaxes(title="complexity")
+    fig.update_layout(height=380, margin={"t": 30})
+    return fig
+
+
+def parity_plot(predictions: pd.DataFrame, *, target: str, unit: str | None) -> go.Figure:
+    """Predicted against observed values (fit and cross-validated), coloured by material."""
+    if predictions.empty:
+        return _empty("no predictions stored for this version")
+    long = predictions.melt(id_vars=["material", "method", "observed"], value_vars=["predicted", "cv_predicted"],
+                            var_name="kind", value_name="value").dropna(subset=["value"])
+    if long.empty:
+        return _empty("no predictions stored for this version")
+    fig = px.scatter(long, x="observed", y="value", color="material", symbol="kind", hover_data=["method"],
+                     labels={"observed": with_unit(f"observed {target}", unit),
+                             "value": with_unit(f"predicted {target}", unit)})
+    lo = float(min(long["observed"].min(), long["value"].min()))
+    hi = float(max(long["observed"].max(), long["value"].max()))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "grey"},
+                             name="y = x", hoverinfo="skip"))
+    fig.update_layout(height=440, margin={"t": 30})
+    return fig
+
+
+def residuals_by_material(predictions: pd.DataFrame, *, unit: str | None) -> go.Figure:
+    """Residuals (predicted − observed) of the fit per material, one box each."""
+    data = predictions.dropna(subset=["predicted"]) if not predictions.empty else predictions
+    if data.empty:
+        return _empty("no predictions stored for this version")
+    data = data.assign(residual=data["predicted"] - data["observed"])
+    fig = px.box(data, x="material", y="residual", points="all", hover_data=["method"],
+                 labels={"residual": with_unit("predicted − observed", unit)})
+    fig.add_hline(y=0, line_dash="dash", line_color="grey")
+    fig.update_layout(height=380, margin={"t": 30})
+    return fig

@@ -1,0 +1,532 @@
+"""matstore's queue tasks: thin typed wrappers that call the library layers.
+
+Every task is registered on :data:`matstore.jobs.app.app` under a short, stable name (the
+name is stored with each queued job, so it must not change when code moves):
+
+=====================  ============  ==========================================================
+task name              queue         does
+=====================  ============  ==========================================================
+``ingest_files``       ingest        :func:`matstore.ingest.structures.ingest_structure_files`
+``ingest_table``       ingest        :func:`matstore.ingest.table.ingest_table_file`
+``ingest_dataset``     ingest        :func:`matstore.ingest.registry.ingest_dataset`
+``compute_chunk``      compute       :func:`matstore.ingest.compute.store.compute_and_store_chunk`
+``refit_model``        models        :func:`matstore.models.versioning.refit`
+``scan_drop_dir``      maintenance   periodic: defer ingest of new files in a drop directory
+``reingest_datasets``  maintenance   periodic: defer ``ingest_dataset`` for registry datasets
+``refit_changed``      maintenance   periodic: defer ``refit_model`` for every equation model
+``retry_stalled_jobs`` maintenance   periodic: requeue jobs of workers that stopped beating
+=====================  ============  ==========================================================
+
+Library modules are imported inside the task bodies, so a worker starts fast and a task's
+import error fails that task only.  Each task except ``compute_chunk`` (whose library
+function records its own run) is recorded as a ``job_run`` row of kind ``task:<name>`` whose
+parameters carry the queue's job id and attempt number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from procrastinate import JobContext, RetryStrategy, exceptions, jobs
+
+from matstore.jobs.app import app
+
+log = logging.getLogger(__name__)
+
+#: Files a drop-directory scan routes to the structure ingest (ASE-readable formats).
+STRUCTURE_PATTERNS: tuple[str, ...] = (
+    "*.xyz", "*.extxyz", "*.cif", "*.traj", "*.vasp", "POSCAR*", "CONTCAR*", "*.poscar",
+    "*.json", "*.db", "*.lammps-data", "*.lmp",
+)
+#: Files a drop-directory scan routes to the table ingest (they need a mapping file).
+TABLE_PATTERNS: tuple[str, ...] = ("*.csv", "*.tsv", "*.xlsx")
+#: Suffixes of mapping files (never ingested as data themselves).
+MAPPING_SUFFIXES: tuple[str, ...] = (".mapping.yaml", ".mapping.yml")
+
+_INGEST_RETRY = RetryStrategy(max_attempts=3, wait=30, exponential_wait=2)
+_COMPUTE_RETRY = RetryStrategy(max_attempts=2, wait=10)
+_MODEL_RETRY = RetryStrategy(max_attempts=2, wait=30)
+
+
+def _engine():  # noqa: ANN202
+    from matstore.db import get_engine
+
+    return get_engine()
+
+
+@contextmanager
+def _recorded(context: JobContext, parameters: dict[str, Any]) -> Iterator[Any]:
+    """Record the running task as a ``job_run`` row (``task:<name>``)."""
+    from matstore.crud import job_run
+
+    job = context.job
+    params = {
+        **parameters,
+        "queue_job_id": job.id,
+        "attempt": job.attempts + 1,
+        "queue": job.queue,
+        "worker": context.worker_name,
+    }
+    with job_run(engine=_engine(), kind=f"task:{job.task_name}", parameters=params) as run:
+        yield run
+
+
+def _summary_of(result: Any) -> Any:
+    """A JSON-able summary of a library call's return value."""
+    if result is None or isinstance(result, (str, int, float, bool)):
+        return result
+    if isinstance(result, dict):
+        return {str(k): _summary_of(v) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return [_summary_of(v) for v in result]
+    for attr in ("as_dict", "to_dict", "model_dump"):
+        method = getattr(result, attr, None)
+        if callable(method):
+            return _summary_of(method())
+    if hasattr(result, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return _summary_of(asdict(result))
+    return repr(result)
+
+
+# --- work tasks ---------------------------------------------------------------------------
+
+@app.task(name="ingest_files", queue="ingest", pass_context=True, retry=_INGEST_RETRY)
+def ingest_files(context: JobContext, paths: list[str]) -> dict[str, Any]:
+    """Ingest structure files (extxyz, CIF, trajectories, ...) into the store.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context (passed by the worker).
+    paths:
+        Paths readable by the worker (shared file system or volume).
+
+    Returns
+    -------
+    dict
+        The ingest summary (also stored in the ``job_run`` row).
+    """
+    from matstore.ingest.structures import ingest_structure_files
+
+    with _recorded(context, {"paths": list(paths)}) as run:
+        result = ingest_structure_files([Path(p) for p in paths], engine=_engine())
+        run.summary = {"result": _summary_of(result)}
+    return run.summary
+
+
+@app.task(name="ingest_table", queue="ingest", pass_context=True, retry=_INGEST_RETRY)
+def ingest_table(context: JobContext, path: str, mapping_path: str) -> dict[str, Any]:
+    """Ingest a table file (CSV, ...) using a column mapping file.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    path:
+        The table file.
+    mapping_path:
+        The YAML mapping of its columns to matstore properties.
+
+    Returns
+    -------
+    dict
+        The ingest summary.
+    """
+    from matstore.ingest.table import ingest_table_file
+
+    with _recorded(context, {"path": path, "mapping_path": mapping_path}) as run:
+        result = ingest_table_file(Path(path), Path(mapping_path), engine=_engine())
+        run.summary = {"result": _summary_of(result)}
+    return run.summary
+
+
+@app.task(name="ingest_dataset", queue="ingest", pass_context=True, retry=_INGEST_RETRY)
+def ingest_dataset(context: JobContext, name: str) -> dict[str, Any]:
+    """(Re-)ingest a dataset from the registry; unchanged files are skipped by sha256.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    name:
+        Registry name of the dataset.
+
+    Returns
+    -------
+    dict
+        The ingest summary.
+    """
+    from matstore.ingest.registry import ingest_dataset as run_ingest_dataset
+
+    with _recorded(context, {"name": name}) as run:
+        result = run_ingest_dataset(name, engine=_engine())
+        run.summary = {"result": _summary_of(result)}
+    return run.summary
+
+
+@app.task(name="compute_chunk", queue="compute", retry=_COMPUTE_RETRY)
+def compute_chunk(
+    element: str, calculator: str, miller: list[int], params: dict[str, Any] | None = None
+) -> Any:
+    """Compute and store one material × surface chunk (records its own ``job_run``).
+
+    Parameters
+    ----------
+    element:
+        Chemical symbol of the material, e.g. ``"Cu"``.
+    calculator:
+        Calculator name, e.g. ``"emt"``.
+    miller:
+        Miller indices of the surface, e.g. ``[1, 1, 1]``.
+    params:
+        Further keyword arguments for the compute layer.
+
+    Returns
+    -------
+    object
+        A JSON-able summary of what the compute layer returned.
+    """
+    from matstore.ingest.compute.store import compute_and_store_chunk
+
+    result = compute_and_store_chunk(element, calculator, tuple(miller), **(params or {}))
+    return _summary_of(result)
+
+
+@app.task(name="refit_model", queue="models", pass_context=True, retry=_MODEL_RETRY)
+def refit_model(context: JobContext, name: str) -> dict[str, Any]:
+    """Refit an equation model; a new version is stored only if its data snapshot changed.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    name:
+        The equation model's name.
+
+    Returns
+    -------
+    dict
+        ``{"created_version": bool, "result": ...}``.
+    """
+    from matstore.models.versioning import refit
+
+    with _recorded(context, {"name": name}) as run:
+        result = refit(name, engine=_engine())
+        created = bool(getattr(result, "created_version", False))
+        run.summary = {"created_version": created, "result": _summary_of(result)}
+        if not created:
+            run.status = "skipped"
+    return run.summary
+
+
+# --- deferral helpers ----------------------------------------------------------------------
+
+def _defer_once(task: Any, *, queueing_lock: str, lock: str | None = None, **kwargs: Any) -> int | None:
+    """Defer ``task`` unless a job with the same queueing lock is already waiting."""
+    try:
+        return task.configure(queueing_lock=queueing_lock, lock=lock).defer(**kwargs)
+    except exceptions.AlreadyEnqueued:
+        return None
+
+
+def defer_refit(name: str) -> int | None:
+    """Queue a refit of model ``name``; at most one waits and one runs at a time.
+
+    Returns
+    -------
+    int or None
+        The job id, or ``None`` if a refit of this model was already waiting.
+    """
+    return _defer_once(refit_model, queueing_lock=f"refit:{name}", lock=f"refit:{name}", name=name)
+
+
+def defer_ingest_dataset(name: str) -> int | None:
+    """Queue a (re-)ingest of dataset ``name`` unless one is already waiting."""
+    return _defer_once(ingest_dataset, queueing_lock=f"dataset:{name}", lock=f"dataset:{name}", name=name)
+
+
+# --- periodic tasks -----------------------------------------------------------------------
+# Their cron lines come from the schedule file (matstore.jobs.schedule); procrastinate passes
+# ``timestamp`` (the cron tick) and dedupes on (task, periodic id, timestamp), so however many
+# workers load the schedule, each tick is deferred once.
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _mapping_for(path: Path) -> Path | None:
+    """The mapping file of table ``path``: ``<stem>.mapping.yaml`` or the folder's ``mapping.yaml``."""
+    for suffix in MAPPING_SUFFIXES:
+        candidate = path.with_name(path.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    for name in ("mapping.yaml", "mapping.yml"):
+        candidate = path.parent / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_new_files(
+    directory: str | Path,
+    *,
+    engine: Any,
+    recursive: bool = True,
+    min_age_s: float = 5.0,
+    structure_patterns: Sequence[str] = STRUCTURE_PATTERNS,
+    table_patterns: Sequence[str] = TABLE_PATTERNS,
+) -> dict[str, list[tuple[Path, str]]]:
+    """Files in ``directory`` whose sha256 is not yet a ``source`` row.
+
+    Parameters
+    ----------
+    directory:
+        The drop directory.
+    engine:
+        SQLAlchemy engine of the store.
+    recursive:
+        Also look in sub-directories.
+    min_age_s:
+        Ignore files modified less than this many seconds ago (still being copied).
+    structure_patterns, table_patterns:
+        Shell patterns (on the file name) selecting structure and table files.
+
+    Returns
+    -------
+    dict
+        ``{"structures": [(path, sha256), ...], "tables": [...], "ignored": [...]}``; the
+        ``ignored`` entries carry the reason instead of a hash.
+    """
+    from sqlalchemy import bindparam, text
+
+    from matstore.hashing import sha256_file
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"drop directory {root} does not exist")
+    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
+    now = time.time()
+    candidates: list[tuple[str, Path, str]] = []
+    out: dict[str, list[tuple[Path, str]]] = {"structures": [], "tables": [], "ignored": []}
+    for path in files:
+        if path.name.startswith(".") or path.name.endswith(MAPPING_SUFFIXES) or path.name in ("mapping.yaml", "mapping.yml"):
+            continue
+        if _matches(path.name, table_patterns):
+            kind = "tables"
+        elif _matches(path.name, structure_patterns):
+            kind = "structures"
+        else:
+            out["ignored"].append((path, "unknown format"))
+            continue
+        if now - path.stat().st_mtime < min_age_s:
+            out["ignored"].append((path, "modified too recently"))
+            continue
+        candidates.append((kind, path, sha256_file(path)))
+    if not candidates:
+        return out
+    query = text("SELECT sha256 FROM source WHERE sha256 IN :hashes").bindparams(
+        bindparam("hashes", expanding=True)
+    )
+    with engine.connect() as conn:
+        known = set(conn.execute(query, {"hashes": [c[2] for c in candidates]}).scalars())
+    for kind, path, digest in candidates:
+        if digest not in known:
+            out[kind].append((path, digest))
+    return out
+
+
+@app.task(name="scan_drop_dir", queue="maintenance", pass_context=True)
+def scan_drop_dir(
+    context: JobContext,
+    timestamp: int,
+    directory: str,
+    recursive: bool = True,
+    min_age_s: float = 5.0,
+) -> dict[str, Any]:
+    """Periodic: queue an ingest for every file in ``directory`` not yet stored.
+
+    A file is new when its sha256 is not in ``source``.  Structure files go to
+    ``ingest_files``, table files to ``ingest_table`` with their mapping file
+    (``<stem>.mapping.yaml`` or the folder's ``mapping.yaml``; without one the file is
+    reported as unmapped).  Each file is queued at most once at a time (queueing lock on its
+    sha256).
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    timestamp:
+        The cron tick (passed by procrastinate).
+    directory:
+        The drop directory, as the worker sees it.
+    recursive:
+        Also scan sub-directories.
+    min_age_s:
+        Skip files modified less than this many seconds ago.
+
+    Returns
+    -------
+    dict
+        Counts of deferred, already-queued, unmapped and ignored files.
+    """
+    with _recorded(context, {"directory": directory, "timestamp": timestamp}) as run:
+        found = find_new_files(directory, engine=_engine(), recursive=recursive, min_age_s=min_age_s)
+        deferred, queued, unmapped = [], 0, []
+        for path, digest in found["structures"]:
+            job_id = _defer_once(ingest_files, queueing_lock=f"file:{digest}", paths=[str(path)])
+            if job_id is None:
+                queued += 1
+            else:
+                deferred.append(str(path))
+        for path, digest in found["tables"]:
+            mapping = _mapping_for(path)
+            if mapping is None:
+                unmapped.append(str(path))
+                continue
+            job_id = _defer_once(ingest_table, queueing_lock=f"file:{digest}", path=str(path),
+                                 mapping_path=str(mapping))
+            if job_id is None:
+                queued += 1
+            else:
+                deferred.append(str(path))
+        run.summary = {
+            "deferred": deferred,
+            "already_queued": queued,
+            "unmapped": unmapped,
+            "ignored": len(found["ignored"]),
+        }
+        if not deferred:
+            run.status = "skipped"
+    return run.summary
+
+
+@app.task(name="reingest_datasets", queue="maintenance", pass_context=True)
+def reingest_datasets(context: JobContext, timestamp: int, names: list[str]) -> dict[str, Any]:
+    """Periodic: queue ``ingest_dataset`` for each dataset in ``names``.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    timestamp:
+        The cron tick.
+    names:
+        Registry names of the datasets to refresh.
+
+    Returns
+    -------
+    dict
+        The names deferred and those already waiting.
+    """
+    with _recorded(context, {"names": list(names), "timestamp": timestamp}) as run:
+        deferred = [n for n in names if defer_ingest_dataset(n) is not None]
+        run.summary = {"deferred": deferred, "already_queued": sorted(set(names) - set(deferred))}
+    return run.summary
+
+
+@app.task(name="refit_changed", queue="maintenance", pass_context=True)
+def refit_changed(context: JobContext, timestamp: int, names: list[str] | None = None) -> dict[str, Any]:
+    """Periodic: queue ``refit_model`` for every equation model (or those in ``names``).
+
+    ``refit`` compares the model's data snapshot with its newest version and stores a new
+    version only when the data changed, so refitting an unchanged model is a no-op
+    (its ``job_run`` is ``skipped``).
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    timestamp:
+        The cron tick.
+    names:
+        Model names; default every row of ``equation_model``.
+
+    Returns
+    -------
+    dict
+        The names deferred and those already waiting.
+    """
+    from sqlalchemy import text
+
+    with _recorded(context, {"names": names, "timestamp": timestamp}) as run:
+        if names is None:
+            with _engine().connect() as conn:
+                names = list(conn.execute(text("SELECT name FROM equation_model ORDER BY name")).scalars())
+        deferred = [n for n in names if defer_refit(n) is not None]
+        run.summary = {"deferred": deferred, "already_queued": sorted(set(names) - set(deferred))}
+    return run.summary
+
+
+@app.task(name="retry_stalled_jobs", queue="maintenance", pass_context=True)
+async def retry_stalled_jobs(
+    context: JobContext,
+    timestamp: int,
+    seconds_since_heartbeat: float = 30.0,
+    max_attempts: int = 3,
+) -> dict[str, Any]:
+    """Periodic: requeue the jobs of workers that died (no heartbeat), or fail them.
+
+    procrastinate marks a fetched job ``doing``; if its worker is killed (OOM, ``kill -9``,
+    lost machine) nothing finishes it.  Workers send a heartbeat every few seconds, so a
+    ``doing`` job whose worker has not beaten for ``seconds_since_heartbeat`` seconds (or
+    whose worker row was pruned) is stalled: it is put back to ``todo`` with one more
+    attempt, or marked ``failed`` once it has been tried ``max_attempts`` times (a job that
+    kills its worker every time must not loop forever).  The ``job_run`` rows the lost
+    attempt left ``running`` are marked ``failed``.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    timestamp:
+        The cron tick.
+    seconds_since_heartbeat:
+        A worker silent for longer than this is considered dead.  Keep it well above the
+        workers' heartbeat interval (``matstore worker --heartbeat``).
+    max_attempts:
+        Attempts after which a stalled job is failed instead of retried.
+
+    Returns
+    -------
+    dict
+        Ids of the retried and failed jobs.
+    """
+    manager = context.app.job_manager
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
+    retried, failed = [], []
+    for job in stalled:
+        try:
+            if job.attempts + 1 >= max_attempts:
+                await manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
+                failed.append(job.id)
+            else:
+                await manager.retry_job(job)
+                retried.append(job.id)
+        except exceptions.ConnectorException as exc:  # finished or retried meanwhile
+            log.info("stalled job %s changed state meanwhile: %s", job.id, exc)
+    if retried or failed:
+        log.warning("stalled jobs: retried %s, failed %s", retried, failed)
+        await asyncio.to_thread(_fail_lost_job_runs, retried + failed)
+    return {"retried": retried, "failed": failed}
+
+
+def _fail_lost_job_runs(queue_job_ids: Sequence[int]) -> int:
+    """Mark the ``running`` job_run rows of lost queue jobs as ``failed``."""
+    from sqlalchemy import bindparam, text
+
+    query = text(
+        "UPDATE job_run SET status = 'failed', finished_at = now(), "
+        "error = 'worker lost (no heartbeat); the queue job was retried or failed' "
+        "WHERE status = 'running' AND (parameters->>'queue_job_id')::bigint IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
+    with _engine().begin() as conn:
+        return conn.execute(query, {"ids": [int(i) for i in queue_job_ids]}).rowcount

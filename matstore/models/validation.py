@@ -1,0 +1,238 @@
+"""Numerical sanity of candidate equations: finite, real and bounded over the data domain.
+
+Symbolic regression with division, logs or fractional powers readily produces equations
+with poles or branch cuts just beside (or between) the training points; such an equation can
+fit the training rows and explode on a new material.  :func:`check_finite_and_bounded`
+evaluates an equation with ``sympy.lambdify(..., "numpy")``
+
+1. on the training rows;
+2. on random samples of the training box widened by ``margin`` (per feature, the range
+   ``[lo - margin·(hi-lo), hi + margin·(hi-lo)]``; a feature that is strictly positive
+   (negative) on the data is kept strictly positive (negative): the widening is
+   multiplicative there) and on its corners;
+3. on fine 1-D scans along every feature through a few training rows, where every sign
+   change is bisected to tell a zero crossing (``|f| → 0``) from a pole (``|f| → ∞``);
+
+and rejects the equation when any value is NaN, infinite, complex, or larger in magnitude
+than ``bound``.  Used on every candidate of a front and on every held-out fold of
+cross-validation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+
+from matstore.models.engines.base import lambdify_expr
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Outcome of :func:`check_finite_and_bounded`.
+
+    Attributes
+    ----------
+    ok : bool
+    reason : str
+        ``""`` when ok, else e.g. ``"non-finite on 1 of 50 training rows"``, ``"pole near
+        x1=1.0"``, ``"|f| up to 3.2e+21 exceeds bound 1.0e+06"``.
+    max_abs : float
+        Largest |value| met (NaN when evaluation failed).
+    """
+
+    ok: bool
+    reason: str
+    max_abs: float
+
+
+def widened_box(X_domain: pd.DataFrame, names: list[str], margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature lower/upper bounds of the data range widened by ``margin`` (sign-preserving)."""
+    lo = np.array([float(np.min(X_domain[n])) for n in names])
+    hi = np.array([float(np.max(X_domain[n])) for n in names])
+    span = hi - lo
+    lo_w = lo - margin * span
+    hi_w = hi + margin * span
+    pos = lo > 0
+    lo_w[pos] = np.maximum(lo_w[pos], lo[pos] / (1.0 + margin))
+    neg = hi < 0
+    hi_w[neg] = np.minimum(hi_w[neg], hi[neg] / (1.0 + margin))
+    return lo_w, hi_w
+
+
+def _values(fn, cols: list[np.ndarray], n: int) -> np.ndarray:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = np.asarray(fn(*cols))
+        except (ZeroDivisionError, OverflowError, ValueError, TypeError, FloatingPointError):
+            return np.full(n, np.nan)
+    if out.dtype == object:
+        try:
+            out = out.astype(complex)
+        except (TypeError, ValueError):
+            return np.full(n, np.nan)
+    out = np.broadcast_to(out, (n,)) if out.ndim == 0 else out
+    if np.iscomplexobj(out):
+        bad = np.abs(out.imag) > 1e-12 * np.maximum(1.0, np.abs(out.real))
+        real = out.real.astype(float)
+        real[bad] = np.nan
+        return real
+    return out.astype(float)
+
+
+def check_finite_and_bounded(
+    expr: sp.Expr,
+    X_domain: pd.DataFrame,
+    margin: float = 0.1,
+    n_samples: int = 2000,
+    bound: float | None = None,
+    *,
+    n_scan_rows: int = 3,
+    n_scan_points: int = 401,
+    seed: int = 0,
+) -> ValidationReport:
+    """Check that ``expr`` is finite, real and bounded on and around the training domain.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        Its free symbols must be columns of ``X_domain``.
+    X_domain : DataFrame, shape (n_rows, n_features)
+        Training rows defining the domain.
+    margin : float, default 0.1
+        Relative widening of each feature range.
+    n_samples : int, default 2000
+        Random points drawn uniformly in the widened box (plus its 2^d corners, d <= 10).
+    bound : float, optional
+        Largest allowed |f|.  Default: ``1e3 · max(1, max |f(training rows)|)`` capped at
+        1e15 — scale-free, so a pole is caught whatever the target unit.
+    n_scan_rows, n_scan_points : int
+        1-D pole scans: per feature, through this many training rows (the median row and
+        spread quantiles), at this many grid points.
+    seed : int
+        Seed of the random samples (the check is deterministic).
+
+    Returns
+    -------
+    ValidationReport
+    """
+    expr = sp.sympify(expr)
+    names = sorted(str(s) for s in expr.free_symbols)
+    missing = [n for n in names if n not in X_domain.columns]
+    if missing:
+        return ValidationReport(False, f"unknown symbol(s) {missing}", float("nan"))
+    if expr.has(sp.I, sp.zoo, sp.oo, -sp.oo, sp.nan):
+        return ValidationReport(False, "expression contains I, zoo, oo or nan", float("nan"))
+    fn = lambdify_expr(expr, names)
+    n_rows = len(X_domain)
+    cols = [np.asarray(X_domain[n], dtype=float) for n in names]
+    train = _values(fn, cols, n_rows)
+    bad = ~np.isfinite(train)
+    if bad.any():
+        return ValidationReport(False, f"non-finite or complex on {int(bad.sum())} of {n_rows} training rows", float("nan"))
+    train_max = float(np.max(np.abs(train))) if n_rows else 0.0
+    if bound is None:
+        bound = min(1e3 * max(1.0, train_max), 1e15)
+    if train_max > bound:
+        return ValidationReport(False, f"|f| up to {train_max:.3g} on training rows exceeds bound {bound:.3g}", train_max)
+    if not names:
+        return ValidationReport(True, "", train_max)
+
+    lo, hi = widened_box(X_domain, names, margin)
+    rng = np.random.default_rng(seed)
+    d = len(names)
+    pts = lo + rng.random((n_samples, d)) * (hi - lo)
+    if d <= 10:
+        corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi, strict=True)], indexing="ij")).reshape(d, -1).T
+        pts = np.vstack([pts, corners])
+    vals = _values(fn, [pts[:, j] for j in range(d)], len(pts))
+    worst = float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else float("nan")
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        where = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, pts[j], strict=True))
+        return ValidationReport(False, f"non-finite or complex on {int(bad.sum())} of {len(pts)} domain samples (e.g. at {where})", worst)
+    if worst > bound:
+        return ValidationReport(False, f"|f| up to {worst:.3g} in the widened domain exceeds bound {bound:.3g}", worst)
+
+    # 1-D scans with sign-change bisection to find poles between grid points
+    order_rows = np.argsort(train, kind="stable")
+    picks = sorted({int(order_rows[int(q * (n_rows - 1))]) for q in np.linspace(0.0, 1.0, n_scan_rows + 2)[1:-1]})
+    base_rows = [np.array([c[i] for c in cols]) for i in picks] or [0.5 * (lo + hi)]
+    for base in base_rows:
+        for j in range(d):
+            grid = np.linspace(lo[j], hi[j], n_scan_points)
+            P = np.tile(base, (n_scan_points, 1))
+            P[:, j] = grid
+            v = _values(fn, [P[:, k] for k in range(d)], n_scan_points)
+            if not np.all(np.isfinite(v)):
+                k = int(np.flatnonzero(~np.isfinite(v))[0])
+                return ValidationReport(False, f"non-finite at {names[j]}={grid[k]:.6g} on a 1-D scan", worst)
+            vmax = float(np.max(np.abs(v)))
+            if vmax > bound:
+                return ValidationReport(False, f"|f| up to {vmax:.3g} exceeds bound {bound:.3g} on a 1-D scan of {names[j]}", vmax)
+            flips = np.flatnonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)
+            for k in flips:
+                a, b = grid[k], grid[k + 1]
+                fa = v[k]
+                m = 0.5 * (a + b)
+                fm = fa
+                for _ in range(60):
+                    m = 0.5 * (a + b)
+                    P1 = base.copy()
+                    P1[j] = m
+                    fm = float(_values(fn, [np.array([P1[q]]) for q in range(d)], 1)[0])
+                    if not np.isfinite(fm) or fm == 0.0:
+                        break
+                    if np.sign(fm) == np.sign(fa):
+                        a, fa = m, fm
+                    else:
+                        b = m
+                    if b - a <= 1e-13 * max(1.0, abs(m)):
+                        break
+                scale = max(abs(v[k]), abs(v[k + 1]))
+                if not np.isfinite(fm) or abs(fm) > max(1e3 * scale, bound):
+                    return ValidationReport(False, f"pole near {names[j]}={m:.6g}", worst)
+    return ValidationReport(True, "", worst)
+
+
+def is_finite_and_bounded(
+    expr: sp.Expr,
+    X_domain: pd.DataFrame,
+    margin: float = 0.1,
+    n_samples: int = 2000,
+    bound: float | None = None,
+    **kwargs,
+) -> bool:
+    """``True`` when ``expr`` has no pole, NaN, complex value or absurd magnitude on the domain.
+
+    Thin wrapper of :func:`check_finite_and_bounded` (same parameters) returning only the
+    verdict.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+    X_domain : DataFrame, shape (n_rows, n_features)
+    margin : float, default 0.1
+    n_samples : int, default 2000
+    bound : float, optional
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import pandas as pd, sympy as sp
+    >>> x1 = sp.Symbol("x1")
+    >>> is_finite_and_bounded(1 / (x1 - 1.0), pd.DataFrame({"x1": [0.0, 0.5, 2.0]}))
+    False
+    """
+    return check_finite_and_bounded(expr, X_domain, margin, n_samples, bound, **kwargs).ok
+
+
+__all__ = ["ValidationReport", "check_finite_and_bounded", "is_finite_and_bounded", "widened_box"]

