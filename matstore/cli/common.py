@@ -22,7 +22,7 @@ def cli_errors() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         from matstore.provenance import scrub_text
 
-        err_console.print(f"[bold red]error:[/] {scrub_text(str(exc))}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {scrub_text(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from exc
 
 

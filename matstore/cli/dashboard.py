@@ -1,9 +1,69 @@
-"""``matstore dashboard``: command group (filled in by its layer)."""
+"""``matstore dashboard``: start the Streamlit dashboard (read-only) on the configured store."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import typer
+
+from matstore.cli.common import cli_errors, console
+
+
+def streamlit_command(*, host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line for the dashboard app.
+
+    Parameters
+    ----------
+    host:
+        Address to listen on (``127.0.0.1`` for this machine only, ``0.0.0.0`` for all).
+    port:
+        TCP port.
+    """
+    from matstore.dashboard import APP_PATH
+
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--theme.base", "light",
+        "--client.toolbarMode", "viewer",
+    ]
+
+
+def dashboard_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="TCP port."),
+    reader_url: str | None = typer.Option(
+        None, "--reader-url", envvar="MATSTORE_DASHBOARD_DATABASE_URL", show_default=False,
+        help="Database URL of a SELECT-only role (see `matstore db grant-reader`); "
+             "default: the main database URL, used in READ ONLY transactions.",
+    ),
+) -> None:
+    """Start the dashboard (Streamlit) on the configured store, read-only."""
+    env = dict(os.environ)
+    with cli_errors():
+        from matstore.config import normalise_database_url
+
+        if reader_url:
+            env["MATSTORE_DASHBOARD_DATABASE_URL"] = normalise_database_url(reader_url)
+        elif not env.get("MATSTORE_DATABASE_URL"):
+            # Start the embedded server here, once, so the app finds it running.
+            from matstore.db import resolve_url
+
+            resolve_url()
+    console.print(f"matstore dashboard on [bold]http://{host}:{port}[/] (Ctrl-C stops it)")
+    try:
+        code = subprocess.call(streamlit_command(host=host, port=port), env=env)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``matstore dashboard`` to the main app."""
+    app.command("dashboard")(dashboard_command)

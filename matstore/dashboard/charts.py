@@ -182,15 +182,15 @@ def _triangle_traces() -> list[go.Scatter]:
     edge = go.Scatter(x=x, y=y, mode="lines", line={"color": "black", "width": 1.5},
                       hoverinfo="skip", showlegend=False)
     cx, cy = stereographic_xy(np.array([[1.0, 0, 0], [1, 1, 0] / np.sqrt(2), [1, 1, 1] / np.sqrt(3)]))
-    labels = go.Scatter(x=cx, y=cy, mode="text", text=["[100]", "[110]", "[111]"],
-                        textposition=["bottom left", "bottom right", "top right"],
-                        hoverinfo="skip", showlegend=False, textfont={"size": 13})
+    labels = go.Scatter(x=cx, y=cy, mode="text", text=["[100] ", " [110]", " [111]"],
+                        textposition=["middle left", "middle right", "middle right"],
+                        hoverinfo="skip", showlegend=False, textfont={"size": 13, "color": "#555"})
     return [edge, labels]
 
 
 def _triangle_layout(fig: go.Figure, title: str) -> go.Figure:
-    fig.update_xaxes(visible=False, range=[-0.04, 0.47])
-    fig.update_yaxes(visible=False, range=[-0.04, 0.41], scaleanchor="x", scaleratio=1)
+    fig.update_xaxes(visible=False, range=[-0.09, 0.5])
+    fig.update_yaxes(visible=False, range=[-0.05, 0.42], scaleanchor="x", scaleratio=1)
     fig.update_layout(title=title, height=460, margin={"t": 50, "l": 10, "r": 10, "b": 10},
                       plot_bgcolor="white")
     return fig

@@ -196,6 +196,23 @@ def triangle_normals(n: int = 40) -> np.ndarray:
     return np.unique(np.round(normals[inside], 12), axis=0)
 
 
+def to_latex(expr: sympy.Expr, symbols: dict[str, str] | None = None) -> str:
+    """LaTeX of ``expr`` with readable symbol names.
+
+    Multi-letter names such as ``cohesive_energy`` are set upright
+    (``\\mathrm{cohesive\\_energy}``) instead of SymPy's ``cohesive_{energy}``;
+    ``symbols`` maps a name to its LaTeX (e.g. ``{"lattice_constant": "a"}``).
+    """
+    symbols = symbols or {}
+    names = {}
+    for sym in expr.free_symbols:
+        if sym.name in symbols:
+            names[sym] = symbols[sym.name]
+        elif len(sym.name) > 1 and not sym.name.startswith(("n_", "theta", "phi")):
+            names[sym] = r"\mathrm{" + sym.name.replace("_", r"\_") + "}"
+    return sympy.latex(expr, symbol_names=names)
+
+
 def evaluate(expr: sympy.Expr, values: dict[str, float]) -> float:
     """Evaluate ``expr`` at ``values`` (symbol name → number).
 

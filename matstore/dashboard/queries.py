@@ -442,7 +442,8 @@ def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> 
     if not parts:
         return pd.DataFrame(columns=["scope", "value_id", "material", "method", "property", "value",
                                      "unit", "orientation", "created_at"])
-    return _frame(" UNION ALL ".join(parts) + " ORDER BY created_at DESC, value_id DESC", params)
+    union = " UNION ALL ".join(parts)
+    return _frame(f"SELECT * FROM ({union}) AS found ORDER BY created_at DESC, value_id DESC", params)
 
 
 @_cache

@@ -25,6 +25,7 @@ Binary formats (PostgreSQL documentation, "COPY", section "Binary Format", and
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -61,9 +62,9 @@ def _array_header(shape: tuple[int, ...], oid: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def _write_dtype(n: int, has_energy: bool, has_forces: bool, has_virial: bool) -> np.dtype:
-    """Fixed-size leading part of a staging row (all columns but formula and info)."""
-    fields: list[tuple] = [("nfields", ">i2"), ("ord_len", ">i4"), ("ord", ">i4"), ("n_len", ">i4"), ("n", ">i4")]
+def _write_dtype(n: int, has_energy: bool, has_forces: bool, has_virial: bool, has_method: bool) -> np.dtype:
+    """Fixed-size leading part of a COPY row (all columns of :data:`_WRITE_COLUMNS` but formula, info)."""
+    fields: list[tuple] = [("nfields", ">i2"), ("n_len", ">i4"), ("n", ">i4")]
     fields += _array_fields("numbers", (n,), ">i2")
     fields += _array_fields("positions", (n, 3), ">f8")
     fields += _array_fields("cell", (3, 3), ">f8")
@@ -72,7 +73,21 @@ def _write_dtype(n: int, has_energy: bool, has_forces: bool, has_virial: bool) -
     fields += _array_fields("forces", (n, 3), ">f8") if has_forces else [("forces_len", ">i4")]
     fields += _array_fields("virial", (3, 3), ">f8") if has_virial else [("virial_len", ">i4")]
     fields += [("sha_len", ">i4"), ("sha", "S64")]
+    fields += [("method_len", ">i4")] + ([("method", ">i4")] if has_method else [])
+    fields += [("source_len", ">i4"), ("source", ">i4"), ("job_len", ">i4"), ("job", ">i4")]
     return np.dtype(fields)
+
+
+#: Columns of the COPY stream, in order.
+_WRITE_COLUMNS = (
+    "n_atoms, numbers, positions, cell, pbc, energy, forces, virial, content_sha256, "
+    "method_id, source_id, job_run_id, formula, info"
+)
+_STAGE_DDL = (
+    "n_atoms int4, numbers int2[], positions float8[], cell float8[], pbc bool[], energy float8, "
+    "forces float8[], virial float8[], content_sha256 text, method_id int4, source_id int4, "
+    "job_run_id int4, formula text, info jsonb"
+)
 
 
 @lru_cache(maxsize=256)
@@ -149,10 +164,15 @@ def _frame_key(i: int, frame: dict[str, Any]) -> tuple[int, bool, bool, bool]:
 
 
 def _groups(frames: Sequence[dict[str, Any]]) -> list[_Group]:
-    index: dict[tuple[int, bool, bool, bool], list[int]] = {}
+    """Maximal runs of consecutive frames with one layout (so streams keep frame order)."""
+    runs: list[tuple[tuple[int, bool, bool, bool], list[int]]] = []
     for i, frame in enumerate(frames):
-        index.setdefault(_frame_key(i, frame), []).append(i)
-    return [_Group(key, idx, frames) for key, idx in index.items()]
+        key = _frame_key(i, frame)
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(i)
+        else:
+            runs.append((key, [i]))
+    return [_Group(key, idx, frames) for key, idx in runs]
 
 
 def _group_hashes(group: _Group) -> list[str]:
@@ -241,12 +261,49 @@ def _raw_connection(conn: Any) -> Any:
     raise TypeError(f"expected a psycopg or SQLAlchemy connection or session, got {type(conn).__name__}")
 
 
-def _copy_stream(group: _Group, ords: np.ndarray, hashes: list[str]) -> list[bytes | memoryview]:
+def _info_bytes(info: dict[str, Any] | None) -> bytes:
+    """The JSONB binary field (version byte 1 + canonical JSON text) of a frame's info."""
+    if not info:
+        return b"\x00\x00\x00\x03\x01{}"
+    try:
+        text = json.dumps(info, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        text = _info_json(info).decode()
+    data = text.encode()
+    return (len(data) + 1).to_bytes(4, "big") + b"\x01" + data
+
+
+def _formula_fields(numbers: np.ndarray) -> list[bytes]:
+    """Length-prefixed Hill formula field of each row of ``numbers`` (m, N)."""
+    def field(row: np.ndarray) -> bytes:
+        text = hill_formula(row).encode()
+        return len(text).to_bytes(4, "big") + text
+
+    if len(numbers) and np.all(numbers == numbers[0]):
+        return [field(numbers[0])] * len(numbers)
+    cache: dict[bytes, bytes] = {}
+    out = []
+    for row in numbers:
+        key = row.tobytes()
+        if key not in cache:
+            cache[key] = field(row)
+        out.append(cache[key])
+    return out
+
+
+def _copy_rows(
+    group: _Group,
+    rows: np.ndarray,
+    frames: Sequence[dict[str, Any]],
+    hashes: Sequence[str],
+    ids: tuple[int | None, int, int],
+) -> bytes:
+    """Binary COPY rows (without stream header) of the frames ``group.index[rows]``."""
     n, has_e, has_f, has_v = group.key
-    dtype = _write_dtype(*group.key)
-    rec = np.zeros(len(group), dtype=dtype)
-    rec["nfields"] = 12
-    rec["ord_len"], rec["ord"] = 4, ords
+    method_id, source_id, job_run_id = ids
+    m = len(rows)
+    rec = np.zeros(m, dtype=_write_dtype(n, has_e, has_f, has_v, method_id is not None))
+    rec["nfields"] = 14
     rec["n_len"], rec["n"] = 4, n
     for name, arr, shape, oid, width in (
         ("numbers", group.numbers, (n,), _OID_INT2, 2),
@@ -264,14 +321,46 @@ def _copy_stream(group: _Group, ords: np.ndarray, hashes: list[str]) -> list[byt
         rec[f"{name}_hdr"] = _array_header(shape, oid)
         el = rec[f"{name}_el"]
         el["l"] = width
-        el["v"] = arr.reshape(len(group), n_el)
+        el["v"] = arr[rows].reshape(m, n_el)
     if has_e:
-        rec["energy_len"], rec["energy"] = 8, group.energy
+        rec["energy_len"], rec["energy"] = 8, group.energy[rows]  # type: ignore[index]
     else:
         rec["energy_len"] = -1
+    index = group.index[rows].tolist()
     rec["sha_len"] = 64
-    rec["sha"] = np.array(hashes, dtype="S64")
-    return [memoryview(rec.tobytes()), rec.dtype.itemsize]  # type: ignore[list-item]
+    rec["sha"] = np.array([hashes[i] for i in index], dtype="S64")
+    if method_id is not None:
+        rec["method_len"], rec["method"] = 4, method_id
+    else:
+        rec["method_len"] = -1
+    rec["source_len"], rec["source"] = 4, source_id
+    rec["job_len"], rec["job"] = 4, job_run_id
+    fixed = memoryview(rec.tobytes())
+    size = rec.dtype.itemsize
+    formulas = _formula_fields(group.numbers[rows])
+    parts: list[bytes | memoryview] = []
+    for j, i in enumerate(index):
+        parts.append(fixed[j * size:(j + 1) * size])
+        parts.append(formulas[j])
+        parts.append(_info_bytes(frames[i].get("info")))
+    return b"".join(parts)
+
+
+def _stream(
+    copy: Any,
+    groups: list[_Group],
+    keep: np.ndarray,
+    frames: Sequence[dict[str, Any]],
+    hashes: Sequence[str],
+    ids: tuple[int | None, int, int],
+    chunk: int = 2000,
+) -> None:
+    copy.write(_SIGNATURE)
+    for group in groups:
+        rows = np.flatnonzero(keep[group.index])
+        for a in range(0, len(rows), chunk):
+            copy.write(_copy_rows(group, rows[a:a + chunk], frames, hashes, ids))
+    copy.write(_TRAILER)
 
 
 def write_configurations(
@@ -285,8 +374,12 @@ def write_configurations(
 ) -> int | tuple[int, np.ndarray]:
     """Store frames in ``configuration``, skipping any whose content hash is already stored.
 
-    Runs in the caller's transaction (binary COPY into a temporary staging table, then one
-    ``INSERT ... SELECT ... ON CONFLICT (content_sha256) DO NOTHING``); nothing is committed.
+    Runs in the caller's transaction; nothing is committed.  Hashes already in the table and
+    repeats within ``frames`` are dropped first, the rest is sent with one binary
+    ``COPY configuration FROM STDIN`` inside a savepoint.  If a concurrent writer committed
+    one of the same hashes meanwhile (unique violation), the savepoint is rolled back and the
+    frames go through a temporary staging table and
+    ``INSERT ... SELECT ... ON CONFLICT (content_sha256) DO NOTHING`` instead.
 
     Parameters
     ----------
@@ -305,8 +398,8 @@ def write_configurations(
     Returns
     -------
     int or (int, numpy.ndarray)
-        The number of rows inserted (duplicates within ``frames`` and frames already stored
-        are not counted); with ``return_ids``, also the (len(frames),) int64 ids.
+        The number of rows inserted (repeats within ``frames`` and frames already stored are
+        not counted); with ``return_ids``, also the (len(frames),) int64 ids.
 
     Raises
     ------
@@ -316,50 +409,68 @@ def write_configurations(
     psycopg.Error
         On a database error (the caller's transaction is then aborted).
     """
+    import psycopg
+
     if not frames:
         return (0, np.zeros(0, dtype=np.int64)) if return_ids else 0
     raw = _raw_connection(conn)
     groups = _groups(frames)
-    stage = f"matstore_configuration_stage_{next(_stage_counter)}"
+    hashes: list[str] = [""] * len(frames)
+    for group in groups:
+        for i, digest in zip(group.index.tolist(), _group_hashes(group), strict=True):
+            hashes[i] = digest
+    ids = (method_id, int(source_id), int(job_run_id))
+    keep = np.zeros(len(frames), dtype=bool)
+    seen: set[str] = set()
     with raw.cursor() as cur:
         cur.execute(
-            f"CREATE TEMP TABLE {stage} (ord int4, n_atoms int4, numbers int2[], positions float8[], "
-            "cell float8[], pbc bool[], energy float8, forces float8[], virial float8[], "
-            "content_sha256 text, formula text, info jsonb) ON COMMIT DROP"
+            "SELECT content_sha256 FROM configuration WHERE content_sha256 = ANY(%s::text[])", (hashes,)
         )
-        with cur.copy(f"COPY {stage} FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(_SIGNATURE)
-            for group in groups:
-                hashes = _group_hashes(group)
-                fixed, size = _copy_stream(group, group.index, hashes)
-                parts: list[bytes | memoryview] = []
-                for j, i in enumerate(group.index.tolist()):
-                    frame = frames[i]
-                    formula = hill_formula(group.numbers[j]).encode()
-                    info = _info_json(frame.get("info"))
-                    parts.append(fixed[j * size:(j + 1) * size])
-                    parts.append(len(formula).to_bytes(4, "big") + formula + (len(info) + 1).to_bytes(4, "big") + b"\x01" + info)
-                copy.write(b"".join(parts))
-            copy.write(_TRAILER)
+        seen.update(row[0] for row in cur.fetchall())
+        for i, digest in enumerate(hashes):
+            if digest not in seen:
+                seen.add(digest)
+                keep[i] = True
+        inserted = 0
+        if keep.any():
+            cur.execute("SAVEPOINT matstore_copy")
+            try:
+                with cur.copy(f"COPY configuration ({_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                    _stream(copy, groups, keep, frames, hashes, ids)
+                inserted = int(keep.sum())
+                cur.execute("RELEASE SAVEPOINT matstore_copy")
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT matstore_copy")
+                inserted = _write_staged(cur, groups, keep, frames, hashes, ids)
+        if not return_ids:
+            return inserted
         cur.execute(
-            "INSERT INTO configuration (content_sha256, n_atoms, formula, numbers, positions, cell, pbc, "
-            "energy, forces, virial, method_id, source_id, job_run_id, info) "
-            "SELECT content_sha256, n_atoms, formula, numbers, positions, cell, pbc, energy, forces, virial, "
-            f"%s, %s, %s, info FROM {stage} ORDER BY ord "
-            "ON CONFLICT (content_sha256) DO NOTHING",
-            (method_id, source_id, job_run_id),
+            "SELECT content_sha256, id FROM configuration WHERE content_sha256 = ANY(%s::text[])", (hashes,)
         )
-        inserted = cur.rowcount
-        ids = None
-        if return_ids:
-            cur.execute(
-                f"SELECT s.ord, c.id FROM {stage} s JOIN configuration c USING (content_sha256) ORDER BY s.ord"
-            )
-            pairs = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 2)
-            ids = np.empty(len(frames), dtype=np.int64)
-            ids[pairs[:, 0]] = pairs[:, 1]
-        cur.execute(f"DROP TABLE {stage}")
-    return (inserted, ids) if return_ids else inserted  # type: ignore[return-value]
+        by_hash = dict(cur.fetchall())
+    return inserted, np.array([by_hash[h] for h in hashes], dtype=np.int64)
+
+
+def _write_staged(
+    cur: Any,
+    groups: list[_Group],
+    keep: np.ndarray,
+    frames: Sequence[dict[str, Any]],
+    hashes: Sequence[str],
+    ids: tuple[int | None, int, int],
+) -> int:
+    stage = f"matstore_configuration_stage_{next(_stage_counter)}"
+    cur.execute(f"CREATE TEMP TABLE {stage} ({_STAGE_DDL}) ON COMMIT DROP")
+    with cur.copy(f"COPY {stage} FROM STDIN (FORMAT BINARY)") as copy:
+        _stream(copy, groups, keep, frames, hashes, ids)
+    # A fresh temporary table is scanned in insertion order; ctid makes that explicit.
+    cur.execute(
+        f"INSERT INTO configuration ({_WRITE_COLUMNS}) SELECT {_WRITE_COLUMNS} FROM {stage} "
+        "ORDER BY ctid ON CONFLICT (content_sha256) DO NOTHING"
+    )
+    inserted = cur.rowcount
+    cur.execute(f"DROP TABLE {stage}")
+    return inserted
 
 
 # --- reading ----------------------------------------------------------------------------------

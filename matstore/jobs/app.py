@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import procrastinate
+from sqlalchemy.engine import make_url
 
 #: Modules whose tasks every worker imports (procrastinate's ``import_paths``).
 TASK_MODULES: tuple[str, ...] = ("matstore.jobs.tasks",)
@@ -24,9 +26,11 @@ def libpq_url(url: str) -> str:
     """Return ``url`` as a libpq connection URI (``postgresql://...``).
 
     SQLAlchemy URLs name the driver (``postgresql+psycopg://``); libpq, and therefore
-    psycopg's connection pool, only understands ``postgresql://`` or ``postgres://``.  The rest
-    of the URL is kept as is, including query parameters such as ``host=/socket/dir`` that
-    the embedded server's URL uses to point at a unix socket.
+    psycopg's connection pool, only understands ``postgresql://`` or ``postgres://``.  The URL
+    is parsed the way SQLAlchemy parses it (so the worker connects where matstore's engine
+    does) and written back with RFC 3986 percent-encoding, which libpq decodes: query
+    parameters such as ``host=/socket/dir`` of the embedded server's URL keep working, even
+    with spaces or ``+`` in the path.
 
     Parameters
     ----------
@@ -36,17 +40,30 @@ def libpq_url(url: str) -> str:
     Returns
     -------
     str
-        The same URL with the scheme ``postgresql://``.
+        An equivalent URI with the scheme ``postgresql://``.
 
     Raises
     ------
     ValueError
         If ``url`` is not a PostgreSQL URL.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep or not (scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")):
+    scheme = url.partition("://")[0]
+    if not (scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")):
         raise ValueError(f"not a PostgreSQL URL (scheme {scheme!r})")
-    return "postgresql://" + rest
+    parsed = make_url("postgresql://" + url.partition("://")[2])
+    userinfo = ""
+    if parsed.username is not None:
+        userinfo = quote(parsed.username, safe="")
+        if parsed.password is not None:
+            userinfo += ":" + quote(str(parsed.password), safe="")
+        userinfo += "@"
+    host = parsed.host or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = f":{parsed.port}" if parsed.port else ""
+    database = "/" + quote(parsed.database, safe="") if parsed.database else "/"
+    query = urlencode(sorted(parsed.query.items()), doseq=True, quote_via=quote)
+    return f"postgresql://{userinfo}{host}{port}{database}" + (f"?{query}" if query else "")
 
 
 def database_conninfo() -> str:

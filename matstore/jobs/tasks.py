@@ -7,14 +7,18 @@ name is stored with each queued job, so it must not change when code moves):
 task name              queue         does
 =====================  ============  ==========================================================
 ``ingest_files``       ingest        :func:`matstore.ingest.structures.ingest_structure_files`
+                                     (or ``ingest_structures``)
 ``ingest_table``       ingest        :func:`matstore.ingest.table.ingest_table_file`
+                                     (or ``ingest_table``)
 ``ingest_dataset``     ingest        :func:`matstore.ingest.registry.ingest_dataset`
 ``compute_chunk``      compute       :func:`matstore.ingest.compute.store.compute_and_store_chunk`
 ``refit_model``        models        :func:`matstore.models.versioning.refit`
+                                     (or :func:`matstore.models.service.refit_model`)
 ``scan_drop_dir``      maintenance   periodic: defer ingest of new files in a drop directory
 ``reingest_datasets``  maintenance   periodic: defer ``ingest_dataset`` for registry datasets
 ``refit_changed``      maintenance   periodic: defer ``refit_model`` for every equation model
 ``retry_stalled_jobs`` maintenance   periodic: requeue jobs of workers that stopped beating
+``prune_jobs``         maintenance   periodic: delete finished queue jobs older than N hours
 =====================  ============  ==========================================================
 
 Library modules are imported inside the task bodies, so a worker starts fast and a task's
@@ -27,9 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import importlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,6 +83,31 @@ def _recorded(context: JobContext, parameters: dict[str, Any]) -> Iterator[Any]:
         yield run
 
 
+def _library(*candidates: tuple[str, str]) -> Callable[..., Any]:
+    """The first of ``(module, function)`` candidates that exists (imported lazily).
+
+    The library layers evolve beside the tasks; a task names the agreed function first and
+    the current one after it.  A module that exists but fails to import raises.
+
+    Raises
+    ------
+    ImportError
+        If none of the candidates exists.
+    """
+    for module_name, attr in candidates:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # the module itself is missing, not one of its imports
+            raise
+        function = getattr(module, attr, None)
+        if callable(function):
+            return function
+    names = ", ".join(f"{m}.{a}" for m, a in candidates)
+    raise ImportError(f"none of the library functions {names} is available")
+
+
 def _summary_of(result: Any) -> Any:
     """A JSON-able summary of a library call's return value."""
     if result is None or isinstance(result, (str, int, float, bool)):
@@ -115,10 +145,10 @@ def ingest_files(context: JobContext, paths: list[str]) -> dict[str, Any]:
     dict
         The ingest summary (also stored in the ``job_run`` row).
     """
-    from matstore.ingest.structures import ingest_structure_files
-
     with _recorded(context, {"paths": list(paths)}) as run:
-        result = ingest_structure_files([Path(p) for p in paths], engine=_engine())
+        ingest = _library(("matstore.ingest.structures", "ingest_structure_files"),
+                          ("matstore.ingest.structures", "ingest_structures"))
+        result = ingest([Path(p) for p in paths], engine=_engine())
         run.summary = {"result": _summary_of(result)}
     return run.summary
 
@@ -141,10 +171,9 @@ def ingest_table(context: JobContext, path: str, mapping_path: str) -> dict[str,
     dict
         The ingest summary.
     """
-    from matstore.ingest.table import ingest_table_file
-
     with _recorded(context, {"path": path, "mapping_path": mapping_path}) as run:
-        result = ingest_table_file(Path(path), Path(mapping_path), engine=_engine())
+        ingest = _library(("matstore.ingest.table", "ingest_table_file"), ("matstore.ingest.table", "ingest_table"))
+        result = ingest(Path(path), Path(mapping_path), engine=_engine())
         run.summary = {"result": _summary_of(result)}
     return run.summary
 
@@ -165,10 +194,9 @@ def ingest_dataset(context: JobContext, name: str) -> dict[str, Any]:
     dict
         The ingest summary.
     """
-    from matstore.ingest.registry import ingest_dataset as run_ingest_dataset
-
     with _recorded(context, {"name": name}) as run:
-        result = run_ingest_dataset(name, engine=_engine())
+        ingest = _library(("matstore.ingest.registry", "ingest_dataset"))
+        result = ingest(name, engine=_engine())
         run.summary = {"result": _summary_of(result)}
     return run.summary
 
@@ -195,9 +223,8 @@ def compute_chunk(
     object
         A JSON-able summary of what the compute layer returned.
     """
-    from matstore.ingest.compute.store import compute_and_store_chunk
-
-    result = compute_and_store_chunk(element, calculator, tuple(miller), **(params or {}))
+    compute = _library(("matstore.ingest.compute.store", "compute_and_store_chunk"))
+    result = compute(element, calculator, tuple(miller), **(params or {}))
     return _summary_of(result)
 
 
@@ -217,11 +244,13 @@ def refit_model(context: JobContext, name: str) -> dict[str, Any]:
     dict
         ``{"created_version": bool, "result": ...}``.
     """
-    from matstore.models.versioning import refit
-
     with _recorded(context, {"name": name}) as run:
-        result = refit(name, engine=_engine())
-        created = bool(getattr(result, "created_version", False))
+        try:
+            refit = _library(("matstore.models.versioning", "refit"))
+            result = refit(name, engine=_engine())
+        except ImportError:  # the models layer's current entry point
+            result = _library(("matstore.models.service", "refit_model"))(_engine(), name)
+        created = bool(getattr(result, "created_version", getattr(result, "created", False)))
         run.summary = {"created_version": created, "result": _summary_of(result)}
         if not created:
             run.status = "skipped"
@@ -233,7 +262,8 @@ def refit_model(context: JobContext, name: str) -> dict[str, Any]:
 def _defer_once(task: Any, *, queueing_lock: str, lock: str | None = None, **kwargs: Any) -> int | None:
     """Defer ``task`` unless a job with the same queueing lock is already waiting."""
     try:
-        return task.configure(queueing_lock=queueing_lock, lock=lock).defer(**kwargs)
+        options = {"queueing_lock": queueing_lock, **({"lock": lock} if lock else {})}
+        return task.configure(**options).defer(**kwargs)
     except exceptions.AlreadyEnqueued:
         return None
 
@@ -530,3 +560,28 @@ def _fail_lost_job_runs(queue_job_ids: Sequence[int]) -> int:
     ).bindparams(bindparam("ids", expanding=True))
     with _engine().begin() as conn:
         return conn.execute(query, {"ids": [int(i) for i in queue_job_ids]}).rowcount
+
+
+@app.task(name="prune_jobs", queue="maintenance", pass_context=True)
+async def prune_jobs(
+    context: JobContext, timestamp: int, max_hours: int = 168, include_failed: bool = False
+) -> None:
+    """Periodic: delete queue jobs that finished more than ``max_hours`` ago.
+
+    The queue keeps finished jobs (and their events) for inspection; the ``job_run`` table
+    is matstore's permanent record, so old queue rows can go.
+
+    Parameters
+    ----------
+    context:
+        procrastinate's job context.
+    timestamp:
+        The cron tick.
+    max_hours:
+        Age (hours since the job finished) above which a job is deleted.
+    include_failed:
+        Also delete failed jobs (by default they are kept for ``matstore jobs status``).
+    """
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=max_hours, include_failed=include_failed, include_cancelled=True, include_aborted=True
+    )

@@ -6,12 +6,22 @@ fit the training rows and explode on a new material.  :func:`check_finite_and_bo
 evaluates an equation with ``sympy.lambdify(..., "numpy")``
 
 1. on the training rows;
-2. on random samples of the training box widened by ``margin`` (per feature, the range
-   ``[lo - margin·(hi-lo), hi + margin·(hi-lo)]``; a feature that is strictly positive
-   (negative) on the data is kept strictly positive (negative): the widening is
-   multiplicative there) and on its corners;
-3. on fine 1-D scans along every feature through a few training rows, where every sign
-   change is bisected to tell a zero crossing (``|f| → 0``) from a pole (``|f| → ∞``);
+2. on samples of the training domain widened by ``margin``:
+
+   - ``domain="data"`` (default): points on the segments between training rows and their
+     nearest neighbours (plus random pairs), extended by ``margin`` × the segment length
+     beyond both ends (clipped to the widened bounding box).  This samples the convex
+     hull of the data widened by ``margin`` and follows the data manifold, so correlated
+     features (e.g. ``c11 > c12`` in every row) are not probed in empty corners of the
+     bounding box;
+   - ``domain="box"``: uniform samples and corners of the bounding box widened by
+     ``margin`` and 1-D scans along each feature through a few rows;
+
+   a feature that is non-negative (non-positive) on the data keeps its sign (the widening
+   towards zero is multiplicative, ``lo/(1+margin)``);
+3. on every **denominator** of the expression (bases of negative powers): a sign change
+   over the samples (or along one segment) means a zero, i.e. a pole, inside the domain;
+   a value that is ~0 relative to its scale also counts;
 
 and rejects the equation when any value is NaN, infinite, complex, or larger in magnitude
 than ``bound``.  Used on every candidate of a front and on every held-out fold of
@@ -38,8 +48,9 @@ class ValidationReport:
     ----------
     ok : bool
     reason : str
-        ``""`` when ok, else e.g. ``"non-finite on 1 of 50 training rows"``, ``"pole near
-        x1=1.0"``, ``"|f| up to 3.2e+21 exceeds bound 1.0e+06"``.
+        ``""`` when ok, else e.g. ``"non-finite or complex on 1 of 50 training rows"``,
+        ``"pole: denominator x1 - 1.07 changes sign in the domain"``,
+        ``"|f| up to 3.2e+21 … exceeds bound 1e+06"``.
     max_abs : float
         Largest |value| met (NaN when evaluation failed).
     """
@@ -50,17 +61,32 @@ class ValidationReport:
 
 
 def widened_box(X_domain: pd.DataFrame, names: list[str], margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature lower/upper bounds of the data range widened by ``margin`` (sign-preserving)."""
+    """Per-feature lower/upper bounds of the data range widened by ``margin`` (sign-preserving).
+
+    Returns
+    -------
+    lo, hi : ndarray, shape (n_features,)
+    """
     lo = np.array([float(np.min(X_domain[n])) for n in names])
     hi = np.array([float(np.max(X_domain[n])) for n in names])
     span = hi - lo
     lo_w = lo - margin * span
     hi_w = hi + margin * span
-    pos = lo > 0
+    pos = lo >= 0
     lo_w[pos] = np.maximum(lo_w[pos], lo[pos] / (1.0 + margin))
-    neg = hi < 0
+    neg = hi <= 0
     hi_w[neg] = np.minimum(hi_w[neg], hi[neg] / (1.0 + margin))
     return lo_w, hi_w
+
+
+def denominators(expr: sp.Expr) -> list[sp.Expr]:
+    """Bases of negative powers in ``expr`` (where it has poles), without duplicates."""
+    out: list[sp.Expr] = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Pow) and node.exp.is_number and node.exp.is_negative and node.base.free_symbols:
+            if node.base not in out:
+                out.append(node.base)
+    return out
 
 
 def _values(fn, cols: list[np.ndarray], n: int) -> np.ndarray:
@@ -84,6 +110,38 @@ def _values(fn, cols: list[np.ndarray], n: int) -> np.ndarray:
     return out.astype(float)
 
 
+def _data_samples(
+    Z: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float, n_samples: int, rng: np.random.Generator,
+    n_neighbors: int = 3, n_points: int = 25,
+) -> np.ndarray:
+    """Points (n_seg, n_points, d) on segments between rows of ``Z``, extended by ``margin``."""
+    n, d = Z.shape
+    uniq = np.unique(Z, axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    pairs: set[tuple[int, int]] = set()
+    if len(uniq) >= 2:
+        S = (uniq - uniq.min(axis=0)) / span
+        sub = np.arange(len(uniq)) if len(uniq) <= 400 else np.sort(rng.choice(len(uniq), 400, replace=False))
+        for i in sub:
+            dist = np.sum((S - S[i]) ** 2, axis=1)
+            dist[i] = np.inf
+            for j in np.argsort(dist, kind="stable")[:n_neighbors]:
+                pairs.add((int(min(i, j)), int(max(i, j))))
+        n_rand = max(0, min(200, n_samples // n_points - len(pairs)))
+        for _ in range(n_rand):
+            i, j = rng.choice(len(uniq), 2, replace=False)
+            pairs.add((int(min(i, j)), int(max(i, j))))
+    t = np.linspace(-margin, 1.0 + margin, n_points)
+    if pairs:
+        P = np.array(sorted(pairs))
+        A, B = uniq[P[:, 0]], uniq[P[:, 1]]
+        seg = A[:, None, :] + t[None, :, None] * (B - A)[:, None, :]
+        seg = np.clip(seg, lo, hi)
+    else:
+        seg = np.empty((0, n_points, d))
+    return seg
+
+
 def check_finite_and_bounded(
     expr: sp.Expr,
     X_domain: pd.DataFrame,
@@ -91,7 +149,8 @@ def check_finite_and_bounded(
     n_samples: int = 2000,
     bound: float | None = None,
     *,
-    n_scan_rows: int = 3,
+    domain: str = "data",
+    n_scan_rows: int = 5,
     n_scan_points: int = 401,
     seed: int = 0,
 ) -> ValidationReport:
@@ -104,15 +163,16 @@ def check_finite_and_bounded(
     X_domain : DataFrame, shape (n_rows, n_features)
         Training rows defining the domain.
     margin : float, default 0.1
-        Relative widening of each feature range.
+        Relative widening (fraction of each feature's range).
     n_samples : int, default 2000
-        Random points drawn uniformly in the widened box (plus its 2^d corners, d <= 10).
+        Approximate number of sampled points (segment points / box samples).
     bound : float, optional
         Largest allowed |f|.  Default: ``1e3 · max(1, max |f(training rows)|)`` capped at
         1e15 — scale-free, so a pole is caught whatever the target unit.
+    domain : {"data", "box"}, default "data"
+        Sampling of the widened domain (see module docstring).
     n_scan_rows, n_scan_points : int
-        1-D pole scans: per feature, through this many training rows (the median row and
-        spread quantiles), at this many grid points.
+        ``domain="box"``: 1-D scans per feature through this many rows, at this many points.
     seed : int
         Seed of the random samples (the check is deterministic).
 
@@ -120,6 +180,8 @@ def check_finite_and_bounded(
     -------
     ValidationReport
     """
+    if domain not in ("data", "box"):
+        raise ValueError(f"domain must be 'data' or 'box', got {domain!r}")
     expr = sp.sympify(expr)
     names = sorted(str(s) for s in expr.free_symbols)
     missing = [n for n in names if n not in X_domain.columns]
@@ -142,24 +204,53 @@ def check_finite_and_bounded(
     if not names:
         return ValidationReport(True, "", train_max)
 
+    d = len(names)
+    Z = np.column_stack(cols)
     lo, hi = widened_box(X_domain, names, margin)
     rng = np.random.default_rng(seed)
-    d = len(names)
-    pts = lo + rng.random((n_samples, d)) * (hi - lo)
-    if d <= 10:
-        corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi, strict=True)], indexing="ij")).reshape(d, -1).T
-        pts = np.vstack([pts, corners])
+    if domain == "data":
+        seg = _data_samples(Z, lo, hi, margin, n_samples, rng)
+        pts = np.vstack([Z, seg.reshape(-1, d)])
+    else:
+        seg = np.empty((0, 2, d))
+        box = lo + rng.random((n_samples, d)) * (hi - lo)
+        if d <= 10:
+            corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi, strict=True)], indexing="ij")).reshape(d, -1).T
+            box = np.vstack([box, corners])
+        pts = np.vstack([Z, box])
     vals = _values(fn, [pts[:, j] for j in range(d)], len(pts))
-    worst = float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else float("nan")
-    bad = ~np.isfinite(vals)
-    if bad.any():
-        j = int(np.flatnonzero(bad)[0])
+    finite = np.isfinite(vals)
+    worst = float(np.max(np.abs(vals[finite]))) if finite.any() else float("nan")
+    if not finite.all():
+        j = int(np.flatnonzero(~finite)[0])
         where = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, pts[j], strict=True))
-        return ValidationReport(False, f"non-finite or complex on {int(bad.sum())} of {len(pts)} domain samples (e.g. at {where})", worst)
+        return ValidationReport(False, f"non-finite or complex on {int((~finite).sum())} of {len(pts)} domain samples (e.g. at {where})", worst)
     if worst > bound:
         return ValidationReport(False, f"|f| up to {worst:.3g} in the widened domain exceeds bound {bound:.3g}", worst)
 
-    # 1-D scans with sign-change bisection to find poles between grid points
+    # denominators: a sign change or a near-zero value inside the domain is a pole
+    for den in denominators(expr):
+        dnames = sorted(str(s) for s in den.free_symbols)
+        idx = [names.index(n) for n in dnames]
+        dfn = lambdify_expr(den, dnames)
+        dv = _values(dfn, [pts[:, k] for k in idx], len(pts))
+        ok = np.isfinite(dv)
+        if not ok.any():
+            continue
+        scale = float(np.max(np.abs(dv[ok])))
+        if np.min(dv[ok]) < 0 < np.max(dv[ok]):
+            return ValidationReport(False, f"pole: denominator {den} changes sign in the domain", worst)
+        if scale > 0 and float(np.min(np.abs(dv[ok]))) <= 1e-9 * scale:
+            return ValidationReport(False, f"pole: denominator {den} vanishes in the domain", worst)
+
+    if domain == "box":
+        return _box_scans(fn, names, cols, train, lo, hi, bound, worst, n_scan_rows, n_scan_points)
+    return ValidationReport(True, "", worst)
+
+
+def _box_scans(fn, names, cols, train, lo, hi, bound, worst, n_scan_rows, n_scan_points) -> ValidationReport:
+    """1-D scans along each feature with sign-change bisection (``domain="box"``)."""
+    d, n_rows = len(names), len(train)
     order_rows = np.argsort(train, kind="stable")
     picks = sorted({int(order_rows[int(q * (n_rows - 1))]) for q in np.linspace(0.0, 1.0, n_scan_rows + 2)[1:-1]})
     base_rows = [np.array([c[i] for c in cols]) for i in picks] or [0.5 * (lo + hi)]
@@ -175,12 +266,8 @@ def check_finite_and_bounded(
             vmax = float(np.max(np.abs(v)))
             if vmax > bound:
                 return ValidationReport(False, f"|f| up to {vmax:.3g} exceeds bound {bound:.3g} on a 1-D scan of {names[j]}", vmax)
-            flips = np.flatnonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)
-            for k in flips:
-                a, b = grid[k], grid[k + 1]
-                fa = v[k]
-                m = 0.5 * (a + b)
-                fm = fa
+            for k in np.flatnonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0):
+                a, b, fa, m, fm = grid[k], grid[k + 1], v[k], grid[k], v[k]
                 for _ in range(60):
                     m = 0.5 * (a + b)
                     P1 = base.copy()
@@ -194,8 +281,7 @@ def check_finite_and_bounded(
                         b = m
                     if b - a <= 1e-13 * max(1.0, abs(m)):
                         break
-                scale = max(abs(v[k]), abs(v[k + 1]))
-                if not np.isfinite(fm) or abs(fm) > max(1e3 * scale, bound):
+                if not np.isfinite(fm) or abs(fm) > max(1e3 * max(abs(v[k]), abs(v[k + 1])), bound):
                     return ValidationReport(False, f"pole near {names[j]}={m:.6g}", worst)
     return ValidationReport(True, "", worst)
 
@@ -210,8 +296,8 @@ def is_finite_and_bounded(
 ) -> bool:
     """``True`` when ``expr`` has no pole, NaN, complex value or absurd magnitude on the domain.
 
-    Thin wrapper of :func:`check_finite_and_bounded` (same parameters) returning only the
-    verdict.
+    Thin wrapper of :func:`check_finite_and_bounded` (same parameters, e.g.
+    ``domain="box"``) returning only the verdict.
 
     Parameters
     ----------
@@ -235,4 +321,10 @@ def is_finite_and_bounded(
     return check_finite_and_bounded(expr, X_domain, margin, n_samples, bound, **kwargs).ok
 
 
-__all__ = ["ValidationReport", "check_finite_and_bounded", "is_finite_and_bounded", "widened_box"]
+__all__ = [
+    "ValidationReport",
+    "check_finite_and_bounded",
+    "denominators",
+    "is_finite_and_bounded",
+    "widened_box",
+]

@@ -77,7 +77,7 @@ UNITS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class BulkTolerances:
     """Numerical settings of :func:`compute_bulk` (all part of the task specification).
 

@@ -389,14 +389,21 @@ class SymbolicEngine(BaseEstimator, RegressorMixin):
 
     @staticmethod
     def _rescore(cands: Iterable[Candidate], X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
-        """Recompute complexity and float64 training MSE of every candidate uniformly."""
+        """Recompute the complexity of every candidate uniformly; drop unknown symbols.
+
+        Engines must report the loss as the float64 training MSE (:func:`mse_of`); a
+        non-finite or negative loss is recomputed here.
+        """
         out = []
+        cols = set(X.columns)
         for c in cands:
             expr = sp.sympify(c.expr)
-            unknown = {str(s) for s in expr.free_symbols} - set(X.columns)
-            if unknown:
+            if {str(s) for s in expr.free_symbols} - cols:
                 continue
-            out.append(Candidate(expression_complexity(expr), mse_of(expr, X, y), expr))
+            loss = float(c.loss)
+            if not np.isfinite(loss) or loss < 0:
+                loss = mse_of(expr, X, y)
+            out.append(Candidate(expression_complexity(expr), loss, expr))
         return out
 
 

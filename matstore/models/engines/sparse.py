@@ -355,13 +355,12 @@ class SparseEngine(SymbolicEngine):
                 subsets = idx[:, None]
                 rss_sel = rss[idx]
             else:
-                subsets = np.array(list(combinations(sub, k)), dtype=int)
-                if len(subsets) == 0:
+                loc = np.array(list(combinations(range(len(sub)), k)), dtype=np.intp)
+                if len(loc) == 0:
                     break
+                subsets = sub[loc]
                 G = A[:, sub].T @ A[:, sub]
                 b = A[:, sub].T @ yv
-                local = {int(c): i for i, c in enumerate(sub)}
-                loc = np.vectorize(local.__getitem__)(subsets)
                 rss_all = []
                 for start in range(0, len(loc), 50000):
                     rss_all.append(_subset_rss(G, b, yy, loc[start : start + 50000]))

@@ -1,0 +1,286 @@
+"""Dimensional consistency of a fitted equation, with pint.
+
+Given the unit of every feature and of the target, :func:`check_dimensions` propagates
+dimensions through the SymPy tree:
+
+- a symbol has the dimension of its unit (``pint`` dimensionality, e.g. ``[length]``);
+- exact numbers (Integer, Rational, π) are dimensionless;
+- a **Float** is treated as a *fitted coefficient* when ``fitted_constants=True`` (default):
+  it may carry any unit, so a product containing one has a free dimension (the
+  coefficient absorbs it) and in a sum it adopts the dimension of the other terms;
+- ``x**p`` needs a dimensionless numeric exponent (dimension × p) or, for a symbolic
+  exponent, dimensionless base and exponent;
+- sums need equal dimensions of their non-free terms;
+- ``exp``, trigonometric/hyperbolic functions need a dimensionless (or free) argument;
+  ``log(x)`` of a dimensioned x is accepted as ``log(x/x0)`` with an implied fitted
+  reference scale (so only "up to fitted constants");
+- ``Abs``, ``Min``/``Max`` keep the dimension.
+
+Verdicts (strings stored in ``equation_version.dimension_check``):
+
+- ``"consistent"`` — the expression has the target's dimension without fitted constants
+  carrying units;
+- ``"consistent up to fitted constants"`` — consistent once fitted coefficients are given
+  suitable units;
+- ``"inconsistent: <reason>"`` — e.g. adding a length to an energy, or a dimension
+  different from the target's;
+- ``"undetermined: <reason>"`` — a symbol without a unit, or an unknown unit string.
+
+The check never raises for a valid SymPy expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import sympy as sp
+
+Dim = tuple[tuple[str, float], ...]  # sorted (base dimension, exponent) pairs, no zeros
+FREE = None  # a dimension absorbed by a fitted coefficient
+
+
+@lru_cache(maxsize=1)
+def _ureg() -> Any:
+    import pint
+
+    return pint.UnitRegistry()
+
+
+class _Inconsistent(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DimensionCheck:
+    """Result of :func:`check_dimensions`.
+
+    Attributes
+    ----------
+    verdict : str
+        ``"consistent"``, ``"consistent up to fitted constants"``, ``"inconsistent: …"``
+        or ``"undetermined: …"``.
+    consistent : bool
+        True for the first two verdicts.
+    expression_dimension : str
+        Dimension of the expression without fitted constants (e.g. ``"[mass] / [time] ** 2"``),
+        ``"free"`` when fitted constants determine it, ``""`` when undetermined.
+    target_dimension : str
+    """
+
+    verdict: str
+    consistent: bool
+    expression_dimension: str
+    target_dimension: str
+
+    def __str__(self) -> str:
+        return self.verdict
+
+
+def _norm(d: Mapping[str, float]) -> Dim:
+    return tuple(sorted((k, round(float(v), 10)) for k, v in d.items() if abs(float(v)) > 1e-12))
+
+
+def unit_dimension(unit: Any) -> Dim:
+    """Dimension of a pint unit / quantity / unit string (``"eV/angstrom**2"``, ``"GPa"``).
+
+    Raises
+    ------
+    ValueError
+        For a string pint cannot parse.
+    """
+    ureg = _ureg()
+    if unit is None or (isinstance(unit, str) and unit.strip() in ("", "1", "dimensionless")):
+        return ()
+    try:
+        if isinstance(unit, str):
+            q = ureg.Quantity(1.0, unit)
+        elif hasattr(unit, "dimensionality"):
+            q = unit
+        else:
+            q = ureg.Quantity(1.0, str(unit))
+        return _norm(dict(q.dimensionality))
+    except Exception as exc:  # noqa: BLE001 - pint raises several types
+        raise ValueError(f"unknown unit {unit!r}: {exc}") from exc
+
+
+def format_dimension(d: Dim | None) -> str:
+    """Human-readable dimension: ``"[length] ** -2 * [mass]"``; ``"dimensionless"``; ``"free"``."""
+    if d is None:
+        return "free"
+    if not d:
+        return "dimensionless"
+    parts = []
+    for k, v in d:
+        parts.append(k if v == 1 else f"{k} ** {v:g}")
+    return " * ".join(parts)
+
+
+def _mul(a: Dim, b: Dim, sign: float = 1.0) -> Dim:
+    out: dict[str, float] = dict(a)
+    for k, v in b:
+        out[k] = out.get(k, 0.0) + sign * v
+    return _norm(out)
+
+
+def _pow(a: Dim, p: float) -> Dim:
+    return _norm({k: v * p for k, v in a})
+
+
+class _Walker:
+    def __init__(self, dims: Mapping[str, Dim], fitted_constants: bool) -> None:
+        self.dims = dims
+        self.fitted = fitted_constants
+        self.used_free = False
+
+    def walk(self, e: sp.Expr) -> Dim | None:
+        if e.is_Symbol:
+            return self.dims[str(e)]
+        if e.is_Number or e.is_NumberSymbol or e in (sp.pi, sp.E):
+            if isinstance(e, sp.Float) and self.fitted:
+                return FREE
+            return ()
+        if isinstance(e, sp.Mul):
+            out: Dim | None = ()
+            for a in e.args:
+                d = self.walk(a)
+                if d is FREE or out is FREE:
+                    out = FREE
+                else:
+                    out = _mul(out, d)
+            if out is FREE:
+                self.used_free = True
+            return out
+        if isinstance(e, sp.Add):
+            concrete: list[tuple[sp.Expr, Dim]] = []
+            any_free = False
+            for a in e.args:
+                d = self.walk(a)
+                if d is FREE:
+                    any_free = True
+                else:
+                    concrete.append((a, d))
+            for a, d in concrete[1:]:
+                if d != concrete[0][1]:
+                    raise _Inconsistent(
+                        f"adds {format_dimension(concrete[0][1])} ({concrete[0][0]}) and {format_dimension(d)} ({a})"
+                    )
+            if any_free:
+                self.used_free = True
+            return concrete[0][1] if concrete else FREE
+        if isinstance(e, sp.Pow):
+            base, exp = e.args
+            db = self.walk(base)
+            if exp.is_number:
+                if not exp.is_real:
+                    raise _Inconsistent(f"non-real exponent in {e}")
+                if isinstance(exp, sp.Float) and db not in ((), FREE):
+                    # a fitted exponent on a dimensioned base: only with a fitted scale
+                    self.used_free = True
+                    return FREE
+                return FREE if db is FREE else _pow(db, float(exp))
+            de = self.walk(exp)
+            if de not in ((), FREE):
+                raise _Inconsistent(f"exponent {exp} has dimension {format_dimension(de)}")
+            if db not in ((), FREE):
+                raise _Inconsistent(f"symbolic power of dimensioned base {base} ({format_dimension(db)})")
+            if FREE in (db, de):
+                self.used_free = True
+            return ()
+        if isinstance(e, sp.Abs | sp.Min | sp.Max | sp.sign):
+            ds = [self.walk(a) for a in e.args]
+            concrete = [d for d in ds if d is not FREE]
+            if any(d != concrete[0] for d in concrete[1:]):
+                raise _Inconsistent(f"{e.func.__name__} of different dimensions")
+            if isinstance(e, sp.sign):
+                return ()
+            return concrete[0] if concrete else FREE
+        if isinstance(e, sp.log):
+            d = self.walk(e.args[0])
+            if d is FREE or d != ():
+                self.used_free = True  # log(x/x0) with a fitted reference scale x0
+            return ()
+        if isinstance(e, sp.Function):
+            for a in e.args:
+                d = self.walk(a)
+                if d is FREE:
+                    self.used_free = True
+                elif d != ():
+                    raise _Inconsistent(f"{e.func.__name__} of dimensioned argument {a} ({format_dimension(d)})")
+            return ()
+        raise _Inconsistent(f"unsupported node {type(e).__name__}")
+
+
+def check_dimensions(
+    expr: sp.Expr | str,
+    feature_units: Mapping[str, Any],
+    target_unit: Any,
+    *,
+    fitted_constants: bool = True,
+) -> DimensionCheck:
+    """Dimensional consistency of ``expr`` with the target unit.
+
+    Parameters
+    ----------
+    expr : sympy.Expr or str
+        Equation whose symbols are feature names.
+    feature_units : mapping of str to unit
+        Unit of each feature (pint unit string such as ``"angstrom"``, ``"eV"``,
+        ``"GPa"``, ``"J/m**2"``, ``"dimensionless"``, or a pint Unit/Quantity).
+    target_unit : str or pint Unit
+        Unit of the target.
+    fitted_constants : bool, default True
+        Treat Floats as fitted coefficients that may carry units.
+
+    Returns
+    -------
+    DimensionCheck
+        ``str(result)`` is the verdict string.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> E, a = sp.symbols("E_c a")
+    >>> check_dimensions(E / a**2, {"E_c": "eV", "a": "angstrom"}, "J/m**2").verdict
+    'consistent'
+    >>> check_dimensions(E + a, {"E_c": "eV", "a": "angstrom"}, "J/m**2").verdict[:12]
+    'inconsistent'
+    """
+    try:
+        expr = sp.sympify(expr)
+        try:
+            target = unit_dimension(target_unit)
+        except ValueError as exc:
+            return DimensionCheck(f"undetermined: {exc}", False, "", "")
+        dims: dict[str, Dim] = {}
+        for s in sorted(expr.free_symbols, key=str):
+            name = str(s)
+            if name not in feature_units:
+                return DimensionCheck(f"undetermined: no unit for symbol {name}", False, "", format_dimension(target))
+            try:
+                dims[name] = unit_dimension(feature_units[name])
+            except ValueError as exc:
+                return DimensionCheck(f"undetermined: {exc}", False, "", format_dimension(target))
+        walker = _Walker(dims, fitted_constants)
+        try:
+            d = walker.walk(expr)
+        except _Inconsistent as exc:
+            return DimensionCheck(f"inconsistent: {exc}", False, "", format_dimension(target))
+        if d is FREE:
+            return DimensionCheck("consistent up to fitted constants", True, "free", format_dimension(target))
+        if d != target:
+            return DimensionCheck(
+                f"inconsistent: expression has dimension {format_dimension(d)} but the target has {format_dimension(target)}",
+                False,
+                format_dimension(d),
+                format_dimension(target),
+            )
+        verdict = "consistent up to fitted constants" if walker.used_free else "consistent"
+        return DimensionCheck(verdict, True, format_dimension(d), format_dimension(target))
+    except Exception as exc:  # noqa: BLE001 - never raise for a valid expression
+        return DimensionCheck(f"undetermined: {type(exc).__name__}: {exc}", False, "", "")
+
+
+__all__ = ["DimensionCheck", "check_dimensions", "format_dimension", "unit_dimension"]

@@ -1,0 +1,402 @@
+"""Orientation factorisation of surface properties: y(material, orientation) = C(material) · g(orientation).
+
+The published finding behind ``matstore fit --factorize orientation``: a surface property of
+FCC metals factors into a universal, dimensionless orientation function ``g`` and a material
+coefficient ``C`` that is a closed-form function of bulk properties.  The broken-bond model
+predicts ``g ∝ (2h + k)/sqrt(h² + k² + l²) = 2 n_x + n_y`` for ``h ≥ k ≥ l``
+(Mackenzie, Moore & Nicholas, J. Phys. Chem. Solids 23, 185 (1962)).
+
+:func:`fit_factorized` proceeds in four steps on a long table (one row per material and
+orientation):
+
+(a) per-material coefficients ``C_m`` — ``coefficient="lsq"`` (default) fits the rank-1
+    model ``y_i ≈ C_{m(i)} · g(o_i)`` by alternating least squares with a non-parametric
+    ``g`` (a free value per distinct orientation when orientations repeat across
+    materials, else a quadratic polynomial of the orientation descriptors), so the
+    normalised values ``y / C_m`` collapse onto one curve; ``coefficient="reference"`` takes
+    ``C_m`` as the value at the reference orientation (falls back to ``lsq`` when a material
+    lacks it);
+(b) an engine fits ``g(orientation)`` to all materials' normalised values, and ``g`` is
+    rescaled so ``g(reference) = 1`` (reference (111) by default; when no row has the
+    reference orientation, so that the mean of ``g`` over the distinct orientations is 1);
+(c) ``C_m`` are re-estimated by least squares given the selected ``g``, and an engine fits
+    ``C`` as a closed-form function of the bulk features (one row per material);
+(d) the combined equation ``y = C(bulk) · g(orientation)`` is one SymPy expression.
+
+Orientation descriptors (columns of the surface table, see :mod:`matstore.orientation`):
+``normal_x >= normal_y >= normal_z >= 0`` (unit normal reduced to the standard triangle),
+``theta_deg``, ``phi_deg``.  They are computed from whichever of ``miller_h/k/l``,
+``normal_x/y/z`` (or ``n_x/n_y/n_z``) or ``theta_deg/phi_deg`` (or ``theta/phi``) a row has,
+so orientations given only as normals or angles work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+
+from matstore import orientation as ori
+from matstore.models.engines.base import Candidate, evaluate_expr, get_engine, real_or_nan
+from matstore.models.selection import select_valid
+
+#: Descriptor columns produced by :func:`orientation_descriptors`.
+DESCRIPTOR_COLUMNS = ("normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
+#: Default features of g.
+DEFAULT_ORIENTATION_FEATURES = ("normal_x", "normal_y", "normal_z")
+
+_ALIASES = {
+    "miller": [("miller_h", "miller_k", "miller_l"), ("h", "k", "l")],
+    "normal": [("normal_x", "normal_y", "normal_z"), ("n_x", "n_y", "n_z"), ("nx", "ny", "nz")],
+    "angles": [("theta_deg", "phi_deg"), ("theta", "phi")],
+}
+
+
+def _find(table: pd.DataFrame, kind: str) -> tuple[str, ...] | None:
+    for cols in _ALIASES[kind]:
+        if all(c in table.columns for c in cols):
+            return cols
+    return None
+
+
+def orientation_of_row(row: pd.Series, miller, normal, angles) -> ori.Orientation:
+    """Orientation of one table row from Miller indices, normal or angles (first present)."""
+    if miller is not None and all(pd.notna(row[c]) for c in miller):
+        return ori.from_miller(*(row[c] for c in miller))
+    if normal is not None and all(pd.notna(row[c]) for c in normal):
+        return ori.from_normal([float(row[c]) for c in normal])
+    if angles is not None and all(pd.notna(row[c]) for c in angles):
+        return ori.from_angles(float(row[angles[0]]), float(row[angles[1]]))
+    raise ori.OrientationError(f"row {row.name!r} has no Miller index, normal or angles")
+
+
+def orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
+    """Orientation descriptors of every row of ``table``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        With Miller columns (``miller_h, miller_k, miller_l`` or ``h, k, l``), normal
+        columns (``normal_x…`` or ``n_x…``) and/or angle columns (``theta_deg, phi_deg`` or
+        ``theta, phi``, degrees, standard triangle).
+
+    Returns
+    -------
+    DataFrame, shape (n_rows, 6), same index
+        ``normal_x, normal_y, normal_z`` (unit normal, ``n_x >= n_y >= n_z >= 0``),
+        ``theta_deg, phi_deg`` (degrees) and ``orientation_key`` (``hkl:1,1,1`` or ``n:…``).
+
+    Raises
+    ------
+    matstore.orientation.OrientationError
+        A row has no usable orientation.
+    """
+    miller, normal, angles = _find(table, "miller"), _find(table, "normal"), _find(table, "angles")
+    if miller is None and normal is None and angles is None:
+        raise ori.OrientationError("table has no Miller-index, normal or angle columns")
+    rows = []
+    for _, row in table.iterrows():
+        o = orientation_of_row(row, miller, normal, angles)
+        rows.append((*o.normal, o.theta_deg, o.phi_deg, o.key))
+    return pd.DataFrame(rows, columns=[*DESCRIPTOR_COLUMNS, "orientation_key"], index=table.index)
+
+
+def add_orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``table`` with the descriptor columns (re)computed, see :func:`orientation_descriptors`."""
+    desc = orientation_descriptors(table)
+    out = table.copy()
+    for c in desc.columns:
+        out[c] = desc[c]
+    return out
+
+
+def reference_descriptors(reference: Sequence[float] | None) -> dict[str, float] | None:
+    """Descriptor values of a reference orientation given as Miller index or normal."""
+    if reference is None:
+        return None
+    vals = list(reference)
+    if all(float(v) == int(v) for v in vals):
+        o = ori.from_miller(*(int(v) for v in vals))
+    else:
+        o = ori.from_normal(vals)
+    return dict(zip(DESCRIPTOR_COLUMNS, (*o.normal, o.theta_deg, o.phi_deg), strict=True)) | {"orientation_key": o.key}
+
+
+def scale_expr(expr: sp.Expr, factor: float) -> sp.Expr:
+    """``factor · expr`` with the number distributed into a sum's terms (keeps it tidy)."""
+    f = sp.Float(float(factor), 15)
+    if isinstance(expr, sp.Add):
+        return sp.Add(*[f * t for t in expr.args])
+    return f * expr
+
+
+@dataclass
+class PartFit:
+    """One fitted factor (coefficient C or orientation function g).
+
+    Attributes
+    ----------
+    front : list of Candidate
+        Engine front (before numerical validation).
+    expr : sympy.Expr
+        Selected equation (for g: rescaled so g(reference) = 1).
+    criterion : str
+    features : list of str
+    rejected : list of (Candidate, reason)
+        Candidates removed by the numerical checks.
+    """
+
+    front: list[Candidate]
+    expr: sp.Expr
+    criterion: str
+    features: list[str]
+    rejected: list[tuple[Candidate, str]] = field(default_factory=list)
+
+
+@dataclass
+class FactorizationResult:
+    """Output of :func:`fit_factorized`.
+
+    Attributes
+    ----------
+    expr : sympy.Expr
+        ``C(bulk) · g(orientation)``.
+    coefficient : PartFit
+        C as a function of the bulk features (target unit).
+    orientation : PartFit
+        Dimensionless g of the orientation features.
+    coefficients : Series
+        Estimated ``C_m`` per material (index: material), in the target unit.
+    initial_coefficients : Series
+        ``C_m`` from step (a), before re-estimation with the selected g.
+    normalized : Series
+        ``y / C_m`` per row (index: table rows).
+    normalization : str
+        ``"g(hkl:1,1,1)=1"`` or ``"mean g over orientations = 1"``.
+    coefficient_method : str
+        ``"lsq"``, ``"reference"`` or ``"lsq (reference orientation missing)"``.
+    """
+
+    expr: sp.Expr
+    coefficient: PartFit
+    orientation: PartFit
+    coefficients: pd.Series
+    initial_coefficients: pd.Series
+    normalized: pd.Series
+    normalization: str
+    coefficient_method: str
+
+
+def _rank1_als(y: np.ndarray, mat_idx: np.ndarray, n_mat: int, P: np.ndarray, iters: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares rank-1 fit ``y_i ≈ C[m_i] · (P_i · w)``; returns (C, g values per row)."""
+    C = np.array([np.mean(np.abs(y[mat_idx == m])) for m in range(n_mat)])
+    C[C == 0] = 1.0
+    g = np.ones(len(y))
+    prev = np.inf
+    for _ in range(iters):
+        A = C[mat_idx][:, None] * P
+        w, *_ = np.linalg.lstsq(A, y, rcond=None)
+        g = P @ w
+        num = np.bincount(mat_idx, weights=y * g, minlength=n_mat)
+        den = np.bincount(mat_idx, weights=g * g, minlength=n_mat)
+        C = np.where(den > 0, num / np.where(den > 0, den, 1.0), C)
+        loss = float(np.sum((y - C[mat_idx] * g) ** 2))
+        if abs(prev - loss) <= 1e-14 * max(1.0, float(np.sum(y * y))):
+            break
+        prev = loss
+    return C, g
+
+
+def _design(desc: pd.DataFrame, features: Sequence[str], keys: pd.Series) -> np.ndarray:
+    """Design of the non-parametric g: one-hot of repeated orientations, else quadratic."""
+    n = len(desc)
+    uniq = pd.unique(keys)
+    if len(uniq) <= n / 2:
+        codes = pd.Categorical(keys, categories=uniq).codes
+        P = np.zeros((n, len(uniq)))
+        P[np.arange(n), codes] = 1.0
+        return P
+    Z = desc[list(features)].to_numpy(dtype=float)
+    sd = Z.std(axis=0)
+    Z = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    cols = [np.ones(n)] + [Z[:, j] for j in range(Z.shape[1])]
+    cols += [Z[:, i] * Z[:, j] for i in range(Z.shape[1]) for j in range(i, Z.shape[1])]
+    return np.column_stack(cols)
+
+
+def _engine(engine: str, params: dict[str, Any] | None, seed: int | None):
+    params = dict(params or {})
+    from matstore.models.engines.base import engine_class
+
+    cls = engine_class(engine)
+    if "random_state" in cls.default_parameters and "random_state" not in params and seed is not None:
+        params["random_state"] = seed
+    return get_engine(engine, **params)
+
+
+def fit_factorized(
+    table: pd.DataFrame,
+    target: str,
+    bulk_features: Sequence[str],
+    *,
+    material: str,
+    orientation_features: Sequence[str] = DEFAULT_ORIENTATION_FEATURES,
+    engine: str = "sparse",
+    engine_params: dict[str, Any] | None = None,
+    orientation_engine_params: dict[str, Any] | None = None,
+    selection: str = "knee",
+    coefficient: str = "lsq",
+    reference: Sequence[float] | None = (1, 1, 1),
+    margin: float = 0.1,
+    seed: int | None = 0,
+    holdout: pd.DataFrame | None = None,
+) -> FactorizationResult:
+    """Fit ``y(material, orientation) = C(bulk features) · g(orientation)``.
+
+    Parameters
+    ----------
+    table : DataFrame, shape (n_rows, ...)
+        Long table: a material column, orientation columns (Miller indices, normals or
+        angles; see :func:`orientation_descriptors`), the bulk features (constant within a
+        material; the per-material mean is used) and the target.  Rows with NaN in the
+        target or bulk features must be removed by the caller.
+    target : str
+        Target column (e.g. ``surface_energy`` in J/m²).
+    bulk_features : sequence of str
+        Features of C (e.g. ``cohesive_energy`` eV/atom, ``lattice_constant`` Å).
+    material : str
+        Column identifying the material (one C per value).
+    orientation_features : sequence of str, default ("normal_x", "normal_y", "normal_z")
+        Descriptors g may use; any of :data:`DESCRIPTOR_COLUMNS`.
+    engine : str
+        Engine name for both factors (see :func:`~matstore.models.engines.base.get_engine`).
+    engine_params : dict, optional
+        Parameters of the coefficient engine (and of the orientation engine unless
+        ``orientation_engine_params`` is given).
+    orientation_engine_params : dict, optional
+    selection : str
+        Criterion for both factors (see :mod:`matstore.models.selection`).
+    coefficient : {"lsq", "reference"}
+        Estimator of ``C_m`` in step (a).
+    reference : (3,) Miller index or normal, default (1, 1, 1); None for mean normalisation
+    margin : float
+        Domain widening of the numerical checks.
+    seed : int, optional
+        ``random_state`` passed to engines that have one.
+    holdout : DataFrame, optional
+        Held-out rows (same columns) on which selected equations must be finite (used by
+        cross-validation).
+
+    Returns
+    -------
+    FactorizationResult
+
+    Raises
+    ------
+    ValueError
+        Missing columns, fewer than 2 materials, or no valid candidate.
+    matstore.models.engines.base.EngineSetupError, EngineFitError
+        From the engines.
+    """
+    bulk_features = list(bulk_features)
+    orientation_features = list(orientation_features)
+    bad = [f for f in orientation_features if f not in DESCRIPTOR_COLUMNS]
+    if bad:
+        raise ValueError(f"orientation features must be among {DESCRIPTOR_COLUMNS}, got {bad}")
+    missing = [c for c in [target, material, *bulk_features] if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}")
+    if coefficient not in ("lsq", "reference"):
+        raise ValueError(f"coefficient must be 'lsq' or 'reference', got {coefficient!r}")
+    data = add_orientation_descriptors(table).reset_index(drop=True)
+    y = data[target].to_numpy(dtype=float)
+    materials = pd.unique(data[material])
+    if len(materials) < 2:
+        raise ValueError("factorisation needs at least two materials")
+    mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
+    ref = reference_descriptors(reference)
+    has_ref = ref is not None and bool((data["orientation_key"] == ref["orientation_key"]).any())
+
+    # (a) per-material coefficients, non-parametric g
+    P = _design(data, orientation_features, data["orientation_key"])
+    C, g_np = _rank1_als(y, mat_idx, len(materials), P)
+    method = coefficient
+    if coefficient == "reference":
+        ref_rows = data["orientation_key"] == (ref["orientation_key"] if ref else None)
+        per = data[ref_rows].groupby(material)[target].mean()
+        if has_ref and all(m in per.index for m in materials):
+            C = np.array([per[m] for m in materials], dtype=float)
+        else:
+            method = "lsq (reference orientation missing)"
+    if has_ref:
+        s = float(np.mean(g_np[(data["orientation_key"] == ref["orientation_key"]).to_numpy()]))
+        norm_text = f"g({ref['orientation_key']})=1"
+    else:
+        first = ~data["orientation_key"].duplicated().to_numpy()
+        s = float(np.mean(g_np[first]))
+        norm_text = "mean g over orientations = 1"
+    if method.startswith("lsq") and np.isfinite(s) and abs(s) > 1e-300:
+        C = C * s
+    initial = pd.Series(C, index=materials, name="C")
+    normalized = y / C[mat_idx]
+
+    # (b) g(orientation) from all materials' normalised values
+    Xg = data[orientation_features].astype(float)
+    g_params = orientation_engine_params if orientation_engine_params is not None else engine_params
+    g_eng = _engine(engine, g_params, seed).fit(Xg, normalized)
+    hold_g = None
+    if holdout is not None and len(holdout):
+        hold_g = add_orientation_descriptors(holdout)[orientation_features].astype(float)
+    g_cand, g_crit, g_rej = select_valid(g_eng.pareto_front_, Xg, selection, margin=margin, holdout=hold_g)
+    g_expr = g_cand.expr
+    if has_ref:
+        g_at = real_or_nan(evaluate_expr(g_expr, {k: np.array([ref[k]]) for k in orientation_features}))[0]
+    else:
+        first = ~data["orientation_key"].duplicated().to_numpy()
+        g_at = float(np.mean(real_or_nan(evaluate_expr(g_expr, Xg[first]))))
+    if np.isfinite(g_at) and abs(g_at) > 1e-12:
+        g_expr = scale_expr(g_expr, 1.0 / g_at)
+    g_vals = real_or_nan(evaluate_expr(g_expr, Xg))
+
+    # (c) re-estimate C_m given g, then C(bulk)
+    num = np.bincount(mat_idx, weights=y * g_vals, minlength=len(materials))
+    den = np.bincount(mat_idx, weights=g_vals * g_vals, minlength=len(materials))
+    C2 = np.where(den > 0, num / np.where(den > 0, den, 1.0), C)
+    coeffs = pd.Series(C2, index=materials, name="C")
+    bulk = data.groupby(material, sort=False)[bulk_features].mean().loc[materials].astype(float)
+    bulk = bulk.reset_index(drop=True)
+    c_eng = _engine(engine, engine_params, seed).fit(bulk, C2)
+    hold_c = None
+    if holdout is not None and len(holdout):
+        hold_c = holdout.groupby(material, sort=False)[bulk_features].mean().astype(float).reset_index(drop=True)
+    c_cand, c_crit, c_rej = select_valid(c_eng.pareto_front_, bulk, selection, margin=margin, holdout=hold_c)
+
+    # (d) combine
+    combined = c_cand.expr * g_expr
+    return FactorizationResult(
+        expr=combined,
+        coefficient=PartFit(list(c_eng.pareto_front_), c_cand.expr, c_crit, bulk_features, c_rej),
+        orientation=PartFit(list(g_eng.pareto_front_), g_expr, g_crit, orientation_features, g_rej),
+        coefficients=coeffs,
+        initial_coefficients=initial,
+        normalized=pd.Series(normalized, name="normalized"),
+        normalization=norm_text,
+        coefficient_method=method,
+    )
+
+
+__all__ = [
+    "DEFAULT_ORIENTATION_FEATURES",
+    "DESCRIPTOR_COLUMNS",
+    "FactorizationResult",
+    "PartFit",
+    "add_orientation_descriptors",
+    "fit_factorized",
+    "orientation_descriptors",
+    "reference_descriptors",
+    "scale_expr",
+]

@@ -1,0 +1,109 @@
+"""The bad-input corpus (tests/data/bad): typed errors naming file and line/row, data unchanged."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from matstore.ingest import errors as E
+from matstore.ingest.structures import ingest_structure_file
+from matstore.ingest.table import ingest_table
+from tests.conftest import DATA_TABLES
+
+DATA = Path(__file__).parent / "data"
+BAD, GOOD = DATA / "bad", DATA / "good"
+SMALL_MAPPING = GOOD / "small_table.yaml"
+
+# (file, mapping or None for structures, error class, where-pattern in the message)
+CASES = [
+    ("truncated.extxyz", None, E.TruncatedFileError, r"truncated\.extxyz, line 10: frame 1 \(line 7\) declares 4 atoms but the file ends after 2"),
+    ("malformed_number.extxyz", None, E.ParseError, r"malformed_number\.extxyz, line 9: frame 1"),
+    ("unknown_element.extxyz", None, E.UnknownElementError, r"unknown_element\.extxyz, line 15: unknown element 'Xx'"),
+    ("empty.extxyz", None, E.EmptyFileError, r"empty\.extxyz: the file is empty"),
+    ("empty.csv", SMALL_MAPPING, E.EmptyFileError, r"empty\.csv: the file is empty"),
+    ("../good/small_table.csv", BAD / "wrong_unit.yaml", E.UnitError, r"wrong_unit\.yaml, column 'c44_GPa': columns\.c44_GPa: unit 'eV' .* cannot be converted to 'GPa'"),
+    ("nan_inf.csv", BAD / "nan_inf.yaml", E.InvalidValueError, r"nan_inf\.csv, row 2, line 3, column 'c44_GPa': non-finite: nan.*and 1 more"),
+    ("shifted_columns.csv", SMALL_MAPPING, E.TableShapeError, r"shifted_columns\.csv, row 3, line 4: 7 fields but the header has 6"),
+    ("duplicated_rows.csv", SMALL_MAPPING, E.DuplicateRowError, r"duplicated_rows\.csv, row 3, line 4, column 'a_A': duplicated row: lattice_constant of Cu .* row 1"),
+    ("missing_column.csv", SMALL_MAPPING, E.MissingColumnError, r"missing_column\.csv, line 1: column 'c44_GPa' named by the mapping is not in the table"),
+    ("unparsable_number.csv", SMALL_MAPPING, E.ParseError, r"unparsable_number\.csv, row 2, line 3, column 'c44_GPa': unparsable number '12x5\.0'"),
+    ("unknown_element.csv", SMALL_MAPPING, E.UnknownElementError, r"unknown_element\.csv, row 2, line 3, column 'element': unknown element 'Qq'"),
+]
+
+
+def _checksums(engine) -> dict[str, str]:
+    """md5 of every data table's rows (all but job_run, whose failed runs are recorded on purpose)."""
+    out = {}
+    with engine.connect() as conn:
+        for table in DATA_TABLES:
+            if table == "job_run":
+                continue
+            out[table] = conn.execute(text(
+                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM {table} t"
+            )).scalar()
+    return out
+
+
+@pytest.fixture
+def populated(engine):
+    """A store holding some data already, so that "unchanged" compares real rows."""
+    ingest_structure_file(GOOD / "cu_emt.extxyz", engine=engine, method="emt", method_kind="calculator")
+    ingest_table(GOOD / "small_table.csv", SMALL_MAPPING, engine=engine)
+    return engine
+
+
+def test_corpus_is_complete():
+    listed = {name.split("/")[-1] for name, *_ in CASES}
+    on_disk = {p.name for p in BAD.iterdir() if p.suffix in (".extxyz", ".csv")}
+    assert on_disk <= listed
+
+
+@pytest.mark.parametrize(("name", "mapping", "error", "pattern"), CASES, ids=[c[0].split("/")[-1] + ("" if c[1] in (None, SMALL_MAPPING) else "+" + c[1].name) for c in CASES])
+def test_bad_input_is_rejected_and_leaves_data_unchanged(populated, name, mapping, error, pattern):
+    engine = populated
+    before = _checksums(engine)
+    with engine.connect() as conn:
+        runs_before = conn.execute(text("SELECT count(*) FROM job_run")).scalar()
+    path = BAD / name
+    with pytest.raises(error) as info:
+        if mapping is None:
+            ingest_structure_file(path, engine=engine)
+        else:
+            ingest_table(path, mapping, engine=engine)
+    assert isinstance(info.value, E.IngestError)
+    message = str(info.value)
+    assert re.search(pattern, message), message
+    assert _checksums(engine) == before
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT status, error FROM job_run ORDER BY id")).all()
+    assert len(runs) == runs_before + 1
+    assert runs[-1].status == "failed" and error.__name__ in runs[-1].error
+
+
+def test_bad_input_cli_prints_one_red_line(populated, tmp_path):
+    from matstore.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", "structures", str(BAD / "truncated.extxyz")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "truncated.extxyz, line 10" in lines[0]
+    result = runner.invoke(app, ["ingest", "table", str(BAD / "shifted_columns.csv"), "--mapping", str(SMALL_MAPPING)])
+    assert result.exit_code == 1 and "shifted_columns.csv, row 3, line 4" in result.output
+
+
+def test_multi_file_ingest_stops_at_bad_file_keeping_earlier(engine, tmp_path):
+    from matstore.ingest.structures import ingest_structures
+
+    good = tmp_path / "good.extxyz"
+    shutil.copy(GOOD / "cu_emt.extxyz", good)
+    with pytest.raises(E.TruncatedFileError):
+        ingest_structures([good, BAD / "truncated.extxyz"], engine=engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM configuration")).scalar() == 3
+        assert conn.execute(text("SELECT count(*) FROM source")).scalar() == 1

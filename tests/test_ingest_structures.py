@@ -1,0 +1,276 @@
+"""Structure ingest: extxyz/CIF/POSCAR through the binary COPY path, round trips and de-duplication."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from matstore.ingest.copy import content_hashes, frames_from_arrays, read_configurations, write_configurations
+from matstore.ingest.structures import (
+    configuration_hash,
+    ingest_structure_file,
+    ingest_structures,
+    read_frames,
+    stress_to_virial,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def _emt_images(n_frames: int, repeat: int = 2, seed: int = 0):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    images = []
+    for i in range(n_frames):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((repeat, repeat, repeat))
+        atoms.rattle(0.05, seed=seed + i)
+        atoms.set_cell(atoms.cell * (1.0 + 0.01 * i), scale_atoms=True)
+        atoms.calc = EMT()
+        atoms.get_potential_energy()
+        atoms.get_stress()
+        images.append(atoms)
+    return images
+
+
+def _provenance(engine, source_id):
+    with engine.connect() as conn:
+        return read_configurations(conn, source_id=source_id, include_info=True)
+
+
+def test_extxyz_emt_round_trip_exact(engine, tmp_path):
+    import ase.io
+
+    path = tmp_path / "cu32_emt.extxyz"
+    ase.io.write(path, _emt_images(6))
+    report = ingest_structure_file(path, engine=engine, method="emt", method_kind="calculator")
+    assert (report.status, report.frames, report.inserted, report.duplicates) == ("inserted", 6, 6, 0)
+
+    stored = _provenance(engine, report.source_id)
+    from_file = ase.io.read(path, index=":")
+    assert stored["n_atoms"].tolist() == [32] * 6
+    for i, atoms in enumerate(from_file):
+        a, b = stored["offsets"][i], stored["offsets"][i + 1]
+        # Bitwise equality with what ASE reads from the file: no precision is lost on the way.
+        assert np.array_equal(stored["numbers"][a:b], atoms.numbers)
+        assert np.array_equal(stored["positions"][a:b], atoms.positions)
+        assert np.array_equal(stored["forces"][a:b], atoms.calc.results["forces"])
+        assert np.array_equal(stored["cell"][i], atoms.cell.array)
+        assert stored["energy"][i] == atoms.calc.results["energy"]
+        volume = abs(np.linalg.det(atoms.cell.array))
+        expected_virial = stress_to_virial(atoms.calc.results["stress"], volume)
+        assert np.array_equal(stored["virial"][i], expected_virial)
+        # and independently: W = -V sigma with sigma from ASE's getter (3x3), eV
+        np.testing.assert_allclose(stored["virial"][i], -atoms.get_volume() * atoms.get_stress(voigt=False), rtol=1e-14, atol=1e-15)
+        assert stored["pbc"][i].tolist() == [True, True, True]
+        assert stored["info"][i]["frame"] == i
+        assert stored["content_sha256"][i] == configuration_hash(
+            atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc,
+            atoms.calc.results["energy"], atoms.calc.results["forces"], expected_virial,
+        )
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT c.formula, m.name, m.kind, s.sha256, s.kind, j.status, j.kind FROM configuration c "
+            "JOIN method m ON m.id = c.method_id JOIN source s ON s.id = c.source_id "
+            "JOIN job_run j ON j.id = c.job_run_id LIMIT 1"
+        )).one()
+    from matstore.hashing import sha256_file
+
+    assert tuple(row) == ("Cu32", "emt", "calculator", sha256_file(path), "file", "succeeded", "ingest_structures")
+
+
+def test_same_file_twice_is_stored_once(engine, tmp_path):
+    import ase.io
+
+    path = tmp_path / "frames.extxyz"
+    images = _emt_images(3, repeat=1)
+    ase.io.write(path, images)
+    first = ingest_structure_file(path, engine=engine)
+    second = ingest_structure_file(path, engine=engine)
+    assert first.inserted == 3
+    assert second.status == "already stored" and second.inserted == 0
+    # Other bytes, same arrays (an extra info key): a new source whose frames are all duplicates.
+    for atoms in images:
+        atoms.info["note"] = "copy"
+    other = tmp_path / "frames_copy.extxyz"
+    ase.io.write(other, images)
+    third = ingest_structure_file(other, engine=engine)
+    assert (third.status, third.frames, third.inserted, third.duplicates) == ("inserted", 3, 0, 3)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM configuration")).scalar() == 3
+        assert conn.execute(text("SELECT count(*) FROM source")).scalar() == 2
+        statuses = conn.execute(text("SELECT status FROM job_run ORDER BY id")).scalars().all()
+    assert statuses == ["succeeded", "skipped", "succeeded"]
+
+
+def test_extxyz_virial_key_is_taken_as_is(engine, tmp_path):
+    path = tmp_path / "virial.extxyz"
+    virial = [[1.5, 0.25, -0.125], [0.25, -2.0, 0.5], [-0.125, 0.5, 3.0]]
+    flat = " ".join(repr(v) for row in virial for v in row)
+    path.write_text(
+        "2\n"
+        f'Lattice="4.0 0.0 0.0 0.0 4.0 0.0 0.0 0.0 4.0" Properties=species:S:1:pos:R:3:forces:R:3 '
+        f'energy=-7.25 virial="{flat}" config_type=dimer pbc="T T F"\n'
+        "Ni 0.0 0.0 0.0 0.1 -0.2 0.3\n"
+        "Al 1.0 1.5 2.0 -0.1 0.2 -0.3\n"
+    )
+    report = ingest_structure_file(path, engine=engine, method="DFT-PBE", method_kind="dft")
+    stored = _provenance(engine, report.source_id)
+    assert np.array_equal(stored["virial"][0], np.array(virial))
+    assert stored["energy"][0] == -7.25
+    assert stored["numbers"].tolist() == [28, 13]
+    assert stored["pbc"][0].tolist() == [True, True, False]
+    assert stored["info"][0]["config_type"] == "dimer"
+    np.testing.assert_array_equal(stored["forces"], [[0.1, -0.2, 0.3], [-0.1, 0.2, -0.3]])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT formula FROM configuration")).scalar() == "AlNi"
+
+
+def test_cif_and_poscar_via_pymatgen(engine, tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+    from pymatgen.io.vasp import Poscar
+
+    structure = Structure(Lattice.cubic(3.615), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    nial = Structure(Lattice.cubic(2.88), ["Ni", "Al"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cif = tmp_path / "cu.cif"
+    CifWriter(structure).write_file(cif)
+    poscar = tmp_path / "POSCAR"
+    Poscar(nial).write_file(poscar)
+    reports = ingest_structures([cif, poscar], engine=engine)
+    assert [r.format for r in reports] == ["cif", "poscar"]
+    assert [r.inserted for r in reports] == [1, 1]
+    with engine.connect() as conn:
+        cu = read_configurations(conn, source_id=reports[0].source_id)
+        ni = read_configurations(conn, source_id=reports[1].source_id)
+        formulas = conn.execute(text("SELECT formula FROM configuration ORDER BY id")).scalars().all()
+    assert formulas == ["Cu4", "AlNi"]
+    np.testing.assert_allclose(cu["cell"][0], np.eye(3) * 3.615, atol=1e-12)
+    order = np.lexsort(cu["positions"].T)
+    np.testing.assert_allclose(cu["positions"][order], (structure.cart_coords)[np.lexsort(structure.cart_coords.T)], atol=1e-9)
+    assert np.isnan(cu["energy"][0]) and np.isnan(cu["forces"]).all() and np.isnan(cu["virial"]).all()
+    assert sorted(ni["numbers"].tolist()) == [13, 28]
+    np.testing.assert_allclose(ni["cell"][0], np.eye(3) * 2.88, atol=1e-12)
+
+
+def test_copy_round_trip_mixed_layouts(engine):
+    """Frames of different sizes and with missing labels; repeats within a batch count once."""
+    from matstore import crud
+
+    rng = np.random.default_rng(7)
+    frames = []
+    for i, n in enumerate([3, 3, 5, 1, 5, 3]):
+        frames.append({
+            "numbers": rng.integers(1, 90, size=n),
+            "positions": rng.normal(size=(n, 3)) * 3,
+            "cell": np.diag(rng.uniform(5, 9, size=3)),
+            "pbc": np.array([True, i % 2 == 0, True]),
+            "energy": None if i == 2 else float(rng.normal()),
+            "forces": None if i in (1, 3) else rng.normal(size=(n, 3)),
+            "virial": None if i == 4 else rng.normal(size=(3, 3)),
+            "info": {"i": i, "tag": "é", "bad": float("nan")},
+        })
+    frames.append(dict(frames[0]))  # exact repeat
+    frames[-1]["positions"] = frames[0]["positions"] * -1.0 * -1.0  # same values (−0.0 safe)
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        from matstore.schema import Source
+
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="ab" * 32).returning(Source.id)).scalar()
+        inserted, ids = write_configurations(conn, frames, source_id, job, None, return_ids=True)
+        again = write_configurations(conn, frames, source_id, job, None)
+    assert inserted == 6 and again == 0
+    assert ids[6] == ids[0] and len(set(ids.tolist())) == 6
+    with engine.connect() as conn:
+        arrays = read_configurations(conn, ids=ids[:6].tolist(), include_info=True)
+    back = frames_from_arrays(arrays)
+    assert [f["id"] for f in back] == sorted(ids[:6].tolist())
+    for original, got in zip(frames[:6], back, strict=True):
+        assert np.array_equal(got["numbers"], original["numbers"])
+        assert np.array_equal(got["positions"], original["positions"])
+        assert np.array_equal(got["pbc"], original["pbc"])
+        for key in ("forces", "virial"):
+            assert (got[key] is None) == (original[key] is None)
+            if original[key] is not None:
+                assert np.array_equal(got[key], original[key])
+        assert got["energy"] == original["energy"]
+        assert got["info"]["i"] == original["info"]["i"] and got["info"]["tag"] == "é" and got["info"]["bad"] == "nan"
+    assert content_hashes(frames[:1]) == [arrays["content_sha256"][0]]
+
+
+def test_hash_is_canonical():
+    numbers = np.array([29, 29])
+    positions = np.array([[0.0, 0.0, 0.0], [1.8, 1.8, 0.0]])
+    cell = np.eye(3) * 3.6
+    h = configuration_hash(numbers, positions, cell)
+    assert h == configuration_hash(numbers.astype(np.int16), -(-positions), cell.copy(), [True, True, True])
+    assert h == configuration_hash(numbers, positions * np.array([1.0, 1.0, -1.0]) * np.array([1, 1, -1.0]), cell)
+    assert h != configuration_hash(numbers, positions, cell, energy=0.0)
+    assert h != configuration_hash(numbers, positions + 1e-15, cell)
+    assert h != configuration_hash(numbers, positions, cell, pbc=[True, True, False])
+
+
+def test_concurrent_ingest_of_one_file_stores_one_copy(engine, tmp_path):
+    import ase.io
+
+    path = tmp_path / "race.extxyz"
+    ase.io.write(path, _emt_images(40, repeat=1))
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(ingest_structure_file(path, engine=engine))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(r.status for r in results) == ["already stored", "inserted"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM configuration")).scalar() == 40
+        assert conn.execute(text("SELECT count(*) FROM source")).scalar() == 1
+
+
+def test_read_frames_of_good_corpus_file():
+    frames = read_frames(DATA / "good" / "cu_emt.extxyz")
+    assert len(frames) == 3 and all(len(f["numbers"]) == 4 for f in frames)
+    assert all(f["virial"] is not None and f["energy"] is not None for f in frames)
+
+
+def test_copy_throughput_smoke(engine):
+    """A regression guard, not the benchmark: 4,000 frames of 32 atoms both ways."""
+    from matstore import crud
+    from matstore.schema import Source
+
+    rng = np.random.default_rng(0)
+    m, n = 4000, 32
+    frames = [{
+        "numbers": np.full(n, 29), "positions": rng.random((n, 3)) * 10, "cell": np.eye(3) * 10,
+        "pbc": np.ones(3, bool), "energy": float(i), "forces": rng.normal(size=(n, 3)),
+        "virial": rng.normal(size=(3, 3)), "info": {"frame": i},
+    } for i in range(m)]
+    job = crud.start_job_run(engine=engine, kind="bench", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="cd" * 32).returning(Source.id)).scalar()
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        assert write_configurations(conn, frames, source_id, job) == m
+    write_rate = m / (time.perf_counter() - start)
+    start = time.perf_counter()
+    with engine.connect() as conn:
+        arrays = read_configurations(conn, source_id=source_id)
+    read_rate = m / (time.perf_counter() - start)
+    assert len(arrays["id"]) == m
+    assert np.array_equal(arrays["positions"][-n:], frames[-1]["positions"])
+    assert write_rate > 3000 and read_rate > 5000, (write_rate, read_rate)

@@ -1,0 +1,374 @@
+"""Database-free fitting core (matstore.models): engines, validation, selection, dimensions,
+orientation factorisation, cross-validated fitting.  Fast (small budgets); no database."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sympy as sp
+
+from matstore.models import (
+    Candidate,
+    EngineSetupError,
+    check_dimensions,
+    check_finite_and_bounded,
+    expr_from_srepr,
+    fit_equation,
+    get_engine,
+    is_finite_and_bounded,
+    orientation_descriptors,
+    predict,
+    select,
+    versions,
+)
+from matstore.models.engines.base import expression_complexity, pareto_filter
+from matstore.orientation import broken_bond_g, distinct_miller_indices, from_miller
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STRENGTH_CSV = REPO_ROOT.parent / "shared" / "data" / "strength_covariance" / "data" / "models_w_props.csv"
+
+
+@pytest.fixture(scope="module")
+def product_data() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.uniform(1.0, 3.0, size=(150, 3)), columns=["x1", "x2", "x3"])
+    y = 2.5 * X["x1"] * X["x2"] / X["x3"]
+    return X, y.to_numpy()
+
+
+def _r2(y, p):
+    return 1.0 - np.sum((y - p) ** 2) / np.sum((y - np.mean(y)) ** 2)
+
+
+def surface_table(n_materials: int = 7, seed: int = 3) -> pd.DataFrame:
+    """Synthetic y = (E_c / a²) · g_bb(hkl) over n_materials × 13 Miller indices."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_materials):
+        mat = {
+            "material": f"M{i}",
+            "cohesive_energy": rng.uniform(2.5, 6.5),  # eV/atom
+            "lattice_constant": rng.uniform(3.5, 4.2),  # Å
+            "c44": rng.uniform(30.0, 130.0),  # GPa, a distractor
+        }
+        for hkl in distinct_miller_indices(3):
+            g = broken_bond_g(hkl)
+            rows.append(mat | {"miller_h": hkl[0], "miller_k": hkl[1], "miller_l": hkl[2],
+                               "surface_energy": mat["cohesive_energy"] / mat["lattice_constant"] ** 2 * g})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def test_sparse_recovers_exact_formula(product_data):
+    X, y = product_data
+    eng = get_engine("sparse", max_terms=3).fit(X, y)
+    best = min(eng.pareto_front_, key=lambda c: c.loss)
+    assert _r2(y, eng.predict(X)) > 0.999
+    x1, x2, x3 = sp.symbols("x1 x2 x3")
+    # exact structure and coefficient, no intercept
+    assert sp.simplify(best.expr - 2.5 * x1 * x2 / x3) == 0 or abs(
+        float((best.expr / (x1 * x2 / x3)).subs({x1: 1, x2: 1, x3: 1})) - 2.5) < 1e-9
+    coeffs = [float(f) for f in best.expr.atoms(sp.Float)]
+    assert len(coeffs) == 1 and abs(coeffs[0] - 2.5) < 1e-9
+    # front is sorted by complexity with strictly decreasing loss
+    cs = [c.complexity for c in eng.pareto_front_]
+    ls = [c.loss for c in eng.pareto_front_]
+    assert cs == sorted(cs) and all(a > b for a, b in zip(ls, ls[1:], strict=False))
+    assert {str(s) for c in eng.pareto_front_ for s in c.expr.free_symbols} <= {"x1", "x2", "x3"}
+    pickle.dumps(eng)  # fitted engines hold only SymPy objects
+
+
+def test_sparse_multi_term_and_params():
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.uniform(1.0, 3.0, size=(200, 4)), columns=list("abcd"))
+    y = 1.3 * X["a"] ** 2 / X["b"] + 0.7 * np.sqrt(X["c"]) - 2.0
+    eng = get_engine("sparse", max_terms=3).fit(X, y)
+    best = min(eng.pareto_front_, key=lambda c: c.loss)
+    assert best.loss < 1e-20
+    a, b, c = sp.symbols("a b c")
+    diff = sp.expand(best.expr - (1.3 * a**2 / b + 0.7 * sp.sqrt(c) - 2.0))
+    assert all(abs(float(f)) < 1e-8 for f in diff.atoms(sp.Float)) or diff == 0
+    assert eng.get_params()["max_terms"] == 3
+    assert set(eng.get_params()) == set(type(eng).default_parameters)
+    with pytest.raises(TypeError):
+        get_engine("sparse", no_such_parameter=1)
+    with pytest.raises(KeyError):
+        get_engine("no_such_engine")
+
+
+def test_operon_recovers_formula(product_data):
+    X, y = product_data
+    t0 = time.perf_counter()
+    eng = get_engine("operon", time_limit=8, generations=60, population_size=300, random_state=1).fit(X, y)
+    assert time.perf_counter() - t0 < 30
+    best = min(eng.pareto_front_, key=lambda c: c.loss)
+    assert _r2(y, eng.predict(X, best.expr)) > 0.999
+    assert {str(s) for s in best.expr.free_symbols} <= {"x1", "x2", "x3"}
+    pickle.dumps(eng)  # the pyoperon estimator itself is not kept
+
+
+def test_pysr_raises_setup_error_quickly(product_data, monkeypatch):
+    X, y = product_data
+    monkeypatch.delenv("PYTHON_JULIAPKG_EXE", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    from matstore.models.engines import pysr as pysr_mod
+
+    if pysr_mod.find_julia() is not None:
+        pytest.skip("a Julia is available here")
+    t0 = time.perf_counter()
+    with pytest.raises(EngineSetupError) as info:
+        get_engine("pysr", time_limit=5).fit(X, y)
+    assert time.perf_counter() - t0 < 5
+    msg = str(info.value)
+    assert "PYTHON_JULIAPKG_EXE" in msg and "PYTHON_JULIAPKG_OFFLINE" in msg and "JULIA_DEPOT_PATH" in msg
+    monkeypatch.setenv("PYTHON_JULIAPKG_EXE", "/nonexistent/julia")
+    with pytest.raises(EngineSetupError):
+        get_engine("pysr").fit(X, y)
+
+
+def test_versions_and_complexity():
+    v = versions()
+    assert v["sympy"] and v["numpy"] and "pyoperon" in v
+    x, y = sp.symbols("x y")
+    assert expression_complexity(x) == 1
+    assert expression_complexity(x + y) == 3
+    assert expression_complexity(2.5 * x * y) == 5
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_pole_rejection():
+    x1, x2 = sp.symbols("x1 x2")
+    dom = pd.DataFrame({"x1": np.linspace(0.0, 2.0, 9), "x2": np.linspace(1.0, 3.0, 9)})
+    assert not is_finite_and_bounded(1 / (x1 - 1.0), dom)  # pole on a training row
+    assert not is_finite_and_bounded(1 / (x1 - 1.07), dom)  # pole between training rows
+    assert not is_finite_and_bounded(1 / (x2 - 0.95), dom)  # pole in the widened margin
+    assert not is_finite_and_bounded(sp.log(x1 - 0.5), dom)  # NaN (complex) region
+    assert is_finite_and_bounded(x1 / x2 + sp.sqrt(x1), dom)
+    assert is_finite_and_bounded(x1 - 1.07, dom)  # a zero crossing is not a pole
+    report = check_finite_and_bounded(1 / (x1 - 1.07), dom)
+    assert not report.ok and report.reason
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def test_selection_criteria():
+    x = sp.Symbol("x")
+    front = [
+        Candidate(1, 10.0, sp.Float(1.0)),
+        Candidate(3, 1.0, x),
+        Candidate(5, 0.97, x + 1.0),
+        Candidate(9, 0.96, x**2 + x + 1.0),
+    ]
+    cand, crit = select(front, "knee")
+    assert cand.complexity == 3 and crit == "knee"
+    cand, crit = select(front, "within:5%")
+    assert cand.complexity == 3 and crit == "within:5%"
+    cand, crit = select(front, "within:1%")
+    assert cand.complexity == 9
+    cand, crit = select(front, "min_loss")
+    assert cand.complexity == 9 and crit == "min_loss"
+    cand, crit = select(front, "max_complexity:5")
+    assert cand.complexity == 5
+    with pytest.raises(ValueError):
+        select(front, "nonsense")
+    assert [c.complexity for c in pareto_filter([*front, Candidate(4, 2.0, x)])] == [1, 3, 5, 9]
+
+
+# ----------------------------------------------------------------------------- dimensions
+
+
+def test_dimension_verdicts():
+    E, a, c44 = sp.symbols("cohesive_energy lattice_constant c44")
+    units = {"cohesive_energy": "eV", "lattice_constant": "angstrom", "c44": "GPa"}
+    assert check_dimensions(E / a**2, units, "J/m**2").verdict == "consistent"
+    assert check_dimensions(c44 * a, units, "J/m**2").verdict == "consistent"
+    assert check_dimensions(1.73 * E / a**2 + 0.1, units, "J/m**2").verdict == "consistent up to fitted constants"
+    bad = check_dimensions(E + a, units, "J/m**2")
+    assert bad.verdict.startswith("inconsistent:") and not bad.consistent
+    bad = check_dimensions(E / a**3, units, "J/m**2")
+    assert bad.verdict.startswith("inconsistent:")
+    assert check_dimensions(E / a**2, {"cohesive_energy": "eV"}, "J/m**2").verdict.startswith("undetermined")
+    assert check_dimensions(sp.exp(a), units, "J/m**2").verdict.startswith("inconsistent")
+
+
+# ----------------------------------------------------------------------------- factorisation
+
+
+def test_orientation_descriptors_from_normals_and_angles():
+    hkl = distinct_miller_indices(3)
+    by_miller = pd.DataFrame(hkl, columns=["miller_h", "miller_k", "miller_l"])
+    normals = pd.DataFrame([from_miller(*m).normal for m in hkl], columns=["n_x", "n_y", "n_z"])
+    angles = pd.DataFrame([(from_miller(*m).theta_deg, from_miller(*m).phi_deg) for m in hkl], columns=["theta", "phi"])
+    d1, d2, d3 = (orientation_descriptors(t) for t in (by_miller, normals, angles))
+    cols = ["normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg"]
+    np.testing.assert_allclose(d1[cols].to_numpy(), d2[cols].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(d1[cols].to_numpy(), d3[cols].to_numpy(), atol=1e-9)
+    irrational = orientation_descriptors(pd.DataFrame({"theta_deg": [20.0], "phi_deg": [10.0]}))
+    assert irrational["orientation_key"].iloc[0].startswith("n:")
+
+
+def test_factorisation_recovers_broken_bond_model():
+    table = surface_table()
+    res = fit_equation(
+        table, "surface_energy", ["cohesive_energy", "lattice_constant", "c44"],
+        engine="sparse", factorize="orientation", groups="material", n_splits=7, seed=0,
+        feature_units={"cohesive_energy": "eV", "lattice_constant": "angstrom", "c44": "GPa"},
+        target_unit="J/m**2",
+    )
+    assert res.cv["scheme"].startswith("LeaveOneGroupOut")
+    assert res.metrics["cv_r2"] > 0.95
+    assert res.metrics["cv_failed_folds"] == 0
+    # g is normalised at (111) and equals the broken-bond factor up to that normalisation
+    g = expr_from_srepr(res.parts["orientation"]["srepr"])
+    d = orientation_descriptors(table)
+    g_vals = predict(g, d)
+    g_bb = np.array([broken_bond_g(tuple(m)) for m in table[["miller_h", "miller_k", "miller_l"]].to_numpy()])
+    np.testing.assert_allclose(g_vals, g_bb / np.sqrt(3.0), rtol=1e-6)
+    # C depends on E_c/a² only
+    c_syms = {str(s) for s in expr_from_srepr(res.parts["coefficient"]["srepr"]).free_symbols}
+    assert c_syms == {"cohesive_energy", "lattice_constant"}
+    assert res.dimension_check in ("consistent", "consistent up to fitted constants")
+    # predict() on Miller-only input recomputes the descriptors
+    p = predict(res.srepr, table.drop(columns=[]))
+    np.testing.assert_allclose(p, table["surface_energy"].to_numpy(), rtol=1e-6)
+
+
+def test_factorisation_with_angles_only():
+    table = surface_table(n_materials=6, seed=5)
+    o = [from_miller(*m) for m in table[["miller_h", "miller_k", "miller_l"]].to_numpy()]
+    table = table.drop(columns=["miller_h", "miller_k", "miller_l"])
+    table["theta_deg"] = [x.theta_deg for x in o]
+    table["phi_deg"] = [x.phi_deg for x in o]
+    res = fit_equation(table, "surface_energy", ["cohesive_energy", "lattice_constant"],
+                       factorize="orientation", groups="material", n_splits=6, seed=0)
+    assert res.metrics["cv_r2"] > 0.95
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def test_fit_equation_determinism_and_srepr_roundtrip(product_data):
+    X, y = product_data
+    table = X.assign(y=y + np.random.default_rng(7).normal(0, 0.01, len(y)))
+    r1 = fit_equation(table, "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
+    r2 = fit_equation(table, "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
+    assert r1.canonical_hash == r2.canonical_hash and r1.srepr == r2.srepr
+    np.testing.assert_array_equal(r1.oof_predictions, r2.oof_predictions)
+    assert r1.metrics["cv_r2"] > 0.999 and r1.selection == "knee"
+    assert np.isfinite(r1.residual_std) and r1.residual_std < 0.05
+    assert len(r1.oof_predictions) == len(table) and np.all(np.isfinite(r1.oof_predictions))
+    np.testing.assert_allclose(predict(r1.srepr, table), r1.predictions)
+    assert all({"complexity", "loss", "srepr", "latex", "text"} <= set(f) for f in r1.front)
+    with pytest.raises(ValueError):
+        expr_from_srepr("__import__('os').system('true')")
+
+
+def test_operon_fit_equation_is_deterministic(product_data):
+    X, y = product_data
+    table = X.iloc[:80].assign(y=y[:80])
+    params = {"time_limit": 20, "generations": 15, "population_size": 200, "n_threads": 1}
+    r1 = fit_equation(table, "y", ["x1", "x2", "x3"], engine="operon", engine_params=params, seed=3, cross_validate=False)
+    r2 = fit_equation(table, "y", ["x1", "x2", "x3"], engine="operon", engine_params=params, seed=3, cross_validate=False)
+    assert r1.canonical_hash == r2.canonical_hash
+
+
+@pytest.mark.skipif(not STRENGTH_CSV.exists(), reason="shared strength_covariance data not present")
+def test_strength_linear_model_matches_publication():
+    df = pd.read_csv(STRENGTH_CSV)
+    # The published 3-factor model (arXiv:2406.05146) excludes the 10 potentials flagged
+    # SF_jamming == "yes" (its LOO table lists the other 153); drop NaN rows here.
+    df = df[df["SF_jamming"].astype(str).str.strip() != "yes"]
+    cols = ["vacancy_migration_energy_fcc", "surface_energy_111_fcc", "lattice_constant_fcc"]
+    df = df.dropna(subset=[*cols, "strength_MPa"])
+    res = fit_equation(df, "strength_MPa", cols, engine="sparse",
+                       engine_params={"library": "linear", "max_terms": 3},
+                       selection="min_loss", n_splits=5, seed=0)
+    assert abs(res.metrics["cv_r2"] - 0.856) < 0.05
+    assert abs(res.metrics["cv_r2_mean"] - 0.856) < 0.05
+    assert 170 < res.metrics["cv_rmse"] < 225
+    assert {str(s) for s in res.expr.free_symbols} == set(cols)
+    assert res.n_rows == len(df)
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+
+
+def _fake_engine_class():
+    from matstore.models.engines.base import Candidate as C
+    from matstore.models.engines.base import SymbolicEngine
+
+    class _Fake(SymbolicEngine):
+        name = "fake"
+        default_parameters = {"random_state": None}
+
+        def __init__(self, random_state=None):
+            self.random_state = random_state
+
+        def _fit_front(self, X, y):
+            x = sp.Symbol("x")
+            return [C(1, float(np.var(y)), sp.Float(float(np.mean(y)))), C(3, 1.0, 2.0 * x),
+                    C(7, 1e-3, 2.0 * x + 1e-6 / (x - 10.0))]
+
+    return _Fake
+
+
+FakeEngine = _fake_engine_class()  # registered as engine "fake" below (pole at x = 10)
+
+
+def test_candidates_non_finite_on_held_out_rows_are_rejected():
+    from matstore.models.engines.base import register_engine
+
+    register_engine("fake", f"{__name__}:FakeEngine")
+    x = np.r_[np.linspace(0.0, 1.0, 19), 10.0]
+    table = pd.DataFrame({"x": x, "y": 2.0 * x})
+    res = fit_equation(table, "y", ["x"], engine="fake", selection="min_loss", n_splits=5, seed=0)
+    # full data contains x = 10: the pole candidate is rejected there
+    assert res.text == "2.0*x"
+    assert any(not f["valid"] for f in res.front)
+    # the fold holding x = 10 out could have picked the pole candidate, but it is non-finite there
+    assert res.metrics["cv_failed_folds"] == 0
+    assert np.all(np.isfinite(res.oof_predictions))
+    np.testing.assert_allclose(res.oof_predictions[-1], 20.0)
+
+
+def test_operon_retries_dtype_type_error(product_data, monkeypatch):
+    from pyoperon.sklearn import SymbolicRegressor
+
+    calls = []
+    original = SymbolicRegressor.fit
+
+    def flaky(self, X, y):
+        calls.append(X.dtype)
+        if X.dtype == np.float64:
+            raise TypeError("Unable to convert function return value to a Python type")
+        return original(self, X, y)
+
+    monkeypatch.setattr(SymbolicRegressor, "fit", flaky)
+    X, y = product_data
+    eng = get_engine("operon", time_limit=3, generations=5, population_size=100).fit(X, y)
+    assert calls == [np.float64, np.float32] and eng.pareto_front_
+
+
+def test_factorised_result_has_parts_and_front():
+    table = surface_table(n_materials=5, seed=9)
+    res = fit_equation(table, "surface_energy", ["cohesive_energy", "lattice_constant"],
+                       factorize="orientation", groups="material", seed=0, cross_validate=False)
+    assert set(res.parts) == {"coefficient", "orientation"}
+    for part in res.parts.values():
+        assert part["front"] and part["srepr"] and part["criterion"] == "knee"
+    assert res.parts["orientation"]["normalization"] == "g(hkl:1,1,1)=1"
+    assert len(res.parts["coefficient"]["values"]) == 5
+    assert res.front and any(f["srepr"] == res.srepr for f in res.front)
+    assert np.isnan(res.oof_predictions).all() and res.metrics["train_r2"] > 0.999
