@@ -57,6 +57,12 @@ def slow_task(context, key: str, sleep_s: float) -> None:  # noqa: ANN001
         _log("slow-done", key)
 
 
+@jobs_app.task(name="tests.fail", queue="compute")
+def failing_task(key: str) -> None:
+    """Always fails (no retry strategy: one attempt)."""
+    raise RuntimeError(f"chunk {key} is broken")
+
+
 @jobs_app.task(name="tests.tick", queue="maintenance")
 def tick_task(timestamp: int, label: str) -> None:
     """A periodic job: record the cron tick it was deferred for."""
@@ -317,6 +323,38 @@ def test_find_new_files_skips_stored_sources(engine: Engine, tmp_path: Path) -> 
         find_new_files(tmp_path / "missing", engine=engine)
 
 
+def test_scan_drop_dir_defers_each_new_file_once(queue_engine: Engine, engine: Engine, tmp_path: Path) -> None:
+    from procrastinate import JobContext
+    from procrastinate.jobs import Job
+
+    from matstore.jobs import tasks
+    from matstore.jobs.dispatch import opened
+
+    (tmp_path / "a.extxyz").write_text("1\n\nCu 0 0 0\n")
+    (tmp_path / "t.csv").write_text("x\n1\n")  # no mapping file: reported, not queued
+    past = time.time() - 60
+    for p in tmp_path.iterdir():
+        os.utime(p, (past, past))
+    job = Job(id=7, queue="maintenance", lock=None, queueing_lock=None, task_name="scan_drop_dir",
+              task_kwargs={}, attempts=0)
+    context = JobContext(app=jobs_app, job=job, worker_name="t", start_timestamp=time.time(),
+                         abort_reason=lambda: None)
+    try:
+        with opened(jobs_app):
+            first = tasks.scan_drop_dir(context, timestamp=0, directory=str(tmp_path))
+            second = tasks.scan_drop_dir(context, timestamp=60, directory=str(tmp_path))
+        assert first["deferred"] == [str(tmp_path / "a.extxyz")] and first["unmapped"] == [str(tmp_path / "t.csv")]
+        assert second["deferred"] == [] and second["already_queued"] == 1  # queueing lock on the sha256
+        queued = _rows(queue_engine, "SELECT args FROM procrastinate_jobs WHERE task_name = 'ingest_files'")
+        assert [r.args["paths"] for r in queued] == [[str(tmp_path / "a.extxyz")]]
+        runs = _rows(engine, "SELECT kind, status FROM job_run ORDER BY id")
+        assert [(r.kind, r.status) for r in runs] == [("task:scan_drop_dir", "succeeded"),
+                                                      ("task:scan_drop_dir", "skipped")]
+    finally:
+        with queue_engine.begin() as conn:
+            conn.execute(text("DELETE FROM procrastinate_jobs WHERE task_name = 'ingest_files'"))
+
+
 # --- migrations -----------------------------------------------------------------------------
 
 def test_procrastinate_schema_is_current() -> None:
@@ -400,6 +438,17 @@ def test_periodic_job_runs_once_per_tick_with_two_workers(workers: Workers, queu
                                  "WHERE periodic_id = 'tick-every-second' GROUP BY 1")
     assert defers and all(r.n == 1 for r in defers)
     assert len(workers.alive()) == 2
+
+
+def test_defer_and_wait_reports_failed_jobs(workers: Workers, queue_engine: Engine) -> None:
+    from matstore.jobs.dispatch import JobsFailedError, TaskCall, call, defer_and_wait
+
+    with pytest.raises(JobsFailedError, match="1 of 2 jobs did not succeed") as info:
+        defer_and_wait(call("tests.chunk", key="fine"), TaskCall("tests.fail", {"key": "bad"}),
+                       engine=queue_engine, timeout_s=30, poll_interval_s=0.2)
+    assert sorted(o.status for o in info.value.outcomes) == ["failed", "succeeded"]
+    with pytest.raises(KeyError):
+        defer_and_wait(call("no_such_task"))
 
 
 def test_job_of_killed_worker_is_retried_by_the_other(workers: Workers, queue_engine: Engine) -> None:

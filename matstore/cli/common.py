@@ -20,9 +20,13 @@ def cli_errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        from rich.markup import escape
+
         from matstore.provenance import scrub_text
 
-        err_console.print(f"[bold red]error:[/] {scrub_text(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+        # soft_wrap: one line however long (file, row and reason stay greppable);
+        # escape: messages quote user text such as "[species]" that is not Rich markup.
+        err_console.print(f"[bold red]error:[/] {escape(scrub_text(str(exc)))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from exc
 
 

@@ -31,7 +31,7 @@ from matstore.db import get_engine, read_only_connection, resolve_url
 TTL_S = 60
 
 #: Most rows a table query returns (the UI says when a result was cut).
-MAX_ROWS = 5000
+MAX_ROWS = 2000
 
 
 def _dashboard_url() -> str:
@@ -63,6 +63,31 @@ def _like(search: str) -> str:
 
 def _ids(values: Sequence[int] | None) -> list[int]:
     return [int(v) for v in values or ()]
+
+
+def _search_clause(search: str, *, material_column: str, params: dict[str, Any]) -> str:
+    """SQL condition "material, method or property name contains ``search``" on alias ``p``.
+
+    The matching ids are looked up first in the small vocabulary tables, so the condition on
+    the value table is ``= ANY(array)`` (planned with the actual ids) or plain ``FALSE``
+    when nothing matches; a correlated ``IN (SELECT ...)`` would make PostgreSQL walk the
+    whole value table looking for rows that never come.
+    """
+    found = _frame(
+        """
+        SELECT 'material' AS kind, id FROM material WHERE formula ILIKE :pattern ESCAPE '\\'
+        UNION ALL SELECT 'method', id FROM method WHERE name ILIKE :pattern ESCAPE '\\'
+        UNION ALL SELECT 'definition', id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\'
+        """,
+        {"pattern": _like(search)},
+    )
+    clauses = []
+    for kind, column in (("material", material_column), ("method", "p.method_id"), ("definition", "p.definition_id")):
+        ids = [int(i) for i in found.loc[found["kind"] == kind, "id"]]
+        if ids:
+            params[f"search_{kind}_ids"] = ids
+            clauses.append(f"{column} = ANY(:search_{kind}_ids)")
+    return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
 _cache = st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -178,12 +203,7 @@ def _bulk_filters(
         clauses.append("p.definition_id = ANY(:definition_ids)")
         params["definition_ids"] = _ids(definition_ids)
     if search.strip():
-        clauses.append(
-            "(p.material_id IN (SELECT id FROM material WHERE formula ILIKE :pattern ESCAPE '\\') "
-            "OR p.method_id IN (SELECT id FROM method WHERE name ILIKE :pattern ESCAPE '\\') "
-            "OR p.definition_id IN (SELECT id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\'))"
-        )
-        params["pattern"] = _like(search.strip())
+        clauses.append(_search_clause(search.strip(), material_column="p.material_id", params=params))
     return " AND ".join(clauses), params
 
 
@@ -422,27 +442,22 @@ def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> 
     ):
         if scope not in ("all", name):
             continue
-        if not text_search:
-            where = "TRUE"
-        else:
-            params["pattern"] = _like(text_search)
-            where = (
-                f"({material} IN (SELECT id FROM material WHERE formula ILIKE :pattern ESCAPE '\\') "
-                "OR p.method_id IN (SELECT id FROM method WHERE name ILIKE :pattern ESCAPE '\\') "
-                "OR p.definition_id IN (SELECT id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\')"
-            )
+        wheres = ["TRUE"]
+        if text_search:
+            wheres = [_search_clause(text_search, material_column=material, params=params)]
             if text_search.isdigit() and len(text_search) < 19:
+                # A separate branch, so that the primary key answers it (an OR would not).
                 params["value_id"] = int(text_search)
-                where += " OR p.id = :value_id"
-            where += ")"
-        parts.append(
+                wheres.append("p.id = :value_id")
+        parts += [
             "(" + _VALUE_SELECT.format(scope=name, table=table, material=material, surface_join=join,
                                         orientation=orientation, where=where) + ")"
-        )
+            for where in wheres
+        ]
     if not parts:
         return pd.DataFrame(columns=["scope", "value_id", "material", "method", "property", "value",
                                      "unit", "orientation", "created_at"])
-    union = " UNION ALL ".join(parts)
+    union = " UNION ".join(parts)  # UNION: a row found by name and by id appears once
     return _frame(f"SELECT * FROM ({union}) AS found ORDER BY created_at DESC, value_id DESC", params)
 
 

@@ -26,7 +26,7 @@ class Configuration(SQLModel, table=True):
     - ``virial``: (3, 3) eV; the virial W = −V·σ, σ the stress (eV/Å³, positive in tension)
 
     ``content_sha256`` is the sha256 of the canonical bytes of all arrays above
-    (see :func:`matstore.ingest.hashing.configuration_hash`), so an identical structure with
+    (see :func:`matstore.ingest.structures.configuration_hash`), so an identical structure with
     identical labels is stored once.  Machine-learned potentials need energies, forces and
     virials to generalise, so all three are kept whenever the input provides them.
     """
