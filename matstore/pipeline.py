@@ -70,7 +70,8 @@ def strength_spec(opts: PipelineOptions) -> FitSpec:
     """Strength (MPa) of the OpenKIM potentials from at most three indicator properties."""
     return FitSpec(
         name="strength_openkim", target="strength", features=STRENGTH_FEATURES, methods=None,
-        engine="sparse", max_features=3, time_budget=opts.time_budget, seed=opts.seed,
+        # One feature per term (max_factors=1), at most three terms: at most three indicators.
+        engine="sparse", engine_params={"max_terms": 3, "max_factors": 1}, time_budget=opts.time_budget, seed=opts.seed,
         description="Large-scale strength from small-scale indicator properties across OpenKIM potentials "
                     "(Jasperson et al., npj Comput. Mater. 2025, doi:10.1038/s41524-024-01453-w)",
     )

@@ -18,7 +18,13 @@ from sqlmodel import Session
 
 from matstore import crud
 from matstore.orientation import broken_bond_g, from_angles, from_miller
-from matstore.schema import Configuration, EquationAlias, EquationModel, EquationPrediction, EquationVersion
+from matstore.schema import (
+    Configuration,
+    EquationAlias,
+    EquationModel,
+    EquationPrediction,
+    EquationVersion,
+)
 
 KIM_ID = "EAM_Dynamo_FoilesBaskesDaw_1986Universal3_Cu__MO_666348409573_004"
 

@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-
 from conftest import DATA_TABLES, REPO_ROOT
 from dashboard_fixtures import Populated, populate
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
@@ -134,6 +133,14 @@ def test_every_page_renders_in_a_browser(dashboard: str, browser) -> None:  # no
         errors = page.locator('[data-testid="stAlertContentError"]').count()
         if exceptions or errors:
             problems.append(f"{name}: {exceptions} exception(s), {errors} error box(es)")
+    # Tabs of the equations page: the orientation function g and the parity plot.
+    for tab, name in (("Orientation function g", "equations_g"), ("Parity and residuals", "equations_parity")):
+        page.get_by_role("tab", name=tab).click()
+        page.get_by_role("tabpanel", name=tab).locator(".js-plotly-plot").first.wait_for()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        if page.locator('[data-testid="stException"]').count():
+            problems.append(f"{name}: exception")
     page.close()
     assert not problems, problems
     assert {f"{p or 'overview'}.png" for p, *_ in PAGES} <= {p.name for p in SCREENSHOTS.glob("*.png")}

@@ -302,7 +302,7 @@ def wulff_shape(
         "anisotropy": float(shape.anisotropy),
         "weighted_surface_energy": float(shape.weighted_surface_energy),
         "effective_radius": float(shape.effective_radius),
-        "area_fraction": {f"({h},{k},{l})": float(v) for (h, k, l), v in shape.area_fraction_dict.items()},
+        "area_fraction": {"(" + ",".join(map(str, hkl)) + ")": float(v) for hkl, v in shape.area_fraction_dict.items()},
         "n_facets_used": len(miller),
     }
     return fig, metrics

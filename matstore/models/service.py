@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 
 from matstore.crud import job_run
@@ -78,7 +78,7 @@ def _unchanged(engine: Engine, spec: FitSpec, training: TrainingSet) -> VersionO
     from matstore.schema import EquationModel
 
     with Session(engine) as session:
-        model = session.query(EquationModel).filter(EquationModel.name == spec.name).one_or_none()
+        model = session.execute(select(EquationModel).where(EquationModel.name == spec.name)).scalar_one_or_none()
         if model is None:
             return None
         latest = latest_version(session, model.id)
@@ -91,45 +91,73 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     from matstore.models.fitting import fit_equation
 
     table = training.table
+    surface = training.target_scope == "surface"
     result = fit_equation(
         table,
         target="target",
         features=spec.features,
         engine=spec.engine,
-        engine_params={**spec.engine_params, "time_limit": spec.time_budget},
+        engine_params={**_engine_defaults(spec), **spec.engine_params},
         factorize=spec.factorize,
         selection=spec.selection,
-        groups="material" if table["material"].nunique() > 1 else None,
+        groups="material" if (surface or spec.factorize) and table["material"].nunique() > 1 else None,
+        material="material" if spec.factorize else None,
         n_splits=spec.n_splits,
         seed=spec.seed,
-        units=training.units,
+        feature_units={n: training.units[n] for n in spec.features},
+        target_unit=training.units["target"],
     )
     values = {
         "engine": spec.engine,
-        "engine_versions": result.engine_versions,
-        "hyperparameters": {**result.hyperparameters, "time_budget": spec.time_budget, "seed": spec.seed},
+        "engine_versions": result.versions,
+        "hyperparameters": {**result.engine_params, "time_budget": spec.time_budget, "seed": spec.seed,
+                            "selection": spec.selection, "n_splits": spec.n_splits, "factorize": spec.factorize},
         "pareto_front": result.front,
         "equation_srepr": result.srepr,
         "equation_text": result.text,
         "equation_latex": result.latex,
-        "equation_sha256": result.sha256,
-        "parts": result.parts or {},
-        "selection_criterion": result.selection_criterion,
-        "metrics": result.metrics,
-        "residual_std": result.residual_std,
+        "equation_sha256": result.canonical_hash,
+        "parts": _jsonable(result.parts or {}),
+        "selection_criterion": result.selection,
+        "metrics": {**_jsonable(result.metrics), "cv_scheme": result.cv.get("scheme", "")},
+        "residual_std": _finite(result.residual_std),
         "dimension_check": result.dimension_check,
     }
+    kept = table.loc[result.row_index]
     predictions = [
         {"material_id": int(r.material_id), "method_id": int(r.method_id),
          "surface_id": None if pd.isna(r.surface_id) else int(r.surface_id),
          "observed": float(r.target), "predicted": _finite(p), "cv_predicted": _finite(c)}
-        for r, p, c in zip(table.itertuples(), result.predictions, result.cv_predictions, strict=True)
+        for r, p, c in zip(kept.itertuples(), result.predictions, result.oof_predictions, strict=True)
     ]
     return values, predictions
 
 
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _engine_defaults(spec: FitSpec) -> dict[str, Any]:
+    """Engine parameters implied by the spec (time budget for the stochastic engines)."""
+    return {"time_limit": spec.time_budget} if spec.engine in ("operon", "pysr") else {}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (floats with NaN/inf as None) for JSONB columns."""
+    import json
+
+    from matstore.hashing import canonical_json
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(json.loads(canonical_json(clean(value))))
 
 
 @dataclass(frozen=True)

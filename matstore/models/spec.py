@@ -38,7 +38,6 @@ class FitSpec(BaseModel):
     selection: criterion choosing the equation from the Pareto front (``knee``, ``within:5%``)
     n_splits: folds of cross-validation (grouped by material when the target spans materials)
     include_flagged: use values flagged at ingest (default: no)
-    max_features: at most this many features in the equation (``None``: no limit)
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +54,6 @@ class FitSpec(BaseModel):
     selection: str = "knee"
     n_splits: int = Field(default=5, ge=2)
     include_flagged: bool = False
-    max_features: int | None = Field(default=None, ge=1)
     description: str | None = None
 
     @field_validator("features")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from ase import Atoms
@@ -19,6 +21,23 @@ logger = logging.getLogger(__name__)
 EV_PER_A2_TO_J_PER_M2 = _e * 1e20
 #: 1 eV/Å³ in GPa (= 160.21766...).
 EV_PER_A3_TO_GPA = 1.0 / _EV_PER_A3_PER_GPA
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Limit BLAS/OpenMP thread pools to one thread inside the block.
+
+    The optimisers diagonalise small (3N × 3N) Hessians; multi-threaded OpenBLAS makes
+    these ~10× *slower* on a loaded 2-core machine and oversubscribes process pools.
+    Uses :mod:`threadpoolctl` (a scikit-learn dependency) when available.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
 
 
 def voigt_strain_tensor(index: int, value: float) -> np.ndarray:

@@ -53,6 +53,7 @@ from ._common import (
     deform,
     freeze,
     relax_positions,
+    single_threaded_blas,
     voigt_strain_tensor,
 )
 from .calculators import CalculationError, CalculatorBackend, get_backend
@@ -438,6 +439,11 @@ def compute_bulk(
     CalculationError
         If a fit, root search or relaxation fails.
     """
+    with single_threaded_blas():
+        return _compute_bulk(element, backend, tolerances, lattice_guess, vacancy)
+
+
+def _compute_bulk(element, backend, tolerances, lattice_guess, vacancy) -> BulkResult:
     backend = get_backend(backend) if isinstance(backend, str) else backend
     tol = tolerances or BulkTolerances()
     calc = backend.make(element)

@@ -53,7 +53,14 @@ from ase import Atoms
 
 from matstore.orientation import from_miller, in_plane_frame
 
-from ._common import EV_PER_A2_TO_J_PER_M2, check_finite, deform, freeze, relax_positions
+from ._common import (
+    EV_PER_A2_TO_J_PER_M2,
+    check_finite,
+    deform,
+    freeze,
+    relax_positions,
+    single_threaded_blas,
+)
 from .calculators import CalculationError, CalculatorBackend, get_backend
 
 logger = logging.getLogger(__name__)
@@ -505,6 +512,13 @@ def compute_surface(
     CalculationError
         If a relaxation fails.
     """
+    with single_threaded_blas():
+        return _compute_surface(element, backend, miller, lattice_constant,
+                                bulk_energy_per_atom, tolerances)
+
+
+def _compute_surface(element, backend, miller, lattice_constant, bulk_energy_per_atom,
+                     tolerances) -> SurfaceResult:
     backend = get_backend(backend) if isinstance(backend, str) else backend
     tol = tolerances or SurfaceTolerances()
     if tol.vacuum < 12.0:

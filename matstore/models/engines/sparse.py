@@ -73,8 +73,9 @@ def build_library(
     exponents : tuple of float
         Allowed non-zero exponents of one factor.
     max_factors : int
-        Most distinct columns in one monomial; lowered automatically until the library has
-        at most ``max_library`` members.
+        Most distinct columns in one monomial.  When the library would exceed
+        ``max_library`` members, the exponents of multi-factor terms are restricted first
+        (to ±1, ±2, then ±1: products and ratios), then ``max_factors`` is lowered.
     log : bool
         Add ``log(x)`` for strictly positive columns (``full`` only).
     max_library : int
@@ -111,18 +112,34 @@ def build_library(
                     continue
                 opts.append(float(e))
             allowed[n] = opts
-    # shrink max_factors until the library fits
-    def count(f: int) -> int:
-        sizes = [len(allowed[n]) for n in names]
-        total = 0
-        for j in range(1, f + 1):
+    # Fit the library under max_library: first restrict the exponents of multi-factor
+    # terms (full set -> ±1, ±2 -> ±1, i.e. products and ratios), then drop factors.
+    def restricted(keep: tuple[float, ...] | None) -> dict[str, list[float]]:
+        if keep is None:
+            return allowed
+        return {n: [e for e in allowed[n] if e in keep] for n in names}
+
+    def count(f: int, multi: dict[str, list[float]]) -> int:
+        total = sum(len(allowed[n]) for n in names)
+        sizes = [len(multi[n]) for n in names]
+        for j in range(2, f + 1):
             for combo in combinations(sizes, j):
                 total += int(np.prod(combo))
+                if total > max_library:
+                    return total
         return total
 
     max_factors = max(1, min(max_factors, len(names)))
-    while max_factors > 1 and count(max_factors) > max_library:
-        max_factors -= 1
+    multi = allowed
+    while max_factors > 1:
+        for keep in (None, (-2.0, -1.0, 1.0, 2.0), (-1.0, 1.0)):
+            multi = restricted(keep)
+            if count(max_factors, multi) <= max_library:
+                break
+        else:
+            max_factors -= 1
+            continue
+        break
 
     values: list[np.ndarray] = []
     exprs: list[Any] = []
@@ -143,8 +160,9 @@ def build_library(
 
     with np.errstate(all="ignore"):
         for j in range(1, max_factors + 1):
+            opts = allowed if j == 1 else multi
             for cols in combinations(names, j):
-                for exps in product(*(allowed[c] for c in cols)):
+                for exps in product(*(opts[c] for c in cols)):
                     vals = np.ones(len(X))
                     for c, e in zip(cols, exps, strict=True):
                         vals = vals * np.power(data[c], e)

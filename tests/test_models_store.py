@@ -1,0 +1,144 @@
+"""Fitting from the store: training set by SQL, versioning, aliases, predictions, determinism."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from matstore import crud
+from matstore.models.dataset import DatasetError, build_training_set
+from matstore.models.service import fit_model, predict, refit_model
+from matstore.models.spec import FitSpec
+from matstore.models.versioning import ModelNotFoundError, promote, resolve
+from matstore.orientation import broken_bond_g, distinct_miller_indices, from_miller
+
+#: Synthetic FCC metals: (a Å, E_c eV/atom, C44 GPa)
+METALS = {"Ag": (4.09, 2.85, 46.0), "Au": (4.08, 3.93, 42.0), "Cu": (3.615, 3.54, 76.0),
+          "Ni": (3.52, 4.45, 125.0), "Pd": (3.89, 3.91, 71.0), "Pt": (3.92, 5.77, 77.0), "Al": (4.05, 3.36, 28.0)}
+G111 = broken_bond_g((1, 1, 1))
+
+
+def true_gamma(a: float, ec: float, miller) -> float:
+    """γ = 0.4 · E_c/a² (eV/Å² → J/m² factor folded in) · g(hkl)/g(111)."""
+    return 0.4 * 16.0217663 * ec / a**2 * broken_bond_g(miller) / G111 / math.sqrt(3)
+
+
+def populate(engine, *, source_hash: str = "1" * 64, scale: float = 1.0) -> None:
+    """Store bulk features and γ of every distinct surface up to index 3 for METALS (method 'synth')."""
+    with Session(engine) as s:
+        run = s.execute(text("INSERT INTO job_run (kind, code_version, host) VALUES ('test','0','h') RETURNING id")).scalar_one()
+        method = crud.get_or_create_method(session=s, name="synth", kind="model")
+        source = crud.claim_source(session=s, kind="computation", sha256=source_hash)
+        defs = crud.definitions(session=s)
+        bulk, surf = [], []
+        for element, (a, ec, c44) in METALS.items():
+            mat = crud.get_or_create_material(session=s, formula=element)
+            for name, value in (("lattice_constant", a), ("cohesive_energy", ec), ("c44", c44)):
+                bulk.append(dict(material_id=mat, method_id=method, definition_id=defs[name].id, value=value,
+                                 source_id=source, job_run_id=run))
+            for miller in distinct_miller_indices(3):
+                sid = crud.get_or_create_surface(session=s, material_id=mat, orientation=from_miller(*miller))
+                surf.append(dict(surface_id=sid, method_id=method, definition_id=defs["surface_energy"].id,
+                                 value=scale * true_gamma(a, ec, miller), source_id=source, job_run_id=run))
+        crud.add_bulk_properties(session=s, rows=bulk)
+        crud.add_surface_properties(session=s, rows=surf)
+        s.commit()
+
+
+def spec(**kw) -> FitSpec:
+    base = dict(name="gamma_synth", target="surface_energy", features=["lattice_constant", "cohesive_energy", "c44"],
+                methods=["synth"], factorize="orientation", engine="sparse", seed=0)
+    return FitSpec(**(base | kw))
+
+
+def test_training_set_joins_features_and_orientation(engine) -> None:
+    populate(engine)
+    ts = build_training_set(engine, target="surface_energy", features=["lattice_constant", "cohesive_energy"], methods=["synth"])
+    assert ts.n_rows == 7 * 13
+    assert ts.units == {"lattice_constant": "angstrom", "cohesive_energy": "eV/atom", "target": "J/m^2"}
+    cu110 = ts.table[(ts.table.material == "Cu") & (ts.table.miller_h == 1) & (ts.table.miller_k == 1) & (ts.table.miller_l == 0)]
+    assert cu110.target.item() == pytest.approx(true_gamma(3.615, 3.54, (1, 1, 0)))
+    assert cu110.theta_deg.item() == pytest.approx(45.0)
+    again = build_training_set(engine, target="surface_energy", features=["lattice_constant", "cohesive_energy"], methods=["synth"])
+    assert again.sha256 == ts.sha256
+    with pytest.raises(DatasetError, match="unknown property"):
+        build_training_set(engine, target="surface_energy", features=["no_such_property"])
+
+
+def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
+    populate(engine)
+    first = fit_model(engine, spec())
+    assert first.created and first.version.version == 1
+    metrics = first.version.metrics
+    assert metrics["cv_r2"] > 0.99, metrics  # leave-one-material-out
+    assert set(first.version.parts) >= {"coefficient", "orientation"}
+
+    again = refit_model(engine, "gamma_synth")
+    assert not again.created and again.version.version == 1
+    assert "unchanged" in again.reason
+
+    promote(engine, name="gamma_synth", version=1, alias="production")
+    result = predict(engine, "gamma_synth@production", material="Cu", method="synth", miller=(5, 3, 1))
+    assert result.value == pytest.approx(true_gamma(3.615, 3.54, (5, 3, 1)), rel=0.02)
+    assert result.unit == "J/m^2"
+    assert result.uncertainty is not None and result.uncertainty >= 0
+
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*), max(abs(residual)) FROM model_predictions WHERE model = 'gamma_synth'")).one()
+    assert rows[0] == 7 * 13 and rows[1] < 0.05
+
+
+def test_new_data_creates_exactly_one_new_version(engine) -> None:
+    populate(engine)
+    fit_model(engine, spec())
+    populate(engine, source_hash="2" * 64, scale=1.1)  # newer values supersede
+    outcome = refit_model(engine, "gamma_synth")
+    assert outcome.created and outcome.version.version == 2
+    assert outcome.reason == "data snapshot changed"
+    with Session(engine) as s:
+        v2 = resolve(s, "gamma_synth")
+        assert v2.version == 2 and v2.parent_id == resolve(s, "gamma_synth:1").id
+
+
+def test_concurrent_refits_make_one_version(engine) -> None:
+    populate(engine)
+    fit_model(engine, spec())
+    populate(engine, source_hash="3" * 64, scale=0.9)
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(refit_model(engine, "gamma_synth"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.created for o in outcomes) == [False, True]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM equation_version")).scalar_one() == 2
+
+
+def test_same_data_spec_and_seed_give_same_equation(engine) -> None:
+    populate(engine)
+    a = fit_model(engine, spec(name="det_a"))
+    b = fit_model(engine, spec(name="det_b"))
+    assert a.version.equation_sha256 == b.version.equation_sha256
+    assert a.version.equation_srepr == b.version.equation_srepr
+
+
+def test_unknown_model_reference(engine) -> None:
+    with Session(engine) as s, pytest.raises(ModelNotFoundError, match="no equation model"):
+        resolve(s, "missing@production")
+
+
+def test_fit_records_job_run(engine) -> None:
+    populate(engine)
+    outcome = fit_model(engine, spec())
+    with engine.connect() as conn:
+        run = conn.execute(text("SELECT kind, status, summary FROM job_run WHERE id = :i"),
+                           {"i": outcome.version.job_run_id}).one()
+    assert run.kind == "fit" and run.status == "succeeded"
+    assert run.summary["n_rows"] == 91
+    assert np.isfinite(run.summary["metrics"]["cv_r2"])
