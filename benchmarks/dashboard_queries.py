@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # for tests.dashboard_fixtures
 
 console = Console()
 
@@ -50,9 +50,8 @@ ELEMENTS = ("Ag Al Au Co Cr Cu Fe Ir Mo Nb Ni Pb Pd Pt Rh Ta Ti V W Zr Mg Zn Cd 
 
 
 def _fill(url: str, rows: int) -> None:
-    from dashboard_fixtures import populate
-
     from matstore.admin import migrate
+    from tests.dashboard_fixtures import populate
 
     engine = create_engine(url)
     migrate(engine)

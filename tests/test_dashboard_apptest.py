@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import sympy
-from conftest import DATA_TABLES
-from dashboard_fixtures import KIM_ID, Populated, populate
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from streamlit.testing.v1 import AppTest
 
 from matstore.dashboard import APP_PATH, charts, expressions, queries
+from tests.conftest import DATA_TABLES
+from tests.dashboard_fixtures import KIM_ID, Populated, populate
 
 INJECTION = "'; DROP TABLE material; --"
 PAGES = ("overview", "jobs", "bulk", "surfaces", "provenance", "equations")

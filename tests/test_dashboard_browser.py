@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATA_TABLES, REPO_ROOT
-from dashboard_fixtures import Populated, populate
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from tests.conftest import DATA_TABLES, REPO_ROOT
+from tests.dashboard_fixtures import Populated, populate
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"

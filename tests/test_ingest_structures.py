@@ -7,10 +7,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy import text
 
-from matstore.ingest.copy import content_hashes, frames_from_arrays, read_configurations, write_configurations
+from matstore.ingest.copy import (
+    content_hashes,
+    frames_from_arrays,
+    read_configurations,
+    write_configurations,
+)
 from matstore.ingest.structures import (
     configuration_hash,
     ingest_structure_file,
@@ -208,7 +212,7 @@ def test_hash_is_canonical():
     positions = np.array([[0.0, 0.0, 0.0], [1.8, 1.8, 0.0]])
     cell = np.eye(3) * 3.6
     h = configuration_hash(numbers, positions, cell)
-    assert h == configuration_hash(numbers.astype(np.int16), -(-positions), cell.copy(), [True, True, True])
+    assert h == configuration_hash(numbers.astype(np.int16), np.negative(-positions), cell.copy(), [True, True, True])
     assert h == configuration_hash(numbers, positions * np.array([1.0, 1.0, -1.0]) * np.array([1, 1, -1.0]), cell)
     assert h != configuration_hash(numbers, positions, cell, energy=0.0)
     assert h != configuration_hash(numbers, positions + 1e-15, cell)

@@ -39,6 +39,8 @@ _TRAILER = b"\xff\xff"
 _OID_FLOAT8, _OID_INT2, _OID_BOOL = 701, 21, 16
 _HASH_PREFIX = b"matstore.configuration.v1\x00"
 _stage_counter = count()
+# One encoder for all frames (json.dumps with options builds a new one per call).
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 #: Keys of a frame dict accepted by :func:`write_configurations`.
 FRAME_KEYS = ("numbers", "positions", "cell", "pbc", "energy", "forces", "virial", "info")
@@ -266,7 +268,7 @@ def _info_bytes(info: dict[str, Any] | None) -> bytes:
     if not info:
         return b"\x00\x00\x00\x03\x01{}"
     try:
-        text = json.dumps(info, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        text = _JSON.encode(info)
     except (TypeError, ValueError):
         text = _info_json(info).decode()
     data = text.encode()

@@ -154,7 +154,7 @@ def frame_from_atoms(atoms: Any, index: int = 0) -> dict[str, Any]:
         virial = stress_to_virial(stress, volume)
     meta = _jsonable_info(info)
     meta["frame"] = index
-    if "free_energy" in results and "energy" in results:
+    if "free_energy" in results and "energy" in results and results["free_energy"] != results["energy"]:
         meta.setdefault("free_energy", float(results["free_energy"]))
     return {
         "numbers": np.asarray(atoms.numbers, dtype=np.int64),

@@ -66,7 +66,13 @@ from matstore.ingest.errors import (
     UnknownElementError,
 )
 from matstore.ingest.units import check_value, conversion_factor
-from matstore.orientation import Orientation, OrientationError, from_angles, from_miller, from_normal
+from matstore.orientation import (
+    Orientation,
+    OrientationError,
+    from_angles,
+    from_miller,
+    from_normal,
+)
 from matstore.schema.provenance import METHOD_KINDS
 from matstore.schema.vocabulary import DEFINITIONS_BY_NAME
 
@@ -479,7 +485,9 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
     seen: dict[tuple, _Value] = {}
     errors: list[tuple[_Value, str]] = []
     for r, (fields, line) in enumerate(zip(table.rows, table.lines, strict=True), start=1):
-        cell = lambda name: fields[index[name]]  # noqa: E731
+        def cell(name: str, fields: list[str] = fields) -> str:
+            return fields[index[name]]
+
         formula = _parse_formula(cell(mat["column"]) if mat.get("column") else str(mat["formula"]), path=path, row=r, line=line, column=mat.get("column"))
         prototype = (cell(mat["prototype_column"]).strip() if mat.get("prototype_column") else str(mat.get("prototype", "unknown"))) or "unknown"
         method = cell(met["column"]).strip() if met.get("column") else str(met["name"])

@@ -97,8 +97,14 @@ with tab_g:
                 normals, values, title=f"g over the stereographic triangle ({', '.join(g.variables) or 'constant'})"),
                 width="stretch")
             st.caption(f"g ranges from {np.nanmin(values):.4g} to {np.nanmax(values):.4g} over the triangle.")
-    if parts.get("coefficient", {}).get("latex"):
-        st.latex(f"c = {parts['coefficient']['latex']}")
+    coefficient = parts.get("coefficient") or {}
+    try:
+        coefficient_tex = expressions.to_latex(expressions.parse_srepr(coefficient["srepr"]))
+    except (KeyError, TypeError, expressions.ExpressionError):
+        coefficient_tex = coefficient.get("latex") if isinstance(coefficient, dict) else None
+    if coefficient_tex:
+        st.caption("Coefficient part c (the equation is c · g):")
+        st.latex(f"c = {coefficient_tex}")
 
 with tab_lineage:
     lineage = versions.assign(

@@ -1,0 +1,51 @@
+"""``matstore fit / models / predict / refit`` through the real command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_cli_db import run_cli, server_env
+from tests.test_models_store import populate, true_gamma
+
+
+def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> None:
+    populate(engine)
+    env = server_env(database_url)
+    out = run_cli("fit", "--name", "g", "--target", "surface_energy", "--features", "lattice_constant",
+                  "cohesive_energy", "c44", "--method", "synth", "--factorize", "orientation", "--engine", "sparse",
+                  "--seed", "0", env=env).stdout
+    assert "created (version 1)" in out
+    assert "cross-validated R²" in out
+
+    listing = run_cli("models", "list", env=env).stdout
+    assert "g" in listing and "surface_energy" in listing
+
+    run_cli("models", "promote", "g", "1", "production", env=env)
+    shown = run_cli("models", "show", "g@production", env=env).stdout
+    assert "version 1 (production)" in shown
+    assert "LaTeX" in shown and "coefficient" in shown and "orientation" in shown
+
+    predicted = run_cli("predict", "g@production", "--material", "Cu", "--method", "synth", "--hkl", "5", "3", "1",
+                        env=env).stdout
+    value = float(predicted.split(":")[-1].split("±")[0].strip())
+    assert value == pytest.approx(true_gamma(3.615, 3.54, (5, 3, 1)), rel=0.02)
+    assert "J/m^2" in predicted
+
+    assert "no new version" in run_cli("refit", "g", env=env).stdout
+
+
+def test_fit_from_yaml_spec(engine, database_url: str, tmp_path) -> None:
+    populate(engine)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: from_yaml\ntarget: surface_energy\nfeatures: [lattice_constant, cohesive_energy]\n"
+                    "methods: [synth]\nfactorize: orientation\nengine: sparse\nseed: 1\n")
+    out = run_cli("fit", "--spec", str(spec), env=server_env(database_url)).stdout
+    assert "from_yaml: created (version 1)" in out
+
+
+def test_bad_spec_is_a_clear_error(engine, database_url: str, tmp_path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: x\ntarget: surface_energy\nfeatures: []\nunknown_field: 1\n")
+    proc = run_cli("fit", "--spec", str(spec), env=server_env(database_url), check=False)
+    assert proc.returncode == 1
+    assert "bad.yaml" in proc.stderr and "invalid fit spec" in proc.stderr
