@@ -26,7 +26,7 @@ CASES = [
     ("unknown_element.extxyz", None, E.UnknownElementError, r"unknown_element\.extxyz, line 15: unknown element 'Xx'"),
     ("empty.extxyz", None, E.EmptyFileError, r"empty\.extxyz: the file is empty"),
     ("empty.csv", SMALL_MAPPING, E.EmptyFileError, r"empty\.csv: the file is empty"),
-    ("../good/small_table.csv", BAD / "wrong_unit.yaml", E.UnitError, r"wrong_unit\.yaml, column 'c44_GPa': columns\.c44_GPa: unit 'eV' .* cannot be converted to 'GPa'"),
+    ("../good/small_table.csv", BAD / "wrong_unit.yaml", E.UnitError, r"wrong_unit\.yaml, line 7, column 'c44_GPa': columns\.c44_GPa: unit 'eV' .* cannot be converted to 'GPa'"),
     ("nan_inf.csv", BAD / "nan_inf.yaml", E.InvalidValueError, r"nan_inf\.csv, row 2, line 3, column 'c44_GPa': non-finite: nan.*and 1 more"),
     ("shifted_columns.csv", SMALL_MAPPING, E.TableShapeError, r"shifted_columns\.csv, row 3, line 4: 7 fields but the header has 6"),
     ("duplicated_rows.csv", SMALL_MAPPING, E.DuplicateRowError, r"duplicated_rows\.csv, row 3, line 4, column 'a_A': duplicated row: lattice_constant of Cu .* row 1"),

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 
 from matstore.ingest.copy import (
@@ -278,3 +279,78 @@ def test_copy_throughput_smoke(engine):
     assert len(arrays["id"]) == m
     assert np.array_equal(arrays["positions"][-n:], frames[-1]["positions"])
     assert write_rate > 3000 and read_rate > 5000, (write_rate, read_rate)
+
+
+def test_copy_falls_back_to_staging_on_a_concurrent_duplicate(engine, monkeypatch):
+    """If another writer committed a hash after the pre-check, COPY's unique violation is
+    caught (savepoint) and the batch goes through the staging table with ON CONFLICT."""
+    import matstore.ingest.copy as copy_module
+    from matstore import crud
+    from matstore.schema import Source
+
+    rng = np.random.default_rng(3)
+    frames = [{"numbers": np.array([29, 28]), "positions": rng.normal(size=(2, 3)), "cell": np.eye(3) * 5,
+               "energy": float(i), "info": {"i": i}} for i in range(5)]
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="ef" * 32).returning(Source.id)).scalar()
+        assert write_configurations(conn, frames[1:3], source_id, job) == 2
+    monkeypatch.setattr(copy_module, "_existing_hashes", lambda cur, hashes: set())  # the race: pre-check saw nothing
+    with engine.begin() as conn:
+        inserted, ids = write_configurations(conn, frames, source_id, job, return_ids=True)
+    assert inserted == 3
+    with engine.connect() as conn:
+        stored = read_configurations(conn)
+    assert stored["energy"].tolist() == [1.0, 2.0, 0.0, 3.0, 4.0]  # new rows follow frame order
+    assert dict(zip(stored["id"].tolist(), stored["energy"].tolist(), strict=True)) == {int(i): float(k) for k, i in enumerate(ids)}
+
+
+def test_copy_partial_duplicates_and_bad_frame(engine):
+    """A batch mixing stored and new frames inserts only the new ones, in frame order; a
+    non-finite frame met while streaming raises ValueError and leaves the transaction usable."""
+    from matstore import crud
+    from matstore.schema import Source
+
+    rng = np.random.default_rng(11)
+    frames = [{"numbers": np.array([13]), "positions": rng.normal(size=(1, 3)), "cell": np.eye(3) * 4,
+               "energy": float(i)} for i in range(9)]
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="0f" * 32).returning(Source.id)).scalar()
+        assert write_configurations(conn, frames[0:2], source_id, job, chunk_size=2) == 2
+        assert write_configurations(conn, frames, source_id, job, chunk_size=2) == 7  # probe finds stored hashes
+        assert write_configurations(conn, frames[::-1], source_id, job, chunk_size=2) == 0
+        bad = [dict(f, energy=f["energy"] + 100) for f in frames]
+        bad[5] = dict(bad[5], positions=np.array([[np.nan, 0.0, 0.0]]))
+        with pytest.raises(ValueError, match="frame 5: positions has non-finite values"):
+            write_configurations(conn, bad, source_id, job, chunk_size=4)
+        assert conn.execute(text("SELECT count(*) FROM configuration")).scalar() == 9
+    with engine.connect() as conn:
+        assert read_configurations(conn)["energy"].tolist() == [float(i) for i in range(9)]
+
+
+def test_vasprun_steps_convert_stress_to_virial(tmp_path, monkeypatch):
+    """vasprun.xml via pymatgen: VASP's stress (kBar, opposite sign to ASE) becomes W = −V·σ."""
+    import pymatgen.io.vasp as pmg_vasp
+    from ase.units import GPa
+    from pymatgen.core import Lattice, Structure
+
+    structure = Structure(Lattice.cubic(3.6), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    stress_kbar = np.array([[10.0, 1.0, 0.0], [1.0, -5.0, 2.0], [0.0, 2.0, 3.0]])
+    forces = np.arange(12.0).reshape(4, 3) / 10
+
+    class FakeVasprun:
+        def __init__(self, filename, **kwargs):
+            self.ionic_steps = [{"structure": structure, "e_0_energy": -14.9, "e_fr_energy": -15.0,
+                                 "forces": forces.tolist(), "stress": stress_kbar.tolist()}]
+
+    monkeypatch.setattr(pmg_vasp, "Vasprun", FakeVasprun)
+    path = tmp_path / "vasprun.xml"
+    path.write_text("<modeling/>")
+    (frame,) = read_frames(path)
+    sigma_ase = -0.1 * GPa * stress_kbar  # eV/Å³, as ase.io.vasp.read_vasp_xml converts it
+    np.testing.assert_allclose(frame["virial"], -structure.volume * sigma_ase, rtol=1e-14)
+    assert frame["virial"][0, 0] == pytest.approx(structure.volume * 0.1 * GPa * 10.0)  # compressive kBar → positive W
+    assert frame["energy"] == -14.9 and frame["info"]["e_fr_energy"] == -15.0
+    np.testing.assert_array_equal(frame["forces"], forces)
+    assert frame["numbers"].tolist() == [29] * 4

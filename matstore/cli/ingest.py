@@ -7,7 +7,7 @@ it (``@ingest_app.command("compute")``) before :func:`register` adds it to the m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -36,7 +36,7 @@ def _issues_table(title: str, issues: list[dict[str, Any]], limit: int = 30) -> 
 
 @ingest_app.command("structures")
 def structures(
-    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Structure files (extxyz, CIF, POSCAR, vasprun.xml, any ASE format)."),
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Structure files (extxyz, CIF, POSCAR, vasprun.xml, any ASE format).")],
     method: str | None = typer.Option(None, "--method", help="Method that produced the labels, e.g. emt or DFT-PBE."),
     method_kind: str = typer.Option("other", "--method-kind", help="calculator | interatomic_potential | dft | experiment | model | other"),
     fmt: str | None = typer.Option(None, "--format", help="Reader: extxyz, cif, poscar, vasprun, or an ASE format (default: from the name)."),
@@ -90,8 +90,8 @@ def _print_table_reports(reports: list[Any], title: str) -> None:
 
 @ingest_app.command("table")
 def table(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Property table (CSV or whitespace text)."),
-    mapping: Path = typer.Option(..., "--mapping", "-m", exists=True, dir_okay=False, help="Mapping YAML (columns → property definitions, units)."),
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Property table (CSV or whitespace text).")],
+    mapping: Annotated[Path, typer.Option("--mapping", "-m", exists=True, dir_okay=False, help="Mapping YAML (columns → property definitions, units).")],
 ) -> None:
     """Store a property table mapped column by column to property definitions."""
     from matstore.ingest.table import ingest_table
@@ -104,7 +104,7 @@ def table(
 @ingest_app.command("dataset")
 def dataset(
     name: str = typer.Argument(..., help="Registered dataset, e.g. strength_covariance."),
-    dataset_dir: Path | None = typer.Option(None, "--dataset-dir", help="Local mirror of the repository (default: MATSTORE_DATASET_DIR)."),
+    dataset_dir: Annotated[Path | None, typer.Option("--dataset-dir", help="Local mirror of the repository (default: MATSTORE_DATASET_DIR).")] = None,
 ) -> None:
     """Fetch a registered dataset (pinned commit, sha256-checked) and ingest it with its shipped mappings."""
     from matstore.ingest.registry import ingest_dataset

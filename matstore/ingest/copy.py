@@ -128,7 +128,9 @@ def _hash_dtype(n: int, has_energy: bool, has_forces: bool, has_virial: bool) ->
 class _Group:
     """Frames sharing one layout, stacked into arrays."""
 
-    def __init__(self, key: tuple[int, bool, bool, bool], index: list[int], frames: Sequence[dict[str, Any]]) -> None:
+    def __init__(
+        self, key: tuple[int, bool, bool, bool], index: list[int], frames: Sequence[dict[str, Any]], offset: int = 0
+    ) -> None:
         self.key = key
         self.index = np.asarray(index, dtype=np.int64)
         n, has_e, has_f, has_v = key
@@ -147,10 +149,10 @@ class _Group:
                 arr += 0.0
                 finite = np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
                 if not finite.all():
-                    bad = int(self.index[np.flatnonzero(~finite)[0]])
+                    bad = offset + int(self.index[np.flatnonzero(~finite)[0]])
                     raise ValueError(f"frame {bad}: {name} has non-finite values")
         if np.any((self.numbers < 1) | (self.numbers > 118)):
-            bad = int(self.index[np.flatnonzero(((self.numbers < 1) | (self.numbers > 118)).any(axis=1))[0]])
+            bad = offset + int(self.index[np.flatnonzero(((self.numbers < 1) | (self.numbers > 118)).any(axis=1))[0]])
             raise ValueError(f"frame {bad}: atomic numbers must be 1..118")
 
     def __len__(self) -> int:
@@ -165,16 +167,16 @@ def _frame_key(i: int, frame: dict[str, Any]) -> tuple[int, bool, bool, bool]:
     return (n, frame.get("energy") is not None, frame.get("forces") is not None, frame.get("virial") is not None)
 
 
-def _groups(frames: Sequence[dict[str, Any]]) -> list[_Group]:
+def _groups(frames: Sequence[dict[str, Any]], offset: int = 0) -> list[_Group]:
     """Maximal runs of consecutive frames with one layout (so streams keep frame order)."""
     runs: list[tuple[tuple[int, bool, bool, bool], list[int]]] = []
     for i, frame in enumerate(frames):
-        key = _frame_key(i, frame)
+        key = _frame_key(offset + i, frame)
         if runs and runs[-1][0] == key:
             runs[-1][1].append(i)
         else:
             runs.append((key, [i]))
-    return [_Group(key, idx, frames) for key, idx in runs]
+    return [_Group(key, idx, frames, offset) for key, idx in runs]
 
 
 def _group_hashes(group: _Group) -> list[str]:
@@ -348,21 +350,85 @@ def _copy_rows(
     return b"".join(parts)
 
 
-def _stream(
-    copy: Any,
-    groups: list[_Group],
-    keep: np.ndarray,
-    frames: Sequence[dict[str, Any]],
-    hashes: Sequence[str],
-    ids: tuple[int | None, int, int],
-    chunk: int = 2000,
-) -> None:
+class _Chunk:
+    """A slice of the frames with its layout groups and content hashes (computed once)."""
+
+    def __init__(self, frames: Sequence[dict[str, Any]], start: int, stop: int) -> None:
+        self.start = start
+        self.frames = frames[start:stop]
+        self.groups = _groups(self.frames, offset=start)
+        self.hashes: list[str] = [""] * len(self.frames)
+        for group in self.groups:
+            for i, digest in zip(group.index.tolist(), _group_hashes(group), strict=True):
+                self.hashes[i] = digest
+
+
+class _Chunks:
+    """Lazily built chunks, so hashing and packing of chunk k+1 overlap the server's work on chunk k."""
+
+    def __init__(self, frames: Sequence[dict[str, Any]], size: int) -> None:
+        self.frames = frames
+        self.size = size
+        self.built: list[_Chunk] = []
+
+    def __iter__(self):  # noqa: ANN204
+        for k, start in enumerate(range(0, len(self.frames), self.size)):
+            if k == len(self.built):
+                self.built.append(_Chunk(self.frames, start, start + self.size))
+            yield self.built[k]
+
+    def first(self) -> _Chunk:
+        return next(iter(self))
+
+    def all_hashes(self) -> list[str]:
+        return [h for chunk in self for h in chunk.hashes]
+
+
+def _stream(copy: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | None, int, int]) -> int:
+    """Write the frames whose hash is not in ``skip`` (updated in place); return how many."""
     copy.write(_SIGNATURE)
-    for group in groups:
-        rows = np.flatnonzero(keep[group.index])
-        for a in range(0, len(rows), chunk):
-            copy.write(_copy_rows(group, rows[a:a + chunk], frames, hashes, ids))
+    sent = 0
+    for chunk in chunks:
+        keep = np.zeros(len(chunk.frames), dtype=bool)
+        for i, digest in enumerate(chunk.hashes):
+            if digest not in skip:
+                skip.add(digest)
+                keep[i] = True
+        for group in chunk.groups:
+            rows = np.flatnonzero(keep[group.index])
+            if len(rows):
+                copy.write(_copy_rows(group, rows, chunk.frames, chunk.hashes, ids))
+        sent += int(keep.sum())
     copy.write(_TRAILER)
+    return sent
+
+
+def _writer(cur: Any) -> Any:
+    """COPY writer sending from a worker thread: numpy packs chunk k+1 while libpq sends chunk k."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    return QueuedLibpqWriter(cur)
+
+
+def _copy_direct(cur: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | None, int, int]) -> int | None:
+    """COPY straight into ``configuration`` inside a savepoint; ``None`` on a unique violation."""
+    import psycopg
+
+    cur.execute("SAVEPOINT matstore_copy")
+    try:
+        with cur.copy(f"COPY configuration ({_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)", writer=_writer(cur)) as copy:
+            sent = _stream(copy, chunks, skip, ids)
+    except psycopg.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT matstore_copy")
+        return None
+    except BaseException:
+        try:
+            cur.execute("ROLLBACK TO SAVEPOINT matstore_copy")
+        except Exception:  # noqa: BLE001 - keep the original error
+            pass
+        raise
+    cur.execute("RELEASE SAVEPOINT matstore_copy")
+    return sent
 
 
 def write_configurations(
@@ -373,14 +439,17 @@ def write_configurations(
     method_id: int | None = None,
     *,
     return_ids: bool = False,
+    chunk_size: int = 2000,
 ) -> int | tuple[int, np.ndarray]:
     """Store frames in ``configuration``, skipping any whose content hash is already stored.
 
-    Runs in the caller's transaction; nothing is committed.  Hashes already in the table and
-    repeats within ``frames`` are dropped first, the rest is sent with one binary
-    ``COPY configuration FROM STDIN`` inside a savepoint.  If a concurrent writer committed
-    one of the same hashes meanwhile (unique violation), the savepoint is rolled back and the
-    frames go through a temporary staging table and
+    Runs in the caller's transaction; nothing is committed.  Repeats within ``frames`` are
+    always dropped.  The first ``chunk_size`` hashes are looked up: if none is stored yet
+    (a new file), all frames are streamed with one binary ``COPY configuration FROM STDIN``
+    inside a savepoint while later chunks are still being hashed and packed.  Otherwise, or
+    if that COPY hits a stored hash (unique violation), all hashes are looked up and only
+    new frames are copied; if a concurrent writer commits one of the same hashes in between,
+    the frames go through a temporary staging table and
     ``INSERT ... SELECT ... ON CONFLICT (content_sha256) DO NOTHING`` instead.
 
     Parameters
@@ -396,6 +465,8 @@ def write_configurations(
         Provenance recorded on every inserted row.
     return_ids
         Also return the ``configuration.id`` of each frame (new or already stored).
+    chunk_size
+        Frames hashed and packed at a time.
 
     Returns
     -------
@@ -407,45 +478,30 @@ def write_configurations(
     ------
     ValueError
         If a frame has no atoms, non-finite coordinates or labels, or an atomic number
-        outside 1..118.
+        outside 1..118 (the savepoint is rolled back; the caller's transaction stays usable).
     psycopg.Error
         On a database error (the caller's transaction is then aborted).
     """
-    import psycopg
-
     if not frames:
         return (0, np.zeros(0, dtype=np.int64)) if return_ids else 0
     raw = _raw_connection(conn)
-    groups = _groups(frames)
-    hashes: list[str] = [""] * len(frames)
-    for group in groups:
-        for i, digest in zip(group.index.tolist(), _group_hashes(group), strict=True):
-            hashes[i] = digest
+    chunks = _Chunks(frames, max(1, int(chunk_size)))
     ids = (method_id, int(source_id), int(job_run_id))
-    keep = np.zeros(len(frames), dtype=bool)
-    seen: set[str] = set()
     with raw.cursor() as cur:
-        cur.execute(
-            "SELECT content_sha256 FROM configuration WHERE content_sha256 = ANY(%s::text[])", (hashes,)
-        )
-        seen.update(row[0] for row in cur.fetchall())
-        for i, digest in enumerate(hashes):
-            if digest not in seen:
-                seen.add(digest)
-                keep[i] = True
-        inserted = 0
-        if keep.any():
-            cur.execute("SAVEPOINT matstore_copy")
-            try:
-                with cur.copy(f"COPY configuration ({_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                    _stream(copy, groups, keep, frames, hashes, ids)
-                inserted = int(keep.sum())
-                cur.execute("RELEASE SAVEPOINT matstore_copy")
-            except psycopg.errors.UniqueViolation:
-                cur.execute("ROLLBACK TO SAVEPOINT matstore_copy")
-                inserted = _write_staged(cur, groups, keep, frames, hashes, ids)
+        inserted = None
+        if not _existing_hashes(cur, chunks.first().hashes):
+            inserted = _copy_direct(cur, chunks, set(), ids)
+        if inserted is None:
+            skip = _existing_hashes(cur, chunks.all_hashes())
+            if len(skip) == len(frames):
+                inserted = 0
+            else:
+                inserted = _copy_direct(cur, chunks, set(skip), ids)
+                if inserted is None:
+                    inserted = _write_staged(cur, chunks, skip, ids)
         if not return_ids:
             return inserted
+        hashes = chunks.all_hashes()
         cur.execute(
             "SELECT content_sha256, id FROM configuration WHERE content_sha256 = ANY(%s::text[])", (hashes,)
         )
@@ -453,18 +509,17 @@ def write_configurations(
     return inserted, np.array([by_hash[h] for h in hashes], dtype=np.int64)
 
 
-def _write_staged(
-    cur: Any,
-    groups: list[_Group],
-    keep: np.ndarray,
-    frames: Sequence[dict[str, Any]],
-    hashes: Sequence[str],
-    ids: tuple[int | None, int, int],
-) -> int:
+def _existing_hashes(cur: Any, hashes: list[str]) -> set[str]:
+    """The subset of ``hashes`` already in ``configuration`` (visible to this transaction)."""
+    cur.execute("SELECT content_sha256 FROM configuration WHERE content_sha256 = ANY(%s::text[])", (hashes,))
+    return {row[0] for row in cur.fetchall()}
+
+
+def _write_staged(cur: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | None, int, int]) -> int:
     stage = f"matstore_configuration_stage_{next(_stage_counter)}"
     cur.execute(f"CREATE TEMP TABLE {stage} ({_STAGE_DDL}) ON COMMIT DROP")
-    with cur.copy(f"COPY {stage} FROM STDIN (FORMAT BINARY)") as copy:
-        _stream(copy, groups, keep, frames, hashes, ids)
+    with cur.copy(f"COPY {stage} FROM STDIN (FORMAT BINARY)", writer=_writer(cur)) as copy:
+        _stream(copy, chunks, set(skip), ids)
     # A fresh temporary table is scanned in insertion order; ctid makes that explicit.
     cur.execute(
         f"INSERT INTO configuration ({_WRITE_COLUMNS}) SELECT {_WRITE_COLUMNS} FROM {stage} "

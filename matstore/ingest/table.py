@@ -203,10 +203,17 @@ def load_mapping(mapping: str | Path | dict[str, Any], *, path: str | Path | Non
     columns = raw.get("columns")
     if not isinstance(columns, dict) or not columns:
         raise MappingError("columns: map at least one table column to a property definition", path=where)
+    lines = _column_lines(path) if path else {}
     entries: list[ColumnEntry] = []
     for column, spec in columns.items():
         for item in spec if isinstance(spec, list) else [spec]:
-            entries.append(_entry(str(column), item, on_invalid, where))
+            try:
+                entries.append(_entry(str(column), item, on_invalid, where))
+            except MappingError as exc:
+                if exc.line is None and str(column) in lines:
+                    exc.line = lines[str(column)]
+                    exc.args = (exc._format(),)
+                raise
     names = raw.get("names")
     if raw.get("header", True) is False and not names:
         raise MappingError("header: false needs `names: [...]` (the column names)", path=where)
@@ -226,6 +233,20 @@ def load_mapping(mapping: str | Path | dict[str, Any], *, path: str | Path | Non
         material=material,
         method=method,
     )
+
+
+def _column_lines(path: str | Path) -> dict[str, int]:
+    """1-based line of each key under ``columns:`` in a mapping file (for error messages)."""
+    try:
+        node = yaml.compose(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    for key, value in node.value:
+        if key.value == "columns" and isinstance(value, yaml.MappingNode):
+            return {k.value: k.start_mark.line + 1 for k, _ in value.value}
+    return {}
 
 
 def _entry(column: str, item: Any, on_invalid: str, where: str | None) -> ColumnEntry:
