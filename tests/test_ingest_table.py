@@ -283,3 +283,28 @@ def test_mapping_errors_are_typed(tmp_path):
     bad.write_text("material: {column: a}\nmethod: {name: x}\ncolumns: {v: {definition: surface_energy, unit: J/m^2}}\n")
     with pytest.raises(IngestError, match="needs exactly one orientation"):
         load_mapping(bad)
+
+
+def test_concurrent_table_ingest_stores_one_copy(engine):
+    import threading
+
+    barrier = threading.Barrier(2)
+    reports, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            reports.append(ingest_table(GOOD / "small_table.csv", GOOD / "small_table.yaml", engine=engine))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(r.status for r in reports) == ["already stored", "inserted"]
+    assert _scalar(engine, "SELECT count(*) FROM bulk_property") == 11
+    assert _scalar(engine, "SELECT count(*) FROM source") == 1
+    assert _scalar(engine, "SELECT count(*) FROM method") == 2

@@ -282,7 +282,11 @@ def compute_tasks(
 
     Surface tasks of an element are submitted as soon as its bulk result arrives, so the
     pool stays busy.  Workers use the ``spawn`` start method (LAMMPS/MPI state must not be
-    forked).  ``workers=0`` runs everything in this process.
+    forked), so a script calling this with ``workers > 0`` needs the usual
+    ``if __name__ == "__main__":`` guard.  ``workers=0`` runs everything in this process.
+    Task failures (:class:`CalculationError`, :class:`CalculatorSetupError`) are recorded
+    per element in ``failures`` unless ``raise_errors``; an element whose bulk task fails
+    gets no surface tasks.
 
     Parameters
     ----------
