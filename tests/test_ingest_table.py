@@ -147,15 +147,25 @@ def test_openkim_table(engine, openkim, strength_data_dir):
     assert values["stacking_fault_energy"] == pytest.approx(float(row["intr_stack_fault_energy_fcc"]) * 16.02176634, rel=1e-12)
 
     # Implausible values are flagged (stored, with their reason), listed with their rows, never dropped.
-    flagged = {(f["row"], f["column"]): f for f in table.flagged}
-    cohesive = [f for f in table.flagged if f["column"] == "cohesive_energy_fcc"]
+    implausible = [f for f in table.flagged if f["reason"].startswith(("implausible", "non-finite", "negative"))
+                   or "outside" in f["reason"]]
+    flagged = {(f["row"], f["column"]): f for f in implausible}
+    cohesive = [f for f in implausible if f["column"] == "cohesive_energy_fcc"]
     assert len(cohesive) == 1 and cohesive[0]["value"] == pytest.approx(206.485746, rel=1e-6)
     assert cohesive[0]["row"] == 150 and cohesive[0]["line"] == 151
     assert (150, "c44_fcc") in flagged and flagged[(150, "c44_fcc")]["value"] == pytest.approx(61594.411181)
-    assert any(f["column"].startswith("surface_energy") and f["value"] < 0 for f in table.flagged)
-    assert len(table.flagged) == 20
+    assert any(f["column"].startswith("surface_energy") and f["value"] < 0 for f in implausible)
+    assert len(implausible) == 20
+    # Rows the study set aside are flagged by the mapping's row_flags: every value of the 14
+    # disqualified potentials, and the strength of the SF_jamming = yes simulations.
+    disqualified = [f for f in table.flagged if "disqualified" in f["reason"]]
+    assert len({f["row"] for f in disqualified}) == 14
+    jamming = [f for f in table.flagged if "SF_jamming" in f["reason"]]
+    assert {f["definition"] for f in jamming} == {"strength"} and len({f["row"] for f in jamming}) == 13
     n_flagged_rows = _scalar(engine, "SELECT count(*) FROM property_values WHERE flag IS NOT NULL")
-    assert n_flagged_rows == 20
+    assert n_flagged_rows == len(table.flagged)
+    usable_strength = _scalar(engine, "SELECT count(*) FROM property_values WHERE property = 'strength' AND flag IS NULL")
+    assert usable_strength == 177 - 1 - len({f["row"] for f in table.flagged if f["definition"] == "strength"} - {15})
     assert _scalar(engine, "SELECT value FROM property_values WHERE property='cohesive_energy' AND flag LIKE 'implausible%'") == pytest.approx(206.485746, rel=1e-6)
     # The repeated (model, species) of rows 14/15 keeps row 14 and reports row 15's values as skipped.
     assert {s["row"] for s in table.skipped} == {15} and len(table.skipped) == 22

@@ -33,7 +33,11 @@ Invalid values (non-finite, or outside :data:`~matstore.ingest.units.PLAUSIBLE_R
 ``on_invalid: error`` aborts the whole source naming the file, row and column; ``flag``
 stores them with ``flag`` set (non-finite values cannot be stored and are reported as
 skipped); ``skip`` leaves them out.  Both ``flag`` and ``skip`` list every such value with
-its row in the report.  ``on_duplicate: keep_first`` keeps the first of several rows that
+its row in the report.  ``row_flags`` flags values of rows that the table itself marks
+(e.g. a ``disqualified`` column): each rule names a ``column``, matches ``when: not_blank`` or
+``values: [...]`` (case-insensitive), gives the ``flag`` text and optionally the
+``definitions`` it applies to (default: all); such values are stored flagged and listed.
+``on_duplicate: keep_first`` keeps the first of several rows that
 give one property of one material and method (the default ``error`` refuses them).  Blank cells are missing values, never errors.  Unparsable numbers,
 unknown elements, rows with a wrong number of fields and duplicated rows are always errors.
 """
@@ -80,7 +84,7 @@ log = logging.getLogger(__name__)
 
 ON_INVALID = ("error", "flag", "skip")
 ON_DUPLICATE = ("error", "keep_first")
-_MAPPING_KEYS = {"name", "format", "header", "names", "comment", "delimiter", "on_invalid", "on_duplicate", "source", "material", "method", "columns", "description"}
+_MAPPING_KEYS = {"name", "format", "header", "names", "comment", "delimiter", "on_invalid", "on_duplicate", "source", "material", "method", "columns", "description", "row_flags"}
 _ENTRY_KEYS = {"definition", "unit", "miller", "normal", "angles", "orientation", "uncertainty_column", "on_invalid"}
 _FORMULA = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
 _FORMULA_TEXT = re.compile(r"(?:[A-Z][a-z]?\d*\.?\d*)+")
@@ -107,6 +111,41 @@ class ColumnEntry:
     on_invalid: str = "error"
 
 
+@dataclass(frozen=True)
+class RowFlag:
+    """A rule flagging the values of rows the table marks (``row_flags`` in a mapping)."""
+
+    column: str
+    flag: str
+    values: tuple[str, ...] = ()
+    not_blank: bool = False
+    definitions: tuple[str, ...] = ()
+
+    def applies(self, cell: str, definition: str) -> bool:
+        """True when this rule flags ``definition`` in a row whose ``column`` holds ``cell``."""
+        if self.definitions and definition not in self.definitions:
+            return False
+        text = cell.strip().lower()
+        return bool(text) if self.not_blank else text in self.values
+
+
+def _row_flags(raw: Any, where: str | None) -> list[RowFlag]:
+    rules = []
+    for k, item in enumerate(raw or [], start=1):
+        if not isinstance(item, dict) or not item.get("column") or not item.get("flag"):
+            raise MappingError(f"row_flags[{k}]: give `column`, `flag` and `when: not_blank` or `values`", path=where)
+        unknown = set(item) - {"column", "flag", "when", "values", "definitions"}
+        if unknown:
+            raise MappingError(f"row_flags[{k}]: unknown keys {sorted(unknown)}", path=where)
+        not_blank = item.get("when") == "not_blank"
+        values = tuple(str(v).strip().lower() for v in item.get("values") or ())
+        if not not_blank and not values:
+            raise MappingError(f"row_flags[{k}]: give `when: not_blank` or a list of `values`", path=where)
+        rules.append(RowFlag(str(item["column"]), str(item["flag"]), values, not_blank,
+                             tuple(item.get("definitions") or ())))
+    return rules
+
+
 @dataclass
 class Mapping:
     """A parsed, validated table mapping (see the module docstring for the YAML form)."""
@@ -125,6 +164,7 @@ class Mapping:
     source: dict[str, Any] = field(default_factory=dict)
     material: dict[str, Any] = field(default_factory=dict)
     method: dict[str, Any] = field(default_factory=dict)
+    row_flags: list[RowFlag] = field(default_factory=list)
 
     def columns_used(self) -> list[str]:
         """Every table column the mapping reads."""
@@ -140,6 +180,7 @@ class Mapping:
             cols.extend(c for c in (e.miller_column, e.uncertainty_column) if c)
             cols.extend(e.normal_columns or ())
             cols.extend(e.angle_columns or ())
+        cols.extend(rule.column for rule in self.row_flags)
         return list(dict.fromkeys(cols))
 
 
@@ -232,6 +273,7 @@ def load_mapping(mapping: str | Path | dict[str, Any], *, path: str | Path | Non
         source=dict(raw.get("source") or {}),
         material=material,
         method=method,
+        row_flags=_row_flags(raw.get("row_flags"), where),
     )
 
 
@@ -564,7 +606,12 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
             reason = check_value(entry.definition, converted, entry.canonical_unit)
             if uncertainty is not None and not math.isfinite(uncertainty):
                 reason = reason or f"non-finite uncertainty: {uncertainty}"
-            if reason is None:
+            marked = [rule.flag for rule in mapping.row_flags if rule.applies(cell(rule.column), entry.definition)]
+            if reason is None and marked:
+                value.flag = "; ".join(marked)
+                values.append(value)
+                report.flagged.append(_issue(value, value.flag))
+            elif reason is None:
                 values.append(value)
             elif entry.on_invalid == "error":
                 errors.append((value, reason))
