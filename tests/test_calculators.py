@@ -126,3 +126,14 @@ def test_backends_are_picklable():
 
     backend = pickle.loads(pickle.dumps(get_backend("lammps")))
     assert backend.parameters["pair_style"] == "eam"
+
+
+@pytest.mark.skipif(not calc_mod.Asap3EMTBackend.available(), reason="asap3 not installed")
+def test_asap3_backend():
+    from ase.build import bulk
+
+    backend = get_backend("asap3")
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.calc = backend.make("Cu")
+    assert abs(atoms.get_potential_energy()) < 0.1
+    assert backend.method_record("Cu")["software"]["asap3"] != "unknown"

@@ -25,7 +25,7 @@ app.command("sql")(sql.sql_command)
 
 def _register_optional() -> None:
     # Command groups of the later layers; each module registers itself on ``app``.
-    from matstore.cli import dashboard, ingest, models, pipeline, worker
+    from matstore.cli import compute, dashboard, ingest, models, pipeline, worker  # noqa: F401 - compute adds to ingest
 
     for module in (ingest, models, dashboard, worker, pipeline):
         module.register(app)

@@ -277,6 +277,8 @@ def compute_tasks(
     millers: Iterable[Sequence[int]] | None = None,
     raise_errors: bool = False,
     on_result: Callable[[BulkTask | SurfaceTask, Any], None] | None = None,
+    stored_bulk: Callable[[BulkTask], tuple[float, float] | None] | None = None,
+    skip: Callable[[SurfaceTask], bool] | None = None,
 ) -> list[ElementResult]:
     """Run the bulk task of every element, then its surface tasks, on ``workers`` processes.
 
@@ -304,6 +306,12 @@ def compute_tasks(
     on_result : callable, optional
         ``on_result(task, result)`` called in this process as each task finishes (e.g. to
         store it right away).
+    stored_bulk : callable, optional
+        ``stored_bulk(task)`` returns ``(lattice_constant, energy_per_atom)`` of a bulk task
+        whose result is already stored, else ``None``; a stored bulk task is not rerun and
+        its surfaces are built from these inputs (``ElementResult.bulk`` stays ``None``).
+    skip : callable, optional
+        ``skip(task)`` is true for surface tasks already stored; they are not run.
 
     Returns
     -------
@@ -324,6 +332,19 @@ def compute_tasks(
     bulk_tasks = [BulkTask(el, calculator, params, bulk_tolerances or BulkTolerances(), vacancy)
                   for el in elements]
 
+    def follow_ups(element: str, lattice_constant: float, energy_per_atom: float) -> list[SurfaceTask]:
+        tasks = [
+            SurfaceTask(element, calculator, tuple(int(i) for i in m), lattice_constant, energy_per_atom,  # type: ignore[arg-type]
+                        params, surface_tolerances or SurfaceTolerances())
+            for m in hkls
+        ]
+        return [t for t in tasks if skip is None or not skip(t)]
+
+    initial: list[Any] = []
+    for task in bulk_tasks:
+        cached = stored_bulk(task) if stored_bulk is not None else None
+        initial.extend(follow_ups(task.element, *cached) if cached else [task])
+
     def handle(task, outcome, seconds, error):
         result = out[task.element]
         result.timings[_label(task)] = seconds
@@ -337,13 +358,12 @@ def compute_tasks(
             on_result(task, outcome)
         if isinstance(task, BulkTask):
             result.bulk = outcome
-            return surface_tasks(outcome, calculator, hkls, parameters=parameters,
-                                 tolerances=surface_tolerances)
+            return follow_ups(task.element, outcome.lattice_constant, outcome.energy_per_atom)
         result.surfaces.append(outcome)
         return []
 
     if workers <= 0:
-        queue: list[Any] = list(bulk_tasks)
+        queue: list[Any] = list(initial)
         while queue:
             task = queue.pop(0)
             func = run_bulk_task if isinstance(task, BulkTask) else run_surface_task
@@ -354,13 +374,13 @@ def compute_tasks(
                 outcome, error = None, exc
             queue.extend(handle(task, outcome, time.perf_counter() - start, error))
     else:
-        _run_pool(bulk_tasks, workers, handle)
+        _run_pool(initial, workers, handle)
     for result in out.values():
         result.surfaces.sort(key=lambda s: hkls.index(s.miller) if s.miller in hkls else 0)
     return [out[el] for el in elements]
 
 
-def _run_pool(bulk_tasks: list[BulkTask], workers: int, handle) -> None:
+def _run_pool(first_tasks: list[Any], workers: int, handle) -> None:
     """Drive the process pool: submit, collect, submit follow-up tasks."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -370,7 +390,7 @@ def _run_pool(bulk_tasks: list[BulkTask], workers: int, handle) -> None:
             func = run_bulk_task if isinstance(task, BulkTask) else run_surface_task
             pending[pool.submit(_timed, func, task)] = task
 
-        for task in bulk_tasks:
+        for task in first_tasks:
             submit(task)
         while pending:
             future = next(as_completed(pending))
