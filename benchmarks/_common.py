@@ -35,7 +35,8 @@ if str(BENCH_DIR) not in sys.path:
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-console = Console()
+# Wide enough for the tables when output is piped to a file.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def add_server_argument(parser: argparse.ArgumentParser) -> None:

@@ -57,12 +57,17 @@ class PipelineOptions:
     promote_alias: str = "production"
 
 
-def surface_energy_spec(method: str, opts: PipelineOptions) -> FitSpec:
-    """The factorised surface-energy model of one method: γ(m, hkl) = C(bulk) · g(hkl)."""
+def surface_energy_spec(calculator: str, methods: list[str], opts: PipelineOptions) -> FitSpec:
+    """The factorised surface-energy model of one calculator: γ(m, hkl) = C(bulk) · g(hkl).
+
+    ``methods`` are the calculator's methods (one per potential file for LAMMPS EAM, so the
+    model spans all u3 potentials; one ``emt`` method for EMT).
+    """
     return FitSpec(
-        name=f"surface_energy_{_slug(method)}", target="surface_energy", features=BULK_FEATURES,
-        methods=[method], factorize="orientation", engine=opts.engine, time_budget=opts.time_budget,
-        seed=opts.seed, description=f"Surface energy of FCC metals ({method}) as C(bulk)·g(orientation)",
+        name=f"surface_energy_{_slug(calculator)}", target="surface_energy", features=BULK_FEATURES,
+        methods=sorted(methods), factorize="orientation", engine=opts.engine, time_budget=opts.time_budget,
+        seed=opts.seed,
+        description=f"Surface energy of FCC metals ({calculator}: {', '.join(sorted(methods))}) as C(bulk)·g(orientation)",
     )
 
 
@@ -114,9 +119,10 @@ def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[s
     if opts.dataset:
         progress(f"ingesting dataset {opts.dataset}")
         run_stage(f"dataset:{opts.dataset}", lambda: _dataset(engine, opts.dataset), reports)
-    for method in _computed_methods(reports):
-        progress(f"fitting surface energy ({method})")
-        run_stage(f"fit:surface_energy:{method}", lambda m=method: _fit(engine, surface_energy_spec(m, opts), opts), reports)
+    for calculator, methods in _computed_methods(reports).items():
+        progress(f"fitting surface energy ({calculator})")
+        spec = surface_energy_spec(calculator, methods, opts)
+        run_stage(f"fit:{spec.name}", lambda s=spec: _fit(engine, s, opts), reports)
     if any(r.name.startswith("dataset:") and r.status == "done" for r in reports):
         progress("fitting strength")
         run_stage("fit:strength", lambda: _fit(engine, strength_spec(opts), opts), reports)
@@ -136,12 +142,15 @@ def _compute(engine: Engine, calculator: str, opts: PipelineOptions) -> StageRep
         raise StageSkipped(f"{calculator} supports none of {', '.join(opts.elements)}")
     summary = compute_and_store(engine, elements=elements, calculator=calculator,
                                 max_index=opts.max_index, workers=opts.workers)
-    methods = sorted(set(summary.methods))
+    # From the backend, not the results: a rerun that finds everything stored runs no task.
+    methods = sorted({backend.method_record(e)["name"] for e in elements} | set(summary.methods))
     return StageReport(f"compute:{calculator}", "done", 0.0, summary.describe(), {"methods": methods})
 
 
-def _computed_methods(reports: list[StageReport]) -> list[str]:
-    return [m for r in reports if r.name.startswith("compute:") and r.status == "done" for m in r.data.get("methods", [])]
+def _computed_methods(reports: list[StageReport]) -> dict[str, list[str]]:
+    """Methods produced by each successful compute stage, by calculator."""
+    return {r.name.split(":", 1)[1]: r.data["methods"] for r in reports
+            if r.name.startswith("compute:") and r.status == "done" and r.data.get("methods")}
 
 
 def _dataset(engine: Engine, name: str) -> str:
@@ -151,7 +160,7 @@ def _dataset(engine: Engine, name: str) -> str:
         report = ingest_dataset(name, engine=engine)
     except DatasetUnavailableError as exc:
         raise StageSkipped(str(exc)) from exc
-    return str(report)
+    return report.describe() if hasattr(report, "describe") else str(report)
 
 
 def _fit(engine: Engine, spec: FitSpec, opts: PipelineOptions) -> StageReport:

@@ -170,6 +170,13 @@ class DatasetReport:
         """Property rows added over all files."""
         return sum(t.inserted for t in self.tables)
 
+    def describe(self) -> str:
+        """One line per file for reports: status, values stored, flagged and skipped."""
+        return "; ".join(
+            f"{Path(t.path).name}: {t.status}, {t.inserted} values, {len(t.flagged)} flagged, {len(t.skipped)} skipped"
+            for t in self.tables
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {"name": self.name, "commit": self.commit, "inserted": self.inserted,

@@ -269,7 +269,8 @@ def _locate_bad_number(path: Path, lines: list[str], start: int, natoms: int) ->
     for k in range(1, min(4, len(first))):
         if k not in numeric:
             return start + 2
-    return start
+    # No bad number on an atom line: the comment line (Lattice=, Properties=, key=value) is at fault.
+    return start + 1
 
 
 def _read_extxyz(path: Path) -> list[dict[str, Any]]:
@@ -297,6 +298,8 @@ def _read_extxyz(path: Path) -> list[dict[str, Any]]:
                 frames.append(frame_from_atoms(atoms, k))
             except ValueError as exc:
                 raise ParseError(f"frame {k}: {exc}", path=path, line=start) from exc
+            # Validated here, where the frame's line is known (read_frames skips extxyz frames).
+            _validate_frame(path, k, frames[-1], start=start)
     return frames
 
 
@@ -406,12 +409,28 @@ def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str
             raise UnsupportedFormatError(str(exc), path=path) from exc
     if not frames:
         raise EmptyFileError("the file holds no frames", path=path)
-    for k, frame in enumerate(frames):
-        _validate_frame(path, k, frame)
+    if reader is not _read_extxyz:
+        for k, frame in enumerate(frames):
+            _validate_frame(path, k, frame)
     return frames
 
 
-def _validate_frame(path: Path, k: int, frame: dict[str, Any]) -> None:
+def _validate_frame(path: Path, k: int, frame: dict[str, Any], start: int | None = None) -> None:
+    """Check shapes and finiteness of frame ``k``; ``start``: 1-based line of its atom count (extxyz).
+
+    With ``start`` the error names the line: the first atom line with a non-finite position or
+    force, else the frame's comment line (cell, energy, stress/virial).
+    """
+
+    def line_of(key: str, value: Any = None) -> int | None:
+        if start is None:
+            return None
+        if key in ("positions", "forces") and value is not None and value.ndim == 2:
+            bad = np.flatnonzero(~np.isfinite(value).all(axis=1))
+            if len(bad):
+                return start + 2 + int(bad[0])
+        return start + 1
+
     n = len(frame["numbers"])
     if n == 0:
         raise ParseError(f"frame {k} has no atoms", path=path)
@@ -424,10 +443,10 @@ def _validate_frame(path: Path, k: int, frame: dict[str, Any]) -> None:
         if value.shape != shape:
             raise ParseError(f"frame {k}: {key} has shape {value.shape}, expected {shape}", path=path)
         if not np.all(np.isfinite(value)):
-            raise ParseError(f"frame {k}: {key} has non-finite values", path=path)
+            raise ParseError(f"frame {k}: {key} has non-finite values", path=path, line=line_of(key, value))
     energy = frame.get("energy")
     if energy is not None and not math.isfinite(energy):
-        raise ParseError(f"frame {k}: energy is {energy}", path=path)
+        raise ParseError(f"frame {k}: energy is {energy}", path=path, line=line_of("energy"))
 
 
 # --- ingest -----------------------------------------------------------------------------------

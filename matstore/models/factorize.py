@@ -249,6 +249,7 @@ def fit_factorized(
     engine_params: dict[str, Any] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     selection: str = "knee",
+    coefficient_selection: str | None = "cv:5%",
     coefficient: str = "lsq",
     reference: Sequence[float] | None = (1, 1, 1),
     margin: float = 0.1,
@@ -279,7 +280,13 @@ def fit_factorized(
         ``orientation_engine_params`` is given).
     orientation_engine_params : dict, optional
     selection : str
-        Criterion for both factors (see :mod:`matstore.models.selection`).
+        Criterion for g (and for C when ``coefficient_selection`` is None); see
+        :mod:`matstore.models.selection`.
+    coefficient_selection : str or None, default "cv:5%"
+        Criterion for C(bulk).  C is fitted on one value per material (a handful of rows),
+        where training-loss criteria choose forms with as many constants as materials that
+        fail on an unseen metal; the default picks the simplest form whose leave-one-material-
+        out error (constants refitted) is within 5 % of the best.
     coefficient : {"lsq", "reference"}
         Estimator of ``C_m`` in step (a).
     reference : (3,) Miller index or normal, default (1, 1, 1); None for mean normalisation
@@ -373,7 +380,8 @@ def fit_factorized(
     hold_c = None
     if holdout is not None and len(holdout):
         hold_c = holdout.groupby(material, sort=False)[bulk_features].mean().astype(float).reset_index(drop=True)
-    c_cand, c_crit, c_rej = select_valid(c_eng.pareto_front_, bulk, selection, margin=margin, holdout=hold_c)
+    c_cand, c_crit, c_rej = select_valid(c_eng.pareto_front_, bulk, coefficient_selection or selection, margin=margin,
+                                         holdout=hold_c, y=C2)
 
     # (d) combine
     combined = c_cand.expr * g_expr

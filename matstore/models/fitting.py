@@ -311,6 +311,7 @@ def fit_equation(
     orientation_features: Sequence[str] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     coefficient: str = "lsq",
+    coefficient_selection: str | None = "cv:5%",
     reference_orientation: Sequence[float] | None = (1, 1, 1),
     feature_units: dict[str, Any] | None = None,
     target_unit: Any = None,
@@ -350,6 +351,8 @@ def fit_equation(
         Engine parameters for g (default: ``engine_params``).
     coefficient : {"lsq", "reference"}
         Per-material coefficient estimator (factorised fits).
+    coefficient_selection : str or None, default "cv:5%"
+        Criterion for C(bulk) in factorised fits (see :func:`~.factorize.fit_factorized`).
     reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
     feature_units : dict, optional
         Units of features (and of orientation descriptors; they default to dimensionless).
@@ -409,7 +412,8 @@ def fit_equation(
                 train, target, features, material=material, orientation_features=o_feats,
                 engine=engine, engine_params=engine_params,
                 orientation_engine_params=orientation_engine_params, selection=selection,
-                coefficient=coefficient, reference=reference_orientation, margin=margin,
+                coefficient=coefficient, coefficient_selection=coefficient_selection,
+                reference=reference_orientation, margin=margin,
                 seed=fold_seed, holdout=holdout,
             )
             return fr.expr, fr.coefficient.criterion, fr

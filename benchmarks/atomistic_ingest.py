@@ -1,0 +1,330 @@
+"""Atomistic ingest and read-back: matstore vs ase.db (PostgreSQL) vs raw binary COPY.
+
+One extxyz set (default 20,000 frames of 32–108 atoms: rattled and strained Cu, Ni and Pd
+fcc supercells labelled with ASE's EMT energy, forces and stress) is generated once and cached
+under ``$TMPDIR/matstore_bench/``.  Frames come in runs ("trajectories") of ``--block`` frames
+of one element and supercell, the way MD or relaxation output does.  With the frames already
+in memory the script times, in one run and on one server:
+
+(a) matstore: :func:`matstore.ingest.copy.write_configurations` (content-hash de-duplication
+    on) + commit, then :func:`~matstore.ingest.copy.read_configurations` into numpy; also a
+    second write of the same frames (all duplicates);
+(b) ASE's database on PostgreSQL (``ase.db.connect('postgresql://...')``, ase-db-backends):
+    ``db.write`` of every frame inside one ``with db:`` transaction, then ``db.select()``
+    reading ``row.numbers/positions/cell/pbc/energy/forces/stress``;
+(c) a raw binary ``COPY`` of the same arrays as ``bytea`` into a plain table (no hashing, no
+    constraints, no indexes) and a binary ``COPY ... TO STDOUT`` back into numpy: the ceiling;
+
+and, separately, the end-to-end file ingest (:func:`matstore.ingest.structures.ingest_structure_file`,
+what ``matstore ingest structures FILE`` runs) next to the parsers alone (ASE's extxyz reader,
+and the ``extxyz`` package's C parser when installed).
+
+Usage::
+
+    python benchmarks/atomistic_ingest.py                  # 20,000 frames, 3 repeats
+    python benchmarks/atomistic_ingest.py --frames 5000    # quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import (
+    add_server_argument,
+    console,
+    fmt_rate,
+    libpq_url,
+    markdown_table,
+    median,
+    print_machine,
+    print_table,
+    temp_database,
+    time_call,
+)
+
+ELEMENTS = {"Cu": 3.61, "Ni": 3.52, "Pd": 3.89}
+REPEATS = ((2, 2, 2), (2, 2, 3), (2, 3, 3), (3, 3, 3))  # 32, 48, 72, 108 atoms
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def _block(args: tuple[str, tuple[int, int, int], int, int]) -> list[Any]:
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    element, rep, count, seed = args
+    rng = np.random.default_rng(seed)
+    base = bulk(element, "fcc", a=ELEMENTS[element], cubic=True).repeat(rep)
+    calc = EMT()
+    out = []
+    for _ in range(count):
+        atoms = base.copy()
+        strain = np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))
+        atoms.set_cell((strain + strain.T) / 2 @ atoms.cell.array, scale_atoms=True)
+        atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+        atoms.calc = calc
+        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+        out.append(atoms)
+    return out
+
+
+def dataset(frames: int, block: int, seed: int = 0) -> Path:
+    """The cached extxyz file of ``frames`` frames (generated on first use, 2 processes)."""
+    import ase.io
+
+    cache = Path(tempfile.gettempdir()) / "matstore_bench"
+    cache.mkdir(exist_ok=True)
+    path = cache / f"emt_{frames}_b{block}_s{seed}.extxyz"
+    if path.is_file():
+        return path
+    rng = np.random.default_rng(seed)
+    jobs, left, k = [], frames, 0
+    while left > 0:
+        n = min(block, left)
+        element = list(ELEMENTS)[rng.integers(len(ELEMENTS))]
+        rep = REPEATS[rng.integers(len(REPEATS))]
+        jobs.append((element, rep, n, seed * 1_000_003 + k))
+        left -= n
+        k += 1
+    start = time.perf_counter()
+    from multiprocessing import Pool
+
+    with Pool(2) as pool:
+        images = [a for chunk in pool.map(_block, jobs) for a in chunk]
+    tmp = path.with_suffix(".tmp")
+    ase.io.write(tmp, images, format="extxyz")
+    tmp.rename(path)
+    console.print(f"generated {frames:,} frames in {time.perf_counter() - start:.0f} s → {path}")
+    return path
+
+
+# --- (a) matstore -------------------------------------------------------------------------------
+
+def bench_matstore(url: str, frames: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlmodel import Session
+
+    from matstore import crud
+    from matstore.ingest.copy import read_configurations, write_configurations
+
+    engine = create_engine(url)
+    with Session(engine) as s:
+        source_id = crud.claim_source(session=s, kind="file", sha256="b" * 64, uri="bench://atomistic")
+        method_id = crud.get_or_create_method(session=s, name="emt", kind="calculator")
+        s.commit()
+    run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
+    engine.dispose()
+    conn = psycopg.connect(libpq_url(url))
+
+    def truncate() -> None:
+        conn.execute("TRUNCATE configuration CASCADE")
+        conn.commit()
+
+    def write() -> int:
+        n = write_configurations(conn, frames, source_id, run_id, method_id)
+        conn.commit()
+        return int(n)
+
+    write_times, inserted = time_call(write, repeat, setup=truncate)
+    assert inserted == len(frames), (inserted, len(frames))
+    dup_times, again = time_call(write, repeat)
+    assert again == 0
+    read_times, arrays = time_call(lambda: read_configurations(conn, source_id=source_id), repeat)
+    assert len(arrays["id"]) == len(frames)
+    # Spot-check the round trip.
+    last = frames[-1]
+    a = int(arrays["offsets"][-2])
+    np.testing.assert_array_equal(arrays["positions"][a:], last["positions"])
+    np.testing.assert_array_equal(arrays["forces"][a:], last["forces"])
+    assert arrays["energy"][-1] == last["energy"]
+    conn.close()
+    return {"write": write_times, "dup": dup_times, "read": read_times}
+
+
+# --- (b) ase.db ----------------------------------------------------------------------------------
+
+def bench_asedb(server: str, images: list[Any], repeat: int) -> dict[str, Any]:
+    import ase.db
+
+    writes, reads = [], []
+    for _ in range(repeat):
+        with temp_database(server, prefix="ase_bench", migrate=False) as url:
+            db = ase.db.connect(libpq_url(url))
+            start = time.perf_counter()
+            with db:
+                for atoms in images:
+                    db.write(atoms)
+            writes.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            rows = []
+            for row in db.select():
+                rows.append((row.numbers, row.positions, row.cell, row.pbc, row.energy, row.forces, row.stress))
+            reads.append(time.perf_counter() - start)
+            assert len(rows) == len(images)
+            del db
+    return {"write": writes, "read": reads}
+
+
+# --- (c) raw binary COPY -------------------------------------------------------------------------
+
+_RAW_TYPES = ["int4", "bytea", "bytea", "bytea", "bytea", "float8", "bytea", "bytea"]
+
+
+def bench_raw(url: str, frames: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
+    import psycopg
+
+    conn = psycopg.connect(libpq_url(url))
+    conn.execute(
+        "CREATE TABLE raw_frames (n int4, numbers bytea, positions bytea, cell bytea, pbc bytea, "
+        "energy float8, forces bytea, virial bytea)"
+    )
+    conn.commit()
+
+    def truncate() -> None:
+        conn.execute("TRUNCATE raw_frames")
+        conn.commit()
+
+    def write() -> None:
+        with conn.cursor() as cur, cur.copy("COPY raw_frames FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_RAW_TYPES)
+            for f in frames:
+                copy.write_row((
+                    len(f["numbers"]), np.asarray(f["numbers"], dtype=np.int16).tobytes(), f["positions"].tobytes(),
+                    f["cell"].tobytes(), np.asarray(f["pbc"], dtype=bool).tobytes(), f["energy"],
+                    f["forces"].tobytes(), f["virial"].tobytes(),
+                ))
+        conn.commit()
+
+    def read() -> list[tuple]:
+        out = []
+        with conn.cursor() as cur, cur.copy("COPY raw_frames TO STDOUT (FORMAT BINARY)") as copy:
+            copy.set_types(_RAW_TYPES)
+            for n, numbers, positions, cell, pbc, energy, forces, virial in copy.rows():
+                out.append((
+                    np.frombuffer(numbers, dtype=np.int16), np.frombuffer(positions).reshape(n, 3),
+                    np.frombuffer(cell).reshape(3, 3), np.frombuffer(pbc, dtype=bool), energy,
+                    np.frombuffer(forces).reshape(n, 3), np.frombuffer(virial).reshape(3, 3),
+                ))
+        return out
+
+    write_times, _ = time_call(write, repeat, setup=truncate)
+    read_times, rows = time_call(read, repeat)
+    assert len(rows) == len(frames)
+    conn.close()
+    return {"write": write_times, "read": read_times}
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+def bench_file(url: str, path: Path, repeat: int) -> dict[str, list[float]]:
+    import ase.io
+    from sqlalchemy import create_engine, text
+
+    from matstore.ingest.structures import ingest_structure_file, read_frames
+
+    out: dict[str, list[float]] = {}
+    engine = create_engine(url)
+
+    def reset() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE configuration, source, job_run, method RESTART IDENTITY CASCADE"))
+
+    out["ingest_structure_file (parse + validate + write)"], report = time_call(
+        lambda: ingest_structure_file(path, engine=engine, method="emt", method_kind="calculator"), repeat, setup=reset)
+    assert report.inserted == report.frames
+    engine.dispose()
+    out["matstore read_frames (ASE extxyz parser + checks)"], _ = time_call(lambda: read_frames(path), repeat)
+    out["ase.io.read(':') alone"], _ = time_call(lambda: ase.io.read(path, index=":", format="extxyz"), repeat)
+    try:
+        import extxyz
+    except ImportError:
+        console.print("[yellow]extxyz package not installed: C-parser timing skipped (pip install extxyz)[/]")
+    else:
+        out[f"extxyz {getattr(extxyz, '__version__', '')} C parser (read_dicts, no ASE)".replace("  ", " ")], _ = time_call(
+            lambda: extxyz.read_dicts(str(path)), repeat)
+    return out
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_argument(parser)
+    parser.add_argument("--frames", type=int, default=20_000, help="frames in the extxyz set (default %(default)s)")
+    parser.add_argument("--block", type=int, default=250, help="frames per run of one element and size (default %(default)s)")
+    parser.add_argument("--ase-frames", type=int, default=None, help="frames written to ase.db (default: all; it is slow)")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats of each matstore/raw measurement (median reported)")
+    parser.add_argument("--ase-repeat", type=int, default=1, help="repeats of the ase.db measurement")
+    parser.add_argument("--file-repeat", type=int, default=1, help="repeats of the end-to-end file measurements")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ase", "raw", "file"], help="parts to leave out")
+    parser.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
+    args = parser.parse_args()
+
+    print_machine(args.server)
+    path = dataset(args.frames, args.block)
+    from matstore.ingest.structures import read_frames
+
+    frames = read_frames(path)
+    n = len(frames)
+    n_atoms = sum(len(f["numbers"]) for f in frames)
+    console.print(f"{n:,} frames, {n_atoms:,} atoms ({n_atoms / n:.1f} per frame), {path.stat().st_size / 1e6:.0f} MB extxyz")
+
+    results: dict[str, dict[str, Any]] = {}
+    with temp_database(args.server, keep=args.keep) as url:
+        results["matstore"] = bench_matstore(url, frames, args.repeat)
+        if "raw" not in args.skip:
+            results["raw"] = bench_raw(url, frames, args.repeat)
+    n_ase = min(args.ase_frames or n, n)
+    if "ase" not in args.skip:
+        import ase.io
+
+        images = ase.io.read(path, index=f":{n_ase}", format="extxyz")
+        results["ase"] = bench_asedb(args.server, images, args.ase_repeat)
+
+    def rate(key: str, what: str, count: int) -> float:
+        return count / median(results[key][what])
+
+    m_w, m_r = rate("matstore", "write", n), rate("matstore", "read", n)
+    rows = [["matstore (COPY, sha256 de-dup)", fmt_rate(m_w), fmt_rate(m_r), "1.0×", "1.0×", f"{n:,}"]]
+    rows.append(["matstore, all duplicates (second write)", fmt_rate(rate("matstore", "dup", n)), "", "", "", f"{n:,}"])
+    if "ase" in results:
+        a_w, a_r = rate("ase", "write", n_ase), rate("ase", "read", n_ase)
+        rows.append(["ase.db PostgreSQL (ase-db-backends)", fmt_rate(a_w), fmt_rate(a_r), f"{m_w / a_w:.1f}× faster", f"{m_r / a_r:.1f}× faster", f"{n_ase:,}"])
+    if "raw" in results:
+        r_w, r_r = rate("raw", "write", n), rate("raw", "read", n)
+        rows.append(["raw binary COPY of bytea (ceiling)", fmt_rate(r_w), fmt_rate(r_r), f"{m_w / r_w:.2f}× of it", f"{m_r / r_r:.2f}× of it", f"{n:,}"])
+    columns = ["path", "write frames/s", "read frames/s", "matstore write vs", "matstore read vs", "frames"]
+    title = f"atomistic ingest: {n:,} frames, {n_atoms / n:.0f} atoms/frame (medians of {args.repeat}; ase.db {args.ase_repeat})"
+    print_table(title, columns, rows)
+    md = [markdown_table(columns, rows)]
+    target_rows = [
+        ["write ≥ 15,000 frames/s (de-dup on)", fmt_rate(m_w), "met" if m_w >= 15_000 else "NOT met"],
+        ["read ≥ 15,000 frames/s into numpy", fmt_rate(m_r), "met" if m_r >= 15_000 else "NOT met"],
+    ]
+    if "ase" in results:
+        target_rows.append(["write ≈ 40× ase.db", f"{m_w / a_w:.0f}×", "met" if m_w / a_w >= 40 else "NOT met"])
+    print_table("targets", ["target", "measured", "verdict"], target_rows)
+    md.append(markdown_table(["target", "measured", "verdict"], target_rows))
+
+    if "file" not in args.skip:
+        with temp_database(args.server, keep=args.keep) as url:
+            file_times = bench_file(url, path, args.file_repeat)
+        rows = [[label, f"{median(t):.2f}", fmt_rate(n / median(t))] for label, t in file_times.items()]
+        print_table(f"end-to-end file ingest of {path.name} ({n:,} frames, median of {args.file_repeat})",
+                    ["step", "seconds", "frames/s"], rows)
+        md.append(markdown_table(["step", "seconds", "frames/s"], rows))
+    if args.markdown:
+        print("\n\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Property-table ingest: rows/s and values/s through ``ingest_table``, and the bulk insert path.
+
+A wide CSV of N rows (``--rows``, default 10,000 and 50,000) × 20 bulk properties is generated
+(one row per potential × element, 4 elements per potential; surface energies in eV/Å² so that
+every one of them is converted with pint, the rest in canonical units; values inside the
+plausibility bounds) with its mapping YAML, then timed:
+
+- ``ingest_table`` end to end (what ``matstore ingest table FILE -m MAPPING`` runs): read,
+  parse, convert and validate every cell, claim the source, get-or-create materials and
+  methods, insert the values; and its parse-only part (``read_table`` + ``parse_values``);
+- the bulk insert path alone: :func:`matstore.crud.add_bulk_properties` (multi-row
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, 2,000 rows per statement as ``ingest_table``
+  batches them) with the rows already built;
+- for reference, a binary ``COPY`` of the same rows into ``bulk_property`` (no conflict
+  handling: the ceiling for this table with its indexes and constraints).
+
+Usage::
+
+    python benchmarks/property_ingest.py --rows 10000 50000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from _common import (
+    add_server_argument,
+    console,
+    fmt_rate,
+    libpq_url,
+    markdown_table,
+    median,
+    print_machine,
+    print_table,
+    temp_database,
+    time_call,
+)
+
+#: (definition, column unit, low, high) of the 20 generated columns; values are drawn in [low, high].
+PROPERTIES = (
+    ("lattice_constant", "angstrom", 3.0, 4.5),
+    ("cohesive_energy", "eV", 2.0, 6.0),
+    ("c11", "GPa", 100.0, 300.0),
+    ("c12", "GPa", 60.0, 200.0),
+    ("c44", "GPa", 30.0, 130.0),
+    ("bulk_modulus", "GPa", 80.0, 250.0),
+    ("shear_modulus_prime", "GPa", 10.0, 80.0),
+    ("shear_modulus_c44", "GPa", 30.0, 130.0),
+    ("zener_ratio", "dimensionless", 0.5, 4.0),
+    ("stacking_fault_energy", "J/m^2", 0.01, 0.3),
+    ("extrinsic_stacking_fault_energy", "J/m^2", 0.01, 0.3),
+    ("unstable_stacking_fault_energy", "J/m^2", 0.1, 0.6),
+    ("unstable_twinning_energy", "J/m^2", 0.1, 0.7),
+    ("vacancy_formation_energy", "eV", 0.5, 2.0),
+    ("vacancy_migration_energy", "eV", 0.3, 1.2),
+    ("surface_energy_100", "eV/angstrom^2", 0.05, 0.15),
+    ("surface_energy_110", "eV/angstrom^2", 0.05, 0.15),
+    ("surface_energy_111", "eV/angstrom^2", 0.05, 0.15),
+    ("surface_energy_121", "eV/angstrom^2", 0.05, 0.15),
+    ("strength", "MPa", 200.0, 3000.0),
+)
+ELEMENTS = ("Ag", "Al", "Au", "Cu", "Ni", "Pd", "Pt", "Pb", "Rh", "Ir")
+PER_POTENTIAL = 4
+
+
+def make_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
+    """A wide CSV with ``rows`` rows and its mapping YAML, cached in the temp directory."""
+    cache = Path(tempfile.gettempdir()) / "matstore_bench"
+    cache.mkdir(exist_ok=True)
+    path, mapping = cache / f"properties_{rows}_s{seed}.csv", cache / f"properties_{rows}_s{seed}.yaml"
+    if path.is_file() and mapping.is_file():
+        return path, mapping
+    rng = np.random.default_rng(seed)
+    lows = np.array([p[2] for p in PROPERTIES])
+    highs = np.array([p[3] for p in PROPERTIES])
+    values = lows + (highs - lows) * rng.random((rows, len(PROPERTIES)))
+    columns = [f"{name}__{unit.replace('/', '_per_').replace('^', '')}" for name, unit, *_ in PROPERTIES]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["potential", "element", *columns])
+        for i in range(rows):
+            p = i // PER_POTENTIAL
+            element = ELEMENTS[(i % PER_POTENTIAL + p) % len(ELEMENTS)]
+            writer.writerow([f"EAM_Bench_{p:06d}", element, *(f"{v:.6g}" for v in values[i])])
+    spec = {
+        "name": f"bench_{rows}",
+        "format": "csv",
+        "material": {"column": "element", "prototype": "fcc"},
+        "method": {"column": "potential", "kind": "interatomic_potential"},
+        "source": {"description": "generated benchmark table", "license": "CC0-1.0"},
+        "columns": {col: {"definition": name, "unit": unit} for col, (name, unit, *_) in zip(columns, PROPERTIES, strict=True)},
+    }
+    mapping.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path, mapping
+
+
+def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
+    import psycopg
+    from sqlalchemy import create_engine, text
+    from sqlmodel import Session
+
+    from matstore import crud
+    from matstore.ingest.table import TableReport, load_mapping, parse_values, read_table
+
+    engine = create_engine(url)
+
+    def reset() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE bulk_property, surface_property, surface, material, method, source, job_run "
+                              "RESTART IDENTITY CASCADE"))
+
+    from matstore.ingest.table import ingest_table
+
+    out: dict[str, Any] = {}
+    out["ingest"], report = time_call(lambda: ingest_table(path, mapping, engine=engine), repeat, setup=reset)
+    assert report.bulk_inserted == report.values, (report.bulk_inserted, report.values)
+    out["values"], out["rows"] = report.values, report.rows
+
+    parsed = load_mapping(mapping)
+
+    def parse() -> list[Any]:
+        table = read_table(path, parsed)
+        return parse_values(path, parsed, table, TableReport(path=str(path), sha256="", mapping=""))
+
+    out["parse"], values = time_call(parse, repeat)
+
+    # Rows as _store builds them, with ids from the stored table (materials/methods exist now).
+    with Session(engine) as s:
+        defs = {name: d.id for name, d in crud.definitions(session=s).items()}
+        mats = dict(s.execute(text("SELECT formula, id FROM material")).all())
+        meths = dict(s.execute(text("SELECT name, id FROM method")).all())
+        source_id = crud.claim_source(session=s, kind="file", sha256="c" * 64, uri="bench://bulk")
+        s.commit()
+    run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
+    rows = [
+        {"material_id": mats[v.formula], "method_id": meths[v.method], "definition_id": defs[v.entry.definition],
+         "value": v.value, "uncertainty": None, "flag": None, "source_id": source_id, "job_run_id": run_id,
+         "details": {"column": v.column, "row": v.row, "line": v.line, "raw": v.raw, "unit": v.entry.unit}}
+        for v in values
+    ]
+
+    def clear_bench_rows() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM bulk_property WHERE source_id = :s"), {"s": source_id})
+
+    def insert() -> int:
+        with Session(engine) as s:
+            n = sum(crud.add_bulk_properties(session=s, rows=rows[a:a + 2000]) for a in range(0, len(rows), 2000))
+            s.commit()
+        return n
+
+    out["insert"], n = time_call(insert, repeat, setup=clear_bench_rows)
+    assert n == len(rows)
+
+    import json
+
+    def copy() -> None:
+        with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cur:
+            with cur.copy("COPY bulk_property (material_id, method_id, definition_id, value, source_id, job_run_id, details) "
+                          "FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int4", "int4", "int4", "float8", "int4", "int4", "jsonb"])
+                for r in rows:
+                    cp.write_row((r["material_id"], r["method_id"], r["definition_id"], r["value"], r["source_id"],
+                                  r["job_run_id"], json.dumps(r["details"])))
+
+    out["copy"], _ = time_call(copy, repeat, setup=clear_bench_rows)
+    engine.dispose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_argument(parser)
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 50_000], help="table sizes (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    args = parser.parse_args()
+    print_machine(args.server)
+    table_rows = []
+    for n_rows in args.rows:
+        path, mapping = make_table(n_rows)
+        start = time.perf_counter()
+        with temp_database(args.server, keep=args.keep) as url:
+            r = bench(url, path, mapping, args.repeat)
+        console.print(f"{n_rows:,} rows done in {time.perf_counter() - start:.0f} s")
+        nv, nr = r["values"], r["rows"]
+        for label, key in (("ingest_table (end to end)", "ingest"), ("  parse + convert + validate only", "parse"),
+                           ("crud.add_bulk_properties (bulk INSERT path)", "insert"),
+                           ("binary COPY into bulk_property (reference)", "copy")):
+            t = median(r[key])
+            table_rows.append([f"{n_rows:,} rows × {len(PROPERTIES)}", label, f"{t:.2f}",
+                               fmt_rate(nr / t) if key in ("ingest", "parse") else "", fmt_rate(nv / t)])
+    columns = ["table", "step", "seconds", "rows/s", "values/s"]
+    print_table(f"property-table ingest (medians of {args.repeat})", columns, table_rows)
+    if args.markdown:
+        print(markdown_table(columns, table_rows))
+
+
+if __name__ == "__main__":
+    main()
