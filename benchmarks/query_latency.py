@@ -26,9 +26,15 @@ import os
 import time
 from collections.abc import Callable
 
+from _common import (
+    add_server_argument,
+    console,
+    markdown_table,
+    print_machine,
+    print_table,
+    temp_database,
+)
 from sqlalchemy import create_engine, text
-
-from _common import add_server_argument, console, markdown_table, print_machine, print_table, temp_database
 
 #: (label, SQL) of the view queries; :name placeholders are filled from ``_params``.
 VIEW_QUERIES: tuple[tuple[str, str], ...] = (
@@ -99,7 +105,7 @@ def _fill_extra(url: str, surface_rows: int, prediction_rows: int) -> None:
         version = conn.execute(text("SELECT max(id) FROM equation_version")).scalar_one()
         model = conn.execute(text(
             "INSERT INTO equation_model (name, target, target_unit, spec) "
-            "SELECT 'bench_model', target, target_unit, spec FROM equation_model em "
+            "SELECT 'bench_model', em.target, em.target_unit, em.spec FROM equation_model em "
             "JOIN equation_version v ON v.model_id = em.id WHERE v.id = :v RETURNING id"), {"v": version}).scalar_one()
         columns = [c for c in conn.execute(text(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'equation_version' "
@@ -201,6 +207,9 @@ def main() -> None:
             os.environ.pop("MATSTORE_DASHBOARD_DATABASE_URL", None)
             get_settings.cache_clear()
             from matstore.dashboard import queries
+
+            for name in ("streamlit", "streamlit.runtime.caching.cache_data_api"):
+                logging.getLogger(name).setLevel(logging.ERROR)
 
             dash = _run(_query_cases(queries), args.repeat)
             rows = [[label, f"{m:.1f}", f"{p:.1f}", f"{n:,}"] for label, (m, p, n) in dash.items()]

@@ -55,6 +55,7 @@ class PipelineOptions:
     seed: int = 0
     dataset: str | None = "strength_covariance"
     promote_alias: str = "production"
+    use_workers: bool = True
 
 
 def surface_energy_spec(calculator: str, methods: list[str], opts: PipelineOptions) -> FitSpec:
@@ -140,11 +141,38 @@ def _compute(engine: Engine, calculator: str, opts: PipelineOptions) -> StageRep
     elements = [e for e in opts.elements if backend.supports(e)]
     if not elements:
         raise StageSkipped(f"{calculator} supports none of {', '.join(opts.elements)}")
+    if opts.use_workers and _workers_present(engine):
+        return _compute_on_workers(engine, calculator, elements, backend, opts)
     summary = compute_and_store(engine, elements=elements, calculator=calculator,
                                 max_index=opts.max_index, workers=opts.workers)
     # From the backend, not the results: a rerun that finds everything stored runs no task.
     methods = sorted({backend.method_record(e)["name"] for e in elements} | set(summary.methods))
     return StageReport(f"compute:{calculator}", "done", 0.0, summary.describe(), {"methods": methods})
+
+
+def _workers_present(engine: Engine) -> bool:
+    from matstore.jobs.dispatch import workers_present
+
+    try:
+        return workers_present(engine)
+    except Exception:  # noqa: BLE001 - no queue schema or no connection: run in-process
+        log.debug("no queue workers reachable", exc_info=True)
+        return False
+
+
+def _compute_on_workers(engine: Engine, calculator: str, elements: list[str], backend, opts: PipelineOptions) -> StageReport:  # noqa: ANN001
+    """Defer one chunk per element (bulk), then one per element × surface, and wait for all."""
+    from matstore.jobs.dispatch import call, defer_and_wait
+    from matstore.orientation import distinct_miller_indices
+
+    defer_and_wait(*(call("compute_chunk", element=e, calculator=calculator, miller=None) for e in elements),
+                   engine=engine)
+    chunks = [call("compute_chunk", element=e, calculator=calculator, miller=list(m))
+              for e in elements for m in distinct_miller_indices(opts.max_index)]
+    outcomes = defer_and_wait(*chunks, engine=engine)
+    methods = sorted({backend.method_record(e)["name"] for e in elements})
+    return StageReport(f"compute:{calculator}", "done", 0.0,
+                       f"{len(outcomes)} surface chunks run by queue workers", {"methods": methods})
 
 
 def _computed_methods(reports: list[StageReport]) -> dict[str, list[str]]:

@@ -368,7 +368,10 @@ def test_factorised_result_has_parts_and_front():
                        factorize="orientation", groups="material", seed=0, cross_validate=False)
     assert set(res.parts) == {"coefficient", "orientation"}
     for part in res.parts.values():
-        assert part["front"] and part["srepr"] and part["criterion"] == "knee"
+        assert part["front"] and part["srepr"]
+    assert res.parts["orientation"]["criterion"] == "knee"
+    # C is fitted on one value per material: selected by leave-one-out error, not training loss
+    assert res.parts["coefficient"]["criterion"].startswith("cv:5%")
     assert res.parts["orientation"]["normalization"] == "g(hkl:1,1,1)=1"
     assert len(res.parts["coefficient"]["values"]) == 5
     assert res.front and any(f["srepr"] == res.srepr for f in res.front)

@@ -214,7 +214,7 @@ def test_kill_9_mid_ingest_stores_nothing_then_rerun_completes(engine, big_file)
         try:
             run_id = wait_for(lambda after=after: running_run(after), timeout=60, what="the job_run row")
             if phase == "copy":
-                wait_for(lambda: _copy_in_progress(engine) or proc.poll() is not None, timeout=90, interval=0.005,
+                wait_for(lambda proc=proc: _copy_in_progress(engine) or proc.poll() is not None, timeout=90, interval=0.005,
                          what="the COPY of configurations")
                 assert proc.poll() is None, "the ingest finished before it could be killed in its COPY"
         finally:

@@ -203,7 +203,7 @@ def ingest_dataset(context: JobContext, name: str) -> dict[str, Any]:
 
 @app.task(name="compute_chunk", queue="compute", retry=_COMPUTE_RETRY)
 def compute_chunk(
-    element: str, calculator: str, miller: list[int], params: dict[str, Any] | None = None
+    element: str, calculator: str, miller: list[int] | None = None, params: dict[str, Any] | None = None
 ) -> Any:
     """Compute and store one material × surface chunk (records its own ``job_run``).
 
@@ -214,9 +214,9 @@ def compute_chunk(
     calculator:
         Calculator name, e.g. ``"emt"``.
     miller:
-        Miller indices of the surface, e.g. ``[1, 1, 1]``.
+        Miller indices of the surface, e.g. ``[1, 1, 1]``; ``None`` computes the bulk only.
     params:
-        Further keyword arguments for the compute layer.
+        Calculator parameters (part of the method's identity).
 
     Returns
     -------
@@ -224,7 +224,7 @@ def compute_chunk(
         A JSON-able summary of what the compute layer returned.
     """
     compute = _library(("matstore.ingest.compute.store", "compute_and_store_chunk"))
-    result = compute(element, calculator, tuple(miller), **(params or {}))
+    result = compute(element, calculator, None if miller is None else tuple(miller), parameters=params)
     return _summary_of(result)
 
 

@@ -358,7 +358,8 @@ def fit_factorized(
     hold_g = None
     if holdout is not None and len(holdout):
         hold_g = add_orientation_descriptors(holdout)[orientation_features].astype(float)
-    g_cand, g_crit, g_rej = select_valid(g_eng.pareto_front_, Xg, selection, margin=margin, holdout=hold_g)
+    g_cand, g_crit, g_rej = select_valid(g_eng.pareto_front_, Xg, selection, margin=margin, holdout=hold_g,
+                                         y=np.asarray(normalized, dtype=float))
     g_expr = g_cand.expr
     if has_ref:
         g_at = real_or_nan(evaluate_expr(g_expr, {k: np.array([ref[k]]) for k in orientation_features}))[0]

@@ -421,7 +421,8 @@ def fit_equation(
         X = train[features].astype(float).reset_index(drop=True)
         eng.fit(X, train[target].to_numpy(dtype=float))
         hold = holdout[features].astype(float) if holdout is not None else None
-        cand, crit, rejected = select_valid(eng.pareto_front_, X, selection, margin=margin, holdout=hold)
+        cand, crit, rejected = select_valid(eng.pareto_front_, X, selection, margin=margin, holdout=hold,
+                                            y=train[target].to_numpy(dtype=float))
         return cand.expr, crit, (eng.pareto_front_, rejected)
 
     # ---- full fit

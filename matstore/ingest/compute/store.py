@@ -209,3 +209,25 @@ def _already_stored(engine: Engine, task: BulkTask | SurfaceTask, summary: Compu
     if stored:
         summary.tasks_skipped += 1
     return stored
+
+
+def compute_and_store_chunk(
+    element: str,
+    calculator: str,
+    miller: Sequence[int] | None = None,
+    *,
+    engine: Engine | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> ComputeSummary:
+    """One queue-sized chunk: the bulk task of ``element`` and, if given, one surface ``miller``.
+
+    The bulk result is reused from the store when present, so chunks of one element that run
+    on different workers compute the bulk reference at most once each and store it once.
+    ``miller=None`` computes (or confirms) the bulk task only.
+    """
+    from matstore.db import get_engine
+
+    return compute_and_store(
+        engine or get_engine(), elements=[element], calculator=calculator, max_index=1, workers=0,
+        parameters=parameters, millers=[] if miller is None else [tuple(int(i) for i in miller)],
+    )

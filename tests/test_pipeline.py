@@ -1,0 +1,99 @@
+"""``matstore pipeline`` end to end on a small real input, in-process and on queue workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import text
+
+from matstore.pipeline import PipelineOptions, run_pipeline
+from tests.conftest import STRENGTH_DATA
+
+
+def _count(engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(sql)).scalar_one()
+
+
+def _small(**kw) -> PipelineOptions:
+    base = dict(elements=("Ag", "Cu", "Ni"), max_index=2, calculators=("emt",), workers=2, engine="sparse",
+                time_budget=10, dataset="strength_covariance", use_workers=False)
+    return PipelineOptions(**(base | kw))
+
+
+def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> None:
+    if not STRENGTH_DATA.is_dir():
+        pytest.skip(f"shared dataset not found at {STRENGTH_DATA}")
+    monkeypatch.setenv("MATSTORE_DATASET_DIR", str(STRENGTH_DATA))
+    from matstore.config import get_settings
+
+    get_settings.cache_clear()
+    reports = run_pipeline(engine, _small())
+    status = {r.name: r.status for r in reports}
+    assert status == {"migrate": "done", "compute:emt": "done", "dataset:strength_covariance": "done",
+                      "fit:surface_energy_emt": "done", "fit:strength_openkim": "done"}, reports
+    # 3 metals × 6 distinct surfaces up to index 2, each with γ, τ (mean + 3 components), S (mean + 4)
+    assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt'") == 18
+    assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt' AND surface_energy > 0"
+                          " AND surface_stress IS NOT NULL AND surface_stiffness IS NOT NULL") == 18
+    # γ(111) < γ(100) < γ(110) for every metal
+    with engine.connect() as conn:
+        rows = conn.execute(text("""SELECT material, miller_h, miller_k, miller_l, surface_energy
+            FROM surface_properties_wide WHERE method = 'emt'""")).all()
+    gamma = {(r.material, (r.miller_h, r.miller_k, r.miller_l)): r.surface_energy for r in rows}
+    for metal in ("Ag", "Cu", "Ni"):
+        assert gamma[(metal, (1, 1, 1))] < gamma[(metal, (1, 0, 0))] < gamma[(metal, (1, 1, 0))]
+    aliases = _count(engine, "SELECT count(*) FROM equation_alias WHERE alias = 'production'")
+    assert aliases == 2
+    strength = next(r for r in reports if r.name == "fit:strength_openkim")
+    assert strength.data["metrics"]["cv_r2"] > 0.75  # published 3-factor linear model: 0.856
+
+    again = run_pipeline(engine, _small())
+    details = {r.name: r.detail for r in again}
+    assert details["compute:emt"].startswith("0 tasks run")
+    assert "already stored" in details["dataset:strength_covariance"]
+    assert "(unchanged)" in details["fit:surface_energy_emt"]
+    assert _count(engine, "SELECT count(*) FROM equation_version") == 2
+
+
+def test_pipeline_without_dataset_or_lammps_reports_skips(engine, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("MATSTORE_DATASET_DIR", str(tmp_path))  # an empty mirror, and no network
+    from matstore.config import get_settings
+
+    get_settings.cache_clear()
+    reports = run_pipeline(engine, _small(elements=("Cu", "Ni"), max_index=1, calculators=("emt", "no_such_calculator")))
+    status = {r.name: r.status for r in reports}
+    assert status["compute:no_such_calculator"] == "skipped"
+    assert status["dataset:strength_covariance"] == "skipped"
+    assert "fit:strength_openkim" not in status
+    get_settings.cache_clear()
+
+
+def test_pipeline_runs_compute_chunks_on_queue_workers(engine, database_url: str, tmp_path) -> None:
+    env = {**os.environ, "MATSTORE_DATABASE_URL": database_url}
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE procrastinate_jobs, procrastinate_workers, procrastinate_events RESTART IDENTITY CASCADE"))
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "matstore", "worker", "--heartbeat", "0.5"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while _count(engine, "SELECT count(*) FROM procrastinate_workers") == 0:
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.3)
+        reports = run_pipeline(engine, _small(elements=("Cu", "Ag"), max_index=1, dataset=None, use_workers=True))
+        compute = next(r for r in reports if r.name == "compute:emt")
+        assert compute.status == "done", compute
+        assert "queue workers" in compute.detail
+        done = _count(engine, "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'compute_chunk' AND status = 'succeeded'")
+        assert done == 2 + 2 * 3  # bulk chunks, then 3 surfaces per metal, each exactly once
+        assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt'") == 6
+        assert {r.name: r.status for r in reports}["fit:surface_energy_emt"] == "done"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()
