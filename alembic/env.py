@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import create_engine, pool
 
 import matstore.schema  # noqa: F401 - registers every table on the metadata
+from alembic import context
 from matstore.schema.base import metadata
 
 config = context.config

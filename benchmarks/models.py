@@ -25,7 +25,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import add_server_argument, console, markdown_table, print_machine, print_table, temp_database
+from _common import (
+    add_server_argument,
+    console,
+    markdown_table,
+    print_machine,
+    print_table,
+    temp_database,
+)
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_squared_error, r2_score
 from sklearn.model_selection import KFold, cross_val_predict

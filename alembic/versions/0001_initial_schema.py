@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel  # noqa: F401
-from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision: str = '0001'
 down_revision: str | None = None

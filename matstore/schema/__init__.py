@@ -15,7 +15,12 @@ Tables are created by Alembic migrations only (``matstore db migrate``), never b
 
 from matstore.schema.base import KNOWN_UNITS, metadata
 from matstore.schema.configurations import Configuration
-from matstore.schema.equations import EquationAlias, EquationModel, EquationPrediction, EquationVersion
+from matstore.schema.equations import (
+    EquationAlias,
+    EquationModel,
+    EquationPrediction,
+    EquationVersion,
+)
 from matstore.schema.materials import Material
 from matstore.schema.properties import BulkProperty, PropertyDefinition
 from matstore.schema.provenance import JobRun, Method, Source

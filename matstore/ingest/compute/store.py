@@ -20,7 +20,13 @@ from sqlmodel import Session
 
 from matstore import crud
 from matstore.ingest.compute.bulk import BulkResult
-from matstore.ingest.compute.runner import BulkTask, SurfaceTask, compute_tasks, task_hash, task_spec
+from matstore.ingest.compute.runner import (
+    BulkTask,
+    SurfaceTask,
+    compute_tasks,
+    task_hash,
+    task_spec,
+)
 from matstore.ingest.compute.surfaces import SurfaceResult
 from matstore.ingest.copy import write_configurations
 from matstore.ingest.structures import frame_from_atoms
