@@ -145,54 +145,8 @@ def bench_matstore(url: str, frames: list[dict[str, Any]], repeat: int) -> dict[
     np.testing.assert_array_equal(arrays["positions"][a:], last["positions"])
     np.testing.assert_array_equal(arrays["forces"][a:], last["forces"])
     assert arrays["energy"][-1] == last["energy"]
-    # Proposal: parse each run of equal-size rows with one np.frombuffer view instead of the
-    # fancy-index gather (an m × row-size int64 index array) that _parse_rows uses when sizes mix.
-    import matstore.ingest.copy as copy_module
-
-    current = copy_module._parse_rows
-    copy_module._parse_rows = parse_rows_runwise
-    try:
-        proposed_times, proposed = time_call(lambda: read_configurations(conn, source_id=source_id), repeat)
-    finally:
-        copy_module._parse_rows = current
-    for key in ("id", "offsets", "numbers", "positions", "forces", "cell", "energy", "virial", "pbc"):
-        np.testing.assert_array_equal(proposed[key], arrays[key])
     conn.close()
-    return {"write": write_times, "dup": dup_times, "read": read_times, "read_runwise": proposed_times}
-
-
-def parse_rows_runwise(buf: bytes) -> dict[str, np.ndarray]:
-    """Drop-in for ``matstore.ingest.copy._parse_rows``: one ``np.frombuffer`` per run of equal atom counts."""
-    from matstore.ingest.copy import _read_dtype, _row_offsets
-
-    starts, ns = _row_offsets(buf)
-    m = len(starts)
-    offsets = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(ns, out=offsets[1:])
-    n_total = int(offsets[-1])
-    out: dict[str, np.ndarray] = {
-        "id": np.empty(m, dtype=np.int64), "content_sha256": np.empty(m, dtype="U64"), "n_atoms": ns,
-        "offsets": offsets, "numbers": np.empty(n_total, dtype=np.int16), "positions": np.empty((n_total, 3)),
-        "forces": np.empty((n_total, 3)), "cell": np.empty((m, 3, 3)), "pbc": np.empty((m, 3), dtype=bool),
-        "energy": np.empty(m), "virial": np.empty((m, 3, 3)),
-    }
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(ns)) + 1, [m]]).astype(int)
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        if a == b:
-            continue
-        n = int(ns[a])
-        rows = np.frombuffer(buf, dtype=_read_dtype(n), count=b - a, offset=int(starts[a]))
-        frames, atoms = slice(a, b), slice(int(offsets[a]), int(offsets[b]))
-        out["id"][frames] = rows["id"]
-        out["content_sha256"][frames] = rows["sha"].astype("U64")
-        out["cell"][frames] = rows["cell_el"]["v"].reshape(-1, 3, 3)
-        out["pbc"][frames] = rows["pbc_el"]["v"].reshape(-1, 3) != 0
-        out["energy"][frames] = rows["energy"]
-        out["virial"][frames] = rows["virial_el"]["v"].reshape(-1, 3, 3)
-        out["numbers"][atoms] = rows["numbers_el"]["v"].reshape(-1)
-        out["positions"][atoms] = rows["positions_el"]["v"].reshape(-1, 3)
-        out["forces"][atoms] = rows["forces_el"]["v"].reshape(-1, 3)
-    return out
+    return {"write": write_times, "dup": dup_times, "read": read_times}
 
 
 # --- (b) ase.db ----------------------------------------------------------------------------------
@@ -341,8 +295,6 @@ def main() -> None:
     m_w, m_r = rate("matstore", "write", n), rate("matstore", "read", n)
     rows = [["matstore (COPY, sha256 de-dup)", fmt_rate(m_w), fmt_rate(m_r), "1.0×", "1.0×", f"{n:,}"]]
     rows.append(["matstore, all duplicates (second write)", fmt_rate(rate("matstore", "dup", n)), "", "", "", f"{n:,}"])
-    rows.append(["matstore read, proposed run-wise parse", "", fmt_rate(rate("matstore", "read_runwise", n)), "",
-                 f"{rate('matstore', 'read_runwise', n) / m_r:.2f}× current", f"{n:,}"])
     if "ase" in results:
         a_w, a_r = rate("ase", "write", n_ase), rate("ase", "read", n_ase)
         rows.append(["ase.db PostgreSQL (ase-db-backends)", fmt_rate(a_w), fmt_rate(a_r), f"{m_w / a_w:.1f}× faster", f"{m_r / a_r:.1f}× faster", f"{n_ase:,}"])

@@ -11,7 +11,6 @@ plausibility bounds) with its mapping YAML, then timed:
 - the bulk insert path alone: :func:`matstore.crud.add_bulk_properties` (multi-row
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, 2,000 rows per statement as ``ingest_table``
   batches them) with the rows already built;
-- the same INSERT in executemany form (a proposal for ``add_bulk_properties``);
 - for reference, a binary ``COPY`` of the same rows into ``bulk_property`` (no conflict
   handling: the ceiling for this table with its indexes and constraints).
 
@@ -160,25 +159,6 @@ def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
     out["insert"], n = time_call(insert, repeat, setup=clear_bench_rows)
     assert n == len(rows)
 
-    # Proposal: the same statement in executemany form.  SQLAlchemy then compiles it once (cached)
-    # and sends "insertmanyvalues" batches; add_bulk_properties builds one multi-row VALUES
-    # statement per 2,000 rows (18,000 bind parameters) whose compilation dominates its time.
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    from matstore.schema import BulkProperty
-
-    stmt = pg_insert(BulkProperty).on_conflict_do_nothing(
-        index_elements=["material_id", "method_id", "definition_id", "source_id"]).returning(BulkProperty.id)
-
-    def insert_many() -> int:
-        with Session(engine) as s:
-            n = sum(len(s.execute(stmt, rows[a:a + 2000]).all()) for a in range(0, len(rows), 2000))
-            s.commit()
-        return n
-
-    out["insert_many"], n = time_call(insert_many, repeat, setup=clear_bench_rows)
-    assert n == len(rows)
-
     import json
 
     def copy() -> None:
@@ -212,8 +192,7 @@ def main() -> None:
         console.print(f"{n_rows:,} rows done in {time.perf_counter() - start:.0f} s")
         nv, nr = r["values"], r["rows"]
         for label, key in (("ingest_table (end to end)", "ingest"), ("  parse + convert + validate only", "parse"),
-                           ("crud.add_bulk_properties (bulk INSERT path)", "insert"),
-                           ("  proposal: same INSERT as executemany (insertmanyvalues)", "insert_many"),
+                           ("crud.add_bulk_properties (executemany INSERT)", "insert"),
                            ("binary COPY into bulk_property (reference)", "copy")):
             t = median(r[key])
             table_rows.append([f"{n_rows:,} rows × {len(PROPERTIES)}", label, f"{t:.2f}",

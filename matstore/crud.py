@@ -193,20 +193,35 @@ def add_bulk_properties(*, session: Session, rows: Sequence[dict[str, Any]]) -> 
     """
     if not rows:
         return 0
-    stmt = insert(BulkProperty).values(list(rows)).on_conflict_do_nothing(
+    stmt = insert(BulkProperty).on_conflict_do_nothing(
         index_elements=["material_id", "method_id", "definition_id", "source_id"]
     )
-    return len(session.execute(stmt.returning(BulkProperty.id)).all())
+    return _insert_many(session, stmt.returning(BulkProperty.id), rows)
 
 
 def add_surface_properties(*, session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert surface property rows (dicts with SurfaceProperty's columns); skip duplicates."""
     if not rows:
         return 0
-    stmt = insert(SurfaceProperty).values(list(rows)).on_conflict_do_nothing(
+    stmt = insert(SurfaceProperty).on_conflict_do_nothing(
         index_elements=["surface_id", "method_id", "definition_id", "source_id"]
     )
-    return len(session.execute(stmt.returning(SurfaceProperty.id)).all())
+    return _insert_many(session, stmt.returning(SurfaceProperty.id), rows)
+
+
+def _insert_many(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """Execute ``stmt`` for ``rows`` as one executemany (one cached statement, batched
+    VALUES); return how many rows were inserted (those ``RETURNING`` an id).
+
+    Rows are completed to the same keys first, because an executemany binds one key set.
+    """
+    keys = sorted({k for row in rows for k in row})
+    uniform = [{k: row.get(k, _DEFAULTS.get(k)) for k in keys} for row in rows]
+    return len(session.execute(stmt, uniform).all())
+
+
+#: Values of optional columns when some rows of a batch omit them.
+_DEFAULTS: dict[str, Any] = {"details": {}}
 
 
 # --- job runs -----------------------------------------------------------------------------

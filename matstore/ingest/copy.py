@@ -663,21 +663,26 @@ def _parse_rows(buf: bytes) -> dict[str, np.ndarray]:
         "energy": np.empty(m),
         "virial": np.empty((m, 3, 3)),
     }
+    # Rows come back ordered by id, so frames of one size form runs: one np.frombuffer view per
+    # run (no gather of an index array, which for mixed sizes reached hundreds of MB).
     raw = np.frombuffer(buf, dtype=np.uint8)
-    for n in np.unique(ns).tolist():
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(ns)) + 1, [m]]).astype(int)
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if a == b:
+            continue
+        n = int(ns[a])
         dtype = _read_dtype(n)
-        sel = np.flatnonzero(ns == n)
-        if len(sel) == m and m > 0 and np.all(np.diff(starts) == dtype.itemsize):
-            rows = np.frombuffer(buf, dtype=dtype, count=m, offset=int(starts[0]))
+        if np.all(np.diff(starts[a:b]) == dtype.itemsize):
+            rows = np.frombuffer(buf, dtype=dtype, count=b - a, offset=int(starts[a]))
         else:
-            rows = raw[starts[sel, None] + np.arange(dtype.itemsize)].view(dtype).reshape(-1)
-        out["id"][sel] = rows["id"]
-        out["content_sha256"][sel] = rows["sha"].astype("U64")
-        out["cell"][sel] = rows["cell_el"]["v"].reshape(-1, 3, 3)
-        out["pbc"][sel] = rows["pbc_el"]["v"].reshape(-1, 3) != 0
-        out["energy"][sel] = rows["energy"]
-        out["virial"][sel] = rows["virial_el"]["v"].reshape(-1, 3, 3)
-        atoms = (offsets[sel, None] + np.arange(n)).reshape(-1)
+            rows = raw[starts[a:b, None] + np.arange(dtype.itemsize)].view(dtype).reshape(-1)
+        frames, atoms = slice(a, b), slice(int(offsets[a]), int(offsets[b]))
+        out["id"][frames] = rows["id"]
+        out["content_sha256"][frames] = rows["sha"].astype("U64")
+        out["cell"][frames] = rows["cell_el"]["v"].reshape(-1, 3, 3)
+        out["pbc"][frames] = rows["pbc_el"]["v"].reshape(-1, 3) != 0
+        out["energy"][frames] = rows["energy"]
+        out["virial"][frames] = rows["virial_el"]["v"].reshape(-1, 3, 3)
         out["numbers"][atoms] = rows["numbers_el"]["v"].reshape(-1)
         out["positions"][atoms] = rows["positions_el"]["v"].reshape(-1, 3)
         out["forces"][atoms] = rows["forces_el"]["v"].reshape(-1, 3)
