@@ -261,6 +261,36 @@ def finish_job_run(
         session.commit()
 
 
+def reap_lost_runs(*, engine: Engine) -> int:
+    """Mark ``failed`` the ``running`` job runs of this host whose process no longer exists.
+
+    A run killed with ``kill -9`` (or by the OOM killer) cannot record its own end; its data
+    were rolled back with its transaction, and this makes its ``job_run`` row say so.  Runs
+    of other hosts are left alone (queue jobs of lost workers are handled by
+    ``matstore.jobs``).  Returns the number of rows marked.
+    """
+    with Session(engine) as session:
+        rows = session.execute(
+            select(JobRun.id, JobRun.pid).where(JobRun.status == "running", JobRun.host == host_name())
+        ).all()
+        lost = [r.id for r in rows if r.pid is not None and r.pid != os.getpid() and not _process_alive(r.pid)]
+        if lost:
+            session.execute(update(JobRun).where(JobRun.id.in_(lost)).values(
+                status="failed", finished_at=datetime.now(UTC), error="process lost (killed or crashed) before it finished"))
+            session.commit()
+        return len(lost)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class JobRunHandle:
     """What :func:`job_run` yields: the run's id and a summary dict the job fills in."""
 
@@ -277,6 +307,7 @@ def job_run(*, engine: Engine, kind: str, parameters: dict[str, Any]) -> Iterato
     On an exception the run is marked ``failed`` with the error message and the exception
     propagates.  The block may set ``handle.status = "skipped"`` (e.g. nothing new to do).
     """
+    reap_lost_runs(engine=engine)
     handle = JobRunHandle(start_job_run(engine=engine, kind=kind, parameters=parameters))
     try:
         yield handle

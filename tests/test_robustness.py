@@ -8,8 +8,8 @@ records the error (existing job_run rows are unchanged).
 
 Crash safety: ``matstore ingest structures BIG.extxyz`` is killed with SIGKILL while it parses
 and while its ``COPY`` streams; the store then holds nothing of that source, and a rerun stores
-every frame once.  The killed runs' ``job_run`` rows stay ``running``: matstore marks lost runs
-as failed only for queue jobs (``retry_stalled_jobs``), not for CLI processes.
+every frame once.  The killed runs' ``job_run`` rows stay ``running`` until the next job on the
+same host starts, which marks them ``failed`` (``crud.reap_lost_runs``: their pid is gone).
 
 Concurrency: two *processes* ingesting the same structure file or property table at once end
 with one copy; two processes refitting one model after new data arrived end with one new version.
@@ -238,9 +238,12 @@ def test_kill_9_mid_ingest_stores_nothing_then_rerun_completes(engine, big_file)
         source_id = conn.execute(text("SELECT id FROM source WHERE sha256 = :s"), {"s": sha}).scalar_one()
         assert conn.execute(text("SELECT count(*) FROM configuration WHERE source_id = :s"), {"s": source_id}).scalar_one() == BIG_FRAMES
         statuses = dict(conn.execute(text("SELECT id, status FROM job_run WHERE kind = 'ingest_structures'")).all())
-    # Stale rows: nothing in matstore marks a killed CLI run as failed (only queue jobs are).
-    assert [statuses[i] for i in killed_runs] == ["running", "running"]
-    assert sorted(statuses.values()) == ["running", "running", "succeeded"]
+    # The rerun's start found the killed runs' processes gone and marked them failed.
+    assert [statuses[i] for i in killed_runs] == ["failed", "failed"]
+    assert sorted(statuses.values()) == ["failed", "failed", "succeeded"]
+    with engine.connect() as conn:
+        errors = conn.execute(text("SELECT error FROM job_run WHERE id = ANY(:i)"), {"i": killed_runs}).scalars().all()
+    assert all("process lost" in e for e in errors)
 
 
 # --- concurrency --------------------------------------------------------------------------------------
