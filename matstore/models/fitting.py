@@ -440,6 +440,7 @@ def fit_equation(
                 "text": sp.sstr(p.expr),
                 "latex": sp.latex(p.expr),
                 "criterion": p.criterion,
+                "complexity": expression_complexity(p.expr),
                 "features": list(p.features),
                 "canonical_hash": canonical_hash(p.expr),
             }
