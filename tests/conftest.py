@@ -95,6 +95,23 @@ def db_session(session_engine: Engine) -> Iterator:
             trans.rollback()
 
 
+def table_checksums(engine, job_run_upto: int | None = None) -> dict[str, str]:
+    """Row count and md5 of the rows of every table in the public schema.
+
+    ``job_run`` is compared up to id ``job_run_upto`` when given: a failed ingest keeps its
+    ``failed`` job_run row on purpose, and everything else must be byte-for-byte unchanged.
+    """
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars().all()
+        out = {}
+        for t in tables:
+            where = f" WHERE id <= {int(job_run_upto)}" if t == "job_run" and job_run_upto is not None else ""
+            out[t] = conn.execute(text(
+                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM \"{t}\" t{where}"
+            )).scalar_one()
+        return out
+
+
 @pytest.fixture
 def strength_data_dir() -> Path:
     """The shared copy of bjasperson/strength_covariance (skip if it is absent)."""

@@ -34,6 +34,7 @@ from matstore.hashing import sha256_file
 from matstore.ingest import errors as E
 from matstore.ingest.structures import ingest_structure_file
 from matstore.ingest.table import ingest_table
+from tests.conftest import table_checksums as checksums
 from tests.test_ingest_bad_inputs import CASES as CORPUS_CASES
 
 DATA = Path(__file__).parent / "data"
@@ -65,19 +66,6 @@ def _case_id(case) -> str:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-def checksums(engine, job_run_upto: int | None = None) -> dict[str, str]:
-    """count and md5 of the rows of every table in the public schema (job_run: ids <= ``job_run_upto``)."""
-    with engine.connect() as conn:
-        tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars().all()
-        out = {}
-        for t in tables:
-            where = f" WHERE id <= {int(job_run_upto)}" if t == "job_run" and job_run_upto is not None else ""
-            out[t] = conn.execute(text(
-                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM \"{t}\" t{where}"
-            )).scalar_one()
-        return out
-
 
 def max_job_run(engine) -> int:
     with engine.connect() as conn:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from matstore.config import get_settings
+from tests.conftest import table_checksums as checksums
 
 DATA = Path(__file__).parent / "data"
 GOOD, BAD = DATA / "good", DATA / "bad"
@@ -40,19 +41,6 @@ INJECTIONS = (
     'Cu"; DROP TABLE method; --',
 )
 IDS = ("drop-table", "or-1-eq-1", "dollar-quote-delete", "pg-sleep", "pg-sleep-in-string", "double-quote-drop")
-
-
-def checksums(engine, job_run_upto: int | None = None) -> dict[str, str]:
-    """count and md5 of the rows of every table in the public schema (job_run: ids <= ``job_run_upto``)."""
-    with engine.connect() as conn:
-        tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars().all()
-        out = {}
-        for t in tables:
-            where = f" WHERE id <= {int(job_run_upto)}" if t == "job_run" and job_run_upto is not None else ""
-            out[t] = conn.execute(text(
-                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM \"{t}\" t{where}"
-            )).scalar_one()
-        return out
 
 
 class Snapshot:
