@@ -210,9 +210,9 @@ def test_task_bodies_call_the_library_layers(monkeypatch: pytest.MonkeyPatch, en
     from matstore.jobs import tasks
 
     calls = []
-    fake_versioning = types.ModuleType("matstore.models.versioning")
-    fake_versioning.refit = lambda name, engine: calls.append(name) or types.SimpleNamespace(created_version=True)
-    monkeypatch.setitem(sys.modules, "matstore.models.versioning", fake_versioning)
+    fake_service = types.ModuleType("matstore.models.service")
+    fake_service.refit_model = lambda engine, name: calls.append(name) or types.SimpleNamespace(created=True)
+    monkeypatch.setitem(sys.modules, "matstore.models.service", fake_service)
     job = Job(id=41, queue="models", lock=None, queueing_lock=None, task_name="refit_model",
               task_kwargs={"name": "tau"}, attempts=1)
     context = JobContext(app=jobs_app, job=job, worker_name="t", start_timestamp=time.time(),
@@ -223,13 +223,9 @@ def test_task_bodies_call_the_library_layers(monkeypatch: pytest.MonkeyPatch, en
     assert row.kind == "task:refit_model" and row.status == "succeeded"
     assert row.parameters["queue_job_id"] == 41 and row.parameters["attempt"] == 2
 
-    # without versioning.refit the task falls back to the models layer's service.refit_model
-    fake_service = types.ModuleType("matstore.models.service")
-    fake_service.refit_model = lambda engine, name: calls.append(("service", name)) or types.SimpleNamespace(created=False)
-    monkeypatch.setitem(sys.modules, "matstore.models.versioning", types.ModuleType("matstore.models.versioning"))
-    monkeypatch.setitem(sys.modules, "matstore.models.service", fake_service)
+    # an unchanged model: the run is recorded as skipped
+    fake_service.refit_model = lambda engine, name: calls.append(name) or types.SimpleNamespace(created=False)
     assert tasks.refit_model(context, name="tau")["created_version"] is False
-    assert calls[-1] == ("service", "tau")
     statuses = [r.status for r in _rows(engine, "SELECT status FROM job_run ORDER BY id")]
     assert statuses == ["succeeded", "skipped"]
 

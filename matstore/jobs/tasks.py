@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import importlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,31 +82,6 @@ def _recorded(context: JobContext, parameters: dict[str, Any]) -> Iterator[Any]:
         yield run
 
 
-def _library(*candidates: tuple[str, str]) -> Callable[..., Any]:
-    """The first of ``(module, function)`` candidates that exists (imported lazily).
-
-    The library layers evolve beside the tasks; a task names the agreed function first and
-    the current one after it.  A module that exists but fails to import raises.
-
-    Raises
-    ------
-    ImportError
-        If none of the candidates exists.
-    """
-    for module_name, attr in candidates:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # the module itself is missing, not one of its imports
-            raise
-        function = getattr(module, attr, None)
-        if callable(function):
-            return function
-    names = ", ".join(f"{m}.{a}" for m, a in candidates)
-    raise ImportError(f"none of the library functions {names} is available")
-
-
 def _summary_of(result: Any) -> Any:
     """A JSON-able summary of a library call's return value."""
     if result is None or isinstance(result, (str, int, float, bool)):
@@ -146,9 +120,9 @@ def ingest_files(context: JobContext, paths: list[str]) -> dict[str, Any]:
         The ingest summary (also stored in the ``job_run`` row).
     """
     with _recorded(context, {"paths": list(paths)}) as run:
-        ingest = _library(("matstore.ingest.structures", "ingest_structure_files"),
-                          ("matstore.ingest.structures", "ingest_structures"))
-        result = ingest([Path(p) for p in paths], engine=_engine())
+        from matstore.ingest.structures import ingest_structures
+
+        result = ingest_structures([Path(p) for p in paths], engine=_engine())
         run.summary = {"result": _summary_of(result)}
     return run.summary
 
@@ -172,8 +146,9 @@ def ingest_table(context: JobContext, path: str, mapping_path: str) -> dict[str,
         The ingest summary.
     """
     with _recorded(context, {"path": path, "mapping_path": mapping_path}) as run:
-        ingest = _library(("matstore.ingest.table", "ingest_table_file"), ("matstore.ingest.table", "ingest_table"))
-        result = ingest(Path(path), Path(mapping_path), engine=_engine())
+        from matstore.ingest.table import ingest_table as ingest_table_file
+
+        result = ingest_table_file(Path(path), Path(mapping_path), engine=_engine())
         run.summary = {"result": _summary_of(result)}
     return run.summary
 
@@ -195,8 +170,9 @@ def ingest_dataset(context: JobContext, name: str) -> dict[str, Any]:
         The ingest summary.
     """
     with _recorded(context, {"name": name}) as run:
-        ingest = _library(("matstore.ingest.registry", "ingest_dataset"))
-        result = ingest(name, engine=_engine())
+        from matstore.ingest.registry import ingest_dataset as ingest_registered
+
+        result = ingest_registered(name, engine=_engine())
         run.summary = {"result": _summary_of(result)}
     return run.summary
 
@@ -223,8 +199,9 @@ def compute_chunk(
     object
         A JSON-able summary of what the compute layer returned.
     """
-    compute = _library(("matstore.ingest.compute.store", "compute_and_store_chunk"))
-    result = compute(element, calculator, None if miller is None else tuple(miller), parameters=params)
+    from matstore.ingest.compute.store import compute_and_store_chunk
+
+    result = compute_and_store_chunk(element, calculator, None if miller is None else tuple(miller), parameters=params)
     return _summary_of(result)
 
 
@@ -245,12 +222,10 @@ def refit_model(context: JobContext, name: str) -> dict[str, Any]:
         ``{"created_version": bool, "result": ...}``.
     """
     with _recorded(context, {"name": name}) as run:
-        try:
-            refit = _library(("matstore.models.versioning", "refit"))
-            result = refit(name, engine=_engine())
-        except ImportError:  # the models layer's current entry point
-            result = _library(("matstore.models.service", "refit_model"))(_engine(), name)
-        created = bool(getattr(result, "created_version", getattr(result, "created", False)))
+        from matstore.models.service import refit_model as refit
+
+        result = refit(_engine(), name)
+        created = result.created
         run.summary = {"created_version": created, "result": _summary_of(result)}
         if not created:
             run.status = "skipped"
