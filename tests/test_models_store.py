@@ -88,6 +88,16 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     assert result.unit == "J/m^2"
     assert result.uncertainty is not None and result.uncertainty >= 0
 
+    import pandas as pd
+
+    from matstore.models.service import predict_frame
+
+    frame = pd.DataFrame({"lattice_constant": [3.615, 4.09], "cohesive_energy": [3.54, 2.85], "c44": [76.0, 46.0],
+                          "miller_h": [5, 1], "miller_k": [3, 1], "miller_l": [1, 1]})
+    table = predict_frame(engine, "gamma_synth@production", frame)
+    assert table["value"].tolist() == pytest.approx([true_gamma(3.615, 3.54, (5, 3, 1)), true_gamma(4.09, 2.85, (1, 1, 1))], rel=0.02)
+    assert (table["unit"] == "J/m^2").all()
+
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*), max(abs(residual)) FROM model_predictions WHERE model = 'gamma_synth'")).one()
     assert rows[0] == 7 * 13 and rows[1] < 0.05

@@ -226,3 +226,38 @@ def _stored_features(engine: Engine, material: str, method: str, features: list[
         GROUP BY d.name""")
     with engine.connect() as conn:
         return {r.name: float(r.value) for r in conn.execute(sql, {"material": material, "method": method, "features": features})}
+
+
+def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Evaluate a stored equation on every row of ``frame`` (the Python API of ``matstore predict``).
+
+    Parameters
+    ----------
+    engine : SQLAlchemy engine of the store
+    ref : ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``
+    frame : DataFrame, shape (n, ...)
+        Columns named as the equation's features (canonical units, see
+        ``equation_version.features``) and, for orientation-dependent equations, the surface's
+        Miller indices (``miller_h/k/l``), normal (``normal_x/y/z``) or angles
+        (``theta_deg``, ``phi_deg``).
+
+    Returns
+    -------
+    DataFrame, shape (n, 3)
+        ``value`` (target unit), ``uncertainty`` (residual σ of the version, same unit) and
+        ``unit``, indexed like ``frame``.
+
+    Raises
+    ------
+    matstore.models.versioning.ModelNotFoundError
+        If ``ref`` names no version.
+    KeyError
+        If a column the equation needs is missing.
+    """
+    from matstore.models.fitting import predict as evaluate
+
+    with Session(engine) as session:
+        version = resolve(session, ref)
+    values = np.asarray(evaluate(version.equation_srepr, frame), dtype=float).reshape(-1)
+    return pd.DataFrame({"value": values, "uncertainty": version.residual_std, "unit": version.target_unit},
+                        index=frame.index)
