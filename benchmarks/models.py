@@ -71,13 +71,22 @@ def ensure_data(engine, calculators: list[str]) -> dict[str, list[str]]:
     return methods
 
 
+#: OpenKIM models (``..._MO_...``) and simulator models (``Sim_...``) of the strength_covariance table.
+OPENKIM_METHODS = ["%\\_MO\\_%", "Sim\\_%"]
+
+
 def surface_rows(engine, methods: dict[str, list[str]], engines: list[str], budget: float) -> list[list]:
     rows = []
-    for calc, names in methods.items():
+    datasets = {**methods, "OpenKIM potentials": OPENKIM_METHODS}
+    for calc, names in datasets.items():
         ts = build_training_set(engine, target="surface_energy", features=BULK, methods=names)
+        if ts.table.groupby("material")["method"].nunique().max() > 1:
+            # one coefficient per (metal, potential); folds still leave one metal out
+            ts.table["material_method"] = ts.table["material"] + " | " + ts.table["method"]
         for eng in engines:
             params = {"time_limit": budget} if eng == "operon" else {}
-            for label, kwargs in (("factorised C·g", dict(features=BULK, factorize="orientation", material="material")),
+            key = "material_method" if "material_method" in ts.table else "material"
+            for label, kwargs in (("factorised C·g", dict(features=BULK, factorize="orientation", material=key)),
                                   ("plain, all features", dict(features=BULK + ORIENTATION, factorize=None))):
                 t = time.perf_counter()
                 try:

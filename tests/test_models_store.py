@@ -28,15 +28,21 @@ def true_gamma(a: float, ec: float, miller) -> float:
     return 0.4 * 16.0217663 * ec / a**2 * broken_bond_g(miller) / G111 / math.sqrt(3)
 
 
-def populate(engine, *, source_hash: str = "1" * 64, scale: float = 1.0) -> None:
-    """Store bulk features and γ of every distinct surface up to index 3 for METALS (method 'synth')."""
+def populate(engine, *, source_hash: str = "1" * 64, scale: float = 1.0, method_name: str = "synth",
+             ec_scale: float = 1.0) -> None:
+    """Store bulk features and γ of every distinct surface up to index 3 for METALS.
+
+    ``method_name`` names the method; ``ec_scale`` scales its cohesive energies (another
+    "potential" of the same metals, with its own bulk properties and surface energies).
+    """
     with Session(engine) as s:
         run = s.execute(text("INSERT INTO job_run (kind, code_version, host) VALUES ('test','0','h') RETURNING id")).scalar_one()
-        method = crud.get_or_create_method(session=s, name="synth", kind="model")
+        method = crud.get_or_create_method(session=s, name=method_name, kind="model")
         source = crud.claim_source(session=s, kind="computation", sha256=source_hash)
         defs = crud.definitions(session=s)
         bulk, surf = [], []
-        for element, (a, ec, c44) in METALS.items():
+        for element, (a, ec0, c44) in METALS.items():
+            ec = ec0 * ec_scale
             mat = crud.get_or_create_material(session=s, formula=element)
             for name, value in (("lattice_constant", a), ("cohesive_energy", ec), ("c44", c44)):
                 bulk.append(dict(material_id=mat, method_id=method, definition_id=defs[name].id, value=value,
@@ -101,6 +107,17 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*), max(abs(residual)) FROM model_predictions WHERE model = 'gamma_synth'")).one()
     assert rows[0] == 7 * 13 and rows[1] < 0.05
+
+
+def test_factorisation_gives_each_potential_its_own_coefficient(engine) -> None:
+    """Several methods (potentials) per metal: one C per (metal, potential), folds by metal."""
+    populate(engine)
+    populate(engine, source_hash="4" * 64, method_name="synth2", ec_scale=1.3)
+    outcome = fit_model(engine, spec(name="two_potentials", methods=["synth%"]))
+    assert len(outcome.version.parts["coefficient"]["values"]) == 2 * len(METALS)
+    assert outcome.version.metrics["cv_r2"] > 0.99
+    result = predict(engine, "two_potentials", material="Cu", method="synth2", miller=(1, 1, 0))
+    assert result.value == pytest.approx(true_gamma(3.615, 3.54 * 1.3, (1, 1, 0)), rel=0.02)
 
 
 def test_new_data_creates_exactly_one_new_version(engine) -> None:

@@ -90,7 +90,7 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     """Run the fitting core and map its result onto EquationVersion columns and prediction rows."""
     from matstore.models.fitting import fit_equation
 
-    table = training.table
+    table, coefficient_key = _coefficient_key(training.table, spec)
     surface = training.target_scope == "surface"
     result = fit_equation(
         table,
@@ -101,7 +101,7 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         factorize=spec.factorize,
         selection=spec.selection,
         groups="material" if (surface or spec.factorize) and table["material"].nunique() > 1 else None,
-        material="material" if spec.factorize else None,
+        material=coefficient_key if spec.factorize else None,
         n_splits=spec.n_splits,
         seed=spec.seed,
         feature_units={n: training.units[n] for n in spec.features},
@@ -131,6 +131,19 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         for r, p, c in zip(kept.itertuples(), result.predictions, result.oof_predictions, strict=True)
     ]
     return values, predictions
+
+
+def _coefficient_key(table: pd.DataFrame, spec: FitSpec) -> tuple[pd.DataFrame, str]:
+    """The column whose values each get one coefficient C in a factorised fit.
+
+    One C per material when each material has one method (e.g. EMT, or one LAMMPS potential
+    file per element); one C per (material, method) pair when a material was computed with
+    several potentials (e.g. OpenKIM's 144 potentials), since each potential is its own
+    "material" with its own bulk properties.  Cross-validation folds stay grouped by material.
+    """
+    if not spec.factorize or table.groupby("material")["method"].nunique().max() <= 1:
+        return table, "material"
+    return table.assign(material_method=table["material"] + " | " + table["method"]), "material_method"
 
 
 def _finite(value: float | None) -> float | None:
