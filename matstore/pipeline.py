@@ -148,9 +148,7 @@ def _compute(engine: Engine, calculator: str, opts: PipelineOptions) -> StageRep
         return _compute_on_workers(engine, calculator, elements, backend, opts)
     summary = compute_and_store(engine, elements=elements, calculator=calculator,
                                 max_index=opts.max_index, workers=opts.workers)
-    # From the backend, not the results: a rerun that finds everything stored runs no task.
-    methods = sorted({backend.method_record(e)["name"] for e in elements} | set(summary.methods))
-    return StageReport(f"compute:{calculator}", "done", 0.0, summary.describe(), {"methods": methods})
+    return StageReport(f"compute:{calculator}", "done", 0.0, summary.describe(), {"methods": summary.methods})
 
 
 def _workers_present(engine: Engine) -> bool:

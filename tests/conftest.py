@@ -95,6 +95,33 @@ def db_session(session_engine: Engine) -> Iterator:
             trans.rollback()
 
 
+def run_concurrently(func, n: int = 2, timeout_s: float = 120.0) -> list:
+    """Call ``func()`` in ``n`` threads released together by a barrier; return their results.
+
+    Raises the first exception a thread raised (after all have finished).
+    """
+    import threading
+
+    barrier = threading.Barrier(n)
+    results, errors = [], []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(func())
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    if errors:
+        raise errors[0]
+    return results
+
+
 def table_checksums(engine, job_run_upto: int | None = None) -> dict[str, str]:
     """Row count and md5 of the rows of every table in the public schema.
 

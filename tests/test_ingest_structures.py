@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from matstore.ingest.structures import (
     read_frames,
     stress_to_virial,
 )
+from tests.conftest import run_concurrently
 
 DATA = Path(__file__).parent / "data"
 
@@ -225,22 +225,7 @@ def test_concurrent_ingest_of_one_file_stores_one_copy(engine, tmp_path):
 
     path = tmp_path / "race.extxyz"
     ase.io.write(path, _emt_images(40, repeat=1))
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def worker():
-        try:
-            barrier.wait()
-            results.append(ingest_structure_file(path, engine=engine))
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    results = run_concurrently(lambda: ingest_structure_file(path, engine=engine))
     assert sorted(r.status for r in results) == ["already stored", "inserted"]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM configuration")).scalar() == 40

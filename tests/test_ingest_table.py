@@ -13,6 +13,7 @@ from matstore.ingest.errors import DatasetUnavailableError, IngestError, Invalid
 from matstore.ingest.registry import DATASETS, fetch, ingest_dataset
 from matstore.ingest.table import ingest_table, load_mapping
 from matstore.ingest.units import conversion_factor
+from tests.conftest import run_concurrently
 
 GOOD = Path(__file__).parent / "data" / "good"
 FBD_CU = "EAM_Dynamo_FoilesBaskesDaw_1986Universal3_Cu__MO_666348409573_004"
@@ -296,24 +297,8 @@ def test_mapping_errors_are_typed(tmp_path):
 
 
 def test_concurrent_table_ingest_stores_one_copy(engine):
-    import threading
 
-    barrier = threading.Barrier(2)
-    reports, errors = [], []
-
-    def worker():
-        try:
-            barrier.wait()
-            reports.append(ingest_table(GOOD / "small_table.csv", GOOD / "small_table.yaml", engine=engine))
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    reports = run_concurrently(lambda: ingest_table(GOOD / "small_table.csv", GOOD / "small_table.yaml", engine=engine))
     assert sorted(r.status for r in reports) == ["already stored", "inserted"]
     assert _scalar(engine, "SELECT count(*) FROM bulk_property") == 11
     assert _scalar(engine, "SELECT count(*) FROM source") == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from matstore.models.service import fit_model, predict, refit_model
 from matstore.models.spec import FitSpec
 from matstore.models.versioning import ModelNotFoundError, promote, resolve
 from matstore.orientation import broken_bond_g, distinct_miller_indices, from_miller
+from tests.conftest import run_concurrently
 
 #: Synthetic FCC metals: (a Å, E_c eV/atom, C44 GPa)
 METALS = {"Ag": (4.09, 2.85, 46.0), "Au": (4.08, 3.93, 42.0), "Cu": (3.615, 3.54, 76.0),
@@ -136,12 +136,7 @@ def test_concurrent_refits_make_one_version(engine) -> None:
     populate(engine)
     fit_model(engine, spec())
     populate(engine, source_hash="3" * 64, scale=0.9)
-    outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(refit_model(engine, "gamma_synth"))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_concurrently(lambda: refit_model(engine, "gamma_synth"))
     assert sorted(o.created for o in outcomes) == [False, True]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM equation_version")).scalar_one() == 2

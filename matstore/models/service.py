@@ -21,6 +21,7 @@ from matstore.models.dataset import ORIENTATION_COLUMNS, TrainingSet, build_trai
 from matstore.models.spec import FitSpec
 from matstore.models.versioning import VersionOutcome, load_spec, resolve, store_version
 from matstore.orientation import from_miller
+from matstore.schema import EquationModel, EquationVersion
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,6 @@ def refit_model(engine: Engine, name: str) -> FitOutcome:
 
 def _unchanged(engine: Engine, spec: FitSpec, training: TrainingSet) -> VersionOutcome | None:
     from matstore.models.versioning import latest_version, unchanged_reason
-    from matstore.schema import EquationModel
-
     with Session(engine) as session:
         model = session.execute(select(EquationModel).where(EquationModel.name == spec.name)).scalar_one_or_none()
         if model is None:
@@ -206,15 +205,9 @@ def predict(
     ValueError
         If a feature value is missing or the equation needs an orientation and none is given.
     """
-    from matstore.models.fitting import predict as evaluate
-
     with Session(engine) as session:
         version = resolve(session, ref)
-        model_name = version.model_id
-        from matstore.schema import EquationModel
-
-        model = session.get(EquationModel, version.model_id)
-        model_name = model.name if model else str(model_name)
+        model_name = session.get(EquationModel, version.model_id).name
     features = [f["name"] for f in version.features]
     inputs = _stored_features(engine, material, method, features)
     inputs.update(overrides or {})
@@ -225,9 +218,15 @@ def predict(
     if miller is not None:
         o = from_miller(*miller)
         row.update(zip(ORIENTATION_COLUMNS, [*o.miller, *o.normal, o.theta_deg, o.phi_deg], strict=True))
-    frame = pd.DataFrame([row])
-    value = float(np.asarray(evaluate(version.equation_srepr, frame)).reshape(-1)[0])
+    value = float(_evaluate(version, pd.DataFrame([row]))[0])
     return Prediction(value, version.residual_std, version.target_unit, model_name, version.version, inputs)
+
+
+def _evaluate(version: EquationVersion, frame: pd.DataFrame) -> np.ndarray:
+    """The stored equation (rebuilt from its SymPy ``srepr``) on the rows of ``frame``, shape (n,)."""
+    from matstore.models.fitting import predict as evaluate
+
+    return np.asarray(evaluate(version.equation_srepr, frame), dtype=float).reshape(-1)
 
 
 def _stored_features(engine: Engine, material: str, method: str, features: list[str]) -> dict[str, float]:
@@ -267,10 +266,7 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
     KeyError
         If a column the equation needs is missing.
     """
-    from matstore.models.fitting import predict as evaluate
-
     with Session(engine) as session:
         version = resolve(session, ref)
-    values = np.asarray(evaluate(version.equation_srepr, frame), dtype=float).reshape(-1)
-    return pd.DataFrame({"value": values, "uncertainty": version.residual_std, "unit": version.target_unit},
+    return pd.DataFrame({"value": _evaluate(version, frame), "uncertainty": version.residual_std, "unit": version.target_unit},
                         index=frame.index)

@@ -12,8 +12,6 @@ the storing layer uses.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import multiprocessing
 import time
@@ -22,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from matstore.hashing import sha256_json
 from matstore.orientation import distinct_miller_indices
 
 from .bulk import BulkResult, BulkTolerances, compute_bulk
@@ -163,8 +162,7 @@ def task_spec(task: BulkTask | SurfaceTask) -> dict[str, Any]:
 
 def task_hash(task: BulkTask | SurfaceTask) -> str:
     """SHA-256 of the canonical JSON of :func:`task_spec` (sorted keys, no spaces)."""
-    text = json.dumps(task_spec(task), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_json(task_spec(task))
 
 
 def run_bulk_task(task: BulkTask) -> BulkResult:

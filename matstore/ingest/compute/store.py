@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from matstore import crud
 from matstore.ingest.compute.bulk import BulkResult
+from matstore.ingest.compute.calculators import get_backend
 from matstore.ingest.compute.runner import (
     BulkTask,
     SurfaceTask,
@@ -165,23 +166,21 @@ def compute_and_store(
     matstore.ingest.compute.calculators.CalculatorSetupError
         If the calculator cannot be set up or does not support an element.
     """
-    summary = ComputeSummary(calculator)
+    backend = get_backend(calculator, **(parameters or {}))
+    # Methods come from the backend, not from results: a run that finds every task stored
+    # runs none and must still name the methods its data belong to.
+    summary = ComputeSummary(calculator, methods=sorted({backend.method_record(e)["name"] for e in elements}))
     params = {"elements": list(elements), "calculator": calculator, "max_index": max_index,
               "workers": workers, "parameters": parameters or {}}
     with crud.job_run(engine=engine, kind="ingest_compute", parameters=params) as run:
-        done: list[int] = [0]
-
         def on_result(task: BulkTask | SurfaceTask, result: Any) -> None:
             store = store_bulk_result if isinstance(task, BulkTask) else store_surface_result
             stored = store(engine, task, result, job_run_id=run.id)
             summary.tasks_run += 1
             summary.values_stored += stored
             summary.configurations_stored += 1 if stored and result.atoms is not None else 0
-            if result.method.get("name") and result.method["name"] not in summary.methods:
-                summary.methods.append(result.method["name"])
-            done[0] += 1
             if progress:
-                progress(f"{task.element} {'bulk' if isinstance(task, BulkTask) else task.miller}", done[0],
+                progress(f"{task.element} {'bulk' if isinstance(task, BulkTask) else task.miller}", summary.tasks_run,
                          summary.tasks_skipped)
 
         results = compute_tasks(
@@ -190,9 +189,6 @@ def compute_and_store(
             skip=lambda task: _already_stored(engine, task, summary),
         )
         summary.failures = [dict(element=r.element, **f.__dict__) for r in results for f in r.failures]
-        for r in results:
-            if r.bulk is not None and r.bulk.method.get("name") and r.bulk.method["name"] not in summary.methods:
-                summary.methods.append(r.bulk.method["name"])
         run.summary.update(tasks_run=summary.tasks_run, tasks_skipped=summary.tasks_skipped,
                            values_stored=summary.values_stored, failures=summary.failures, methods=summary.methods)
         if summary.failures:
