@@ -192,7 +192,10 @@ def test_dimension_verdicts():
     units = {"cohesive_energy": "eV", "lattice_constant": "angstrom", "c44": "GPa"}
     assert check_dimensions(E / a**2, units, "J/m**2").verdict == "consistent"
     assert check_dimensions(c44 * a, units, "J/m**2").verdict == "consistent"
+    # a fitted coefficient of a homogeneous term is a pure number (here it folds in eV/Å² → J/m²)
+    assert check_dimensions(9.25 * E / a**2, units | {"cohesive_energy": "eV/atom"}, "J/m^2").verdict == "consistent"
     assert check_dimensions(1.73 * E / a**2 + 0.1, units, "J/m**2").verdict == "consistent up to fitted constants"
+    assert check_dimensions(1.73 * E / a, units, "J/m**2").verdict == "consistent up to fitted constants"
     bad = check_dimensions(E + a, units, "J/m**2")
     assert bad.verdict.startswith("inconsistent:") and not bad.consistent
     bad = check_dimensions(E / a**3, units, "J/m**2")
@@ -370,9 +373,99 @@ def test_factorised_result_has_parts_and_front():
     for part in res.parts.values():
         assert part["front"] and part["srepr"]
     assert res.parts["orientation"]["criterion"] == "knee"
-    # C is fitted on one value per material: selected by leave-one-out error, not training loss
-    assert res.parts["coefficient"]["criterion"].startswith("cv:5%")
+    # C is fitted on one value per material: its size is chosen by leave-one-out error of the
+    # whole search, not by training loss; without units C is the engine's free form
+    assert res.parts["coefficient"]["criterion"].startswith("cv:1se over the model size (search repeated per fold")
+    assert res.parts["coefficient"]["form"].startswith("free (auto: no unit")
     assert res.parts["orientation"]["normalization"] == "g(hkl:1,1,1)=1"
     assert len(res.parts["coefficient"]["values"]) == 5
     assert res.front and any(f["srepr"] == res.srepr for f in res.front)
     assert np.isnan(res.oof_predictions).all() and res.metrics["train_r2"] > 0.999
+
+
+# ----------------------------------------------------------------------------- scaling laws for C
+
+UNITS = {"cohesive_energy": "eV/atom", "lattice_constant": "angstrom", "c44": "GPa"}
+
+
+def test_dimensional_library_holds_only_terms_of_the_target_dimension():
+    from matstore.models.dimensions import unit_dimension
+    from matstore.models.engines.sparse import SparseEngine
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"cohesive_energy": rng.uniform(2, 6, 12), "lattice_constant": rng.uniform(3.5, 4.2, 12),
+                      "c44": rng.uniform(30, 130, 12)})
+    y = 9.25 * X["cohesive_energy"] / X["lattice_constant"] ** 2
+    eng = SparseEngine(max_terms=2, fit_intercept=False, feature_units=UNITS, target_unit="J/m^2").fit(X, y)
+    assert 0 < eng.library_size_ < 60
+    for cand in eng.pareto_front_:
+        if cand.expr.free_symbols:
+            assert check_dimensions(cand.expr, UNITS, "J/m^2").verdict == "consistent", cand.expr
+    best = min(eng.pareto_front_, key=lambda c: c.loss)
+    assert sp.simplify(best.expr / (sp.Symbol("cohesive_energy") / sp.Symbol("lattice_constant") ** 2)).is_number
+    assert float(next(iter(best.expr.atoms(sp.Float)))) == pytest.approx(9.25, rel=1e-9)
+    assert unit_dimension("eV/atom") == unit_dimension("eV")  # atom is a count
+    with pytest.raises(ValueError, match="no unit for column"):
+        SparseEngine(feature_units={"c44": "GPa"}, target_unit="J/m^2").fit(X, y)
+
+
+def test_scaling_law_coefficient_of_the_broken_bond_model():
+    """y = 9.25·E_c/a² · g(hkl) + 1 % noise: C is found as a one-term scaling law, with c44·a
+    (also of the target's dimension) as a distractor, and the combined equation is homogeneous."""
+    table = surface_table(n_materials=7, seed=3)
+    table["surface_energy"] *= 9.25 / broken_bond_g((1, 1, 1))  # so that γ(111) = 9.25·E_c/a²
+    table["surface_energy"] *= 1 + 0.01 * np.random.default_rng(0).standard_normal(len(table))
+    res = fit_equation(table, "surface_energy", list(UNITS), engine="sparse", factorize="orientation",
+                       groups="material", seed=0, feature_units=UNITS, target_unit="J/m^2")
+    coeff = res.parts["coefficient"]
+    assert coeff["form"] == "scaling" and coeff["engine"] == "sparse"
+    assert coeff["criterion"].startswith("cv:1se over the model size")
+    assert res.cv["scheme"].startswith("LeaveOneGroupOut (7 groups)")
+    C = expr_from_srepr(coeff["srepr"])
+    E, a = sp.symbols("cohesive_energy lattice_constant")
+    assert C.free_symbols == {E, a}
+    assert float(C / (E / a**2)) == pytest.approx(9.25, rel=0.01)
+    assert res.dimension_check == "consistent"
+    assert res.metrics["cv_r2"] > 0.98
+
+
+def test_coefficient_form_needs_units_for_scaling():
+    table = surface_table(n_materials=5, seed=9)
+    with pytest.raises(ValueError, match="scaling.*no unit for the target"):
+        fit_equation(table, "surface_energy", ["cohesive_energy", "lattice_constant"], factorize="orientation",
+                     groups="material", coefficient_form="scaling", cross_validate=False)
+    # a target no monomial of the features can match: auto falls back to the free form and says why
+    res = fit_equation(table, "surface_energy", ["lattice_constant"], factorize="orientation", groups="material",
+                       feature_units={"lattice_constant": "angstrom"}, target_unit="J/m^2", cross_validate=False)
+    assert res.parts["coefficient"]["form"] == "free (auto: no monomial of the bulk features has the dimension of J/m^2)"
+
+
+def test_select_size_by_cv_repeats_the_search_in_each_fold():
+    """Seven rows, y ∝ x plus noise, and a library of 200 random columns: the best 3-term
+    support fitted to all rows has a tiny leave-one-out error of its constants, but
+    cross-validating the search itself picks one term."""
+    from matstore.models.engines.sparse import SparseEngine
+    from matstore.models.selection import cv_folds, cv_loss, select_size_by_cv
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame(rng.uniform(1, 2, (7, 200)), columns=[f"r{i}" for i in range(200)])
+    X["x"] = np.linspace(1, 2, 7)
+    y = 3.0 * X["x"].to_numpy() * (1 + 0.02 * rng.standard_normal(7))
+    params = dict(max_terms=3, library="linear", fit_intercept=False)
+    front = SparseEngine(**params).fit(X, y).pareto_front_
+    three = min((c for c in front if len(sp.Add.make_args(c.expr)) == 3), key=lambda c: c.loss)
+    one = min((c for c in front if len(sp.Add.make_args(c.expr)) == 1 and c.expr.free_symbols), key=lambda c: c.loss)
+    assert cv_loss(three.expr, X, y) < cv_loss(one.expr, X, y)  # constants-only CV prefers 3 terms
+    n_terms = lambda c: len(sp.Add.make_args(c.expr)) if c.expr.free_symbols else 0  # noqa: E731
+    size, crit, losses = select_size_by_cv(lambda Xt, yt: SparseEngine(**params).fit(Xt, yt).pareto_front_,
+                                           n_terms, X, y, [1, 2, 3])
+    assert size == 1 and set(losses) == {1, 2, 3}
+    # refitting only the constants of the forms found on all rows keeps the 3-term form
+    from matstore.models.selection import select_by_cv
+
+    chosen, _ = select_by_cv([c for c in front if n_terms(c) >= 1], X, y, n_se=1.0)
+    assert n_terms(chosen) == 3
+    assert crit == "cv:1se over the model size (search repeated per fold, leave-one-out)"
+    # grouped folds hold whole groups out
+    folds = cv_folds(6, np.array(["a", "a", "b", "b", "c", "c"]))
+    assert sorted(map(list, folds)) == [[0, 1], [2, 3], [4, 5]]

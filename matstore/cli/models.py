@@ -29,7 +29,10 @@ def fit(
     engine_name: str | None = typer.Option(None, "--engine", help="operon (default), pysr or sparse."),
     time_budget: float | None = typer.Option(None, help="Seconds per engine fit."),
     seed: int | None = typer.Option(None, help="Random seed."),
-    selection: str | None = typer.Option(None, help="Criterion: knee or within:5%."),
+    selection: str | None = typer.Option(None, help="Criterion: knee, best, within:5%, cv:5%, cv:1se, min_loss."),
+    coefficient_form: str | None = typer.Option(
+        None, help="Factorised fits: auto (scaling law when units allow), scaling or free (the engine's own search)."),
+    coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default cv:1se."),
     spec_file: Path | None = typer.Option(None, "--spec", help="YAML file with the same fields."),
     promote_to: str | None = typer.Option(None, "--promote", help="Alias to point at the new version."),
 ) -> None:
@@ -38,7 +41,8 @@ def fit(
     from matstore.models.spec import FitSpec
 
     fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
-                  engine=engine_name, time_budget=time_budget, seed=seed, selection=selection)
+                  engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
+                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
         with console.status(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget)"):

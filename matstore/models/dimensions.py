@@ -18,8 +18,8 @@ dimensions through the SymPy tree:
 
 Verdicts (strings stored in ``equation_version.dimension_check``):
 
-- ``"consistent"`` — the expression has the target's dimension without fitted constants
-  carrying units;
+- ``"consistent"`` — the expression has the target's dimension with every number in it
+  (fitted coefficients included) dimensionless, e.g. ``3.97·E_c/a²`` for a surface energy;
 - ``"consistent up to fitted constants"`` — consistent once fitted coefficients are given
   suitable units;
 - ``"inconsistent: <reason>"`` — e.g. adding a length to an energy, or a dimension
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import sympy as sp
@@ -42,11 +41,10 @@ Dim = tuple[tuple[str, float], ...]  # sorted (base dimension, exponent) pairs, 
 FREE = None  # a dimension absorbed by a fitted coefficient
 
 
-@lru_cache(maxsize=1)
 def _ureg() -> Any:
-    import pint
+    from matstore.units import unit_registry
 
-    return pint.UnitRegistry()
+    return unit_registry()
 
 
 class _Inconsistent(Exception):
@@ -96,7 +94,9 @@ def unit_dimension(unit: Any) -> Dim:
         return ()
     try:
         if isinstance(unit, str):
-            q = ureg.Quantity(1.0, unit)
+            from matstore.units import normalise_unit
+
+            q = ureg.Quantity(1.0, normalise_unit(unit))
         elif hasattr(unit, "dimensionality"):
             q = unit
         else:
@@ -213,6 +213,14 @@ class _Walker:
         raise _Inconsistent(f"unsupported node {type(e).__name__}")
 
 
+def _homogeneous(expr: sp.Expr, dims: Mapping[str, Dim], target: Dim) -> bool:
+    """True when ``expr`` has the target's dimension with every number dimensionless."""
+    try:
+        return _Walker(dims, fitted_constants=False).walk(expr) == target
+    except _Inconsistent:
+        return False
+
+
 def check_dimensions(
     expr: sp.Expr | str,
     feature_units: Mapping[str, Any],
@@ -263,6 +271,8 @@ def check_dimensions(
                 dims[name] = unit_dimension(feature_units[name])
             except ValueError as exc:
                 return DimensionCheck(f"undetermined: {exc}", False, "", format_dimension(target))
+        if fitted_constants and _homogeneous(expr, dims, target):
+            return DimensionCheck("consistent", True, format_dimension(target), format_dimension(target))
         walker = _Walker(dims, fitted_constants)
         try:
             d = walker.walk(expr)

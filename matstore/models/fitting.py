@@ -280,15 +280,21 @@ def _make_engine(engine: str, params: dict[str, Any], seed: int):
     return get_engine(engine, **params)
 
 
-def _splitter(n_rows: int, groups: np.ndarray | None, n_splits: int, seed: int):
+#: Grouped cross-validation without ``n_splits`` is leave-one-group-out up to this many groups.
+MAX_LEAVE_ONE_GROUP_OUT = 20
+
+
+def _splitter(n_rows: int, groups: np.ndarray | None, n_splits: int | None, seed: int):
     if groups is not None:
         n_groups = len(pd.unique(groups))
         if n_groups < 2:
             raise ValueError("cross-validation by groups needs at least two groups")
+        if n_splits is None:
+            n_splits = n_groups if n_groups <= MAX_LEAVE_ONE_GROUP_OUT else 10
         if n_groups <= n_splits:
             return LeaveOneGroupOut(), f"LeaveOneGroupOut ({n_groups} groups)"
         return GroupKFold(n_splits=n_splits), f"GroupKFold({n_splits})"
-    k = min(n_splits, n_rows)
+    k = min(n_splits or 5, n_rows)
     return KFold(n_splits=k, shuffle=True, random_state=seed), f"KFold({k}, shuffle, random_state={seed})"
 
 
@@ -305,13 +311,14 @@ def fit_equation(
     factorize: str | None = None,
     selection: str = "knee",
     groups: str | None = None,
-    n_splits: int = 5,
+    n_splits: int | None = None,
     seed: int = 0,
     material: str | None = None,
     orientation_features: Sequence[str] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     coefficient: str = "lsq",
-    coefficient_selection: str | None = "cv:5%",
+    coefficient_selection: str | None = "cv:1se",
+    coefficient_form: str = "auto",
     reference_orientation: Sequence[float] | None = (1, 1, 1),
     feature_units: dict[str, Any] | None = None,
     target_unit: Any = None,
@@ -341,7 +348,10 @@ def fit_equation(
         Column for grouped k-fold (e.g. material): ``LeaveOneGroupOut`` when there are at
         most ``n_splits`` groups, else ``GroupKFold(n_splits)``.  Defaults to ``material``
         for factorised fits; otherwise shuffled ``KFold(n_splits, random_state=seed)``.
-    n_splits : int, default 5
+    n_splits : int, optional
+        Default: leave-one-group-out for grouped fits with at most 20 groups (so a
+        surface model is scored on metals it has never seen, one at a time), else 10
+        group folds; 5 shuffled folds for ungrouped fits.
     seed : int, default 0
     material : str, optional
         Material column (required for ``factorize="orientation"``; defaults to ``groups``).
@@ -351,8 +361,12 @@ def fit_equation(
         Engine parameters for g (default: ``engine_params``).
     coefficient : {"lsq", "reference"}
         Per-material coefficient estimator (factorised fits).
-    coefficient_selection : str or None, default "cv:5%"
+    coefficient_selection : str or None, default "cv:1se"
         Criterion for C(bulk) in factorised fits (see :func:`~.factorize.fit_factorized`).
+    coefficient_form : {"auto", "scaling", "free"}, default "auto"
+        Form of C(bulk) in factorised fits: a dimensionally homogeneous scaling law when the
+        units allow (``auto``), or the engine's free search (see
+        :func:`~.factorize.fit_factorized`).
     reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
     feature_units : dict, optional
         Units of features (and of orientation descriptors; they default to dimensionless).
@@ -414,7 +428,8 @@ def fit_equation(
                 orientation_engine_params=orientation_engine_params, selection=selection,
                 coefficient=coefficient, coefficient_selection=coefficient_selection,
                 reference=reference_orientation, margin=margin,
-                seed=fold_seed, holdout=holdout,
+                seed=fold_seed, holdout=holdout, coefficient_form=coefficient_form,
+                feature_units=feature_units, target_unit=target_unit, groups=groups,
             )
             return fr.expr, fr.coefficient.criterion, fr
         eng = _make_engine(engine, engine_params, fold_seed)
@@ -443,6 +458,8 @@ def fit_equation(
                 "complexity": expression_complexity(p.expr),
                 "features": list(p.features),
                 "canonical_hash": canonical_hash(p.expr),
+                "engine": p.engine,
+                "form": p.form,
             }
 
         parts["coefficient"] = part_dict(fr.coefficient) | {

@@ -13,8 +13,13 @@ Criteria (strings, as stored in ``equation_version.selection_criterion``):
     (``loss <= (1 + X/100) · min loss``), e.g. ``"within:5%"``.
 ``"cv:X%"`` (or ``"cv"``, X = 5)
     The least complex equation whose *cross-validated* loss (constants refitted on each
-    fold's training rows; leave-one-out up to 20 rows) is within X % of the lowest; needs
-    the data (:func:`select_valid` with ``y``).
+    fold's training rows; leave-one-out up to 20 rows, or leave-one-group-out when groups
+    are given) is within X % of the lowest; needs the data (:func:`select_valid` with ``y``).
+``"cv:Nse"`` (e.g. ``"cv:1se"``)
+    The one-standard-error rule [2]_: the least complex equation whose cross-validated
+    loss is at most the lowest plus N standard errors of that lowest loss (the standard
+    deviation of its per-fold losses over sqrt(number of folds)).  With a handful of rows
+    the standard error is large, so the rule prefers few constants unless more clearly pay.
 ``"min_loss"``
     The lowest loss (the most complex member of a strict front).
 ``"max_complexity:N"``
@@ -27,17 +32,21 @@ References
 ----------
 .. [1] M. Cranmer, "Interpretable Machine Learning for Science with PySR and
    SymbolicRegression.jl", arXiv:2305.01582 (2023).
+.. [2] T. Hastie, R. Tibshirani, J. Friedman, *The Elements of Statistical Learning*, 2nd
+   ed., Springer (2009), §7.10 ("one-standard-error rule"); L. Breiman et al.,
+   *Classification and Regression Trees* (1984).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from matstore.models.engines.base import Candidate
 
-CRITERIA = ("knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%")
+CRITERIA = ("knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
 
 
 def parse_criterion(criterion: str) -> tuple[str, float | None]:
@@ -58,6 +67,9 @@ def parse_criterion(criterion: str) -> tuple[str, float | None]:
     m = re.fullmatch(r"within:\s*([0-9]*\.?[0-9]+)\s*%?", c)
     if m:
         return "within", float(m.group(1))
+    m = re.fullmatch(r"cv:\s*([0-9]*\.?[0-9]+)\s*se", c)
+    if m:
+        return "cv_se", float(m.group(1))
     m = re.fullmatch(r"cv(?::\s*([0-9]*\.?[0-9]+)\s*%?)?", c)
     if m:
         return "cv", float(m.group(1)) if m.group(1) else 5.0
@@ -99,7 +111,7 @@ def select(front: Sequence[Candidate], criterion: str = "knee") -> tuple[Candida
         Empty front, non-finite losses only, or unknown criterion.
     """
     kind, arg = parse_criterion(criterion)
-    if kind == "cv":
+    if kind in ("cv", "cv_se"):
         raise ValueError("the cv criterion needs data: use select_valid(..., y=) or select_by_cv")
     front = sorted((c for c in front if math.isfinite(c.loss)), key=lambda c: (c.complexity, c.loss))
     if not front:
@@ -173,38 +185,96 @@ def refit_constants(expr, X, y):  # noqa: ANN001, ANN201 - sympy/pandas types
     return refitted if np.all(np.isfinite(pred)) else None
 
 
-def cv_loss(expr, X, y, *, n_folds: int | None = None) -> float:  # noqa: ANN001
-    """Cross-validated mean squared error of ``expr``'s *form*: constants refitted per fold.
+def cv_folds(n: int, groups=None, *, n_folds: int | None = None) -> list:  # noqa: ANN001
+    """Test-row index arrays of the folds used by :func:`cv_loss`.
 
-    Leave-one-out when ``n <= 20`` (e.g. one coefficient per material), else 10-fold.
-    A fold whose training rows cannot determine the constants gives ``inf``, so forms with
-    more constants than the data support are never selected.
+    Without ``groups``: leave-one-out when ``n <= 20``, else ``n_folds`` (default 10)
+    interleaved folds.  With ``groups`` (array, shape (n,)): leave-one-group-out when there
+    are at most 20 groups, else ``n_folds`` folds of whole groups.
+    """
+    import numpy as np
+
+    if groups is None:
+        k = n if n <= 20 else (n_folds or 10)
+        order = np.arange(n)
+        return [order[i::k] for i in range(k)]
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    n_groups = int(codes.max()) + 1
+    k = n_groups if n_groups <= 20 else (n_folds or 10)
+    return [np.flatnonzero(codes % k == i) for i in range(k)]
+
+
+def cv_fold_losses(expr, X, y, *, groups=None, n_folds: int | None = None):  # noqa: ANN001, ANN201
+    """Mean squared error of ``expr``'s *form* on each fold (constants refitted per fold).
+
+    Folds from :func:`cv_folds`.  Returns an array of shape (n_folds,), or ``None`` when a
+    fold's training rows cannot determine the constants or a prediction is not finite, so
+    forms with more constants than the data support are never selected.
     """
     import numpy as np
 
     from matstore.models.engines.base import evaluate_expr, real_or_nan
 
+    y = np.asarray(y, dtype=float)
     n = len(y)
-    folds = n if n <= 20 else (n_folds or 10)
-    order = np.arange(n)
-    errors = np.empty(n)
-    for k in range(folds):
-        test = order[k::folds]
-        train = np.setdiff1d(order, test)
-        refitted = refit_constants(expr, X.iloc[train], y[train])
+    losses = []
+    for test in cv_folds(n, groups, n_folds=n_folds):
+        train = np.setdiff1d(np.arange(n), test)
+        refitted = refit_constants(expr, X.iloc[train], y[train]) if len(train) else None
         if refitted is None:
-            return math.inf
-        pred = real_or_nan(evaluate_expr(refitted, X.iloc[test]))
-        errors[test] = pred - y[test]
-    return float(np.mean(errors**2)) if np.all(np.isfinite(errors)) else math.inf
+            return None
+        err = real_or_nan(evaluate_expr(refitted, X.iloc[test])) - y[test]
+        if not np.all(np.isfinite(err)):
+            return None
+        losses.append(float(np.mean(err**2)))
+    return np.asarray(losses)
 
 
-def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.0) -> tuple[Candidate, str]:  # noqa: ANN001
-    """The simplest candidate whose cross-validated loss is within ``tolerance_percent`` of the best.
+def cv_loss(expr, X, y, *, n_folds: int | None = None, groups=None) -> float:  # noqa: ANN001
+    """Cross-validated mean squared error of ``expr``'s *form*: constants refitted per fold.
+
+    Leave-one-out when ``n <= 20`` (e.g. one coefficient per material), else 10-fold; with
+    ``groups``, whole groups are held out (see :func:`cv_folds`).  ``inf`` when a fold's
+    training rows cannot determine the constants.
+    """
+    import numpy as np
+
+    losses = cv_fold_losses(expr, X, y, groups=groups, n_folds=n_folds)
+    if losses is None:
+        return math.inf
+    sizes = np.array([len(t) for t in cv_folds(len(y), groups, n_folds=n_folds)], dtype=float)
+    return float(np.sum(losses * sizes) / np.sum(sizes))
+
+
+def _scheme(n: int, groups) -> str:  # noqa: ANN001
+    import numpy as np
+
+    if groups is None:
+        return "leave-one-out" if n <= 20 else "10-fold"
+    n_groups = len(np.unique(np.asarray(groups)))
+    return "leave-one-group-out" if n_groups <= 20 else "10 group folds"
+
+
+def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.0, *, groups=None,  # noqa: ANN001
+                 n_se: float | None = None) -> tuple[Candidate, str]:
+    """The simplest candidate whose cross-validated loss is within a tolerance of the best.
 
     Chooses by out-of-sample error instead of training loss, which matters when the data are
     few (a material coefficient fitted on 6–7 metals): there, training-loss criteria pick
     forms with as many constants as rows, which extrapolate badly to an unseen material.
+
+    Parameters
+    ----------
+    front : sequence of Candidate
+    X : DataFrame, shape (n, n_features)
+    y : array, shape (n,)
+    tolerance_percent : float
+        Tolerance ``loss <= (1 + X/100) · best`` (ignored when ``n_se`` is given).
+    groups : array, shape (n,), optional
+        Rows of one group are held out together (e.g. the element of each potential's
+        coefficient), see :func:`cv_folds`.
+    n_se : float, optional
+        One-standard-error rule: tolerance ``best + n_se · SE(best)``.
 
     Raises
     ------
@@ -214,14 +284,115 @@ def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.
     import numpy as np
 
     y = np.asarray(y, dtype=float)
-    scored = [(cand, cv_loss(cand.expr, X, y)) for cand in front]
-    finite = [(c, loss) for c, loss in scored if math.isfinite(loss)]
-    if not finite:
+    sizes = np.array([len(t) for t in cv_folds(len(y), groups)], dtype=float)
+    scored = []
+    for cand in front:
+        losses = cv_fold_losses(cand.expr, X, y, groups=groups)
+        if losses is not None:
+            scored.append((cand, float(np.sum(losses * sizes) / np.sum(sizes)), losses))
+    if not scored:
         raise ValueError("no candidate has a finite cross-validated loss")
-    best = min(loss for _, loss in finite)
-    limit = best * (1.0 + tolerance_percent / 100.0)
-    chosen = min((c for c, loss in finite if loss <= limit), key=lambda c: (c.complexity, c.loss))
-    return chosen, f"cv:{tolerance_percent:g}% (constants refitted per fold, {'leave-one-out' if len(y) <= 20 else '10-fold'})"
+    best, best_mean, best_losses = min(scored, key=lambda t: (t[1], t[0].complexity))
+    scheme = _scheme(len(y), groups)
+    if n_se is not None:
+        se = float(np.std(best_losses, ddof=1) / np.sqrt(len(best_losses))) if len(best_losses) > 1 else 0.0
+        limit, label = best_mean + n_se * se, f"cv:{n_se:g}se"
+    else:
+        limit, label = best_mean * (1.0 + tolerance_percent / 100.0), f"cv:{tolerance_percent:g}%"
+    chosen = min((c for c, loss, _ in scored if loss <= limit), key=lambda c: (c.complexity, c.loss))
+    return chosen, f"{label} (constants refitted per fold, {scheme})"
+
+
+def select_size_by_cv(
+    fit_front: Callable[[Any, Any], Sequence[Candidate]],
+    size_of: Callable[[Candidate], int],
+    X,  # noqa: ANN001
+    y,  # noqa: ANN001
+    sizes: Sequence[int],
+    *,
+    groups=None,  # noqa: ANN001
+    n_se: float | None = 1.0,
+    tolerance_percent: float = 5.0,
+    margin: float = 0.1,
+) -> tuple[int, str, dict[int, float]]:
+    """Choose a model *size* (a complexity budget, a number of terms) by cross-validating the whole search.
+
+    For every fold (see :func:`cv_folds`) the engine searches again on the training rows
+    only (``fit_front``), and for every size ``k`` the lowest-loss valid candidate of at most
+    ``k`` (``size_of``) is scored on the held-out rows.  Unlike :func:`select_by_cv`, which
+    refits the constants of forms found on all the data, this also repeats the choice of the
+    form, so the search's own optimism is measured: with 6–7 materials and a library of
+    candidate terms, the best 3-term support fitted to all of them has a small leave-one-out
+    error of its constants and still extrapolates badly (the selection bias of best-subset
+    regression; Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*,
+    §7.10.2 "The wrong and right way to do cross-validation").  The size is then chosen by
+    the one-standard-error rule (``n_se``) or, with ``n_se=None``, by ``tolerance_percent``.
+
+    Parameters
+    ----------
+    fit_front : callable (X_train DataFrame, y_train ndarray) -> sequence of Candidate
+        May raise ``ValueError`` or :class:`~matstore.models.engines.base.EngineFitError`
+        (every size then gets an infinite loss on that fold).
+    size_of : callable (Candidate) -> int
+    X : DataFrame, shape (n, n_features)
+    y : ndarray, shape (n,)
+    sizes : sequence of int
+    groups : ndarray, shape (n,), optional
+    n_se : float or None, default 1.0
+    tolerance_percent : float
+    margin : float
+        Domain widening of the numerical checks on each fold's training rows.
+
+    Returns
+    -------
+    size : int
+    criterion : str
+        E.g. ``"cv:1se over the model size (search repeated per fold, leave-one-out)"``.
+    losses : dict of int to float
+        Cross-validated mean squared error per size.
+
+    Raises
+    ------
+    ValueError
+        When no size has a finite cross-validated loss.
+    """
+    import numpy as np
+
+    from matstore.models.engines.base import EngineFitError, evaluate_expr, real_or_nan
+
+    y = np.asarray(y, dtype=float)
+    folds = cv_folds(len(y), groups)
+    per_size: dict[int, list[float]] = {k: [] for k in sizes}
+    for test in folds:
+        train = np.setdiff1d(np.arange(len(y)), test)
+        X_train, X_test = X.iloc[train].reset_index(drop=True), X.iloc[test].reset_index(drop=True)
+        try:
+            front = list(fit_front(X_train, y[train]))
+        except (ValueError, EngineFitError):
+            front = []
+        for k in sizes:
+            allowed = [c for c in front if size_of(c) <= k]
+            try:
+                cand, _, _ = select_valid(allowed, X_train, "min_loss", margin=margin, holdout=X_test)
+                err = real_or_nan(evaluate_expr(cand.expr, X_test)) - y[test]
+                loss = float(np.mean(err**2))
+            except ValueError:
+                loss = math.inf
+            per_size[k].append(loss if math.isfinite(loss) else math.inf)
+    weights = np.array([len(t) for t in folds], dtype=float)
+    means = {k: float(np.sum(np.array(v) * weights) / np.sum(weights)) for k, v in per_size.items()}
+    finite = {k: m for k, m in means.items() if math.isfinite(m)}
+    if not finite:
+        raise ValueError("no model size has a finite cross-validated loss")
+    best = min(finite, key=lambda k: (finite[k], k))
+    if n_se is not None:
+        fold_losses = np.array(per_size[best])
+        se = float(np.std(fold_losses, ddof=1) / np.sqrt(len(fold_losses))) if len(fold_losses) > 1 else 0.0
+        limit, label = finite[best] + n_se * se, f"cv:{n_se:g}se"
+    else:
+        limit, label = finite[best] * (1.0 + tolerance_percent / 100.0), f"cv:{tolerance_percent:g}%"
+    size = min(k for k, m in finite.items() if m <= limit)
+    return size, f"{label} over the model size (search repeated per fold, {_scheme(len(y), groups)})", means
 
 
 def select_valid(
@@ -232,6 +403,7 @@ def select_valid(
     margin: float = 0.1,
     holdout=None,
     y=None,
+    groups=None,
 ) -> tuple[Candidate, str, list[tuple[Candidate, str]]]:
     """Select by ``criterion`` among the candidates that pass the numerical checks.
 
@@ -248,7 +420,9 @@ def select_valid(
     margin : float
     holdout : DataFrame, optional, shape (n_test, n_features)
     y : ndarray, optional, shape (n_train,)
-        Targets of ``X_domain``; required by the ``cv`` criterion.
+        Targets of ``X_domain``; required by the ``cv`` criteria.
+    groups : ndarray, optional, shape (n_train,)
+        Groups held out together by the ``cv`` criteria.
 
     Returns
     -------
@@ -282,13 +456,15 @@ def select_valid(
         reasons = "; ".join(f"{c.expr}: {r}" for c, r in rejected[:3])
         raise ValueError(f"no candidate passed the numerical checks ({reasons})")
     kind, arg = parse_criterion(criterion)
-    if kind == "cv":
+    if kind in ("cv", "cv_se"):
         if y is None:
             raise ValueError("the cv criterion needs the training targets (y=)")
-        chosen, crit = select_by_cv(valid, X_domain, y, arg or 5.0)
+        chosen, crit = select_by_cv(valid, X_domain, y, arg or 5.0, groups=groups,
+                                    n_se=arg if kind == "cv_se" else None)
     else:
         chosen, crit = select(valid, criterion)
     return chosen, crit, rejected
 
 
-__all__ = ["CRITERIA", "cv_loss", "parse_criterion", "refit_constants", "select", "select_by_cv", "select_valid"]
+__all__ = ["CRITERIA", "cv_fold_losses", "cv_folds", "cv_loss", "parse_criterion", "refit_constants", "select", "select_by_cv", "select_size_by_cv",
+           "select_valid"]

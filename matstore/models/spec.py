@@ -36,7 +36,14 @@ class FitSpec(BaseModel):
     time_budget: seconds per engine fit
     seed: random seed (same data + spec + seed ⇒ same equation)
     selection: criterion choosing the equation from the Pareto front (``knee``, ``within:5%``)
-    n_splits: folds of cross-validation (grouped by material when the target spans materials)
+    coefficient_form: factorised fits only: ``auto`` (a dimensionally homogeneous scaling law
+        of the bulk features when their units allow, else the engine's free search),
+        ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`
+    coefficient_selection: factorised fits only: criterion for C(bulk) (default ``cv:1se``,
+        the one-standard-error rule on the leave-one-material-out error)
+    n_splits: folds of cross-validation (grouped by material when the target spans materials);
+        default: leave-one-material-out up to 20 materials (else 10 group folds), 5-fold
+        for ungrouped targets
     include_flagged: use values flagged at ingest (default: no)
     """
 
@@ -52,9 +59,19 @@ class FitSpec(BaseModel):
     time_budget: float = Field(default=60.0, gt=0)
     seed: int = 0
     selection: str = "knee"
-    n_splits: int = Field(default=5, ge=2)
+    coefficient_form: Literal["auto", "scaling", "free"] = "auto"
+    coefficient_selection: str = "cv:1se"
+    n_splits: int | None = Field(default=None, ge=2)
     include_flagged: bool = False
     description: str | None = None
+
+    @field_validator("selection", "coefficient_selection")
+    @classmethod
+    def _criterion(cls, value: str) -> str:
+        from matstore.models.selection import parse_criterion
+
+        parse_criterion(value)
+        return value
 
     @field_validator("features")
     @classmethod

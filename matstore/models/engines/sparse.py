@@ -32,6 +32,7 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
 from itertools import combinations, product
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
+from matstore.models.dimensions import Dim, unit_dimension
 from matstore.models.engines.base import Candidate, EngineFitError, SymbolicEngine
 
 _LIBRARIES = ("linear", "polynomial", "full")
@@ -61,6 +63,7 @@ def build_library(
     max_factors: int = 3,
     log: bool = True,
     max_library: int = 10000,
+    dimensions: tuple[Mapping[str, Dim], Dim] | None = None,
 ) -> tuple[np.ndarray, LazyTerms]:
     """Generate the candidate-feature library of :class:`SparseEngine`.
 
@@ -80,6 +83,13 @@ def build_library(
         Add ``log(x)`` for strictly positive columns (``full`` only).
     max_library : int
         Size cap of the library.
+    dimensions : (mapping of column to dimension, target dimension), optional
+        Keep only the monomials whose dimension equals the target's (dimensions as returned
+        by :func:`matstore.models.dimensions.unit_dimension`), so that every library term
+        times a dimensionless coefficient is dimensionally homogeneous with the target;
+        logarithms are then left out.  The exponent restriction of multi-factor terms is
+        skipped (the dimension filter keeps the library small) and the first
+        ``max_library`` consistent terms are kept.
 
     Returns
     -------
@@ -131,7 +141,7 @@ def build_library(
 
     max_factors = max(1, min(max_factors, len(names)))
     multi = allowed
-    while max_factors > 1:
+    while max_factors > 1 and dimensions is None:
         for keep in (None, (-2.0, -1.0, 1.0, 2.0), (-1.0, 1.0)):
             multi = restricted(keep)
             if count(max_factors, multi) <= max_library:
@@ -163,11 +173,15 @@ def build_library(
             opts = allowed if j == 1 else multi
             for cols in combinations(names, j):
                 for exps in product(*(opts[c] for c in cols)):
+                    if dimensions is not None and not _has_dimension(cols, exps, *dimensions):
+                        continue
+                    if len(values) >= max_library:
+                        break
                     vals = np.ones(len(X))
                     for c, e in zip(cols, exps, strict=True):
                         vals = vals * np.power(data[c], e)
                     add(vals, ("mono", cols, exps))
-        if library == "full" and log:
+        if library == "full" and log and dimensions is None:
             for n in names:
                 if np.min(data[n]) > 0:
                     add(np.log(data[n]), ("log", n))
@@ -176,6 +190,15 @@ def build_library(
     if not values:
         return np.empty((len(X), 0)), LazyTerms([])
     return np.column_stack(values), LazyTerms(exprs)
+
+
+def _has_dimension(cols: tuple[str, ...], exps: tuple[float, ...], dims: Mapping[str, Dim], target: Dim) -> bool:
+    """Whether the monomial ``∏ cols[i] ** exps[i]`` has dimension ``target``."""
+    total: dict[str, float] = {}
+    for c, e in zip(cols, exps, strict=True):
+        for base, power in dims[c]:
+            total[base] = total.get(base, 0.0) + power * e
+    return tuple(sorted((k, round(v, 10)) for k, v in total.items() if abs(v) > 1e-12)) == target
 
 
 class LazyTerms:
@@ -245,6 +268,15 @@ class SparseEngine(SymbolicEngine):
     max_library : int, default 10000
     max_combinations : int, default 300000
         Cap on subsets evaluated per size; the screened subspace is shrunk to respect it.
+    feature_units : dict of str to str, optional
+        Unit of every input column (pint strings such as ``"angstrom"``, ``"eV/atom"``,
+        ``"GPa"``).  With ``target_unit``, the library holds only monomials with the
+        target's dimension (see :func:`build_library`): every equation is then a sum of
+        dimensionally homogeneous terms with dimensionless coefficients — a scaling law such
+        as ``γ = k · E_c / a²`` — in the spirit of Buckingham's Π theorem (E. Buckingham,
+        Phys. Rev. 4, 345 (1914)) and of SISSO's dimensional constraint [1]_.
+    target_unit : str, optional
+        Unit of the target; see ``feature_units``.
     random_state : ignored (the engine is deterministic)
 
     Attributes
@@ -273,6 +305,8 @@ class SparseEngine(SymbolicEngine):
         "fit_intercept": "auto",
         "max_library": 10000,
         "max_combinations": 300000,
+        "feature_units": None,
+        "target_unit": None,
         "random_state": None,
     }
 
@@ -289,6 +323,8 @@ class SparseEngine(SymbolicEngine):
         fit_intercept: bool | str = "auto",
         max_library: int = 10000,
         max_combinations: int = 300000,
+        feature_units: dict[str, str] | None = None,
+        target_unit: str | None = None,
         random_state: int | None = None,
     ) -> None:
         self.max_terms = max_terms
@@ -302,7 +338,24 @@ class SparseEngine(SymbolicEngine):
         self.fit_intercept = fit_intercept
         self.max_library = max_library
         self.max_combinations = max_combinations
+        self.feature_units = feature_units
+        self.target_unit = target_unit
         self.random_state = random_state
+
+    def _dimensions(self, columns: list[str]) -> tuple[dict[str, Dim], Dim] | None:
+        """Column and target dimensions for the dimensional library, or None without units.
+
+        Raises
+        ------
+        ValueError
+            A column has no unit in ``feature_units``, or a unit pint does not know.
+        """
+        if self.feature_units is None or self.target_unit is None:
+            return None
+        missing = [c for c in columns if c not in self.feature_units]
+        if missing:
+            raise ValueError(f"sparse: feature_units has no unit for column(s) {missing}")
+        return {c: unit_dimension(self.feature_units[c]) for c in columns}, unit_dimension(self.target_unit)
 
     # ------------------------------------------------------------------------------
     def _fit_front(self, X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
@@ -317,6 +370,7 @@ class SparseEngine(SymbolicEngine):
             max_factors=int(self.max_factors),
             log=bool(self.log),
             max_library=int(self.max_library),
+            dimensions=self._dimensions(list(X.columns)),
         )
         self.library_size_ = len(exprs)
         n = len(y)
