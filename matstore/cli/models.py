@@ -109,7 +109,10 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     console.print(f"  LaTeX: {v.equation_latex}", highlight=False)
     for part, info in (v.parts or {}).items():
         if isinstance(info, dict) and info.get("text"):
-            console.print(f"  {part}: {info['text']}")
+            how = ", ".join(x for x in (info.get("form") and f"form {info['form']}",
+                                         info.get("engine") and f"engine {info['engine']}",
+                                         info.get("criterion") and f"selected by {info['criterion']}") if x)
+            console.print(f"  {part}: {info['text']}" + (f"  [dim]({how})[/]" if how else ""))
     console.print(f"  selected by: {v.selection_criterion}; engine {v.engine}; seed {v.seed}; rows {v.n_rows}")
     console.print(f"  dimensions: {v.dimension_check}")
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")

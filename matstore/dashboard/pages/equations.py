@@ -103,7 +103,8 @@ with tab_g:
     except (KeyError, TypeError, expressions.ExpressionError):
         coefficient_tex = coefficient.get("latex") if isinstance(coefficient, dict) else None
     if coefficient_tex:
-        st.caption("Coefficient part c (the equation is c · g):")
+        how = "; ".join(f"{k} {coefficient[k]}" for k in ("form", "criterion") if coefficient.get(k))
+        st.caption("Coefficient part c (the equation is c · g)" + (f" — {how}" if how else "") + ":")
         st.latex(f"c = {coefficient_tex}")
 
 with tab_lineage:
