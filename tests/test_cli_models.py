@@ -24,6 +24,11 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
     shown = run_cli("models", "show", "g@production", env=env).stdout
     assert "version 1 (production)" in shown
     assert "LaTeX" in shown and "coefficient" in shown and "orientation" in shown
+    # C = γ(111) = 0.4 · 16.02/√3 · E_c/a² = 3.700 E_c/a², found as a one-term scaling law
+    coefficient_line = next(line for line in shown.splitlines() if line.strip().startswith("coefficient:"))
+    assert "*cohesive_energy/lattice_constant**2" in coefficient_line and "form scaling" in coefficient_line
+    assert float(coefficient_line.split(":")[1].split("*")[0]) == pytest.approx(0.4 * 16.0217663 / 3**0.5, rel=1e-3)
+    assert "dimensions: consistent" in shown
 
     predicted = run_cli("predict", "g@production", "--material", "Cu", "--method", "synth", "--hkl", "5", "3", "1",
                         env=env).stdout
@@ -32,6 +37,19 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
     assert "J/m^2" in predicted
 
     assert "no new version" in run_cli("refit", "g", env=env).stdout
+
+
+def test_fit_coefficient_form_and_folds_flags(engine, database_url: str) -> None:
+    populate(engine)
+    env = server_env(database_url)
+    run_cli("fit", "--name", "free_c", "--target", "surface_energy", "--features", "lattice_constant", "cohesive_energy",
+            "--method", "synth", "--factorize", "orientation", "--engine", "sparse", "--coefficient-form", "free",
+            "--coefficient-selection", "cv:5%", "--n-splits", "3", env=env)
+    shown = run_cli("models", "show", "free_c", env=env).stdout
+    assert "form free" in shown and "selected by cv:5%" in shown and "GroupKFold(3)" in shown
+    bad = run_cli("fit", "--name", "bad_c", "--target", "surface_energy", "--features", "lattice_constant",
+                  "--factorize", "orientation", "--coefficient-selection", "cv:lots", env=env, check=False)
+    assert bad.returncode == 1 and "unknown selection criterion 'cv:lots'" in bad.stderr
 
 
 def test_fit_from_yaml_spec(engine, database_url: str, tmp_path) -> None:

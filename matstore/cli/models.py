@@ -33,6 +33,8 @@ def fit(
     coefficient_form: str | None = typer.Option(
         None, help="Factorised fits: auto (scaling law when units allow), scaling or free (the engine's own search)."),
     coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default cv:1se."),
+    n_splits: int | None = typer.Option(
+        None, "--n-splits", help="Cross-validation folds (default: leave one material out, up to 20 materials)."),
     spec_file: Path | None = typer.Option(None, "--spec", help="YAML file with the same fields."),
     promote_to: str | None = typer.Option(None, "--promote", help="Alias to point at the new version."),
 ) -> None:
@@ -42,7 +44,7 @@ def fit(
 
     fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
                   engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
-                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection)
+                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection, n_splits=n_splits)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
         with console.status(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget)"):
