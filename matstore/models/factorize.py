@@ -258,6 +258,32 @@ def _complexity(candidate: Candidate) -> int:
     return candidate.complexity
 
 
+def _fit_coefficient(bulk: pd.DataFrame, C: np.ndarray, engine: str, params: dict[str, Any], criterion: str, *,
+                     seed: int | None, margin: float, holdout: pd.DataFrame | None,
+                     groups: np.ndarray | None) -> PartFit:
+    """Fit C(bulk) to one coefficient per material and select it by ``criterion``.
+
+    With the (deterministic, fast) sparse engine and a ``cv`` criterion, the complexity
+    budget is chosen by cross-validating the whole search (:func:`select_size_by_cv`), then
+    the lowest-loss law within it; otherwise by :func:`select_valid`.
+    """
+    eng = _engine(engine, params, seed).fit(bulk, C)
+    front = list(eng.pareto_front_)
+    kind, arg = parse_criterion(criterion)
+    if engine == "sparse" and kind in ("cv", "cv_se"):
+        budget, crit, _ = select_size_by_cv(
+            lambda Xt, yt: _engine(engine, params, seed).fit(Xt, yt).pareto_front_, _complexity, bulk, C,
+            sorted({c.complexity for c in front}), groups=groups,
+            n_se=arg if kind == "cv_se" else None, tolerance_percent=arg or 5.0, margin=margin)
+        allowed = [c for c in front if c.complexity <= budget]
+        cand, _, rejected = select_valid(allowed, bulk, "min_loss", margin=margin, holdout=holdout)
+        crit = f"{crit}: complexity <= {budget}"
+    else:
+        cand, crit, rejected = select_valid(front, bulk, criterion, margin=margin, holdout=holdout, y=C,
+                                            groups=groups)
+    return PartFit(front, cand.expr, crit, list(bulk.columns), rejected, engine)
+
+
 def coefficient_engine(
     form: str,
     engine: str,
@@ -359,7 +385,10 @@ def fit_factorized(
         Criterion for C(bulk).  C is fitted on one value per material (a handful of rows),
         where training-loss criteria choose forms with as many constants as materials that
         fail on an unseen metal; the default is the one-standard-error rule on the
-        leave-one-material-out error (constants refitted per fold; whole ``groups`` held out).
+        leave-one-material-out error (whole ``groups`` held out).  With the sparse engine
+        (always the case for scaling laws) the search itself is repeated in every fold and
+        the rule picks a complexity budget; with other engines the constants of each
+        candidate are refitted per fold.
     coefficient : {"lsq", "reference"}
         Estimator of ``C_m`` in step (a).
     reference : (3,) Miller index or normal, default (1, 1, 1); None for mean normalisation
@@ -466,35 +495,23 @@ def fit_factorized(
     coeffs = pd.Series(C2, index=materials, name="C")
     bulk = data.groupby(material, sort=False)[bulk_features].mean().loc[materials].astype(float)
     bulk = bulk.reset_index(drop=True)
-    c_name, c_params, c_form = coefficient_engine(coefficient_form, engine, engine_params, bulk_features,
-                                                  feature_units, target_unit)
-    c_eng = _engine(c_name, c_params, seed).fit(bulk, C2)
     hold_c = None
     if holdout is not None and len(holdout):
         hold_c = holdout.groupby(material, sort=False)[bulk_features].mean().astype(float).reset_index(drop=True)
     c_groups = None
     if groups is not None and groups != material:
         c_groups = data.groupby(material, sort=False)[groups].first().loc[materials].to_numpy()
-    c_criterion = coefficient_selection or selection
-    kind, arg = parse_criterion(c_criterion)
-    if c_name == "sparse" and kind in ("cv", "cv_se"):
-        # the complexity budget by cross-validating the search itself, then the best law within it
-        budget, c_crit, _ = select_size_by_cv(
-            lambda Xt, yt: _engine(c_name, c_params, seed).fit(Xt, yt).pareto_front_, _complexity, bulk, C2,
-            sorted({c.complexity for c in c_eng.pareto_front_}), groups=c_groups,
-            n_se=arg if kind == "cv_se" else None, tolerance_percent=arg or 5.0, margin=margin)
-        allowed = [c for c in c_eng.pareto_front_ if c.complexity <= budget]
-        c_cand, _, c_rej = select_valid(allowed, bulk, "min_loss", margin=margin, holdout=hold_c)
-        c_crit = f"{c_crit}: complexity <= {budget}"
-    else:
-        c_cand, c_crit, c_rej = select_valid(c_eng.pareto_front_, bulk, c_criterion, margin=margin,
-                                             holdout=hold_c, y=C2, groups=c_groups)
+    c_name, c_params, c_form = coefficient_engine(coefficient_form, engine, engine_params, bulk_features,
+                                                  feature_units, target_unit)
+    c_part = _fit_coefficient(bulk, C2, c_name, c_params, coefficient_selection or selection, seed=seed,
+                              margin=margin, holdout=hold_c, groups=c_groups)
+    c_part.form = c_form
 
     # (d) combine
-    combined = c_cand.expr * g_expr
+    combined = c_part.expr * g_expr
     return FactorizationResult(
         expr=combined,
-        coefficient=PartFit(list(c_eng.pareto_front_), c_cand.expr, c_crit, bulk_features, c_rej, c_name, c_form),
+        coefficient=c_part,
         orientation=PartFit(list(g_eng.pareto_front_), g_expr, g_crit, orientation_features, g_rej, engine),
         coefficients=coeffs,
         initial_coefficients=initial,
