@@ -26,8 +26,9 @@ orientation):
     and no intercept (the sparse engine's dimensional library), e.g. the broken-bond
     ``γ = k · E_c / a²``.  With ``coefficient_form="free"`` the chosen engine searches any
     form.  A handful of materials cannot support a free form: on the FCC metals (6–7 per
-    calculator) free forms extrapolated to an unseen metal with R² from −1.6 to 0.7, the
-    scaling law with 0.8 (see docs/benchmarks.md);
+    calculator) the sparse engine's free forms extrapolated to an unseen metal with
+    leave-one-material-out R² −0.18 (EMT) and 0.47 (LAMMPS u3), the scaling law with 0.60
+    and 0.93 (docs/benchmarks.md);
 (d) the combined equation ``y = C(bulk) · g(orientation)`` is one SymPy expression.
 
 Orientation descriptors (columns of the surface table, see :mod:`matstore.orientation`):
