@@ -35,7 +35,8 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     reports = run_pipeline(engine, _small())
     status = {r.name: r.status for r in reports}
     assert status == {"migrate": "done", "compute:emt": "done", "dataset:strength_covariance": "done",
-                      "fit:surface_energy_emt": "done", "fit:strength_openkim": "done"}, reports
+                      "fit:surface_energy_emt": "done", "fit:surface_energy_openkim": "done",
+                      "fit:strength_openkim": "done"}, reports
     # 3 metals × 6 distinct surfaces up to index 2, each with γ, τ (mean + 3 components), S (mean + 4)
     assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt'") == 18
     assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt' AND surface_energy > 0"
@@ -48,7 +49,12 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     for metal in ("Ag", "Cu", "Ni"):
         assert gamma[(metal, (1, 1, 1))] < gamma[(metal, (1, 0, 0))] < gamma[(metal, (1, 1, 0))]
     aliases = _count(engine, "SELECT count(*) FROM equation_alias WHERE alias = 'production'")
-    assert aliases == 2
+    assert aliases == 3
+    openkim = next(r for r in reports if r.name == "fit:surface_energy_openkim")
+    # 153 (element, potential) coefficients follow one law: γ(111) = 4.62·E_c/a² (J/m², eV, Å)
+    assert openkim.data["parts"]["coefficient"]["text"].startswith("4.6")
+    assert openkim.data["parts"]["coefficient"]["text"].endswith("*cohesive_energy/lattice_constant**2")
+    assert openkim.data["metrics"]["cv_r2"] > 0.5  # leave one element out
     strength = next(r for r in reports if r.name == "fit:strength_openkim")
     assert strength.data["metrics"]["cv_r2"] > 0.75  # published 3-factor linear model: 0.856
 
@@ -57,7 +63,7 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     assert details["compute:emt"].startswith("0 tasks run")
     assert "already stored" in details["dataset:strength_covariance"]
     assert "(unchanged)" in details["fit:surface_energy_emt"]
-    assert _count(engine, "SELECT count(*) FROM equation_version") == 2
+    assert _count(engine, "SELECT count(*) FROM equation_version") == 3
 
 
 def test_pipeline_without_dataset_or_lammps_reports_skips(engine, monkeypatch, tmp_path) -> None:
@@ -69,7 +75,7 @@ def test_pipeline_without_dataset_or_lammps_reports_skips(engine, monkeypatch, t
     status = {r.name: r.status for r in reports}
     assert status["compute:no_such_calculator"] == "skipped"
     assert status["dataset:strength_covariance"] == "skipped"
-    assert "fit:strength_openkim" not in status
+    assert "fit:strength_openkim" not in status and "fit:surface_energy_openkim" not in status
     get_settings.cache_clear()
 
 
