@@ -438,6 +438,10 @@ def test_coefficient_form_needs_units_for_scaling():
     res = fit_equation(table, "surface_energy", ["lattice_constant"], factorize="orientation", groups="material",
                        feature_units={"lattice_constant": "angstrom"}, target_unit="J/m^2", cross_validate=False)
     assert res.parts["coefficient"]["form"] == "free (auto: no monomial of the bulk features has the dimension of J/m^2)"
+    res = fit_equation(table, "surface_energy", ["lattice_constant"], factorize="orientation", groups="material",
+                       feature_units={"lattice_constant": "furlong_per_fortnight"}, target_unit="J/m^2",
+                       cross_validate=False)
+    assert res.parts["coefficient"]["form"].startswith("free (auto: unknown unit 'furlong_per_fortnight'")
 
 
 def test_select_size_by_cv_repeats_the_search_in_each_fold():

@@ -310,8 +310,12 @@ def coefficient_engine(
     reason = ""
     if target_unit is None or missing:
         reason = f"no unit for {'the target' if target_unit is None else ', '.join(missing)}"
-    elif not _scaling_library_exists(bulk_features, feature_units, target_unit):
-        reason = f"no monomial of the bulk features has the dimension of {target_unit}"
+    else:
+        try:
+            if not _scaling_library_exists(bulk_features, feature_units, target_unit):
+                reason = f"no monomial of the bulk features has the dimension of {target_unit}"
+        except ValueError as exc:  # a unit pint does not know
+            reason = str(exc)
     if reason:
         if form == "scaling":
             raise ValueError(f"coefficient_form='scaling' impossible: {reason}")
