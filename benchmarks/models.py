@@ -110,12 +110,16 @@ def surface_rows(engine, methods: dict[str, list[str]], engines: list[str], budg
                 except Exception as exc:  # noqa: BLE001 - reported in the table
                     rows.append([calc, eng, label, "failed", "", "", f"{exc}"[:60], "", ""])
                     continue
-                parts = res.parts or {}
-                c_text = parts["coefficient"]["text"] if parts else res.text
-                rows.append([calc, eng, label, f"{res.metrics['cv_r2']:.3f}", f"{res.metrics['cv_rmse']:.3f}",
-                             f"{time.perf_counter() - t:.1f}", _short(c_text),
-                             _short(parts["orientation"]["text"]) if parts else "—", res.dimension_check])
+                rows.append(_surface_row(calc, eng, label, res, time.perf_counter() - t))
     return rows
+
+
+def _surface_row(data: str, eng: str, label: str, res, seconds: float) -> list:  # noqa: ANN001
+    """One row of the surface table: LOMO R², RMSE, time, C (or the plain equation), g, dimensions."""
+    parts = res.parts or {}
+    c_text = parts["coefficient"]["text"] if parts else res.text
+    return [data, eng, label, f"{res.metrics['cv_r2']:.3f}", f"{res.metrics['cv_rmse']:.3f}", f"{seconds:.1f}",
+            _short(c_text), _short(parts["orientation"]["text"]) if parts else "—", res.dimension_check]
 
 
 def stress_rows(engine, methods: dict[str, list[str]]) -> list[list]:
@@ -127,10 +131,8 @@ def stress_rows(engine, methods: dict[str, list[str]]) -> list[list]:
         res = fit_equation(ts.table, "target", BULK, engine="sparse", factorize="orientation", material="material",
                            groups="material", seed=0, feature_units={f: ts.units[f] for f in BULK},
                            target_unit=ts.units["target"])
-        rows.append([f"{calc}, surface stress", "sparse", "factorised, C scaling law", f"{res.metrics['cv_r2']:.3f}",
-                     f"{res.metrics['cv_rmse']:.3f}", f"{time.perf_counter() - t:.1f}",
-                     _short(res.parts["coefficient"]["text"]), _short(res.parts["orientation"]["text"]),
-                     res.dimension_check])
+        rows.append(_surface_row(f"{calc}, surface stress", "sparse", "factorised, C scaling law", res,
+                                 time.perf_counter() - t))
     return rows
 
 

@@ -31,7 +31,7 @@ The check never raises for a valid SymPy expression.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,19 @@ def format_dimension(d: Dim | None) -> str:
     for k, v in d:
         parts.append(k if v == 1 else f"{k} ** {v:g}")
     return " * ".join(parts)
+
+
+def monomial_dimension(factors: Iterable[tuple[Dim, float]]) -> Dim:
+    """Dimension of ``∏ x_i ** p_i`` from ``(dimension of x_i, p_i)`` pairs.
+
+    >>> monomial_dimension([(unit_dimension("eV"), 1), (unit_dimension("angstrom"), -2)])
+    (('[mass]', 1.0), ('[time]', -2.0))
+    """
+    total: dict[str, float] = {}
+    for dim, power in factors:
+        for base, exponent in dim:
+            total[base] = total.get(base, 0.0) + exponent * power
+    return _norm(total)
 
 
 def _mul(a: Dim, b: Dim, sign: float = 1.0) -> Dim:
@@ -293,4 +306,4 @@ def check_dimensions(
         return DimensionCheck(f"undetermined: {type(exc).__name__}: {exc}", False, "", "")
 
 
-__all__ = ["DimensionCheck", "check_dimensions", "format_dimension", "unit_dimension"]
+__all__ = ["DimensionCheck", "check_dimensions", "format_dimension", "monomial_dimension", "unit_dimension"]

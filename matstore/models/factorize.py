@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -255,10 +256,6 @@ def _engine(engine: str, params: dict[str, Any] | None, seed: int | None):
     return get_engine(engine, **params)
 
 
-def _complexity(candidate: Candidate) -> int:
-    return candidate.complexity
-
-
 def _fit_coefficient(bulk: pd.DataFrame, C: np.ndarray, engine: str, params: dict[str, Any], criterion: str, *,
                      seed: int | None, margin: float, holdout: pd.DataFrame | None,
                      groups: np.ndarray | None) -> PartFit:
@@ -273,7 +270,7 @@ def _fit_coefficient(bulk: pd.DataFrame, C: np.ndarray, engine: str, params: dic
     kind, arg = parse_criterion(criterion)
     if engine == "sparse" and kind in ("cv", "cv_se"):
         budget, crit, _ = select_size_by_cv(
-            lambda Xt, yt: _engine(engine, params, seed).fit(Xt, yt).pareto_front_, _complexity, bulk, C,
+            lambda Xt, yt: _engine(engine, params, seed).fit(Xt, yt).pareto_front_, attrgetter("complexity"), bulk, C,
             sorted({c.complexity for c in front}), groups=groups,
             n_se=arg if kind == "cv_se" else None, tolerance_percent=arg or 5.0, margin=margin)
         allowed = [c for c in front if c.complexity <= budget]

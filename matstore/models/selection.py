@@ -47,6 +47,8 @@ from typing import Any
 from matstore.models.engines.base import Candidate
 
 CRITERIA = ("knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
+#: Inner cross-validation holds out one row (or group) at a time up to this many rows (groups).
+MAX_LEAVE_ONE_OUT = 20
 
 
 def parse_criterion(criterion: str) -> tuple[str, float | None]:
@@ -195,12 +197,12 @@ def cv_folds(n: int, groups=None, *, n_folds: int | None = None) -> list:  # noq
     import numpy as np
 
     if groups is None:
-        k = n if n <= 20 else (n_folds or 10)
+        k = n if n <= MAX_LEAVE_ONE_OUT else (n_folds or 10)
         order = np.arange(n)
         return [order[i::k] for i in range(k)]
     codes = np.unique(np.asarray(groups), return_inverse=True)[1]
     n_groups = int(codes.max()) + 1
-    k = n_groups if n_groups <= 20 else (n_folds or 10)
+    k = n_groups if n_groups <= MAX_LEAVE_ONE_OUT else (n_folds or 10)
     return [np.flatnonzero(codes % k == i) for i in range(k)]
 
 
@@ -237,22 +239,44 @@ def cv_loss(expr, X, y, *, n_folds: int | None = None, groups=None) -> float:  #
     ``groups``, whole groups are held out (see :func:`cv_folds`).  ``inf`` when a fold's
     training rows cannot determine the constants.
     """
-    import numpy as np
 
     losses = cv_fold_losses(expr, X, y, groups=groups, n_folds=n_folds)
     if losses is None:
         return math.inf
-    sizes = np.array([len(t) for t in cv_folds(len(y), groups, n_folds=n_folds)], dtype=float)
-    return float(np.sum(losses * sizes) / np.sum(sizes))
+    return _pooled(losses, cv_folds(len(y), groups, n_folds=n_folds))
+
+
+def _pooled(fold_losses, folds) -> float:  # noqa: ANN001
+    """Mean squared error over all rows from per-fold means (folds weighted by their size)."""
+    import numpy as np
+
+    sizes = np.array([len(t) for t in folds], dtype=float)
+    return float(np.sum(np.asarray(fold_losses, dtype=float) * sizes) / np.sum(sizes))
+
+
+def _tolerance(best: float, best_fold_losses, n_se: float | None, tolerance_percent: float) -> tuple[float, str]:  # noqa: ANN001
+    """Largest acceptable cross-validated loss and the criterion label.
+
+    ``n_se`` given: ``best + n_se · SE`` with SE the standard deviation of the best
+    candidate's per-fold losses over sqrt(number of folds) (one-standard-error rule);
+    else ``best · (1 + tolerance_percent/100)``.
+    """
+    import numpy as np
+
+    if n_se is None:
+        return best * (1.0 + tolerance_percent / 100.0), f"cv:{tolerance_percent:g}%"
+    losses = np.asarray(best_fold_losses, dtype=float)
+    se = float(np.std(losses, ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0
+    return best + n_se * se, f"cv:{n_se:g}se"
 
 
 def _scheme(n: int, groups) -> str:  # noqa: ANN001
     import numpy as np
 
     if groups is None:
-        return "leave-one-out" if n <= 20 else "10-fold"
+        return "leave-one-out" if n <= MAX_LEAVE_ONE_OUT else "10-fold"
     n_groups = len(np.unique(np.asarray(groups)))
-    return "leave-one-group-out" if n_groups <= 20 else "10 group folds"
+    return "leave-one-group-out" if n_groups <= MAX_LEAVE_ONE_OUT else "10 group folds"
 
 
 def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.0, *, groups=None,  # noqa: ANN001
@@ -284,23 +308,18 @@ def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.
     import numpy as np
 
     y = np.asarray(y, dtype=float)
-    sizes = np.array([len(t) for t in cv_folds(len(y), groups)], dtype=float)
+    folds = cv_folds(len(y), groups)
     scored = []
     for cand in front:
         losses = cv_fold_losses(cand.expr, X, y, groups=groups)
         if losses is not None:
-            scored.append((cand, float(np.sum(losses * sizes) / np.sum(sizes)), losses))
+            scored.append((cand, _pooled(losses, folds), losses))
     if not scored:
         raise ValueError("no candidate has a finite cross-validated loss")
-    best, best_mean, best_losses = min(scored, key=lambda t: (t[1], t[0].complexity))
-    scheme = _scheme(len(y), groups)
-    if n_se is not None:
-        se = float(np.std(best_losses, ddof=1) / np.sqrt(len(best_losses))) if len(best_losses) > 1 else 0.0
-        limit, label = best_mean + n_se * se, f"cv:{n_se:g}se"
-    else:
-        limit, label = best_mean * (1.0 + tolerance_percent / 100.0), f"cv:{tolerance_percent:g}%"
+    _, best_mean, best_losses = min(scored, key=lambda t: (t[1], t[0].complexity))
+    limit, label = _tolerance(best_mean, best_losses, n_se, tolerance_percent)
     chosen = min((c for c, loss, _ in scored if loss <= limit), key=lambda c: (c.complexity, c.loss))
-    return chosen, f"{label} (constants refitted per fold, {scheme})"
+    return chosen, f"{label} (constants refitted per fold, {_scheme(len(y), groups)})"
 
 
 def select_size_by_cv(
@@ -379,18 +398,12 @@ def select_size_by_cv(
             except ValueError:
                 loss = math.inf
             per_size[k].append(loss if math.isfinite(loss) else math.inf)
-    weights = np.array([len(t) for t in folds], dtype=float)
-    means = {k: float(np.sum(np.array(v) * weights) / np.sum(weights)) for k, v in per_size.items()}
+    means = {k: _pooled(v, folds) for k, v in per_size.items()}
     finite = {k: m for k, m in means.items() if math.isfinite(m)}
     if not finite:
         raise ValueError("no model size has a finite cross-validated loss")
     best = min(finite, key=lambda k: (finite[k], k))
-    if n_se is not None:
-        fold_losses = np.array(per_size[best])
-        se = float(np.std(fold_losses, ddof=1) / np.sqrt(len(fold_losses))) if len(fold_losses) > 1 else 0.0
-        limit, label = finite[best] + n_se * se, f"cv:{n_se:g}se"
-    else:
-        limit, label = finite[best] * (1.0 + tolerance_percent / 100.0), f"cv:{tolerance_percent:g}%"
+    limit, label = _tolerance(finite[best], per_size[best], n_se, tolerance_percent)
     size = min(k for k, m in finite.items() if m <= limit)
     return size, f"{label} over the model size (search repeated per fold, {_scheme(len(y), groups)})", means
 

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
-from matstore.models.dimensions import Dim, unit_dimension
+from matstore.models.dimensions import Dim, monomial_dimension, unit_dimension
 from matstore.models.engines.base import Candidate, EngineFitError, SymbolicEngine
 
 _LIBRARIES = ("linear", "polynomial", "full")
@@ -194,11 +194,7 @@ def build_library(
 
 def _has_dimension(cols: tuple[str, ...], exps: tuple[float, ...], dims: Mapping[str, Dim], target: Dim) -> bool:
     """Whether the monomial ``∏ cols[i] ** exps[i]`` has dimension ``target``."""
-    total: dict[str, float] = {}
-    for c, e in zip(cols, exps, strict=True):
-        for base, power in dims[c]:
-            total[base] = total.get(base, 0.0) + power * e
-    return tuple(sorted((k, round(v, 10)) for k, v in total.items() if abs(v) > 1e-12)) == target
+    return monomial_dimension((dims[c], e) for c, e in zip(cols, exps, strict=True)) == target
 
 
 class LazyTerms:
