@@ -1,0 +1,19 @@
+"""Database roles: reader, writer and owner groups (issue 13).
+
+Revision ID: 0007
+Revises: 0006
+"""
+from collections.abc import Sequence
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
