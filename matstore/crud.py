@@ -9,14 +9,15 @@ bookkeeping uses its own short transactions so that a failed ingest still leaves
 from __future__ import annotations
 
 import logging
+import math
 import os
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
@@ -25,15 +26,18 @@ from matstore.orientation import Orientation
 from matstore.provenance import code_version, git_commit, host_name, scrub, scrub_text
 from matstore.schema import (
     BulkProperty,
+    ConfigurationProperty,
     JobRun,
     Material,
+    MaterialConfiguration,
     Method,
     PropertyDefinition,
     Source,
     Surface,
     SurfaceProperty,
+    VocabularyAddition,
 )
-from matstore.schema.vocabulary import PROPERTY_DEFINITIONS
+from matstore.schema.vocabulary import PROPERTY_DEFINITIONS, USER_SCOPES
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +56,111 @@ def definitions(*, session: Session) -> dict[str, PropertyDefinition]:
     return {d.name: d for d in session.execute(select(PropertyDefinition)).scalars()}
 
 
+class VocabularyError(ValueError):
+    """A definition cannot be added (bad name, unit or scope; a clash) or is unknown."""
+
+
+def list_definitions(*, session: Session, scope: str | None = None) -> list[PropertyDefinition]:
+    """Property definitions ordered by scope and name, optionally of one ``scope`` only."""
+    stmt = select(PropertyDefinition).order_by(PropertyDefinition.scope, PropertyDefinition.name)
+    if scope is not None:
+        stmt = stmt.where(PropertyDefinition.scope == scope)
+    return list(session.execute(stmt).scalars())
+
+
+def add_definition(
+    *,
+    session: Session,
+    name: str,
+    unit: str,
+    scope: str,
+    job_run_id: int,
+    symbol: str | None = None,
+    description: str | None = None,
+) -> tuple[int, bool]:
+    """Add a user property definition; return ``(id, added)``.
+
+    Idempotent: adding a definition that exists with the same unit and scope returns its id
+    and ``added=False``.  The unit is validated by pint and stored in the form given
+    (e.g. ``eV``, ``angstrom``, ``kJ/mol``); values are converted to it at ingest.
+
+    Parameters
+    ----------
+    name
+        snake_case, ``^[a-z][a-z0-9_]*$``, e.g. ``defect_formation_energy``.
+    unit
+        Canonical unit of the definition (pint syntax).
+    scope
+        One of :data:`~matstore.schema.vocabulary.USER_SCOPES`: ``bulk`` (one value per
+        material and method), ``surface`` (per orientation), ``configuration`` (per
+        identified configuration), ``defect``, ``mechanical`` (per material).
+    job_run_id
+        The job run recording the addition (``vocabulary_addition``).
+
+    Raises
+    ------
+    VocabularyError
+        If the name is not snake_case, the unit unknown to pint, the scope not a user scope,
+        or a definition of that name exists with another unit or scope (built-in ones can
+        never be redefined).
+    """
+    import re
+
+    from matstore.units import parse_unit
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
+        raise VocabularyError(f"definition name {name!r} must be snake_case (lower-case letters, digits, _; a letter first)")
+    if scope not in USER_SCOPES:
+        raise VocabularyError(f"scope {scope!r} is not one of {', '.join(USER_SCOPES)}")
+    try:
+        parse_unit(unit)
+    except Exception as exc:  # noqa: BLE001 - pint raises many kinds (ZeroDivisionError for "1/0")
+        raise VocabularyError(f"definition {name}: not a unit: {unit!r} ({exc.__class__.__name__})") from None
+    existing = session.execute(select(PropertyDefinition).where(PropertyDefinition.name == name)).scalar_one_or_none()
+    if existing is not None:
+        if (existing.unit, existing.scope) == (unit, scope):
+            return existing.id, False  # type: ignore[return-value]
+        kind = "a built-in definition" if existing.builtin else "already defined"
+        raise VocabularyError(f"{name} is {kind} ({existing.scope}, {existing.unit}); choose another name")
+    stmt = insert(PropertyDefinition).values(
+        name=name, unit=unit, scope=scope, symbol=symbol, builtin=False,
+        description=description or f"{name} ({unit}), added by a user",
+    ).returning(PropertyDefinition.id)
+    definition_id = session.execute(stmt).scalar_one()
+    session.execute(insert(VocabularyAddition).values(definition_id=definition_id, job_run_id=job_run_id))
+    return definition_id, True
+
+
+def unknown_definition_message(name: str, known: Sequence[str]) -> str:
+    """"unknown property definition 'x'; did you mean …? …how to add one" (one line)."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(known), n=4, cutoff=0.6)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    return (f"unknown property definition {name!r}{hint} (list them with `matstore vocab list`; add one with "
+            f"`matstore vocab add {name} --unit UNIT --scope bulk|surface|configuration`)")
+
+
 # --- materials, methods, surfaces ---------------------------------------------------------
 
 def get_or_create_material(*, session: Session, formula: str, prototype: str = "fcc") -> int:
-    """Id of the material (formula, prototype), inserting it when new."""
+    """Id of the material (formula, prototype), inserting it when new.
+
+    ``formula`` is any formula pymatgen parses; it is stored reduced with its composition
+    (:func:`matstore.composition.parse_formula`), so ``Mo2S4`` and ``MoS2`` are one material.
+
+    Raises
+    ------
+    matstore.composition.FormulaError
+        If the formula does not parse or names an unknown element.
+    """
+    from matstore.composition import parse_formula
+
+    parsed = parse_formula(formula)
+    formula = parsed.formula
     stmt = (
         insert(Material)
-        .values(formula=formula, prototype=prototype)
+        .values(formula=formula, prototype=prototype, composition=parsed.composition)
         .on_conflict_do_nothing(index_elements=["formula", "prototype"])
         .returning(Material.id)
     )
@@ -207,6 +309,139 @@ def add_surface_properties(*, session: Session, rows: Sequence[dict[str, Any]]) 
         index_elements=["surface_id", "method_id", "definition_id", "source_id"]
     )
     return _insert_many(session, stmt.returning(SurfaceProperty.id), rows)
+
+
+def get_or_create_configurations(
+    *,
+    session: Session,
+    material_id: int,
+    method_id: int,
+    keys: Sequence[str],
+    source_id: int,
+    job_run_id: int,
+    structure_ids: Mapping[str, int] | None = None,
+    details: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, int]:
+    """Ids of the material configurations ``keys`` of (material, method), inserting new ones.
+
+    One statement for all keys (``unnest`` + ``ON CONFLICT DO NOTHING``) and one to read the
+    ids back.  A configuration already stored keeps its structure, source and details.
+
+    Returns
+    -------
+    dict
+        key → ``material_configuration.id``.
+    """
+    keys = list(dict.fromkeys(str(k) for k in keys))
+    structure_ids = structure_ids or {}
+    details = details or {}
+    session.execute(
+        text(
+            "INSERT INTO material_configuration (material_id, method_id, key, structure_id, source_id, job_run_id, details) "
+            "SELECT :material, :method, k, s, :source, :job, d FROM unnest(CAST(:keys AS text[]), CAST(:structures AS bigint[]), "
+            "CAST(:details AS jsonb[])) AS t(k, s, d) ON CONFLICT (material_id, method_id, key) DO NOTHING"
+        ),
+        {"material": material_id, "method": method_id, "source": source_id, "job": job_run_id, "keys": keys,
+         "structures": [structure_ids.get(k) for k in keys],
+         "details": [_json(scrub(details.get(k, {}))) for k in keys]},
+    )
+    rows = session.execute(
+        select(MaterialConfiguration.key, MaterialConfiguration.id).where(
+            MaterialConfiguration.material_id == material_id, MaterialConfiguration.method_id == method_id,
+            MaterialConfiguration.key.in_(keys))  # type: ignore[attr-defined]
+    ).all()
+    return {r.key: r.id for r in rows}
+
+
+def add_configuration_values(
+    *,
+    session: Session,
+    material_id: int,
+    method_id: int,
+    source_id: int,
+    job_run_id: int,
+    values: Mapping[str, Mapping[str, float]],
+    units: Mapping[str, str] | None = None,
+    structure_ids: Mapping[str, int] | None = None,
+    details: Mapping[str, dict[str, Any]] | None = None,
+) -> int:
+    """Store per-configuration values: ``values[key][property] = value`` for one material and method.
+
+    The per-configuration API (used by table ingest and by computed datasets such as
+    vacancy-cluster formation energies with their pairwise distances as descriptors).
+
+    Parameters
+    ----------
+    session
+        The caller's session; nothing is committed here.
+    material_id, method_id
+        From :func:`get_or_create_material` and :func:`get_or_create_method`.
+    source_id, job_run_id
+        From :func:`claim_source` and :func:`job_run`.
+    values
+        Configuration key (e.g. ``"divacancy:1NN"``, a table's row id) → property name →
+        value.  Properties must be definitions of scope ``configuration``, ``bulk``,
+        ``defect`` or ``mechanical`` (add new ones with :func:`add_definition`).
+    units
+        Property name → unit of the given values (pint syntax); values are converted to the
+        definition's canonical unit.  Default: already canonical.
+    structure_ids
+        Configuration key → ``configuration.id`` of its atomic structure, when stored.
+    details
+        Configuration key → JSON details stored with the configuration.
+
+    Returns
+    -------
+    int
+        Values inserted (a value already stored for (configuration, property, source) is
+        left as it is and not counted).
+
+    Raises
+    ------
+    VocabularyError
+        If a property is not a definition, or is of ``surface``/``composition`` scope.
+    ValueError
+        If a unit does not convert to the canonical unit, or a value is not finite.
+    """
+    from matstore.ingest.units import conversion_factor
+
+    defs = definitions(session=session)
+    factors: dict[str, float] = {}
+    for name in {p for per_key in values.values() for p in per_key}:
+        d = defs.get(name)
+        if d is None:
+            raise VocabularyError(unknown_definition_message(name, list(defs)))
+        if d.scope in ("surface", "composition"):
+            raise VocabularyError(f"{name} is a {d.scope} definition and cannot be a per-configuration value")
+        factors[name] = conversion_factor((units or {}).get(name, d.unit), d.unit)
+    ids = get_or_create_configurations(session=session, material_id=material_id, method_id=method_id, keys=list(values),
+                                       source_id=source_id, job_run_id=job_run_id, structure_ids=structure_ids, details=details)
+    rows = []
+    for key, per_key in values.items():
+        for name, value in per_key.items():
+            converted = float(value) * factors[name]
+            if not math.isfinite(converted):
+                raise ValueError(f"configuration {key!r}: {name} = {value} is not finite")
+            rows.append({"configuration_id": ids[str(key)], "definition_id": defs[name].id, "value": converted,
+                         "source_id": source_id, "job_run_id": job_run_id,
+                         "details": {"unit": (units or {}).get(name, defs[name].unit)}})
+    return add_configuration_properties(session=session, rows=rows)
+
+
+def add_configuration_properties(*, session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert configuration_property rows (dicts of its columns, canonical units); skip duplicates."""
+    if not rows:
+        return 0
+    stmt = insert(ConfigurationProperty).on_conflict_do_nothing(
+        index_elements=["configuration_id", "definition_id", "source_id"]
+    )
+    return _insert_many(session, stmt.returning(ConfigurationProperty.id), rows)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, allow_nan=False)
 
 
 def _insert_many(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Float,
@@ -128,6 +129,8 @@ class EquationPrediction(SQLModel, table=True):
     material_id: int = Field(sa_column=Column(ForeignKey("material.id"), nullable=False))
     method_id: int = Field(sa_column=Column(ForeignKey("method.id"), nullable=False))
     surface_id: int | None = Field(default=None, sa_column=Column(ForeignKey("surface.id")))
+    configuration_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("material_configuration.id"),
+                                                                        comment="Material configuration of a configuration-scope target"))
     observed: float = Field(sa_column=Column(Float, nullable=False))
     predicted: float | None = Field(default=None, sa_column=Column(Float))
     cv_predicted: float | None = Field(default=None, sa_column=Column(Float))

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Float,
@@ -16,9 +17,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from matstore.schema.base import KNOWN_UNITS, created_at_field, finite_check, jsonb_field
+from matstore.schema.base import created_at_field, finite_check, jsonb_field
 
-PROPERTY_SCOPES = ("bulk", "surface", "defect", "mechanical")
+PROPERTY_SCOPES = ("bulk", "surface", "configuration", "composition", "defect", "mechanical")
 
 
 class PropertyDefinition(SQLModel, table=True):
@@ -26,14 +27,17 @@ class PropertyDefinition(SQLModel, table=True):
 
     In the spirit of the OpenKIM property definitions and ColabFit: every stored value refers
     to one definition and is expressed in its canonical ``unit`` (converted with pint at
-    ingest).  ``scope`` says whether the value belongs to a bulk material or a surface.
-    The vocabulary is seeded by the migrations (see :mod:`matstore.schema.vocabulary`).
+    ingest).  ``scope`` says whether the value belongs to a material, a surface or a
+    configuration (see :mod:`matstore.schema.vocabulary`).  Built-in definitions
+    (``builtin``) are seeded at migration; user definitions are added with
+    :func:`matstore.crud.add_definition`, which validates the unit with pint and records the
+    addition with its job run in ``vocabulary_addition``.
     """
 
     __tablename__ = "property_definition"
     __table_args__ = (
         UniqueConstraint("name"),
-        CheckConstraint(f"unit IN {KNOWN_UNITS!r}", name="unit_known"),
+        CheckConstraint("unit <> ''", name="unit_given"),
         CheckConstraint(f"scope IN {PROPERTY_SCOPES!r}", name="scope_known"),
         CheckConstraint("name ~ '^[a-z][a-z0-9_]*$'", name="name_snake_case"),
         {"comment": "Controlled vocabulary of property names with canonical units."},
@@ -42,9 +46,26 @@ class PropertyDefinition(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(Text, nullable=False, comment="snake_case name, e.g. lattice_constant"))
     unit: str = Field(sa_column=Column(Text, nullable=False, comment="Canonical unit (pint syntax)"))
-    scope: str = Field(sa_column=Column(Text, nullable=False, comment="bulk | surface | defect | mechanical"))
+    scope: str = Field(sa_column=Column(Text, nullable=False, comment="bulk | surface | configuration | composition | defect | mechanical"))
     symbol: str | None = Field(default=None, sa_column=Column(Text, comment="Symbol, e.g. γ, C11"))
     description: str = Field(sa_column=Column(Text, nullable=False))
+    builtin: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default="true",
+                                                         comment="Seeded with matstore (not redefinable); false: added by a user"))
+
+
+class VocabularyAddition(SQLModel, table=True):
+    """The job run that added a user definition (one row per user definition).
+
+    Kept apart from ``property_definition`` so that the vocabulary never depends on the
+    lifetime of job-run rows; built-in definitions have no row here.
+    """
+
+    __tablename__ = "vocabulary_addition"
+    __table_args__ = ({"comment": "Which job run added each user-defined property definition."},)
+
+    definition_id: int = Field(sa_column=Column(ForeignKey("property_definition.id", ondelete="CASCADE"), primary_key=True))
+    job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
+    created_at: datetime = created_at_field()
 
 
 class BulkProperty(SQLModel, table=True):

@@ -1,5 +1,14 @@
 """The seeded property vocabulary (name, canonical unit, scope, symbol, description).
 
+Scopes say what a value belongs to: ``bulk``, ``defect`` and ``mechanical`` values belong to
+a material computed by a method (``bulk_property``); ``surface`` values to one orientation of
+it (``surface_property``); ``configuration`` values to one identified configuration of it
+(``configuration_property``: a defect arrangement, a supercell, an alloy sample);
+``composition`` descriptors are computed from the material's composition when a training set
+is built and never stored (see :mod:`matstore.composition`).  Users add definitions of the
+first three kinds with ``matstore vocab add`` (:func:`matstore.crud.add_definition`); the
+built-in ones below cannot be redefined.
+
 Names follow the field's usage and OpenKIM's property definitions.  Surface tensor
 components are in the surface frame (axes 1, 2 in the surface plane, see
 :mod:`matstore.orientation`); surface stiffness follows Voigt-like indexing
@@ -53,6 +62,18 @@ PROPERTY_DEFINITIONS: tuple[Definition, ...] = (
     Definition("surface_stiffness_22", "N/m", "surface", "S22", "Surface elastic constant S2222"),
     Definition("surface_stiffness_12", "N/m", "surface", "S12", "Surface elastic constant S1122"),
     Definition("surface_stiffness_66", "N/m", "surface", "S66", "Surface elastic constant S1212"),
+    Definition("formation_energy", "eV", "configuration", "E_f", "Formation energy of one configuration (defect arrangement, cluster, compound) from its reference chemical potentials"),
+    Definition("mean_atomic_mass", "u", "composition", "⟨M⟩", "Atomic-fraction-weighted mean atomic mass (pymatgen element data)"),
+    Definition("mean_electronegativity", "dimensionless", "composition", "⟨χ⟩", "Atomic-fraction-weighted mean Pauling electronegativity (pymatgen element data)"),
+    Definition("electronegativity_difference", "dimensionless", "composition", "Δχ", "Largest minus smallest Pauling electronegativity of the elements present"),
+    Definition("mean_atomic_radius", "angstrom", "composition", "⟨r⟩", "Atomic-fraction-weighted mean empirical atomic radius (Slater 1964, via pymatgen)"),
+    Definition("mean_ionic_radius", "angstrom", "composition", "⟨r_ion⟩", "Atomic-fraction-weighted mean of each element's average ionic radius (Shannon 1976, via pymatgen)"),
+    Definition("n_elements", "dimensionless", "composition", "n_el", "Number of distinct elements in the composition"),
 )
+
+#: Scopes whose values are stored in ``bulk_property`` (one value per material and method).
+MATERIAL_SCOPES = ("bulk", "defect", "mechanical")
+#: Scopes a user may give to a definition added with ``matstore vocab add``.
+USER_SCOPES = ("bulk", "surface", "configuration", "defect", "mechanical")
 
 DEFINITIONS_BY_NAME = {d.name: d for d in PROPERTY_DEFINITIONS}

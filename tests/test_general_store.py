@@ -1,0 +1,110 @@
+"""The general store: user vocabulary, per-configuration values, compositions (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from matstore import crud
+from matstore.composition import FormulaError, composition_descriptor, parse_formula
+
+
+@pytest.fixture
+def store(engine):
+    """The test store; user definitions are removed afterwards (the vocabulary outlives truncation)."""
+    yield engine
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE configuration_property, material_configuration, bulk_property, surface_property, "
+                          "vocabulary_addition RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+
+
+def _scalar(engine, sql, **params):
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar()
+
+
+def test_formulas_reduce_with_pymatgen():
+    assert parse_formula("Mo2S4") == ("MoS2", {"Mo": 1.0, "S": 2.0})
+    assert parse_formula("La0.5Ce0.5PO4").formula == "La0.5Ce0.5PO4"
+    assert parse_formula("NiAl").formula == "AlNi"
+    for bad, reason in (("Qq", "unknown element 'Qq'"), ("", "blank"), ("cu", "not a chemical formula")):
+        with pytest.raises(FormulaError, match=reason):
+            parse_formula(bad)
+
+
+def test_composition_descriptors_are_fraction_weighted_means():
+    # Cu3Au: (3·63.546 + 196.96657)/4 u; Pauling χ(Cu) = 1.90, χ(Au) = 2.54.
+    c = parse_formula("Cu3Au").composition
+    assert composition_descriptor("mean_atomic_mass", c) == pytest.approx((3 * 63.546 + 196.966569) / 4, rel=1e-5)
+    assert composition_descriptor("mean_electronegativity", c) == pytest.approx((3 * 1.90 + 2.54) / 4)
+    assert composition_descriptor("electronegativity_difference", c) == pytest.approx(0.64)
+    assert composition_descriptor("n_elements", c) == 2
+
+
+def _run(engine) -> int:
+    return crud.start_job_run(engine=engine, kind="test", parameters={})
+
+
+def test_vocab_add_is_validated_recorded_and_idempotent(store):
+    run = _run(store)
+    with Session(store) as session:
+        new_id, added = crud.add_definition(session=session, name="d_mos_1", unit="angstrom", scope="configuration",
+                                            job_run_id=run, symbol="d1", description="Mo–S distance 1")
+        assert added
+        assert crud.add_definition(session=session, name="d_mos_1", unit="angstrom", scope="configuration", job_run_id=run) == (new_id, False)
+        with pytest.raises(crud.VocabularyError, match="built-in definition"):
+            crud.add_definition(session=session, name="c11", unit="MPa", scope="bulk", job_run_id=run)
+        with pytest.raises(crud.VocabularyError, match="already defined"):
+            crud.add_definition(session=session, name="d_mos_1", unit="nm", scope="configuration", job_run_id=run)
+        for unit in ("1/0", "__import__('os')", "furlong_per_blip"):
+            with pytest.raises(crud.VocabularyError, match="unit"):
+                crud.add_definition(session=session, name="x_new", unit=unit, scope="bulk", job_run_id=run)
+        with pytest.raises(crud.VocabularyError, match="snake_case"):
+            crud.add_definition(session=session, name="Bad Name", unit="eV", scope="bulk", job_run_id=run)
+        session.commit()
+    assert _scalar(store, "SELECT job_run_id FROM vocabulary_addition va JOIN property_definition d ON d.id = va.definition_id WHERE d.name = 'd_mos_1'") == run
+    message = crud.unknown_definition_message("formation_enrgy", ["formation_energy", "c11"])
+    assert "did you mean formation_energy" in message and "matstore vocab add" in message
+
+
+def test_per_configuration_values_with_units(store):
+    run = _run(store)
+    with Session(store) as session:
+        crud.add_definition(session=session, name="vv_distance_1", unit="angstrom", scope="configuration", job_run_id=run)
+        material = crud.get_or_create_material(session=session, formula="Cu", prototype="fcc")
+        method = crud.get_or_create_method(session=session, name="lammps:Cu_u3.eam", kind="interatomic_potential")
+        source = crud.claim_source(session=session, kind="computation", sha256="a" * 64)
+        stored = crud.add_configuration_values(
+            session=session, material_id=material, method_id=method, source_id=source, job_run_id=run,
+            values={"divacancy:1NN": {"formation_energy": 2.3, "vv_distance_1": 0.2553},
+                    "divacancy:2NN": {"formation_energy": 2.5, "vv_distance_1": 0.3615}},
+            units={"vv_distance_1": "nm"},
+        )
+        again = crud.add_configuration_values(
+            session=session, material_id=material, method_id=method, source_id=source, job_run_id=run,
+            values={"divacancy:1NN": {"formation_energy": 2.3}})
+        with pytest.raises(crud.VocabularyError, match="surface definition"):
+            crud.add_configuration_values(session=session, material_id=material, method_id=method, source_id=source,
+                                          job_run_id=run, values={"x": {"surface_energy": 1.0}})
+        session.commit()
+    assert (stored, again) == (4, 0)
+    with store.connect() as conn:
+        rows = conn.execute(text("SELECT configuration_key, property, value, unit FROM property_values "
+                                 "WHERE scope = 'configuration' ORDER BY 1, 2")).all()
+    assert [(r.configuration_key, r.property) for r in rows] == [
+        ("divacancy:1NN", "formation_energy"), ("divacancy:1NN", "vv_distance_1"),
+        ("divacancy:2NN", "formation_energy"), ("divacancy:2NN", "vv_distance_1")]
+    assert rows[1].value == pytest.approx(2.553) and rows[1].unit == "angstrom"
+
+
+def test_material_stores_composition(store):
+    with Session(store) as session:
+        a = crud.get_or_create_material(session=session, formula="Mo2S4", prototype="2H")
+        b = crud.get_or_create_material(session=session, formula="MoS2", prototype="2H")
+        session.commit()
+    assert a == b
+    with store.connect() as conn:
+        formula, composition = conn.execute(text("SELECT formula, composition FROM material WHERE id = :i"), {"i": a}).one()
+    assert formula == "MoS2" and composition == {"Mo": 1.0, "S": 2.0}
