@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from matstore import migrations
 from matstore.crud import seed_vocabulary
@@ -59,32 +58,58 @@ def describe(engine: Engine, *, embedded: bool) -> DatabaseInfo:
                         migrations.head_revision(engine.url.render_as_string(hide_password=False)), counts)
 
 
-def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> None:
-    """Create (or update) a login role that can only SELECT from matstore's tables and views.
+def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> bool:
+    """Make ``name`` a login member of the ``matstore_reader`` group, and nothing more.
 
-    The role gets ``default_transaction_read_only = on``, CONNECT on the database, USAGE on
-    the schema, SELECT on every existing table/view and on tables created later.
+    The login gets ``default_transaction_read_only = on``; its privileges come from the group
+    (``SELECT`` on the store's tables and views, see :mod:`matstore.roles`).  An existing role
+    is accepted only if it holds no other privilege (not a superuser, no other group, no write
+    privilege): a role that can write stays able to, so calling it a reader would be a lie.
+    The statements go through psycopg directly, so an error can never echo the password.
+
+    Parameters
+    ----------
+    engine:
+        Engine of a role that may create roles (a superuser or ``CREATEROLE``).
+    name:
+        Login role to create or update.
+    password:
+        Its password; ``None`` makes a login without one (it can log in only where
+        ``pg_hba.conf`` trusts it), which the CLI reports loudly.
+
+    Returns
+    -------
+    bool
+        Whether a password was set.
 
     Raises
     ------
     ValueError
-        If ``name`` is not a plain lower-case SQL identifier.
+        If ``name`` is not a plain lower-case SQL identifier, names a group role of matstore,
+        or is an existing role with privileges beyond reading.
+    matstore.readers.ReaderUnavailableError
+        If the ``matstore_reader`` group is missing (run ``matstore db migrate``).
     """
+    import psycopg
+
+    from matstore import roles
+    from matstore.readers import (
+        ReaderUnavailableError,
+        create_reader_login,
+        libpq_url,
+        privilege_violations,
+    )
+
     if not _ROLE_NAME.match(name):
         raise ValueError(f"role name {name!r} must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)")
-    database = make_url(engine.url).database
-    with engine.begin() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name}).scalar()
-        if not exists:
-            conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
-        if password is not None:
-            conn.execute(text(f"ALTER ROLE \"{name}\" PASSWORD {_literal(conn, password)}"))
-        conn.execute(text(f'ALTER ROLE "{name}" SET default_transaction_read_only = on'))
-        conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{name}"'))
-        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{name}"'))
-        conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{name}"'))
-        conn.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO "{name}"'))
-
-
-def _literal(conn, value: str) -> str:  # noqa: ANN001
-    return conn.execute(text("SELECT quote_literal(:v)"), {"v": value}).scalar_one()
+    if name in roles.GROUPS:
+        raise ValueError(f"{name} is one of matstore's group roles; give a login name, e.g. {name}_login")
+    with psycopg.connect(libpq_url(engine.url), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (roles.READER,)).fetchone():
+            raise ReaderUnavailableError(f"the group role {roles.READER} does not exist: run `matstore db migrate`")
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            if reasons := privilege_violations(conn, name):
+                raise ValueError(f"role {name} {'; '.join(reasons)}: grant-reader makes SELECT-only logins and "
+                                 "will not call this one a reader; choose a new name")
+        create_reader_login(conn, name, password)
+    return password is not None

@@ -1,8 +1,10 @@
 """Engine and sessions: one engine per database URL, created once per process.
 
 Writers use :func:`session_scope` (one transaction, committed on success, rolled back on
-any error).  Readers (the dashboard, ``matstore sql``) use :func:`read_only_connection`, which
-opens a ``READ ONLY`` transaction with a statement timeout.
+any error).  Readers (the dashboard, ``matstore sql``) connect with :func:`reader_engine` (a
+login that is a member of ``matstore_reader`` only, see :mod:`matstore.readers`) and use
+:func:`read_only_connection`, which opens a ``READ ONLY`` transaction with a statement
+timeout; :func:`stream_statement` runs a user's query through a server-side cursor.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, text
@@ -49,6 +52,19 @@ def get_engine(url: str | None = None) -> Engine:
     """Return the process-wide engine for ``url`` (default: :func:`resolve_url`)."""
     url = normalise_database_url(url) if url else resolve_url()
     return _engine_for(url, os.getpid())
+
+
+def reader_engine(*, dashboard: bool = False) -> Engine:
+    """The engine of a login that can only read (:func:`matstore.readers.reader_url`).
+
+    Raises
+    ------
+    matstore.readers.ReaderUnavailableError
+        If no such login is configured and none can be created.
+    """
+    from matstore.readers import reader_url
+
+    return get_engine(reader_url(dashboard=dashboard))
 
 
 @contextmanager
@@ -105,3 +121,98 @@ def wait_for_database(engine: Engine, *, timeout_s: float = 60.0, interval_s: fl
                     f"database did not answer within {timeout_s:.0f} s: {exc.__class__.__name__}"
                 ) from exc
             time.sleep(interval_s)
+
+
+@dataclass
+class StatementRows:
+    """The result of :func:`stream_statement`: column names and an iterator of row batches.
+
+    Attributes
+    ----------
+    columns:
+        Column names, in order.
+    batches:
+        Lists of at most ``batch_rows`` tuples each, fetched from the server as they are consumed.
+    truncated:
+        Set once the batches are exhausted: ``True`` if the statement had more rows than ``limit``.
+    """
+
+    columns: list[str]
+    batches: Iterator[list[tuple]]
+    truncated: bool = False
+
+
+def stream_statement(conn: Connection, statement: str, *, limit: int = 1000, batch_rows: int = 1000) -> StatementRows:
+    """Run one user query in ``conn``'s read-only transaction and stream its rows.
+
+    A query (``SELECT``, ``VALUES``, ``TABLE``, ``WITH``) runs through a server-side cursor
+    (``DECLARE ... NO SCROLL CURSOR``): at most ``batch_rows`` rows are held in memory, and the
+    server computes no more rows than are fetched.  Other statements that return rows
+    (``SHOW``, ``EXPLAIN``) run on a client cursor (their results are small).  Both use the
+    extended query protocol, which refuses several commands in one string (otherwise
+    ``"COMMIT; DELETE FROM source"`` would end the read-only transaction).
+
+    Parameters
+    ----------
+    conn:
+        A connection inside :func:`read_only_connection`.
+    statement:
+        The statement, passed as is (no parameter parsing).
+    limit:
+        Most rows returned; ``0`` returns all rows (still streamed).
+    batch_rows:
+        Rows fetched per round trip.
+
+    Raises
+    ------
+    ValueError
+        If the string holds several statements, or the statement returns no rows (``SET``,
+        ``INSERT``...: ``matstore sql`` runs queries; the transaction is rolled back).
+    psycopg.Error
+        Whatever the server refuses (permission denied, read-only transaction, timeout).
+    """
+    raw = conn.connection.driver_connection
+    raw.execute("SAVEPOINT matstore_statement")
+    cursor = raw.cursor(name="matstore_statement", scrollable=False, withhold=False)
+    try:
+        _execute_refusing_several(cursor, statement)
+    except _NotACursorQuery:
+        raw.execute("ROLLBACK TO SAVEPOINT matstore_statement")
+        cursor = raw.cursor()
+        _execute_refusing_several(cursor, statement, prepare=True)
+    if cursor.description is None:
+        raise ValueError("matstore sql runs queries that return rows (SELECT, WITH, TABLE, VALUES, SHOW, EXPLAIN); "
+                         "this statement returns none, and nothing it did was kept (the transaction is rolled back)")
+    rows = StatementRows([d.name for d in cursor.description], iter(()))
+    rows.batches = _batches(cursor, rows, limit=limit, batch_rows=batch_rows)
+    return rows
+
+
+class _NotACursorQuery(Exception):
+    pass
+
+
+def _execute_refusing_several(cursor, statement: str, **kwargs) -> None:  # noqa: ANN001
+    import psycopg
+
+    try:
+        cursor.execute(statement, **kwargs)
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" in str(exc):
+            raise ValueError("matstore sql runs exactly one statement, in a read-only transaction; "
+                             "give one statement without ';' between commands") from None
+        if getattr(cursor, "name", None):  # DECLARE accepts only queries: try a plain cursor
+            raise _NotACursorQuery from None
+        raise
+
+
+def _batches(cursor, rows: StatementRows, *, limit: int, batch_rows: int) -> Iterator[list[tuple]]:  # noqa: ANN001
+    sent = 0
+    while limit == 0 or sent < limit:
+        want = batch_rows if limit == 0 else min(batch_rows, limit - sent)
+        batch = cursor.fetchmany(want)
+        if not batch:
+            return
+        sent += len(batch)
+        yield batch
+    rows.truncated = bool(cursor.fetchmany(1))

@@ -12,7 +12,6 @@ from typing import Any
 
 from matstore import __version__
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]*)@", re.I)
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential", re.I)
 
 
@@ -42,8 +41,10 @@ def host_name() -> str:
 
 
 def scrub_text(text: str) -> str:
-    """Replace passwords in URLs (``scheme://user:secret@host``) with ``***``."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """Mask credentials in ``text``: :func:`matstore.masking.mask_secrets` (the one masking function)."""
+    from matstore.masking import mask_secrets
+
+    return mask_secrets(text)
 
 
 def scrub(value: Any) -> Any:

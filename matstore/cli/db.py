@@ -45,12 +45,16 @@ def grant_reader(
     name: str = typer.Argument(..., help="Role to create, e.g. matstore_reader"),
     password: str | None = typer.Option(None, envvar="MATSTORE_READER_PASSWORD", help="Login password (from the environment)."),
 ) -> None:
-    """Create a role that can only SELECT (used by the dashboard)."""
+    """Make NAME a login member of matstore_reader (SELECT only); for MATSTORE_READER_URL and the dashboard."""
     from matstore.admin import grant_reader as run_grant
+    from matstore.cli.common import err_console
 
     with cli_errors():
-        run_grant(engine(), name, password=password)
-    console.print(f"role [bold]{name}[/] can now read (SELECT only)")
+        with_password = run_grant(engine(), name, password=password)
+    console.print(f"login [bold]{name}[/] is a member of matstore_reader: it can SELECT and nothing else")
+    if not with_password:
+        err_console.print(f"[bold yellow]warning:[/] {name} has NO password (set MATSTORE_READER_PASSWORD): it can "
+                          "log in only where pg_hba.conf trusts the connection", highlight=False)
 
 
 @app.command()

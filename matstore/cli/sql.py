@@ -1,4 +1,4 @@
-"""``matstore sql``: run one read-only statement and print a table or CSV."""
+"""``matstore sql``: run one read-only query as the reader login and print a table or CSV."""
 
 from __future__ import annotations
 
@@ -8,56 +8,56 @@ import sys
 import typer
 from rich.table import Table
 
-from matstore.cli.common import cli_errors, console, engine
+from matstore.cli.common import cli_errors, console
 
 
 def sql_command(
-    statement: str = typer.Argument(..., help='A read-only statement, e.g. "SELECT * FROM bulk_properties_wide"'),
+    statement: str = typer.Argument(..., help='A query, e.g. "SELECT * FROM bulk_properties_wide"'),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
-    limit: int = typer.Option(1000, help="Print at most this many rows (table output)."),
+    limit: int = typer.Option(1000, min=0, help="Print at most this many rows; 0 prints all (streamed)."),
 ) -> None:
-    """Run a read-only SQL statement (a READ ONLY transaction with a statement timeout)."""
-    from matstore.db import read_only_connection
+    """Run one query as a login that can only read (READ ONLY transaction, statement timeout).
 
-    with cli_errors(), read_only_connection(engine()) as conn:
-        columns, rows = _execute_one(conn, statement)
-    if as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return
-    table = Table(*columns)
-    for row in rows[:limit]:
-        table.add_row(*(_fmt(v) for v in row))
-    console.print(table)
-    if len(rows) > limit:
-        console.print(f"[dim]{len(rows) - limit} more rows not shown (use --csv)[/]")
-
-
-def _execute_one(conn, statement: str) -> tuple[list[str], list[tuple]]:  # noqa: ANN001
-    """Run exactly one statement in ``conn``'s READ ONLY transaction; return column names and rows.
-
-    The statement is sent with the extended query protocol (``prepare=True``), which refuses
-    several commands in one string: otherwise ``"COMMIT; DELETE FROM source"`` would end the
-    read-only transaction and run the DELETE in a new, writable one.  The text is passed as is
-    (no ``:name`` or ``%s`` parameter parsing).
+    Rows are streamed from a server-side cursor, so memory does not grow with the table.
     """
-    import psycopg
+    from matstore.db import read_only_connection, reader_engine, stream_statement
 
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        try:
-            cur.execute(statement, prepare=True)
-        except psycopg.errors.SyntaxError as exc:
-            if "multiple commands" not in str(exc):
-                raise
-            raise ValueError(
-                "matstore sql runs exactly one statement, in a read-only transaction; "
-                "give one statement without ';' between commands"
-            ) from None
-        if cur.description is None:
-            return [], []
-        return [d.name for d in cur.description], cur.fetchall()
+    with cli_errors(), read_only_connection(reader_engine()) as conn:
+        rows = stream_statement(conn, statement, limit=limit)
+        if as_csv:
+            _write_csv(rows)
+        else:
+            _print_tables(rows)
+        if rows.truncated:
+            _note_truncated(limit)
+
+
+def _write_csv(rows) -> None:  # noqa: ANN001
+    writer = csv.writer(sys.stdout)
+    writer.writerow(rows.columns)
+    for batch in rows.batches:
+        writer.writerows(batch)
+
+
+def _print_tables(rows) -> None:  # noqa: ANN001
+    # One Rich table per batch: a table is laid out in memory, so a streamed result is
+    # printed batch by batch (the header only once).
+    first = True
+    for batch in rows.batches:
+        table = Table(*rows.columns, show_header=first)
+        for row in batch:
+            table.add_row(*(_fmt(v) for v in row))
+        console.print(table)
+        first = False
+    if first:
+        console.print(Table(*rows.columns))
+
+
+def _note_truncated(limit: int) -> None:
+    # On stderr, so that CSV on stdout stays parseable.
+    from matstore.cli.common import err_console
+
+    err_console.print(f"[dim]more rows not shown: the first {limit:,} were (--limit 0 for all)[/]", highlight=False)
 
 
 def _fmt(value: object) -> str:

@@ -25,7 +25,7 @@ import streamlit as st
 from sqlalchemy import Engine, text
 
 from matstore.config import get_settings
-from matstore.db import get_engine, read_only_connection, resolve_url
+from matstore.db import get_engine, read_only_connection
 
 #: Seconds a cached query result is reused before the database is asked again.
 TTL_S = 60
@@ -35,8 +35,10 @@ MAX_ROWS = 2000
 
 
 def _dashboard_url() -> str:
-    settings = get_settings()
-    return settings.dashboard_database_url or resolve_url(settings)
+    # A login of the matstore_reader group only: never the main (possibly superuser) URL.
+    from matstore.readers import reader_url
+
+    return reader_url(get_settings(), dashboard=True)
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,7 +47,13 @@ def _engine_for(url: str) -> Engine:
 
 
 def engine() -> Engine:
-    """The dashboard's engine: the reader URL if configured, else the main database URL."""
+    """The dashboard's engine: a reader login (:func:`matstore.readers.reader_url`), never a superuser.
+
+    Raises
+    ------
+    matstore.readers.ReaderUnavailableError
+        If the configured reader URL can do more than read, or no reader login can be had.
+    """
     return _engine_for(_dashboard_url())
 
 
@@ -65,28 +73,41 @@ def _ids(values: Sequence[int] | None) -> list[int]:
     return [int(v) for v in values or ()]
 
 
-def _search_clause(search: str, *, material_column: str, params: dict[str, Any]) -> str:
-    """SQL condition "material, method or property name contains ``search``" on alias ``p``.
+#: Most words of a search (more are ignored; each word adds a lookup in the vocabulary).
+MAX_SEARCH_WORDS = 8
 
-    The matching ids are looked up first in the small vocabulary tables, so the condition on
-    the value table is ``= ANY(array)`` (planned with the actual ids) or plain ``FALSE``
-    when nothing matches; a correlated ``IN (SELECT ...)`` would make PostgreSQL walk the
-    whole value table looking for rows that never come.
+
+def _search_clause(search: str, *, material_column: str, params: dict[str, Any]) -> str:
+    """SQL condition "every word of ``search`` names the material, method or property" on alias ``p``.
+
+    ``search`` is split at white space; each word must match (case-insensitive substring) the
+    material formula, the method name or the property name of the row, so ``Cu surface``
+    finds copper's surface values.  The matching ids are looked up first in the small
+    vocabulary tables, so the condition on the value table is ``= ANY(array)`` (planned with
+    the actual ids) or plain ``FALSE`` when a word matches nothing; a correlated
+    ``IN (SELECT ...)`` would make PostgreSQL walk the whole value table.
     """
+    conditions = []
+    for n, word in enumerate(search.split()[:MAX_SEARCH_WORDS]):
+        conditions.append(_word_clause(word, n, material_column=material_column, params=params))
+    return "(" + " AND ".join(conditions) + ")" if conditions else "TRUE"
+
+
+def _word_clause(word: str, n: int, *, material_column: str, params: dict[str, Any]) -> str:
     found = _frame(
         """
         SELECT 'material' AS kind, id FROM material WHERE formula ILIKE :pattern ESCAPE '\\'
         UNION ALL SELECT 'method', id FROM method WHERE name ILIKE :pattern ESCAPE '\\'
         UNION ALL SELECT 'definition', id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\'
         """,
-        {"pattern": _like(search)},
+        {"pattern": _like(word)},
     )
     clauses = []
     for kind, column in (("material", material_column), ("method", "p.method_id"), ("definition", "p.definition_id")):
         ids = [int(i) for i in found.loc[found["kind"] == kind, "id"]]
         if ids:
-            params[f"search_{kind}_ids"] = ids
-            clauses.append(f"{column} = ANY(:search_{kind}_ids)")
+            params[f"search_{n}_{kind}_ids"] = ids
+            clauses.append(f"{column} = ANY(:search_{n}_{kind}_ids)")
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
@@ -128,13 +149,16 @@ def job_runs(*, statuses: tuple[str, ...] = (), limit: int = 50) -> pd.DataFrame
     Returns
     -------
     pandas.DataFrame
-        ``id, kind, status, started_at, finished_at, duration_s, code_version, git_commit,
-        host, pid, error, parameters, summary``, newest first.
+        ``id, kind, model, status, started_at, finished_at, duration_s, code_version,
+        git_commit, host, pid, error, parameters, summary``, newest first; ``model`` is the
+        equation model a fit or refit run worked on (``parameters->>'name'``), else NULL.
     """
     where = "WHERE status = ANY(:statuses)" if statuses else ""
     return _frame(
         f"""
-        SELECT id, kind, status, started_at, finished_at,
+        SELECT id, kind,
+               CASE WHEN kind LIKE '%fit%' THEN coalesce(parameters->>'name', parameters->>'model') END AS model,
+               status, started_at, finished_at,
                extract(epoch FROM finished_at - started_at)::float8 AS duration_s,
                code_version, git_commit, host, pid, error, parameters, summary
         FROM job_run {where}
@@ -230,14 +254,16 @@ def bulk_values(
     Returns
     -------
     pandas.DataFrame
-        ``id, material, prototype, method, property, value, unit, uncertainty, flag,
-        source_kind, source_uri, job_run_id, created_at``; ``value`` and ``uncertainty`` in ``unit``.
+        ``id, material, prototype, method, method_kind, method_calculator, method_potential,
+        property, value, unit, uncertainty, flag, source_kind, source_uri, job_run_id,
+        created_at``; ``value`` and ``uncertainty`` in ``unit``.
     """
     where, params = _bulk_filters(material_ids, method_ids, definition_ids, search)
     params["limit"] = int(limit)
     return _frame(
         f"""
-        SELECT p.id, m.formula AS material, m.prototype, me.name AS method, d.name AS property,
+        SELECT p.id, m.formula AS material, m.prototype, me.name AS method, me.kind AS method_kind,
+               me.calculator AS method_calculator, me.potential AS method_potential, d.name AS property,
                p.value, d.unit, p.uncertainty, p.flag, s.kind AS source_kind, s.uri AS source_uri,
                p.job_run_id, p.created_at
         FROM bulk_property p
@@ -288,7 +314,9 @@ def bulk_pair(
     Returns
     -------
     pandas.DataFrame
-        ``material, prototype, method, method_kind, x, y, x_unit, y_unit``.
+        ``material, prototype, method, method_kind, method_calculator, method_potential,
+        x, y, x_unit, y_unit, x_flag, y_flag, x_id, y_id`` (flags: the validation flag of the
+        value, NULL when it passed; ids: ``bulk_property.id`` for the provenance link).
     """
     clauses, params = ["TRUE"], {"x": x, "y": y}
     if material_ids:
@@ -299,7 +327,8 @@ def bulk_pair(
         params["method_ids"] = _ids(method_ids)
     where = " AND ".join(clauses)
     newest = """
-        SELECT DISTINCT ON (p.material_id, p.method_id) p.material_id, p.method_id, p.value, d.unit
+        SELECT DISTINCT ON (p.material_id, p.method_id) p.material_id, p.method_id, p.value, d.unit,
+               p.flag, p.id
         FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id
         WHERE d.name = :{name} AND {where}
         ORDER BY p.material_id, p.method_id, p.created_at DESC, p.id DESC
@@ -309,7 +338,9 @@ def bulk_pair(
         WITH px AS ({newest.format(name="x", where=where)}),
              py AS ({newest.format(name="y", where=where)})
         SELECT m.formula AS material, m.prototype, me.name AS method, me.kind AS method_kind,
-               px.value AS x, py.value AS y, px.unit AS x_unit, py.unit AS y_unit
+               me.calculator AS method_calculator, me.potential AS method_potential,
+               px.value AS x, py.value AS y, px.unit AS x_unit, py.unit AS y_unit,
+               px.flag AS x_flag, py.flag AS y_flag, px.id AS x_id, py.id AS y_id
         FROM px JOIN py USING (material_id, method_id)
         JOIN material m ON m.id = px.material_id
         JOIN method me ON me.id = px.method_id
@@ -351,17 +382,20 @@ def surface_choices() -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``material_id, material, prototype, method_id, method, n_surfaces, n_values``.
+        ``material_id, material, prototype, method_id, method, method_kind,
+        method_calculator, method_potential, n_surfaces, n_values, n_flagged``.
     """
     return _frame(
         """
         SELECT su.material_id, m.formula AS material, m.prototype, p.method_id, me.name AS method,
-               count(DISTINCT su.id) AS n_surfaces, count(*) AS n_values
+               me.kind AS method_kind, me.calculator AS method_calculator, me.potential AS method_potential,
+               count(DISTINCT su.id) AS n_surfaces, count(*) AS n_values,
+               count(*) FILTER (WHERE p.flag IS NOT NULL) AS n_flagged
         FROM surface_property p
         JOIN surface su ON su.id = p.surface_id
         JOIN material m ON m.id = su.material_id
         JOIN method me ON me.id = p.method_id
-        GROUP BY su.material_id, m.formula, m.prototype, p.method_id, me.name
+        GROUP BY su.material_id, m.formula, m.prototype, p.method_id, me.name, me.kind, me.calculator, me.potential
         ORDER BY m.formula, me.name
         """
     )
@@ -375,14 +409,14 @@ def surface_values(*, material_id: int, method_id: int) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``surface_id, miller_h, miller_k, miller_l, theta_deg, phi_deg, normal_x, normal_y,
-        normal_z, property, symbol, unit, value, uncertainty, value_id``.
+        normal_z, property, symbol, unit, value, uncertainty, flag, value_id``.
     """
     return _frame(
         """
         SELECT DISTINCT ON (su.id, d.id)
                su.id AS surface_id, su.miller_h, su.miller_k, su.miller_l, su.theta_deg, su.phi_deg,
                su.normal_x, su.normal_y, su.normal_z, d.name AS property, d.symbol, d.unit,
-               p.value, p.uncertainty, p.id AS value_id
+               p.value, p.uncertainty, p.flag, p.id AS value_id
         FROM surface_property p
         JOIN surface su ON su.id = p.surface_id
         JOIN property_definition d ON d.id = p.definition_id
@@ -390,6 +424,131 @@ def surface_values(*, material_id: int, method_id: int) -> pd.DataFrame:
         ORDER BY su.id, d.id, p.created_at DESC, p.id DESC
         """,
         {"material_id": int(material_id), "method_id": int(method_id)},
+    )
+
+
+# --- comparison of methods ---------------------------------------------------------------
+
+@_cache
+def method_choices(*, material_id: int) -> pd.DataFrame:
+    """Methods with values for one material, most values first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``method_id, method, method_kind, method_calculator, method_potential, n_bulk, n_surface``.
+    """
+    return _frame(
+        """
+        WITH counts AS (
+            SELECT method_id, count(*) AS n_bulk, 0::bigint AS n_surface FROM bulk_property
+            WHERE material_id = :material_id GROUP BY method_id
+            UNION ALL
+            SELECT p.method_id, 0, count(*) FROM surface_property p JOIN surface su ON su.id = p.surface_id
+            WHERE su.material_id = :material_id GROUP BY p.method_id)
+        SELECT me.id AS method_id, me.name AS method, me.kind AS method_kind,
+               me.calculator AS method_calculator, me.potential AS method_potential,
+               sum(c.n_bulk)::bigint AS n_bulk, sum(c.n_surface)::bigint AS n_surface
+        FROM counts c JOIN method me ON me.id = c.method_id
+        GROUP BY me.id ORDER BY sum(c.n_surface) DESC, sum(c.n_bulk) DESC, me.name
+        """,
+        {"material_id": int(material_id)},
+    )
+
+
+@_cache
+def surface_comparison(*, material_id: int, method_ids: tuple[int, ...], property_name: str) -> pd.DataFrame:
+    """One surface property of one material under several methods (newest value per surface).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``method, method_kind, method_calculator, method_potential, miller_h, miller_k,
+        miller_l, theta_deg, phi_deg, value, unit, flag, value_id``.
+    """
+    return _frame(
+        """
+        SELECT DISTINCT ON (p.method_id, su.id)
+               me.name AS method, me.kind AS method_kind, me.calculator AS method_calculator,
+               me.potential AS method_potential, su.miller_h, su.miller_k, su.miller_l, su.theta_deg,
+               su.phi_deg, p.value, d.unit, p.flag, p.id AS value_id
+        FROM surface_property p
+        JOIN surface su ON su.id = p.surface_id
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN method me ON me.id = p.method_id
+        WHERE su.material_id = :material_id AND p.method_id = ANY(:method_ids) AND d.name = :name
+        ORDER BY p.method_id, su.id, p.created_at DESC, p.id DESC
+        """,
+        {"material_id": int(material_id), "method_ids": _ids(method_ids), "name": property_name},
+    )
+
+
+@_cache
+def bulk_comparison(*, material_id: int, method_ids: tuple[int, ...]) -> pd.DataFrame:
+    """Bulk properties of one material under several methods (newest value of each).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``method, property, value, unit, flag, value_id``.
+    """
+    return _frame(
+        """
+        SELECT DISTINCT ON (p.method_id, p.definition_id)
+               me.name AS method, d.name AS property, p.value, d.unit, p.flag, p.id AS value_id
+        FROM bulk_property p
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN method me ON me.id = p.method_id
+        WHERE p.material_id = :material_id AND p.method_id = ANY(:method_ids)
+        ORDER BY p.method_id, p.definition_id, p.created_at DESC, p.id DESC
+        """,
+        {"material_id": int(material_id), "method_ids": _ids(method_ids)},
+    )
+
+
+@_cache
+def feature_choices(*, names: tuple[str, ...]) -> pd.DataFrame:
+    """Material × method pairs with stored bulk values of ``names``, most complete first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``material_id, material, method_id, method, n_features`` (how many of ``names`` are stored).
+    """
+    return _frame(
+        """
+        SELECT p.material_id, m.formula AS material, p.method_id, me.name AS method,
+               count(DISTINCT p.definition_id) AS n_features
+        FROM bulk_property p
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN material m ON m.id = p.material_id
+        JOIN method me ON me.id = p.method_id
+        WHERE d.name = ANY(:names)
+        GROUP BY p.material_id, m.formula, p.method_id, me.name
+        ORDER BY count(DISTINCT p.definition_id) DESC, m.formula, me.name
+        LIMIT :limit
+        """,
+        {"names": list(names), "limit": MAX_ROWS},
+    )
+
+
+@_cache
+def feature_values(*, material_id: int, method_id: int, names: tuple[str, ...]) -> pd.DataFrame:
+    """Newest bulk value of each of ``names`` for one material and method.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``property, value, unit, flag, value_id``.
+    """
+    return _frame(
+        """
+        SELECT DISTINCT ON (d.id) d.name AS property, p.value, d.unit, p.flag, p.id AS value_id
+        FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id
+        WHERE p.material_id = :material_id AND p.method_id = :method_id AND d.name = ANY(:names)
+        ORDER BY d.id, p.created_at DESC, p.id DESC
+        """,
+        {"material_id": int(material_id), "method_id": int(method_id), "names": list(names)},
     )
 
 
