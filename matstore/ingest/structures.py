@@ -1,11 +1,13 @@
 """Ingest atomistic structures (extxyz and anything ASE reads; CIF, POSCAR, vasprun.xml via pymatgen).
 
-Each file is one source (keyed by the sha256 of its bytes) ingested in one transaction:
-frames are read and validated first, then the source row is claimed
-(:func:`matstore.crud.claim_source`, which serialises concurrent ingests of one file) and the
-frames are written with :func:`matstore.ingest.copy.write_configurations`, de-duplicated by
-:func:`configuration_hash`.  A malformed file raises an :class:`~matstore.ingest.errors.IngestError`
-naming the file and line before anything is written.
+Each file is one source (keyed by the sha256 of its bytes) ingested in one transaction: the
+source row is claimed (:func:`matstore.crud.claim_source`, which serialises concurrent ingests
+of one file), then frames are read, validated and written in batches with
+:func:`matstore.ingest.copy.write_configurations`, de-duplicated by :func:`configuration_hash`.
+Extended XYZ is streamed through the ``extxyz`` package's C parser
+(:mod:`matstore.ingest.extxyz_reader`), so memory is bounded by one batch, not by the file.
+A malformed file raises an :class:`~matstore.ingest.errors.IngestError` naming the file and
+line, and the transaction is rolled back: nothing of the file is stored.
 
 Units: positions and cell in Å, energy in eV, forces in eV/Å, virial in eV.  When a file
 gives the stress σ (eV/Å³, ASE's sign convention: positive in tension) the virial is
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ import numpy as np
 
 from matstore.hashing import sha256_file
 from matstore.ingest.copy import content_hashes, write_configurations
+from matstore.ingest.extxyz_reader import iter_extxyz
+from matstore.ingest.labels import jsonable, stress_to_virial
 from matstore.ingest.errors import (
     EmptyFileError,
     IngestError,
@@ -86,42 +90,10 @@ def configuration_hash(
     return content_hashes([frame])[0]
 
 
-def stress_to_virial(stress: np.ndarray, volume: float) -> np.ndarray:
-    """Virial W = −V·σ (eV) from the stress σ (eV/Å³).
-
-    Parameters
-    ----------
-    stress : (6,) Voigt (xx, yy, zz, yz, xz, xy) or (3, 3) float, eV/Å³, positive in tension
-    volume : float, Å³
-
-    Returns
-    -------
-    (3, 3) float, eV
-    """
-    s = np.asarray(stress, dtype=float)
-    if s.shape == (6,):
-        xx, yy, zz, yz, xz, xy = s
-        s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    elif s.shape != (3, 3):
-        raise ValueError(f"stress must have shape (6,) or (3, 3), got {s.shape}")
-    return -volume * s
-
-
 # --- frames from ASE and pymatgen ----------------------------------------------------------------
 
 def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if key in _LABEL_KEYS:
-            continue
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        elif isinstance(value, np.generic):
-            value = value.item()
-        elif not isinstance(value, (str, int, float, bool, list, dict, type(None))):
-            value = str(value)
-        out[str(key)] = value
-    return out
+    return {str(key): jsonable(value) for key, value in info.items() if key not in _LABEL_KEYS}
 
 
 def frame_from_atoms(atoms: Any, index: int = 0) -> dict[str, Any]:
@@ -202,105 +174,11 @@ def detect_format(path: Path) -> str:
     return "ase"
 
 
-def _scan_xyz(path: Path, lines: list[str]) -> list[tuple[int, int]]:
-    """(first line, atom count) of every frame of an (ext)xyz file; checks counts and symbols."""
-    from ase.data import atomic_numbers
-
-    frames: list[tuple[int, int]] = []
-    i = 0
-    total = len(lines)
-    while i < total:
-        head = lines[i].strip()
-        if not head:
-            if all(not line.strip() for line in lines[i:]):
-                break
-            raise ParseError("blank line where the atom count of a frame was expected", path=path, line=i + 1)
-        try:
-            natoms = int(head)
-        except ValueError:
-            raise ParseError(f"expected the atom count of frame {len(frames)}, got {head[:40]!r}", path=path, line=i + 1) from None
-        if natoms < 1:
-            raise ParseError(f"frame {len(frames)} declares {natoms} atoms", path=path, line=i + 1)
-        available = total - (i + 2)
-        if available < natoms:
-            got = max(available, 0)
-            raise TruncatedFileError(
-                f"frame {len(frames)} (line {i + 1}) declares {natoms} atoms but the file ends after {got} atom lines",
-                path=path, line=total,
-            )
-        comment = lines[i + 1]
-        check_species = "Properties=" not in comment or "Properties=species:S:1" in comment
-        n_tokens = None
-        for j in range(i + 2, i + 2 + natoms):
-            tokens = lines[j].split()
-            if not tokens:
-                raise TruncatedFileError(f"frame {len(frames)} has a blank line among its {natoms} atom lines", path=path, line=j + 1)
-            if n_tokens is None:
-                n_tokens = len(tokens)
-            elif len(tokens) != n_tokens:
-                raise ParseError(f"atom line has {len(tokens)} fields, the frame's first atom line has {n_tokens}", path=path, line=j + 1)
-            if check_species and tokens[0] not in atomic_numbers:
-                raise UnknownElementError(f"unknown element {tokens[0]!r}", path=path, line=j + 1)
-            if check_species and atomic_numbers[tokens[0]] == 0:
-                raise UnknownElementError(f"{tokens[0]!r} is a dummy atom, not an element", path=path, line=j + 1)
-        frames.append((i + 1, natoms))
-        i += 2 + natoms
-    return frames
-
-
-def _locate_bad_number(path: Path, lines: list[str], start: int, natoms: int) -> int:
-    """Line number of the first atom line of the frame at ``start`` with an unparsable number."""
-    first = lines[start + 1].split()
-    numeric = []
-    for k, token in enumerate(first):
-        try:
-            float(token)
-            numeric.append(k)
-        except ValueError:
-            continue
-    for j in range(start + 1, start + 1 + natoms):
-        tokens = lines[j].split()
-        for k in numeric:
-            try:
-                float(tokens[k])
-            except (ValueError, IndexError):
-                return j + 1
-    # Column types of the first atom line itself: positions must be numbers.
-    for k in range(1, min(4, len(first))):
-        if k not in numeric:
-            return start + 2
-    # No bad number on an atom line: the comment line (Lattice=, Properties=, key=value) is at fault.
-    return start + 1
-
-
-def _read_extxyz(path: Path) -> list[dict[str, Any]]:
-    from ase.io.extxyz import read_xyz
-
-    text = path.read_text(errors="replace")
-    lines = text.splitlines()
-    if not text.strip():
-        raise EmptyFileError("the file is empty", path=path)
-    starts = _scan_xyz(path, lines)
-    if not starts:
-        raise EmptyFileError("the file holds no frames", path=path)
-    frames: list[dict[str, Any]] = []
-    with open(path) as handle:
-        iterator = read_xyz(handle, index=slice(None))
-        for k, (start, natoms) in enumerate(starts):
-            try:
-                atoms = next(iterator)
-            except StopIteration:
-                raise TruncatedFileError(f"frame {k} could not be read", path=path, line=start) from None
-            except Exception as exc:  # noqa: BLE001 - ASE raises many kinds; all mean "malformed"
-                line = _locate_bad_number(path, lines, start, natoms)
-                raise ParseError(f"frame {k}: {exc.__class__.__name__}: {exc}", path=path, line=line) from exc
-            try:
-                frames.append(frame_from_atoms(atoms, k))
-            except ValueError as exc:
-                raise ParseError(f"frame {k}: {exc}", path=path, line=start) from exc
-            # Validated here, where the frame's line is known (read_frames skips extxyz frames).
-            _validate_frame(path, k, frames[-1], start=start)
-    return frames
+def _read_extxyz(path: Path) -> Iterator[dict[str, Any]]:
+    """Frames of an (ext)xyz file through the C parser, each checked where its line is known."""
+    for k, (line, frame) in enumerate(iter_extxyz(path)):
+        _validate_frame(path, k, frame, start=line)
+        yield frame
 
 
 def _read_ase(path: Path, fmt: str | None) -> list[dict[str, Any]]:
@@ -335,6 +213,8 @@ def _read_poscar(path: Path) -> list[dict[str, Any]]:
         poscar = Poscar.from_file(str(path), check_for_potcar=False)
     except Exception as exc:  # noqa: BLE001
         raise ParseError(f"pymatgen could not read the POSCAR: {exc}", path=path) from exc
+    if has_zero_volume(np.array(poscar.structure.lattice.matrix)):
+        raise ParseError("the lattice vectors (lines 3-5, times the scale on line 2) span zero volume", path=path, line=3)
     return [_frame_from_structure(poscar.structure, 0, info={"comment": poscar.comment})]
 
 
@@ -366,26 +246,31 @@ def _read_vasprun(path: Path) -> list[dict[str, Any]]:
     return frames
 
 
-def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
-    """Read every frame of a structure file into frame dicts.
+def iter_frames(path: str | Path, *, format: str | None = None) -> Iterator[dict[str, Any]]:  # noqa: A002
+    """Yield the frames of a structure file, checked; extxyz files are streamed.
+
+    Extended XYZ goes through the ``extxyz`` package's C parser one frame at a time
+    (:func:`matstore.ingest.extxyz_reader.iter_extxyz`), so memory stays bounded whatever the
+    file's size; other formats are read whole by pymatgen or ASE.
 
     Parameters
     ----------
     path
         The file.
     format
-        ``extxyz``, ``cif``, ``poscar``, ``vasprun``, or any ASE format name; default: from
-        the file name (:func:`detect_format`), falling back to ASE's guess.
+        ``extxyz``, ``cif``, ``poscar``, ``vasprun``, or any ASE format name (``ase``: ASE's
+        guess, also for extxyz); default: from the file name (:func:`detect_format`).
 
-    Returns
-    -------
-    list of dict
+    Yields
+    ------
+    dict
         Frame dicts as :func:`matstore.ingest.copy.write_configurations` takes them.
 
     Raises
     ------
     EmptyFileError, TruncatedFileError, ParseError, UnknownElementError, UnsupportedFormatError
-        The message names the file and, for extxyz, the line.
+        The message names the file and, for extxyz and POSCAR, the line.  For extxyz the error
+        comes when the bad frame is reached, after the frames before it were yielded.
     FileNotFoundError
         If ``path`` does not exist.
     """
@@ -395,9 +280,11 @@ def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str
     if path.stat().st_size == 0:
         raise EmptyFileError("the file is empty", path=path)
     fmt = format or detect_format(path)
+    if fmt in ("extxyz", "xyz"):
+        yield from _read_extxyz(path)
+        return
     readers: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
-        "extxyz": _read_extxyz, "xyz": _read_extxyz, "cif": _read_cif, "poscar": _read_poscar,
-        "vasp": _read_poscar, "vasprun": _read_vasprun,
+        "cif": _read_cif, "poscar": _read_poscar, "vasp": _read_poscar, "vasprun": _read_vasprun,
     }
     reader = readers.get(fmt)
     if reader is not None:
@@ -409,10 +296,20 @@ def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str
             raise UnsupportedFormatError(str(exc), path=path) from exc
     if not frames:
         raise EmptyFileError("the file holds no frames", path=path)
-    if reader is not _read_extxyz:
-        for k, frame in enumerate(frames):
-            _validate_frame(path, k, frame)
-    return frames
+    for k, frame in enumerate(frames):
+        _validate_frame(path, k, frame)
+    yield from frames
+
+
+def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
+    """Every frame of a structure file as a list (see :func:`iter_frames`, which streams)."""
+    return list(iter_frames(path, format=format))
+
+
+def has_zero_volume(cell: np.ndarray) -> bool:
+    """Whether the cell vectors (rows of ``cell`` (3, 3), Å) span no volume (to 1e-10 relative)."""
+    scale = float(np.prod(np.linalg.norm(cell, axis=1)))
+    return scale == 0.0 or abs(float(np.linalg.det(cell))) <= 1e-10 * scale
 
 
 def _validate_frame(path: Path, k: int, frame: dict[str, Any], start: int | None = None) -> None:
@@ -447,6 +344,8 @@ def _validate_frame(path: Path, k: int, frame: dict[str, Any], start: int | None
     energy = frame.get("energy")
     if energy is not None and not math.isfinite(energy):
         raise ParseError(f"frame {k}: energy is {energy}", path=path, line=line_of("energy"))
+    if np.all(frame["pbc"]) and has_zero_volume(frame["cell"]):
+        raise ParseError(f"frame {k} is periodic in all three directions but its cell has zero volume", path=path, line=line_of("cell"))
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -482,6 +381,58 @@ class StructureReport:
         return asdict(self)
 
 
+#: Atoms per write batch at most (about 100 MB of frame arrays).
+MAX_BATCH_ATOMS = 1_000_000
+
+
+def _batches(frames: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive lists of at most ``size`` frames and :data:`MAX_BATCH_ATOMS` atoms."""
+    batch: list[dict[str, Any]] = []
+    atoms = 0
+    for frame in frames:
+        batch.append(frame)
+        atoms += len(frame["numbers"])
+        if len(batch) >= size or atoms >= MAX_BATCH_ATOMS:
+            yield batch
+            batch, atoms = [], 0
+    if batch:
+        yield batch
+
+
+def _ingest_new_source(
+    engine: Any, path: Path, fmt: str, run_id: int, report: StructureReport, *,
+    method: str | None, method_kind: str, chunk_size: int,
+) -> None:
+    """Claim the source and stream the file's frames into it, all in one transaction.
+
+    A malformed frame anywhere raises before the commit, so nothing of the file is stored.
+    A concurrent ingest of the same file waits on the claim and then finds it stored.
+    """
+    from sqlalchemy import update
+
+    from matstore import crud
+    from matstore.db import session_scope
+    from matstore.schema import Source
+
+    with session_scope(engine) as session:
+        details = {"format": fmt, "name": path.name}
+        source_id = crud.claim_source(
+            session=session, kind="file", sha256=report.sha256, uri=str(path.resolve()),
+            description=f"structure file ({fmt})", details=details,
+        )
+        if source_id is None:
+            report.status = "already stored"
+            return
+        report.source_id = source_id
+        if method:
+            report.method_id = crud.get_or_create_method(session=session, name=method, kind=method_kind)
+        for batch in _batches(iter_frames(path, format=fmt), max(1, int(chunk_size))):
+            report.frames += len(batch)
+            report.inserted += int(write_configurations(session, batch, source_id, run_id, report.method_id))  # type: ignore[arg-type]
+        report.duplicates = report.frames - report.inserted
+        session.execute(update(Source).where(Source.id == source_id).values(details={**details, "frames": report.frames}))
+
+
 def ingest_structure_file(
     path: str | Path,
     *,
@@ -489,7 +440,7 @@ def ingest_structure_file(
     method: str | None = None,
     method_kind: str = "other",
     format: str | None = None,  # noqa: A002
-    chunk_size: int = 20_000,
+    chunk_size: int = 5_000,
 ) -> StructureReport:
     """Ingest one structure file as one source, in one transaction.
 
@@ -507,7 +458,8 @@ def ingest_structure_file(
     format
         Reader (see :func:`read_frames`).
     chunk_size
-        Frames per ``COPY`` batch.
+        Frames held in memory and written per ``COPY`` (also capped at
+        :data:`MAX_BATCH_ATOMS` atoms), so that memory does not grow with the file.
 
     Returns
     -------
@@ -534,24 +486,7 @@ def ingest_structure_file(
             if crud.find_source(session=session, sha256=sha) is not None:
                 report.status = "already stored"
         if report.status == "inserted":
-            frames = read_frames(path, format=format)
-            report.frames = len(frames)
-            with session_scope(engine) as session:
-                source_id = crud.claim_source(
-                    session=session, kind="file", sha256=sha, uri=str(path.resolve()),
-                    description=f"structure file ({fmt})", details={"format": fmt, "frames": len(frames), "name": path.name},
-                )
-                if source_id is None:
-                    report.status = "already stored"
-                else:
-                    report.source_id = source_id
-                    if method:
-                        report.method_id = crud.get_or_create_method(session=session, name=method, kind=method_kind)
-                    for a in range(0, len(frames), chunk_size):
-                        report.inserted += int(write_configurations(  # type: ignore[arg-type]
-                            session, frames[a:a + chunk_size], source_id, run.id, report.method_id
-                        ))
-                    report.duplicates = report.frames - report.inserted
+            _ingest_new_source(engine, path, fmt, run.id, report, method=method, method_kind=method_kind, chunk_size=chunk_size)
         if report.status == "already stored":
             run.status = "skipped"
         run.summary = report.to_dict()

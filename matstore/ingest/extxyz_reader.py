@@ -1,0 +1,369 @@
+"""Stream the frames of an extended XYZ file through the ``extxyz`` package's C parser.
+
+The C parser (libAtoms/extxyz, ``extxyz.cextxyz``; Kermode et al., https://github.com/libAtoms/extxyz)
+reads a frame's comment line with the extxyz key=value grammar and its atom lines with a
+validating tokenizer, about 4× faster than ASE's Python reader.  Frames are read one at a time
+from a C ``FILE*``, so memory does not grow with the file.
+
+What Python adds around it:
+
+- **Guards.** The atom count of every frame is read here first (extxyz 0.4.6 crashes the
+  process on a count of 0 or one that overflows ``int``), and a parse that stops early is
+  checked against the rest of the file, so a truncated last frame or a blank line between
+  frames is an error, not a silent end of file.
+- **Line numbers.** Frames take ``natoms + 2`` lines, so the first line of every frame is
+  known without a pre-scan.  Only when the C parser fails are the lines of that one frame
+  re-read (:func:`_diagnose`) to name the line and the reason.
+- **The comment line.** A line the extxyz grammar rejects is refused when it holds ``=`` or a
+  quote (a corrupt key=value header: storing the frame would drop its cell, pbc, energy and
+  force columns); free text without them is a plain-XYZ title, read with the default
+  ``Properties=species:S:1:pos:R:3``, no cell and no periodicity, as ASE reads it.
+- **Labels.** ``energy`` (else ``free_energy``), ``forces`` (or libAtoms' ``force``),
+  ``virial`` and ``stress`` are taken as in :func:`matstore.ingest.structures.frame_from_atoms`
+  (same numbers bit for bit, so content hashes agree with files ingested through ASE); when a
+  frame has none of them, the same keys with the prefix ``REF_`` (MACE's convention, what
+  ``matstore export structures`` writes) are read instead.
+
+Units: positions and cell in Å, energy in eV, forces in eV/Å, virial in eV, stress in eV/Å³
+(positive in tension, ASE's convention); the virial from a stress is W = −V·σ.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from matstore.ingest.errors import EmptyFileError, ParseError, TruncatedFileError, UnknownElementError
+from matstore.ingest.labels import jsonable, stress_to_virial
+
+#: Per-frame keys that are labels (stored in columns), not metadata; with and without ``REF_``.
+LABEL_KEYS = ("energy", "free_energy", "forces", "force", "virial", "stress")
+_LABEL_PREFIXES = ("", "REF_")
+_STRUCTURE_KEYS = ("Lattice", "Properties", "pbc")
+_PLAIN_XYZ_PROPERTIES = "Properties=species:S:1:pos:R:3"
+_ATOM_LINE = re.compile(r"atom line (\d+)")
+_BAD_FIELD = re.compile(r"invalid field '(.*)' for property '(\w+)' on atom line (\d+)")
+_COLUMN_NAMES = {"pos": "positions", "species": "species", "Z": "numbers"}
+_MIN_ATOM_LINE_BYTES = 2  # a count larger than the bytes left / 2 cannot fit: truncated
+
+
+def _numbers_of_species(species: np.ndarray, cache: dict[bytes, np.ndarray]) -> np.ndarray | int:
+    """Atomic numbers (N,) of chemical symbols (N,); the index of the first unknown symbol if any."""
+    key = species.tobytes()
+    numbers = cache.get(key)
+    if numbers is not None:
+        return numbers
+    from ase.data import atomic_numbers
+
+    symbols, inverse = np.unique(species, return_inverse=True)
+    z = np.array([atomic_numbers.get(str(s), 0) for s in symbols], dtype=np.int64)
+    numbers = z[inverse.reshape(-1)]
+    if np.any(numbers == 0):
+        return int(np.flatnonzero(numbers == 0)[0])
+    if len(cache) > 4096:
+        cache.clear()
+    cache[key] = numbers
+    return numbers
+
+
+def _as_matrix(value: Any, name: str) -> np.ndarray:
+    """A 3×3 float matrix from the parser's value (3×3, or 9 numbers in column order as ASE reads them)."""
+    arr = np.asarray(value, dtype=float)
+    if arr.shape == (9,):
+        arr = arr.reshape((3, 3), order="F")
+    if arr.shape != (3, 3):
+        raise ValueError(f"{name} must have 9 numbers, got {arr.size}")
+    return arr
+
+
+def _voigt(stress: Any) -> np.ndarray:
+    """Stress as ASE's calculator holds it: Voigt (xx, yy, zz, yz, xz, xy), eV/Å³."""
+    arr = np.asarray(stress, dtype=float)
+    if arr.shape == (6,):
+        return arr
+    if arr.size != 9:
+        raise ValueError(f"stress must have 6 (Voigt) or 9 numbers, got {arr.size}")
+    s = _as_matrix(arr, "stress")
+    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+def _label_prefix(info: dict[str, Any], arrays: dict[str, Any]) -> str:
+    for prefix in _LABEL_PREFIXES:
+        if any(prefix + key in info or prefix + key in arrays for key in LABEL_KEYS):
+            return prefix
+    return ""
+
+
+def _number(value: Any, what: str) -> float:
+    """A float from a parsed scalar (the parser leaves ``nan``/``inf`` and typos as strings)."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, np.ndarray):
+        raise ValueError(f"{what} must be one number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is not a number: {value!r}") from None
+
+
+def _labels(info: dict[str, Any], arrays: dict[str, Any], cell: np.ndarray, prefix: str) -> dict[str, Any]:
+    """energy (eV), forces (N, 3) eV/Å and virial (3, 3) eV of one frame, ``None`` where absent."""
+    energy = info.get(prefix + "energy", info.get(prefix + "free_energy"))
+    forces = arrays.get(prefix + "forces", arrays.get(prefix + "force"))
+    virial = info.get(prefix + "virial")
+    stress = info.get(prefix + "stress")
+    if virial is not None:
+        virial = _as_matrix(virial, "virial")
+    elif stress is not None:
+        volume = abs(float(np.linalg.det(cell)))
+        if volume == 0.0:
+            raise ValueError("the frame has a stress but its cell has no volume")
+        virial = stress_to_virial(_voigt(stress), volume)
+    return {
+        "energy": None if energy is None else _number(energy, "energy"),
+        "forces": None if forces is None else np.asarray(forces, dtype=float),
+        "virial": virial,
+    }
+
+
+def _metadata(info: dict[str, Any], prefix: str, index: int) -> dict[str, Any]:
+    """JSON-ready per-frame metadata: every comment-line key but structure and label keys."""
+    skip = set(_STRUCTURE_KEYS) | {prefix + key for key in LABEL_KEYS}
+    meta = {str(k): jsonable(v) for k, v in info.items() if k not in skip}
+    meta["frame"] = index
+    energy, free = info.get(prefix + "energy"), info.get(prefix + "free_energy")
+    if energy is not None and free is not None and free != energy:
+        meta.setdefault("free_energy", jsonable(free))
+    return meta
+
+
+def frame_from_parsed(
+    info: dict[str, Any], arrays: dict[str, Any], index: int, species_cache: dict[bytes, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """A frame dict (see :func:`matstore.ingest.copy.write_configurations`) from the C parser's output.
+
+    Parameters
+    ----------
+    info
+        Per-frame dict from ``extxyz.cextxyz.read_frame_dicts`` (``Lattice`` 3×3 with the cell
+        vectors as columns, ``pbc``, labels, metadata).
+    arrays
+        Per-atom dict (``species`` (N,) or ``Z`` (N,), ``pos`` (N, 3) Å, ``forces`` (N, 3) eV/Å, ...).
+    index
+        0-based frame index (stored as ``info['frame']``).
+    species_cache
+        Symbols → numbers cache shared across frames.
+
+    Returns
+    -------
+    dict
+        ``numbers`` (N,) int64, ``positions`` (N, 3) Å, ``cell`` (3, 3) Å (rows are vectors),
+        ``pbc`` (3,) bool, ``energy`` eV or None, ``forces`` (N, 3) eV/Å or None, ``virial``
+        (3, 3) eV or None, ``info`` dict.
+
+    Raises
+    ------
+    ValueError
+        For a bad Lattice, label or missing column (the caller adds file and line).
+    UnknownElementError
+        With ``line`` set to the 0-based atom index of the first unknown symbol.
+    """
+    lattice = info.get("Lattice")
+    cell = np.zeros((3, 3)) if lattice is None else _as_matrix(lattice, "Lattice").T.copy()
+    pbc_value = info.get("pbc", lattice is not None)
+    pbc = np.broadcast_to(np.asarray(pbc_value, dtype=bool), (3,)).copy()
+    if "pos" not in arrays:
+        raise ValueError("the frame has no pos column")
+    if "species" in arrays:
+        numbers = _numbers_of_species(arrays["species"], {} if species_cache is None else species_cache)
+        if isinstance(numbers, int):
+            raise UnknownElementError(f"unknown element {str(arrays['species'][numbers])!r}", line=numbers)
+    elif "Z" in arrays:
+        numbers = np.asarray(arrays["Z"], dtype=np.int64).reshape(-1)
+    else:
+        raise ValueError("the frame has neither a species nor a Z column")
+    prefix = _label_prefix(info, arrays)
+    return {
+        "numbers": numbers,
+        "positions": np.asarray(arrays["pos"], dtype=float),
+        "cell": cell,
+        "pbc": pbc,
+        **_labels(info, arrays, cell, prefix),
+        "info": _metadata(info, prefix, index),
+    }
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+class _Cursor:
+    """Where the reader is: byte offset, 1-based line and index of the next frame."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.pos = 0
+        self.line = 1
+        self.frame = 0
+
+
+def _rest_is_blank(peek: BinaryIO, pos: int, block: int = 1 << 20) -> bool:
+    peek.seek(pos)
+    while data := peek.read(block):
+        if data.strip():
+            return False
+    return True
+
+
+def _read_lines(peek: BinaryIO, pos: int, count: int) -> list[str]:
+    """Up to ``count`` lines from byte ``pos`` (fewer at the end of the file)."""
+    peek.seek(pos)
+    lines = []
+    for _ in range(count):
+        raw = peek.readline()
+        if not raw:
+            break
+        lines.append(raw.decode(errors="replace"))
+    return lines
+
+
+def _atom_count(peek: BinaryIO, at: _Cursor) -> int | None:
+    """The atom count of the frame at ``at``; ``None`` at the end of the file."""
+    peek.seek(at.pos)
+    head = peek.readline().strip()
+    if not head:
+        if _rest_is_blank(peek, at.pos):
+            return None
+        raise ParseError("blank line where the atom count of a frame was expected", path=at.path, line=at.line)
+    try:
+        natoms = int(head)
+    except ValueError:
+        text = head.decode(errors="replace")
+        raise ParseError(f"expected the atom count of frame {at.frame}, got {text[:40]!r}", path=at.path, line=at.line) from None
+    if natoms < 1:
+        raise ParseError(f"frame {at.frame} declares {natoms} atoms", path=at.path, line=at.line)
+    if natoms > (at.size - at.pos) // _MIN_ATOM_LINE_BYTES:
+        _diagnose(peek, at, natoms, "")
+    return natoms
+
+
+def _diagnose(peek: BinaryIO, at: _Cursor, natoms: int, message: str) -> None:
+    """Re-read the lines of the frame at ``at`` that failed to parse and raise the error they show."""
+    lines = _read_lines(peek, at.pos, natoms + 2)
+    k, first = at.frame, at.line
+    if len(lines) < natoms + 2:
+        got = max(len(lines) - 2, 0)
+        raise TruncatedFileError(
+            f"frame {k} (line {first}) declares {natoms} atoms but the file ends after {got} atom lines",
+            path=at.path, line=first + len(lines) - 1,
+        )
+    for j, line in enumerate(lines[2:]):
+        if not line.strip():
+            raise TruncatedFileError(f"frame {k} has a blank line among its {natoms} atom lines", path=at.path, line=first + 2 + j)
+    bad = _BAD_FIELD.search(message)
+    if bad:
+        field, column, atom = bad.group(1), _COLUMN_NAMES.get(bad.group(2), bad.group(2)), int(bad.group(3))
+        try:
+            finite = np.isfinite(float(field))
+        except ValueError:
+            finite = True
+        reason = f"{column} has non-finite values" if not finite else f"invalid number {field!r} in column {column!r}"
+        raise ParseError(f"frame {k}: {reason}", path=at.path, line=first + 2 + atom)
+    atom = _ATOM_LINE.search(message)
+    line = first + 2 + int(atom.group(1)) if atom else first + 1
+    raise ParseError(f"frame {k}: {message or 'could not be read'}", path=at.path, line=line)
+
+
+def _read_plain_xyz(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int, message: str) -> tuple[int, dict, dict]:
+    """Read a frame whose comment line the extxyz grammar rejected, as plain XYZ if it is free text."""
+    from extxyz import cextxyz
+
+    comment = _read_lines(peek, at.pos, 2)[-1].strip()
+    if "=" in comment or '"' in comment or "'" in comment:
+        raise ParseError(
+            f"frame {at.frame}: the comment line is not valid extended XYZ key=value pairs ({message}); "
+            "refusing to read the frame without its Lattice, pbc, energy and Properties",
+            path=at.path, line=at.line + 1,
+        )
+    cextxyz.cfseek(fp, at.pos, 0)
+    nat, info, arrays = cextxyz.read_frame_dicts(fp, comment=_PLAIN_XYZ_PROPERTIES)
+    info.pop("Properties", None)
+    if comment:
+        info["comment"] = comment
+    return nat, info, arrays
+
+
+def _read_one(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int) -> tuple[int, dict, dict]:
+    from extxyz import cextxyz
+
+    try:
+        nat, info, arrays = cextxyz.read_frame_dicts(fp)
+    except cextxyz.ExtXYZError as exc:
+        message = str(exc)
+        if not message.startswith("Failed to parse string"):
+            _diagnose(peek, at, natoms, message)
+        try:
+            nat, info, arrays = _read_plain_xyz(fp, peek, at, natoms, message)
+        except cextxyz.ExtXYZError as again:
+            _diagnose(peek, at, natoms, str(again))
+    except EOFError:
+        _diagnose(peek, at, natoms, "")
+    if nat != natoms:
+        raise ParseError(f"frame {at.frame}: the parser read {nat} atoms, the count line says {natoms}", path=at.path, line=at.line)
+    return nat, info, arrays
+
+
+def _checked_frame(at: _Cursor, info: dict, arrays: dict, cache: dict[bytes, np.ndarray]) -> dict[str, Any]:
+    try:
+        return frame_from_parsed(info, arrays, at.frame, cache)
+    except UnknownElementError as exc:
+        raise UnknownElementError(exc.reason, path=at.path, line=at.line + 2 + (exc.line or 0)) from None
+    except ValueError as exc:
+        raise ParseError(f"frame {at.frame}: {exc}", path=at.path, line=at.line + 1) from exc
+
+
+def iter_extxyz(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line, frame)`` for every frame of an extended XYZ file, streaming.
+
+    Parameters
+    ----------
+    path
+        An extended (or plain) XYZ file.
+
+    Yields
+    ------
+    line : int
+        1-based line of the frame's atom count.
+    frame : dict
+        As :func:`frame_from_parsed` returns it (not yet checked for shapes and finiteness).
+
+    Raises
+    ------
+    EmptyFileError, TruncatedFileError, ParseError, UnknownElementError
+        Naming the file and the line, raised when the reader reaches the bad frame (frames
+        before it have been yielded already: callers that write must do so in a transaction).
+    """
+    from extxyz import cextxyz
+
+    at = _Cursor(Path(path))
+    fp = cextxyz.cfopen(str(at.path), "r")
+    if not fp:
+        raise FileNotFoundError(f"{at.path}: cannot be opened")
+    cache: dict[bytes, np.ndarray] = {}
+    try:
+        with open(at.path, "rb") as peek:
+            while (natoms := _atom_count(peek, at)) is not None:
+                _, info, arrays = _read_one(fp, peek, at, natoms)
+                frame = _checked_frame(at, info, arrays, cache)
+                yield at.line, frame
+                at.pos = cextxyz.cftell(fp)
+                at.line += natoms + 2
+                at.frame += 1
+    finally:
+        cextxyz.cfclose(fp)
+    if at.frame == 0:
+        raise EmptyFileError("the file is empty", path=at.path)
+
+
+__all__ = ["LABEL_KEYS", "frame_from_parsed", "iter_extxyz"]
