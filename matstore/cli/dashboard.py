@@ -1,9 +1,13 @@
-"""``matstore dashboard``: start the Streamlit dashboard (read-only) on the configured store."""
+"""``matstore dashboard``: start the Streamlit dashboard (read-only) on the configured store.
+
+The command replaces its own process with Streamlit's (:func:`os.execvpe`): there is no
+parent left to orphan the server, and SIGTERM/SIGINT sent to the ``matstore dashboard`` pid
+reach the Streamlit server itself, which stops and frees the port.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import typer
@@ -57,11 +61,10 @@ def dashboard_command(
 
             resolve_url()
     console.print(f"matstore dashboard on [bold]http://{host}:{port}[/] (Ctrl-C stops it)")
-    try:
-        code = subprocess.call(streamlit_command(host=host, port=port), env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    command = streamlit_command(host=host, port=port)
+    console.file.flush()
+    # exec, not a child process: signals to this pid reach Streamlit, nothing is orphaned.
+    os.execvpe(command[0], command, env)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ navigation = st.navigation(
         "Properties": [
             st.Page(PAGES / "bulk.py", title="Bulk properties", icon=":material/scatter_plot:"),
             st.Page(PAGES / "surfaces.py", title="Surfaces", icon=":material/hexagon:"),
+            st.Page(PAGES / "compare.py", title="Compare methods", icon=":material/compare:"),
             st.Page(PAGES / "provenance.py", title="Provenance", icon=":material/fingerprint:"),
         ],
         "Models": [

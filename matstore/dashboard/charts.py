@@ -80,30 +80,60 @@ def job_status_bars(counts: pd.DataFrame) -> go.Figure:
 
 # --- bulk properties ----------------------------------------------------------------------
 
-def property_scatter(pairs: pd.DataFrame, *, x_name: str, y_name: str) -> go.Figure:
-    """Scatter of one bulk property against another, coloured by material.
+#: Marker of a value that failed validation (kept with its flag at ingest).
+FLAG_COLOUR = "#d62728"
+FLAGGED_TRACE = "flagged values"
+
+
+def pearson_r(x: pd.Series, y: pd.Series) -> float | None:
+    """Pearson correlation coefficient of two columns, ``None`` below 3 points or without spread."""
+    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
+        return None
+    return float(np.corrcoef(x.astype(float), y.astype(float))[0, 1])
+
+
+def property_scatter(pairs: pd.DataFrame, *, x_name: str, y_name: str, show_flagged: bool = True,
+                     flagged_in_r: bool = False) -> go.Figure:
+    """Scatter of one bulk property against another, coloured by material, flagged values marked.
 
     Parameters
     ----------
     pairs:
         Output of :func:`matstore.dashboard.queries.bulk_pair` (``material, method, x, y,
-        x_unit, y_unit``); each point is one material × method (interatomic potential).
+        x_unit, y_unit, x_flag, y_flag`` and optionally ``source``); each point is one
+        material × method (interatomic potential).
     x_name, y_name:
         Property names for the axis titles.
+    show_flagged:
+        Draw points with a flagged x or y value (ringed in red, the flag in the hover).
+    flagged_in_r:
+        Include flagged points in the Pearson r of the title (default: left out, said so).
     """
     if pairs.empty:
         return _empty(f"no material × method has both {x_name} and {y_name}")
+    flag_x = pairs["x_flag"] if "x_flag" in pairs else pd.Series(None, index=pairs.index)
+    flag_y = pairs["y_flag"] if "y_flag" in pairs else pd.Series(None, index=pairs.index)
+    pairs = pairs.assign(flag=flag_x.fillna(flag_y).fillna(""), status=np.where(flag_x.notna() | flag_y.notna(),
+                                                                                 "flagged", "passed"))
+    flagged = pairs["status"] == "flagged"
+    drawn = pairs if show_flagged else pairs[~flagged]
+    hover = {c: True for c in ("method", "source", "flag") if c in drawn.columns}
     x_title = with_unit(x_name, pairs["x_unit"].iloc[0])
     y_title = with_unit(y_name, pairs["y_unit"].iloc[0])
-    fig = px.scatter(
-        pairs, x="x", y="y", color="material", hover_data={"method": True, "material": True},
-        labels={"x": x_title, "y": y_title}, render_mode="webgl" if len(pairs) > 2000 else "auto",
-    )
-    if len(pairs) >= 3 and pairs["x"].nunique() > 1:
-        r = float(np.corrcoef(pairs["x"], pairs["y"])[0, 1])
-        fig.update_layout(title=f"{len(pairs)} material × method pairs, Pearson r = {r:.3f}")
+    fig = px.scatter(drawn, x="x", y="y", color="material", hover_data=hover, labels={"x": x_title, "y": y_title},
+                     render_mode="webgl" if len(drawn) > 2000 else "auto")
     fig.update_traces(marker={"size": 9, "line": {"width": 0.5, "color": "white"}})
-    fig.update_layout(height=480, margin={"t": 50})
+    if show_flagged and flagged.any():
+        marked = pairs[flagged]
+        fig.add_trace(go.Scatter(x=marked["x"], y=marked["y"], mode="markers", name=FLAGGED_TRACE,
+                                 marker={"size": 16, "symbol": "circle-open", "color": FLAG_COLOUR, "line": {"width": 2}},
+                                 text=marked["method"] + "<br>" + marked["flag"],
+                                 hovertemplate="%{text}<extra>flagged</extra>"))
+    used = pairs if flagged_in_r else pairs[~flagged]
+    r = pearson_r(used["x"], used["y"])
+    left_out = "" if flagged_in_r or not flagged.any() else f"; {int(flagged.sum())} flagged left out"
+    title = f"{len(used)} material × method pairs" + (f", Pearson r = {r:.3f}" if r is not None else "") + left_out
+    fig.update_layout(title=title, height=480, margin={"t": 50})
     return fig
 
 
@@ -128,8 +158,9 @@ def surface_wide(values: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``surface_id, orientation, miller_h, miller_k, miller_l, theta_deg, phi_deg, normal_x,
-        normal_y, normal_z`` and one column per property name (values in the canonical unit,
-        see :func:`surface_units`), sorted by θ then φ.
+        normal_y, normal_z``, one column per property name (values in the canonical unit,
+        see :func:`surface_units`) and ``<property>_flag`` where a value of it is flagged,
+        sorted by θ then φ.
     """
     keys = ["surface_id", "miller_h", "miller_k", "miller_l", "theta_deg", "phi_deg",
             "normal_x", "normal_y", "normal_z"]
@@ -137,6 +168,10 @@ def surface_wide(values: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["orientation", *keys])
     geometry = values[keys].drop_duplicates("surface_id").set_index("surface_id")
     table = values.pivot_table(index="surface_id", columns="property", values="value", aggfunc="first")
+    if "flag" in values.columns and values["flag"].notna().any():
+        flags = values.dropna(subset=["flag"]).pivot_table(index="surface_id", columns="property", values="flag",
+                                                           aggfunc="first")
+        table = table.join(flags.add_suffix("_flag"))
     wide = geometry.join(table).reset_index()
     wide.insert(0, "orientation", wide.apply(orientation_label, axis=1))
     return wide.sort_values(["theta_deg", "phi_deg"]).reset_index(drop=True)
@@ -150,7 +185,10 @@ def surface_units(values: pd.DataFrame) -> dict[str, str]:
 
 
 def surface_bars(wide: pd.DataFrame, units: dict[str, str]) -> go.Figure:
-    """γ, τ and S per orientation as three bar panels (each in its own unit)."""
+    """γ, τ and S per orientation as bar panels (each in its own unit); flagged bars in red.
+
+    ``wide`` may carry ``<property>_flag`` columns (see :func:`surface_wide`).
+    """
     present = [(name, sym) for name, sym in SURFACE_COLUMNS if name in wide.columns]
     if wide.empty or not present:
         return _empty("no surface energy, stress or stiffness for this material and method")
@@ -158,8 +196,12 @@ def surface_bars(wide: pd.DataFrame, units: dict[str, str]) -> go.Figure:
                         subplot_titles=[with_unit(f"{sym} {name.replace('_', ' ')}", units.get(name))
                                         for name, sym in present])
     for i, (name, _sym) in enumerate(present, start=1):
+        flags = wide.get(f"{name}_flag", pd.Series("", index=wide.index)).fillna("")
+        colours = np.where(flags != "", FLAG_COLOUR, "#1f77b4")
         fig.add_trace(go.Bar(x=wide["orientation"], y=wide[name], name=name, showlegend=False,
-                             hovertemplate="%{x}: %{y:.4g} " + unit_label(units.get(name)) + "<extra></extra>"),
+                             marker={"color": list(colours)}, customdata=flags,
+                             hovertemplate="%{x}: %{y:.4g} " + unit_label(units.get(name))
+                             + "<br>%{customdata}<extra></extra>"),
                       row=1, col=i)
     fig.update_layout(height=360, margin={"t": 40, "b": 10})
     return fig
@@ -264,7 +306,10 @@ def wulff_shape(
 
     Uses :class:`pymatgen.analysis.wulff.WulffShape` on the conventional cubic lattice of
     edge ``lattice_constant`` with the surface energies of the surfaces that have a Miller
-    index (orientations given only by angles are left out).
+    index (orientations given only by angles, and flagged values, are left out).  The figure
+    is drawn with two traces (all facets in one ``Mesh3d`` coloured by γ, all facet edges in
+    one ``Scatter3d``) instead of pymatgen's one mesh per facet, so that a shape with a
+    hundred facets renders in a browser in well under a second.
 
     Parameters
     ----------
@@ -276,10 +321,11 @@ def wulff_shape(
     Returns
     -------
     figure:
-        pymatgen's Plotly figure of the shape.
+        The shape, facets coloured by surface energy (J/m²), hover: Miller index and γ.
     metrics:
-        ``shape_factor``, ``anisotropy``, ``weighted_surface_energy`` (J/m²),
-        ``effective_radius`` (Å), ``area_fraction`` ({"(h,k,l)": fraction}) and ``n_facets_used``.
+        ``shape_factor`` (pymatgen's surface area / volume^(2/3), dimensionless),
+        ``anisotropy``, ``weighted_surface_energy`` (J/m²), ``effective_radius`` (Å),
+        ``area_fraction`` ({"(h,k,l)": fraction}) and ``n_facets_used``.
 
     Raises
     ------
@@ -290,13 +336,13 @@ def wulff_shape(
     from pymatgen.core import Lattice
 
     usable = surfaces.dropna(subset=["miller_h", energy_column]) if energy_column in surfaces else surfaces.iloc[0:0]
+    if f"{energy_column}_flag" in usable.columns:
+        usable = usable[usable[f"{energy_column}_flag"].isna()]
     usable = usable[usable[energy_column] > 0]
     if usable.empty:
-        raise ValueError("no surface with a Miller index and a positive surface energy")
+        raise ValueError("no surface with a Miller index and a positive, unflagged surface energy")
     miller = [(int(r.miller_h), int(r.miller_k), int(r.miller_l)) for r in usable.itertuples()]
     shape = WulffShape(Lattice.cubic(float(lattice_constant)), miller, usable[energy_column].astype(float).tolist())
-    fig = shape.get_plotly()
-    fig.update_layout(height=520, margin={"t": 20, "l": 0, "r": 0, "b": 0})
     metrics = {
         "shape_factor": float(shape.shape_factor),
         "anisotropy": float(shape.anisotropy),
@@ -305,12 +351,74 @@ def wulff_shape(
         "area_fraction": {"(" + ",".join(map(str, hkl)) + ")": float(v) for hkl, v in shape.area_fraction_dict.items()},
         "n_facets_used": len(miller),
     }
-    return fig, metrics
+    return _wulff_figure(shape), metrics
+
+
+def _wulff_figure(shape: Any) -> go.Figure:
+    """Facets of a pymatgen ``WulffShape`` as one Mesh3d and their edges as one Scatter3d."""
+    vertices, faces, energy, labels = [], [], [], []
+    edge_x: list[float | None] = []
+    edge_y: list[float | None] = []
+    edge_z: list[float | None] = []
+    for facet in shape.facets:
+        if not facet.points:
+            continue
+        hkl = "(" + ",".join(str(i) for i in shape.miller_list[facet.index]) + ")"
+        for triangle in facet.points:
+            start = len(vertices)
+            vertices.extend(np.asarray(triangle, dtype=float))
+            faces.append((start, start + 1, start + 2))
+            energy.extend([facet.e_surf] * 3)
+            labels.extend([hkl] * 3)
+        line = np.asarray(shape.get_line_in_facet(facet), dtype=float)
+        for a, b in zip(line[0::2], line[1::2], strict=False):
+            edge_x += [a[0], b[0], None]
+            edge_y += [a[1], b[1], None]
+            edge_z += [a[2], b[2], None]
+    xyz, ijk = np.asarray(vertices), np.asarray(faces)
+    fig = go.Figure([
+        go.Mesh3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], i=ijk[:, 0], j=ijk[:, 1], k=ijk[:, 2],
+                  intensity=energy, intensitymode="vertex", colorscale="PuBu", flatshading=True, name="facets",
+                  colorbar={"title": {"text": "γ (J/m²)"}}, text=labels,
+                  hovertemplate="%{text}: γ = %{intensity:.4g} J/m²<extra></extra>"),
+        go.Scatter3d(x=edge_x, y=edge_y, z=edge_z, mode="lines", line={"color": "black", "width": 2},
+                     hoverinfo="skip", showlegend=False, name="edges"),
+    ])
+    axis = {"visible": False}
+    fig.update_layout(height=480, margin={"t": 10, "l": 0, "r": 0, "b": 0},
+                      scene={"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "data"})
+    return fig
+
+
+def method_comparison(values: pd.DataFrame, *, prop: str) -> go.Figure:
+    """One surface property per orientation, one bar group per method (side by side).
+
+    Parameters
+    ----------
+    values:
+        Output of :func:`matstore.dashboard.queries.surface_comparison` with an
+        ``orientation`` column added (and optionally ``source``).
+    prop:
+        Property name for the axis title.
+    """
+    if values.empty:
+        return _empty(f"no {prop} values for these methods")
+    unit = values["unit"].iloc[0]
+    order = values.sort_values(["theta_deg", "phi_deg"])["orientation"].drop_duplicates().tolist()
+    data = values.assign(flag=values["flag"].fillna(""),
+                         pattern=np.where(values["flag"].notna(), "flagged", "passed"))
+    fig = px.bar(data, x="orientation", y="value", color="method", barmode="group", pattern_shape="pattern",
+                 pattern_shape_map={"passed": "", "flagged": "x"}, category_orders={"orientation": order},
+                 hover_data={c: True for c in ("source", "flag") if c in data.columns},
+                 labels={"value": with_unit(prop.replace("_", " "), unit), "orientation": "orientation"})
+    fig.update_layout(height=440, margin={"t": 30}, legend={"title": "method"})
+    return fig
 
 
 # --- equations ----------------------------------------------------------------------------
 
-def pareto_front(front: pd.DataFrame, *, selected: int | None, unit: str | None = None) -> go.Figure:
+def pareto_front(front: pd.DataFrame, *, selected: int | None, loss_title: str = "loss",
+                 title: str | None = None) -> go.Figure:
     """Loss against complexity of the candidate equations, the selected one marked.
 
     Parameters
@@ -319,6 +427,10 @@ def pareto_front(front: pd.DataFrame, *, selected: int | None, unit: str | None 
         ``complexity, loss`` and optionally ``text`` per candidate.
     selected:
         Row position of the selected equation in ``front`` (``None``: unknown).
+    loss_title:
+        Axis title of the loss with its unit, e.g. ``training MSE ((J/m²)²)``.
+    title:
+        Figure title (e.g. which front this is).
     """
     if front.empty or not {"complexity", "loss"} <= set(front.columns):
         return _empty("no Pareto front stored")
@@ -331,9 +443,9 @@ def pareto_front(front: pd.DataFrame, *, selected: int | None, unit: str | None 
         fig.add_trace(go.Scatter(x=chosen["complexity"], y=chosen["loss"], mode="markers", name="selected",
                                  marker={"size": 16, "symbol": "star", "color": "#d62728"}))
     positive = bool((front["loss"] > 0).all())
-    fig.update_yaxes(type="log" if positive else "linear", title=with_unit("loss", unit) if unit else "loss")
+    fig.update_yaxes(type="log" if positive else "linear", title=loss_title)
     fig.update_xaxes(title="complexity")
-    fig.update_layout(height=380, margin={"t": 30})
+    fig.update_layout(height=380, margin={"t": 40 if title else 30}, title=title)
     return fig
 
 

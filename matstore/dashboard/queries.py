@@ -507,28 +507,36 @@ def bulk_comparison(*, material_id: int, method_ids: tuple[int, ...]) -> pd.Data
 
 
 @_cache
-def feature_choices(*, names: tuple[str, ...]) -> pd.DataFrame:
+def feature_choices(*, names: tuple[str, ...], version_id: int | None = None) -> pd.DataFrame:
     """Material × method pairs with stored bulk values of ``names``, most complete first.
+
+    Parameters
+    ----------
+    names : bulk property names (an equation's features)
+    version_id : pairs among this equation version's training rows come first
 
     Returns
     -------
     pandas.DataFrame
-        ``material_id, material, method_id, method, n_features`` (how many of ``names`` are stored).
+        ``material_id, material, method_id, method, n_features, trained`` (how many of
+        ``names`` are stored; whether the pair is in the version's training data).
     """
     return _frame(
         """
         SELECT p.material_id, m.formula AS material, p.method_id, me.name AS method,
-               count(DISTINCT p.definition_id) AS n_features
+               count(DISTINCT p.definition_id) AS n_features,
+               EXISTS (SELECT 1 FROM equation_prediction ep WHERE ep.version_id = :version_id
+                       AND ep.material_id = p.material_id AND ep.method_id = p.method_id) AS trained
         FROM bulk_property p
         JOIN property_definition d ON d.id = p.definition_id
         JOIN material m ON m.id = p.material_id
         JOIN method me ON me.id = p.method_id
         WHERE d.name = ANY(:names)
         GROUP BY p.material_id, m.formula, p.method_id, me.name
-        ORDER BY count(DISTINCT p.definition_id) DESC, m.formula, me.name
+        ORDER BY count(DISTINCT p.definition_id) DESC, 6 DESC, m.formula, me.name
         LIMIT :limit
         """,
-        {"names": list(names), "limit": MAX_ROWS},
+        {"names": list(names), "limit": MAX_ROWS, "version_id": None if version_id is None else int(version_id)},
     )
 
 

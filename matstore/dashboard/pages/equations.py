@@ -1,7 +1,10 @@
-"""Equations: models, versions and lineage, Pareto front, parity, orientation function, prediction.
+"""Equations: models, versions and lineage, Pareto fronts, parity, orientation function g,
+validation report and prediction.
 
 Stored expressions are rebuilt with :func:`matstore.dashboard.expressions.parse_srepr` (no
-``eval``); nothing from :mod:`matstore.models` is imported.
+``eval``).  Constants are shown with 4 significant digits (the store keeps full precision);
+R² is dimensionless, RMSE and residual σ carry the target unit, training losses its square.
+The model and version are kept in the URL.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from matstore.dashboard import charts, expressions, queries
+from matstore.dashboard import charts, expressions, labels, queries, reports, state
+from matstore.dashboard.orientation_g import read_orientation_function, triangle_grid
 
 st.title("Equations")
 
@@ -19,9 +23,12 @@ if models.empty:
     st.info("No equation models yet: fit one with `matstore models fit`.")
     st.stop()
 
-model_labels = {int(r.id): f"{r.name} → {r.target} ({charts.unit_label(r.target_unit)}), {int(r.n_versions)} versions"
-                for r in models.itertuples()}
-model_id = st.selectbox("Model", list(model_labels), format_func=model_labels.get)
+model_labels = {int(r.id): f"{r.name} → {r.target} ({charts.unit_label(r.target_unit) or 'dimensionless'}), "
+                f"{int(r.n_versions)} versions" for r in models.itertuples()}
+model_ids = list(model_labels)
+model_id = st.selectbox("Model", model_ids, format_func=model_labels.get,
+                        index=state.index_of(model_ids, state.get_int("model")))
+state.keep("model", model_id)
 model = models.set_index("id").loc[model_id]
 if model["description"]:
     st.caption(model["description"])
@@ -32,45 +39,63 @@ if versions.empty:
     st.stop()
 version_labels = {int(r.id): f"v{int(r.version)}" + (f" ({r.aliases})" if r.aliases else "")
                   for r in versions.itertuples()}
-version_id = st.radio("Version", list(version_labels), format_func=version_labels.get, horizontal=True)
-v = queries.equation_version(version_id=version_id).iloc[0]
+version_ids = list(version_labels)
+version_id = st.radio("Version", version_ids, format_func=version_labels.get, horizontal=True,
+                      index=state.index_of(version_ids, state.get_int("version")))
+if state.get_int("version") not in (None, version_id):
+    state.keep("from", None)  # the prediction inputs belong to the previous version
+state.keep("version", version_id)
+v = queries.equation_version(version_id=version_id).iloc[0].to_dict()
 unit = v["target_unit"]
+parts = v.get("parts") or {}
+
+
+def shown_latex(srepr: str | None, fallback: str | None) -> str:
+    """LaTeX of a stored expression, constants at 4 significant digits, long sums broken."""
+    try:
+        expr = labels.round_floats(expressions.parse_srepr(srepr or ""))
+    except expressions.ExpressionError:
+        return fallback or ""
+    return labels.split_latex_terms(expr, expressions.to_latex)
+
 
 st.subheader(f"{v['model_name']} v{int(v['version'])}: {v['target']}")
-target_tex = v["target"].replace("_", r"\_")
-try:  # the stored LaTeX, re-set with upright multi-letter names when the srepr can be read
-    equation_tex = expressions.to_latex(expressions.parse_srepr(v["equation_srepr"]))
-except expressions.ExpressionError:
-    equation_tex = v["equation_latex"]
-st.latex(rf"\mathrm{{{target_tex}}} = {equation_tex}")
-metrics = v["metrics"] or {}
-cols = st.columns(max(1, min(5, len(metrics) + 1)))
-cols[0].metric("Residual std", charts.format_value(v["residual_std"], unit, 3))
-for col, (name, value) in zip(cols[1:], list(metrics.items())[:4], strict=False):
-    shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
-    col.metric(name, shown + ("" if name.lower().startswith("r2") or "r²" in name else f" {charts.unit_label(unit)}"))
-st.caption(f"Engine {v['engine']} · {int(v['n_rows'])} training rows · selected by: {v['selection_criterion']} · "
-           f"dimensions: {v['dimension_check'] or 'not checked'} · dataset sha256 {v['dataset_sha256'][:12]}…")
+target_tex = rf"\mathrm{{{v['target'].replace('_', chr(92) + '_')}}}"
+coefficient, orientation = parts.get("coefficient"), parts.get("orientation")
+if isinstance(coefficient, dict) and isinstance(orientation, dict):
+    st.latex(rf"{target_tex} = C \cdot g")
+    st.latex("C = " + shown_latex(coefficient.get("srepr"), coefficient.get("latex")))
+    st.latex("g = " + shown_latex(orientation.get("srepr"), orientation.get("latex")))
+else:
+    st.latex(f"{target_tex} = " + shown_latex(v["equation_srepr"], v["equation_latex"]))
+st.caption("Constants shown with 4 significant digits; the stored equation keeps full precision "
+           f"(text: `{v['equation_text'][:60]}{'…' if len(v['equation_text']) > 60 else ''}`).")
 
-tab_front, tab_parity, tab_g, tab_lineage, tab_predict = st.tabs(
-    ["Pareto front", "Parity and residuals", "Orientation function g", "Lineage and aliases", "Predict"])
+metrics = v.get("metrics") or {}
+headline = reports.headline_metrics(metrics)
+cols = st.columns(len(headline) + 1)
+cols[0].metric(charts.with_unit("Residual σ", unit), charts.format_value(v["residual_std"], None, 4),
+               help="standard deviation of the out-of-fold residuals (training residuals without CV)")
+for col, key in zip(cols[1:], headline, strict=True):
+    col.metric(labels.metric_label(key), labels.format_metric(key, metrics[key], unit))
+st.caption(f"{reports.how_obtained(v)} Engine {v['engine']} · {int(v['n_rows'])} training rows · "
+           f"selected by: {v['selection_criterion']} · dimensions: {v['dimension_check'] or 'not checked'} · "
+           f"dataset sha256 {v['dataset_sha256'][:12]}…")
+
+tab_front, tab_parity, tab_g, tab_report, tab_lineage, tab_predict = st.tabs(
+    ["Pareto front", "Parity and residuals", "Orientation function g", "Validation report",
+     "Lineage and aliases", "Predict"])
 
 with tab_front:
-    front = pd.DataFrame(v["pareto_front"] if isinstance(v["pareto_front"], list) else [])
-    selected = None
-    if not front.empty:
-        for column, wanted in (("srepr", v["equation_srepr"]), ("text", v["equation_text"]),
-                               ("latex", v["equation_latex"])):
-            if column in front.columns and (front[column] == wanted).any():
-                selected = int(np.flatnonzero(front[column] == wanted)[0])
-                break
-        if selected is None and "selected" in front.columns:
-            hits = np.flatnonzero(front["selected"].fillna(False).astype(bool))
-            selected = int(hits[0]) if len(hits) else None
-    st.plotly_chart(charts.pareto_front(front, selected=selected), width="stretch")
-    if not front.empty:
-        st.dataframe(front[[c for c in ("complexity", "loss", "text") if c in front.columns]],
-                     hide_index=True, width="stretch")
+    for front in reports.fronts(v):
+        if front.table.empty:
+            continue
+        st.plotly_chart(charts.pareto_front(front.table, selected=front.selected, loss_title=front.loss_title,
+                                            title=front.title), width="stretch")
+        chosen = front.table.iloc[front.selected] if front.selected is not None else None
+        st.caption(f"Selected (star): complexity {chosen['complexity']}" if chosen is not None else
+                   "The selected candidate is not on this front.")
+        st.caption(f"Criterion: {front.criterion or 'not stored'}. Loss: {front.loss_title}.")
 
 with tab_parity:
     predictions = queries.equation_predictions(version_id=version_id)
@@ -79,44 +104,54 @@ with tab_parity:
     right.plotly_chart(charts.residuals_by_material(predictions, unit=unit), width="stretch")
 
 with tab_g:
-    parts = v["parts"] or {}
     try:
-        g = expressions.orientation_function(parts.get("orientation"))
+        g = read_orientation_function(orientation)
     except expressions.ExpressionError as exc:
         st.info(str(exc))
     else:
-        latex = (parts.get("orientation") or {}).get("latex")
-        if latex:
-            st.latex(f"g = {latex}")
-        normals = expressions.triangle_normals(45)
+        st.latex("g = " + shown_latex(orientation.get("srepr"), orientation.get("latex")))
+        normals = triangle_grid(45)
         values = g.evaluate(normals)
         if not np.isfinite(values).any():
             st.info("g is not a finite real number anywhere in the triangle.")
         else:
+            variables = ", ".join(g.variables) or "constant"
             st.plotly_chart(charts.orientation_function_map(
-                normals, values, title=f"g over the stereographic triangle ({', '.join(g.variables) or 'constant'})"),
-                width="stretch")
-            st.caption(f"g ranges from {np.nanmin(values):.4g} to {np.nanmax(values):.4g} over the triangle.")
-    coefficient = parts.get("coefficient") or {}
-    try:
-        coefficient_tex = expressions.to_latex(expressions.parse_srepr(coefficient["srepr"]))
-    except (KeyError, TypeError, expressions.ExpressionError):
-        coefficient_tex = coefficient.get("latex") if isinstance(coefficient, dict) else None
-    if coefficient_tex:
-        how = "; ".join(f"{k} {coefficient[k]}" for k in ("form", "criterion") if coefficient.get(k))
-        st.caption("Coefficient part c (the equation is c · g)" + (f" — {how}" if how else "") + ":")
-        st.latex(f"c = {coefficient_tex}")
+                normals, values, title=f"g over the stereographic triangle (variables: {variables})"), width="stretch")
+            st.caption(f"g ranges from {np.nanmin(values):.4g} to {np.nanmax(values):.4g} over the triangle "
+                       f"(dimensionless; normalisation: {orientation.get('normalization', 'not stored')}).")
+
+with tab_report:
+    st.markdown("**Metrics**")
+    st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
+    report = reports.fit_report(v)
+    for key, table in reports.report_tables(report).items():
+        st.markdown(f"**{key.replace('_', ' ')}**")
+        st.dataframe(labels.blank_missing(table), hide_index=True, width="stretch")
+    scalars = reports.metrics_table({k: x for k, x in report.items() if not isinstance(x, list)}, unit)
+    if not scalars.empty:
+        st.markdown("**Fit report**")
+        st.dataframe(scalars.drop(columns="key"), hide_index=True, width="stretch")
+    st.markdown("**Errors per material** (recomputed from the stored predictions)")
+    per_group = reports.group_errors(predictions)
+    st.dataframe(per_group, hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(charts.with_unit(c.replace("_", " "), unit), format="%.4g")
+        for c in ("train_rmse", "cv_rmse", "cv_mean_error")})
 
 with tab_lineage:
     lineage = versions.assign(
         parent=versions["parent_version"].map(lambda p: "–" if pd.isna(p) else f"v{int(p)}"),
         version=versions["version"].map(lambda n: f"v{int(n)}"),
-        r2=versions["metrics"].map(lambda m: (m or {}).get("r2")),
+        cv_r2=versions["metrics"].map(lambda m: (m or {}).get("cv_r2")),
+        train_r2=versions["metrics"].map(lambda m: (m or {}).get("train_r2", (m or {}).get("r2"))),
     )
-    st.dataframe(lineage[["version", "parent", "aliases", "engine", "n_rows", "r2", "residual_std", "equation_text",
-                          "created_at"]], hide_index=True, width="stretch",
+    st.dataframe(labels.blank_missing(lineage[["version", "parent", "aliases", "engine", "n_rows", "cv_r2", "train_r2",
+                                               "residual_std", "equation_text", "created_at"]]),
+                 hide_index=True, width="stretch",
                  column_config={"residual_std": st.column_config.NumberColumn(
-                     charts.with_unit("residual std", unit), format="%.4g")})
+                     charts.with_unit("residual σ", unit), format="%.4g"),
+                     "cv_r2": st.column_config.NumberColumn("CV R²", format="%.4f"),
+                     "train_r2": st.column_config.NumberColumn("train R²", format="%.4f")})
     aliases = queries.equation_aliases(model_id=model_id)
     st.markdown("**Aliases**")
     if aliases.empty:
@@ -126,25 +161,6 @@ with tab_lineage:
                      hide_index=True, width="stretch")
 
 with tab_predict:
-    try:
-        expr = expressions.parse_srepr(v["equation_srepr"])
-    except expressions.ExpressionError as exc:
-        st.warning(f"The stored equation cannot be read: {exc}")
-    else:
-        feature_units = {f.get("name"): f.get("unit") for f in (v["features"] or []) if isinstance(f, dict)}
-        symbols = sorted(s.name for s in expr.free_symbols)
-        with st.form("predict"):
-            inputs = {}
-            cols = st.columns(max(1, min(3, len(symbols))))
-            for i, name in enumerate(symbols):
-                inputs[name] = cols[i % len(cols)].number_input(
-                    charts.with_unit(name, feature_units.get(name)), value=1.0, format="%.6g", key=f"x_{name}")
-            submitted = st.form_submit_button("Predict")
-        if submitted:
-            try:
-                y = expressions.evaluate(expr, inputs)
-            except expressions.ExpressionError as exc:
-                st.warning(str(exc))
-            else:
-                spread = f" ± {charts.format_value(v['residual_std'], unit, 3)}" if v["residual_std"] else ""
-                st.success(f"{v['target']} = {charts.format_value(y, unit, 6)}{spread}")
+    from matstore.dashboard.predict_form import prediction_form
+
+    prediction_form(v)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from matstore.dashboard import charts, queries
+from matstore.dashboard import charts, labels, queries
 from matstore.schema.provenance import JOB_STATUSES
 
 st.title("Jobs")
@@ -19,14 +19,14 @@ if runs.empty:
     st.info("No job runs match.")
 else:
     st.dataframe(
-        runs[["id", "kind", "status", "started_at", "finished_at", "duration_s", "code_version", "git_commit",
-              "host", "pid", "error"]],
+        labels.blank_missing(runs[["id", "kind", "model", "status", "started_at", "finished_at", "duration_s", "code_version", "git_commit",
+              "host", "pid", "error"]]),
         hide_index=True, width="stretch",
         column_config={"duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f s")},
     )
     failed = runs[runs["status"] == "failed"]
     for run in failed.itertuples():
-        with st.expander(f"Run {run.id} ({run.kind}) failed at {run.finished_at or run.started_at}"):
+        with st.expander(f"Run {run.id} ({run.kind}{' ' + run.model if run.model else ''}) failed at {run.finished_at or run.started_at}"):
             st.code(run.error or "(no error text)", language="text")
             st.json({"parameters": run.parameters, "summary": run.summary}, expanded=False)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from matstore.dashboard import charts, queries
+from matstore.dashboard import charts, labels, queries
 
 st.title("Overview")
 st.caption("Counts of everything in the store, the latest job runs and any failures.")
@@ -31,7 +31,7 @@ with left:
         st.info("No job runs yet: ingest data with `matstore ingest`.")
     else:
         st.dataframe(
-            runs[["id", "kind", "status", "started_at", "duration_s", "code_version", "git_commit", "host"]],
+            labels.blank_missing(runs[["id", "kind", "model", "status", "started_at", "duration_s", "code_version", "git_commit", "host"]]),
             hide_index=True, width="stretch",
             column_config={"duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f s"),
                            "started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss")},
@@ -46,4 +46,4 @@ if failed.empty:
     st.success("No failed job runs.")
 else:
     st.warning(f"{int(c.failed_job_runs)} job run(s) failed; the newest are listed below.")
-    st.dataframe(failed[["id", "kind", "started_at", "host", "error"]], hide_index=True, width="stretch")
+    st.dataframe(labels.blank_missing(failed[["id", "kind", "model", "started_at", "host", "error"]]), hide_index=True, width="stretch")

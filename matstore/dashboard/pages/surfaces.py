@@ -1,39 +1,54 @@
-"""Surfaces: γ, τ and stiffness per orientation, orientation map, equilibrium crystal shape."""
+"""Surfaces: γ, τ and stiffness per orientation, orientation map, equilibrium crystal shape.
+
+Opens on the material × method with the most surfaces (the choice is kept in the URL).  The
+orientation map (2D) comes first; the 3D Wulff shape is drawn with two Plotly traces.
+Flagged values are shown in red (table column ``flag``, red bars) and left out of the Wulff
+construction.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from matstore.dashboard import charts, queries
+from matstore.dashboard import charts, labels, queries, state
 
 _wulff = st.cache_data(ttl=queries.TTL_S, show_spinner=False)(charts.wulff_shape)
 
 st.title("Surfaces")
 
-choices = queries.surface_choices()
+choices = labels.add_source_labels(queries.surface_choices())
 if choices.empty:
     st.info("No surface values stored yet.")
     st.stop()
 
-labels = {i: f"{r.material} ({r.prototype}) · {r.method} — {int(r.n_surfaces)} surfaces"
-          for i, r in choices.iterrows()}
-pick = st.selectbox("Material and method", list(labels), format_func=labels.get)
-choice = choices.loc[pick]
+keys = [f"{r.material_id}:{r.method_id}" for r in choices.itertuples()]
+names = {k: f"{r.material} ({r.prototype}) · {r.method} [{r.source}] — {int(r.n_surfaces)} surfaces"
+         + (f", {int(r.n_flagged)} flagged values" if r.n_flagged else "")
+         for k, r in zip(keys, choices.itertuples(), strict=True)}
+richest = keys[int(choices["n_surfaces"].to_numpy().argmax())]
+pick = st.selectbox("Material and method", keys, index=state.index_of(keys, state.get_text("pick"), keys.index(richest)),
+                    format_func=names.get)
+state.keep("pick", pick)
+choice = choices.iloc[keys.index(pick)]
 long = queries.surface_values(material_id=int(choice.material_id), method_id=int(choice.method_id))
 wide = charts.surface_wide(long)
 units = charts.surface_units(long)
+flag_columns = [c for c in wide.columns if c.endswith("_flag")]
 
 st.subheader("Per orientation")
-columns = ["orientation", "theta_deg", "phi_deg"] + [c for c in wide.columns if c in units]
+st.caption(f"Source: {choice.source} ({choice.method}). Values in red / with a flag failed validation at "
+           "ingest and are kept with the reason.")
+display = wide.assign(flag=wide[flag_columns].bfill(axis=1).iloc[:, 0] if flag_columns else "")
+columns = ["orientation", "theta_deg", "phi_deg"] + [c for c in wide.columns if c in units] + ["flag"]
 config = {
     "theta_deg": st.column_config.NumberColumn("θ from [100]", format="%.2f°"),
     "phi_deg": st.column_config.NumberColumn("φ about [100]", format="%.2f°"),
 }
 for name in units:
     symbol = dict(charts.SURFACE_COLUMNS).get(name, "")
-    title = charts.with_unit(f"{symbol} {name}".strip(), units[name])
-    config[name] = st.column_config.NumberColumn(title, format="%.4f")
-st.dataframe(wide[columns], hide_index=True, width="stretch", column_config=config)
+    config[name] = st.column_config.NumberColumn(charts.with_unit(f"{symbol} {name}".strip(), units[name]),
+                                                 format="%.4f")
+st.dataframe(labels.blank_missing(display[columns]), hide_index=True, width="stretch", column_config=config)
 st.plotly_chart(charts.surface_bars(wide, units), width="stretch")
 
 left, right = st.columns(2)
@@ -62,12 +77,15 @@ with right:
     else:
         st.plotly_chart(figure, width="stretch")
         m1, m2, m3 = st.columns(3)
-        m1.metric("Shape factor", f"{metrics['shape_factor']:.3f}", help="area^1.5 / volume of the Wulff shape")
-        m2.metric("Anisotropy", f"{metrics['anisotropy']:.4f}", help="standard deviation of γ / weighted mean γ")
+        m1.metric("Shape factor", f"{metrics['shape_factor']:.3f}",
+                  help="pymatgen's WulffShape.shape_factor: surface area / volume^(2/3) of the Wulff shape "
+                       "(dimensionless; a sphere has (36π)^(1/3) ≈ 4.836, a cube 6)")
+        m2.metric("Anisotropy", f"{metrics['anisotropy']:.4f}",
+                  help="pymatgen's WulffShape.anisotropy: standard deviation of γ / area-weighted mean γ")
         m3.metric("Weighted γ (J/m²)", f"{metrics['weighted_surface_energy']:.4g}",
                   help="area-weighted mean surface energy of the Wulff shape")
         st.caption(note + f"; {metrics['n_facets_used']} Miller families used (orientations given only "
-                   "by angles are not part of the construction).")
+                   "by angles and flagged values are not part of the construction).")
         st.dataframe(
             [{"facet": k, "area fraction": v} for k, v in sorted(metrics["area_fraction"].items())],
             hide_index=True, column_config={"area fraction": st.column_config.ProgressColumn(

@@ -1,0 +1,124 @@
+"""The Predict tab of the Equations page: inputs filled from the store, interval shown.
+
+The user picks a material and method that have the equation's bulk features stored (their
+newest values fill the inputs, each still editable) and, for an orientation-dependent
+equation, an orientation as a Miller index, a normal or the angles (θ, φ) of the standard
+triangle (:mod:`matstore.orientation`).  The result is shown with the version's stored
+prediction interval when it has one, else with the residual σ, saying which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from matstore import orientation as ori
+from matstore.dashboard import charts, expressions, queries, reports, state
+from matstore.dashboard.orientation_g import ORIENTATION_NAMES, evaluate_on, orientation_descriptors
+
+_TYPED = "type the values"
+
+
+def _pick_source(features: list[str], version_id: int) -> tuple[int | None, int | None]:
+    """Selectbox of material × method pairs with stored features (the version's training
+    pairs first); ids or (None, None)."""
+    choices = queries.feature_choices(names=tuple(features), version_id=version_id)
+    keys = [_TYPED] + [f"{r.material_id}:{r.method_id}" for r in choices.itertuples()]
+    names = {_TYPED: _TYPED} | {f"{r.material_id}:{r.method_id}": f"{r.material} · {r.method} "
+                                f"({int(r.n_features)}/{len(features)} features stored"
+                                f"{', in the training data' if r.trained else ''})" for r in choices.itertuples()}
+    default = 1 if len(keys) > 1 and int(choices.iloc[0]["n_features"]) == len(features) else 0
+    pick = st.selectbox("Fill the inputs from a material and method", keys, format_func=names.get,
+                        index=state.index_of(keys, state.get_text("from"), default))
+    state.keep("from", None if pick == _TYPED else pick)
+    if pick == _TYPED:
+        return None, None
+    material_id, method_id = (int(x) for x in pick.split(":"))
+    return material_id, method_id
+
+
+def _orientation_inputs() -> dict[str, float] | None:
+    """Orientation as Miller index, normal or angles → every descriptor name; None if invalid."""
+    how = st.radio("Orientation given as", ["Miller index", "normal", "angles (θ, φ)"], horizontal=True)
+    c1, c2, c3 = st.columns(3)
+    try:
+        if how == "Miller index":
+            hkl = [int(c.number_input(n, value=d, step=1, key=f"p_{n}")) for c, n, d in
+                   zip((c1, c2, c3), ("h", "k", "l"), (1, 1, 1), strict=True)]
+            o = ori.from_miller(*hkl)
+        elif how == "normal":
+            o = ori.from_normal([c.number_input(n, value=d, format="%.6g", key=f"p_{n}") for c, n, d in
+                                 zip((c1, c2, c3), ("n_x", "n_y", "n_z"), (1.0, 1.0, 1.0), strict=True)])
+        else:
+            o = ori.from_angles(c1.number_input("θ from [100] (°)", value=54.7356, format="%.4f", key="p_theta"),
+                                c2.number_input("φ about [100] (°)", value=45.0, format="%.4f", key="p_phi"))
+    except ori.OrientationError as exc:
+        st.warning(f"Not a valid orientation: {exc}")
+        return None
+    st.caption(f"Reduced to the standard triangle: {o.label}, normal ({', '.join(f'{c:.4f}' for c in o.normal)}), "
+               f"θ = {o.theta_deg:.3f}°, φ = {o.phi_deg:.3f}°.")
+    return orientation_descriptors(o)
+
+
+def _feature_inputs(features: list[str], units: dict[str, Any], stored: pd.DataFrame, key: str) -> dict[str, float]:
+    by_name = stored.set_index("property") if not stored.empty else pd.DataFrame(columns=["value", "flag"])
+    cols = st.columns(max(1, min(3, len(features))))
+    inputs = {}
+    for i, name in enumerate(features):
+        known = name in by_name.index
+        value = float(by_name.loc[name, "value"]) if known else float("nan")
+        help_text = ("stored value" + (f"; flagged: {by_name.loc[name, 'flag']}" if pd.notna(by_name.loc[name, "flag"])
+                                       else "")) if known else "no stored value: type one"
+        inputs[name] = cols[i % len(cols)].number_input(
+            charts.with_unit(name, units.get(name)), value=value if np.isfinite(value) else None, format="%.6g",
+            key=f"x_{name}_{key}", help=help_text)
+    return inputs
+
+
+def prediction_form(version: dict[str, Any]) -> None:
+    """Render the Predict tab for one equation version (a dict of its columns)."""
+    try:
+        expr = expressions.parse_srepr(version["equation_srepr"])
+    except expressions.ExpressionError as exc:
+        st.warning(f"The stored equation cannot be read: {exc}")
+        return
+    units = {f.get("name"): f.get("unit") for f in (version.get("features") or []) if isinstance(f, dict)}
+    symbols = sorted(s.name for s in expr.free_symbols)
+    features = [n for n in symbols if n not in ORIENTATION_NAMES or n in units]
+    material_id, method_id = _pick_source(features, int(version["id"])) if features else (None, None)
+    stored = (queries.feature_values(material_id=material_id, method_id=method_id, names=tuple(features))
+              if material_id is not None else pd.DataFrame())
+    inputs: dict[str, Any] = _feature_inputs(features, units, stored, key=f"{material_id}_{method_id}")
+    if any(n in ORIENTATION_NAMES and n not in units for n in symbols):
+        descriptors = _orientation_inputs()
+        if descriptors is None:
+            return
+        inputs |= {k: x for k, x in descriptors.items() if k not in inputs}
+    missing = [n for n in symbols if inputs.get(n) is None]
+    if missing:
+        st.info(f"Give a value for {', '.join(missing)} to predict.")
+        return
+    value = float(evaluate_on(expr, pd.DataFrame([inputs]))[0])
+    _show_result(version, value)
+
+
+def _show_result(version: dict[str, Any], value: float) -> None:
+    unit = version["target_unit"]
+    if not np.isfinite(value):
+        st.warning("The equation is not a finite real number at these inputs.")
+        return
+    interval = reports.stored_interval(version)
+    target = f"{version['target']} = {charts.format_value(value, unit, 5)}"
+    if interval is not None:
+        level = f"{interval.level:.0%} " if interval.level else ""
+        st.success(f"{target}; {level}prediction interval [{charts.format_value(value + interval.lower, unit, 5)}, "
+                   f"{charts.format_value(value + interval.upper, unit, 5)}] ({interval.how})")
+    elif version.get("residual_std"):
+        st.success(f"{target} ± {charts.format_value(version['residual_std'], unit, 3)}")
+        st.caption("± one standard deviation of the out-of-fold residuals; this version stores no calibrated "
+                   "prediction interval.")
+    else:
+        st.success(target)
