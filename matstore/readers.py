@@ -42,7 +42,7 @@ MANAGED_LOGIN = "matstore_sql_reader"
 HARMLESS_GROUPS = frozenset({roles.READER, "pg_read_all_data", "pg_read_all_stats", "pg_read_all_settings",
                              "pg_stat_scan_tables", "pg_monitor"})
 
-_READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+_READ_ONLY_OPTION = "-cdefault_transaction_read_only=on"  # no space: URL query encoding
 
 
 class ReaderUnavailableError(RuntimeError):

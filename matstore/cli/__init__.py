@@ -36,7 +36,10 @@ _register_optional()
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr.")) -> None:
+    from matstore.masking import install_log_filter
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()  # every log line passes the one masking function
 
 
 #: Options that take several space-separated values (``--features a b c``), per command.
