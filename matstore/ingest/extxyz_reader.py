@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from extxyz import cextxyz
 
 from matstore.ingest.errors import EmptyFileError, ParseError, TruncatedFileError, UnknownElementError
 from matstore.ingest.labels import jsonable, stress_to_virial
@@ -172,8 +173,9 @@ def frame_from_parsed(
     """
     lattice = info.get("Lattice")
     cell = np.zeros((3, 3)) if lattice is None else _as_matrix(lattice, "Lattice").T.copy()
-    pbc_value = info.get("pbc", lattice is not None)
-    pbc = np.broadcast_to(np.asarray(pbc_value, dtype=bool), (3,)).copy()
+    pbc = np.asarray(info.get("pbc", lattice is not None), dtype=bool)
+    if pbc.shape != (3,):
+        pbc = np.full(3, bool(pbc.reshape(-1)[0])) if pbc.size == 1 else pbc
     if "pos" not in arrays:
         raise ValueError("the frame has no pos column")
     if "species" in arrays:
@@ -277,8 +279,6 @@ def _diagnose(peek: BinaryIO, at: _Cursor, natoms: int, message: str) -> None:
 
 def _read_plain_xyz(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int, message: str) -> tuple[int, dict, dict]:
     """Read a frame whose comment line the extxyz grammar rejected, as plain XYZ if it is free text."""
-    from extxyz import cextxyz
-
     comment = _read_lines(peek, at.pos, 2)[-1].strip()
     if "=" in comment or '"' in comment or "'" in comment:
         raise ParseError(
@@ -295,8 +295,6 @@ def _read_plain_xyz(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int, message: 
 
 
 def _read_one(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int) -> tuple[int, dict, dict]:
-    from extxyz import cextxyz
-
     try:
         nat, info, arrays = cextxyz.read_frame_dicts(fp)
     except cextxyz.ExtXYZError as exc:
@@ -344,8 +342,6 @@ def iter_extxyz(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         Naming the file and the line, raised when the reader reaches the bad frame (frames
         before it have been yielded already: callers that write must do so in a transaction).
     """
-    from extxyz import cextxyz
-
     at = _Cursor(Path(path))
     fp = cextxyz.cfopen(str(at.path), "r")
     if not fp:

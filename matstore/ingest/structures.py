@@ -307,45 +307,68 @@ def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str
 
 
 def has_zero_volume(cell: np.ndarray) -> bool:
-    """Whether the cell vectors (rows of ``cell`` (3, 3), Å) span no volume (to 1e-10 relative)."""
-    scale = float(np.prod(np.linalg.norm(cell, axis=1)))
-    return scale == 0.0 or abs(float(np.linalg.det(cell))) <= 1e-10 * scale
+    """Whether the cell vectors (rows of ``cell`` (3, 3), Å) span no volume (|det| ≤ 1e-10 ∏|aᵢ|)."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = np.asarray(cell, dtype=float).tolist()
+    det = ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx)
+    scale = math.sqrt((ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz) * (cx * cx + cy * cy + cz * cz))
+    return scale == 0.0 or abs(det) <= 1e-10 * scale
+
+
+_FRAME_ARRAYS = (("positions", 3), ("cell", 0), ("forces", 3), ("virial", 0))
 
 
 def _validate_frame(path: Path, k: int, frame: dict[str, Any], start: int | None = None) -> None:
-    """Check shapes and finiteness of frame ``k``; ``start``: 1-based line of its atom count (extxyz).
+    """Check shapes, finiteness, atomic numbers and cell volume of frame ``k``.
 
-    With ``start`` the error names the line: the first atom line with a non-finite position or
-    force, else the frame's comment line (cell, energy, stress/virial).
+    ``start``: 1-based line of the frame's atom count (extxyz), so that the error names the
+    first atom line with a non-finite position or force, else the frame's comment line (cell,
+    energy, stress/virial).  One sum over all arrays is the fast path (a sum of finite numbers
+    is finite unless it overflows, which only sends the frame to the detailed checks).
+
+    Raises
+    ------
+    ParseError, UnknownElementError
     """
-
-    def line_of(key: str, value: Any = None) -> int | None:
-        if start is None:
-            return None
-        if key in ("positions", "forces") and value is not None and value.ndim == 2:
-            bad = np.flatnonzero(~np.isfinite(value).all(axis=1))
-            if len(bad):
-                return start + 2 + int(bad[0])
-        return start + 1
-
-    n = len(frame["numbers"])
+    numbers = frame["numbers"]
+    n = len(numbers)
     if n == 0:
         raise ParseError(f"frame {k} has no atoms", path=path)
-    if np.any(frame["numbers"] < 1) or np.any(frame["numbers"] > 118):
+    if numbers.min() < 1 or numbers.max() > 118:
         raise UnknownElementError(f"frame {k} has atomic numbers outside 1..118", path=path)
-    for key, shape in (("positions", (n, 3)), ("cell", (3, 3)), ("forces", (n, 3)), ("virial", (3, 3))):
+    total = 0.0
+    for key, width in _FRAME_ARRAYS:
         value = frame.get(key)
         if value is None:
             continue
+        shape = (n, width) if width else (3, 3)
         if value.shape != shape:
-            raise ParseError(f"frame {k}: {key} has shape {value.shape}, expected {shape}", path=path)
-        if not np.all(np.isfinite(value)):
-            raise ParseError(f"frame {k}: {key} has non-finite values", path=path, line=line_of(key, value))
+            raise ParseError(f"frame {k}: {key} has shape {value.shape}, expected {shape}", path=path, line=None if start is None else start + 1)
+        total += float(value.sum())
+    energy = frame.get("energy")
+    if not math.isfinite(total + (energy or 0.0)):
+        _locate_non_finite(path, k, frame, start)
+    if bool(np.all(frame["pbc"])) and has_zero_volume(frame["cell"]):
+        raise ParseError(
+            f"frame {k} is periodic in all three directions but its cell has zero volume",
+            path=path, line=None if start is None else start + 1,
+        )
+
+
+def _locate_non_finite(path: Path, k: int, frame: dict[str, Any], start: int | None) -> None:
+    """Raise for the first array (or the energy) of frame ``k`` holding NaN or ±inf."""
+    for key, _ in _FRAME_ARRAYS:
+        value = frame.get(key)
+        if value is None or np.all(np.isfinite(value)):
+            continue
+        line = None
+        if start is not None:
+            line = start + 1
+            if key in ("positions", "forces"):
+                line = start + 2 + int(np.flatnonzero(~np.isfinite(value).all(axis=1))[0])
+        raise ParseError(f"frame {k}: {key} has non-finite values", path=path, line=line)
     energy = frame.get("energy")
     if energy is not None and not math.isfinite(energy):
-        raise ParseError(f"frame {k}: energy is {energy}", path=path, line=line_of("energy"))
-    if np.all(frame["pbc"]) and has_zero_volume(frame["cell"]):
-        raise ParseError(f"frame {k} is periodic in all three directions but its cell has zero volume", path=path, line=line_of("cell"))
+        raise ParseError(f"frame {k}: energy is {energy}", path=path, line=None if start is None else start + 1)
 
 
 # --- ingest -----------------------------------------------------------------------------------

@@ -71,3 +71,43 @@ class Configuration(SQLModel, table=True):
     job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
     info: dict[str, Any] = jsonb_field(comment="Per-frame metadata from the file (extxyz info, frame index)")
     created_at: datetime = created_at_field()
+
+
+class TrainingSet(SQLModel, table=True):
+    """A named, reproducible selection of configurations written out as a training set.
+
+    ``selection`` holds the filters that chose the members (method, source, material) when
+    the set was first exported; ``training_set_member`` holds the members in file order, so
+    the set can be written again by name even after more matching configurations arrive.
+    ``content_sha256`` is the sha256 of the version tag ``matstore.training_set.v1`` and the
+    members' ``configuration.content_sha256`` in order
+    (:func:`matstore.export.training_set_hash`): equal hashes mean equal training data
+    (structures and labels), whatever the file format or key prefix.
+    """
+
+    __tablename__ = "training_set"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_given"),
+        CheckConstraint("n_configurations >= 0", name="n_configurations_nonnegative"),
+        {"comment": "Named training sets (selection + content hash) for reproducible export."},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    selection: dict[str, Any] = jsonb_field(comment="Filters that chose the members: method, source, material")
+    content_sha256: str = Field(sa_column=Column(Text, nullable=False, comment="sha256 over the members' content hashes, in order"))
+    n_configurations: int = Field(sa_column=Column(Integer, nullable=False))
+    job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
+    created_at: datetime = created_at_field()
+
+
+class TrainingSetMember(SQLModel, table=True):
+    """One configuration of a training set, at its 0-based position in the exported file."""
+
+    __tablename__ = "training_set_member"
+    __table_args__ = ({"comment": "Members of a training set, in file order."},)
+
+    training_set_id: int = Field(sa_column=Column(ForeignKey("training_set.id", ondelete="CASCADE"), primary_key=True))
+    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    configuration_id: int = Field(sa_column=Column(BigInteger, ForeignKey("configuration.id"), nullable=False, index=True))
