@@ -42,7 +42,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -50,8 +49,7 @@ import pandas as pd
 import sympy as sp
 
 from matstore import orientation as ori
-from matstore.models.engines.base import Candidate, evaluate_expr, get_engine, real_or_nan
-from matstore.models.selection import parse_criterion, select_size_by_cv, select_valid
+from matstore.models.engines.base import Candidate, evaluate_expr, real_or_nan
 
 #: Descriptor columns produced by :func:`orientation_descriptors`.
 DESCRIPTOR_COLUMNS = ("normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
@@ -246,40 +244,66 @@ def _design(desc: pd.DataFrame, features: Sequence[str], keys: pd.Series) -> np.
     return np.column_stack(cols)
 
 
-def _engine(engine: str, params: dict[str, Any] | None, seed: int | None):
-    params = dict(params or {})
-    from matstore.models.engines.base import engine_class
+def initial_coefficients(data: pd.DataFrame, y: np.ndarray, material: str, orientation_features: Sequence[str],
+                         ref: dict[str, Any] | None, coefficient: str) -> tuple[np.ndarray, str, str]:
+    """Step (a): one coefficient ``C_m`` per material, before any equation for g is known.
 
-    cls = engine_class(engine)
-    if "random_state" in cls.default_parameters and "random_state" not in params and seed is not None:
-        params["random_state"] = seed
-    return get_engine(engine, **params)
+    Parameters
+    ----------
+    data : DataFrame, shape (n_rows, ...)
+        With the material column, the descriptor columns and ``orientation_key``.
+    y : ndarray, shape (n_rows,)
+    material : str
+    orientation_features : sequence of str
+    ref : dict or None
+        :func:`reference_descriptors` of the reference orientation.
+    coefficient : {"lsq", "reference"}
 
-
-def _fit_coefficient(bulk: pd.DataFrame, C: np.ndarray, engine: str, params: dict[str, Any], criterion: str, *,
-                     seed: int | None, margin: float, holdout: pd.DataFrame | None,
-                     groups: np.ndarray | None) -> PartFit:
-    """Fit C(bulk) to one coefficient per material and select it by ``criterion``.
-
-    With the (deterministic, fast) sparse engine and a ``cv`` criterion, the complexity
-    budget is chosen by cross-validating the whole search (:func:`select_size_by_cv`), then
-    the lowest-loss law within it; otherwise by :func:`select_valid`.
+    Returns
+    -------
+    C : ndarray, shape (n_materials,)
+        In the order of ``pd.unique(data[material])``, target unit.
+    method : str
+        ``"lsq"``, ``"reference"`` or ``"lsq (reference orientation missing)"``.
+    normalization : str
+        ``"g(hkl:1,1,1)=1"`` or ``"mean g over orientations = 1"``.
     """
-    eng = _engine(engine, params, seed).fit(bulk, C)
-    front = list(eng.pareto_front_)
-    kind, arg = parse_criterion(criterion)
-    if engine == "sparse" and kind in ("cv", "cv_se"):
-        budget, crit, _ = select_size_by_cv(
-            lambda Xt, yt: _engine(engine, params, seed).fit(Xt, yt).pareto_front_, attrgetter("complexity"), bulk, C,
-            sorted({c.complexity for c in front}), groups=groups,
-            n_se=arg if kind == "cv_se" else None, tolerance_percent=arg or 5.0, margin=margin)
-        allowed = [c for c in front if c.complexity <= budget]
-        cand, _, rejected = select_valid(allowed, bulk, "min_loss", margin=margin, holdout=holdout)
-        crit = f"{crit}: complexity <= {budget}"
+    materials = pd.unique(data[material])
+    mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
+    keys = data["orientation_key"]
+    has_ref = ref is not None and bool((keys == ref["orientation_key"]).any())
+    C, g_np = _rank1_als(y, mat_idx, len(materials), _design(data, orientation_features, keys))
+    method = coefficient
+    if coefficient == "reference":
+        ref_rows = (keys == ref["orientation_key"]).to_numpy() if has_ref else np.zeros(len(keys), dtype=bool)
+        if has_ref and set(materials) <= set(data.loc[ref_rows, material]):
+            C = np.array([np.mean(y[ref_rows & (data[material] == m).to_numpy()]) for m in materials], dtype=float)
+        else:
+            method = "lsq (reference orientation missing)"
+    at = (keys == ref["orientation_key"]).to_numpy() if has_ref else ~keys.duplicated().to_numpy()
+    s = float(np.mean(g_np[at]))
+    if method.startswith("lsq") and np.isfinite(s) and abs(s) > 1e-300:
+        C = C * s
+    return C, method, f"g({ref['orientation_key']})=1" if has_ref else "mean g over orientations = 1"
+
+
+def normalise_g(g_expr: sp.Expr, data: pd.DataFrame, orientation_features: Sequence[str],
+                ref: dict[str, Any] | None) -> sp.Expr:
+    """Rescale g so that g(reference) = 1, or its mean over the distinct orientations when no row has the reference."""
+    keys = data["orientation_key"]
+    if ref is not None and bool((keys == ref["orientation_key"]).any()):
+        g_at = real_or_nan(evaluate_expr(g_expr, {k: np.array([ref[k]]) for k in orientation_features}))[0]
     else:
-        cand, crit, rejected = select_valid(front, bulk, criterion, margin=margin, holdout=holdout, y=C,
-                                            groups=groups)
-    return PartFit(front, cand.expr, crit, list(bulk.columns), rejected, engine)
+        first = ~keys.duplicated().to_numpy()
+        g_at = float(np.mean(real_or_nan(evaluate_expr(g_expr, data.loc[first, list(orientation_features)]))))
+    return scale_expr(g_expr, 1.0 / g_at) if np.isfinite(g_at) and abs(g_at) > 1e-12 else g_expr
+
+
+def coefficients_given_g(y: np.ndarray, g_vals: np.ndarray, mat_idx: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Step (c): least-squares ``C_m = Σ y g / Σ g²`` over each material's rows, shape (n_materials,)."""
+    num = np.bincount(mat_idx, weights=y * g_vals, minlength=len(C))
+    den = np.bincount(mat_idx, weights=g_vals * g_vals, minlength=len(C))
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), C)
 
 
 def coefficient_engine(
@@ -346,12 +370,11 @@ def fit_factorized(
     engine_params: dict[str, Any] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     selection: str = "knee",
-    coefficient_selection: str | None = "cv:1se",
+    coefficient_selection: str | None = "stable",
     coefficient: str = "lsq",
     reference: Sequence[float] | None = (1, 1, 1),
     margin: float = 0.1,
     seed: int | None = 0,
-    holdout: pd.DataFrame | None = None,
     coefficient_form: str = "auto",
     feature_units: dict[str, str] | None = None,
     target_unit: str | None = None,
@@ -383,11 +406,12 @@ def fit_factorized(
     selection : str
         Criterion for g (and for C when ``coefficient_selection`` is None); see
         :mod:`matstore.models.selection`.
-    coefficient_selection : str or None, default "cv:1se"
+    coefficient_selection : str or None, default "stable"
         Criterion for C(bulk).  C is fitted on one value per material (a handful of rows),
         where training-loss criteria choose forms with as many constants as materials that
-        fail on an unseen metal; the default is the one-standard-error rule on the
-        leave-one-material-out error (whole ``groups`` held out).  With the sparse engine
+        fail on an unseen metal; the default is stability selection over the
+        leave-one-material-out folds (whole ``groups`` held out): the size that predicts the
+        held-out material best in the most folds.  With the sparse engine
         (always the case for scaling laws) the search itself is repeated in every fold and
         the rule picks a complexity budget; with other engines the constants of each
         candidate are refitted per fold.
@@ -398,9 +422,6 @@ def fit_factorized(
         Domain widening of the numerical checks.
     seed : int, optional
         ``random_state`` passed to engines that have one.
-    holdout : DataFrame, optional
-        Held-out rows (same columns) on which selected equations must be finite (used by
-        cross-validation).
     coefficient_form : {"auto", "scaling", "free"}, default "auto"
         ``"scaling"``: C is a sum of at most ``max_terms`` (3, or the sparse engine's own
         setting) monomials of the bulk features, each with the target's dimension, without
@@ -427,100 +448,41 @@ def fit_factorized(
     matstore.models.engines.base.EngineSetupError, EngineFitError
         From the engines.
     """
-    bulk_features = list(bulk_features)
-    orientation_features = list(orientation_features)
-    bad = [f for f in orientation_features if f not in DESCRIPTOR_COLUMNS]
-    if bad:
-        raise ValueError(f"orientation features must be among {DESCRIPTOR_COLUMNS}, got {bad}")
-    missing = [c for c in [target, material, *bulk_features] if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks column(s) {missing}")
-    if coefficient not in ("lsq", "reference"):
-        raise ValueError(f"coefficient must be 'lsq' or 'reference', got {coefficient!r}")
-    if coefficient_form not in COEFFICIENT_FORMS:
-        raise ValueError(f"coefficient_form must be one of {COEFFICIENT_FORMS}, got {coefficient_form!r}")
-    data = add_orientation_descriptors(table).reset_index(drop=True)
-    y = data[target].to_numpy(dtype=float)
-    materials = pd.unique(data[material])
-    if len(materials) < 2:
-        raise ValueError("factorisation needs at least two materials")
-    mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
-    ref = reference_descriptors(reference)
-    has_ref = ref is not None and bool((data["orientation_key"] == ref["orientation_key"]).any())
+    from matstore.models.estimators import EquationSearch, FactorizedEquation
 
-    # (a) per-material coefficients, non-parametric g
-    P = _design(data, orientation_features, data["orientation_key"])
-    C, g_np = _rank1_als(y, mat_idx, len(materials), P)
-    method = coefficient
-    if coefficient == "reference":
-        ref_rows = data["orientation_key"] == (ref["orientation_key"] if ref else None)
-        per = data[ref_rows].groupby(material)[target].mean()
-        if has_ref and all(m in per.index for m in materials):
-            C = np.array([per[m] for m in materials], dtype=float)
-        else:
-            method = "lsq (reference orientation missing)"
-    if has_ref:
-        s = float(np.mean(g_np[(data["orientation_key"] == ref["orientation_key"]).to_numpy()]))
-        norm_text = f"g({ref['orientation_key']})=1"
-    else:
-        first = ~data["orientation_key"].duplicated().to_numpy()
-        s = float(np.mean(g_np[first]))
-        norm_text = "mean g over orientations = 1"
-    if method.startswith("lsq") and np.isfinite(s) and abs(s) > 1e-300:
-        C = C * s
-    initial = pd.Series(C, index=materials, name="C")
-    normalized = y / C[mat_idx]
+    common = dict(engine=engine, random_state=0 if seed is None else seed, margin=margin)
+    est = FactorizedEquation(
+        coefficient=EquationSearch(**common, engine_params=engine_params, form=coefficient_form,
+                                   selection=coefficient_selection or selection, feature_units=feature_units,
+                                   target_unit=target_unit),
+        orientation=EquationSearch(**common, selection=selection,
+                                   engine_params=orientation_engine_params if orientation_engine_params is not None
+                                   else engine_params),
+        material=material, bulk_features=tuple(bulk_features), orientation_features=tuple(orientation_features),
+        reference=reference, coefficient_method=coefficient)
+    est.fit(table, table[target].to_numpy(dtype=float) if target in table.columns else _missing(target),
+            groups=table[groups].to_numpy() if groups is not None and groups != material else None)
+    return factorization_result(est)
 
-    # (b) g(orientation) from all materials' normalised values
-    Xg = data[orientation_features].astype(float)
-    g_params = orientation_engine_params if orientation_engine_params is not None else engine_params
-    g_eng = _engine(engine, g_params, seed).fit(Xg, normalized)
-    hold_g = None
-    if holdout is not None and len(holdout):
-        hold_g = add_orientation_descriptors(holdout)[orientation_features].astype(float)
-    g_cand, g_crit, g_rej = select_valid(g_eng.pareto_front_, Xg, selection, margin=margin, holdout=hold_g,
-                                         y=np.asarray(normalized, dtype=float))
-    g_expr = g_cand.expr
-    if has_ref:
-        g_at = real_or_nan(evaluate_expr(g_expr, {k: np.array([ref[k]]) for k in orientation_features}))[0]
-    else:
-        first = ~data["orientation_key"].duplicated().to_numpy()
-        g_at = float(np.mean(real_or_nan(evaluate_expr(g_expr, Xg[first]))))
-    if np.isfinite(g_at) and abs(g_at) > 1e-12:
-        g_expr = scale_expr(g_expr, 1.0 / g_at)
-    g_vals = real_or_nan(evaluate_expr(g_expr, Xg))
 
-    # (c) re-estimate C_m given g, then C(bulk)
-    num = np.bincount(mat_idx, weights=y * g_vals, minlength=len(materials))
-    den = np.bincount(mat_idx, weights=g_vals * g_vals, minlength=len(materials))
-    C2 = np.where(den > 0, num / np.where(den > 0, den, 1.0), C)
-    coeffs = pd.Series(C2, index=materials, name="C")
-    bulk = data.groupby(material, sort=False)[bulk_features].mean().loc[materials].astype(float)
-    bulk = bulk.reset_index(drop=True)
-    hold_c = None
-    if holdout is not None and len(holdout):
-        hold_c = holdout.groupby(material, sort=False)[bulk_features].mean().astype(float).reset_index(drop=True)
-    c_groups = None
-    if groups is not None and groups != material:
-        c_groups = data.groupby(material, sort=False)[groups].first().loc[materials].to_numpy()
-    c_name, c_params, c_form = coefficient_engine(coefficient_form, engine, engine_params, bulk_features,
-                                                  feature_units, target_unit)
-    c_part = _fit_coefficient(bulk, C2, c_name, c_params, coefficient_selection or selection, seed=seed,
-                              margin=margin, holdout=hold_c, groups=c_groups)
-    c_part.form = c_form
+def _missing(column: str) -> np.ndarray:
+    raise ValueError(f"table lacks column(s) {[column]}")
 
-    # (d) combine
-    combined = c_part.expr * g_expr
+
+def part_fit(search: Any, expr: sp.Expr | None = None) -> PartFit:
+    """:class:`PartFit` of a fitted :class:`~matstore.models.estimators.EquationSearch`."""
+    return PartFit(list(search.front_), search.equation_ if expr is None else expr, search.selection_,
+                   [str(c) for c in search.feature_names_in_], list(search.rejected_), search.engine_name_,
+                   search.form_)
+
+
+def factorization_result(est: Any) -> FactorizationResult:
+    """:class:`FactorizationResult` of a fitted :class:`~matstore.models.estimators.FactorizedEquation`."""
     return FactorizationResult(
-        expr=combined,
-        coefficient=c_part,
-        orientation=PartFit(list(g_eng.pareto_front_), g_expr, g_crit, orientation_features, g_rej, engine),
-        coefficients=coeffs,
-        initial_coefficients=initial,
-        normalized=pd.Series(normalized, name="normalized"),
-        normalization=norm_text,
-        coefficient_method=method,
-    )
+        expr=est.equation_, coefficient=part_fit(est.coefficient_),
+        orientation=part_fit(est.orientation_, est.orientation_equation_), coefficients=est.coefficients_,
+        initial_coefficients=est.initial_coefficients_, normalized=est.normalized_,
+        normalization=est.normalization_, coefficient_method=est.coefficient_method_)
 
 
 __all__ = [
@@ -531,6 +493,11 @@ __all__ = [
     "PartFit",
     "add_orientation_descriptors",
     "coefficient_engine",
+    "coefficients_given_g",
+    "factorization_result",
+    "initial_coefficients",
+    "normalise_g",
+    "part_fit",
     "fit_factorized",
     "orientation_descriptors",
     "reference_descriptors",

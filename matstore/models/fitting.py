@@ -1,22 +1,25 @@
-"""Database-free core of ``matstore fit``: search, validate, select and cross-validate an equation.
+"""Database-free core of ``matstore fit``: one fitting procedure, fitted once and cross-validated.
 
-:func:`fit_equation` runs a symbolic-regression engine on a table, removes candidates that
-are not finite and bounded around the data domain (:mod:`matstore.models.validation`),
-selects one equation by a recorded criterion (:mod:`matstore.models.selection`), scores it
-on the training rows and by k-fold cross-validation (the engine is refitted per fold;
-grouped folds keep all rows of a material together), checks its dimensions
-(:mod:`matstore.models.dimensions`) and returns a plain :class:`FitResult` whose equation is
-stored as a SymPy ``srepr`` string (never a pickle).  With ``factorize="orientation"`` the
-equation is ``C(bulk) · g(orientation)`` (:mod:`matstore.models.factorize`).
+:func:`fit_equation` builds the procedure as an estimator (:func:`make_estimator`:
+an :class:`~matstore.models.estimators.EquationSearch`, or a
+:class:`~matstore.models.estimators.FactorizedEquation` for ``factorize="orientation"``),
+fits it on all rows, and reports it honestly (:mod:`matstore.models.report`): nested CV of
+the whole procedure, fixed-form CV of the selected equation, the form selected in each fold,
+errors per group and a grouped cross-conformal prediction interval.  Folds come from the one
+CV policy (:func:`matstore.models.cv.make_cv`).  The equation is stored as a SymPy ``srepr``
+string (never a pickle).
 
-Same data + spec + seed give the same selected equation and hash for the deterministic
+``time_budget`` bounds the whole fit: it is split over the full-data fit and the nested-CV
+folds, each given ``0.85 · time_budget / (n_folds + 1)`` seconds of engine time (engines
+with a time limit; the deterministic sparse engine has none and is usually far below).
+
+Same data + options + seed give the same selected equation and hash for the deterministic
 engines (``sparse``; ``operon`` with ``n_threads=1`` and a generation budget that ends
-before ``time_limit``).
+before its time limit).
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import time
 from collections.abc import Sequence
@@ -26,35 +29,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sympy as sp
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 
+from matstore.models.cv import FixedForm, make_cv
 from matstore.models.dimensions import check_dimensions
-from matstore.models.engines.base import (
-    Candidate,
-    EngineFitError,
-    engine_class,
-    evaluate_expr,
-    expression_complexity,
-    get_engine,
-    real_or_nan,
-    round_floats,
-    versions,
-)
+from matstore.models.engines.base import Candidate, engine_class, round_floats, versions
+from matstore.models.estimators import EquationSearch, FactorizedEquation
+from matstore.models.expressions import evaluate, parse_srepr
 from matstore.models.factorize import (
     DEFAULT_ORIENTATION_FEATURES,
     DESCRIPTOR_COLUMNS,
-    FactorizationResult,
-    PartFit,
     add_orientation_descriptors,
-    fit_factorized,
 )
-from matstore.models.selection import parse_criterion, select_valid
+from matstore.models.factorize import part_fit as _part_fit
+from matstore.models.report import (
+    conformal_half_width,
+    cross_fit,
+    discrepancy,
+    fold_records,
+    held_out_coverage,
+    per_group_errors,
+    scores,
+    selected_form,
+)
+from matstore.models.selection import parse_criterion
 
 FACTORIZATIONS = (None, "orientation")
-
-
-# --------------------------------------------------------------------------- result
+#: Share of ``time_budget`` given to engine runs (the rest: validation, fixed-form CV, intervals).
+ENGINE_SHARE = 0.85
+#: Prediction-interval level stored with every version (``--interval-level``).
+DEFAULT_INTERVAL_LEVEL = 0.9
 
 
 @dataclass
@@ -65,8 +68,7 @@ class FitResult:
     ----------
     target : str
     features : list of str
-        Input features (for ``factorize="orientation"``: bulk features; the orientation
-        descriptors are in ``orientation_features``).
+        Input features (factorised fits: bulk features; descriptors in ``orientation_features``).
     engine : str
     engine_params : dict
     factorize : str or None
@@ -78,41 +80,41 @@ class FitResult:
     canonical_hash : str
         sha256 hex of the ``srepr`` of ``expr`` with Floats rounded to 10 significant digits.
     selection : str
-        Recorded criterion, e.g. ``"knee"``.
+        Criterion as applied (factorised fits: the coefficient's).
     front : list of dict
-        ``{"complexity", "loss", "srepr", "latex", "text", "valid", "reason"}`` per
-        candidate of the full-data front (``valid``: passed the numerical checks; loss:
-        training MSE, target unit²).  Factorised fits: each valid coefficient candidate
-        times the selected g (complexity = C + g + 1).
+        ``{"complexity", "loss", "srepr", "latex", "text", "valid", "reason"}`` per candidate
+        (loss: training MSE, target unit²).  Factorised fits: each valid C candidate times g.
     parts : dict
         Factorised fits only: ``{"coefficient": {...}, "orientation": {...}}`` each with
-        ``front``, ``srepr``, ``text``, ``latex``, ``criterion``, ``features`` (coefficient
-        part also ``values``: C per material; orientation part ``normalization``).
+        ``front``, ``srepr``, ``text``, ``latex``, ``criterion``, ``features``, ``form``,
+        ``engine`` (coefficient: ``values`` per material; orientation: ``normalization``).
     metrics : dict of str to float
-        ``train_r2, train_rmse, train_mae`` and ``cv_r2, cv_rmse, cv_mae`` (pooled over
-        out-of-fold predictions), ``cv_r2_mean, cv_r2_std, cv_rmse_mean`` (per-fold mean/std, as
-        ``sklearn.model_selection.cross_val_score``), ``cv_n_splits``, ``cv_failed_folds``.
-        Units: target unit (RMSE, MAE).
+        ``train_r2, train_rmse, train_mae``; nested CV ``cv_r2, cv_rmse, cv_mae,
+        cv_n_splits, cv_failed_folds``; ``fixed_form_cv_r2, fixed_form_cv_rmse,
+        fixed_form_cv_mae``; ``fold_agreement`` (fraction of folds that selected the
+        full-data form); ``interval_half_width``, ``interval_coverage`` (held-out groups).
     cv : dict
-        ``scheme`` (e.g. ``"GroupKFold(5) by material"``), ``folds`` (list of per-fold dicts:
-        srepr, r2, rmse, n_test, penalised).
+        ``scheme`` (e.g. ``"LeaveOneGroupOut (7 groups) by material"``), ``folds`` (see
+        :func:`matstore.models.report.fold_records`).
+    report : dict
+        ``cv_scheme``, ``nested_cv``, ``fixed_form_cv``, ``fold_agreement``, ``folds``,
+        ``per_group``, ``discrepancy``, ``interval``, ``time_budget``, ``seconds``.
     oof_predictions : ndarray, shape (n_rows,)
-        Out-of-fold predictions aligned with ``row_index`` (NaN without CV).
+        Nested out-of-fold predictions aligned with ``row_index`` (NaN without CV).
     predictions : ndarray, shape (n_rows,)
-        Predictions of ``expr`` on the training rows.
     row_index : list
         Index labels of the rows used (rows with NaN in target/features are dropped).
     residual_std : float
-        Standard deviation (ddof=1) of out-of-fold residuals (training residuals without
-        CV), target unit: the prediction uncertainty to store.
+        Standard deviation (ddof=1) of the nested out-of-fold residuals, target unit.
+    interval : dict
+        ``method``, ``level``, ``half_width`` (target unit), ``held_out_coverage``; empty
+        without CV.
     dimension_check : str
-        Verdict of :func:`~matstore.models.dimensions.check_dimensions`.
     n_rows, n_dropped : int
     orientation_features : list of str
     timings : dict of str to float
         Seconds: ``fit``, ``cv``, ``total``.
     versions : dict
-        Package versions.
     """
 
     target: str
@@ -141,6 +143,8 @@ class FitResult:
     orientation_features: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    interval: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (expr as srepr, arrays as lists)."""
@@ -151,64 +155,21 @@ class FitResult:
         return out
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def canonical_hash(expr: sp.Expr, digits: int = 10) -> str:
     """sha256 hex digest of ``sympy.srepr`` of ``expr`` with Floats rounded to ``digits`` significant digits."""
     canon = round_floats(sp.sympify(expr), digits)
     return hashlib.sha256(sp.srepr(canon).encode()).hexdigest()
 
 
-#: SymPy names allowed in a stored ``srepr`` (see :func:`expr_from_srepr`).
-_SREPR_NAMES: dict[str, Any] = {
-    name: getattr(sp, name)
-    for name in (
-        "Symbol", "Integer", "Float", "Rational", "Add", "Mul", "Pow", "exp", "log", "sqrt",
-        "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan", "Abs", "sign",
-        "Min", "Max", "Half", "One", "Zero", "NegativeOne", "Pi", "E", "Exp1", "pi", "cbrt",
-        "Piecewise", "ExprCondPair", "StrictLessThan", "LessThan", "StrictGreaterThan",
-        "GreaterThan", "BooleanTrue", "true", "false", "Dummy",
-    )
-    if hasattr(sp, name)
-}
-
-
 def expr_from_srepr(text: str) -> sp.Expr:
-    """Rebuild a SymPy expression from its ``srepr`` without ``eval``.
-
-    Only calls of whitelisted SymPy constructors with literal arguments are accepted.
+    """Rebuild a SymPy expression from its ``srepr`` without ``eval`` (:func:`~.expressions.parse_srepr`).
 
     Raises
     ------
     ValueError
-        For anything else (unknown names, attribute access, non-literal values).
+        For anything but allowed SymPy constructors with literal arguments.
     """
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"not a SymPy srepr: {exc}") from exc
-
-    def build(node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool):
-            return node.value
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -build(node.operand)
-        if isinstance(node, ast.Name) and node.id in _SREPR_NAMES:
-            return _SREPR_NAMES[node.id]
-        if isinstance(node, ast.Tuple):
-            return tuple(build(e) for e in node.elts)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SREPR_NAMES:
-            fn = _SREPR_NAMES[node.func.id]
-            args = [build(a) for a in node.args]
-            kwargs = {k.arg: build(k.value) for k in node.keywords if k.arg is not None}
-            return fn(*args, **kwargs)
-        raise ValueError(f"disallowed element in srepr: {ast.dump(node)[:80]}")
-
-    out = build(tree.body)
-    if not isinstance(out, sp.Basic):
-        raise ValueError("srepr does not describe a SymPy expression")
-    return out
+    return parse_srepr(text)
 
 
 def predict(expr_srepr: str | sp.Expr, df: pd.DataFrame) -> np.ndarray:
@@ -217,7 +178,7 @@ def predict(expr_srepr: str | sp.Expr, df: pd.DataFrame) -> np.ndarray:
     Parameters
     ----------
     expr_srepr : str or sympy.Expr
-        ``sympy.srepr`` string as stored (parsed by :func:`expr_from_srepr`), or an expression.
+        ``sympy.srepr`` string as stored, or an expression.
     df : DataFrame, shape (n_rows, ...)
         Columns named as the equation's symbols.  Orientation descriptors
         (``normal_x… theta_deg phi_deg``) missing from ``df`` are computed from its Miller,
@@ -233,14 +194,14 @@ def predict(expr_srepr: str | sp.Expr, df: pd.DataFrame) -> np.ndarray:
     KeyError
         A symbol of the equation is not a column of ``df``.
     """
-    expr = expr_from_srepr(expr_srepr) if isinstance(expr_srepr, str) else sp.sympify(expr_srepr)
+    expr = parse_srepr(expr_srepr) if isinstance(expr_srepr, str) else sp.sympify(expr_srepr)
     names = {str(s) for s in expr.free_symbols}
     if names & set(DESCRIPTOR_COLUMNS) - set(df.columns):
         df = add_orientation_descriptors(df)
     missing = names - set(df.columns)
     if missing:
         raise KeyError(f"columns missing for symbols {sorted(missing)}")
-    return real_or_nan(evaluate_expr(expr, df.reset_index(drop=True)))
+    return evaluate(expr, df.reset_index(drop=True))
 
 
 def _front_dicts(front: Sequence[Candidate], rejected: Sequence[tuple[Candidate, str]] = ()) -> list[dict[str, Any]]:
@@ -262,43 +223,94 @@ def _front_dicts(front: Sequence[Candidate], rejected: Sequence[tuple[Candidate,
     return out
 
 
-def _metrics(y: np.ndarray, pred: np.ndarray, prefix: str) -> dict[str, float]:
-    ok = np.isfinite(pred)
-    if ok.sum() < 2:
-        return {f"{prefix}_r2": float("nan"), f"{prefix}_rmse": float("nan"), f"{prefix}_mae": float("nan")}
-    return {
-        f"{prefix}_r2": float(r2_score(y[ok], pred[ok])),
-        f"{prefix}_rmse": float(np.sqrt(mean_squared_error(y[ok], pred[ok]))),
-        f"{prefix}_mae": float(mean_absolute_error(y[ok], pred[ok])),
-    }
+def make_estimator(
+    features: Sequence[str],
+    *,
+    factorize: str | None = None,
+    engine: str = "sparse",
+    engine_params: dict[str, Any] | None = None,
+    selection: str = "stable",
+    seed: int = 0,
+    margin: float = 0.1,
+    material: str | None = None,
+    orientation_features: Sequence[str] | None = None,
+    orientation_engine_params: dict[str, Any] | None = None,
+    coefficient: str = "lsq",
+    coefficient_selection: str | None = "stable",
+    coefficient_form: str = "auto",
+    reference_orientation: Sequence[float] | None = (1, 1, 1),
+    feature_units: dict[str, Any] | None = None,
+    target_unit: str | None = None,
+    time_budget: float | None = None,
+) -> EquationSearch | FactorizedEquation:
+    """The fitting procedure as an unfitted estimator; the options of ``matstore fit``.
 
+    Parameters
+    ----------
+    features : sequence of str
+        Feature columns; for ``factorize="orientation"`` the *bulk* features of C.
+    factorize : {None, "orientation"}
+        ``"orientation"``: ``y = C(features) · g(orientation descriptors)``.
+    engine : str, default "sparse"
+        Engine of the search (and of g; C as a scaling law always uses ``sparse``).
+    engine_params : dict, optional
+    selection : str, default "stable"
+        Criterion of the equation (factorised fits: of g).
+    seed : int
+        ``random_state`` of engines and of shuffled folds.
+    margin : float
+        Domain widening of the numerical checks.
+    material : str, optional
+        Column with one coefficient per value (factorised fits; required there).
+    orientation_features : sequence of str, optional
+        Descriptors of g (default ``normal_x, normal_y, normal_z``).
+    orientation_engine_params : dict, optional
+        Engine parameters of g (default ``engine_params``).
+    coefficient : {"lsq", "reference"}
+    coefficient_selection : str, default "stable"
+        Criterion of C(bulk).
+    coefficient_form : {"auto", "scaling", "free"}, default "auto"
+    reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
+    feature_units : dict, optional
+        pint units of the features.
+    target_unit : str, optional
+    time_budget : float, optional
+        Seconds of engine time of one fit of the procedure.
 
-def _make_engine(engine: str, params: dict[str, Any], seed: int):
-    params = dict(params)
-    if "random_state" in engine_class(engine).default_parameters and "random_state" not in params:
-        params["random_state"] = seed
-    return get_engine(engine, **params)
+    Returns
+    -------
+    EquationSearch or FactorizedEquation
 
-
-#: Grouped cross-validation without ``n_splits`` is leave-one-group-out up to this many groups.
-MAX_LEAVE_ONE_GROUP_OUT = 20
-
-
-def _splitter(n_rows: int, groups: np.ndarray | None, n_splits: int | None, seed: int):
-    if groups is not None:
-        n_groups = len(pd.unique(groups))
-        if n_groups < 2:
-            raise ValueError("cross-validation by groups needs at least two groups")
-        if n_splits is None:
-            n_splits = n_groups if n_groups <= MAX_LEAVE_ONE_GROUP_OUT else 10
-        if n_groups <= n_splits:
-            return LeaveOneGroupOut(), f"LeaveOneGroupOut ({n_groups} groups)"
-        return GroupKFold(n_splits=n_splits), f"GroupKFold({n_splits})"
-    k = min(n_splits or 5, n_rows)
-    return KFold(n_splits=k, shuffle=True, random_state=seed), f"KFold({k}, shuffle, random_state={seed})"
-
-
-# --------------------------------------------------------------------------- main entry
+    Raises
+    ------
+    ValueError
+        Unknown ``factorize`` or criterion, or factorisation without ``material``.
+    KeyError
+        Unknown engine.
+    """
+    if factorize not in FACTORIZATIONS:
+        raise ValueError(f"factorize must be one of {FACTORIZATIONS}, got {factorize!r}")
+    engine_class(engine)  # KeyError early for unknown names
+    for criterion in (selection, coefficient_selection or selection):
+        parse_criterion(criterion)
+    units = dict(feature_units or {})
+    common = dict(engine=engine, random_state=seed, margin=margin)
+    if factorize is None:
+        return EquationSearch(**common, engine_params=engine_params, selection=selection, time_budget=time_budget,
+                              feature_units=units or None, target_unit=target_unit)
+    if material is None:
+        raise ValueError("factorize='orientation' needs a material column (material= or groups=)")
+    return FactorizedEquation(
+        coefficient=EquationSearch(**common, engine_params=engine_params, form=coefficient_form,
+                                   selection=coefficient_selection or selection,
+                                   feature_units={f: units[f] for f in features if f in units} or None,
+                                   target_unit=target_unit),
+        orientation=EquationSearch(**common, selection=selection, engine_params=(
+            orientation_engine_params if orientation_engine_params is not None else engine_params)),
+        material=material, bulk_features=tuple(features),
+        orientation_features=tuple(orientation_features or DEFAULT_ORIENTATION_FEATURES),
+        reference=None if reference_orientation is None else tuple(reference_orientation),
+        coefficient_method=coefficient, time_budget=time_budget)
 
 
 def fit_equation(
@@ -306,26 +318,14 @@ def fit_equation(
     target: str,
     features: Sequence[str],
     *,
-    engine: str = "sparse",
-    engine_params: dict[str, Any] | None = None,
-    factorize: str | None = None,
-    selection: str = "knee",
     groups: str | None = None,
     n_splits: int | None = None,
-    seed: int = 0,
-    material: str | None = None,
-    orientation_features: Sequence[str] | None = None,
-    orientation_engine_params: dict[str, Any] | None = None,
-    coefficient: str = "lsq",
-    coefficient_selection: str | None = "cv:1se",
-    coefficient_form: str = "auto",
-    reference_orientation: Sequence[float] | None = (1, 1, 1),
-    feature_units: dict[str, Any] | None = None,
-    target_unit: Any = None,
-    margin: float = 0.1,
     cross_validate: bool = True,
+    interval_level: float = DEFAULT_INTERVAL_LEVEL,
+    time_budget: float | None = None,
+    **options: Any,
 ) -> FitResult:
-    """Fit, validate, select and cross-validate a closed-form equation for ``target``.
+    """Fit the procedure of :func:`make_estimator` on ``table`` and report it honestly.
 
     Parameters
     ----------
@@ -335,45 +335,20 @@ def fit_equation(
     target : str
         Target column (unit: ``target_unit``).
     features : sequence of str
-        Feature columns; for ``factorize="orientation"`` the *bulk* features of C.
-    engine : {"sparse", "operon", "pysr"}, default "sparse"
-    engine_params : dict, optional
-        Engine keyword parameters; ``random_state`` defaults to ``seed``.
-    factorize : {None, "orientation"}
-        ``"orientation"`` fits ``y = C(features) · g(orientation descriptors)``.
-    selection : str, default "knee"
-        Criterion (``"knee"``, ``"best"``, ``"within:5%"``, ``"min_loss"``,
-        ``"max_complexity:N"``).
     groups : str, optional
-        Column for grouped k-fold (e.g. material): ``LeaveOneGroupOut`` when there are at
-        most ``n_splits`` groups, else ``GroupKFold(n_splits)``.  Defaults to ``material``
-        for factorised fits; otherwise shuffled ``KFold(n_splits, random_state=seed)``.
+        Column of CV groups (all rows of a group are held out together); defaults to
+        ``material`` for factorised fits; without groups, shuffled KFold.
     n_splits : int, optional
-        Default: leave-one-group-out for grouped fits with at most 20 groups (so a
-        surface model is scored on metals it has never seen, one at a time), else 10
-        group folds; 5 shuffled folds for ungrouped fits.
-    seed : int, default 0
-    material : str, optional
-        Material column (required for ``factorize="orientation"``; defaults to ``groups``).
-    orientation_features : sequence of str, optional
-        Descriptors for g (default ``normal_x, normal_y, normal_z``).
-    orientation_engine_params : dict, optional
-        Engine parameters for g (default: ``engine_params``).
-    coefficient : {"lsq", "reference"}
-        Per-material coefficient estimator (factorised fits).
-    coefficient_selection : str or None, default "cv:1se"
-        Criterion for C(bulk) in factorised fits (see :func:`~.factorize.fit_factorized`).
-    coefficient_form : {"auto", "scaling", "free"}, default "auto"
-        Form of C(bulk) in factorised fits: a dimensionally homogeneous scaling law when the
-        units allow (``auto``), or the engine's free search (see
-        :func:`~.factorize.fit_factorized`).
-    reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
-    feature_units : dict, optional
-        Units of features (and of orientation descriptors; they default to dimensionless).
-    target_unit : str, optional
-    margin : float, default 0.1
-        Domain widening of the numerical checks.
+        Folds (:func:`matstore.models.cv.make_cv`; default leave-one-group-out up to 20 groups).
     cross_validate : bool, default True
+        False: fit only (no report, no interval).
+    interval_level : float, default 0.9
+        Confidence level of the stored cross-conformal prediction interval.
+    time_budget : float, optional
+        Seconds for the whole fit, nested-CV folds included (see the module docstring).
+    **options
+        Keyword parameters of :func:`make_estimator` (``engine``, ``factorize``,
+        ``selection``, ``seed``, ``material``, ``feature_units``, ``target_unit``, ...).
 
     Returns
     -------
@@ -386,188 +361,157 @@ def fit_equation(
         candidate on the full data.
     KeyError
         Unknown engine.
-    matstore.models.engines.base.EngineSetupError
-        The engine cannot run here (e.g. PySR without Julia).
-    matstore.models.engines.base.EngineFitError
-        The engine failed on the full data.
+    matstore.models.engines.base.EngineSetupError, EngineFitError
+        From the engine on the full data.
     """
-    t_start = time.perf_counter()
-    features = list(features)
-    engine_params = dict(engine_params or {})
-    parse_criterion(selection)
-    if factorize not in FACTORIZATIONS:
-        raise ValueError(f"factorize must be one of {FACTORIZATIONS}, got {factorize!r}")
-    engine_class(engine)  # KeyError early for unknown names
-    if factorize == "orientation":
-        material = material or groups
-        if material is None:
-            raise ValueError("factorize='orientation' needs a material column (material= or groups=)")
-        groups = groups or material
+    t_start, features = time.perf_counter(), list(features)
+    if options.get("factorize"):
+        options["material"] = options.get("material") or groups
+        groups = groups or options["material"]
+    data, n_dropped, row_index = _complete_rows(table, target, features, options, groups)
+    y, g = data[target].to_numpy(dtype=float), (data[groups].to_numpy() if groups else None)
+    seed = options.get("seed", 0)
+    cv, scheme = make_cv(len(data), g, n_splits, seed) if cross_validate else (None, "")
+    n_folds = cv.get_n_splits(data, y, g) if cv is not None else 0
+    run_budget = None if time_budget is None else ENGINE_SHARE * float(time_budget) / (n_folds + 1)
+    est = make_estimator(features, time_budget=run_budget, **options)
+    X = data if options.get("factorize") else data[features].astype(float)
+    t0 = time.perf_counter()
+    est.fit(X, y, groups=g)
+    t_fit = time.perf_counter() - t0
+    report: dict[str, Any] = {}
+    if cv is not None:
+        report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level, seed)
+        report["time_budget"] = time_budget
+    timings = {"fit": t_fit, "cv": time.perf_counter() - t0 - t_fit, "total": time.perf_counter() - t_start}
+    return _result(est, data, target, features, options, report, row_index, n_dropped, timings)
+
+
+def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
+                   groups: str | None) -> tuple[pd.DataFrame, int, list[Any]]:
+    """Rows with target and features present (descriptors added for factorised fits)."""
+    material = options.get("material")
     needed = [target, *features] + ([material] if material else []) + ([groups] if groups else [])
     missing = [c for c in dict.fromkeys(needed) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}")
-
     data = table.dropna(subset=[target, *features])
-    n_dropped = len(table) - len(data)
     if len(data) < 3:
         raise ValueError(f"need at least 3 complete rows, got {len(data)}")
     row_index = list(data.index)
     data = data.reset_index(drop=True)
-    if factorize == "orientation":
+    if options.get("factorize"):
         data = add_orientation_descriptors(data)
+    return data, len(table) - len(data), row_index
+
+
+def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any, scheme: str,
+               level: float, seed: int) -> dict[str, Any]:
+    """Nested CV, fixed-form CV, per-fold forms, per-group errors and the interval of a fitted procedure.
+
+    Returns
+    -------
+    dict
+        ``cv_scheme``, ``nested_cv`` and ``fixed_form_cv`` (``r2``, ``rmse``, ``mae``,
+        ``failed_folds``), ``fold_agreement`` (``agree``, ``n``, ``fraction``,
+        ``full_form``), ``folds``, ``per_group``, ``discrepancy``, ``interval``, and
+        ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
+    """
+    nested = cross_fit(est, X, y, groups, cv)
+    fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
+    full_form = selected_form(est)
+    folds = fold_records(nested, fixed, y, groups, full_form)
+    agree = sum(f["same_as_full"] for f in folds)
+    nested_cv = scores(y, nested.oof) | {"failed_folds": int(sum(nested.failed)), "n_folds": len(folds)}
+    fixed_cv = scores(y, fixed.oof) | {"failed_folds": int(sum(fixed.failed))}
+    return {
+        "cv_scheme": scheme, "nested_cv": nested_cv, "fixed_form_cv": fixed_cv,
+        "fold_agreement": {"agree": int(agree), "n": len(folds), "fraction": agree / len(folds) if folds else None,
+                           "full_form": full_form},
+        "folds": folds, "per_group": per_group_errors(y, nested.oof, groups),
+        "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds),
+        "interval": _interval(est.equation_, X, y, groups, cv, level, nested, seed), "oof": nested.oof,
+    }
+
+
+def _interval(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any, level: float,
+              nested: Any, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": "grouped cross-conformal (MAPIE CrossConformalRegressor, method='base', "
+                                     "absolute residual), constants refitted per fold", "level": float(level)}
+    try:
+        out["half_width"] = conformal_half_width(expr, X, y, groups, cv, level)
+    except ValueError as exc:
+        return out | {"half_width": None, "held_out_coverage": None, "error": str(exc)}
+    out["held_out_coverage"] = held_out_coverage(nested, X, y, groups, level, seed)
+    return out
+
+
+def _part_dict(search: EquationSearch, expr: sp.Expr | None = None) -> dict[str, Any]:
+    from matstore.models.engines.base import expression_complexity
+
+    p = _part_fit(search, expr)
+    return {"front": _front_dicts(p.front, p.rejected), "srepr": sp.srepr(p.expr), "text": sp.sstr(p.expr),
+            "latex": sp.latex(p.expr), "criterion": p.criterion, "complexity": expression_complexity(p.expr),
+            "features": list(p.features), "canonical_hash": canonical_hash(p.expr), "engine": p.engine,
+            "form": p.form}
+
+
+def _parts(est: Any) -> dict[str, Any]:
+    if not isinstance(est, FactorizedEquation):
+        return {}
+    return {
+        "coefficient": _part_dict(est.coefficient_) | {
+            "values": {str(k): float(v) for k, v in est.coefficients_.items()}, "method": est.coefficient_method_},
+        "orientation": _part_dict(est.orientation_, est.orientation_equation_) | {
+            "normalization": est.normalization_},
+    }
+
+
+def _dimension_verdict(expr: sp.Expr, options: dict[str, Any]) -> str:
+    feature_units, target_unit = options.get("feature_units"), options.get("target_unit")
+    if feature_units is None or target_unit is None:
+        return "undetermined: no units given"
+    units = {f: "dimensionless" for f in DESCRIPTOR_COLUMNS} | {"theta_deg": "degree", "phi_deg": "degree"}
+    return check_dimensions(expr, units | dict(feature_units), target_unit).verdict
+
+
+def _metrics(y: np.ndarray, pred: np.ndarray, report: dict[str, Any]) -> dict[str, float]:
+    out = {f"train_{k}": v for k, v in scores(y, pred).items()}
+    if not report:
+        return out
+    nested, fixed, interval = report["nested_cv"], report["fixed_form_cv"], report["interval"]
+    out |= {f"cv_{k}": nested[k] for k in ("r2", "rmse", "mae")}
+    out |= {"cv_n_splits": float(nested["n_folds"]), "cv_failed_folds": float(nested["failed_folds"])}
+    out |= {f"fixed_form_cv_{k}": fixed[k] for k in ("r2", "rmse", "mae")}
+    out["fold_agreement"] = report["fold_agreement"]["fraction"]
+    out["interval_half_width"] = interval.get("half_width")
+    out["interval_coverage"] = interval.get("held_out_coverage")
+    return {k: (float(v) if v is not None else float("nan")) for k, v in out.items()}
+
+
+def _result(est: Any, data: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
+            report: dict[str, Any], row_index: list[Any], n_dropped: int, timings: dict[str, float]) -> FitResult:
     y = data[target].to_numpy(dtype=float)
-    o_feats = list(orientation_features or DEFAULT_ORIENTATION_FEATURES) if factorize else []
-
-    def fit_once(train: pd.DataFrame, holdout: pd.DataFrame | None, fold_seed: int):
-        """Returns (expr, criterion, front dicts, parts, factorization or None)."""
-        if factorize == "orientation":
-            fr = fit_factorized(
-                train, target, features, material=material, orientation_features=o_feats,
-                engine=engine, engine_params=engine_params,
-                orientation_engine_params=orientation_engine_params, selection=selection,
-                coefficient=coefficient, coefficient_selection=coefficient_selection,
-                reference=reference_orientation, margin=margin,
-                seed=fold_seed, holdout=holdout, coefficient_form=coefficient_form,
-                feature_units=feature_units, target_unit=target_unit, groups=groups,
-            )
-            return fr.expr, fr.coefficient.criterion, fr
-        eng = _make_engine(engine, engine_params, fold_seed)
-        X = train[features].astype(float).reset_index(drop=True)
-        eng.fit(X, train[target].to_numpy(dtype=float))
-        hold = holdout[features].astype(float) if holdout is not None else None
-        cand, crit, rejected = select_valid(eng.pareto_front_, X, selection, margin=margin, holdout=hold,
-                                            y=train[target].to_numpy(dtype=float))
-        return cand.expr, crit, (eng.pareto_front_, rejected)
-
-    # ---- full fit
-    t0 = time.perf_counter()
-    expr, criterion, info = fit_once(data, None, seed)
-    t_fit = time.perf_counter() - t0
-    parts: dict[str, Any] = {}
-    if factorize == "orientation":
-        fr: FactorizationResult = info
-
-        def part_dict(p: PartFit) -> dict[str, Any]:
-            return {
-                "front": _front_dicts(p.front, p.rejected),
-                "srepr": sp.srepr(p.expr),
-                "text": sp.sstr(p.expr),
-                "latex": sp.latex(p.expr),
-                "criterion": p.criterion,
-                "complexity": expression_complexity(p.expr),
-                "features": list(p.features),
-                "canonical_hash": canonical_hash(p.expr),
-                "engine": p.engine,
-                "form": p.form,
-            }
-
-        parts["coefficient"] = part_dict(fr.coefficient) | {
-            "values": {str(k): float(v) for k, v in fr.coefficients.items()},
-            "method": fr.coefficient_method,
-        }
-        parts["orientation"] = part_dict(fr.orientation) | {"normalization": fr.normalization}
-        # front of the combined equation: each valid C candidate times the selected g
-        rejected_c = {sp.srepr(c.expr) for c, _ in fr.coefficient.rejected}
-        g_expr = fr.orientation.expr
-        g_cx = expression_complexity(g_expr)
-        combined = []
-        for c in fr.coefficient.front:
-            if sp.srepr(c.expr) in rejected_c:
-                continue
-            e = c.expr * g_expr
-            p = predict(e, data)
-            loss = float(np.mean((p - y) ** 2)) if np.all(np.isfinite(p)) else float("inf")
-            combined.append(Candidate(c.complexity + g_cx + 1, loss, e))
-        front = _front_dicts(combined)
-    else:
-        eng_front, rejected = info
-        front = _front_dicts(eng_front, rejected)
-
-    pred = predict(expr, data)
-    metrics = _metrics(y, pred, "train")
-
-    # ---- cross-validation
-    t0 = time.perf_counter()
-    oof = np.full(len(data), np.nan)
-    cv_info: dict[str, Any] = {"scheme": "", "folds": []}
-    if cross_validate:
-        grp = data[groups].to_numpy() if groups else None
-        splitter, scheme = _splitter(len(data), grp, n_splits, seed)
-        cv_info["scheme"] = scheme + (f" by {groups}" if groups else "")
-        fold_r2, fold_rmse, failed = [], [], 0
-        for k, (tr, te) in enumerate(splitter.split(data, y, grp)):
-            train, test = data.iloc[tr].reset_index(drop=True), data.iloc[te].reset_index(drop=True)
-            penalised = False
-            try:
-                f_expr, _, _ = fit_once(train, test, seed)
-                p = predict(f_expr, test)
-                if not np.all(np.isfinite(p)):
-                    raise ValueError("non-finite held-out prediction")
-                f_srepr = sp.srepr(f_expr)
-            except (ValueError, EngineFitError):
-                # no candidate usable on this fold: penalise with the training mean
-                p = np.full(len(te), float(np.mean(y[tr])))
-                penalised, f_srepr = True, ""
-                failed += 1
-            oof[te] = p
-            fold = {"fold": k, "n_test": len(te), "srepr": f_srepr, "penalised": penalised}
-            if len(te) >= 2:
-                fold["r2"] = float(r2_score(y[te], p))
-                fold_r2.append(fold["r2"])
-            fold["rmse"] = float(np.sqrt(mean_squared_error(y[te], p)))
-            fold_rmse.append(fold["rmse"])
-            cv_info["folds"].append(fold)
-        metrics |= _metrics(y, oof, "cv")
-        metrics |= {
-            "cv_r2_mean": float(np.mean(fold_r2)) if fold_r2 else float("nan"),
-            "cv_r2_std": float(np.std(fold_r2)) if fold_r2 else float("nan"),
-            "cv_rmse_mean": float(np.mean(fold_rmse)),
-            "cv_n_splits": float(len(cv_info["folds"])),
-            "cv_failed_folds": float(failed),
-        }
-    t_cv = time.perf_counter() - t0
-    resid = y - (oof if cross_validate else pred)
+    expr = est.equation_
+    pred = est.predict(data if options.get("factorize") else data[features])
+    oof = report.pop("oof", np.full(len(y), np.nan))
+    resid = (y - oof) if report else (y - pred)
     resid = resid[np.isfinite(resid)]
-    residual_std = float(np.std(resid, ddof=1)) if len(resid) > 1 else float("nan")
-
-    # ---- dimensions
-    if feature_units is not None and target_unit is not None:
-        units = {f: "dimensionless" for f in DESCRIPTOR_COLUMNS if f != "theta_deg" and f != "phi_deg"}
-        units |= {"theta_deg": "degree", "phi_deg": "degree"}
-        units |= dict(feature_units)
-        dim = check_dimensions(expr, units, target_unit).verdict
-    else:
-        dim = "undetermined: no units given"
-
+    rejected = [] if isinstance(est, FactorizedEquation) else est.rejected_
     return FitResult(
-        target=target,
-        features=features,
-        engine=engine,
-        engine_params=engine_params,
-        factorize=factorize,
-        seed=seed,
-        expr=expr,
-        srepr=sp.srepr(expr),
-        text=sp.sstr(expr),
-        latex=sp.latex(expr),
-        canonical_hash=canonical_hash(expr),
-        selection=criterion,
-        front=front,
-        parts=parts,
-        metrics=metrics,
-        cv=cv_info,
-        oof_predictions=oof,
-        predictions=pred,
-        row_index=row_index,
-        residual_std=residual_std,
-        dimension_check=dim,
-        n_rows=len(data),
-        n_dropped=n_dropped,
-        orientation_features=o_feats,
-        timings={"fit": t_fit, "cv": t_cv, "total": time.perf_counter() - t_start},
-        versions=versions(),
+        target=target, features=features, engine=options.get("engine", "sparse"),
+        engine_params=dict(options.get("engine_params") or {}), factorize=options.get("factorize"),
+        seed=options.get("seed", 0), expr=expr, srepr=sp.srepr(expr), text=sp.sstr(expr), latex=sp.latex(expr),
+        canonical_hash=canonical_hash(expr), selection=est.selection_, front=_front_dicts(est.front_, rejected),
+        parts=_parts(est), metrics=_metrics(y, pred, report),
+        cv={"scheme": report.get("cv_scheme", ""), "folds": report.get("folds", [])},
+        oof_predictions=oof, predictions=pred, row_index=row_index,
+        residual_std=float(np.std(resid, ddof=1)) if len(resid) > 1 else float("nan"),
+        dimension_check=_dimension_verdict(expr, options), n_rows=len(data), n_dropped=n_dropped,
+        orientation_features=list(est.orientation_features) if isinstance(est, FactorizedEquation) else [],
+        timings=timings, versions=versions(), report=report, interval=report.get("interval", {}),
     )
 
 
-__all__ = ["FitResult", "canonical_hash", "expr_from_srepr", "fit_equation", "predict"]
+__all__ = ["DEFAULT_INTERVAL_LEVEL", "FitResult", "canonical_hash", "expr_from_srepr", "fit_equation", "fit_report",
+           "make_estimator", "predict"]

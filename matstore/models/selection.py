@@ -13,13 +13,21 @@ Criteria (strings, as stored in ``equation_version.selection_criterion``):
     (``loss <= (1 + X/100) · min loss``), e.g. ``"within:5%"``.
 ``"cv:X%"`` (or ``"cv"``, X = 5)
     The least complex equation whose *cross-validated* loss (constants refitted on each
-    fold's training rows; leave-one-out up to 20 rows, or leave-one-group-out when groups
-    are given) is within X % of the lowest; needs the data (:func:`select_valid` with ``y``).
+    fold's training rows; folds of :func:`matstore.models.cv.make_cv`) is within X % of the lowest; needs the data (:func:`select_valid` with ``y``).
 ``"cv:Nse"`` (e.g. ``"cv:1se"``)
     The one-standard-error rule [2]_: the least complex equation whose cross-validated
     loss is at most the lowest plus N standard errors of that lowest loss (the standard
     deviation of its per-fold losses over sqrt(number of folds)).  With a handful of rows
     the standard error is large, so the rule prefers few constants unless more clearly pay.
+``"stable"`` or ``"stable:X%"`` (X = 5; the default of ``matstore fit``)
+    Stability selection over the folds of the one CV policy (:func:`matstore.models.cv.make_cv`):
+    in each fold, the simplest candidate (or, with the sparse engine, complexity budget, the
+    search repeated on the fold's training rows) whose held-out MSE is within X % of the
+    fold's best (or within 0.1 % of the target variance) gets one vote; the most-voted wins,
+    ties going to the simpler.  A vote needs a majority of folds to
+    agree, so one atypical held-out material cannot flip the choice the way it moves a pooled
+    mean (``cv:1se`` chose a constant coefficient in one of seven folds of a published
+    7-metal table; see docs/models.md).
 ``"min_loss"``
     The lowest loss (the most complex member of a strict front).
 ``"max_complexity:N"``
@@ -46,9 +54,11 @@ from typing import Any
 
 from matstore.models.engines.base import Candidate
 
-CRITERIA = ("knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
-#: Inner cross-validation holds out one row (or group) at a time up to this many rows (groups).
-MAX_LEAVE_ONE_OUT = 20
+#: Default tolerance of the ``stable`` criterion (percent of a fold's lowest held-out MSE).
+STABLE_TOLERANCE = 5.0
+#: Held-out MSE differences below this fraction of the target variance (R² 0.001) are noise.
+STABLE_FLOOR = 1e-3
+CRITERIA = ("stable:X%", "knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
 
 
 def parse_criterion(criterion: str) -> tuple[str, float | None]:
@@ -64,6 +74,9 @@ def parse_criterion(criterion: str) -> tuple[str, float | None]:
         return "knee", None
     if c == "best":
         return "best", None
+    m = re.fullmatch(r"stable(?::\s*([0-9]*\.?[0-9]+)\s*%?)?", c)
+    if m:
+        return "stable", float(m.group(1)) if m.group(1) else STABLE_TOLERANCE
     if c in ("min_loss", "accuracy"):
         return "min_loss", None
     m = re.fullmatch(r"within:\s*([0-9]*\.?[0-9]+)\s*%?", c)
@@ -113,8 +126,8 @@ def select(front: Sequence[Candidate], criterion: str = "knee") -> tuple[Candida
         Empty front, non-finite losses only, or unknown criterion.
     """
     kind, arg = parse_criterion(criterion)
-    if kind in ("cv", "cv_se"):
-        raise ValueError("the cv criterion needs data: use select_valid(..., y=) or select_by_cv")
+    if kind in ("cv", "cv_se", "stable"):
+        raise ValueError(f"the {kind} criterion needs data: use select_valid(..., y=) or select_by_cv")
     front = sorted((c for c in front if math.isfinite(c.loss)), key=lambda c: (c.complexity, c.loss))
     if not front:
         raise ValueError("cannot select from an empty front")
@@ -143,115 +156,45 @@ def select(front: Sequence[Candidate], criterion: str = "knee") -> tuple[Candida
     return front[i_best], kind
 
 
-def refit_constants(expr, X, y):  # noqa: ANN001, ANN201 - sympy/pandas types
-    """Refit the numeric constants (SymPy ``Float`` atoms) of ``expr`` to (X, y) by least squares.
-
-    Integer and rational exponents stay fixed; the fitted constants start from the current
-    values (scipy's trust-region reflective solver).  Returns ``None`` when the problem is
-    underdetermined (fewer rows than constants) or the fit fails.
-
-    Parameters
-    ----------
-    expr : sympy.Expr
-    X : DataFrame, shape (n, n_features)
-    y : ndarray, shape (n,)
-    """
-    import numpy as np
-    import sympy as sp
-    from scipy.optimize import least_squares
-
-    from matstore.models.engines.base import evaluate_expr
-
-    constants = sorted(expr.atoms(sp.Float), key=lambda f: float(f))
-    if not constants:
-        return expr
-    if len(y) < len(constants):
-        return None
-    params = sp.symbols(f"_refit_p0:{len(constants)}")
-    template = expr.xreplace(dict(zip(constants, params, strict=True)))
-    names = sorted(str(v) for v in expr.free_symbols)
-    fn = sp.lambdify([*params, *sp.symbols(names)], template, "numpy")
-    cols = [np.asarray(X[n], dtype=float) for n in names]
-
-    def residuals(p):  # noqa: ANN001, ANN202
-        with np.errstate(all="ignore"):
-            out = np.broadcast_to(np.asarray(fn(*p, *cols), dtype=float), y.shape) - y
-        return np.where(np.isfinite(out), out, 1e6)
-
-    try:
-        fit = least_squares(residuals, x0=[float(c) for c in constants], method="trf", max_nfev=200 * len(constants))
-    except (ValueError, TypeError, FloatingPointError):
-        return None
-    refitted = template.xreplace({p: sp.Float(v) for p, v in zip(params, fit.x, strict=True)})
-    pred = evaluate_expr(refitted, X)
-    return refitted if np.all(np.isfinite(pred)) else None
-
-
-def cv_folds(n: int, groups=None, *, n_folds: int | None = None) -> list:  # noqa: ANN001
-    """Test-row index arrays of the folds used by :func:`cv_loss`.
-
-    Without ``groups``: leave-one-out when ``n <= 20``, else ``n_folds`` (default 10)
-    interleaved folds.  With ``groups`` (array, shape (n,)): leave-one-group-out when there
-    are at most 20 groups, else ``n_folds`` folds of whole groups.
-    """
+def _fold_loss(expr, X, y, train, test) -> float:  # noqa: ANN001
+    """Held-out MSE of ``expr``'s form with constants refitted on ``train``; ``inf`` if undetermined."""
     import numpy as np
 
-    if groups is None:
-        k = n if n <= MAX_LEAVE_ONE_OUT else (n_folds or 10)
-        order = np.arange(n)
-        return [order[i::k] for i in range(k)]
-    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
-    n_groups = int(codes.max()) + 1
-    k = n_groups if n_groups <= MAX_LEAVE_ONE_OUT else (n_folds or 10)
-    return [np.flatnonzero(codes % k == i) for i in range(k)]
+    from matstore.models.engines.base import refit_constants
+    from matstore.models.expressions import evaluate
+
+    refitted = refit_constants(expr, X.iloc[train], y[train], strict=True) if len(train) else None
+    if refitted is None:
+        return math.inf
+    err = evaluate(refitted, X.iloc[test]) - y[test]
+    return float(np.mean(err**2)) if np.all(np.isfinite(err)) else math.inf
 
 
-def cv_fold_losses(expr, X, y, *, groups=None, n_folds: int | None = None):  # noqa: ANN001, ANN201
+def cv_fold_losses(expr, X, y, *, groups=None, n_splits: int | None = None, random_state: int | None = 0):  # noqa: ANN001, ANN201
     """Mean squared error of ``expr``'s *form* on each fold (constants refitted per fold).
 
-    Folds from :func:`cv_folds`.  Returns an array of shape (n_folds,), or ``None`` when a
-    fold's training rows cannot determine the constants or a prediction is not finite, so
-    forms with more constants than the data support are never selected.
+    Folds from :func:`matstore.models.cv.splits` (the one CV policy).  Returns an array of
+    shape (n_folds,), or ``None`` when a fold's training rows cannot determine the constants
+    or a prediction is not finite, so forms with more constants than the data support are
+    never selected.
     """
     import numpy as np
 
-    from matstore.models.engines.base import evaluate_expr, real_or_nan
+    from matstore.models.cv import splits
 
     y = np.asarray(y, dtype=float)
-    n = len(y)
-    losses = []
-    for test in cv_folds(n, groups, n_folds=n_folds):
-        train = np.setdiff1d(np.arange(n), test)
-        refitted = refit_constants(expr, X.iloc[train], y[train]) if len(train) else None
-        if refitted is None:
-            return None
-        err = real_or_nan(evaluate_expr(refitted, X.iloc[test])) - y[test]
-        if not np.all(np.isfinite(err)):
-            return None
-        losses.append(float(np.mean(err**2)))
-    return np.asarray(losses)
+    losses = [_fold_loss(expr, X, y, tr, te) for tr, te in splits(len(y), groups, n_splits, random_state)]
+    return None if not all(math.isfinite(v) for v in losses) else np.asarray(losses)
 
 
-def cv_loss(expr, X, y, *, n_folds: int | None = None, groups=None) -> float:  # noqa: ANN001
-    """Cross-validated mean squared error of ``expr``'s *form*: constants refitted per fold.
+def cv_loss(expr, X, y, *, groups=None, n_splits: int | None = None) -> float:  # noqa: ANN001
+    """Pooled cross-validated MSE of ``expr``'s form (constants refitted per fold); ``inf`` if undetermined."""
+    from matstore.models.cv import pooled_mse, splits
 
-    Leave-one-out when ``n <= 20`` (e.g. one coefficient per material), else 10-fold; with
-    ``groups``, whole groups are held out (see :func:`cv_folds`).  ``inf`` when a fold's
-    training rows cannot determine the constants.
-    """
-
-    losses = cv_fold_losses(expr, X, y, groups=groups, n_folds=n_folds)
+    losses = cv_fold_losses(expr, X, y, groups=groups, n_splits=n_splits)
     if losses is None:
         return math.inf
-    return _pooled(losses, cv_folds(len(y), groups, n_folds=n_folds))
-
-
-def _pooled(fold_losses, folds) -> float:  # noqa: ANN001
-    """Mean squared error over all rows from per-fold means (folds weighted by their size)."""
-    import numpy as np
-
-    sizes = np.array([len(t) for t in folds], dtype=float)
-    return float(np.sum(np.asarray(fold_losses, dtype=float) * sizes) / np.sum(sizes))
+    return pooled_mse(losses, [len(te) for _, te in splits(len(y), groups, n_splits)])
 
 
 def _tolerance(best: float, best_fold_losses, n_se: float | None, tolerance_percent: float) -> tuple[float, str]:  # noqa: ANN001
@@ -271,21 +214,83 @@ def _tolerance(best: float, best_fold_losses, n_se: float | None, tolerance_perc
 
 
 def _scheme(n: int, groups) -> str:  # noqa: ANN001
-    import numpy as np
+    from matstore.models.cv import make_cv
 
-    if groups is None:
-        return "leave-one-out" if n <= MAX_LEAVE_ONE_OUT else "10-fold"
-    n_groups = len(np.unique(np.asarray(groups)))
-    return "leave-one-group-out" if n_groups <= MAX_LEAVE_ONE_OUT else "10 group folds"
+    return make_cv(n, groups)[1]
+
+
+def vote(fold_losses: dict[Any, list[float]], order: Callable[[Any], Any],
+         tolerance_percent: float = STABLE_TOLERANCE, floor: float = 0.0) -> tuple[Any, dict[Any, int]]:
+    """The option that predicts the held-out rows best in the most folds (stability selection).
+
+    In each fold the vote goes to the simplest option whose held-out loss is within
+    ``tolerance_percent`` of that fold's lowest (or within ``floor``, an absolute loss below
+    which differences are noise), so that noise-level differences between nested options
+    (an extra term with a negligible coefficient) do not count as wins.
+
+    Parameters
+    ----------
+    fold_losses : dict of option to list of float
+        Held-out loss of each option on each fold (same fold order for every option).
+    order : callable
+        Sort key of the options, simplest first: breaks ties within a fold and between
+        equal vote counts in favour of the simpler option.
+    tolerance_percent : float, default 5
+    floor : float, default 0
+        Absolute tolerance (loss units); :func:`select_by_cv` and :func:`select_size_by_cv`
+        pass ``STABLE_FLOOR · var(y)``.
+
+    Returns
+    -------
+    chosen : option
+    votes : dict of option to int
+        Folds won by each option that won at least one.
+
+    Raises
+    ------
+    ValueError
+        If no option has a finite loss on any fold.
+    """
+    options = sorted(fold_losses, key=order)
+    n_folds = len(next(iter(fold_losses.values()))) if fold_losses else 0
+    votes: dict[Any, int] = {}
+    for k in range(n_folds):
+        finite = [o for o in options if math.isfinite(fold_losses[o][k])]
+        if finite:
+            best = min(fold_losses[o][k] for o in finite)
+            limit = max(best * (1.0 + tolerance_percent / 100.0), best + floor)
+            winner = next(o for o in finite if fold_losses[o][k] <= limit)
+            votes[winner] = votes.get(winner, 0) + 1
+    if not votes:
+        raise ValueError("no option has a finite cross-validated loss on any fold")
+    top = max(votes.values())
+    return next(o for o in options if votes.get(o) == top), votes
+
+
+def _choose(scored: dict[Any, list[float]], sizes: list[float], kind: str, arg: float | None,
+            order: Callable[[Any], Any], y_var: float = 0.0) -> tuple[Any, str]:
+    """Apply a cv rule (``cv_se``, ``cv`` or ``stable``) to per-fold losses of options."""
+    from matstore.models.cv import pooled_mse
+
+    if kind == "stable":
+        tol = STABLE_TOLERANCE if arg is None else arg
+        chosen, votes = vote(scored, order, tol, STABLE_FLOOR * y_var)
+        return chosen, f"stable:{tol:g}% (won {votes[chosen]} of {len(sizes)} folds)"
+    means = {o: pooled_mse(v, sizes) for o, v in scored.items() if all(math.isfinite(x) for x in v)}
+    if not means:
+        raise ValueError("no candidate has a finite cross-validated loss")
+    best = min(means, key=lambda o: (means[o], order(o)))
+    limit, label = _tolerance(means[best], scored[best], arg if kind == "cv_se" else None, arg or 5.0)
+    return min((o for o, m in means.items() if m <= limit), key=order), label
 
 
 def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.0, *, groups=None,  # noqa: ANN001
-                 n_se: float | None = None) -> tuple[Candidate, str]:
-    """The simplest candidate whose cross-validated loss is within a tolerance of the best.
+                 n_se: float | None = None, rule: str | None = None, n_splits: int | None = None,
+                 random_state: int | None = 0) -> tuple[Candidate, str]:
+    """Choose among the forms of ``front`` by cross-validated loss, constants refitted per fold.
 
     Chooses by out-of-sample error instead of training loss, which matters when the data are
-    few (a material coefficient fitted on 6–7 metals): there, training-loss criteria pick
-    forms with as many constants as rows, which extrapolate badly to an unseen material.
+    few (a material coefficient fitted on 6–7 metals).
 
     Parameters
     ----------
@@ -293,12 +298,14 @@ def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.
     X : DataFrame, shape (n, n_features)
     y : array, shape (n,)
     tolerance_percent : float
-        Tolerance ``loss <= (1 + X/100) · best`` (ignored when ``n_se`` is given).
+        ``cv:X%`` rule: the simplest form with loss ``<= (1 + X/100) · best``.
     groups : array, shape (n,), optional
-        Rows of one group are held out together (e.g. the element of each potential's
-        coefficient), see :func:`cv_folds`.
+        Rows of one group are held out together (:func:`matstore.models.cv.make_cv`).
     n_se : float, optional
         One-standard-error rule: tolerance ``best + n_se · SE(best)``.
+    rule : {"stable"}, optional
+        ``"stable"``: the form with the lowest held-out loss in the most folds (:func:`vote`).
+    n_splits, random_state : passed to :func:`matstore.models.cv.make_cv`
 
     Raises
     ------
@@ -307,19 +314,43 @@ def select_by_cv(front: Sequence[Candidate], X, y, tolerance_percent: float = 5.
     """
     import numpy as np
 
+    from matstore.models.cv import splits
+
     y = np.asarray(y, dtype=float)
-    folds = cv_folds(len(y), groups)
-    scored = []
-    for cand in front:
-        losses = cv_fold_losses(cand.expr, X, y, groups=groups)
-        if losses is not None:
-            scored.append((cand, _pooled(losses, folds), losses))
-    if not scored:
-        raise ValueError("no candidate has a finite cross-validated loss")
-    _, best_mean, best_losses = min(scored, key=lambda t: (t[1], t[0].complexity))
-    limit, label = _tolerance(best_mean, best_losses, n_se, tolerance_percent)
-    chosen = min((c for c, loss, _ in scored if loss <= limit), key=lambda c: (c.complexity, c.loss))
+    folds = splits(len(y), groups, n_splits, random_state)
+    scored = {c: [_fold_loss(c.expr, X, y, tr, te) for tr, te in folds] for c in front}
+    kind = "stable" if rule == "stable" else ("cv_se" if n_se is not None else "cv")
+    arg = n_se if n_se is not None else tolerance_percent
+    if kind != "stable":
+        scored = {c: v for c, v in scored.items() if all(math.isfinite(x) for x in v)}
+    chosen, label = _choose(scored, [len(te) for _, te in folds], kind, arg, lambda c: (c.complexity, c.loss),
+                            float(np.var(y)))
     return chosen, f"{label} (constants refitted per fold, {_scheme(len(y), groups)})"
+
+
+def _size_losses(fit_front, size_of, X, y, sizes, folds, margin) -> dict[int, list[float]]:  # noqa: ANN001
+    """Held-out loss per size and fold, the search repeated on each fold's training rows."""
+    import numpy as np
+
+    from matstore.models.engines.base import EngineFitError
+    from matstore.models.expressions import evaluate
+
+    per_size: dict[int, list[float]] = {k: [] for k in sizes}
+    for train, test in folds:
+        X_train, X_test = X.iloc[train].reset_index(drop=True), X.iloc[test].reset_index(drop=True)
+        try:
+            front = list(fit_front(X_train, y[train]))
+        except (ValueError, EngineFitError):
+            front = []
+        for k in sizes:
+            try:
+                cand, _, _ = select_valid([c for c in front if size_of(c) <= k], X_train, "min_loss",
+                                          margin=margin, holdout=X_test)
+                loss = float(np.mean((evaluate(cand.expr, X_test) - y[test]) ** 2))
+            except ValueError:
+                loss = math.inf
+            per_size[k].append(loss if math.isfinite(loss) else math.inf)
+    return per_size
 
 
 def select_size_by_cv(
@@ -333,19 +364,22 @@ def select_size_by_cv(
     n_se: float | None = 1.0,
     tolerance_percent: float = 5.0,
     margin: float = 0.1,
+    rule: str | None = None,
+    n_splits: int | None = None,
+    random_state: int | None = 0,
 ) -> tuple[int, str, dict[int, float]]:
-    """Choose a model *size* (a complexity budget, a number of terms) by cross-validating the whole search.
+    """Choose a model *size* (a complexity budget) by cross-validating the whole search.
 
-    For every fold (see :func:`cv_folds`) the engine searches again on the training rows
-    only (``fit_front``), and for every size ``k`` the lowest-loss valid candidate of at most
-    ``k`` (``size_of``) is scored on the held-out rows.  Unlike :func:`select_by_cv`, which
-    refits the constants of forms found on all the data, this also repeats the choice of the
-    form, so the search's own optimism is measured: with 6–7 materials and a library of
-    candidate terms, the best 3-term support fitted to all of them has a small leave-one-out
-    error of its constants and still extrapolates badly (the selection bias of best-subset
-    regression; Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*,
-    §7.10.2 "The wrong and right way to do cross-validation").  The size is then chosen by
-    the one-standard-error rule (``n_se``) or, with ``n_se=None``, by ``tolerance_percent``.
+    For every fold (:func:`matstore.models.cv.splits`) the engine searches again on the
+    training rows only (``fit_front``), and for every size ``k`` the lowest-loss valid
+    candidate of at most ``k`` (``size_of``) is scored on the held-out rows.  Unlike
+    :func:`select_by_cv`, which refits the constants of forms found on all the data, this
+    also repeats the choice of the form, so the search's own optimism is measured (the
+    selection bias of best-subset regression; Hastie, Tibshirani & Friedman, *The Elements of
+    Statistical Learning*, 2nd ed. (2009), §7.10.2).  The size is then chosen by the
+    one-standard-error rule (``n_se``), by ``tolerance_percent``, or with ``rule="stable"``
+    by majority vote of the folds (:func:`vote`): the size that predicts the held-out group
+    best in the most folds, which one bad fold cannot overturn.
 
     Parameters
     ----------
@@ -361,14 +395,16 @@ def select_size_by_cv(
     tolerance_percent : float
     margin : float
         Domain widening of the numerical checks on each fold's training rows.
+    rule : {"stable"}, optional
+    n_splits, random_state : passed to :func:`matstore.models.cv.make_cv`
 
     Returns
     -------
     size : int
     criterion : str
-        E.g. ``"cv:1se over the model size (search repeated per fold, leave-one-out)"``.
+        E.g. ``"stable (won 5 of 6 folds) over the model size (search repeated per fold, …)"``.
     losses : dict of int to float
-        Cross-validated mean squared error per size.
+        Pooled cross-validated mean squared error per size (``inf`` where a fold failed).
 
     Raises
     ------
@@ -377,34 +413,16 @@ def select_size_by_cv(
     """
     import numpy as np
 
-    from matstore.models.engines.base import EngineFitError, evaluate_expr, real_or_nan
+    from matstore.models.cv import pooled_mse, splits
 
     y = np.asarray(y, dtype=float)
-    folds = cv_folds(len(y), groups)
-    per_size: dict[int, list[float]] = {k: [] for k in sizes}
-    for test in folds:
-        train = np.setdiff1d(np.arange(len(y)), test)
-        X_train, X_test = X.iloc[train].reset_index(drop=True), X.iloc[test].reset_index(drop=True)
-        try:
-            front = list(fit_front(X_train, y[train]))
-        except (ValueError, EngineFitError):
-            front = []
-        for k in sizes:
-            allowed = [c for c in front if size_of(c) <= k]
-            try:
-                cand, _, _ = select_valid(allowed, X_train, "min_loss", margin=margin, holdout=X_test)
-                err = real_or_nan(evaluate_expr(cand.expr, X_test)) - y[test]
-                loss = float(np.mean(err**2))
-            except ValueError:
-                loss = math.inf
-            per_size[k].append(loss if math.isfinite(loss) else math.inf)
-    means = {k: _pooled(v, folds) for k, v in per_size.items()}
-    finite = {k: m for k, m in means.items() if math.isfinite(m)}
-    if not finite:
-        raise ValueError("no model size has a finite cross-validated loss")
-    best = min(finite, key=lambda k: (finite[k], k))
-    limit, label = _tolerance(finite[best], per_size[best], n_se, tolerance_percent)
-    size = min(k for k, m in finite.items() if m <= limit)
+    folds = splits(len(y), groups, n_splits, random_state)
+    per_size = _size_losses(fit_front, size_of, X, y, list(sizes), folds, margin)
+    fold_sizes = [len(te) for _, te in folds]
+    kind = "stable" if rule == "stable" else ("cv_se" if n_se is not None else "cv")
+    size, label = _choose(per_size, fold_sizes, kind, n_se if n_se is not None else tolerance_percent, lambda k: k,
+                          float(np.var(y)))
+    means = {k: pooled_mse(v, fold_sizes) for k, v in per_size.items()}
     return size, f"{label} over the model size (search repeated per fold, {_scheme(len(y), groups)})", means
 
 
@@ -417,6 +435,7 @@ def select_valid(
     holdout=None,
     y=None,
     groups=None,
+    random_state: int | None = 0,
 ) -> tuple[Candidate, str, list[tuple[Candidate, str]]]:
     """Select by ``criterion`` among the candidates that pass the numerical checks.
 
@@ -435,7 +454,9 @@ def select_valid(
     y : ndarray, optional, shape (n_train,)
         Targets of ``X_domain``; required by the ``cv`` criteria.
     groups : ndarray, optional, shape (n_train,)
-        Groups held out together by the ``cv`` criteria.
+        Groups held out together by the ``cv`` and ``stable`` criteria.
+    random_state : int, optional
+        Shuffling seed of ungrouped folds.
 
     Returns
     -------
@@ -473,11 +494,15 @@ def select_valid(
         if y is None:
             raise ValueError("the cv criterion needs the training targets (y=)")
         chosen, crit = select_by_cv(valid, X_domain, y, arg or 5.0, groups=groups,
-                                    n_se=arg if kind == "cv_se" else None)
+                                    n_se=arg if kind == "cv_se" else None, random_state=random_state)
+    elif kind == "stable":
+        if y is None:
+            raise ValueError("the stable criterion needs the training targets (y=)")
+        chosen, crit = select_by_cv(valid, X_domain, y, arg, groups=groups, rule="stable", random_state=random_state)
     else:
         chosen, crit = select(valid, criterion)
     return chosen, crit, rejected
 
 
-__all__ = ["CRITERIA", "cv_fold_losses", "cv_folds", "cv_loss", "parse_criterion", "refit_constants", "select", "select_by_cv", "select_size_by_cv",
-           "select_valid"]
+__all__ = ["CRITERIA", "cv_fold_losses", "cv_loss", "parse_criterion", "select", "select_by_cv", "select_size_by_cv",
+           "select_valid", "vote"]

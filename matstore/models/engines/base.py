@@ -33,7 +33,7 @@ import importlib
 import importlib.metadata
 import platform
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,6 +41,9 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 from sklearn.base import BaseEstimator, RegressorMixin
+
+from matstore.models.expressions import evaluate_raw as evaluate_expr
+from matstore.models.expressions import lambdify_expr, real_or_nan
 
 
 class EngineSetupError(RuntimeError):
@@ -96,65 +99,6 @@ def expression_complexity(expr: sp.Expr) -> int:
     return own + sum(expression_complexity(a) for a in expr.args)
 
 
-def lambdify_expr(expr: sp.Expr, names: Sequence[str]) -> Callable[..., Any]:
-    """Compile ``expr`` into a NumPy function of the columns ``names`` (in that order)."""
-    symbols = [sp.Symbol(n) for n in names]
-    return sp.lambdify(symbols, expr, modules="numpy")
-
-
-def evaluate_expr(expr: sp.Expr, X: pd.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
-    """Evaluate ``expr`` on the rows of ``X`` in float64.
-
-    Parameters
-    ----------
-    expr : sympy.Expr
-        Free symbols must be columns of ``X`` (matched by name).
-    X : DataFrame or mapping of column name to (n_samples,) arrays
-
-    Returns
-    -------
-    ndarray, shape (n_samples,)
-        Complex results are returned as complex arrays (the caller decides); invalid
-        operations give NaN/inf silently.
-
-    Raises
-    ------
-    KeyError
-        If a free symbol of ``expr`` is not a column of ``X``.
-    """
-    names = sorted(str(s) for s in expr.free_symbols)
-    if isinstance(X, pd.DataFrame):
-        n = len(X)
-        cols = [np.asarray(X[nm], dtype=float) for nm in names]
-    else:
-        cols = [np.asarray(X[nm], dtype=float) for nm in names]
-        n = len(next(iter(X.values()))) if X else 1
-    fn = lambdify_expr(expr, names)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = fn(*cols)
-    out = np.asarray(out)
-    if out.dtype == object:
-        try:
-            out = out.astype(complex)
-        except (TypeError, ValueError):
-            out = np.full(n, np.nan)
-    if out.ndim == 0:
-        out = np.full(n, out.item())
-    return np.broadcast_to(out, (n,)).copy()
-
-
-def real_or_nan(values: np.ndarray) -> np.ndarray:
-    """Float64 view of ``values``; entries with a non-negligible imaginary part become NaN."""
-    values = np.asarray(values)
-    if np.iscomplexobj(values):
-        bad = np.abs(values.imag) > 1e-12 * np.maximum(1.0, np.abs(values.real))
-        out = values.real.astype(float)
-        out[bad] = np.nan
-        return out
-    return values.astype(float)
-
-
 def mse_of(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray) -> float:
     """Mean squared error of ``expr`` on ``(X, y)``; ``inf`` when any prediction is not finite."""
     pred = real_or_nan(evaluate_expr(expr, X))
@@ -190,8 +134,8 @@ def pareto_filter(candidates: Iterable[Candidate], *, rtol: float = 1e-9, atol: 
 
 
 def refit_constants(
-    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = 200
-) -> sp.Expr:
+    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = 200, strict: bool = False
+) -> sp.Expr | None:
     """Re-optimise the Float constants of ``expr`` by float64 least squares.
 
     Backends such as Operon optimise constants in float32; this polishes them.  Exponents
@@ -205,6 +149,14 @@ def refit_constants(
     y : ndarray, shape (n_samples,)
     max_nfev : int
         Budget of function evaluations for :func:`scipy.optimize.least_squares`.
+    strict : bool, default False
+        Cross-validation use: return ``None`` when the rows cannot determine the constants
+        (fewer rows than constants) or the refitted equation is not finite on them, and
+        never fall back to the original constants (they may have seen held-out rows).
+
+    Returns
+    -------
+    sympy.Expr or None
     """
     from scipy.optimize import least_squares
 
@@ -212,8 +164,10 @@ def refit_constants(
         {f for f in expr.atoms(sp.Float) if not any(isinstance(p, sp.Pow) and p.exp == f for p in expr.atoms(sp.Pow))},
         key=lambda f: (float(f), str(f)),
     )
-    if not floats or len(floats) >= len(y):
+    if not floats:
         return expr
+    if len(floats) > len(y) or (len(floats) == len(y) and not strict):
+        return None if strict else expr
     params = sp.symbols(f"__c0:{len(floats)}")
     template = expr.xreplace(dict(zip(floats, params, strict=True)))
     names = sorted(str(s) for s in expr.free_symbols)
@@ -233,9 +187,11 @@ def refit_constants(
             warnings.simplefilter("ignore")
             sol = least_squares(resid, x0, method="trf", max_nfev=max_nfev, x_scale="jac")
     except (ValueError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError):
-        return expr
+        return None if strict else expr
     new = template.xreplace({p: sp.Float(float(v), 15) for p, v in zip(params, sol.x, strict=True)})
     after = mse_of(new, X, yv)
+    if strict:
+        return new if np.isfinite(after) else None
     return new if np.isfinite(after) and after <= before else expr
 
 
@@ -469,6 +425,7 @@ __all__ = [
     "evaluate_expr",
     "expression_complexity",
     "get_engine",
+    "lambdify_expr",
     "mse_of",
     "pareto_filter",
     "prune_small_terms",

@@ -1,0 +1,353 @@
+"""``matstore fit`` as scikit-learn estimators: an equation search, and its orientation factorisation.
+
+:class:`EquationSearch` runs a symbolic-regression engine, removes candidates that are not
+finite and bounded around the data (:mod:`matstore.models.validation`), refuses a constant
+where a dimensional scaling law is asked for, and selects one equation by a recorded
+criterion (:mod:`matstore.models.selection`).  :class:`FactorizedEquation` fits
+``y(material, orientation) = C(bulk) · g(orientation)`` with one :class:`EquationSearch` for
+each factor (:mod:`matstore.models.factorize`).  Both are ordinary estimators
+(``BaseEstimator``, ``RegressorMixin``): ``clone``, ``get_params``/``set_params``,
+``fit(X, y, groups=None)`` returning ``self``, learned attributes ending in ``_``.  Model
+selection happens inside ``fit`` (as in ``GridSearchCV``), so
+``cross_validate(FactorizedEquation(...), X, y, groups=g, cv=make_cv(...)[0],
+params={"groups": g}, return_estimator=True)`` is nested cross-validation by construction
+and each returned estimator's ``equation_`` is the form that fold selected.
+
+References
+----------
+.. [1] F. Pedregosa et al., "Scikit-learn: Machine learning in Python", JMLR 12, 2825 (2011);
+   L. Buitinck et al., "API design for machine learning software: experiences from the
+   scikit-learn project", arXiv:1309.0238 (2013) — the estimator contract.
+.. [2] W. W. Mullins / Mackenzie, Moore & Nicholas, J. Phys. Chem. Solids 23, 185 (1962) —
+   the broken-bond orientation factor recovered by :class:`FactorizedEquation`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from matstore.models.engines.base import Candidate, SymbolicEngine, engine_class, get_engine, mse_of
+from matstore.models.expressions import evaluate
+from matstore.models.factorize import (
+    DEFAULT_ORIENTATION_FEATURES,
+    DESCRIPTOR_COLUMNS,
+    add_orientation_descriptors,
+    coefficient_engine,
+    coefficients_given_g,
+    initial_coefficients,
+    normalise_g,
+    reference_descriptors,
+)
+from matstore.models.selection import parse_criterion, select_size_by_cv, select_valid
+
+#: Reason recorded when a constant is removed from a scaling-law front.
+CONSTANT_REFUSED = "a constant is not a scaling law of a dimensional target"
+
+
+def _is_dimensional(unit: str | None) -> bool:
+    from matstore.models.dimensions import unit_dimension
+
+    return unit is not None and unit_dimension(unit) != ()
+
+
+class EquationSearch(BaseEstimator, RegressorMixin):
+    """Search, validate and select one closed-form equation ``y ≈ f(X)``.
+
+    Parameters
+    ----------
+    engine : str, default "sparse"
+        Registered engine name (``sparse``, ``operon``, ``pysr``, ...; see
+        :func:`~matstore.models.engines.base.get_engine`).
+    engine_params : dict, optional
+        Engine keyword parameters; ``random_state`` defaults to ``random_state``, and
+        ``time_limit`` (engines that have one) to ``time_budget``.
+    selection : str, default "stable"
+        Criterion choosing the equation from the validated front (``stable``, ``knee``,
+        ``cv:1se``, ``within:5%``, ...; see :mod:`matstore.models.selection`).  With the
+        sparse engine the ``stable`` and ``cv`` criteria repeat the search in every inner fold
+        and choose a complexity budget; with other engines they refit the constants of the
+        front's forms per fold.
+    form : {"free", "scaling", "auto"}, default "free"
+        ``"scaling"``: a sum of monomials of the features, each with the target's dimension,
+        pure-number coefficients, no intercept (the sparse engine's dimensional library);
+        needs ``feature_units`` and ``target_unit``.  ``"auto"``: scaling when the units
+        allow, else free (the reason is recorded in ``form_``).  A constant is never a
+        scaling law of a dimensional target and is refused.
+    time_budget : float, optional
+        Seconds for this fit's engine run (engines with a ``time_limit``).
+    random_state : int, default 0
+    margin : float, default 0.1
+        Domain widening of the numerical checks.
+    feature_units : dict of str to str, optional
+        pint units of the columns of ``X``.
+    target_unit : str, optional
+    n_splits : int, optional
+        Folds of the inner CV of cv-based criteria (:func:`matstore.models.cv.make_cv`).
+
+    Attributes
+    ----------
+    equation_ : sympy.Expr
+        The selected equation (symbols named as the columns of ``X``).
+    front_ : list of Candidate
+        The engine's Pareto front (complexity, training MSE in target unit², expression).
+    rejected_ : list of (Candidate, str)
+        Candidates removed by the numerical checks or refused (constant scaling law).
+    selection_ : str
+        The criterion as applied, e.g. ``"stable (won 6 of 7 folds) over the model size …"``.
+    engine_name_, form_ : str
+        Engine that produced the front; ``"free"``, ``"scaling"`` or ``"free (auto: reason)"``.
+    feature_names_in_ : ndarray of str, shape (n_features,)
+    n_features_in_ : int
+    fit_seconds_ : float
+    """
+
+    def __init__(self, engine: str = "sparse", engine_params: dict[str, Any] | None = None, selection: str = "stable",
+                 form: str = "free", time_budget: float | None = None, random_state: int = 0, margin: float = 0.1,
+                 feature_units: dict[str, str] | None = None, target_unit: str | None = None,
+                 n_splits: int | None = None) -> None:
+        self.engine = engine
+        self.engine_params = engine_params
+        self.selection = selection
+        self.form = form
+        self.time_budget = time_budget
+        self.random_state = random_state
+        self.margin = margin
+        self.feature_units = feature_units
+        self.target_unit = target_unit
+        self.n_splits = n_splits
+
+    def _engine_setup(self, columns: list[str]) -> tuple[str, dict[str, Any], str]:
+        """Engine name, its parameters and the recorded form."""
+        if self.form not in ("free", "scaling", "auto"):
+            raise ValueError(f"form must be 'free', 'scaling' or 'auto', got {self.form!r}")
+        name, params, form = coefficient_engine(self.form, self.engine, self.engine_params, columns,
+                                                self.feature_units, self.target_unit)
+        defaults = engine_class(name).default_parameters
+        if "random_state" in defaults:
+            params.setdefault("random_state", self.random_state)
+        if "time_limit" in defaults and self.time_budget is not None:
+            params.setdefault("time_limit", max(1.0, float(self.time_budget)))
+        return name, params, form
+
+    def _refuse_constants(self, front: list[Candidate]) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
+        if not (self.form_ == "scaling" and _is_dimensional(self.target_unit)):
+            return front, []
+        refused = [(c, CONSTANT_REFUSED) for c in front if not c.expr.free_symbols]
+        return [c for c in front if c.expr.free_symbols], refused
+
+    def fit(self, X: pd.DataFrame, y: Any, groups: Any = None) -> EquationSearch:
+        """Search the engine's front on ``(X, y)`` and select one equation.
+
+        Parameters
+        ----------
+        X : DataFrame, shape (n_samples, n_features)
+            Finite numeric features; column names become SymPy symbols.
+        y : array-like, shape (n_samples,)
+        groups : array-like, shape (n_samples,), optional
+            Rows held out together by the inner CV of cv-based criteria.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Malformed data, bad criterion, or no candidate passing the checks.
+        matstore.models.engines.base.EngineSetupError, EngineFitError
+            From the engine.
+        """
+        t0 = time.perf_counter()
+        X, yv = SymbolicEngine._check_X_y(X, y)
+        kind, _ = parse_criterion(self.selection)
+        name, params, self.form_ = self._engine_setup(list(X.columns))
+        self.engine_name_ = name
+        front, refused = self._refuse_constants(list(get_engine(name, **params).fit(X, yv).pareto_front_))
+        if not front:
+            raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
+        groups = None if groups is None else np.asarray(groups)
+        if name == "sparse" and kind in ("cv", "cv_se", "stable"):
+            chosen, crit, rejected = self._select_size(front, X, yv, groups, name, params)
+        else:
+            chosen, crit, rejected = select_valid(front, X, self.selection, margin=self.margin, y=yv, groups=groups,
+                                                  random_state=self.random_state)
+        self.equation_, self.selection_ = chosen.expr, crit
+        self.front_, self.rejected_ = front, refused + rejected
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _select_size(self, front: list[Candidate], X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
+                     name: str, params: dict[str, Any]) -> tuple[Candidate, str, list[tuple[Candidate, str]]]:
+        """Cv-based criteria with a cheap deterministic engine: repeat the search in every inner fold."""
+        kind, arg = parse_criterion(self.selection)
+
+        def fit_front(Xt: pd.DataFrame, yt: np.ndarray) -> list[Candidate]:
+            return self._refuse_constants(list(get_engine(name, **params).fit(Xt, yt).pareto_front_))[0]
+
+        budget, crit, _ = select_size_by_cv(
+            fit_front, attrgetter("complexity"), X, y, sorted({c.complexity for c in front}), groups=groups,
+            n_se=arg if kind == "cv_se" else None, tolerance_percent=arg or 5.0, margin=self.margin,
+            rule="stable" if kind == "stable" else None, n_splits=self.n_splits, random_state=self.random_state)
+        chosen, _, rejected = select_valid([c for c in front if c.complexity <= budget], X, "min_loss",
+                                           margin=self.margin)
+        return chosen, f"{crit}: complexity <= {budget}", rejected
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Values of ``equation_`` on the rows of ``X``, shape (n_samples,); NaN where undefined."""
+        check_is_fitted(self, "equation_")
+        return evaluate(self.equation_, X.reset_index(drop=True) if isinstance(X, pd.DataFrame) else X)
+
+
+class FactorizedEquation(BaseEstimator, RegressorMixin):
+    """``y(material, orientation) = C(bulk features) · g(orientation)``, each factor an :class:`EquationSearch`.
+
+    Steps (see :mod:`matstore.models.factorize`): (a) one coefficient ``C_m`` per material by
+    a rank-1 least-squares fit with a non-parametric g; (b) ``orientation`` is fitted to all
+    materials' ``y / C_m`` and rescaled to ``g(reference) = 1``; (c) ``C_m`` are re-estimated
+    given g and ``coefficient`` is fitted to them, one row per material (its inner CV holds
+    out whole ``groups``); (d) the product is one SymPy expression.
+
+    Parameters
+    ----------
+    coefficient : EquationSearch, optional
+        Search for C(bulk); default ``EquationSearch(form="auto", selection="stable")``.
+    orientation : EquationSearch, optional
+        Search for g(orientation); default ``EquationSearch(selection="knee")``.
+    material : str, default "material"
+        Column of ``X`` with one coefficient per value.
+    bulk_features : sequence of str
+        Columns of ``X`` that C may use (constant within a material; their mean is used).
+    orientation_features : sequence of str, default ("normal_x", "normal_y", "normal_z")
+        Descriptors g may use (any of ``normal_x, normal_y, normal_z, theta_deg, phi_deg``,
+        computed from Miller, normal or angle columns of ``X``).
+    reference : (3,) Miller index or normal, default (1, 1, 1); None for mean normalisation
+    coefficient_method : {"lsq", "reference"}, default "lsq"
+    time_budget : float, optional
+        Seconds for the whole fit; given to the orientation search (the coefficient search
+        is the deterministic sparse engine for scaling laws).
+
+    Attributes
+    ----------
+    equation_ : sympy.Expr
+    coefficient_, orientation_ : EquationSearch
+        The fitted factors (``orientation_equation_`` is g after normalisation).
+    orientation_equation_ : sympy.Expr
+    coefficients_, initial_coefficients_ : Series
+        ``C_m`` per material (target unit) after / before step (c).
+    normalization_, coefficient_method_, selection_ : str
+    front_ : list of Candidate
+        Each valid C candidate times the selected g (complexity C + g + 1).
+    """
+
+    def __init__(self, coefficient: EquationSearch | None = None, orientation: EquationSearch | None = None,
+                 material: str = "material", bulk_features: Sequence[str] = (),
+                 orientation_features: Sequence[str] = DEFAULT_ORIENTATION_FEATURES,
+                 reference: Sequence[float] | None = (1, 1, 1), coefficient_method: str = "lsq",
+                 time_budget: float | None = None) -> None:
+        self.coefficient = coefficient
+        self.orientation = orientation
+        self.material = material
+        self.bulk_features = bulk_features
+        self.orientation_features = orientation_features
+        self.reference = reference
+        self.coefficient_method = coefficient_method
+        self.time_budget = time_budget
+
+    def _check(self, X: pd.DataFrame) -> pd.DataFrame:
+        bad = [f for f in self.orientation_features if f not in DESCRIPTOR_COLUMNS]
+        if bad:
+            raise ValueError(f"orientation features must be among {DESCRIPTOR_COLUMNS}, got {bad}")
+        if self.coefficient_method not in ("lsq", "reference"):
+            raise ValueError(f"coefficient_method must be 'lsq' or 'reference', got {self.coefficient_method!r}")
+        missing = [c for c in [self.material, *self.bulk_features] if c not in X.columns]
+        if missing:
+            raise ValueError(f"table lacks column(s) {missing}")
+        data = add_orientation_descriptors(X).reset_index(drop=True)
+        if data[self.material].nunique() < 2:
+            raise ValueError("factorisation needs at least two materials")
+        return data
+
+    def _parts(self) -> tuple[EquationSearch, EquationSearch]:
+        coefficient = clone(self.coefficient) if self.coefficient is not None else EquationSearch(form="auto")
+        orientation = clone(self.orientation) if self.orientation is not None else EquationSearch(selection="knee")
+        if self.time_budget is not None:
+            orientation.set_params(time_budget=self.time_budget)
+        return coefficient, orientation
+
+    def fit(self, X: pd.DataFrame, y: Any, groups: Any = None) -> FactorizedEquation:
+        """Fit both factors on a long table (one row per material and orientation).
+
+        Parameters
+        ----------
+        X : DataFrame, shape (n_rows, ...)
+            Material column, bulk features, orientation columns.
+        y : array-like, shape (n_rows,)
+        groups : array-like, shape (n_rows,), optional
+            CV groups (e.g. the element when ``material`` is element × potential): the
+            coefficient's inner CV holds out whole groups.  Default: each material.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Missing columns, fewer than two materials, or no valid candidate.
+        """
+        data, yv = self._check(X), np.asarray(y, dtype=float).reshape(-1)
+        coefficient, orientation = self._parts()
+        materials = pd.unique(data[self.material])
+        mat_idx = pd.Categorical(data[self.material], categories=materials).codes.astype(int)
+        ref = reference_descriptors(self.reference)
+        C, self.coefficient_method_, self.normalization_ = initial_coefficients(
+            data, yv, self.material, self.orientation_features, ref, self.coefficient_method)
+        Xg = data[list(self.orientation_features)].astype(float)
+        self.orientation_ = orientation.fit(Xg, yv / C[mat_idx], groups=groups)
+        g_expr = normalise_g(self.orientation_.equation_, data, self.orientation_features, ref)
+        C2 = coefficients_given_g(yv, evaluate(g_expr, Xg), mat_idx, C)
+        bulk = data.groupby(self.material, sort=False)[list(self.bulk_features)].mean().loc[materials]
+        c_groups = materials if groups is None else pd.Series(np.asarray(groups)).groupby(mat_idx).first().to_numpy()
+        self.coefficient_ = coefficient.fit(bulk.astype(float).reset_index(drop=True), C2, groups=c_groups)
+        self.orientation_equation_ = g_expr
+        self.equation_ = self.coefficient_.equation_ * g_expr
+        self.coefficients_ = pd.Series(C2, index=materials, name="C")
+        self.initial_coefficients_ = pd.Series(C, index=materials, name="C")
+        self.normalized_ = pd.Series(yv / C[mat_idx], name="normalized")
+        self.selection_ = self.coefficient_.selection_
+        self.front_ = self._combined_front(data, yv)
+        return self
+
+    def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
+        rejected = {sp.srepr(c.expr) for c, _ in self.coefficient_.rejected_}
+        g, g_cx = self.orientation_equation_, _complexity(self.orientation_equation_)
+        return [Candidate(c.complexity + g_cx + 1, mse_of(c.expr * g, data, y), c.expr * g)
+                for c in self.coefficient_.front_ if sp.srepr(c.expr) not in rejected]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Values of ``equation_``, shape (n_rows,); descriptors are computed from the orientation columns."""
+        check_is_fitted(self, "equation_")
+        names = {str(s) for s in self.equation_.free_symbols}
+        if names & set(DESCRIPTOR_COLUMNS) - set(X.columns):
+            X = add_orientation_descriptors(X)
+        return evaluate(self.equation_, X.reset_index(drop=True))
+
+
+def _complexity(expr: sp.Expr) -> int:
+    from matstore.models.engines.base import expression_complexity
+
+    return expression_complexity(expr)
+
+
+__all__ = ["CONSTANT_REFUSED", "EquationSearch", "FactorizedEquation"]

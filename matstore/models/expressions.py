@@ -1,0 +1,348 @@
+"""Stored SymPy expressions: one safe parser, one evaluator, one notion of an equation's *form*.
+
+Equation versions store their equation as a SymPy ``srepr`` string.  ``sympy.sympify``
+would ``eval`` it; :func:`parse_srepr` instead walks the :mod:`ast` and only accepts calls
+of an allow-list of SymPy constructors with literal arguments, so a crafted row cannot run
+code in ``matstore predict`` or the dashboard.  :func:`evaluate` compiles an expression with
+``sympy.lambdify`` (NumPy, float64) and evaluates it on the columns of a table.  Models,
+``predict``, ``predict_frame`` and the dashboard all use these functions; the dashboard
+also draws orientation functions g with :func:`orientation_function` and
+:func:`triangle_normals`, and typesets with :func:`to_latex`.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+
+
+class ExpressionError(ValueError):
+    """A stored expression could not be read or evaluated."""
+
+
+_CONSTRUCTORS = (
+    "Add", "Mul", "Pow", "Symbol", "Dummy", "Integer", "Float", "Rational", "Tuple",
+    "exp", "log", "sqrt", "cbrt", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh",
+    "cosh", "tanh", "Abs", "Max", "Min", "sign", "Piecewise", "Heaviside",
+    "StrictGreaterThan", "StrictLessThan", "GreaterThan", "LessThan", "Eq", "Ne",
+)
+#: SymPy names a stored ``srepr`` may call (one allow-list for the whole package).
+ALLOWED: dict[str, Any] = {name: getattr(sp, name) for name in _CONSTRUCTORS if hasattr(sp, name)}
+ALLOWED.update({
+    "ExprCondPair": sp.functions.elementary.piecewise.ExprCondPair,
+    "Half": lambda: sp.S.Half, "One": lambda: sp.S.One, "Zero": lambda: sp.S.Zero,
+    "NegativeOne": lambda: sp.S.NegativeOne, "Pi": lambda: sp.pi, "Exp1": lambda: sp.E,
+    "BooleanTrue": lambda: sp.true, "BooleanFalse": lambda: sp.false,
+    "Infinity": lambda: sp.oo, "NegativeInfinity": lambda: -sp.oo,
+})
+_NAMES = {"true": sp.true, "false": sp.false, "oo": sp.oo, "pi": sp.pi, "E": sp.E, "nan": sp.nan,
+          "zoo": sp.zoo, "I": sp.I}
+
+
+def _build(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool | type(None)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_build(node.operand)
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, ast.Tuple | ast.List):
+        return tuple(_build(e) for e in node.elts)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ALLOWED:
+        args = [_build(a) for a in node.args]
+        kwargs = {k.arg: _build(k.value) for k in node.keywords if k.arg is not None}
+        if len(kwargs) != len(node.keywords):
+            raise ExpressionError("**kwargs are not allowed in a stored expression")
+        return ALLOWED[node.func.id](*args, **kwargs)
+    raise ExpressionError(f"disallowed element in stored expression: {ast.dump(node)[:80]}")
+
+
+def parse_srepr(srepr: str) -> sp.Expr:
+    """Rebuild a SymPy expression from its ``srepr`` string without ``eval``.
+
+    Parameters
+    ----------
+    srepr : str
+        As written by ``sympy.srepr``.
+
+    Returns
+    -------
+    sympy.Expr
+
+    Raises
+    ------
+    ExpressionError
+        (a ``ValueError``) if the string is not a ``srepr`` made of allowed SymPy
+        constructors and literals.
+    """
+    try:
+        tree = ast.parse(str(srepr).strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"not a SymPy srepr string: {exc.msg}") from exc
+    try:
+        out = _build(tree.body)
+    except ExpressionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SymPy raises many types on bad arguments
+        raise ExpressionError(f"cannot rebuild expression: {exc}") from exc
+    if not isinstance(out, sp.Basic):
+        raise ExpressionError("srepr does not describe a SymPy expression")
+    return out
+
+
+def as_expr(expr: str | sp.Expr) -> sp.Expr:
+    """``expr`` itself, or parsed by :func:`parse_srepr` when given as a string."""
+    return parse_srepr(expr) if isinstance(expr, str) else sp.sympify(expr)
+
+
+def lambdify_expr(expr: sp.Expr, names: Sequence[str]) -> Callable[..., Any]:
+    """Compile ``expr`` into a NumPy function of the columns ``names`` (in that order)."""
+    return sp.lambdify([sp.Symbol(n) for n in names], expr, modules="numpy")
+
+
+def real_or_nan(values: np.ndarray) -> np.ndarray:
+    """Float64 copy of ``values``; entries with a non-negligible imaginary part become NaN."""
+    values = np.asarray(values)
+    if np.iscomplexobj(values):
+        bad = np.abs(values.imag) > 1e-12 * np.maximum(1.0, np.abs(values.real))
+        out = values.real.astype(float)
+        out[bad] = np.nan
+        return out
+    return values.astype(float)
+
+
+def evaluate_raw(expr: sp.Expr, X: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+    """Evaluate ``expr`` on the rows of ``X`` in float64, complex results kept.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        Free symbols must be columns of ``X`` (matched by name).
+    X : DataFrame or mapping of column name to (n_samples,) arrays
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+        Invalid operations give NaN/inf silently.
+
+    Raises
+    ------
+    KeyError
+        If a free symbol of ``expr`` is not a column of ``X``.
+    """
+    names = sorted(str(s) for s in expr.free_symbols)
+    cols = [np.asarray(X[nm], dtype=float) for nm in names]
+    n = len(X) if isinstance(X, pd.DataFrame) else (len(next(iter(X.values()))) if X else 1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = np.asarray(lambdify_expr(expr, names)(*cols))
+    if out.dtype == object:
+        try:
+            out = out.astype(complex)
+        except (TypeError, ValueError):
+            out = np.full(n, np.nan)
+    if out.ndim == 0:
+        out = np.full(n, out.item())
+    return np.broadcast_to(out, (n,)).copy()
+
+
+def evaluate(expr: str | sp.Expr, X: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+    """Real values of ``expr`` (an expression or its ``srepr``) on the rows of ``X``.
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+        float64; NaN where the equation is undefined or not real.
+
+    Raises
+    ------
+    ExpressionError
+        If ``expr`` is a string that is not an allowed ``srepr``.
+    KeyError
+        If a symbol of the equation is not a column of ``X``.
+    """
+    return real_or_nan(evaluate_raw(as_expr(expr), X))
+
+
+def evaluate_point(expr: sp.Expr, values: Mapping[str, float]) -> float:
+    """Evaluate ``expr`` at one point (symbol name → number).
+
+    Raises
+    ------
+    ExpressionError
+        If a symbol has no value or the result is not a finite real number.
+    """
+    missing = sorted(s.name for s in expr.free_symbols if s.name not in values)
+    if missing:
+        raise ExpressionError(f"no value for {', '.join(missing)}")
+    out = evaluate(expr, {k: np.array([float(v)]) for k, v in values.items()})[0]
+    if not np.isfinite(out):
+        raise ExpressionError("the equation is not a finite real number at these values")
+    return float(out)
+
+
+def form_of(expr: str | sp.Expr) -> str:
+    """The *form* of an equation: its ``sstr`` with every fitted Float replaced by ``c``.
+
+    Two equations with the same form differ only in their fitted constants, e.g.
+    ``3.99*cohesive_energy/lattice_constant**2`` and ``4.2*cohesive_energy/lattice_constant**2``
+    both have the form ``c*cohesive_energy/lattice_constant**2``.  A constant equation has
+    the form ``c``.
+    """
+    e = as_expr(expr)
+    c = sp.Symbol("c")
+    return sp.sstr(e.xreplace({f: c for f in e.atoms(sp.Float)}))
+
+
+# --- orientation functions ----------------------------------------------------------------
+
+_NORMAL = {"n_x": 0, "nx": 0, "n_1": 0, "n_y": 1, "ny": 1, "n_2": 1, "n_z": 2, "nz": 2, "n_3": 2,
+           "miller_h": 0, "h": 0, "miller_k": 1, "k": 1, "miller_l": 2, "l": 2}
+_THETA = {"theta": "rad", "theta_rad": "rad", "theta_deg": "deg"}
+_PHI = {"phi": "rad", "phi_rad": "rad", "phi_deg": "deg"}
+
+
+@dataclass(frozen=True)
+class OrientationFunction:
+    """A function g of the surface orientation, ready to evaluate on normals.
+
+    Attributes
+    ----------
+    expr: the SymPy expression
+    variables: its free symbols' names, sorted
+    kind: ``normal`` (n_x, n_y, n_z or Miller h, k, l), ``angles`` (θ, φ) or ``constant``
+    """
+
+    expr: sp.Expr
+    variables: tuple[str, ...]
+    kind: str
+
+    def evaluate(self, normals: np.ndarray) -> np.ndarray:
+        """Evaluate g at unit normals.
+
+        Parameters
+        ----------
+        normals: (N, 3) unit normals in the standard triangle (n_x >= n_y >= n_z >= 0)
+
+        Returns
+        -------
+        (N,) float array; NaN where g is undefined or not real.
+        """
+        normals = np.atleast_2d(np.asarray(normals, dtype=float))
+        symbols = sorted(self.expr.free_symbols, key=lambda s: s.name)
+        if not symbols:
+            return np.full(len(normals), float(self.expr))
+        theta = np.arccos(np.clip(normals[:, 0], -1, 1))
+        phi = np.arctan2(normals[:, 2], normals[:, 1])
+        columns = []
+        for sym in symbols:
+            name = sym.name
+            if name in _NORMAL:
+                columns.append(normals[:, _NORMAL[name]])
+            elif name in _THETA:
+                columns.append(np.degrees(theta) if _THETA[name] == "deg" else theta)
+            elif name in _PHI:
+                columns.append(np.degrees(phi) if _PHI[name] == "deg" else phi)
+            else:  # pragma: no cover - excluded by orientation_function
+                raise ExpressionError(f"unknown orientation variable {name!r}")
+        func = sp.lambdify(symbols, self.expr, modules="numpy")
+        with np.errstate(all="ignore"):
+            values = np.asarray(func(*columns), dtype=complex) * np.ones(len(normals))
+        real = np.where(np.abs(values.imag) < 1e-12, values.real, np.nan)
+        return np.where(np.isfinite(real), real, np.nan)
+
+
+def orientation_function(part: dict[str, Any] | None, *, angle_unit: str | None = None) -> OrientationFunction:
+    """Read ``parts['orientation']`` of an equation version.
+
+    Accepts symbols ``n_x, n_y, n_z`` (unit normal), ``miller_h/k/l`` or ``h, k, l`` (evaluated
+    at the normal's components, so g should be homogeneous of degree 0), or ``theta, phi``
+    (radians; ``theta_deg, phi_deg`` or ``part['angle_unit'] == 'deg'`` for degrees) with the
+    conventions of :mod:`matstore.orientation`.
+
+    Raises
+    ------
+    ExpressionError
+        If there is no ``srepr`` or the expression uses other variables.
+    """
+    if not part or not isinstance(part, dict) or not part.get("srepr"):
+        raise ExpressionError("this version has no orientation function g (parts['orientation']['srepr'])")
+    expr = parse_srepr(str(part["srepr"]))
+    unit = angle_unit or part.get("angle_unit")
+    if unit in ("deg", "degree", "degrees"):
+        renames = {"theta": "theta_deg", "phi": "phi_deg"}
+        expr = expr.subs({s: sp.Symbol(renames[s.name]) for s in expr.free_symbols if s.name in renames})
+    names = tuple(sorted(s.name for s in expr.free_symbols))
+    unknown = [n for n in names if n not in _NORMAL and n not in _THETA and n not in _PHI]
+    if unknown:
+        raise ExpressionError(
+            f"g depends on {', '.join(unknown)}; only n_x/n_y/n_z, miller_h/k/l or theta/phi can be drawn"
+        )
+    if not names:
+        kind = "constant"
+    elif all(n in _NORMAL for n in names):
+        kind = "normal"
+    else:
+        kind = "angles"
+    return OrientationFunction(expr, names, kind)
+
+
+def triangle_normals(n: int = 40) -> np.ndarray:
+    """Unit normals filling the standard triangle [100]–[110]–[111] (n_x >= n_y >= n_z >= 0).
+
+    Parameters
+    ----------
+    n: grid resolution along each angle
+
+    Returns
+    -------
+    (M, 3) float array of unit normals, M ≈ n²/2.
+    """
+    theta_max = math.acos(1 / math.sqrt(3))
+    theta, phi = np.meshgrid(np.linspace(0, theta_max, n), np.linspace(0, math.pi / 4, n))
+    normals = np.stack([np.cos(theta), np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi)], axis=-1).reshape(-1, 3)
+    inside = normals[:, 0] + 1e-12 >= normals[:, 1]
+    return np.unique(np.round(normals[inside], 12), axis=0)
+
+
+def to_latex(expr: sp.Expr, symbols: dict[str, str] | None = None) -> str:
+    """LaTeX of ``expr`` with readable symbol names.
+
+    Multi-letter names such as ``cohesive_energy`` are set upright
+    (``\\mathrm{cohesive\\_energy}``) instead of SymPy's ``cohesive_{energy}``;
+    ``symbols`` maps a name to its LaTeX (e.g. ``{"lattice_constant": "a"}``).
+    """
+    symbols = symbols or {}
+    names = {}
+    for sym in expr.free_symbols:
+        if sym.name in symbols:
+            names[sym] = symbols[sym.name]
+        elif len(sym.name) > 1 and not sym.name.startswith(("n_", "theta", "phi")):
+            names[sym] = r"\mathrm{" + sym.name.replace("_", r"\_") + "}"
+    return sp.latex(expr, symbol_names=names)
+
+
+__all__ = [
+    "ALLOWED",
+    "ExpressionError",
+    "OrientationFunction",
+    "as_expr",
+    "evaluate",
+    "evaluate_point",
+    "evaluate_raw",
+    "form_of",
+    "lambdify_expr",
+    "orientation_function",
+    "parse_srepr",
+    "real_or_nan",
+    "to_latex",
+    "triangle_normals",
+]

@@ -1,0 +1,223 @@
+"""The honest report of a fit: nested CV, fixed-form CV, per-fold forms, per-group errors, intervals.
+
+Given a fitting procedure (an estimator from :mod:`matstore.models.estimators`), the selected
+equation and the folds of the one CV policy (:func:`matstore.models.cv.make_cv`):
+
+(a) **nested CV** — ``sklearn.model_selection.cross_validate`` re-runs the whole procedure
+    (search, validation and selection) on each fold's training rows: the estimate of what the
+    procedure achieves on an unseen group;
+(b) **fixed-form CV** — the selected equation's form is kept and its constants refitted per
+    fold (:class:`matstore.models.cv.FixedForm`): what the chosen equation achieves;
+(c) the **form selected in each fold** and the fold agreement (k of n folds chose the
+    full-data form), and, when (a) and (b) differ by more than 0.1 in R², the folds and forms
+    responsible;
+(d) **errors per group** (material, element, ...) of the nested out-of-fold predictions;
+
+and calibrated **prediction intervals** by grouped cross-conformal prediction (MAPIE's
+``CrossConformalRegressor``, ``method="base"``, absolute residual score; Barber, Candès,
+Ramdas & Tibshirani, Ann. Statist. 49, 486 (2021), doi:10.1214/20-AOS1965), with their
+coverage measured on held-out groups.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+from sklearn.base import clone
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.model_selection import cross_validate
+
+from matstore.models.cv import FixedForm, make_cv
+from matstore.models.expressions import form_of
+
+#: Nested and fixed-form R² further apart than this are explained fold by fold.
+DISCREPANCY_R2 = 0.1
+
+
+@dataclass
+class CrossFit:
+    """Out-of-fold predictions of one estimator over the folds of a splitter.
+
+    Attributes
+    ----------
+    oof : ndarray, shape (n_rows,)
+        Held-out predictions; a fold whose fit failed (or predicted non-finite values) is
+        penalised with its training mean.
+    estimators : list
+        The estimator fitted on each fold's training rows (unfitted where the fit failed).
+    tests : list of ndarray
+        Held-out row positions of each fold.
+    failed : list of bool
+    """
+
+    oof: np.ndarray
+    estimators: list[Any]
+    tests: list[np.ndarray]
+    failed: list[bool]
+
+
+def _no_score(estimator: Any, X: Any, y: Any) -> float:
+    return 0.0
+
+
+def cross_fit(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any) -> CrossFit:
+    """Fit a clone of ``estimator`` on every training split and predict its held-out rows.
+
+    Runs :func:`sklearn.model_selection.cross_validate` (``groups`` go to the splitter and,
+    split per fold, to ``fit``), so a model-selecting estimator is nested CV by construction.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cross_validate(estimator, X, y, groups=groups, cv=cv, scoring=_no_score, return_estimator=True,
+                             return_indices=True, error_score=np.nan,
+                             params={"groups": groups} if groups is not None else None)
+    oof, failed = np.full(len(y), np.nan), []
+    for est, train, test in zip(res["estimator"], res["indices"]["train"], res["indices"]["test"], strict=True):
+        try:
+            pred = np.asarray(est.predict(X.iloc[test]), dtype=float)
+            ok = bool(np.all(np.isfinite(pred)))
+        except Exception:  # noqa: BLE001 - a failed fold is penalised, not fatal
+            pred, ok = None, False
+        oof[test] = pred if ok else float(np.mean(y[train]))
+        failed.append(not ok)
+    return CrossFit(oof, list(res["estimator"]), list(res["indices"]["test"]), failed)
+
+
+def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """``r2``, ``rmse``, ``mae`` (target unit) over the finite predictions; NaN with fewer than 2."""
+    ok = np.isfinite(pred)
+    if ok.sum() < 2:
+        return {"r2": float("nan"), "rmse": float("nan"), "mae": float("nan")}
+    return {"r2": float(r2_score(y[ok], pred[ok])), "rmse": float(np.sqrt(mean_squared_error(y[ok], pred[ok]))),
+            "mae": float(mean_absolute_error(y[ok], pred[ok]))}
+
+
+def selected_form(estimator: Any) -> str:
+    """The form that decides fold agreement: C's for a factorised model, else the equation's."""
+    part = getattr(estimator, "coefficient_", None)
+    return form_of(part.equation_ if part is not None else estimator.equation_)
+
+
+def _held_out(groups: np.ndarray | None, test: np.ndarray) -> list[str]:
+    return [] if groups is None else sorted(map(str, pd.unique(groups[test])))[:10]
+
+
+def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.ndarray | None,
+                 full_form: str) -> list[dict[str, Any]]:
+    """One record per fold: held-out groups, selected form and equation, nested and fixed-form R²/RMSE."""
+    out = []
+    for k, (est, test, bad) in enumerate(zip(nested.estimators, nested.tests, nested.failed, strict=True)):
+        fitted = hasattr(est, "equation_")
+        form = selected_form(est) if fitted else ""
+        rec = {"fold": k, "held_out": _held_out(groups, test), "n_test": int(len(test)), "form": form,
+               "equation": sp.sstr(est.equation_) if fitted else "", "same_as_full": form == full_form,
+               "failed": bool(bad)}
+        rec |= {f"nested_{m}": v for m, v in _fold_scores(y[test], nested.oof[test]).items()}
+        rec |= {f"fixed_form_{m}": v for m, v in _fold_scores(y[test], fixed.oof[test]).items()}
+        out.append(rec)
+    return out
+
+
+def _fold_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+    rmse = float(np.sqrt(np.mean((y - pred) ** 2)))
+    r2 = float(r2_score(y, pred)) if len(y) >= 2 and np.var(y) > 0 else None
+    return {"r2": r2, "rmse": rmse}
+
+
+def per_group_errors(y: np.ndarray, oof: np.ndarray, groups: np.ndarray | None) -> list[dict[str, Any]]:
+    """Errors of the nested out-of-fold predictions per group, worst RMSE first.
+
+    Returns
+    -------
+    list of dict
+        ``group``, ``n``, ``rmse``, ``mae`` (target unit), ``r2`` (None for one row or no
+        spread), ``mean_relative_error`` (mean |error| / |observed|, None at zero).
+    """
+    if groups is None:
+        return []
+    out = []
+    for g in pd.unique(groups):
+        m = groups == g
+        err, obs = oof[m] - y[m], y[m]
+        r2 = float(r2_score(obs, oof[m])) if m.sum() >= 2 and np.var(obs) > 0 else None
+        rel = float(np.mean(np.abs(err) / np.abs(obs))) if np.all(obs != 0) else None
+        out.append({"group": str(g), "n": int(m.sum()), "rmse": float(np.sqrt(np.mean(err**2))),
+                    "mae": float(np.mean(np.abs(err))), "r2": r2, "mean_relative_error": rel})
+    return sorted(out, key=lambda r: -r["rmse"])
+
+
+def discrepancy(nested_r2: float, fixed_r2: float, folds: list[dict[str, Any]]) -> str:
+    """Empty when nested and fixed-form R² agree within 0.1; else the folds and forms responsible."""
+    if not (np.isfinite(nested_r2) and np.isfinite(fixed_r2)) or abs(nested_r2 - fixed_r2) <= DISCREPANCY_R2:
+        return ""
+    def loss(f: dict[str, Any]) -> float:
+        return f["nested_rmse"] - f["fixed_form_rmse"]
+    worst = sorted((f for f in folds if loss(f) > 0), key=loss, reverse=True)[:3]
+    parts = [f"fold {f['fold']} ({', '.join(f['held_out']) or 'rows'}): selected {f['form'] or 'nothing (fit failed)'}"
+             f"{'' if f['same_as_full'] else ' ≠ full-data form'}, RMSE {f['nested_rmse']:.3g} vs "
+             f"{f['fixed_form_rmse']:.3g} with the full-data form" for f in worst]
+    return f"nested R² {nested_r2:.3f} vs fixed-form R² {fixed_r2:.3f}: " + ("; ".join(parts) or "spread over folds")
+
+
+def _columns(expr: sp.Expr, X: pd.DataFrame) -> pd.DataFrame:
+    names = sorted(str(s) for s in expr.free_symbols)
+    return X[names].astype(float).reset_index(drop=True) if names else pd.DataFrame({"_": np.zeros(len(X))})
+
+
+def conformal_half_width(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any,
+                         level: float) -> float:
+    """Half-width of the grouped cross-conformal interval of ``expr``'s form, target unit.
+
+    MAPIE's ``CrossConformalRegressor`` (``method="base"``, absolute residuals) around a
+    :class:`~matstore.models.cv.FixedForm` of the equation, its conformity scores computed on
+    the held-out groups of ``cv``: ``ŷ ± q`` with q the ``level`` conformal quantile.
+
+    Raises
+    ------
+    ValueError
+        When a fold cannot determine the constants.
+    """
+    from mapie.regression import CrossConformalRegressor
+
+    Xn = _columns(expr, X)
+    model = FixedForm(sp.srepr(expr), columns=tuple(Xn.columns))
+    mapie = CrossConformalRegressor(model, confidence_level=level, method="base", cv=cv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapie.fit_conformalize(Xn, y, groups=groups)
+        _, bounds = mapie.predict_interval(Xn.iloc[:1])
+    return float((bounds[0, 1, 0] - bounds[0, 0, 0]) / 2.0)
+
+
+def held_out_coverage(nested: CrossFit, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
+                      level: float, random_state: int | None) -> float:
+    """Fraction of rows inside intervals built without their group (honest coverage).
+
+    For each outer fold, the equation *that fold selected* gets a cross-conformal interval
+    from the fold's training rows only (inner folds of the same policy), centred on its
+    constants refitted to those rows; the held-out rows are then checked against it.
+    """
+    inside, total = 0, 0
+    for est, test in zip(nested.estimators, nested.tests, strict=True):
+        train = np.setdiff1d(np.arange(len(y)), test)
+        if not hasattr(est, "equation_"):
+            continue
+        g_train = None if groups is None else groups[train]
+        try:
+            inner, _ = make_cv(len(train), g_train, None, random_state)
+            width = conformal_half_width(est.equation_, X.iloc[train], y[train], g_train, inner, level)
+            centre = clone(FixedForm(sp.srepr(est.equation_))).fit(X.iloc[train], y[train]).predict(X.iloc[test])
+        except ValueError:
+            continue
+        inside += int(np.sum(np.abs(y[test] - centre) <= width))
+        total += len(test)
+    return inside / total if total else float("nan")
+
+
+__all__ = ["DISCREPANCY_R2", "CrossFit", "conformal_half_width", "cross_fit", "discrepancy", "fold_records",
+           "held_out_coverage", "per_group_errors", "scores", "selected_form"]
