@@ -51,8 +51,12 @@ class EquationVersion(SQLModel, table=True):
     and the row count), feature/target names with units, engine name and versions, every
     hyper-parameter including the seed, the whole Pareto front (complexity, loss, SymPy
     ``srepr``, LaTeX), the selected equation (SymPy ``srepr``, text, LaTeX, canonical hash)
-    with the selection criterion, cross-validated metrics, the residual standard deviation
-    used as prediction uncertainty, the dimensional-analysis verdict and the job run.
+    with the selection criterion, cross-validated metrics, the residual standard deviation,
+    the dimensional-analysis verdict, the job run, and the honest ``report`` of the fit
+    (nested CV of the whole procedure, fixed-form CV of the selected equation, the form
+    selected in each fold and their agreement, errors per group) with the grouped
+    cross-conformal prediction interval ``value ± interval_half_width`` at ``interval_level``
+    (alembic revision 0010).
     """
 
     __tablename__ = "equation_version"
@@ -87,6 +91,12 @@ class EquationVersion(SQLModel, table=True):
     metrics: dict[str, Any] = jsonb_field()
     residual_std: float | None = Field(default=None, sa_column=Column(Float, comment="In target unit"))
     dimension_check: str | None = Field(default=None, sa_column=Column(Text))
+    report: dict[str, Any] = jsonb_field(
+        comment="Nested and fixed-form CV, per-fold forms and agreement, per-group errors, interval")
+    interval_level: float | None = Field(default=None, sa_column=Column(
+        Float, comment="Confidence level of the prediction interval, e.g. 0.9"))
+    interval_half_width: float | None = Field(default=None, sa_column=Column(
+        Float, comment="Half-width of the cross-conformal prediction interval, in target unit"))
     job_run_id: int | None = Field(default=None, sa_column=Column(ForeignKey("job_run.id"), index=True))
     created_at: datetime = created_at_field()
 
