@@ -243,6 +243,38 @@ def get_or_create_surface(*, session: Session, material_id: int, orientation: Or
     ).scalar_one()
 
 
+def get_or_create_surfaces(
+    *, session: Session, surfaces: Sequence[tuple[int, Orientation]]
+) -> dict[tuple[int, str], int]:
+    """Ids of many (material_id, orientation) surfaces at once, inserting the new ones.
+
+    One ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`` and one ``SELECT``, however
+    many orientations (a published table may hold hundreds per material).
+
+    Returns
+    -------
+    dict
+        (material_id, orientation key) → ``surface.id``.
+    """
+    unique = {(m, o.key): o for m, o in surfaces}
+    if not unique:
+        return {}
+    cols = list(zip(*[(m, o.key, *(o.miller or (None, None, None)), *o.normal, o.theta_deg, o.phi_deg)
+                      for (m, _), o in unique.items()], strict=True))
+    names = ("m", "k", "h", "kk", "l", "x", "y", "z", "t", "p")
+    types = ("int[]", "text[]", "int[]", "int[]", "int[]", "float8[]", "float8[]", "float8[]", "float8[]", "float8[]")
+    arrays = ", ".join(f"CAST(:{n} AS {t})" for n, t in zip(names, types, strict=True))
+    session.execute(text(
+        "INSERT INTO surface (material_id, orientation_key, miller_h, miller_k, miller_l, normal_x, normal_y, normal_z, "
+        f"theta_deg, phi_deg) SELECT * FROM unnest({arrays}) ON CONFLICT (material_id, orientation_key) DO NOTHING"
+    ), {n: list(c) for n, c in zip(names, cols, strict=True)})
+    rows = session.execute(text(
+        "SELECT s.id, s.material_id, s.orientation_key FROM surface s JOIN unnest(CAST(:m AS int[]), CAST(:k AS text[])) "
+        "AS u(m, k) ON s.material_id = u.m AND s.orientation_key = u.k"
+    ), {"m": list(cols[0]), "k": list(cols[1])}).all()
+    return {(r.material_id, r.orientation_key): r.id for r in rows}
+
+
 # --- sources ------------------------------------------------------------------------------
 
 def find_source(*, session: Session, sha256: str) -> Source | None:

@@ -1,0 +1,79 @@
+"""Storing validated table values: materials, methods, surfaces and configurations, then the values.
+
+Everything happens in the caller's transaction (one per source).  Entities are resolved in
+bulk (one statement per kind, see :mod:`matstore.crud`), values go through binary COPY and one
+``INSERT … ON CONFLICT DO NOTHING`` per property table (:mod:`matstore.ingest.property_copy`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from matstore import crud
+from matstore.ingest.property_copy import copy_insert, json_text
+from matstore.ingest.table_report import TableReport
+from matstore.ingest.validating import Value
+
+_VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", "job_run_id", "details")
+
+
+def _entities(session: Any, values: list[Value], source_id: int, job_run_id: int) -> tuple[dict, dict, dict, dict]:
+    materials: dict[tuple[str, str], int] = {}
+    methods: dict[tuple[str, str, str | None], int] = {}
+    for v in values:
+        if (v.formula, v.prototype) not in materials:
+            materials[v.formula, v.prototype] = crud.get_or_create_material(session=session, formula=v.formula, prototype=v.prototype)
+        if (v.method, v.method_kind, v.potential) not in methods:
+            methods[v.method, v.method_kind, v.potential] = crud.get_or_create_method(
+                session=session, name=v.method, kind=v.method_kind, potential=v.potential)
+    surfaces = crud.get_or_create_surfaces(session=session, surfaces=[
+        (materials[v.formula, v.prototype], v.orientation) for v in values if v.orientation is not None])
+    keys: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for v in values:
+        if v.key is not None:
+            keys[materials[v.formula, v.prototype], methods[v.method, v.method_kind, v.potential]].append(v.key)
+    configurations = {}
+    for (material_id, method_id), group in keys.items():
+        ids = crud.get_or_create_configurations(session=session, material_id=material_id, method_id=method_id,
+                                                keys=group, source_id=source_id, job_run_id=job_run_id)
+        configurations.update({(material_id, method_id, k): i for k, i in ids.items()})
+    return materials, methods, surfaces, configurations
+
+
+def store_values(session: Any, values: list[Value], report: TableReport, *, source_id: int, job_run_id: int) -> None:
+    """Store ``values`` of one source; set the inserted and duplicate counts of ``report``.
+
+    Values already stored for the same (entity, definition, source) are left as they are
+    and counted in ``report.duplicates``.
+
+    Raises
+    ------
+    matstore.composition.FormulaError
+        Never for validated values (formulas were parsed by the validator).
+    """
+    definition_ids = {name: d.id for name, d in crud.definitions(session=session).items()}
+    materials, methods, surfaces, configurations = _entities(session, values, source_id, job_run_id)
+    rows: dict[str, list[tuple]] = {"bulk_property": [], "surface_property": [], "configuration_property": []}
+    for v in values:
+        material_id = materials[v.formula, v.prototype]
+        method_id = methods[v.method, v.method_kind, v.potential]
+        details = json_text({"column": v.column, "row": v.row, "line": v.line, "raw": v.raw, "unit": v.entry.unit})
+        tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, details)
+        if v.key is not None:
+            rows["configuration_property"].append((configurations[material_id, method_id, v.key], *tail))
+        elif v.orientation is not None:
+            rows["surface_property"].append((surfaces[material_id, v.orientation.key], method_id, *tail))
+        else:
+            rows["bulk_property"].append((material_id, method_id, *tail))
+    report.bulk_inserted += _copy(session, "bulk_property", ("material_id", "method_id"), rows["bulk_property"])
+    report.surface_inserted += _copy(session, "surface_property", ("surface_id", "method_id"), rows["surface_property"])
+    report.configuration_inserted += _copy(session, "configuration_property", ("configuration_id",), rows["configuration_property"])
+    report.duplicates = len(values) - report.inserted
+
+
+def _copy(session: Any, table: str, keys: tuple[str, ...], rows: list[tuple]) -> int:
+    return copy_insert(session, table, (*keys, *_VALUE_COLUMNS), rows) if rows else 0
+
+
+__all__ = ["store_values"]

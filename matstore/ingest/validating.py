@@ -1,0 +1,304 @@
+"""Validating a read table against its mapping: cells → converted, checked values with their rows.
+
+Each non-blank cell of a mapped column becomes one :class:`Value` in the definition's
+canonical unit (pint factor from the mapping), with its material (pymatgen-parsed formula),
+method, orientation (surface values) or configuration key (keyed tables).  A value given
+again by a later row with the same number (per-material columns repeated on every
+orientation row) is kept once; a different number is an error naming both rows, as is a
+row that repeats an earlier row entirely (``on_duplicate: keep_first`` keeps the first
+instead and lists the rest as skipped).  Invalid values follow ``on_invalid``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matstore.composition import FormulaError, parse_formula
+from matstore.ingest.errors import (
+    DuplicateRowError,
+    InvalidValueError,
+    MissingColumnError,
+    ParseError,
+    UnknownElementError,
+)
+from matstore.ingest.mapping import ColumnEntry, Mapping, OrientationSpec
+from matstore.ingest.reading import Table
+from matstore.ingest.table_report import TableReport
+from matstore.ingest.units import check_value
+from matstore.orientation import Orientation, OrientationError, from_angles, from_miller, from_normal
+from matstore.schema.provenance import METHOD_KINDS
+
+
+@dataclass(slots=True)
+class Value:
+    """One converted value of one cell, with everything needed to store it."""
+
+    row: int
+    line: int
+    column: str
+    entry: ColumnEntry
+    formula: str
+    prototype: str
+    method: str
+    method_kind: str
+    potential: str | None
+    raw: str
+    value: float
+    uncertainty: float | None
+    orientation: Orientation | None
+    key: str | None = None
+    composition: dict[str, float] = field(default_factory=dict)
+    flag: str | None = None
+
+
+@dataclass(slots=True)
+class _RowContext:
+    row: int
+    line: int
+    cells: list[str]
+    formula: str
+    composition: dict[str, float]
+    prototype: str
+    method: str
+    kind: str
+    potential: str | None
+    key: str | None
+    new: int = 0
+    repeats: list[tuple[Value, Value]] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+
+
+def issue(v: Value, reason: str) -> dict[str, Any]:
+    """The report entry of a flagged or skipped value."""
+    return {
+        "row": v.row, "line": v.line, "column": v.column, "definition": v.entry.definition,
+        "material": v.formula, "method": v.method, "raw": v.raw,
+        "value": v.value if math.isfinite(v.value) else str(v.value),
+        "unit": v.entry.canonical_unit, "reason": reason,
+        **({"orientation": v.orientation.label} if v.orientation is not None else {}),
+        **({"key": v.key} if v.key is not None else {}),
+    }
+
+
+class _Validator:
+    """Walks the rows once; collects values, issues and counts into the report."""
+
+    def __init__(self, path: Path, mapping: Mapping, table: Table, report: TableReport) -> None:
+        self.path, self.mapping, self.table, self.report = path, mapping, table, report
+        self.index = {name: k for k, name in enumerate(table.header)}
+        self.values: list[Value] = []
+        self.seen: dict[tuple, Value] = {}
+        self.errors: list[tuple[Value, str]] = []
+
+    def where(self, ctx: _RowContext, column: str | None) -> dict[str, Any]:
+        return {"path": self.path, "row": ctx.row, "line": ctx.line, "column": column}
+
+    def run(self) -> list[Value]:
+        for r, (cells, line) in enumerate(zip(self.table.rows, self.table.lines, strict=True), start=1):
+            ctx = self.row_context(r, line, cells)
+            for entry in self.mapping.entries:
+                self.cell(ctx, entry)
+            self.finish_row(ctx)
+        if self.errors:
+            v, reason = self.errors[0]
+            more = f" (and {len(self.errors) - 1} more invalid values)" if len(self.errors) > 1 else ""
+            raise InvalidValueError(f"{reason}; raw value {v.raw!r} (on_invalid: error){more}",
+                                    path=self.path, row=v.row, line=v.line, column=v.column)
+        return self.values
+
+    def row_context(self, r: int, line: int, cells: list[str]) -> _RowContext:
+        spec = self.mapping.spec
+        mat, met = spec.material, spec.method
+        ctx = _RowContext(r, line, cells, "", {}, "", "", "", None, None)
+        text = cells[self.index[mat.column]] if mat.column else str(mat.formula)
+        if not text.strip():
+            raise ParseError("the material (formula) is blank", **self.where(ctx, mat.column))
+        try:
+            ctx.formula, ctx.composition = parse_formula(text)
+        except FormulaError as exc:
+            raise UnknownElementError(str(exc), **self.where(ctx, mat.column)) from None
+        ctx.prototype = (cells[self.index[mat.prototype_column]].strip() if mat.prototype_column else mat.prototype) or "unknown"
+        ctx.method = cells[self.index[met.column]].strip() if met.column else str(met.name)
+        if not ctx.method:
+            raise ParseError("the method is blank", **self.where(ctx, met.column))
+        ctx.kind = cells[self.index[met.kind_column]].strip() if met.kind_column else met.kind
+        if ctx.kind not in METHOD_KINDS:
+            raise ParseError(f"method kind {ctx.kind!r} is not one of {METHOD_KINDS}", **self.where(ctx, met.kind_column))
+        ctx.potential = cells[self.index[met.potential_column]].strip() if met.potential_column else met.potential
+        if spec.key is not None:
+            key = cells[self.index[spec.key.column]].strip()
+            if not key:
+                raise ParseError("the configuration key is blank", **self.where(ctx, spec.key.column))
+            ctx.key = spec.key.prefix + key
+        return ctx
+
+    def number(self, ctx: _RowContext, column: str) -> float | None:
+        text = ctx.cells[self.index[column]].strip()
+        if not text:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise ParseError(f"unparsable number {text[:40]!r}", **self.where(ctx, column)) from None
+
+    def orientation(self, ctx: _RowContext, spec: OrientationSpec) -> Orientation | None:
+        if spec.miller_column:
+            text = ctx.cells[self.index[spec.miller_column]]
+            return parse_miller(text, **self.where(ctx, spec.miller_column)) if text.strip() else None
+        columns = spec.normal_columns or spec.angle_columns or ()
+        comps = [self.number(ctx, c) for c in columns]
+        if any(c is None for c in comps):
+            return None
+        try:
+            if spec.normal_columns:
+                return from_normal(comps)  # type: ignore[arg-type]
+            if spec.convention == "spherical":
+                return from_normal(spherical_normal(*comps, unit=spec.angle_unit))  # type: ignore[arg-type]
+            theta, phi = (math.degrees(a) for a in comps) if spec.angle_unit == "rad" else comps  # type: ignore[misc]
+            return from_angles(theta, phi)  # type: ignore[arg-type]
+        except OrientationError as exc:
+            raise ParseError(f"invalid orientation: {exc}", **self.where(ctx, columns[0])) from None
+
+    def cell(self, ctx: _RowContext, entry: ColumnEntry) -> None:
+        number = self.number(ctx, entry.column)
+        orientation = entry.orientation
+        if number is not None and entry.orientation_columns is not None:
+            orientation = self.orientation(ctx, entry.orientation_columns)
+        if number is None or (entry.scope == "surface" and orientation is None):
+            self.report.missing += 1
+            ctx.issues.append(f"{entry.column}: blank")
+            return
+        uncertainty = None
+        if entry.uncertainty_column:
+            u = self.number(ctx, entry.uncertainty_column)
+            uncertainty = None if u is None else abs(u * entry.factor)
+        value = Value(ctx.row, ctx.line, entry.column, entry, ctx.formula, ctx.prototype, ctx.method, ctx.kind,
+                      ctx.potential, ctx.cells[self.index[entry.column]].strip(), number * entry.factor, uncertainty,
+                      orientation, ctx.key, ctx.composition)
+        identity = (ctx.formula, ctx.prototype, ctx.method, ctx.key, entry.definition, orientation.key if orientation else None)
+        first = self.seen.get(identity)
+        if first is not None:
+            ctx.repeats.append((value, first))
+            return
+        self.seen[identity] = value
+        ctx.new += 1
+        self.report.values += 1
+        self.check(ctx, value)
+
+    def check(self, ctx: _RowContext, value: Value) -> None:
+        entry = value.entry
+        reason = check_value(entry.definition, value.value, entry.canonical_unit)
+        if value.uncertainty is not None and not math.isfinite(value.uncertainty):
+            reason = reason or f"non-finite uncertainty: {value.uncertainty}"
+        marked = [rule.flag for rule in self.mapping.spec.row_flags
+                  if rule.applies(ctx.cells[self.index[rule.column]], entry.definition)]
+        if reason is None:
+            value.flag = "; ".join(marked) or None
+            self.values.append(value)
+            if marked:
+                self.report.flagged.append(issue(value, value.flag))  # type: ignore[arg-type]
+        elif entry.on_invalid == "error":
+            self.errors.append((value, reason))
+        elif entry.on_invalid == "flag" and math.isfinite(value.value) and (value.uncertainty is None or math.isfinite(value.uncertainty)):
+            value.flag = reason
+            self.values.append(value)
+            self.report.flagged.append(issue(value, reason))
+        else:
+            why = reason if entry.on_invalid == "skip" else f"{reason}; a non-finite value cannot be stored"
+            self.report.skipped.append(issue(value, why))
+            ctx.issues.append(f"{value.column}: {why}")
+            ctx.new -= 1
+
+    def finish_row(self, ctx: _RowContext) -> None:
+        keep_first = self.mapping.spec.on_duplicate == "keep_first"
+        conflicts = [(v, f) for v, f in ctx.repeats if v.value != f.value]
+        whole_row = bool(ctx.repeats) and ctx.new == 0 and not ctx.issues
+        if not keep_first and (conflicts or whole_row):
+            value, first = (conflicts or ctx.repeats)[0]
+            raise DuplicateRowError(duplicate_message(value, first, conflict=bool(conflicts)), **self.where(ctx, value.column))
+        for value, first in ctx.repeats:
+            if keep_first:
+                same = "same value" if first.value == value.value else f"first value {first.value:.6g}"
+                self.report.skipped.append(issue(value, f"duplicate: {describe(value)} is already given in row {first.row} ({same}; on_duplicate: keep_first)"))
+                self.report.duplicate_rows.add(ctx.row)
+                self.report.values += 1
+            else:
+                self.report.repeated += 1
+        if ctx.new <= 0:
+            reasons = ctx.issues + [f"{v.column}: repeats row {f.row}" for v, f in ctx.repeats]
+            self.report.dropped_rows.append({"row": ctx.row, "line": ctx.line, "material": ctx.formula, "method": ctx.method,
+                                             **({"key": ctx.key} if ctx.key else {}), "reasons": reasons})
+
+
+def describe(value: Value) -> str:
+    """"c44 of Cu (fcc) by EAM_A on (1,1,1) [configuration k]" for messages."""
+    on = f" on {value.orientation.label}" if value.orientation else ""
+    key = f" in configuration {value.key!r}" if value.key is not None else ""
+    return f"{value.entry.definition} of {value.formula} ({value.prototype}) by {value.method}{on}{key}"
+
+
+def duplicate_message(value: Value, first: Value, *, conflict: bool) -> str:
+    """One-line message for a conflicting value or a repeated row, naming both rows."""
+    if conflict:
+        return (f"conflicting values: {describe(value)} is {value.value:.6g} here but {first.value:.6g} in row "
+                f"{first.row} (line {first.line}); fix the table, or set `on_duplicate: keep_first` to keep row {first.row}'s")
+    return (f"duplicated row: {describe(value)} is already given in row {first.row} (line {first.line}) and this row "
+            "repeats it entirely; set `on_duplicate: keep_first` to keep the first")
+
+
+def spherical_normal(theta: float, phi: float, *, unit: str = "deg") -> tuple[float, float, float]:
+    """Unit normal n = (sin θ cos φ, sin θ sin φ, cos θ) from its polar angle θ (from z) and azimuth φ (from x).
+
+    The physics convention for spherical coordinates (ISO 80000-2:2019, item 2-16.3).
+    """
+    t, p = (math.radians(theta), math.radians(phi)) if unit == "deg" else (theta, phi)
+    return (math.sin(t) * math.cos(p), math.sin(t) * math.sin(p), math.cos(t))
+
+
+def parse_miller(text: str, *, path: Path, row: int, line: int, column: str) -> Orientation:
+    """Orientation of a Miller-index cell: ``111``, ``(1 1 0)``, ``[2,1,0]``, ``1;-1;0``.
+
+    Raises
+    ------
+    ParseError
+        If the cell is not three integers, or (0,0,0).
+    """
+    import re
+
+    value = text.strip().strip("()[]{}")
+    try:
+        ints = [int(x) for x in re.findall(r"-?\d", value)] if re.fullmatch(r"(-?\d){3}", value) \
+            else [int(x) for x in re.split(r"[\s,;]+", value) if x]
+        if len(ints) != 3:
+            raise ValueError
+        return from_miller(*ints)
+    except (ValueError, OrientationError) as exc:
+        raise ParseError(f"not a Miller index: {text.strip()!r} {exc}".rstrip(), path=path, row=row, line=line, column=column) from None
+
+
+def parse_values(path: str | Path, mapping: Mapping, table: Table, report: TableReport) -> list[Value]:
+    """Turn table cells into converted, validated values; fill ``report`` counts and issues.
+
+    Raises
+    ------
+    MissingColumnError, ParseError, UnknownElementError, DuplicateRowError, InvalidValueError
+        Naming the file, row, line and column.
+    """
+    path = Path(path)
+    for column in mapping.columns_used():
+        if column not in table.header:
+            shown = ", ".join(table.header[:12]) + (" ..." if len(table.header) > 12 else "")
+            raise MissingColumnError(f"column {column!r} named by the mapping is not in the table (columns: {shown})",
+                                     path=path, line=table.header_line)
+    values = _Validator(path, mapping, table, report).run()
+    report.rows = len(table.rows)
+    report.materials = len({(v.formula, v.prototype) for v in values})
+    report.methods = len({v.method for v in values})
+    report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in values if v.key is not None})
+    return values
+
+
+__all__ = ["Value", "describe", "issue", "parse_miller", "parse_values", "spherical_normal"]
