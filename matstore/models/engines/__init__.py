@@ -3,7 +3,7 @@
 ``get_engine(name, **params)`` returns an unfitted engine: ``"sparse"`` (SISSO-like sparse
 regression over a feature library, deterministic, always available), ``"operon"``
 (pyoperon genetic programming) or ``"pysr"`` (PySR; needs the ``pysr`` package and a Julia,
-else :class:`EngineSetupError`).  Engine modules are imported on demand.
+else :class:`EngineSetupError`) or ``"eql"`` (the equation learner EQL÷ on JAX + optax).  Engine modules are imported on demand.
 """
 
 from matstore.models.engines.base import (
@@ -18,6 +18,8 @@ from matstore.models.engines.base import (
     register_engine,
     versions,
 )
+
+register_engine("eql", "matstore.models.engines.eql:EQLEngine")
 
 __all__ = [
     "Candidate",
