@@ -23,14 +23,19 @@ from matstore.units import normalise_unit, parse_unit, unit_registry
 def conversion_factor(from_unit: str, to_unit: str) -> float:
     """Multiplicative factor from ``from_unit`` to ``to_unit`` (e.g. eV/Å² → J/m²: 16.0217663).
 
+    A bare ``A`` in ``from_unit`` is read as ångström when that gives ``to_unit``'s dimension
+    (``eV/A^2`` → ``J/m²``), see :func:`matstore.units.parse_unit`.
+
     Raises
     ------
     ValueError
-        If a unit is unknown, the dimensions differ, or the conversion has an offset
-        (temperatures in °C), which a factor cannot express.
+        If a unit is unknown or not a unit at all (``1/0``, ``__import__('os')``), a bare ``A``
+        is ambiguous, the dimensions differ, or the conversion has an offset (temperatures in
+        °C), which a factor cannot express.
     """
     ureg = unit_registry()
-    src, dst = parse_unit(from_unit), parse_unit(to_unit)
+    dst = parse_unit(to_unit)
+    src = parse_unit(from_unit, expected=dst)  # decides what a bare "A" means
     try:
         factor = ureg.Quantity(1.0, src).to(dst).magnitude
         offset = ureg.Quantity(0.0, src).to(dst).magnitude
