@@ -65,12 +65,18 @@ def format_metric(name: str, value: Any, target_unit: str | None) -> str:
 
 
 def metric_label(name: str) -> str:
-    """Readable metric name: ``cv_r2`` → ``CV R²``, ``train_rmse`` → ``train RMSE``."""
-    words = []
-    for word in name.split("_"):
-        words.append({"cv": "CV", "r2": "R²", "rmse": "RMSE", "mae": "MAE", "mse": "MSE", "std": "σ",
-                      "n": "number of", "splits": "folds"}.get(word, word))
-    return " ".join(words)
+    """Readable metric name: ``cv_r2`` → ``nested CV R²``, ``fixed_form_cv_rmse`` → ``fixed-form CV RMSE``.
+
+    The ``cv_*`` metrics of a version re-run the whole equation search and selection in each
+    fold (nested CV, the honest score of the procedure); ``fixed_form_cv_*`` keep the selected
+    form and refit its constants per fold.
+    """
+    text = name.replace("fixed_form_cv", "fixed-form_CV")
+    if text.startswith("cv_"):
+        text = "nested_CV" + text[2:]
+    words = {"cv": "CV", "r2": "R²", "rmse": "RMSE", "mae": "MAE", "mse": "MSE", "std": "σ", "n": "number of",
+             "splits": "folds"}
+    return " ".join(words.get(w, w) for w in text.split("_"))
 
 
 def source_label(*, method_name: str | None, method_kind: str | None, calculator: str | None,

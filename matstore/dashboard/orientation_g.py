@@ -13,8 +13,8 @@ orientation descriptors.  The descriptors are computed here with the conventions
   rational, else the normal's components (a g of Miller indices is homogeneous of degree 0).
 
 Nothing is evaluated with ``eval``: the expression is rebuilt with
-:func:`matstore.dashboard.expressions.parse_srepr` and turned into a NumPy function with
-:func:`sympy.lambdify`.
+:func:`matstore.dashboard.expressions.parse_srepr` and evaluated by the package's one
+evaluator (:func:`matstore.models.expressions.evaluate`, ``sympy.lambdify`` on NumPy).
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def orientation_descriptors(orientation: ori.Orientation, *, bare_angles_in_degr
 
 
 def evaluate_on(expr: sympy.Expr, frame: pd.DataFrame) -> np.ndarray:
-    """``expr`` on the rows of ``frame`` (columns named as its symbols); NaN where not real.
+    """``expr`` on the rows of ``frame`` (columns named as its symbols); NaN where not a finite real.
+
+    Evaluated by the package's one evaluator, :func:`matstore.models.expressions.evaluate`.
 
     Returns
     -------
@@ -90,18 +92,13 @@ def evaluate_on(expr: sympy.Expr, frame: pd.DataFrame) -> np.ndarray:
     ExpressionError
         If a symbol has no column in ``frame``.
     """
-    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
-    missing = [s.name for s in symbols if s.name not in frame.columns]
+    from matstore.models.expressions import evaluate
+
+    missing = sorted(s.name for s in expr.free_symbols if s.name not in frame.columns)
     if missing:
         raise ExpressionError(f"no value for {', '.join(missing)}")
-    if not symbols:
-        return np.full(len(frame), float(expr))
-    func = sympy.lambdify(symbols, expr, modules="numpy")
-    with np.errstate(all="ignore"):
-        values = np.asarray(func(*(frame[s.name].to_numpy(dtype=float) for s in symbols)), dtype=complex)
-    values = values * np.ones(len(frame))
-    real = np.where(np.abs(values.imag) < 1e-12, values.real, np.nan)
-    return np.where(np.isfinite(real), real, np.nan)
+    values = evaluate(expr, frame)
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 @dataclass(frozen=True)

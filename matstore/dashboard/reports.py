@@ -20,8 +20,8 @@ import pandas as pd
 from matstore.dashboard import labels
 from matstore.dashboard.charts import unit_label
 
-#: Keys under which a version may carry its fit report (a JSON object).
-REPORT_KEYS = ("report", "fit_report", "validation")
+#: Column of ``equation_version`` holding the fit report (a JSON object; empty for old versions).
+REPORT_COLUMN = "report"
 
 
 @dataclass(frozen=True)
@@ -117,39 +117,49 @@ def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def headline_metrics(metrics: Mapping[str, Any] | None) -> list[str]:
     """The metric keys to show first: cross-validated, then training R² and RMSE, if stored."""
     metrics = metrics or {}
-    wanted = ("nested_cv_r2", "cv_r2", "fixed_form_cv_r2", "train_r2", "cv_rmse", "train_rmse", "r2", "rmse")
-    return [k for k in wanted if isinstance(metrics.get(k), (int, float))][:4]
+    wanted = ("cv_r2", "fixed_form_cv_r2", "train_r2", "cv_rmse", "train_rmse", "r2", "rmse")
+    return [k for k in wanted if isinstance(metrics.get(k), (int, float)) and np.isfinite(metrics[k])][:4]
 
 
 def how_obtained(version: Mapping[str, Any]) -> str:
-    """One sentence on how the errors were obtained (scheme, folds, selection)."""
+    """One sentence on how the errors were obtained (scheme, folds, nested or fixed-form, agreement)."""
     metrics = version.get("metrics") or {}
-    scheme = metrics.get("cv_scheme") or ""
-    parts = []
-    if scheme:
-        folds = metrics.get("cv_n_splits")
-        failed = metrics.get("cv_failed_folds")
-        parts.append(f"cross-validation: {scheme}" + (f", {int(folds)} folds" if folds else "")
-                     + (f", {int(failed)} failed" if failed else ""))
-    else:
-        parts.append("no cross-validation stored (training errors only)")
     report = fit_report(version)
-    kinds = [k for k in ("nested", "fixed_form") if any(k in key for key in _flatten(report))]
-    if kinds:
-        parts.append("the report gives " + " and ".join(k.replace("_", "-") for k in kinds) + " CV")
-    elif scheme:
-        parts.append("the equation search and selection are re-run in each fold (nested CV of the procedure)")
-    return "; ".join(p for p in parts if p) + "."
+    scheme = report.get("cv_scheme") or metrics.get("cv_scheme") or ""
+    if not scheme:
+        return "No cross-validation stored (training errors only)."
+    folds, failed = metrics.get("cv_n_splits"), metrics.get("cv_failed_folds")
+    text = (f"Cross-validation: {scheme}" + (f", {int(folds)} folds" if _finite_number(folds) else "")
+            + (f", {int(failed)} failed" if _finite_number(failed) and failed else "")
+            + "; nested CV re-runs the equation search and selection in each fold")
+    if isinstance(report.get("fixed_form_cv"), dict):
+        text += "; fixed-form CV keeps the selected form and refits its constants per fold"
+    agreement = report.get("fold_agreement")
+    if isinstance(agreement, dict) and agreement.get("n"):
+        text += f"; {agreement.get('agree')} of {agreement.get('n')} folds selected the full-data form"
+    return text + "."
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def cv_comparison(version: Mapping[str, Any]) -> pd.DataFrame:
+    """Nested against fixed-form CV scores, one row each (``scheme, R², RMSE, MAE, failed folds``)."""
+    report = fit_report(version)
+    rows = []
+    for key, name in (("nested_cv", "nested (search and selection re-run per fold)"),
+                      ("fixed_form_cv", "fixed form (selected form, constants refitted per fold)")):
+        scores = report.get(key)
+        if isinstance(scores, dict):
+            rows.append({"cross-validation": name, "R²": scores.get("r2"), "RMSE": scores.get("rmse"),
+                         "MAE": scores.get("mae"), "failed folds": scores.get("failed_folds")})
+    return pd.DataFrame(rows)
 
 
 def fit_report(version: Mapping[str, Any]) -> dict[str, Any]:
     """The version's fit report (a JSON object) when it has one, else ``{}``."""
-    for key in REPORT_KEYS:
-        value = version.get(key)
-        if isinstance(value, dict) and value:
-            return value
-    metrics = version.get("metrics") or {}
-    value = metrics.get("report") if isinstance(metrics, dict) else None
+    value = version.get(REPORT_COLUMN)
     return value if isinstance(value, dict) else {}
 
 
@@ -204,25 +214,26 @@ class Interval:
 def stored_interval(version: Mapping[str, Any]) -> Interval | None:
     """The version's prediction interval (offsets from the prediction) when one is stored.
 
-    Looks for an ``interval``/``intervals``/``prediction_interval`` object in the fit report,
-    the metrics or a column, with ``half_width`` (symmetric) or ``lower``/``upper`` offsets
-    and optionally ``level`` (e.g. 0.9) and ``method``.  ``None`` when the version has none.
+    Reads the columns ``interval_half_width`` and ``interval_level`` (a symmetric
+    cross-conformal interval ``value ± half_width`` at ``level``), else an ``interval`` object
+    of the fit report with ``half_width`` or ``lower``/``upper`` offsets.  ``None`` when the
+    version has none (fitted before intervals were stored, or the interval failed).
     """
-    candidates = []
-    for holder in (fit_report(version), version.get("metrics") or {}, version):
-        for key in ("interval", "intervals", "prediction_interval", "conformal"):
-            value = holder.get(key) if isinstance(holder, Mapping) else None
-            if isinstance(value, dict):
-                candidates.append(value)
-    for value in candidates:
-        level = value.get("level") or value.get("confidence") or value.get("coverage_target")
-        how = str(value.get("method") or value.get("how") or "stored interval")
-        if isinstance(value.get("half_width"), (int, float)):
-            w = float(value["half_width"])
-            return Interval(-w, w, _float(level), how)
+    report = fit_report(version)
+    described = report.get("interval") if isinstance(report.get("interval"), dict) else {}
+    how = str(described.get("method") or "stored interval")
+    if _finite_number(version.get("interval_half_width")):
+        w = float(version["interval_half_width"])
+        return Interval(-w, w, _float(version.get("interval_level")), how)
+    for value in (described, (version.get("metrics") or {}).get("interval")):
+        if not isinstance(value, dict):
+            continue
+        level = _float(value.get("level"))
+        if _finite_number(value.get("half_width")):
+            return Interval(-float(value["half_width"]), float(value["half_width"]), level, how)
         lower, upper = value.get("lower_offset", value.get("lower")), value.get("upper_offset", value.get("upper"))
-        if isinstance(lower, (int, float)) and isinstance(upper, (int, float)):
-            return Interval(float(lower), float(upper), _float(level), how)
+        if _finite_number(lower) and _finite_number(upper):
+            return Interval(float(lower), float(upper), level, how)
     return None
 
 

@@ -122,21 +122,41 @@ with tab_g:
                        f"(dimensionless; normalisation: {orientation.get('normalization', 'not stored')}).")
 
 with tab_report:
-    st.markdown("**Metrics**")
-    st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
     report = reports.fit_report(v)
-    for key, table in reports.report_tables(report).items():
-        st.markdown(f"**{key.replace('_', ' ')}**")
-        st.dataframe(labels.blank_missing(table), hide_index=True, width="stretch")
-    scalars = reports.metrics_table({k: x for k, x in report.items() if not isinstance(x, list)}, unit)
-    if not scalars.empty:
-        st.markdown("**Fit report**")
-        st.dataframe(scalars.drop(columns="key"), hide_index=True, width="stretch")
-    st.markdown("**Errors per material** (recomputed from the stored predictions)")
-    per_group = reports.group_errors(predictions)
-    st.dataframe(per_group, hide_index=True, width="stretch", column_config={
-        c: st.column_config.NumberColumn(charts.with_unit(c.replace("_", " "), unit), format="%.4g")
-        for c in ("train_rmse", "cv_rmse", "cv_mean_error")})
+    comparison = reports.cv_comparison(v)
+    if comparison.empty:
+        st.info("This version has no fit report (fitted before reports were stored): metrics only.")
+    else:
+        st.markdown("**Nested against fixed-form cross-validation**")
+        st.dataframe(comparison, hide_index=True, width="stretch", column_config={
+            "R²": st.column_config.NumberColumn("R²", format="%.4f"),
+            **{c: st.column_config.NumberColumn(charts.with_unit(c, unit), format="%.4g") for c in ("RMSE", "MAE")}})
+        if report.get("discrepancy"):
+            st.warning(f"Nested and fixed-form CV differ by more than 0.1 in R²: {report['discrepancy']}")
+    agreement = report.get("fold_agreement")
+    if isinstance(agreement, dict) and agreement.get("n"):
+        st.caption(f"Fold agreement: {agreement.get('agree')} of {agreement.get('n')} folds selected the "
+                   f"full-data form `{agreement.get('full_form', '')}`.")
+    if isinstance(report.get("folds"), list) and report["folds"]:
+        st.markdown("**Per fold: held-out groups, selected form and scores**")
+        folds = pd.DataFrame(report["folds"])
+        if "held_out" in folds:
+            folds["held_out"] = folds["held_out"].map(lambda g: ", ".join(map(str, g)) if isinstance(g, list) else g)
+        st.dataframe(labels.blank_missing(folds), hide_index=True, width="stretch")
+    st.markdown("**Errors per group** (nested out-of-fold predictions, " + charts.unit_label(unit) + ")")
+    per_group = pd.DataFrame(report.get("per_group") or [])
+    if per_group.empty:  # older versions: recomputed from the stored predictions
+        per_group = reports.group_errors(predictions)
+    st.dataframe(labels.blank_missing(per_group), hide_index=True, width="stretch")
+    interval = reports.stored_interval(v)
+    if interval is not None:
+        level = f"{interval.level:.0%} " if interval.level else ""
+        coverage = (report.get("interval") or {}).get("held_out_coverage")
+        st.caption(f"{level}prediction interval: value {interval.lower:+.4g} … {interval.upper:+.4g} "
+                   f"{charts.unit_label(unit)} ({interval.how})"
+                   + (f"; held-out coverage {coverage:.0%}" if isinstance(coverage, (int, float)) else "") + ".")
+    st.markdown("**All metrics**")
+    st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
 
 with tab_lineage:
     lineage = versions.assign(
