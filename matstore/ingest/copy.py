@@ -34,9 +34,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from itertools import count
+from itertools import chain, count
 from typing import Any
 
 import numpy as np
@@ -514,6 +514,113 @@ def write_configurations(
     return inserted, np.array([by_hash[h] for h in hashes], dtype=np.int64)
 
 
+def _copy_batches(cur: Any, batches: Iterable[Sequence[dict[str, Any]]], ids: tuple[int | None, int, int]) -> tuple[int, int] | None:
+    """One binary COPY of all batches inside a savepoint: (frames, inserted), or ``None`` on a unique violation.
+
+    Repeats within a batch are dropped; a repeat across batches or of a stored frame makes the
+    COPY fail with a unique violation, which the caller answers with the batch-by-batch path.
+    The COPY is sent from a worker thread, so the server stores batch k while batch k+1 is read.
+    """
+    import psycopg
+
+    frames = inserted = 0
+    cur.execute("SAVEPOINT matstore_stream")
+    try:
+        with cur.copy(f"COPY configuration ({_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)", writer=_writer(cur)) as copy:
+            copy.write(_SIGNATURE)
+            for batch in batches:
+                chunk = _Chunk(batch, 0, len(batch))
+                keep = _first_occurrences(chunk.hashes)
+                for group in chunk.groups:
+                    rows = np.flatnonzero(keep[group.index])
+                    if len(rows):
+                        copy.write(_copy_rows(group, rows, chunk.frames, chunk.hashes, ids))
+                frames += len(batch)
+                inserted += int(keep.sum())
+            copy.write(_TRAILER)
+    except psycopg.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT matstore_stream")
+        return None
+    except BaseException:
+        try:
+            cur.execute("ROLLBACK TO SAVEPOINT matstore_stream")
+        except Exception:  # noqa: BLE001 - keep the original error
+            pass
+        raise
+    cur.execute("RELEASE SAVEPOINT matstore_stream")
+    return frames, inserted
+
+
+def _first_occurrences(hashes: Sequence[str]) -> np.ndarray:
+    seen: set[str] = set()
+    keep = np.zeros(len(hashes), dtype=bool)
+    for i, digest in enumerate(hashes):
+        if digest not in seen:
+            seen.add(digest)
+            keep[i] = True
+    return keep
+
+
+def write_configuration_stream(
+    conn: Any,
+    batches: Callable[[], Iterable[Sequence[dict[str, Any]]]],
+    source_id: int,
+    job_run_id: int,
+    method_id: int | None = None,
+) -> tuple[int, int]:
+    """Store a stream of frame batches (a file of any size) with bounded memory; skip stored hashes.
+
+    Runs in the caller's transaction.  Fast path: when no hash of the first batch is stored,
+    all batches go through one binary COPY sent from a worker thread, so reading the next
+    batch overlaps the server storing this one.  If that COPY meets a stored hash or a repeat
+    across batches (unique violation; rolled back to a savepoint), ``batches()`` is called
+    again and each batch is written with :func:`write_configurations`, which looks its hashes
+    up first (rows written by earlier batches of this transaction included).
+
+    Parameters
+    ----------
+    conn
+        A psycopg 3 connection, or a SQLAlchemy ``Connection`` or ``Session`` on psycopg.
+    batches
+        Returns a fresh iterable of frame batches (lists of frame dicts, see
+        :func:`write_configurations`) each time it is called; called at most twice.
+    source_id, job_run_id, method_id
+        Provenance recorded on every inserted row.
+
+    Returns
+    -------
+    (int, int)
+        Frames read and rows inserted.
+
+    Raises
+    ------
+    Exception
+        Whatever ``batches`` raises (e.g. an ``IngestError`` for a malformed frame); the
+        savepoint is rolled back and the caller should roll its transaction back.
+    """
+    ids = (method_id, int(source_id), int(job_run_id))
+    raw = _raw_connection(conn)
+    iterator = iter(batches())
+    try:
+        first = next(iterator, None)
+        if first is None:
+            return 0, 0
+        with raw.cursor() as cur:
+            if not _existing_hashes(cur, content_hashes(first)):
+                done = _copy_batches(cur, chain([first], iterator), ids)
+                if done is not None:
+                    return done
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()  # a generator reading a file: release it before reading again
+    frames = inserted = 0
+    for batch in batches():
+        frames += len(batch)
+        inserted += int(write_configurations(raw, batch, source_id, job_run_id, method_id))  # type: ignore[arg-type]
+    return frames, inserted
+
+
 _HASH_LOOKUP = (
     "SELECT {columns} FROM unnest(%s::text[]) AS h(content_sha256) "
     "JOIN configuration c ON c.content_sha256 = h.content_sha256"
@@ -722,5 +829,6 @@ __all__ = [
     "frames_from_arrays",
     "hill_formula",
     "read_configurations",
+    "write_configuration_stream",
     "write_configurations",
 ]

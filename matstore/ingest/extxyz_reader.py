@@ -39,7 +39,7 @@ import numpy as np
 from extxyz import cextxyz
 
 from matstore.ingest.errors import EmptyFileError, ParseError, TruncatedFileError, UnknownElementError
-from matstore.ingest.labels import jsonable, stress_to_virial
+from matstore.ingest.labels import jsonable
 
 #: Per-frame keys that are labels (stored in columns), not metadata; with and without ``REF_``.
 LABEL_KEYS = ("energy", "free_energy", "forces", "force", "virial", "stress")
@@ -109,24 +109,54 @@ def _number(value: Any, what: str) -> float:
         raise ValueError(f"{what} is not a number: {value!r}") from None
 
 
-def _labels(info: dict[str, Any], arrays: dict[str, Any], cell: np.ndarray, prefix: str) -> dict[str, Any]:
-    """energy (eV), forces (N, 3) eV/Å and virial (3, 3) eV of one frame, ``None`` where absent."""
+def _labels(info: dict[str, Any], arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """energy (eV), forces (N, 3) eV/Å, virial (3, 3) eV and stress (6,) Voigt eV/Å³ of one frame.
+
+    The stress is returned only when there is no virial; :func:`virials_from_stress` turns it
+    into W = −V·σ for a whole batch at once.
+    """
     energy = info.get(prefix + "energy", info.get(prefix + "free_energy"))
     forces = arrays.get(prefix + "forces", arrays.get(prefix + "force"))
     virial = info.get(prefix + "virial")
-    stress = info.get(prefix + "stress")
-    if virial is not None:
-        virial = _as_matrix(virial, "virial")
-    elif stress is not None:
-        volume = abs(float(np.linalg.det(cell)))
-        if volume == 0.0:
-            raise ValueError("the frame has a stress but its cell has no volume")
-        virial = stress_to_virial(_voigt(stress), volume)
-    return {
+    stress = info.get(prefix + "stress") if virial is None else None
+    labels = {
         "energy": None if energy is None else _number(energy, "energy"),
         "forces": None if forces is None else np.asarray(forces, dtype=float),
-        "virial": virial,
+        "virial": None if virial is None else _as_matrix(virial, "virial"),
     }
+    if stress is not None:
+        labels["stress"] = _voigt(stress)
+    return labels
+
+
+# Index pairs that turn Voigt (xx, yy, zz, yz, xz, xy) into the symmetric 3×3 matrix.
+_VOIGT_TO_MATRIX = np.array([[0, 5, 4], [5, 1, 3], [4, 3, 2]])
+
+
+def virials_from_stress(frames: list[dict[str, Any]]) -> int | None:
+    """Replace each frame's ``stress`` (6,) eV/Å³ by ``virial`` W = −V·σ (3, 3) eV, in place.
+
+    V = |det(cell)| (Å³).  One batched ``numpy.linalg.det`` for all frames gives the same
+    numbers bit for bit as :func:`matstore.ingest.labels.stress_to_virial` frame by frame (the
+    path through ASE), so content hashes do not depend on the reader.
+
+    Returns
+    -------
+    int or None
+        Position in ``frames`` of the first frame whose stress comes with a cell of no volume
+        (then nothing is converted), else ``None``.
+    """
+    todo = [k for k, frame in enumerate(frames) if frame.get("stress") is not None]
+    if not todo:
+        return None
+    volumes = np.abs(np.linalg.det(np.stack([frames[k]["cell"] for k in todo])))
+    if np.any(volumes == 0.0):
+        return todo[int(np.flatnonzero(volumes == 0.0)[0])]
+    stress = np.stack([frames[k].pop("stress") for k in todo])
+    virials = -volumes[:, None, None] * stress[:, _VOIGT_TO_MATRIX]
+    for k, virial in zip(todo, virials, strict=True):
+        frames[k]["virial"] = virial
+    return None
 
 
 def _metadata(info: dict[str, Any], prefix: str, index: int) -> dict[str, Any]:
@@ -162,7 +192,8 @@ def frame_from_parsed(
     dict
         ``numbers`` (N,) int64, ``positions`` (N, 3) Å, ``cell`` (3, 3) Å (rows are vectors),
         ``pbc`` (3,) bool, ``energy`` eV or None, ``forces`` (N, 3) eV/Å or None, ``virial``
-        (3, 3) eV or None, ``info`` dict.
+        (3, 3) eV or None, ``stress`` (6,) Voigt eV/Å³ or None (only without a virial: see
+        :func:`virials_from_stress`), ``info`` dict.
 
     Raises
     ------
@@ -192,7 +223,7 @@ def frame_from_parsed(
         "positions": np.asarray(arrays["pos"], dtype=float),
         "cell": cell,
         "pbc": pbc,
-        **_labels(info, arrays, cell, prefix),
+        **_labels(info, arrays, prefix),
         "info": _metadata(info, prefix, index),
     }
 
@@ -362,4 +393,4 @@ def iter_extxyz(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise EmptyFileError("the file is empty", path=at.path)
 
 
-__all__ = ["LABEL_KEYS", "frame_from_parsed", "iter_extxyz"]
+__all__ = ["LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "virials_from_stress"]

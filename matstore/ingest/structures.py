@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from matstore.hashing import sha256_file
-from matstore.ingest.copy import content_hashes, write_configurations
-from matstore.ingest.extxyz_reader import iter_extxyz
+from matstore.ingest.copy import content_hashes, write_configuration_stream
+from matstore.ingest.extxyz_reader import iter_extxyz, virials_from_stress
 from matstore.ingest.labels import jsonable, stress_to_virial
 from matstore.ingest.errors import (
     EmptyFileError,
@@ -174,11 +174,64 @@ def detect_format(path: Path) -> str:
     return "ase"
 
 
+#: Frames checked together (vectorised) while streaming an extxyz file.
+_CHECK_BATCH = 256
+
+
 def _read_extxyz(path: Path) -> Iterator[dict[str, Any]]:
-    """Frames of an (ext)xyz file through the C parser, each checked where its line is known."""
-    for k, (line, frame) in enumerate(iter_extxyz(path)):
-        _validate_frame(path, k, frame, start=line)
-        yield frame
+    """Frames of an (ext)xyz file through the C parser, checked in batches (errors name the line)."""
+    frames: list[dict[str, Any]] = []
+    lines: list[int] = []
+    first = 0
+    for line, frame in iter_extxyz(path):
+        frames.append(frame)
+        lines.append(line)
+        if len(frames) == _CHECK_BATCH:
+            _check_batch(path, frames, lines, first)
+            yield from frames
+            first += len(frames)
+            frames, lines = [], []
+    _check_batch(path, frames, lines, first)
+    yield from frames
+
+
+def _check_batch(path: Path, frames: list[dict[str, Any]], lines: list[int], first: int) -> None:
+    """Virials from stresses, then :func:`_validate_frame` on each frame only if a vectorised check fails."""
+    bad = virials_from_stress(frames)
+    if bad is not None:
+        raise ParseError(f"frame {first + bad}: the frame has a stress but its cell has no volume", path=path, line=lines[bad] + 1)
+    if not _batch_is_valid(frames):
+        for j, frame in enumerate(frames):
+            _validate_frame(path, first + j, frame, start=lines[j])
+
+
+def _batch_is_valid(frames: list[dict[str, Any]]) -> bool:
+    """All frames pass :func:`_validate_frame` (shapes, finite values, atomic numbers, cell volume)."""
+    if not frames:
+        return True
+    for frame in frames:
+        n = len(frame["numbers"])
+        if n == 0 or frame["positions"].shape != (n, 3) or frame["cell"].shape != (3, 3):
+            return False
+        forces, virial = frame["forces"], frame["virial"]
+        if (forces is not None and forces.shape != (n, 3)) or (virial is not None and virial.shape != (3, 3)):
+            return False
+    numbers = np.concatenate([f["numbers"] for f in frames])
+    if numbers.min() < 1 or numbers.max() > 118:
+        return False
+    arrays = [f[key].reshape(-1) for f in frames for key in ("positions", "cell", "forces", "virial") if f[key] is not None]
+    energies = [f["energy"] for f in frames if f["energy"] is not None]
+    if not (np.isfinite(np.concatenate(arrays)).all() and np.isfinite(energies).all()):
+        return False
+    periodic = [f["cell"] for f in frames if f["pbc"].all()]
+    return not periodic or not np.any(_zero_volumes(np.stack(periodic)))
+
+
+def _zero_volumes(cells: np.ndarray) -> np.ndarray:
+    """(m,) bool: the rows of each cell (m, 3, 3) span no volume (|det| ≤ 1e-10 ∏|aᵢ|)."""
+    det = np.einsum("ij,ij->i", cells[:, 0], np.cross(cells[:, 1], cells[:, 2]))
+    scale = np.prod(np.linalg.norm(cells, axis=2), axis=1)
+    return (scale == 0.0) | (np.abs(det) <= 1e-10 * scale)
 
 
 def _read_ase(path: Path, fmt: str | None) -> list[dict[str, Any]]:
@@ -308,10 +361,7 @@ def read_frames(path: str | Path, *, format: str | None = None) -> list[dict[str
 
 def has_zero_volume(cell: np.ndarray) -> bool:
     """Whether the cell vectors (rows of ``cell`` (3, 3), Å) span no volume (|det| ≤ 1e-10 ∏|aᵢ|)."""
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = np.asarray(cell, dtype=float).tolist()
-    det = ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx)
-    scale = math.sqrt((ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz) * (cx * cx + cy * cy + cz * cz))
-    return scale == 0.0 or abs(det) <= 1e-10 * scale
+    return bool(_zero_volumes(np.asarray(cell, dtype=float).reshape(1, 3, 3))[0])
 
 
 _FRAME_ARRAYS = (("positions", 3), ("cell", 0), ("forces", 3), ("virial", 0))
@@ -449,9 +499,10 @@ def _ingest_new_source(
         report.source_id = source_id
         if method:
             report.method_id = crud.get_or_create_method(session=session, name=method, kind=method_kind)
-        for batch in _batches(iter_frames(path, format=fmt), max(1, int(chunk_size))):
-            report.frames += len(batch)
-            report.inserted += int(write_configurations(session, batch, source_id, run_id, report.method_id))  # type: ignore[arg-type]
+        report.frames, report.inserted = write_configuration_stream(
+            session, lambda: _batches(iter_frames(path, format=fmt), max(1, int(chunk_size))),
+            source_id, run_id, report.method_id,
+        )
         report.duplicates = report.frames - report.inserted
         session.execute(update(Source).where(Source.id == source_id).values(details={**details, "frames": report.frames}))
 
