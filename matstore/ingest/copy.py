@@ -417,14 +417,18 @@ def _writer(cur: Any) -> Any:
     return QueuedLibpqWriter(cur)
 
 
-def _copy_direct(cur: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | None, int, int]) -> int | None:
-    """COPY straight into ``configuration`` inside a savepoint; ``None`` on a unique violation."""
+def _copy_in_savepoint(cur: Any, send: Callable[[Any], Any]) -> Any:
+    """``send(copy)`` into one binary ``COPY configuration`` inside a savepoint.
+
+    Returns what ``send`` returns, or ``None`` on a unique violation (rolled back to the
+    savepoint, so the caller's transaction stays usable); other errors roll back and propagate.
+    """
     import psycopg
 
     cur.execute("SAVEPOINT matstore_copy")
     try:
         with cur.copy(f"COPY configuration ({_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)", writer=_writer(cur)) as copy:
-            sent = _stream(copy, chunks, skip, ids)
+            result = send(copy)
     except psycopg.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT matstore_copy")
         return None
@@ -435,7 +439,12 @@ def _copy_direct(cur: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | Non
             pass
         raise
     cur.execute("RELEASE SAVEPOINT matstore_copy")
-    return sent
+    return result
+
+
+def _copy_direct(cur: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | None, int, int]) -> int | None:
+    """COPY straight into ``configuration`` inside a savepoint; ``None`` on a unique violation."""
+    return _copy_in_savepoint(cur, lambda copy: _stream(copy, chunks, skip, ids))
 
 
 def write_configurations(
@@ -521,34 +530,23 @@ def _copy_batches(cur: Any, batches: Iterable[Sequence[dict[str, Any]]], ids: tu
     COPY fail with a unique violation, which the caller answers with the batch-by-batch path.
     The COPY is sent from a worker thread, so the server stores batch k while batch k+1 is read.
     """
-    import psycopg
 
-    frames = inserted = 0
-    cur.execute("SAVEPOINT matstore_stream")
-    try:
-        with cur.copy(f"COPY configuration ({_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)", writer=_writer(cur)) as copy:
-            copy.write(_SIGNATURE)
-            for batch in batches:
-                chunk = _Chunk(batch, 0, len(batch))
-                keep = _first_occurrences(chunk.hashes)
-                for group in chunk.groups:
-                    rows = np.flatnonzero(keep[group.index])
-                    if len(rows):
-                        copy.write(_copy_rows(group, rows, chunk.frames, chunk.hashes, ids))
-                frames += len(batch)
-                inserted += int(keep.sum())
-            copy.write(_TRAILER)
-    except psycopg.errors.UniqueViolation:
-        cur.execute("ROLLBACK TO SAVEPOINT matstore_stream")
-        return None
-    except BaseException:
-        try:
-            cur.execute("ROLLBACK TO SAVEPOINT matstore_stream")
-        except Exception:  # noqa: BLE001 - keep the original error
-            pass
-        raise
-    cur.execute("RELEASE SAVEPOINT matstore_stream")
-    return frames, inserted
+    def send(copy: Any) -> tuple[int, int]:
+        frames = inserted = 0
+        copy.write(_SIGNATURE)
+        for batch in batches:
+            chunk = _Chunk(batch, 0, len(batch))
+            keep = _first_occurrences(chunk.hashes)
+            for group in chunk.groups:
+                rows = np.flatnonzero(keep[group.index])
+                if len(rows):
+                    copy.write(_copy_rows(group, rows, chunk.frames, chunk.hashes, ids))
+            frames += len(batch)
+            inserted += int(keep.sum())
+        copy.write(_TRAILER)
+        return frames, inserted
+
+    return _copy_in_savepoint(cur, send)
 
 
 def _first_occurrences(hashes: Sequence[str]) -> np.ndarray:
