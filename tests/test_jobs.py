@@ -197,7 +197,7 @@ def test_tasks_are_registered_under_stable_names() -> None:
                 "scan_drop_dir", "reingest_datasets", "refit_changed", "retry_stalled_jobs", "prune_jobs"}
     assert expected <= set(jobs_app.tasks)
     assert jobs_app.tasks["compute_chunk"].queue == "compute"
-    assert jobs_app.tasks["ingest_files"].retry_strategy.max_attempts == 3
+    assert jobs_app.tasks["ingest_files"].retry_strategy.max_attempts == 2  # retries: 3 runs in all
 
 
 def test_task_bodies_call_the_library_layers(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
@@ -349,6 +349,99 @@ def test_scan_drop_dir_defers_each_new_file_once(queue_engine: Engine, engine: E
     finally:
         with queue_engine.begin() as conn:
             conn.execute(text("DELETE FROM procrastinate_jobs WHERE task_name = 'ingest_files'"))
+
+
+# --- issue 13: failed inputs remembered, transient-only retries, argument checks, timeouts ----
+
+def _context(task_name: str, job_id: int = 9):  # noqa: ANN202
+    from procrastinate import JobContext
+    from procrastinate.jobs import Job
+
+    job = Job(id=job_id, queue="ingest", lock=None, queueing_lock=None, task_name=task_name, task_kwargs={}, attempts=0)
+    return JobContext(app=jobs_app, job=job, worker_name="t", start_timestamp=time.time(), abort_reason=lambda: None)
+
+
+def test_failed_drop_file_is_skipped_until_it_changes(engine: Engine, tmp_path: Path) -> None:
+    from matstore.ingest.errors import IngestError
+    from matstore.jobs import tasks
+
+    bad = tmp_path / "broken.extxyz"
+    bad.write_text("2\nLattice=\"1 0 0 0 1 0 0 0 1\" Properties=species:S:1:pos:R:3\nCu 0 0 0\n")  # truncated
+    (tmp_path / "sheet.xlsx").write_bytes(b"PK\x03\x04")
+    past = time.time() - 60
+    for p in tmp_path.iterdir():
+        os.utime(p, (past, past))
+    assert [p for p, _ in tasks.find_new_files(tmp_path, engine=engine)["structures"]] == [bad]
+    with pytest.raises(IngestError):
+        tasks.ingest_files(_context("ingest_files"), paths=[str(bad)])
+    (run,) = _rows(engine, "SELECT status, summary, parameters FROM job_run WHERE kind = 'task:ingest_files'")
+    assert run.status == "failed" and run.summary["bad_input"] is True
+    assert run.parameters["input_keys"] == [tasks.input_key(bad)]
+    found = tasks.find_new_files(tmp_path, engine=engine)
+    assert found["structures"] == []  # the next scans do not queue it again
+    reasons = dict((p.name, r) for p, r in found["ignored"])
+    assert "failed on this content before" in reasons["broken.extxyz"]
+    assert "export the sheet as CSV" in reasons["sheet.xlsx"]
+    bad.write_text(bad.read_text() + "Cu 0.5 0.5 0\n")  # fixed: a new sha256
+    os.utime(bad, (past, past))
+    assert [p for p, _ in tasks.find_new_files(tmp_path, engine=engine)["structures"]] == [bad]
+
+
+def test_only_transient_database_errors_are_retried() -> None:
+    from procrastinate.jobs import Job
+
+    from matstore.ingest.errors import IngestError
+    from matstore.jobs import tasks
+
+    def decision(exc: BaseException, attempts: int):  # noqa: ANN202
+        job = Job(id=1, queue="ingest", lock=None, queueing_lock=None, task_name="ingest_files", task_kwargs={},
+                  attempts=attempts)
+        return tasks._INGEST_RETRY.get_retry_decision(exception=exc, job=job)
+
+    import psycopg
+
+    assert decision(IngestError("bad.extxyz, line 3: broken"), 0) is None
+    assert decision(ValueError("x"), 0) is None
+    assert decision(psycopg.OperationalError("server closed the connection"), 0) is not None
+    assert decision(psycopg.OperationalError("again"), 1) is not None
+    assert decision(psycopg.OperationalError("third run failed"), 2) is None  # 3 runs in all, as documented
+
+
+def test_defer_checks_task_arguments(queue_engine: Engine) -> None:
+    from typer.testing import CliRunner
+
+    from matstore.cli import app
+    from matstore.jobs.dispatch import check_arguments
+
+    jobs_app.perform_import_paths()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nme' \\(did you mean 'name'\\?\\); it takes name"):
+        check_arguments(jobs_app.tasks["ingest_dataset"], {"nme": "x"})
+    with pytest.raises(TypeError, match="missing a required argument: 'name'"):
+        check_arguments(jobs_app.tasks["refit_model"], {})
+    check_arguments(jobs_app.tasks["compute_chunk"], {"element": "Cu", "calculator": "emt"})
+    before = _rows(queue_engine, "SELECT count(*) AS n FROM procrastinate_jobs")[0].n
+    result = CliRunner().invoke(app, ["jobs", "defer", "ingest_dataset", "-k", "nme=strength_covariance"])
+    assert result.exit_code == 1 and "unexpected keyword argument 'nme'" in result.output, result.output
+    assert _rows(queue_engine, "SELECT count(*) AS n FROM procrastinate_jobs")[0].n == before
+
+
+def test_wait_without_a_worker_times_out_and_errors_are_shown(queue_engine: Engine) -> None:
+    from matstore.crud import job_run
+    from matstore.jobs.dispatch import call, defer, job_errors, wait_for_jobs
+
+    (job_id,) = defer(call("tests.chunk", key="nobody-serves-this"))
+    try:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="serving queue compute"):
+            wait_for_jobs([job_id], engine=queue_engine, idle_timeout_s=1.0, poll_interval_s=0.2)
+        assert time.monotonic() - start < 10
+        with pytest.raises(RuntimeError), job_run(engine=queue_engine, kind="task:tests.chunk",
+                                                  parameters={"queue_job_id": job_id}):
+            raise RuntimeError("chunk nobody-serves-this: the potential file is missing")
+        assert job_errors([job_id], queue_engine) == {job_id: "RuntimeError: chunk nobody-serves-this: the potential file is missing"}
+    finally:
+        with queue_engine.begin() as conn:
+            conn.execute(text("DELETE FROM procrastinate_jobs WHERE id = :i"), {"i": job_id})
 
 
 # --- migrations -----------------------------------------------------------------------------

@@ -67,8 +67,10 @@ def worker_command(
     """
     from matstore.jobs.app import app, make_connector
     from matstore.jobs.schedule import load_schedule, register_schedule, register_stalled_check
+    from matstore.masking import install_log_filter
 
     logging.getLogger().setLevel(log_level.upper())
+    install_log_filter()
     with cli_errors():
         _require_queue_schema()
         for module in imports or ():
@@ -119,6 +121,9 @@ def status(
                 "LEFT JOIN procrastinate_events e ON e.job_id = j.id WHERE j.status = 'failed' "
                 "GROUP BY j.id ORDER BY max(e.at) DESC NULLS LAST LIMIT :n"
             ), {"n": failed}).all()
+        from matstore.jobs.dispatch import job_errors
+
+        errors = job_errors([r[0] for r in recent], engine())
     alive = [w for w in workers if w[1] <= within]
     console.print(f"workers alive: [bold]{len(alive)}[/] (of {len(workers)} registered)")
     for worker_id, age in workers:
@@ -132,9 +137,10 @@ def status(
         table.add_row(queue, *(str(states.get(k, 0)) for k in ("todo", "doing", "succeeded", "failed")), str(other))
     console.print(table)
     if recent:
-        failures = Table("job", "task", "queue", "attempts", "at", title="recent failures")
+        failures = Table("job", "task", "queue", "attempts", "at", "error", title="recent failures")
         for job_id, task, queue, attempts, at in recent:
-            failures.add_row(str(job_id), task, queue, str(attempts), str(at or ""))
+            error = errors.get(job_id, "(no job_run row: see the worker's log)")
+            failures.add_row(str(job_id), task, queue, str(attempts), str(at or ""), error.splitlines()[0][:300])
         console.print(failures)
         console.print("[dim]details: SELECT * FROM job_run WHERE status = 'failed' ORDER BY id DESC[/]")
 
@@ -149,7 +155,7 @@ def defer_command(
     timeout: float | None = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
 ) -> None:
     """Queue one task, e.g. ``matstore jobs defer refit_model -k name=tau_fit``."""
-    from matstore.jobs.dispatch import TaskCall, defer, wait_for_jobs
+    from matstore.jobs.dispatch import TaskCall, defer, job_errors, wait_for_jobs
 
     arguments: dict[str, object] = {}
     for item in kwargs or ():
@@ -166,9 +172,10 @@ def defer_command(
         console.print(f"deferred {task} as job [bold]{job_id}[/]")
         if wait:
             (outcome,) = wait_for_jobs([job_id], timeout_s=timeout)
-            console.print(f"job {job_id}: [bold]{outcome.status}[/]")
             if outcome.status != "succeeded":
-                raise typer.Exit(1)
+                error = job_errors([job_id], engine()).get(job_id, "no job_run row: see the worker's log")
+                raise RuntimeError(f"job {job_id} ({task}) {outcome.status}: {error}")
+            console.print(f"job {job_id}: [bold]{outcome.status}[/]")
 
 
 @jobs_app.command("check-schedule")

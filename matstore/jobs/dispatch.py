@@ -13,6 +13,8 @@ that may need the very worker slot it occupies.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,12 +36,16 @@ class JobsFailedError(RuntimeError):
     ----------
     outcomes:
         Every job's outcome, successful ones included.
+    errors:
+        The error text recorded in ``job_run`` for the failed jobs that have one.
     """
 
-    def __init__(self, outcomes: list[JobOutcome]) -> None:
+    def __init__(self, outcomes: list[JobOutcome], errors: dict[int, str] | None = None) -> None:
         self.outcomes = outcomes
+        self.errors = errors or {}
         bad = [o for o in outcomes if o.status != "succeeded"]
-        shown = ", ".join(f"{o.task}#{o.job_id} {o.status}" for o in bad[:10])
+        shown = ", ".join(f"{o.task}#{o.job_id} {o.status}" + (f" ({self.errors[o.job_id]})" if o.job_id in self.errors else "")
+                          for o in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         super().__init__(
             f"{len(bad)} of {len(outcomes)} jobs did not succeed: {shown}{more}; "
@@ -163,12 +169,15 @@ def defer(*calls: TaskCall | tuple[str, dict[str, Any]], app: procrastinate.App 
     ------
     KeyError
         If a task name is not registered.
+    TypeError
+        If a call's arguments do not fit its task (:func:`check_arguments`): nothing is deferred.
     """
     app = app or _default_app()
     normalised = [c if isinstance(c, TaskCall) else TaskCall(c[0], dict(c[1])) for c in calls]
     for c in normalised:
         if c.task not in app.tasks:
-            raise KeyError(f"unknown task {c.task!r}")
+            raise KeyError(f"unknown task {c.task!r}; known: {', '.join(sorted(app.tasks))}")
+        check_arguments(app.tasks[c.task], c.kwargs)
     groups: dict[tuple, list[int]] = {}
     for index, c in enumerate(normalised):
         groups.setdefault((c.task, c.lock, c.queueing_lock, c.priority), []).append(index)
@@ -184,12 +193,73 @@ def defer(*calls: TaskCall | tuple[str, dict[str, Any]], app: procrastinate.App 
     return ids
 
 
+def check_arguments(task: procrastinate.tasks.Task, kwargs: dict[str, Any]) -> None:
+    """Refuse ``kwargs`` that the task's function would refuse (before the job is queued).
+
+    Parameters
+    ----------
+    task:
+        A registered procrastinate task.
+    kwargs:
+        The keyword arguments a job of it would get.
+
+    Raises
+    ------
+    TypeError
+        Naming the task, the problem (unexpected or missing argument) and its parameters.
+    """
+    signature = inspect.signature(task.func)
+    params = list(signature.parameters.values())[1 if task.pass_context else 0:]
+    takes = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}" for p in params)
+    names = [p.name for p in params]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        for key in kwargs:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(f"task {task.name}: unexpected keyword argument {key!r}{hint}; it takes {takes or 'nothing'}")
+    try:
+        signature.replace(parameters=params).bind(**kwargs)
+    except TypeError as exc:
+        raise TypeError(f"task {task.name}: {exc}; it takes {takes or 'nothing'}") from None
+
+
+def job_errors(job_ids: list[int], engine: Engine | None = None) -> dict[int, str]:
+    """The error text of each queue job's newest ``job_run`` row (jobs without one are absent).
+
+    Parameters
+    ----------
+    job_ids:
+        Queue job ids.
+    engine:
+        Engine of matstore's database (default: the configured one).
+
+    Returns
+    -------
+    dict
+        ``{job_id: error}``, the error masked of secrets.
+    """
+    from matstore.masking import mask_secrets
+
+    if not job_ids:
+        return {}
+    query = text(
+        "SELECT DISTINCT ON (parameters->>'queue_job_id') (parameters->>'queue_job_id')::bigint, error FROM job_run "
+        "WHERE parameters->>'queue_job_id' = ANY(:ids) AND error IS NOT NULL "
+        "ORDER BY parameters->>'queue_job_id', id DESC"
+    )
+    with (engine or _default_engine()).connect() as conn:
+        rows = conn.execute(query, {"ids": [str(int(j)) for j in job_ids]}).all()
+    return {int(job_id): mask_secrets(error) for job_id, error in rows}
+
+
 def wait_for_jobs(
     job_ids: list[int],
     *,
     engine: Engine | None = None,
     timeout_s: float | None = None,
     poll_interval_s: float = 0.5,
+    idle_timeout_s: float | None = None,
 ) -> list[JobOutcome]:
     """Poll the queue until every job in ``job_ids`` reached a final status.
 
@@ -203,6 +273,9 @@ def wait_for_jobs(
         Give up after this many seconds (default: wait for ever).
     poll_interval_s:
         Seconds between polls.
+    idle_timeout_s:
+        Give up when, for this many seconds, no worker took or finished any of the jobs (no
+        worker serves their queue); default: no such limit.
 
     Returns
     -------
@@ -212,7 +285,8 @@ def wait_for_jobs(
     Raises
     ------
     TimeoutError
-        If some jobs are still waiting or running after ``timeout_s``; they stay queued.
+        If some jobs are still waiting or running after ``timeout_s``, or none moved for
+        ``idle_timeout_s``; they stay queued.
     """
     engine = engine or _default_engine()
     query = text("SELECT id, task_name, status::text FROM procrastinate_jobs WHERE id IN :ids").bindparams(
@@ -221,10 +295,15 @@ def wait_for_jobs(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     done: dict[int, JobOutcome] = {}
     pending = list(dict.fromkeys(job_ids))
+    last_states: dict[int, str] = {}
+    last_move = time.monotonic()
     while pending:
         with engine.connect() as conn:
             rows = conn.execute(query, {"ids": pending}).all()
         seen = set()
+        states = {job_id: status for job_id, _, status in rows}
+        if states != last_states:
+            last_states, last_move = states, time.monotonic()
         for job_id, task_name, status in rows:
             seen.add(job_id)
             if status in FINAL_STATUSES:
@@ -237,8 +316,24 @@ def wait_for_jobs(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} of {len(job_ids)} jobs not finished after "
                                f"{timeout_s:.0f} s (ids {pending[:10]}...); they stay queued")
+        if idle_timeout_s is not None and time.monotonic() - last_move > idle_timeout_s:
+            queues = sorted({q for (q,) in _queues_of(engine, pending)})
+            raise TimeoutError(f"no worker took or finished any of {len(pending)} jobs for {idle_timeout_s:.0f} s: "
+                               f"is a worker serving queue {', '.join(queues)} running (`matstore worker --queue "
+                               f"{queues[0] if queues else 'compute'}`)? The jobs stay queued")
         time.sleep(poll_interval_s)
     return [done[j] for j in job_ids]
+
+
+def _queues_of(engine: Engine, job_ids: list[int]) -> list[tuple[str]]:
+    query = text("SELECT DISTINCT queue_name FROM procrastinate_jobs WHERE id IN :ids").bindparams(
+        bindparam("ids", expanding=True))
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query, {"ids": job_ids}).all()]
+
+
+#: Default of :func:`defer_and_wait`: seconds without any of its jobs moving before it gives up.
+IDLE_TIMEOUT_S = 600.0
 
 
 def defer_and_wait(
@@ -248,6 +343,7 @@ def defer_and_wait(
     timeout_s: float | None = None,
     poll_interval_s: float = 0.5,
     raise_on_failure: bool = True,
+    idle_timeout_s: float | None = IDLE_TIMEOUT_S,
 ) -> list[JobOutcome]:
     """Defer ``calls`` to the queue and block until all of them finished.
 
@@ -269,6 +365,9 @@ def defer_and_wait(
         Seconds between status polls.
     raise_on_failure:
         Raise :class:`JobsFailedError` if any job did not succeed.
+    idle_timeout_s:
+        Give up when no worker took or finished any job for this long (no worker serves the
+        queue); ``None`` waits for ever.
 
     Returns
     -------
@@ -280,12 +379,13 @@ def defer_and_wait(
     JobsFailedError
         If ``raise_on_failure`` and some job ended failed, cancelled or aborted.
     TimeoutError
-        If ``timeout_s`` passed first.
+        If ``timeout_s`` passed first, or ``idle_timeout_s`` without any job moving.
     """
     if not calls:
         return []
     ids = defer(*calls, app=app)
-    outcomes = wait_for_jobs(ids, engine=engine, timeout_s=timeout_s, poll_interval_s=poll_interval_s)
+    outcomes = wait_for_jobs(ids, engine=engine, timeout_s=timeout_s, poll_interval_s=poll_interval_s,
+                             idle_timeout_s=idle_timeout_s)
     if raise_on_failure and any(o.status != "succeeded" for o in outcomes):
-        raise JobsFailedError(outcomes)
+        raise JobsFailedError(outcomes, job_errors([o.job_id for o in outcomes if o.status != "succeeded"], engine))
     return outcomes

@@ -6,14 +6,11 @@ name is stored with each queued job, so it must not change when code moves):
 =====================  ============  ==========================================================
 task name              queue         does
 =====================  ============  ==========================================================
-``ingest_files``       ingest        :func:`matstore.ingest.structures.ingest_structure_files`
-                                     (or ``ingest_structures``)
-``ingest_table``       ingest        :func:`matstore.ingest.table.ingest_table_file`
-                                     (or ``ingest_table``)
+``ingest_files``       ingest        :func:`matstore.ingest.structures.ingest_structures`
+``ingest_table``       ingest        :func:`matstore.ingest.table.ingest_table`
 ``ingest_dataset``     ingest        :func:`matstore.ingest.registry.ingest_dataset`
 ``compute_chunk``      compute       :func:`matstore.ingest.compute.store.compute_and_store_chunk`
-``refit_model``        models        :func:`matstore.models.versioning.refit`
-                                     (or :func:`matstore.models.service.refit_model`)
+``refit_model``        models        :func:`matstore.models.service.refit_model`
 ``scan_drop_dir``      maintenance   periodic: defer ingest of new files in a drop directory
 ``reingest_datasets``  maintenance   periodic: defer ``ingest_dataset`` for registry datasets
 ``refit_changed``      maintenance   periodic: defer ``refit_model`` for every equation model
@@ -25,6 +22,12 @@ Library modules are imported inside the task bodies, so a worker starts fast and
 import error fails that task only.  Each task except ``compute_chunk`` (whose library
 function records its own run) is recorded as a ``job_run`` row of kind ``task:<name>`` whose
 parameters carry the queue's job id and attempt number.
+
+Retries: a task is run again only after a *transient* database error (connection lost,
+server shut down, deadlock, serialization failure: :data:`TRANSIENT_ERRORS`); bad input fails
+at once.  ``max_attempts`` in procrastinate counts *retries*, so ``_INGEST_RETRY`` runs an
+ingest at most 3 times in all.  An ingest that failed on its input is remembered by the
+sha256 of the file (and of its mapping): :func:`find_new_files` skips it until either changes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from procrastinate import JobContext, RetryStrategy, exceptions, jobs
 
 from matstore.jobs.app import app
@@ -50,13 +55,26 @@ STRUCTURE_PATTERNS: tuple[str, ...] = (
     "*.json", "*.db", "*.lammps-data", "*.lmp",
 )
 #: Files a drop-directory scan routes to the table ingest (they need a mapping file).
-TABLE_PATTERNS: tuple[str, ...] = ("*.csv", "*.tsv", "*.xlsx")
+TABLE_PATTERNS: tuple[str, ...] = ("*.csv", "*.tsv")
+#: Files a scan reports as unsupported, with the reason (the table ingest reads UTF-8 text only).
+UNSUPPORTED_PATTERNS: dict[str, str] = {
+    "*.xlsx": "a spreadsheet: export the sheet as CSV (UTF-8) beside its mapping",
+    "*.xls": "a spreadsheet: export the sheet as CSV (UTF-8) beside its mapping",
+    "*.ods": "a spreadsheet: export the sheet as CSV (UTF-8) beside its mapping",
+}
 #: Suffixes of mapping files (never ingested as data themselves).
 MAPPING_SUFFIXES: tuple[str, ...] = (".mapping.yaml", ".mapping.yml")
 
-_INGEST_RETRY = RetryStrategy(max_attempts=3, wait=30, exponential_wait=2)
-_COMPUTE_RETRY = RetryStrategy(max_attempts=2, wait=10)
-_MODEL_RETRY = RetryStrategy(max_attempts=2, wait=30)
+#: Errors worth another attempt: the database went away or refused a transaction for now.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError, psycopg.InterfaceError,
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,
+)
+# procrastinate's max_attempts counts retries: 2 means 3 runs in all.
+_INGEST_RETRY = RetryStrategy(max_attempts=2, wait=30, exponential_wait=2, retry_exceptions=TRANSIENT_ERRORS)
+_COMPUTE_RETRY = RetryStrategy(max_attempts=1, wait=10, retry_exceptions=TRANSIENT_ERRORS)
+_MODEL_RETRY = RetryStrategy(max_attempts=1, wait=30, retry_exceptions=TRANSIENT_ERRORS)
 
 
 def _engine():  # noqa: ANN202
@@ -79,7 +97,35 @@ def _recorded(context: JobContext, parameters: dict[str, Any]) -> Iterator[Any]:
         "worker": context.worker_name,
     }
     with job_run(engine=_engine(), kind=f"task:{job.task_name}", parameters=params) as run:
-        yield run
+        try:
+            yield run
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            # Not the database's fault: the input (or code) is. Scans skip these inputs until they change.
+            run.summary = {**(run.summary or {}), "bad_input": True}
+            raise
+
+
+def input_key(path: str | Path, mapping_path: str | Path | None = None) -> str:
+    """What identifies one ingest input: the file's sha256, plus its mapping's for a table.
+
+    Parameters
+    ----------
+    path:
+        The data file.
+    mapping_path:
+        The mapping of a table file, if any.
+
+    Returns
+    -------
+    str
+        ``"<sha256>"`` or ``"<sha256>:<mapping sha256>"`` (hex digests).
+    """
+    from matstore.hashing import sha256_file
+
+    key = sha256_file(Path(path))
+    return f"{key}:{sha256_file(Path(mapping_path))}" if mapping_path else key
 
 
 def _summary_of(result: Any) -> Any:
@@ -119,7 +165,8 @@ def ingest_files(context: JobContext, paths: list[str]) -> dict[str, Any]:
     dict
         The ingest summary (also stored in the ``job_run`` row).
     """
-    with _recorded(context, {"paths": list(paths)}) as run:
+    keys = [input_key(p) for p in paths if Path(p).is_file()]
+    with _recorded(context, {"paths": list(paths), "input_keys": keys}) as run:
         from matstore.ingest.structures import ingest_structures
 
         result = ingest_structures([Path(p) for p in paths], engine=_engine())
@@ -145,7 +192,8 @@ def ingest_table(context: JobContext, path: str, mapping_path: str) -> dict[str,
     dict
         The ingest summary.
     """
-    with _recorded(context, {"path": path, "mapping_path": mapping_path}) as run:
+    keys = [input_key(path, mapping_path)] if Path(path).is_file() and Path(mapping_path).is_file() else []
+    with _recorded(context, {"path": path, "mapping_path": mapping_path, "input_keys": keys}) as run:
         from matstore.ingest.table import ingest_table as ingest_table_file
 
         result = ingest_table_file(Path(path), Path(mapping_path), engine=_engine())
@@ -290,7 +338,11 @@ def find_new_files(
     structure_patterns: Sequence[str] = STRUCTURE_PATTERNS,
     table_patterns: Sequence[str] = TABLE_PATTERNS,
 ) -> dict[str, list[tuple[Path, str]]]:
-    """Files in ``directory`` whose sha256 is not yet a ``source`` row.
+    """Files in ``directory`` whose sha256 is not yet a ``source`` row and that did not fail before.
+
+    A file whose ingest failed on its input (``job_run`` failed with ``bad_input``) is skipped
+    while its sha256 (and, for a table, its mapping's) is unchanged: fix or replace the file
+    and the next scan takes it.
 
     Parameters
     ----------
@@ -311,8 +363,6 @@ def find_new_files(
         ``{"structures": [(path, sha256), ...], "tables": [...], "ignored": [...]}``; the
         ``ignored`` entries carry the reason instead of a hash.
     """
-    from sqlalchemy import bindparam, text
-
     from matstore.hashing import sha256_file
 
     root = Path(directory)
@@ -325,28 +375,60 @@ def find_new_files(
     for path in files:
         if path.name.startswith(".") or path.name.endswith(MAPPING_SUFFIXES) or path.name in ("mapping.yaml", "mapping.yml"):
             continue
-        if _matches(path.name, table_patterns):
-            kind = "tables"
-        elif _matches(path.name, structure_patterns):
-            kind = "structures"
-        else:
-            out["ignored"].append((path, "unknown format"))
-            continue
-        if now - path.stat().st_mtime < min_age_s:
+        kind, reason = _kind_of(path.name, structure_patterns, table_patterns)
+        if kind is None:
+            out["ignored"].append((path, reason))
+        elif now - path.stat().st_mtime < min_age_s:
             out["ignored"].append((path, "modified too recently"))
+        else:
+            candidates.append((kind, path, sha256_file(path)))
+    known, failed = _stored_and_failed(engine, candidates)
+    for kind, path, digest in candidates:
+        if digest in known:
             continue
-        candidates.append((kind, path, sha256_file(path)))
+        if _failed_key(kind, path, digest) in failed:
+            out["ignored"].append((path, "its ingest failed on this content before (see job_run); "
+                                         "fix or replace the file"))
+            continue
+        out[kind].append((path, digest))
+    return out
+
+
+def _kind_of(name: str, structure_patterns: Sequence[str], table_patterns: Sequence[str]) -> tuple[str | None, str]:
+    for pattern, reason in UNSUPPORTED_PATTERNS.items():
+        if fnmatch.fnmatch(name, pattern):
+            return None, f"unsupported format: {reason}"
+    if _matches(name, table_patterns):
+        return "tables", ""
+    if _matches(name, structure_patterns):
+        return "structures", ""
+    return None, "unknown format"
+
+
+def _failed_key(kind: str, path: Path, digest: str) -> str:
+    if kind != "tables":
+        return digest
+    mapping = _mapping_for(path)
+    return input_key(path, mapping) if mapping else digest
+
+
+def _stored_and_failed(engine: Any, candidates: list[tuple[str, Path, str]]) -> tuple[set[str], set[str]]:
+    """The candidates' sha256s already in ``source``, and their input keys whose ingest failed on input."""
+    from sqlalchemy import bindparam, text
+
     if not candidates:
-        return out
-    query = text("SELECT sha256 FROM source WHERE sha256 IN :hashes").bindparams(
-        bindparam("hashes", expanding=True)
+        return set(), set()
+    keys = [_failed_key(kind, path, digest) for kind, path, digest in candidates]
+    stored = text("SELECT sha256 FROM source WHERE sha256 IN :hashes").bindparams(bindparam("hashes", expanding=True))
+    failed = text(
+        "SELECT DISTINCT k FROM job_run, jsonb_array_elements_text(parameters->'input_keys') AS k "
+        "WHERE kind IN ('task:ingest_files', 'task:ingest_table') AND status = 'failed' "
+        "AND summary @> '{\"bad_input\": true}' AND k = ANY(:keys)"
     )
     with engine.connect() as conn:
-        known = set(conn.execute(query, {"hashes": [c[2] for c in candidates]}).scalars())
-    for kind, path, digest in candidates:
-        if digest not in known:
-            out[kind].append((path, digest))
-    return out
+        known = set(conn.execute(stored, {"hashes": [c[2] for c in candidates]}).scalars())
+        bad = set(conn.execute(failed, {"keys": keys}).scalars())
+    return known, bad
 
 
 @app.task(name="scan_drop_dir", queue="maintenance", pass_context=True)
