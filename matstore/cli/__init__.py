@@ -25,9 +25,9 @@ app.command("sql")(sql.sql_command)
 
 def _register_optional() -> None:
     # Command groups of the later layers; each module registers itself on ``app``.
-    from matstore.cli import compute, dashboard, ingest, models, pipeline, worker  # noqa: F401 - compute adds to ingest
+    from matstore.cli import compute, dashboard, export, ingest, models, pipeline, worker  # noqa: F401 - compute adds to ingest
 
-    for module in (ingest, models, dashboard, worker, pipeline):
+    for module in (ingest, models, dashboard, worker, pipeline, export):
         module.register(app)
 
 

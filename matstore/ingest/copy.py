@@ -272,6 +272,10 @@ def _raw_connection(conn: Any) -> Any:
     raise TypeError(f"expected a psycopg or SQLAlchemy connection or session, got {type(conn).__name__}")
 
 
+#: Public name of :func:`_raw_connection` (used by :mod:`matstore.export`).
+raw_connection = _raw_connection
+
+
 def _info_bytes(info: dict[str, Any] | None) -> bytes:
     """The JSONB binary field (version byte 1 + canonical JSON text) of a frame's info."""
     if not info:
@@ -826,6 +830,7 @@ __all__ = [
     "content_hashes",
     "frames_from_arrays",
     "hill_formula",
+    "raw_connection",
     "read_configurations",
     "write_configuration_stream",
     "write_configurations",

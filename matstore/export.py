@@ -1,0 +1,429 @@
+"""Export configurations as extended XYZ training sets for machine-learned potentials.
+
+``matstore export structures OUT.extxyz`` writes the selected configurations with their
+labels under the key names MLIP trainers read: ``REF_energy``, ``REF_forces``, ``REF_virial``
+and ``REF_stress`` by default (MACE's convention, ``--energy_key REF_energy`` etc.), or with
+another prefix (``''`` gives ``energy``/``forces``/``virial``/``stress``, what ACE and GAP
+fits read).  Every frame's comment line states units and sign conventions:
+
+- energy in eV, forces in eV/Å, virial in eV, stress in eV/Å³;
+- virial W = −V·σ (V the cell volume), stress σ positive in tension (ASE's sign), so a
+  compressed cell has a negative stress and a positive virial; the stress is written only
+  for cells of positive volume.
+
+Numbers are written in the shortest form that reads back to the same float64 (orjson's
+Ryu), so ingesting the exported file again gives the same content hashes and stores nothing
+new.  Frames are read from the store in batches of ids and written as they come: memory does
+not grow with the set.
+
+A training set exported with a name is recorded (``training_set``: selection, members in
+file order, :func:`training_set_hash` over their content hashes), and the same name writes
+the same set again later, whatever has been added to the store since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+#: Key prefix of the labels by default (MACE's convention).
+DEFAULT_PREFIX = "REF_"
+_SET_HASH_TAG = b"matstore.training_set.v1\x00"
+_UNITS = 'units="energy:eV forces:eV/Ang virial:eV stress:eV/Ang^3"'
+_CONVENTIONS = 'virial_convention="W=-V*stress" stress_convention="positive_in_tension(ASE)"'
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BARE = re.compile(r"^[A-Za-z0-9_.+\-/:@]+$")
+_RESERVED = {
+    "Lattice", "Properties", "pbc", "units", "virial_convention", "stress_convention", "frame",
+    "matstore_id", "matstore_sha256",
+}
+
+
+class ExportError(ValueError):
+    """The selection or the training-set name cannot be exported (nothing is written)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which configurations to export; filters combine with AND, ``None`` means any.
+
+    Attributes
+    ----------
+    method
+        ``method.name`` that produced the labels (e.g. ``emt``, ``DFT-PBE``).
+    source
+        sha256 of the source file, or a unique prefix of it (at least 8 hex digits).
+    material
+        A formula (``Cu``, ``NiAl``): configurations whose composition reduces to it, and
+        those linked to a stored material of that formula (``material_configuration``).
+    """
+
+    method: str | None = None
+    source: str | None = None
+    material: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        """The filters that are set (stored as ``training_set.selection``)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def is_empty(self) -> bool:
+        """No filter set."""
+        return not self.to_dict()
+
+
+@dataclass
+class ExportReport:
+    """Outcome of an export.
+
+    Attributes
+    ----------
+    path: the file written; frames: configurations written; content_sha256: their
+    :func:`training_set_hash`; name: the training set's name (``None`` when not recorded);
+    recorded: the set was recorded by this export (else it was written again by name);
+    with_virial / without_virial: frames per method name with and without a virial;
+    job_run_id: the export's job run.
+    """
+
+    path: str
+    frames: int = 0
+    content_sha256: str = ""
+    name: str | None = None
+    recorded: bool = False
+    selection: dict[str, str] = field(default_factory=dict)
+    prefix: str = DEFAULT_PREFIX
+    with_virial: dict[str, int] = field(default_factory=dict)
+    without_virial: dict[str, int] = field(default_factory=dict)
+    job_run_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the job run's summary)."""
+        return asdict(self)
+
+
+def training_set_hash(content_hashes: Iterable[str]) -> str:
+    """sha256 (hex) of the tag ``matstore.training_set.v1`` and the members' content hashes in order.
+
+    Parameters
+    ----------
+    content_hashes
+        ``configuration.content_sha256`` of each member (64 hex characters), in file order.
+
+    Returns
+    -------
+    str
+        64 hex characters; equal for two sets exactly when they hold the same structures and
+        labels in the same order.
+    """
+    digest = hashlib.sha256(_SET_HASH_TAG)
+    for h in content_hashes:
+        digest.update(h.encode("ascii"))
+    return digest.hexdigest()
+
+
+# --- selection ------------------------------------------------------------------------------------
+
+def _source_id(cur: Any, prefix: str) -> int:
+    if not re.fullmatch(r"[0-9a-fA-F]{8,64}", prefix):
+        raise ExportError(f"--source must be the sha256 of a source (or at least 8 of its hex digits), got {prefix!r}")
+    cur.execute("SELECT id, sha256 FROM source WHERE sha256 LIKE %s ORDER BY id LIMIT 2", (prefix.lower() + "%",))
+    rows = cur.fetchall()
+    if not rows:
+        raise ExportError(f"no source has a sha256 starting with {prefix!r}")
+    if len(rows) > 1:
+        raise ExportError(f"{prefix!r} matches several sources ({rows[0][1][:16]}…, {rows[1][1][:16]}…): give more digits")
+    return int(rows[0][0])
+
+
+def _formulas_of_material(cur: Any, material: str) -> list[str]:
+    """Stored configuration formulas (Hill) whose composition reduces to ``material``."""
+    from pymatgen.core import Composition
+
+    from pymatgen.core import Element
+
+    try:
+        target = Composition(material).reduced_composition
+        bad = [str(e) for e in target.elements if not isinstance(e, Element)]
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises several kinds
+        raise ExportError(f"--material {material!r} is not a chemical formula: {exc}") from None
+    if bad or not target.elements:
+        raise ExportError(f"--material {material!r} is not a chemical formula: unknown element(s) {bad}")
+    cur.execute("SELECT DISTINCT formula FROM configuration")
+    return [f for (f,) in cur.fetchall() if Composition(f).reduced_composition.almost_equals(target)]
+
+
+def select_configuration_ids(conn: Any, selection: Selection) -> np.ndarray:
+    """Ids (ascending) of the configurations a selection picks.
+
+    Parameters
+    ----------
+    conn
+        psycopg connection (or SQLAlchemy connection/session on psycopg).
+    selection
+        The filters.
+
+    Returns
+    -------
+    (M,) int64
+
+    Raises
+    ------
+    ExportError
+        For an unknown method, an unknown or ambiguous source prefix, or a bad formula.
+    """
+    from matstore.ingest.copy import raw_connection
+
+    where, params = [], []
+    with raw_connection(conn).cursor() as cur:
+        if selection.method is not None:
+            cur.execute("SELECT id FROM method WHERE name = %s", (selection.method,))
+            row = cur.fetchone()
+            if row is None:
+                raise ExportError(f"no method named {selection.method!r} is stored")
+            where.append("c.method_id = %s")
+            params.append(row[0])
+        if selection.source is not None:
+            where.append("c.source_id = %s")
+            params.append(_source_id(cur, selection.source))
+        if selection.material is not None:
+            where.append(
+                "(c.formula = ANY(%s) OR c.id IN (SELECT mc.structure_id FROM material_configuration mc "
+                "JOIN material m ON m.id = mc.material_id WHERE m.formula = %s))"
+            )
+            params += [_formulas_of_material(cur, selection.material), selection.material]
+        sql = "SELECT c.id FROM configuration c" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.id"
+        cur.execute(sql, params, prepare=False)
+        return np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def _numbers_text(values: np.ndarray) -> bytes:
+    """Space-separated shortest round-trip decimal forms of a flat float array."""
+    return orjson.dumps(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b" ")
+
+
+def _atom_lines(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray | None) -> bytes:
+    """The atom lines of one frame: species, x y z (Å), and fx fy fz (eV/Å) when given."""
+    from ase.data import chemical_symbols
+
+    columns = [numbers.astype(np.float64)[:, None], positions] + ([forces] if forces is not None else [])
+    text = orjson.dumps(np.hstack(columns), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+    text = text.replace(b"],[", b"\n[")
+    for z in np.unique(numbers).tolist():
+        text = text.replace(b"[%d.0," % z, chemical_symbols[z].encode() + b" ")
+    return text.replace(b",", b" ").rstrip(b"]") + b"\n"
+
+
+def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:
+    """key=value pairs of a frame's stored metadata that extxyz can hold (others are left out)."""
+    parts = []
+    for key, value in (info or {}).items():
+        if not _KEY.match(key) or key in _RESERVED or _is_label_key(key, prefix):
+            continue
+        if isinstance(value, bool):
+            text = "T" if value else "F"
+        elif isinstance(value, (int, float)):
+            text = repr(value) if np.isfinite(value) else None
+        elif isinstance(value, str):
+            text = value if _BARE.match(value) else (f'"{value}"' if not re.search(r'["\\\n]', value) and value else None)
+        elif isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            text = '"' + " ".join(repr(v) for v in value) + '"'
+        else:
+            text = None
+        if text is not None:
+            parts.append(f"{key}={text}")
+    return " ".join(parts).encode()
+
+
+_LABELS = ("energy", "forces", "force", "virial", "stress", "free_energy")
+
+
+def _is_label_key(key: str, prefix: str) -> bool:
+    return any(key == p + label for p in {"", "REF_", prefix} for label in _LABELS)
+
+
+def _frame_text(arrays: dict[str, Any], i: int, prefix: str) -> bytes:
+    """One frame of extended XYZ from the output of :func:`matstore.ingest.copy.read_configurations`."""
+    a, b = int(arrays["offsets"][i]), int(arrays["offsets"][i + 1])
+    cell, virial, energy = arrays["cell"][i], arrays["virial"][i], float(arrays["energy"][i])
+    forces = arrays["forces"][a:b]
+    has_forces = not np.isnan(forces).all()
+    pbc = " ".join("T" if p else "F" for p in arrays["pbc"][i].tolist())
+    properties = "species:S:1:pos:R:3" + (f":{prefix}forces:R:3" if has_forces else "")
+    head = [b'Lattice="' + _numbers_text(cell) + b'"', f'Properties={properties}'.encode()]
+    if not np.isnan(energy):
+        head.append(f"{prefix}energy={energy!r}".encode())
+    if not np.isnan(virial).all():
+        # 9 numbers in column order (ASE and the extxyz parser read 3×3 keys so); W is symmetric in practice.
+        head.append(f'{prefix}virial="'.encode() + _numbers_text(virial.T) + b'"')
+        volume = abs(float(np.linalg.det(cell)))
+        if volume > 0.0:
+            head.append(f'{prefix}stress="'.encode() + _numbers_text((-virial / volume).T) + b'"')
+    head.append(f'pbc="{pbc}"'.encode())
+    head.append(_info_text(arrays["info"][i], prefix))
+    head.append(f"matstore_id={int(arrays['id'][i])} matstore_sha256={arrays['content_sha256'][i]} {_UNITS} {_CONVENTIONS}".encode())
+    numbers = arrays["numbers"][a:b].astype(np.int64)
+    body = _atom_lines(numbers, arrays["positions"][a:b], forces if has_forces else None)
+    return b"%d\n" % (b - a) + b" ".join(p for p in head if p) + b"\n" + body
+
+
+def _batches_of_ids(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _write_file(conn: Any, ids: np.ndarray, path: Path, prefix: str, batch_size: int) -> str:
+    """Write the configurations ``ids`` (in order) to ``path``; return their :func:`training_set_hash`."""
+    from matstore.ingest.copy import read_configurations
+
+    digest = hashlib.sha256(_SET_HASH_TAG)
+    with open(path, "wb") as handle:
+        for batch in _batches_of_ids(ids, batch_size):
+            arrays = read_configurations(conn, ids=batch.tolist(), include_info=True)
+            if not np.array_equal(arrays["id"], batch):
+                raise ExportError("configurations of the selection vanished while exporting")
+            handle.write(b"".join(_frame_text(arrays, i, prefix) for i in range(len(batch))))
+            for h in arrays["content_sha256"].tolist():
+                digest.update(h.encode("ascii"))
+    return digest.hexdigest()
+
+
+def _stored_set(cur: Any, name: str) -> tuple[int, dict[str, Any], str, np.ndarray] | None:
+    """(id, selection, content hash, member ids in order) of the training set ``name``, or ``None``."""
+    cur.execute("SELECT id, selection, content_sha256 FROM training_set WHERE name = %s", (name,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute("SELECT configuration_id FROM training_set_member WHERE training_set_id = %s ORDER BY position", (row[0],))
+    return row[0], row[1], row[2], np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+
+
+def _record_set(cur: Any, name: str, selection: Selection, ids: np.ndarray, digest: str, job_run_id: int) -> None:
+    cur.execute(
+        "INSERT INTO training_set (name, selection, content_sha256, n_configurations, job_run_id) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (name, orjson.dumps(selection.to_dict()).decode(), digest, len(ids), job_run_id),
+    )
+    set_id = cur.fetchone()[0]
+    cur.execute(
+        "INSERT INTO training_set_member (training_set_id, position, configuration_id) "
+        "SELECT %s, (t.o - 1)::int, t.c FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(c, o)",
+        (set_id, ids.tolist()),
+    )
+
+
+def _virial_counts(cur: Any, ids: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
+    """Frames with and without a virial, per method name (``(none)`` for configurations without one)."""
+    cur.execute(
+        "SELECT coalesce(m.name, '(none)'), count(*) FILTER (WHERE c.virial IS NOT NULL), count(*) FILTER (WHERE c.virial IS NULL) "
+        "FROM configuration c LEFT JOIN method m ON m.id = c.method_id WHERE c.id = ANY(%s) GROUP BY 1 ORDER BY 1",
+        (ids.tolist(),), prepare=False,
+    )
+    rows = cur.fetchall()
+    return {r[0]: int(r[1]) for r in rows}, {r[0]: int(r[2]) for r in rows}
+
+
+def _members(cur: Any, name: str | None, selection: Selection) -> tuple[np.ndarray, str | None]:
+    """Member ids to write and, for a stored training set, the content hash they must have."""
+    stored = _stored_set(cur, name) if name else None
+    if stored is None:
+        ids = select_configuration_ids(cur.connection, selection)
+        if not len(ids):
+            raise ExportError(f"no configuration matches the selection {selection.to_dict() or '(all)'}")
+        return ids, None
+    _, recorded, digest, ids = stored
+    if not selection.is_empty() and selection.to_dict() != recorded:
+        raise ExportError(
+            f"training set {name!r} was recorded with the selection {recorded}, not {selection.to_dict()}: "
+            "give no filters to write it again, or choose a new name"
+        )
+    return ids, digest
+
+
+def export_structures(
+    out: str | Path,
+    *,
+    engine: Any,
+    selection: Selection | None = None,
+    name: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    batch_size: int = 2000,
+) -> ExportReport:
+    """Write configurations to an extended XYZ file for MLIP training; optionally record it by name.
+
+    Parameters
+    ----------
+    out
+        The file to write (replaced atomically once complete).
+    engine
+        SQLAlchemy engine of the store.
+    selection
+        Filters (method, source, material); default: every configuration.
+    name
+        Training-set name.  New: the selected members and their :func:`training_set_hash` are
+        recorded.  Already recorded: its members are written again (the filters, if given,
+        must equal the recorded ones) and the hash is checked.
+    prefix
+        Key prefix of the labels (``REF_`` → ``REF_energy``, ``REF_forces``, ``REF_virial``,
+        ``REF_stress``; ``''`` → ``energy``, ``forces``, ``virial``, ``stress``).
+    batch_size
+        Configurations read from the store at a time.
+
+    Returns
+    -------
+    ExportReport
+
+    Raises
+    ------
+    ExportError
+        Unknown method/source, empty selection, a name recorded with other filters, or a
+        recorded set whose content no longer matches its hash (no file is written).
+    """
+    from matstore import crud
+    from matstore.db import session_scope
+    from matstore.ingest.copy import raw_connection
+
+    out = Path(out)
+    selection = selection or Selection()
+    if not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
+        raise ExportError(f"--prefix must be letters, digits or _, got {prefix!r}")
+    report = ExportReport(path=str(out), name=name, selection=selection.to_dict(), prefix=prefix)
+    parameters = {"path": str(out), "name": name, "selection": selection.to_dict(), "prefix": prefix}
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with crud.job_run(engine=engine, kind="export_structures", parameters=parameters) as run:
+        report.job_run_id = run.id
+        try:
+            with session_scope(engine) as session, raw_connection(session).cursor() as cur:
+                ids, expected = _members(cur, name, selection)
+                report.content_sha256 = _write_file(cur.connection, ids, tmp, prefix, batch_size)
+                if expected is not None and expected != report.content_sha256:
+                    raise ExportError(f"training set {name!r} no longer has its recorded content hash {expected[:16]}…")
+                if name is not None and expected is None:
+                    _record_set(cur, name, selection, ids, report.content_sha256, run.id)
+                    report.recorded = True
+                report.with_virial, report.without_virial = _virial_counts(cur, ids)
+                report.frames = len(ids)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        run.summary = report.to_dict()
+    return report
+
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "ExportError",
+    "ExportReport",
+    "Selection",
+    "export_structures",
+    "select_configuration_ids",
+    "training_set_hash",
+]
