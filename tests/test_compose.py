@@ -52,7 +52,8 @@ def test_services_and_start_order(compose: dict[str, Any]) -> None:
     assert "pgdata" in compose["volumes"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "matstore db migrate" in " ".join(services["migrate"]["command"])
-    assert "grant-reader" in " ".join(services["migrate"]["command"])
+    assert services["migrate"]["environment"]["MATSTORE_DATABASE_URL"].startswith("postgresql://matstore_migrator:")
+    assert services["worker"]["environment"]["MATSTORE_DATABASE_URL"].startswith("postgresql://matstore_worker:")
     assert services["migrate"].get("restart") == "no"
     for name in ("worker", "dashboard"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -82,7 +83,7 @@ def test_no_literal_secrets(compose: dict[str, Any]) -> None:
         for match in re.finditer(r"postgres(?:ql)?(?:\+\w+)?://([^:@/\s]+):([^@\s]*)@", code):
             assert match.group(2).startswith("${"), f"literal password in URL: {line.strip()}"
     dashboard_env = compose["services"]["dashboard"]["environment"]
-    assert all("matstore_reader:" in v for k, v in dashboard_env.items() if k.endswith("DATABASE_URL"))
+    assert all("matstore_dashboard:" in v for k, v in dashboard_env.items() if k.endswith("_URL"))
 
 
 def test_env_example_lists_every_required_variable() -> None:
