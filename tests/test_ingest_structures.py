@@ -339,3 +339,121 @@ def test_vasprun_steps_convert_stress_to_virial(tmp_path, monkeypatch):
     assert frame["energy"] == -14.9 and frame["info"]["e_fr_energy"] == -15.0
     np.testing.assert_array_equal(frame["forces"], forces)
     assert frame["numbers"].tolist() == [29] * 4
+
+
+# --- the C parser (extxyz package): guards, line numbers, same hashes as ASE ----------------------
+
+_GOOD_FRAME = (
+    "2\n"
+    'Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:forces:R:3 energy=-3.5 pbc="T T T"\n'
+    "Cu 0.0 0.0 0.0 0.1 0.0 0.0\n"
+    "Cu 1.5 1.5 1.5 -0.1 0.0 0.0\n"
+)
+
+
+def _rows(engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        return (conn.execute(text("SELECT count(*) FROM configuration")).scalar_one(),
+                conn.execute(text("SELECT count(*) FROM source")).scalar_one())
+
+
+@pytest.mark.parametrize(("second_frame", "error", "pattern"), [
+    # issue 13: ASE stored this frame with a zero cell, pbc F, no energy and no force columns
+    ('2\ngarbage comment with = = "\nCu 0 0 0 0 0 0\nCu 1 1 1 0 0 0\n', "ParseError",
+     r"bad\.extxyz, line 6: frame 1: the comment line is not valid extended XYZ"),
+    ("0\n\n", "ParseError", r"bad\.extxyz, line 5: frame 1 declares 0 atoms"),  # extxyz 0.4.6 segfaults on this
+    ("99999999999\n\nCu 0 0 0\n", "TruncatedFileError", r"line 7: frame 1 \(line 5\) declares 99999999999 atoms"),
+    ("\n" + _GOOD_FRAME, "ParseError", r"line 5: blank line where the atom count"),
+    (_GOOD_FRAME[:-30], "TruncatedFileError", r"line 7: frame 1 \(line 5\) declares 2 atoms but the file ends after 1 atom lines"),
+    (_GOOD_FRAME.replace("Cu 1.5", "Qq 1.5"), "UnknownElementError", r"line 8: unknown element 'Qq'"),
+    (_GOOD_FRAME.replace("0.1 0.0 0.0", "0.1 0.x 0.0"), "ParseError", r"line 7: frame 1: invalid number '0.x' in column 'forces'"),
+    (_GOOD_FRAME.replace("-0.1 0.0 0.0", "-0.1 0.0"), "ParseError", r"line 8: frame 1: .*7 fields"),
+    (_GOOD_FRAME.replace('pbc="T T T"', 'stress="1 2 3 4 5 6" pbc="T T T"').replace("3.0 0.0 0.0 0.0 3.0", "3.0 0.0 0.0 3.0 0.0"),
+     "ParseError", r"line 6: frame 1: the frame has a stress but its cell has no volume"),
+    (_GOOD_FRAME.replace("3.0 0.0 0.0 0.0 3.0", "3.0 0.0 0.0 3.0 0.0"), "ParseError",
+     r"line 6: frame 1 is periodic in all three directions but its cell has zero volume"),
+])
+def test_bad_extxyz_frame_names_file_and_line_and_stores_nothing(engine, tmp_path, second_frame, error, pattern):
+    from matstore.ingest import errors
+
+    path = tmp_path / "bad.extxyz"
+    path.write_text(_GOOD_FRAME + second_frame)
+    with pytest.raises(getattr(errors, error), match=pattern):
+        ingest_structure_file(path, engine=engine)
+    assert _rows(engine) == (0, 0)
+
+
+def test_plain_xyz_title_and_trailing_blank_lines(engine, tmp_path):
+    path = tmp_path / "water.xyz"
+    path.write_text("3\nwater from a textbook\nO 0.0 0.0 0.0\nH 0.757 0.586 0.0\nH -0.757 0.586 0.0\n\n\n")
+    (frame,) = read_frames(path)
+    assert frame["numbers"].tolist() == [8, 1, 1] and frame["pbc"].tolist() == [False] * 3
+    assert np.array_equal(frame["cell"], np.zeros((3, 3))) and frame["energy"] is None
+    assert frame["info"] == {"comment": "water from a textbook", "frame": 0}
+
+
+def test_poscar_with_zero_volume_cell_is_refused(engine, tmp_path):
+    path = tmp_path / "POSCAR"
+    path.write_text("flat\n1.0\n3.0 0.0 0.0\n0.0 3.0 0.0\n3.0 3.0 0.0\nCu\n1\nDirect\n0.0 0.0 0.0\n")
+    from matstore.ingest.errors import ParseError
+
+    with pytest.raises(ParseError, match=r"POSCAR, line 3: the lattice vectors .* span zero volume"):
+        ingest_structure_file(path, engine=engine)
+    assert _rows(engine) == (0, 0)
+
+
+def test_c_parser_gives_the_hashes_of_the_ase_reader(tmp_path):
+    """Sheared cells, partial pbc, stress and virial keys, a molecule: bit-identical frames either way."""
+    import ase.io
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    images = _emt_images(5)
+    for k, atoms in enumerate(images):
+        atoms.set_cell(atoms.cell.array @ np.array([[1, 0.03 * k, 0], [0, 1, 0.01], [0, 0, 1]]), scale_atoms=True)
+        atoms.pbc = [True, True, k % 2 == 0]
+    images[1].info["virial"] = np.arange(9.0).reshape(3, 3) - 4  # taken as is, not from the stress
+    water = molecule("H2O")
+    water.calc = SinglePointCalculator(water, energy=-14.2, forces=np.full((3, 3), 0.25))
+    path = tmp_path / "mixed.extxyz"
+    ase.io.write(path, [*images, water])
+    c_frames, ase_frames = read_frames(path), read_frames(path, format="ase")
+    assert content_hashes(c_frames) == content_hashes(ase_frames)
+    for got, want in zip(c_frames, ase_frames, strict=True):
+        for key in ("numbers", "positions", "cell", "pbc", "forces", "virial"):
+            assert (got[key] is None) == (want[key] is None) and (got[key] is None or np.array_equal(got[key], want[key])), key
+        assert got["energy"] == want["energy"] and got["info"] == want["info"]
+    np.testing.assert_array_equal(c_frames[1]["virial"], np.arange(9.0).reshape(3, 3) - 4)
+
+
+def test_ref_prefixed_labels_are_read_when_unprefixed_are_absent(tmp_path):
+    path = tmp_path / "mace.extxyz"
+    path.write_text(
+        "1\n"
+        'Lattice="4 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3:REF_forces:R:3:MACE_forces:R:3 '
+        'REF_energy=-1.5 MACE_energy=-1.4 REF_stress="1 0 0 0 2 0 0 0 3" pbc="T T T"\n'
+        "Al 0 0 0 0.5 0 0 0.4 0 0\n"
+    )
+    (frame,) = read_frames(path)
+    assert frame["energy"] == -1.5 and frame["forces"].tolist() == [[0.5, 0.0, 0.0]]
+    np.testing.assert_allclose(frame["virial"], -64.0 * np.diag([1.0, 2.0, 3.0]), rtol=1e-14)  # W = -V sigma, V = 64 Å³
+    assert frame["info"]["MACE_energy"] == -1.4 and "REF_energy" not in frame["info"]
+
+
+def test_streamed_ingest_with_repeats_across_batches(engine, tmp_path):
+    """Small batches: a repeat in a later batch makes the single COPY fail; the batch-by-batch
+    path then stores each frame once, and a second file overlapping the first adds only its new frames."""
+    import ase.io
+
+    images = _emt_images(7, repeat=1)
+    first = tmp_path / "a.extxyz"
+    ase.io.write(first, images + images[:2])
+    report = ingest_structure_file(first, engine=engine, chunk_size=3)
+    assert (report.frames, report.inserted, report.duplicates) == (9, 7, 2)
+    second = tmp_path / "b.extxyz"
+    ase.io.write(second, _emt_images(3, repeat=1, seed=100) + images[4:])
+    report = ingest_structure_file(second, engine=engine, chunk_size=2)
+    assert (report.frames, report.inserted, report.duplicates) == (6, 3, 3)
+    with engine.connect() as conn:
+        energies = conn.execute(text("SELECT energy FROM configuration ORDER BY id")).scalars().all()
+    assert len(energies) == 10 and len(set(energies)) == 10
