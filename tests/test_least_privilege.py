@@ -225,3 +225,29 @@ def test_migration_grants_reader_select_only(engine):
     assert rows and all(select and not write for _, select, write in rows), rows
     assert {"material", "surface_property", "bulk_properties_wide"} <= {r[0] for r in rows}
     assert lo is False
+
+
+def test_writer_group_ingests_but_cannot_change_the_schema(admin, engine, database_url):
+    """A login of matstore_writer (the compose workers) ingests; DDL and server files stay out of reach."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from matstore.ingest.structures import ingest_structure_file
+
+    name = f"writer_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE matstore_writer')
+    writer = create_engine(make_url(database_url).set(username=name))
+    try:
+        good = Path(__file__).parent / "data" / "good" / "cu_emt.extxyz"
+        ingest_structure_file(good, engine=writer, method="emt", method_kind="calculator")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM configuration")).scalar_one() > 0
+        with psycopg.connect(libpq_url(writer.url), autocommit=True) as conn:
+            for statement in ("CREATE TABLE public.w (x int)", "DROP TABLE material", "ALTER TABLE material ADD x int",
+                              "SELECT pg_read_file('/etc/passwd')", "SELECT lo_from_bytea(0, 'x')"):
+                with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction)):
+                    conn.execute(statement)
+    finally:
+        writer.dispose()
+        admin.execute(f'DROP OWNED BY "{name}"')
+        admin.execute(f'DROP ROLE "{name}"')

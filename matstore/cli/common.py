@@ -26,8 +26,15 @@ def cli_errors() -> Iterator[None]:
 
         # soft_wrap: one line however long (file, row and reason stay greppable);
         # escape: messages quote user text such as "[species]" that is not Rich markup.
-        err_console.print(f"[bold red]error:[/] {escape(scrub_text(str(exc)))}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(one_line(scrub_text(str(exc))))}", highlight=False, markup=True,
+                          soft_wrap=True)
         raise typer.Exit(1) from exc
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: PostgreSQL's ``HINT:``/``DETAIL:`` lines joined, SQLAlchemy's link dropped."""
+    lines = (line.strip() for line in message.splitlines())
+    return " ".join(line for line in lines if line and not line.startswith("(Background on this error"))
 
 
 def engine():  # noqa: ANN201
