@@ -144,9 +144,7 @@ def _source_id(cur: Any, prefix: str) -> int:
 
 def _formulas_of_material(cur: Any, material: str) -> list[str]:
     """Stored configuration formulas (Hill) whose composition reduces to ``material``."""
-    from pymatgen.core import Composition
-
-    from pymatgen.core import Element
+    from pymatgen.core import Composition, Element
 
     try:
         target = Composition(material).reduced_composition

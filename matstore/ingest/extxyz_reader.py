@@ -38,7 +38,12 @@ from typing import Any, BinaryIO
 import numpy as np
 from extxyz import cextxyz
 
-from matstore.ingest.errors import EmptyFileError, ParseError, TruncatedFileError, UnknownElementError
+from matstore.ingest.errors import (
+    EmptyFileError,
+    ParseError,
+    TruncatedFileError,
+    UnknownElementError,
+)
 from matstore.ingest.labels import jsonable
 
 #: Per-frame keys that are labels (stored in columns), not metadata; with and without ``REF_``.

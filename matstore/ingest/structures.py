@@ -27,16 +27,15 @@ import numpy as np
 
 from matstore.hashing import sha256_file
 from matstore.ingest.copy import content_hashes, write_configuration_stream
-from matstore.ingest.extxyz_reader import iter_extxyz, virials_from_stress
-from matstore.ingest.labels import jsonable, stress_to_virial
 from matstore.ingest.errors import (
     EmptyFileError,
     IngestError,
     ParseError,
-    TruncatedFileError,
     UnknownElementError,
     UnsupportedFormatError,
 )
+from matstore.ingest.extxyz_reader import iter_extxyz, virials_from_stress
+from matstore.ingest.labels import jsonable, stress_to_virial
 
 log = logging.getLogger(__name__)
 
@@ -601,8 +600,10 @@ __all__ = [
     "configuration_hash",
     "detect_format",
     "frame_from_atoms",
+    "has_zero_volume",
     "ingest_structure_file",
     "ingest_structures",
+    "iter_frames",
     "read_frames",
     "stress_to_virial",
 ]
