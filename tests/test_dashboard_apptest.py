@@ -1,18 +1,30 @@
-"""The dashboard's pages under Streamlit's AppTest on a populated test database.
+"""The dashboard's pages under Streamlit's AppTest on a store built by matstore's own paths.
 
-Every page runs without an exception and shows the numbers written by
-:mod:`dashboard_fixtures`; filters are injection-proof; queries are read-only and bounded
-by the statement timeout.
+The store (:mod:`tests.dashboard_fixtures`) holds EMT computations of Cu, Ni and Al, the
+published OpenKIM table with its flags, and the models the pipeline fits (a factorised
+surface-energy model with ``normal_x``-style descriptors, a strength model).  The tests
+check what a scientist reads: the g map of the pipeline model, flagged values marked and left
+out of r, R² without a unit, predictions filled from the store, links that survive a reload.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+import plotly.io
 import pytest
 import sympy
 from sqlalchemy import text
@@ -20,35 +32,45 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from streamlit.testing.v1 import AppTest
 
-from matstore.dashboard import APP_PATH, charts, expressions, queries
-from tests.conftest import DATA_TABLES
-from tests.dashboard_fixtures import KIM_ID, Populated, populate
+from matstore import orientation as ori
+from matstore.dashboard import APP_PATH, charts, expressions, labels, queries, reports
+from matstore.dashboard.orientation_g import (
+    descriptor_frame,
+    read_orientation_function,
+    triangle_grid,
+)
+from tests.conftest import REPO_ROOT
+from tests.dashboard_fixtures import SURFACE_MODEL, Store, dashboard_store, restore, use_store  # noqa: F401
 
 INJECTION = "'; DROP TABLE material; --"
-PAGES = ("overview", "jobs", "bulk", "surfaces", "provenance", "equations")
+PAGES = ("overview", "jobs", "bulk", "surfaces", "compare", "provenance", "equations")
 
 
-def run_page(page: str) -> AppTest:
-    """Run the app and switch to ``page`` (file stem in ``pages/``)."""
-    at = AppTest.from_file(str(APP_PATH), default_timeout=60).run()
+def run_page(page: str, **params: str) -> AppTest:
+    """Run the app on ``page`` (file stem in ``pages/``) with URL query parameters ``params``."""
+    at = AppTest.from_file(str(APP_PATH), default_timeout=90)
+    at.query_params.update(params)
+    at.run()
     if page != "overview":
         at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def frames(at: AppTest) -> list[pd.DataFrame]:
-    """The DataFrames of every st.dataframe / st.table on the page."""
-    return [d.value for d in at.dataframe] + [t.value for t in at.table]
+def figures(at: AppTest) -> list[go.Figure]:
+    """The Plotly figures of the page."""
+    return [plotly.io.from_json(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
-def contains_number(at: AppTest, value: float, rel: float = 1e-9) -> bool:
-    """Whether some table cell on the page equals ``value``."""
-    for frame in frames(at):
-        numeric = frame.select_dtypes("number")
-        if np.isclose(numeric.to_numpy(dtype=float), value, rtol=rel, atol=0).any():
-            return True
-    return False
+def title(fig: go.Figure) -> str:
+    return fig.layout.title.text or ""
+
+
+def array(value) -> np.ndarray:  # noqa: ANN001
+    """A figure's data array, decoding Plotly's typed-array JSON (``{"dtype", "bdata"}``)."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value, dtype=float)
 
 
 def page_text(at: AppTest) -> str:
@@ -56,184 +78,220 @@ def page_text(at: AppTest) -> str:
     parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success",
                                   "warning", "error", "code", "latex") for e in getattr(at, kind)]
     parts += [f"{m.label} {m.value}" for m in at.metric]
-    parts += [frame.astype(str).to_string() for frame in frames(at)]
+    parts += [d.value.astype(str).to_string() for d in at.dataframe]
     return "\n".join(str(p) for p in parts)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _reader_env(database_url: str) -> Iterator[None]:
-    # The tests read the test database with the main URL (in READ ONLY transactions).
-    saved = os.environ.pop("MATSTORE_DASHBOARD_DATABASE_URL", None)
-    from matstore.config import get_settings
-
-    get_settings.cache_clear()
-    queries.clear_caches()
-    yield
-    if saved is not None:
-        os.environ["MATSTORE_DASHBOARD_DATABASE_URL"] = saved
-    get_settings.cache_clear()
-
-
 @pytest.fixture(scope="module")
-def populated(session_engine: Engine) -> Iterator[Populated]:
-    """The dashboard fixture store, emptied again after this module."""
-    out = populate(session_engine)
+def store(dashboard_store: Store) -> Iterator[Store]:  # noqa: F811 - the imported fixture
+    """The pipeline-built store, read by the dashboard for this module."""
+    saved = use_store(dashboard_store.url)
     queries.clear_caches()
-    yield out
-    with session_engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+    yield dashboard_store
+    restore(saved)
     queries.clear_caches()
 
 
-# --- empty store (runs before the module fixture fills it) --------------------------------
+def scalar(engine: Engine, sql: str, **params):  # noqa: ANN201
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
+
+
+# --- empty store --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_on_an_empty_store(session_engine: Engine, page: str) -> None:
-    with session_engine.connect() as conn:
-        if conn.execute(text("SELECT count(*) FROM material")).scalar_one():
-            pytest.skip("store not empty (populated by an earlier test)")
+    if scalar(session_engine, "SELECT count(*) FROM material"):
+        pytest.skip("the test database is not empty")
     queries.clear_caches()
     at = run_page(page)
-    assert not at.error
+    assert not at.error, [e.value for e in at.error]
 
 
-# --- pages --------------------------------------------------------------------------------
+# --- every page on the pipeline store -----------------------------------------------------
 
-def test_overview_counts_and_failures(populated: Populated) -> None:
-    at = run_page("overview")
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Materials"] == "3"
-    assert metrics["Methods"] == "2"
-    assert metrics["Surfaces"] == "7"
-    assert metrics["Property values"] == f"{populated.n_bulk + populated.n_surface_values}"
-    assert metrics["Configurations"] == "1"
-    assert metrics["Equation versions"] == "2"
-    assert metrics["Job runs"] == "4"
-    assert populated.failed_error in page_text(at)
-    assert not at.error
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(store: Store, page: str) -> None:
+    at = run_page(page)
+    assert not at.error, [e.value for e in at.error]
+    assert "None" not in [c for d in at.dataframe for c in d.value.astype(str).to_numpy().ravel()]
 
 
-def test_jobs_page_lists_runs_and_errors(populated: Populated) -> None:
+def test_fit_runs_are_listed_with_their_model(store: Store) -> None:
     at = run_page("jobs")
-    assert any(populated.failed_error in c.value for c in at.code)
     runs = at.dataframe[0].value
-    assert set(runs["status"]) == {"succeeded", "failed"}
-    at.multiselect[0].set_value(["failed"]).run()
-    assert not at.exception
-    assert list(at.dataframe[0].value["status"]) == ["failed"]
+    assert set(runs.loc[runs["kind"] == "fit", "model"]) == {SURFACE_MODEL, "strength_openkim"}
+    assert set(runs.loc[runs["kind"] != "fit", "model"]) == {""}  # blank, not "None"
 
 
-def test_bulk_page_table_scatter_and_filters(populated: Populated) -> None:
-    at = run_page("bulk")
-    assert contains_number(at, populated.lattice_constant_cu)
-    table = at.dataframe[0].value
-    assert len(table) == populated.n_bulk
-    assert "Å" in set(table["unit"]) and "MPa" in set(table["unit"])
-    # The scatter defaults to strength against vacancy migration energy.
-    assert at.selectbox[0].value == "vacancy_migration_energy"
-    assert at.selectbox[1].value == "strength"
-    assert at.get("plotly_chart")
-    at.multiselect[0].set_value([populated.material_ids["Cu"]]).run()
-    table = at.dataframe[0].value
-    assert set(table["material"]) == {"Cu"} and set(table["method"]) == {"emt", KIM_ID}
-    at.text_input[0].set_value("vacancy").run()
-    assert not at.exception
-    assert set(at.dataframe[0].value["property"]) == {"vacancy_migration_energy"}
+def test_g_of_the_pipeline_model_is_drawn(store: Store) -> None:
+    at = run_page("equations", model=str(store.surface_model_id))
+    assert not [i.value for i in at.info if "g depends" in i.value or "no orientation function" in i.value]
+    g_maps = [f for f in figures(at) if "g over the stereographic triangle" in title(f)]
+    assert len(g_maps) == 1
+    assert "normal_" in title(g_maps[0])  # the fit's own descriptor names
+    values = array(g_maps[0].data[0].marker.color)
+    assert len(values) > 500 and np.isfinite(values).all()
+    # The map shows the stored g: at [111] (the normalisation orientation) g = 1.
+    with store.engine.connect() as conn:
+        parts = conn.execute(text("SELECT parts FROM equation_version v JOIN equation_model m ON m.id = v.model_id "
+                                  "WHERE m.name = :n"), {"n": SURFACE_MODEL}).scalar_one()
+    g = read_orientation_function(parts["orientation"])
+    assert set(g.variables) <= {"normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg"}
+    assert parts["orientation"]["normalization"] == "g(hkl:1,1,1)=1"
+    assert g.evaluate(np.array([[1, 1, 1]]) / math.sqrt(3))[0] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_bulk_pair_query_is_one_point_per_material_and_method(populated: Populated) -> None:
-    pairs = queries.bulk_pair(x="vacancy_migration_energy", y="strength")
-    assert len(pairs) == 4
-    cu = pairs[(pairs["material"] == "Cu") & (pairs["method"] == "emt")].iloc[0]
-    assert cu["x"] == pytest.approx(0.6821) and cu["y"] == pytest.approx(1180.5)
-    assert (cu["x_unit"], cu["y_unit"]) == ("eV", "MPa")
-
-
-def test_surfaces_page_values_map_and_wulff(populated: Populated) -> None:
-    at = run_page("surfaces")
-    assert any(o.startswith("Cu (fcc) · emt") for o in at.selectbox[0].options)
-    table = at.dataframe[0].value
-    rows = dict(zip(table["orientation"], table["surface_energy"], strict=True))
-    assert rows["(1,1,1)"] == pytest.approx(populated.gamma_cu_111)
-    assert rows["θ=20.00°, φ=10.00°"] == pytest.approx(populated.gamma_cu_angles)
-    assert {"surface_stress", "surface_stiffness"} <= set(table.columns)
+def test_metrics_have_the_right_units(store: Store) -> None:
+    at = run_page("equations", model=str(store.surface_model_id))
     metrics = {m.label: m.value for m in at.metric}
-    assert float(metrics["Shape factor"]) > 4.8  # a sphere has 4.84; a polyhedron more
-    assert 1.15 < float(metrics["Weighted γ (J/m²)"]) < 1.43  # between the smallest and largest γ
-    assert "a = 3.5898 Å" in page_text(at)
-    # Ni has only (100) and (111): still a Wulff shape (a truncated octahedron).
-    at.selectbox[0].set_value(1).run()
-    assert not at.exception
-    assert contains_number(at, 1.6113)
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT metrics FROM equation_version WHERE model_id = :m"),
+                              {"m": store.surface_model_id}).scalar_one()
+    assert float(metrics["nested CV R²"]) == pytest.approx(stored["cv_r2"], rel=1e-3)  # a bare number: no unit
+    assert float(metrics["train R²"]) == pytest.approx(stored["train_r2"], rel=1e-3)
+    assert metrics["nested CV RMSE"].endswith(" J/m²")
+    assert float(metrics["nested CV RMSE"].split()[0]) == pytest.approx(stored["cv_rmse"], rel=1e-3)
+    lineage = next(d.value for d in at.dataframe if "cv_r2" in d.value.columns)
+    assert lineage["cv_r2"].iloc[0] == pytest.approx(stored["cv_r2"])
+    assert lineage["train_r2"].iloc[0] == pytest.approx(stored["train_r2"])
+    table = next(d.value for d in at.dataframe if {"metric", "unit"} <= set(d.value.columns))
+    units = dict(zip(table["metric"], table["unit"], strict=True))
+    assert units["nested CV R²"] == "" and units["train R²"] == "" and units["nested CV RMSE"] == "J/m²"
+    assert units["fold agreement"] == "" and units["interval half width"] == "J/m²"
+    # Losses are mean squared errors: the unit squared on the axis.
+    axes = [f.layout.yaxis.title.text or "" for f in figures(at)]
+    assert "training MSE ((J/m²)²)" in axes and "training MSE (dimensionless)" in axes
 
 
-def test_provenance_page_links_value_to_method_source_job_and_configuration(populated: Populated) -> None:
-    at = run_page("provenance")
-    at.text_input[0].set_value("lattice_constant").run()
-    at.selectbox[0].set_value(f"bulk:{populated.bulk_value_id}").run()
-    assert not at.exception
-    shown = page_text(at)
-    assert "3.5898 Å" in shown
-    assert "EMT" in shown and "asap_cutoff" in str([j.value for j in at.json])
-    assert "cu-fcc" not in shown  # hashes are shown, not the hashed text
-    assert "Cu" in shown and "-0.0071 eV" in shown  # configuration formula and energy
-    # A dataset value: URL, DOI and licence.
-    at.text_input[0].set_value("strength").run()
-    at.radio[0].set_value("bulk").run()
-    label = next(o for o in at.selectbox[0].options if KIM_ID in o)  # "bulk #28: Cu · strength = ..."
-    at.selectbox[0].set_value("bulk:" + label.split("#")[1].split(":")[0]).run()
-    shown = page_text(at)
-    assert "10.1038/s41524-024-01453-w" in shown and "MIT" in shown and "models_w_props.csv" in shown
-    # Surface values carry their orientation; search by value id works.
-    at.radio[0].set_value("surface").run()
-    at.text_input[0].set_value("surface_energy").run()
-    assert any("(1,1,1)" in o for o in at.selectbox[0].options)
+def test_selected_star_matches_the_criterion_front(store: Store) -> None:
+    at = run_page("equations", model=str(store.surface_model_id))
+    captions = [c.value for c in at.caption]
+    stars = [c for c in captions if c.startswith("Selected (star): complexity")]
+    criteria = [c for c in captions if c.startswith("Criterion:")]
+    # Front of C: the criterion's "complexity <= N" names the drawn star's complexity or more.
+    star_c = int(stars[0].split()[-1])
+    bound = criteria[0].split("complexity <=")[-1].split(".")[0].strip()
+    if bound.isdigit():
+        assert star_c <= int(bound)
 
 
-def test_equations_page(populated: Populated) -> None:
-    at = run_page("equations")
-    shown = page_text(at)
-    assert "production" in shown and "candidate" in shown
-    assert any("surface\\_energy" in latex.value and "\\mathrm{cohesive\\_energy}" in latex.value
-               for latex in at.latex)
-    assert any(latex.value.strip("$\n ").startswith("g =") for latex in at.latex)
-    assert "r2 0.93" in shown
-    assert len(at.get("plotly_chart")) >= 4  # Pareto front, parity, residuals, g map
-    # Prediction form: every free symbol of v2 gets an input.
-    inputs = {ni.label.split(" (")[0]: ni for ni in at.number_input}
-    assert set(inputs) == {"cohesive_energy", "lattice_constant", "n_x", "n_y", "n_z"}
-    for name, value in {"cohesive_energy": 3.5, "lattice_constant": 3.6, "n_x": 1.0, "n_y": 0.0, "n_z": 0.0}.items():
-        inputs[name].set_value(value)
-    next(b for b in at.button if b.label == "Predict").click().run()
-    assert not at.exception
-    expected = 0.0698 * 3.5 / 3.6**2 * 2.0
+def test_constants_shown_with_four_significant_digits(store: Store) -> None:
+    at = run_page("equations", model=str(store.surface_model_id))
+    latex = " ".join(x.value for x in at.latex)
+    numbers = re.findall(r"\d+\.\d+", latex)
+    assert numbers and all(len(n.replace(".", "").lstrip("0")) <= 5 for n in numbers), numbers
+
+
+def test_predict_fills_inputs_from_the_store_and_matches_the_fit(store: Store) -> None:
+    at = run_page("equations", model=str(store.surface_model_id))
+    chooser = next(s for s in at.selectbox if s.label.startswith("Fill the inputs"))
+    assert "in the training data" in chooser.options[chooser.index]
+    material, method = chooser.value.split(":")
+    inputs = {n.label.split(" (")[0]: n.value for n in at.number_input}
+    assert (inputs["h"], inputs["k"], inputs["l"]) == (1, 1, 1)
+    with store.engine.connect() as conn:
+        row = conn.execute(text("""
+            SELECT ep.predicted FROM equation_prediction ep JOIN equation_version v ON v.id = ep.version_id
+            JOIN surface su ON su.id = ep.surface_id
+            WHERE v.model_id = :m AND ep.material_id = :mat AND ep.method_id = :meth
+              AND su.orientation_key = 'hkl:1,1,1'"""),
+            {"m": store.surface_model_id, "mat": int(material), "meth": int(method)}).one()
     assert at.success, "no prediction shown"
-    assert f"{expected:.6g} J/m²" in at.success[0].value
-    # Version 1 has g over Miller indices.
-    at.radio[0].set_value(populated.version_ids[0]).run()
-    assert not at.exception
-    assert not [i.value for i in at.info if "g depends" in i.value]
+    shown = float(at.success[0].value.split("=")[1].split()[0])
+    assert shown == pytest.approx(row.predicted, rel=1e-4)
+    # The same surface given by its angles: same prediction.
+    next(r for r in at.radio if r.label == "Orientation given as").set_value("angles (θ, φ)").run()
+    assert float(at.success[0].value.split("=")[1].split()[0]) == pytest.approx(row.predicted, rel=1e-4)
+    assert "out-of-fold residuals" in page_text(at) or "interval" in at.success[0].value
 
 
-def test_injection_strings_in_filters_change_nothing(populated: Populated, session_engine: Engine) -> None:
+def test_bulk_scatter_marks_flagged_values_and_leaves_them_out_of_r(store: Store) -> None:
+    at = run_page("bulk")
+    fig = next(f for f in figures(at) if "Pearson r" in title(f))
+    pairs = queries.bulk_pair(x="vacancy_migration_energy", y="strength")
+    flagged = pairs["x_flag"].notna() | pairs["y_flag"].notna()
+    assert flagged.sum() > 0
+    marked = next(t for t in fig.data if t.name == charts.FLAGGED_TRACE)
+    assert len(array(marked.x)) == flagged.sum()
+    clean = pairs[~flagged]
+    r = np.corrcoef(clean["x"], clean["y"])[0, 1]
+    assert f"Pearson r = {r:.3f}" in title(fig)
+    assert f"{int(flagged.sum())} flagged left out" in title(fig)
+    # The highest strengths are the flagged ones (the study's disqualified potentials).
+    top = pairs.sort_values("y", ascending=False).head(5)
+    assert (top["y_flag"].notna() | top["x_flag"].notna()).all()
+    # Hidden on request, and the choice is kept in the URL.
+    next(t for t in at.toggle if t.label == "Show flagged values").set_value(False).run()
+    fig = next(f for f in figures(at) if "Pearson r" in title(f))
+    assert not [t for t in fig.data if t.name == charts.FLAGGED_TRACE]
+    assert at.query_params.get("flagged") in ("0", ["0"])
+
+
+def test_bulk_table_links_values_to_provenance_and_shows_sources(store: Store) -> None:
+    at = run_page("bulk", q="Cu lattice")
+    table = at.dataframe[0].value
+    assert set(table["property"]) == {"lattice_constant"} and set(table["material"]) == {"Cu"}
+    assert {"EMT", "OpenKIM", "DFT"} <= set(table["source"])
+    link = table["link"].iloc[0]
+    assert link.startswith("provenance?value=bulk:")
+    prov = run_page("provenance", value=link.split("=", 1)[1])
+    assert f"#{link.split(':')[1]}" in prov.selectbox[0].options[prov.selectbox[0].index]
+    assert "Source:" in page_text(prov)
+
+
+def test_surfaces_page_opens_on_the_richest_set_and_draws_a_light_wulff_shape(store: Store) -> None:
+    at = run_page("surfaces")
+    chosen = at.selectbox[0].options[at.selectbox[0].index]
+    assert "· emt [EMT] — 4 surfaces" in chosen  # the most surfaces; computed before table sets
+    wulff = next(f for f in figures(at) if any(t.type == "mesh3d" for t in f.data))
+    assert len(wulff.data) == 2  # one mesh for all facets, one line trace for the edges
+    metrics = {m.label: m.value for m in at.metric}
+    shape_help = next(m for m in at.metric if m.label == "Shape factor").help
+    assert "volume^(2/3)" in shape_help and "area^1.5" not in shape_help
+    assert 4.836 < float(metrics["Shape factor"]) < 6.0  # between a sphere and a cube
+    # Flagged OpenKIM surface energies are marked (negative γ flagged at ingest).
+    assert any("flagged values" in o and "[OpenKIM]" in o for o in at.selectbox[0].options)
+
+
+def test_compare_page_puts_methods_side_by_side(store: Store) -> None:
+    cu = int(queries.materials().query("formula == 'Cu'")["id"].iloc[0])
+    at = run_page("compare", material=str(cu))
+    fig = figures(at)[0]
+    methods = {t.name.split(",")[0] for t in fig.data}
+    assert "emt" in methods and len(methods) >= 2
+    assert at.dataframe[0].value.shape[1] >= 2  # one column per method
+
+
+def test_multi_word_search(store: Store) -> None:
+    found = queries.search_values(search="Cu surface_energy", scope="surface")
+    assert not found.empty and set(found["material"]) == {"Cu"} and set(found["property"]) == {"surface_energy"}
+    assert queries.search_values(search="Cu nosuchword").empty
+
+
+def test_selections_survive_a_reload(store: Store) -> None:
+    at = run_page("equations", model=str(store.surface_model_id))
+    assert at.selectbox[0].value == store.surface_model_id
+    again = run_page("equations", **{k: v for k, v in at.query_params.items()})
+    assert again.selectbox[0].value == store.surface_model_id
+
+
+def test_injection_strings_in_filters_change_nothing(store: Store) -> None:
+    before = scalar(store.engine, "SELECT count(*) FROM material")
     at = run_page("bulk")
     at.text_input[0].set_value(INJECTION).run()
     assert not at.exception and not at.error
     at = run_page("provenance")
-    at.text_input[0].set_value(INJECTION).run()
-    assert not at.exception and not at.error
     at.text_input[0].set_value("Cu%' OR '1'='1").run()
     assert not at.exception
     for search in (INJECTION, "%", "\\", "c_1"):  # LIKE wildcards match literally (c_1 is not c11)
         assert queries.search_values(search=search).empty
         assert queries.bulk_values(search=search).empty
-    with session_engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM material")).scalar_one() == 3
-        assert conn.execute(text("SELECT count(*) FROM bulk_property")).scalar_one() == populated.n_bulk
+    assert scalar(store.engine, "SELECT count(*) FROM material") == before
 
 
-def test_queries_are_read_only_and_time_bounded(populated: Populated, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DBAPIError, match="read-only transaction"):
+def test_queries_are_read_only_and_time_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DBAPIError, match="read-only transaction|permission denied"):
         queries._frame("DELETE FROM material")
     from matstore.config import get_settings
 
@@ -242,43 +300,100 @@ def test_queries_are_read_only_and_time_bounded(populated: Populated, monkeypatc
         queries._frame("SELECT pg_sleep(2)")
 
 
-def test_reader_url_setting_selects_the_engine(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from matstore.config import get_settings
+# --- process hygiene ----------------------------------------------------------------------
 
-    reader = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    monkeypatch.setenv("MATSTORE_DASHBOARD_DATABASE_URL", reader)
-    get_settings.cache_clear()
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sigterm_stops_the_dashboard_and_frees_the_port(database_url: str, tmp_path) -> None:  # noqa: ANN001
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MATSTORE_DASHBOARD_DATABASE_URL"}
+    env["MATSTORE_DATABASE_URL"] = database_url
+    log = (tmp_path / "dashboard.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "matstore", "dashboard", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
-        assert get_settings().dashboard_database_url.startswith("postgresql+psycopg://")
-        assert queries.engine().url.render_as_string(hide_password=False) == get_settings().dashboard_database_url
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                    if resp.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "dashboard.log").read_text()
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+            sock.connect(("127.0.0.1", port))  # nothing listens any more: no orphaned server
     finally:
-        monkeypatch.delenv("MATSTORE_DASHBOARD_DATABASE_URL")
-        get_settings.cache_clear()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # --- pure helpers -------------------------------------------------------------------------
 
-def test_stereographic_corners() -> None:
-    x, y = charts.stereographic_xy(np.array([[1, 0, 0], [1, 1, 0] / np.sqrt(2), [1, 1, 1] / np.sqrt(3)]))
-    assert np.allclose(x, [0, math.sqrt(2) - 1, (math.sqrt(3) - 1) / 2])
-    assert np.allclose(y, [0, 0, (math.sqrt(3) - 1) / 2])
-    normals = expressions.triangle_normals(20)
-    assert np.all(normals[:, 0] >= normals[:, 1] - 1e-9) and np.all(normals[:, 1] >= normals[:, 2] - 1e-9)
-    assert np.allclose(np.linalg.norm(normals, axis=1), 1)
+def test_metric_units() -> None:
+    assert labels.metric_unit("cv_r2", "J/m^2") == "" and labels.metric_unit("train_r2", "MPa") == ""
+    assert labels.metric_unit("cv_n_splits", "MPa") == "" and labels.metric_unit("coverage_90", "MPa") == ""
+    assert labels.metric_unit("train_rmse", "J/m^2") == "J/m²" and labels.metric_unit("cv_mae", "MPa") == "MPa"
+    assert labels.metric_unit("train_mse", "MPa") == "(MPa)²"
+    assert labels.format_metric("cv_r2", 0.884312, "MPa") == "0.8843"
+    assert labels.format_metric("cv_rmse", 197.4977, "MPa") == "197.5 MPa"
 
 
-def test_stored_expressions_are_parsed_without_eval() -> None:
-    for bad in ("__import__('os').system('true')", "Symbol('x').__class__", "open('/etc/passwd')", "lambda: 1"):
-        with pytest.raises(expressions.ExpressionError):
-            expressions.parse_srepr(bad)
-    h, k, l = sympy.symbols("miller_h miller_k miller_l", positive=True)  # noqa: E741
-    g = expressions.orientation_function({"srepr": sympy.srepr((2 * h + k) / sympy.sqrt(h**2 + k**2 + l**2))})
-    assert g.kind == "normal"
-    assert g.evaluate(np.array([[1.0, 0, 0]]))[0] == pytest.approx(2.0)
-    theta, phi = sympy.symbols("theta phi")
-    g = expressions.orientation_function({"srepr": sympy.srepr(sympy.cos(theta) + phi), "angle_unit": "deg"})
-    assert g.kind == "angles" and g.evaluate(np.array([[1.0, 0, 0]]))[0] == pytest.approx(1.0)
-    with pytest.raises(expressions.ExpressionError, match="depends on"):
-        expressions.orientation_function({"srepr": sympy.srepr(sympy.Symbol("temperature") * h)})
-    with pytest.raises(expressions.ExpressionError, match="no value"):
-        expressions.evaluate(sympy.Symbol("x") + 1, {})
+def test_source_labels() -> None:
+    kim = "EAM_Dynamo_FoilesBaskesDaw_1986Universal3_Cu__MO_666348409573_004"
+    assert labels.source_label(method_name=kim, method_kind="interatomic_potential", calculator=None,
+                               potential=kim) == "OpenKIM"
+    assert labels.source_label(method_name="emt", method_kind="calculator", calculator="ase.calculators.emt.EMT",
+                               potential=None) == "EMT"
+    assert labels.source_label(method_name="lammps_Cu_u3", method_kind="interatomic_potential",
+                               calculator="ase.calculators.lammpslib.LAMMPSlib", potential="Cu_u3.eam") == "LAMMPS Cu_u3.eam"
+    assert labels.source_label(method_name="DFT", method_kind="dft", calculator=None, potential=None) == "DFT"
+
+
+def test_constants_rounded_for_display_only() -> None:
+    x = sympy.Symbol("cohesive_energy")
+    expr = sympy.Float(0.124318684583561) * x + sympy.Float(1835.27607728367)
+    shown = labels.round_floats(expr)
+    assert sorted(float(f) for f in shown.atoms(sympy.Float)) == pytest.approx([0.1243, 1835.0], rel=1e-6)
+    assert expr.atoms(sympy.Float) != shown.atoms(sympy.Float)  # the original is untouched
+
+
+def test_orientation_descriptors_follow_matstore_conventions() -> None:
+    miller = [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0)]
+    orientations = [ori.from_miller(*m) for m in miller]
+    frame = descriptor_frame(np.array([o.normal for o in orientations]), [o.miller for o in orientations])
+    assert frame["theta_deg"].tolist() == pytest.approx([o.theta_deg for o in orientations])
+    assert frame["phi_deg"].tolist() == pytest.approx([o.phi_deg for o in orientations])
+    assert frame.loc[1, "theta_deg"] == pytest.approx(45.0) and frame.loc[2, "phi_deg"] == pytest.approx(45.0)
+    assert frame["miller_h"].tolist() == [1, 1, 1, 2]
+    assert (frame["n_x"] == frame["normal_x"]).all()
+    # A broken-bond-like g of normal components, as the fits store it.
+    nx, ny, nz = sympy.symbols("normal_x normal_y normal_z")
+    g = read_orientation_function({"srepr": sympy.srepr(nx + ny / 2 + nz / 3)})
+    n = np.array([[1.0, 0, 0], [1, 1, 1] / np.sqrt(3)])
+    assert g.evaluate(n) == pytest.approx([1.0, (1 + 0.5 + 1 / 3) / math.sqrt(3)])
+    with pytest.raises(expressions.ExpressionError, match="not an orientation descriptor"):
+        read_orientation_function({"srepr": sympy.srepr(sympy.Symbol("temperature") * nx)})
+    grid = triangle_grid(20)
+    assert np.all(grid[:, 0] >= grid[:, 1] - 1e-9) and np.all(grid[:, 1] >= grid[:, 2] - 1e-9)
+
+
+def test_stored_interval_is_read_when_present() -> None:
+    assert reports.stored_interval({"metrics": {}}) is None
+    got = reports.stored_interval({"report": {"interval": {"level": 0.9, "half_width": 0.12, "method": "cross-conformal"}}})
+    assert (got.lower, got.upper, got.level) == (-0.12, 0.12, 0.9)
+
+
+def test_group_errors_from_predictions() -> None:
+    frame = pd.DataFrame({"material": ["Cu", "Cu", "Ni"], "observed": [1.0, 2.0, 3.0],
+                          "predicted": [1.1, 1.9, 3.0], "cv_predicted": [1.2, 1.8, 2.5]})
+    table = reports.group_errors(frame).set_index("material")
+    assert table.loc["Cu", "cv_rmse"] == pytest.approx(0.2) and table.loc["Ni", "cv_mean_error"] == pytest.approx(-0.5)

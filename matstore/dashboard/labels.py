@@ -130,6 +130,8 @@ def blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if out[column].dtype == object:
             out[column] = out[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+        elif pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].fillna("")
     return out
 
 

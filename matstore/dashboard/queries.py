@@ -82,7 +82,7 @@ def _search_clause(search: str, *, material_column: str, params: dict[str, Any])
 
     ``search`` is split at white space; each word must match (case-insensitive substring) the
     material formula, the method name or the property name of the row, so ``Cu surface``
-    finds copper's surface values.  The matching ids are looked up first in the small
+    finds copper's surface values; a word equal to a formula matches that material only.  The matching ids are looked up first in the small
     vocabulary tables, so the condition on the value table is ``= ANY(array)`` (planned with
     the actual ids) or plain ``FALSE`` when a word matches nothing; a correlated
     ``IN (SELECT ...)`` would make PostgreSQL walk the whole value table.
@@ -94,6 +94,12 @@ def _search_clause(search: str, *, material_column: str, params: dict[str, Any])
 
 
 def _word_clause(word: str, n: int, *, material_column: str, params: dict[str, Any]) -> str:
+    """Condition for one search word; a word that is exactly a formula (``Cu``) means that
+    material only, not every potential whose name contains it (``…_CuNi_…``)."""
+    exact = _frame("SELECT id FROM material WHERE lower(formula) = lower(:word)", {"word": word})
+    if not exact.empty:
+        params[f"search_{n}_material_ids"] = [int(i) for i in exact["id"]]
+        return f"{material_column} = ANY(:search_{n}_material_ids)"
     found = _frame(
         """
         SELECT 'material' AS kind, id FROM material WHERE formula ILIKE :pattern ESCAPE '\\'

@@ -25,7 +25,9 @@ keys = [f"{r.material_id}:{r.method_id}" for r in choices.itertuples()]
 names = {k: f"{r.material} ({r.prototype}) · {r.method} [{r.source}] — {int(r.n_surfaces)} surfaces"
          + (f", {int(r.n_flagged)} flagged values" if r.n_flagged else "")
          for k, r in zip(keys, choices.itertuples(), strict=True)}
-richest = keys[int(choices["n_surfaces"].to_numpy().argmax())]
+# Most surfaces first; among equals, a computed set (EMT, LAMMPS) before a table's, fewest flags.
+rank = choices.assign(table=choices["source"].isin(["OpenKIM", "DFT"]))
+richest = keys[rank.sort_values(["n_surfaces", "table", "n_flagged"], ascending=[False, True, True]).index[0]]
 pick = st.selectbox("Material and method", keys, index=state.index_of(keys, state.get_text("pick"), keys.index(richest)),
                     format_func=names.get)
 state.keep("pick", pick)
