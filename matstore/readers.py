@@ -113,10 +113,23 @@ def reader_url(settings: Settings | None = None, *, dashboard: bool = False) -> 
     """
     settings = settings or get_settings()
     configured = (settings.dashboard_database_url if dashboard else None) or settings.reader_url
-    if configured:
-        url = _with_read_only_option(configured)
-        _refuse_if_stronger(url, source="MATSTORE_READER_URL")
-        return url
+    key = (configured, settings.database_url, str(settings.data_dir))
+    if key not in _checked:  # checked once per process, like the engine it feeds
+        _checked[key] = _configured_reader(configured) if configured else _managed_reader(settings)
+    return _checked[key]
+
+
+#: Reader URLs already checked in this process, by (reader URL, main URL, data dir).
+_checked: dict[tuple[str | None, str | None, str], str] = {}
+
+
+def _configured_reader(configured: str) -> str:
+    url = _with_read_only_option(configured)
+    _refuse_if_stronger(url, source="MATSTORE_READER_URL")
+    return url
+
+
+def _managed_reader(settings: Settings) -> str:
     from matstore.db import resolve_url
 
     main = make_url(resolve_url(settings))
@@ -125,6 +138,7 @@ def reader_url(settings: Settings | None = None, *, dashboard: bool = False) -> 
     if _can_log_in(url):
         return url
     _provision(main, _read_or_create_password(password_file))
+    _refuse_if_stronger(url, source=f"the reader login {MANAGED_LOGIN}", hint="run `matstore db migrate`")
     return url
 
 
@@ -144,14 +158,14 @@ def libpq_url(url: str | URL) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _refuse_if_stronger(url: str, *, source: str) -> None:
+def _refuse_if_stronger(url: str, *, source: str, hint: str = "create one with `matstore db grant-reader NAME`") -> None:
     with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
         user = conn.execute("SELECT session_user").fetchone()[0]
         reasons = privilege_violations(conn, user)
     if reasons:
         raise ReaderUnavailableError(
             f"{source} logs in as {user}, which {'; '.join(reasons)}: matstore reads only as a login that is "
-            f"a member of {roles.READER} alone (create one with `matstore db grant-reader NAME`)"
+            f"a member of {roles.READER} alone ({hint})"
         )
 
 
