@@ -29,6 +29,8 @@ def _register_optional() -> None:
 
     for module in (ingest, models, dashboard, worker, pipeline, export):
         module.register(app)
+    from matstore.cli import vocab  # issue 12: the property vocabulary
+    vocab.register(app)
 
 
 _register_optional()

@@ -30,7 +30,7 @@ def _issues_table(title: str, issues: list[dict[str, Any]], limit: int = 30) -> 
     for issue in issues[:limit]:
         table.add_row(str(issue["row"]), str(issue["line"]), issue["column"], issue["material"], issue["reason"])
     if len(issues) > limit:
-        table.caption = f"{len(issues) - limit} more (see the job run's summary)"
+        table.caption = f"{len(issues) - limit} more: all are in the job run's summary (matstore sql \"SELECT summary FROM job_run WHERE id = …\") or in --report FILE"
     return table
 
 
@@ -70,12 +70,16 @@ def _print_table_reports(reports: list[Any], title: str) -> None:
         ("rows read", lambda r: r.rows),
         ("bulk rows inserted", lambda r: r.bulk_inserted),
         ("surface rows inserted", lambda r: r.surface_inserted),
+        ("configuration rows inserted", lambda r: r.configuration_inserted),
+        ("repeated (same value, stored once)", lambda r: r.repeated),
         ("flagged (stored with a flag)", lambda r: len(r.flagged)),
         ("skipped (not stored)", lambda r: len(r.skipped)),
         ("missing (blank cells)", lambda r: r.missing),
         ("duplicates (already stored)", lambda r: r.duplicates),
         ("materials", lambda r: r.materials),
         ("methods", lambda r: r.methods),
+        ("configurations", lambda r: r.configurations),
+        ("dropped rows (nothing stored)", lambda r: len(r.dropped_rows)),
         ("source / job run", lambda r: f"{r.source_id} / {r.job_run_id}"),
     ]
     for label, get in lines:
@@ -86,18 +90,37 @@ def _print_table_reports(reports: list[Any], title: str) -> None:
             console.print(_issues_table(f"flagged values of {Path(r.path).name} (stored with a flag)", r.flagged))
         if r.skipped:
             console.print(_issues_table(f"skipped values of {Path(r.path).name} (not stored)", r.skipped))
+        if r.dropped_rows:
+            console.print(_dropped_table(f"dropped rows of {Path(r.path).name} (no value stored)", r.dropped_rows))
+        if r.report_file:
+            console.print(f"complete report of {Path(r.path).name}: {r.report_file}")
+
+
+def _dropped_table(title: str, rows: list[dict[str, Any]], limit: int = 30) -> Table:
+    table = Table("row", "line", "material", "method", "reasons", title=title, title_justify="left")
+    for row in rows[:limit]:
+        table.add_row(str(row["row"]), str(row["line"]), row["material"], row["method"], "; ".join(row["reasons"])[:120])
+    if len(rows) > limit:
+        table.caption = f"{len(rows) - limit} more: all are in the job run's summary or in --report FILE"
+    return table
 
 
 @ingest_app.command("table")
 def table(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Property table (CSV or whitespace text).")],
-    mapping: Annotated[Path, typer.Option("--mapping", "-m", exists=True, dir_okay=False, help="Mapping YAML (columns → property definitions, units).")],
+    mapping: Annotated[Path, typer.Option("--mapping", "-m", exists=True, dir_okay=False, help="Mapping YAML (columns → property definitions, units; see docs/ingest.md).")],
+    report_file: Annotated[Path | None, typer.Option("--report", help="Also write the complete report (every flagged, skipped value and dropped row) as JSON here.")] = None,
 ) -> None:
-    """Store a property table mapped column by column to property definitions."""
+    """Store a property table mapped column by column to property definitions.
+
+    Mapping format with worked examples (derived columns, per-configuration keys, spherical angles, repeated per-material columns): docs/ingest.md.
+
+    Property names: `matstore vocab list`; new ones: `matstore vocab add`.
+    """
     from matstore.ingest.table import ingest_table
 
     with cli_errors():
-        report = ingest_table(file, mapping, engine=engine())
+        report = ingest_table(file, mapping, engine=engine(), report_path=report_file)
     _print_table_reports([report], "ingest table")
 
 

@@ -1,14 +1,26 @@
 """The training table of a fit, built from the store by SQL, and its snapshot hash.
 
-Rows are target values (surface or bulk scope) joined to the same (material, method)'s bulk
-features, newest value per (material, method, property) when several sources give one, and,
-for surface targets, the surface's orientation descriptors.  Values are in canonical units.
+Rows are target values joined to their features, newest value per (entity, property) when
+several sources give one, in canonical units:
+
+- bulk-scope targets (one row per material × method) and surface-scope targets (one row per
+  surface × method, with the surface's orientation descriptors) join the same (material,
+  method)'s stored bulk features;
+- configuration-scope targets (one row per material configuration, e.g. a defect
+  arrangement) join the same configuration's configuration-scope features, plus its
+  material's bulk features;
+- composition descriptors (:mod:`matstore.composition`, e.g. ``mean_electronegativity``) are
+  computed from each row's material composition and join any target.
+
+``group_by`` names the cross-validation groups: ``material``, ``method`` or any column of the
+table (``configuration_key``, an orientation or feature column, ...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
@@ -16,7 +28,9 @@ from matstore.hashing import sha256_json
 
 #: Orientation descriptor columns of surface targets (see matstore.orientation).
 ORIENTATION_COLUMNS = ("miller_h", "miller_k", "miller_l", "normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
-KEY_COLUMNS = ("material", "method", "material_id", "method_id", "surface_id")
+KEY_COLUMNS = ("material", "method", "material_id", "method_id", "surface_id", "configuration_id", "configuration_key")
+#: Scopes whose values are stored per material and method (``bulk_property``).
+MATERIAL_SCOPES = ("bulk", "defect", "mechanical")
 
 _METHOD_FILTER = """
   AND (CAST(:methods AS text[]) IS NULL
@@ -50,6 +64,32 @@ WHERE d.name = :target""" + _METHOD_FILTER + """
 GROUP BY m.formula, me.name, m.id, me.id
 """
 
+CONFIGURATION_TARGET_SQL = """
+SELECT m.formula AS material, me.name AS method, m.id AS material_id, me.id AS method_id,
+       NULL::int AS surface_id, mc.id AS configuration_id, mc.key AS configuration_key,
+       (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS target
+FROM configuration_property p
+JOIN material_configuration mc ON mc.id = p.configuration_id
+JOIN material m ON m.id = mc.material_id
+JOIN method me ON me.id = mc.method_id
+JOIN property_definition d ON d.id = p.definition_id
+WHERE d.name = :target""" + _METHOD_FILTER + """
+GROUP BY m.formula, me.name, m.id, me.id, mc.id, mc.key
+"""
+
+CONFIGURATION_FEATURES_SQL = """
+SELECT p.configuration_id, d.name AS property,
+       (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS value
+FROM configuration_property p
+JOIN material_configuration mc ON mc.id = p.configuration_id
+JOIN method me ON me.id = mc.method_id
+JOIN property_definition d ON d.id = p.definition_id
+WHERE d.name = ANY(CAST(:configuration_features AS text[]))""" + _METHOD_FILTER + """
+GROUP BY p.configuration_id, d.name
+"""
+
+COMPOSITION_SQL = "SELECT id AS material_id, composition FROM material WHERE id = ANY(CAST(:material_ids AS int[]))"
+
 FEATURES_SQL = """
 SELECT p.material_id, p.method_id, d.name AS property,
        (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS value
@@ -62,7 +102,7 @@ GROUP BY p.material_id, p.method_id, d.name
 
 
 class DatasetError(ValueError):
-    """The training table cannot be built (unknown property, no rows)."""
+    """The training table cannot be built (unknown property, no rows, an impossible join)."""
 
 
 @dataclass
@@ -71,13 +111,16 @@ class TrainingSet:
 
     Attributes
     ----------
-    table: one row per target value: key columns, orientation descriptors (surface targets),
-        feature columns (named as the property definitions), ``target``
-    target_scope: ``surface`` or the target definition's scope
+    table: one row per target value: key columns (``configuration_id`` and
+        ``configuration_key`` for configuration-scope targets), orientation descriptors
+        (surface targets), feature columns (named as the property definitions), ``target``
+    target_scope: ``surface``, ``configuration`` or the target definition's scope
     units: canonical unit per feature and for ``target``
     query: the SQL text used (recorded with the version)
     sha256: sha256 over the sorted rows and the query text
     dropped: rows dropped for missing features, with the missing names
+    group_by: the column naming the cross-validation groups
+    groups: (n_rows,) group label of every row (``table[group_by]``)
     """
 
     table: pd.DataFrame
@@ -86,6 +129,8 @@ class TrainingSet:
     query: str
     sha256: str
     dropped: list[dict] = field(default_factory=list)
+    group_by: str = "material"
+    groups: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
     @property
     def n_rows(self) -> int:
@@ -99,6 +144,37 @@ def _units(conn, names: list[str]) -> dict[str, tuple[str, str]]:  # noqa: ANN00
     return {r.name: (r.unit, r.scope) for r in rows}
 
 
+def _feature_kinds(known: dict[str, tuple[str, str]], target: str, features: list[str]) -> dict[str, list[str]]:
+    """Features by where they come from: ``material`` (bulk_property), ``configuration``, ``composition``.
+
+    Raises
+    ------
+    DatasetError
+        A surface-scope feature, or a configuration-scope feature of a target that is not
+        per configuration (there is no configuration to join it to).
+    """
+    kinds: dict[str, list[str]] = {"material": [], "configuration": [], "composition": []}
+    target_scope = known[target][1]
+    for name in features:
+        scope = known[name][1]
+        if scope == "surface":
+            raise DatasetError(f"feature {name!r} is a surface property; features are bulk, configuration or composition properties")
+        if scope == "configuration" and target_scope != "configuration":
+            raise DatasetError(f"feature {name!r} is per configuration but the target {target!r} is {target_scope}-scope; "
+                               "configuration features join configuration-scope targets only")
+        kinds["material" if scope in MATERIAL_SCOPES else scope].append(name)
+    return kinds
+
+
+def _check_names(known: dict[str, tuple[str, str]], names: list[str]) -> None:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        from matstore.crud import unknown_definition_message
+
+        with_hint = unknown_definition_message(unknown[0], list(known))
+        raise DatasetError(f"{with_hint}{'; also unknown: ' + ', '.join(unknown[1:]) if unknown[1:] else ''}")
+
+
 def build_training_set(
     engine: Engine,
     *,
@@ -106,59 +182,113 @@ def build_training_set(
     features: list[str],
     methods: list[str] | None = None,
     include_flagged: bool = False,
+    group_by: str = "material",
 ) -> TrainingSet:
     """Build the training table for ``target`` from ``features`` out of the store.
+
+    Parameters
+    ----------
+    engine
+        The store.
+    target
+        A property definition of scope bulk, defect, mechanical, surface or configuration.
+    features
+        Bulk-scope properties of the same material and method, configuration-scope
+        properties of the same configuration (configuration-scope targets only), or
+        composition descriptors (:data:`matstore.composition.DESCRIPTORS`).
+    methods
+        Method names or SQL ``LIKE`` patterns to keep (default: all).
+    include_flagged
+        Also use values stored with a validation flag.
+    group_by
+        Column whose values are the cross-validation groups: ``material``, ``method`` or
+        any column of the table (e.g. ``configuration_key``, ``miller_h``, a feature).
 
     Raises
     ------
     DatasetError
-        If a property name is not in the vocabulary or no complete row exists.
+        If a property name is not in the vocabulary, a feature cannot join the target, no
+        complete row exists, or ``group_by`` is not a column of the table.
     """
-    params = {"target": target, "features": features, "methods": methods, "include_flagged": include_flagged}
+    from sqlalchemy import bindparam
+
     with engine.connect() as conn:
         known = _units(conn, [target, *features])
-        unknown = [n for n in [target, *features] if n not in known]
-        if unknown:
-            raise DatasetError(f"unknown property name(s): {', '.join(unknown)} (see `matstore sql \"SELECT name FROM property_definition\"`)")
+        _check_names(known, [target, *features])
+        kinds = _feature_kinds(known, target, features)
         scope = known[target][1]
-        target_sql = SURFACE_TARGET_SQL if scope == "surface" else BULK_TARGET_SQL
+        # ``features`` binds the material-level names only; the snapshot records the full list.
+        params = {"target": target, "features": kinds["material"], "methods": methods, "include_flagged": include_flagged,
+                  "configuration_features": kinds["configuration"]}
+        target_sql = {"surface": SURFACE_TARGET_SQL, "configuration": CONFIGURATION_TARGET_SQL}.get(scope, BULK_TARGET_SQL)
         targets = pd.DataFrame(conn.execute(text(target_sql), params).mappings().all())
+        if targets.empty:
+            raise DatasetError(f"no stored values of {target!r} for methods {methods or 'any'}")
         long = pd.DataFrame(conn.execute(text(FEATURES_SQL), params).mappings().all())
-    if targets.empty:
-        raise DatasetError(f"no stored values of {target!r} for methods {methods or 'any'}")
-    table, dropped = _join_features(targets, long, features)
+        per_config = pd.DataFrame(conn.execute(text(CONFIGURATION_FEATURES_SQL), params).mappings().all()) \
+            if kinds["configuration"] else pd.DataFrame()
+        compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")),
+                                         {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all()) \
+            if kinds["composition"] else {}
+    targets = _with_composition(targets, kinds["composition"], compositions)
+    table, dropped = _join_features(targets, long, per_config, features, kinds)
     if table.empty:
         raise DatasetError(f"no row of {target!r} has all features {features}; first missing: {dropped[:3]}")
-    query = target_sql + "\n-- features:\n" + FEATURES_SQL
+    if group_by not in table.columns:
+        raise DatasetError(f"group_by {group_by!r} is not a column of the training table (columns: {', '.join(table.columns)})")
+    query = target_sql + "\n-- features:\n" + FEATURES_SQL + (
+        "\n-- configuration features:\n" + CONFIGURATION_FEATURES_SQL if kinds["configuration"] else "")
     units = {n: known[n][0] for n in features} | {"target": known[target][0]}
-    return TrainingSet(table, "surface" if scope == "surface" else scope, units, query,
-                       snapshot_sha256(table, query, params), dropped)
+    snapshot_params = {"target": target, "features": features, "methods": methods, "include_flagged": include_flagged}
+    return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
+                       group_by, table[group_by].to_numpy())
 
 
-def _join_features(targets: pd.DataFrame, long: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, list[dict]]:
-    if long.empty:
-        wide = pd.DataFrame(columns=["material_id", "method_id", *features])
-    else:
-        wide = long.pivot_table(index=["material_id", "method_id"], columns="property", values="value", aggfunc="first").reset_index()
-    for name in features:
-        if name not in wide.columns:
-            wide[name] = float("nan")
-    merged = targets.merge(wide[["material_id", "method_id", *features]], on=["material_id", "method_id"], how="left")
+def _with_composition(targets: pd.DataFrame, names: list[str], compositions: dict[int, dict]) -> pd.DataFrame:
+    """Target rows with the composition descriptors ``names`` of their material (NaN if undefined)."""
+    from matstore.composition import composition_descriptor
+
+    for name in names:
+        values = {mid: composition_descriptor(name, comp or {}) for mid, comp in compositions.items()}
+        targets[name] = targets["material_id"].map(values).astype(float)
+    return targets
+
+
+def _join_features(targets: pd.DataFrame, long: pd.DataFrame, per_config: pd.DataFrame, features: list[str],
+                   kinds: dict[str, list[str]]) -> tuple[pd.DataFrame, list[dict]]:
+    merged = targets.merge(_wide(long, ["material_id", "method_id"], kinds["material"]),
+                           on=["material_id", "method_id"], how="left")
+    if kinds["configuration"]:
+        merged = merged.merge(_wide(per_config, ["configuration_id"], kinds["configuration"]), on="configuration_id", how="left")
     missing = merged[features].isna()
     dropped = [
-        {"material": r.material, "method": r.method, "missing": [f for f in features if missing.loc[i, f]]}
+        {"material": r.material, "method": r.method, "missing": [f for f in features if missing.loc[i, f]],
+         **({"configuration_key": r.configuration_key} if "configuration_key" in merged.columns else {})}
         for i, r in merged[missing.any(axis=1)].iterrows()
     ]
     complete = merged[~missing.any(axis=1)].copy()
     complete["target"] = complete["target"].astype(float)
     order = [c for c in (*KEY_COLUMNS, *ORIENTATION_COLUMNS) if c in complete.columns]
     complete = complete[order + list(features) + ["target"]]
-    return complete.sort_values(["material", "method", "surface_id"], na_position="first").reset_index(drop=True), dropped
+    sort = ["material", "method", "configuration_key" if "configuration_key" in complete.columns else "surface_id"]
+    return complete.sort_values(sort, na_position="first").reset_index(drop=True), dropped
+
+
+def _wide(long: pd.DataFrame, index: list[str], names: list[str]) -> pd.DataFrame:
+    """Long (index…, property, value) rows pivoted to one column per name (NaN where absent)."""
+    if long.empty:
+        wide = pd.DataFrame(columns=[*index, *names])
+    else:
+        wide = long.pivot_table(index=index, columns="property", values="value", aggfunc="first").reset_index()
+    for name in names:
+        if name not in wide.columns:
+            wide[name] = float("nan")
+    return wide[[*index, *names]]
 
 
 def snapshot_sha256(table: pd.DataFrame, query: str, params: dict) -> str:
     """sha256 over the sorted rows (rounded to 12 significant digits), the query and its parameters."""
-    data_columns = [c for c in table.columns if c not in ("material_id", "method_id", "surface_id")]
+    data_columns = [c for c in table.columns if c not in ("material_id", "method_id", "surface_id", "configuration_id")]
     rows = table[data_columns].astype(object).where(table[data_columns].notna(), None).values.tolist()
     canonical = sorted(
         [[(float(f"{v:.12g}") if isinstance(v, float) else v) for v in row] for row in rows], key=repr
