@@ -203,21 +203,30 @@ def select_configuration_ids(conn: Any, selection: Selection) -> np.ndarray:
 
 # --- writing --------------------------------------------------------------------------------------
 
-def _numbers_text(values: np.ndarray) -> bytes:
-    """Space-separated shortest round-trip decimal forms of a flat float array."""
-    return orjson.dumps(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b" ")
+def _rows_text(values: np.ndarray) -> list[bytes]:
+    """Each row of ``values`` (m, k) as space-separated shortest round-trip decimals (NaN → ``null``)."""
+    flat = np.ascontiguousarray(values, dtype=np.float64).reshape(len(values), -1)
+    if not len(flat):
+        return []
+    text = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
+    return text.replace(b",", b" ").split(b"] [")
 
 
-def _atom_lines(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray | None) -> bytes:
-    """The atom lines of one frame: species, x y z (Å), and fx fy fz (eV/Å) when given."""
+def _atom_lines(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> list[bytes]:
+    """One line per atom (A atoms): species, x y z (Å) and, where not NaN, fx fy fz (eV/Å).
+
+    One orjson call for all atoms of a batch: the element number in the first column turns
+    into the symbol by a byte replacement, missing forces (``null``) are cut out.
+    """
     from ase.data import chemical_symbols
 
-    columns = [numbers.astype(np.float64)[:, None], positions] + ([forces] if forces is not None else [])
-    text = orjson.dumps(np.hstack(columns), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
-    text = text.replace(b"],[", b"\n[")
+    if not len(numbers):
+        return []
+    table = np.hstack([numbers.astype(np.float64)[:, None], positions, forces])
+    text = orjson.dumps(table, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b"],[", b"\n[")
     for z in np.unique(numbers).tolist():
         text = text.replace(b"[%d.0," % z, chemical_symbols[z].encode() + b" ")
-    return text.replace(b",", b" ").rstrip(b"]") + b"\n"
+    return text.replace(b",null,null,null", b"").rstrip(b"]").replace(b",", b" ").split(b"\n")
 
 
 def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:
@@ -248,29 +257,40 @@ def _is_label_key(key: str, prefix: str) -> bool:
     return any(key == p + label for p in {"", "REF_", prefix} for label in _LABELS)
 
 
-def _frame_text(arrays: dict[str, Any], i: int, prefix: str) -> bytes:
-    """One frame of extended XYZ from the output of :func:`matstore.ingest.copy.read_configurations`."""
-    a, b = int(arrays["offsets"][i]), int(arrays["offsets"][i + 1])
-    cell, virial, energy = arrays["cell"][i], arrays["virial"][i], float(arrays["energy"][i])
-    forces = arrays["forces"][a:b]
-    has_forces = not np.isnan(forces).all()
-    pbc = " ".join("T" if p else "F" for p in arrays["pbc"][i].tolist())
-    properties = "species:S:1:pos:R:3" + (f":{prefix}forces:R:3" if has_forces else "")
-    head = [b'Lattice="' + _numbers_text(cell) + b'"', f'Properties={properties}'.encode()]
-    if not np.isnan(energy):
-        head.append(f"{prefix}energy={energy!r}".encode())
-    if not np.isnan(virial).all():
-        # 9 numbers in column order (ASE and the extxyz parser read 3×3 keys so); W is symmetric in practice.
-        head.append(f'{prefix}virial="'.encode() + _numbers_text(virial.T) + b'"')
-        volume = abs(float(np.linalg.det(cell)))
-        if volume > 0.0:
-            head.append(f'{prefix}stress="'.encode() + _numbers_text((-virial / volume).T) + b'"')
-    head.append(f'pbc="{pbc}"'.encode())
-    head.append(_info_text(arrays["info"][i], prefix))
-    head.append(f"matstore_id={int(arrays['id'][i])} matstore_sha256={arrays['content_sha256'][i]} {_UNITS} {_CONVENTIONS}".encode())
-    numbers = arrays["numbers"][a:b].astype(np.int64)
-    body = _atom_lines(numbers, arrays["positions"][a:b], forces if has_forces else None)
-    return b"%d\n" % (b - a) + b" ".join(p for p in head if p) + b"\n" + body
+def _batch_text(arrays: dict[str, Any], prefix: str) -> bytes:
+    """Extended XYZ of a batch read with :func:`matstore.ingest.copy.read_configurations` (``include_info``)."""
+    m = len(arrays["id"])
+    offsets = arrays["offsets"]
+    virial = arrays["virial"]
+    volume = np.abs(np.linalg.det(arrays["cell"])) if m else np.zeros(0)
+    has_virial = ~np.isnan(virial).all(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stress = np.where((volume > 0)[:, None, None], -virial / volume[:, None, None], np.nan)
+    # 3×3 keys as 9 numbers in column order, as ASE and the extxyz parser read them back.
+    lattice = _rows_text(arrays["cell"])
+    virials, stresses = _rows_text(virial.transpose(0, 2, 1)), _rows_text(stress.transpose(0, 2, 1))
+    energies = _rows_text(arrays["energy"][:, None])
+    lines = _atom_lines(arrays["numbers"].astype(np.int64), arrays["positions"], arrays["forces"])
+    has_forces = ~np.isnan(arrays["forces"][offsets[:-1]]).any(axis=1) if m else np.zeros(0, dtype=bool)
+    tail = f"{_UNITS} {_CONVENTIONS}".encode()
+    out = []
+    for i in range(m):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        properties = b"species:S:1:pos:R:3" + (b":%sforces:R:3" % prefix.encode() if has_forces[i] else b"")
+        head = [b'Lattice="' + lattice[i] + b'" Properties=' + properties]
+        if energies[i] != b"null":
+            head.append(b"%senergy=" % prefix.encode() + energies[i])
+        if has_virial[i]:
+            head.append(b'%svirial="' % prefix.encode() + virials[i] + b'"')
+            if volume[i] > 0:
+                head.append(b'%sstress="' % prefix.encode() + stresses[i] + b'"')
+        head.append(b'pbc="' + b" ".join(b"T" if p else b"F" for p in arrays["pbc"][i].tolist()) + b'"')
+        info = _info_text(arrays["info"][i], prefix)
+        if info:
+            head.append(info)
+        head.append(b"matstore_id=%d matstore_sha256=%s " % (int(arrays["id"][i]), arrays["content_sha256"][i].encode()) + tail)
+        out.append(b"%d\n%s\n%s\n" % (b - a, b" ".join(head), b"\n".join(lines[a:b])))
+    return b"".join(out)
 
 
 def _batches_of_ids(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -288,7 +308,7 @@ def _write_file(conn: Any, ids: np.ndarray, path: Path, prefix: str, batch_size:
             arrays = read_configurations(conn, ids=batch.tolist(), include_info=True)
             if not np.array_equal(arrays["id"], batch):
                 raise ExportError("configurations of the selection vanished while exporting")
-            handle.write(b"".join(_frame_text(arrays, i, prefix) for i in range(len(batch))))
+            handle.write(_batch_text(arrays, prefix))
             for h in arrays["content_sha256"].tolist():
                 digest.update(h.encode("ascii"))
     return digest.hexdigest()
