@@ -31,6 +31,7 @@ SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--enable-unsafe-swiftshader",  # software WebGL for the 3D Wulff shape
 ]
 #: Seconds a page may take from navigation until it has settled (script run finished).
 SETTLE_S = 3.0
@@ -40,7 +41,7 @@ PAGES = (
     ("", "Overview", ["Materials", "Latest job runs"], ".js-plotly-plot"),
     ("jobs", "Jobs", ["Task queue"], '[data-testid="stDataFrame"]'),
     ("bulk", "Bulk properties", ["Pearson r", "flagged left out"], ".js-plotly-plot .scatterlayer"),
-    ("surfaces", "Surfaces", ["Per orientation", "Shape factor"], ".js-plotly-plot .gl-container, .js-plotly-plot canvas"),
+    ("surfaces", "Surfaces", ["Per orientation", "Shape factor"], ".js-plotly-plot .gl-container"),
     ("compare", "Compare methods", ["Surface property per orientation"], ".js-plotly-plot"),
     ("provenance", "Provenance", ["Method", "Source", "Job run"], '[data-testid="stTable"]'),
     ("equations?model={surface_model}", "Equations", ["Pareto front", "Residual σ"], ".js-plotly-plot"),
@@ -120,7 +121,7 @@ def _visit(page, url: str, title: str, texts: list[str], key: str) -> float:  # 
     page.get_by_role("heading", name=title, exact=True).first.wait_for()
     for wanted in texts:
         page.get_by_text(wanted, exact=False).first.wait_for()
-    page.locator(key).first.wait_for()
+    page.locator(key).first.wait_for(state="attached")  # WebGL scenes stay "hidden" to Playwright
     page.wait_for_function(_SETTLED)
     return time.monotonic() - start
 
