@@ -27,14 +27,20 @@ def fit(
     method: list[str] | None = typer.Option(None, "--method", help="Method name(s) or LIKE pattern(s); default all."),
     factorize: str | None = typer.Option(None, help="'orientation' fits y = C(bulk)·g(orientation)."),
     engine_name: str | None = typer.Option(None, "--engine", help="operon (default), pysr or sparse."),
-    time_budget: float | None = typer.Option(None, help="Seconds per engine fit."),
+    time_budget: float | None = typer.Option(
+        None, help="Seconds for the whole fit, every cross-validation fold included (default 60)."),
     seed: int | None = typer.Option(None, help="Random seed."),
-    selection: str | None = typer.Option(None, help="Criterion: knee, best, within:5%, cv:5%, cv:1se, min_loss."),
+    selection: str | None = typer.Option(
+        None, help="Criterion: stable (default), stable:10%, knee, best, within:5%, cv:5%, cv:1se, min_loss."),
     coefficient_form: str | None = typer.Option(
         None, help="Factorised fits: auto (scaling law when units allow), scaling or free (the engine's own search)."),
-    coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default cv:1se."),
+    coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default stable."),
     n_splits: int | None = typer.Option(
         None, "--n-splits", help="Cross-validation folds (default: leave one material out, up to 20 materials)."),
+    group_by: str | None = typer.Option(
+        None, "--group-by", help="What CV folds hold out together: material (default), method or a column."),
+    interval_level: float | None = typer.Option(
+        None, "--interval-level", help="Level of the stored cross-conformal prediction interval (default 0.9)."),
     spec_file: Path | None = typer.Option(None, "--spec", help="YAML file with the same fields."),
     promote_to: str | None = typer.Option(None, "--promote", help="Alias to point at the new version."),
 ) -> None:
@@ -44,10 +50,11 @@ def fit(
 
     fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
                   engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
-                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection, n_splits=n_splits)
+                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection, n_splits=n_splits,
+                  group_by=group_by, interval_level=interval_level)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
-        with console.status(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget)"):
+        with console.status(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget, CV folds included)"):
             outcome = fit_model(engine(), spec)
         if promote_to and outcome.version is not None:
             from matstore.models.versioning import promote
@@ -72,15 +79,32 @@ def predict(
     hkl: tuple[int, int, int] | None = typer.Option(None, "--hkl", help="Miller index h k l."),
     set_values: list[str] | None = typer.Option(None, "--set", help="Override an input: NAME=VALUE (canonical unit)."),
 ) -> None:
-    """Evaluate a stored equation and print the value with unit and uncertainty."""
+    """Evaluate a stored equation and print the value with unit and prediction interval.
+
+    The ± is the half-width of the version's cross-conformal interval (its level in
+    brackets), or the residual σ for versions fitted without one.  Non-finite or
+    out-of-range inputs are refused with a one-line error (exit status 1).
+    """
     from matstore.models.service import predict as run_predict
 
     with cli_errors():
         overrides = dict(_parse_assignment(s) for s in set_values or [])
         result = run_predict(engine(), ref, material=material, method=method, miller=hkl, overrides=overrides)
-    unc = f" ± {result.uncertainty:.3g}" if result.uncertainty is not None else ""
     where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else ""
-    console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: [bold]{result.value:.4g}{unc} {result.unit}[/]")
+    console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: "
+                  f"[bold]{result.value:.4g}{_spread(result)} {result.unit}[/]{_interval_note(result)}")
+
+
+def _spread(result) -> str:  # noqa: ANN001
+    if result.upper is not None:
+        return f" ± {result.upper - result.value:.3g}"
+    return f" ± {result.uncertainty:.3g}" if result.uncertainty is not None else ""
+
+
+def _interval_note(result) -> str:  # noqa: ANN001
+    if result.upper is None or result.level is None:
+        return " (residual σ)" if result.uncertainty is not None else ""
+    return f" ({result.level:.0%} prediction interval {result.lower:.4g} to {result.upper:.4g})"
 
 
 @models_app.command("list")
@@ -118,10 +142,58 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     console.print(f"  selected by: {v.selection_criterion}; engine {v.engine}; seed {v.seed}; rows {v.n_rows}")
     console.print(f"  dimensions: {v.dimension_check}")
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
+    _show_report(v.report or {}, v.target_unit)
     table = Table("metric", "value")
     for key, value in sorted((v.metrics or {}).items()):
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
+
+
+def _fmt(value, spec: str = ".3f") -> str:  # noqa: ANN001
+    return "—" if value is None else format(value, spec)
+
+
+def _show_report(report: dict, unit: str) -> None:
+    """Nested and fixed-form CV, fold agreement, the discrepancy note, folds, groups, interval, time."""
+    if not report:
+        console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
+        return
+    nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
+    console.print(f"  cross-validation: {report['cv_scheme']}")
+    console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
+                  f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}")
+    console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
+                  f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}")
+    console.print(f"  fold agreement: {agree['agree']} of {agree['n']} folds selected the full-data form "
+                  f"{agree['full_form']}", highlight=False)
+    if report.get("discrepancy"):
+        console.print(f"  [yellow]{report['discrepancy']}[/]", highlight=False)
+    folds = Table("fold", "held out", "selected form", "nested R²", "fixed-form R²")
+    for f in report.get("folds", []):
+        folds.add_row(str(f["fold"]), ", ".join(f["held_out"])[:30], f["form"][:60] + ("" if f["same_as_full"] else " ≠"),
+                      _fmt(f.get("nested_r2")), _fmt(f.get("fixed_form_r2")))
+    console.print(folds)
+    _show_groups(report.get("per_group", []), unit)
+    _show_interval(report.get("interval", {}), unit, report)
+
+
+def _show_groups(groups: list, unit: str) -> None:
+    if not groups:
+        return
+    table = Table("group (worst first)", "rows", f"RMSE ({unit})", "mean rel. error", "R²")
+    for g in groups[:10]:
+        table.add_row(g["group"], str(g["n"]), _fmt(g["rmse"], ".3g"), _fmt(g["mean_relative_error"], ".1%"), _fmt(g["r2"]))
+    console.print(table)
+
+
+def _show_interval(interval: dict, unit: str, report: dict) -> None:
+    if interval.get("half_width") is not None:
+        console.print(f"  {interval['level']:.0%} prediction interval: ± {interval['half_width']:.3g} {unit} "
+                      f"({interval['method']}); coverage on held-out groups {_fmt(interval.get('held_out_coverage'), '.1%')}")
+    seconds = (report.get("seconds") or {}).get("total")
+    if seconds is not None:
+        budget = report.get("time_budget")
+        console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else ""))
 
 
 @models_app.command("promote")
@@ -143,7 +215,14 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     console.print(f"  y [{v.target_unit}] = {v.equation_text}")
     cv = (v.metrics or {}).get("cv_r2")
     if cv is not None:
-        console.print(f"  cross-validated R² = {cv:.3f}")
+        console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold)")
+    report = v.report or {}
+    if report:
+        agree = report["fold_agreement"]
+        console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; "
+                      f"{agree['agree']} of {agree['n']} folds selected the same form")
+        if v.interval_half_width is not None:
+            console.print(f"  {v.interval_level:.0%} prediction interval ± {v.interval_half_width:.3g} {v.target_unit}")
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -156,4 +235,7 @@ def _parse_assignment(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     if not sep:
         raise ValueError(f"--set expects NAME=VALUE, got {text!r}")
-    return name.strip(), float(value)
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise ValueError(f"--set {text!r}: {value.strip()!r} is not a number") from None

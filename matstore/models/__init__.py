@@ -2,11 +2,17 @@
 
 Public API
 ----------
-- :func:`fit_equation` → :class:`FitResult`; :func:`predict` evaluates a stored ``srepr``.
+- Estimators: :class:`EquationSearch`, :class:`FactorizedEquation` (scikit-learn shape);
+  :class:`FixedForm` (an equation's form, constants refitted) and :func:`make_cv` (the one
+  CV policy).
+- :func:`fit_equation` → :class:`FitResult` (with the honest ``report``: nested and
+  fixed-form CV, per-fold forms, per-group errors, cross-conformal interval);
+  :func:`make_estimator`; :func:`predict` evaluates a stored ``srepr``.
 - Engines: :func:`get_engine` (``"sparse"``, ``"operon"``, ``"pysr"``), :class:`SymbolicEngine`,
   :class:`Candidate`, :class:`EngineSetupError`, :class:`EngineFitError`, :func:`versions`.
 - :func:`is_finite_and_bounded` / :func:`check_finite_and_bounded` (pole rejection).
-- :func:`select` (criteria ``knee``, ``best``, ``within:X%``, ``min_loss``, ``max_complexity:N``).
+- :func:`select` (criteria ``knee``, ``best``, ``within:X%``, ``min_loss``, ``max_complexity:N``;
+  ``stable`` and ``cv:…`` need data: :func:`select_valid`).
 - :func:`check_dimensions` (pint).
 - :func:`fit_factorized`, :func:`orientation_descriptors`, :func:`add_orientation_descriptors`
   (y = C(bulk) · g(orientation)).
@@ -19,6 +25,7 @@ References
 .. [3] R. Ouyang et al., Phys. Rev. Materials 2, 083802 (2018) — SISSO.
 """
 
+from matstore.models.cv import FixedForm, make_cv
 from matstore.models.dimensions import DimensionCheck, check_dimensions
 from matstore.models.engines import (
     Candidate,
@@ -30,6 +37,8 @@ from matstore.models.engines import (
     get_engine,
     versions,
 )
+from matstore.models.estimators import EquationSearch, FactorizedEquation
+from matstore.models.expressions import ExpressionError, form_of, parse_srepr
 from matstore.models.factorize import (
     FactorizationResult,
     PartFit,
@@ -42,6 +51,7 @@ from matstore.models.fitting import (
     canonical_hash,
     expr_from_srepr,
     fit_equation,
+    make_estimator,
     predict,
 )
 from matstore.models.selection import select, select_valid
@@ -53,6 +63,10 @@ from matstore.models.validation import (
 
 __all__ = [
     "Candidate",
+    "EquationSearch",
+    "ExpressionError",
+    "FactorizedEquation",
+    "FixedForm",
     "DimensionCheck",
     "EngineFitError",
     "EngineSetupError",
@@ -70,6 +84,10 @@ __all__ = [
     "expression_complexity",
     "fit_equation",
     "fit_factorized",
+    "form_of",
+    "make_cv",
+    "make_estimator",
+    "parse_srepr",
     "get_engine",
     "is_finite_and_bounded",
     "orientation_descriptors",

@@ -47,7 +47,13 @@ from matstore.models.factorize import (
     normalise_g,
     reference_descriptors,
 )
-from matstore.models.selection import parse_criterion, select_size_by_cv, select_valid
+from matstore.models.selection import (
+    parse_criterion,
+    select_size_by_cv,
+    select_stable,
+    select_valid,
+    validate,
+)
 
 #: Reason recorded when a constant is removed from a scaling-law front.
 CONSTANT_REFUSED = "a constant is not a scaling law of a dimensional target"
@@ -71,11 +77,11 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         Engine keyword parameters; ``random_state`` defaults to ``random_state``, and
         ``time_limit`` (engines that have one) to ``time_budget``.
     selection : str, default "stable"
-        Criterion choosing the equation from the validated front (``stable``, ``knee``,
-        ``cv:1se``, ``within:5%``, ...; see :mod:`matstore.models.selection`).  With the
-        sparse engine the ``stable`` and ``cv`` criteria repeat the search in every inner fold
-        and choose a complexity budget; with other engines they refit the constants of the
-        front's forms per fold.
+        Criterion choosing the equation from the validated front (``stable``, ``aicc``,
+        ``knee``, ``cv:1se``, ``within:5%``, ...; see :mod:`matstore.models.selection`).
+        With the sparse engine on a scaling law or at most 20 rows, ``stable`` repeats the
+        search on every CV training subsample (and the ``cv`` criteria choose a complexity
+        budget that way); otherwise the constants of the front's forms are refitted.
     form : {"free", "scaling", "auto"}, default "free"
         ``"scaling"``: a sum of monomials of the features, each with the target's dimension,
         pure-number coefficients, no intercept (the sparse engine's dimensional library);
@@ -175,7 +181,9 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         if not front:
             raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
         groups = None if groups is None else np.asarray(groups)
-        if name == "sparse" and kind in ("cv", "cv_se", "stable"):
+        if kind == "stable":
+            chosen, crit, rejected = self._select_stable(front, X, yv, groups, name, params)
+        elif self._repeats_search(name, kind, len(yv)):
             chosen, crit, rejected = self._select_size(front, X, yv, groups, name, params)
         else:
             chosen, crit, rejected = select_valid(front, X, self.selection, margin=self.margin, y=yv, groups=groups,
@@ -187,18 +195,43 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
+    def _repeats_search(self, name: str, kind: str, n_rows: int) -> bool:
+        """Whether a cv-based criterion repeats the search in every inner fold.
+
+        It does for the deterministic sparse engine on scaling laws and on small tables (at
+        most 20 rows, e.g. one coefficient per material), where choosing among forms found
+        on all rows is biased (ESL §7.10.2) and the search is cheap; elsewhere the constants
+        of the front's forms are refitted per fold (the nested CV measures the rest).
+        """
+        from matstore.models.cv import MAX_LEAVE_ONE_GROUP_OUT
+
+        small = self.form_ == "scaling" or n_rows <= MAX_LEAVE_ONE_GROUP_OUT
+        return name == "sparse" and kind in ("cv", "cv_se", "stable") and small
+
+    def _front_of(self, name: str, params: dict[str, Any]) -> Any:
+        def fit_front(Xt: pd.DataFrame, yt: np.ndarray) -> list[Candidate]:
+            return self._refuse_constants(list(get_engine(name, **params).fit(Xt, yt).pareto_front_))[0]
+        return fit_front
+
+    def _select_stable(self, front: list[Candidate], X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
+                       name: str, params: dict[str, Any]) -> tuple[Candidate, str, list[tuple[Candidate, str]]]:
+        """Stability selection (:func:`~matstore.models.selection.select_stable`) over the validated front."""
+        valid, rejected = validate(front, X, margin=self.margin)
+        if not valid:
+            raise ValueError("no candidate passed the numerical checks")
+        repeat = self._front_of(name, params) if self._repeats_search(name, "stable", len(y)) else None
+        chosen, crit = select_stable(valid, X, y, groups=groups, fit_front=repeat, margin=self.margin,
+                                     n_splits=self.n_splits, random_state=self.random_state)
+        return chosen, crit, rejected
+
     def _select_size(self, front: list[Candidate], X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
                      name: str, params: dict[str, Any]) -> tuple[Candidate, str, list[tuple[Candidate, str]]]:
         """Cv-based criteria with a cheap deterministic engine: repeat the search in every inner fold."""
         kind, arg = parse_criterion(self.selection)
-
-        def fit_front(Xt: pd.DataFrame, yt: np.ndarray) -> list[Candidate]:
-            return self._refuse_constants(list(get_engine(name, **params).fit(Xt, yt).pareto_front_))[0]
-
         budget, crit, _ = select_size_by_cv(
-            fit_front, attrgetter("complexity"), X, y, sorted({c.complexity for c in front}), groups=groups,
+            self._front_of(name, params), attrgetter("complexity"), X, y, sorted({c.complexity for c in front}), groups=groups,
             n_se=arg if kind == "cv_se" else None, tolerance_percent=arg or 5.0, margin=self.margin,
-            rule="stable" if kind == "stable" else None, n_splits=self.n_splits, random_state=self.random_state)
+            n_splits=self.n_splits, random_state=self.random_state)
         chosen, _, rejected = select_valid([c for c in front if c.complexity <= budget], X, "min_loss",
                                            margin=self.margin)
         return chosen, f"{crit}: complexity <= {budget}", rejected

@@ -17,6 +17,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,16 @@ def as_expr(expr: str | sp.Expr) -> sp.Expr:
 
 
 def lambdify_expr(expr: sp.Expr, names: Sequence[str]) -> Callable[..., Any]:
-    """Compile ``expr`` into a NumPy function of the columns ``names`` (in that order)."""
+    """Compile ``expr`` into a NumPy function of the columns ``names`` (in that order).
+
+    Compiled functions are cached (by expression and names): cross-validation evaluates the
+    same few equations many times, and ``sympy.lambdify`` costs milliseconds per call.
+    """
+    return _compiled(expr, tuple(names))
+
+
+@lru_cache(maxsize=4096)
+def _compiled(expr: sp.Expr, names: tuple[str, ...]) -> Callable[..., Any]:
     return sp.lambdify([sp.Symbol(n) for n in names], expr, modules="numpy")
 
 

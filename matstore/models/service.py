@@ -51,8 +51,8 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         If the engine is unavailable (e.g. PySR without Julia).
     """
     with job_run(engine=engine, kind=kind, parameters=spec.model_dump(mode="json")) as run:
-        training = build_training_set(engine, target=spec.target, features=spec.features,
-                                      methods=spec.methods, include_flagged=spec.include_flagged)
+        training = build_training_set(engine, target=spec.target, features=spec.features, methods=spec.methods,
+                                      include_flagged=spec.include_flagged, **_group_by_option(spec))
         run.summary.update(n_rows=training.n_rows, dropped=len(training.dropped), dataset_sha256=training.sha256)
         unchanged = _unchanged(engine, spec, training)
         if unchanged is not None:
@@ -67,6 +67,13 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         if not outcome.created:
             run.status = "skipped"
         return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped))
+
+
+def _group_by_option(spec: FitSpec) -> dict[str, Any]:
+    """``group_by=`` for the training-set builder, when it supports the option."""
+    import inspect
+
+    return {"group_by": spec.group_by} if "group_by" in inspect.signature(build_training_set).parameters else {}
 
 
 def refit_model(engine: Engine, name: str) -> FitOutcome:
@@ -90,31 +97,16 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     from matstore.models.fitting import fit_equation
 
     table, coefficient_key = _coefficient_key(training.table, spec)
-    surface = training.target_scope == "surface"
     result = fit_equation(
-        table,
-        target="target",
-        features=spec.features,
-        engine=spec.engine,
-        engine_params={**_engine_defaults(spec), **spec.engine_params},
-        factorize=spec.factorize,
-        selection=spec.selection,
-        coefficient_form=spec.coefficient_form,
-        coefficient_selection=spec.coefficient_selection,
-        groups="material" if (surface or spec.factorize) and table["material"].nunique() > 1 else None,
+        table, "target", spec.features, **spec.fit_options(), groups=_cv_groups(table, spec, training),
         material=coefficient_key if spec.factorize else None,
-        n_splits=spec.n_splits,
-        seed=spec.seed,
-        feature_units={n: training.units[n] for n in spec.features},
-        target_unit=training.units["target"],
-    )
+        feature_units={n: training.units[n] for n in spec.features}, target_unit=training.units["target"])
+    report = _jsonable(result.report | {"domain": _domain(table, spec.features), "seconds": result.timings})
     values = {
         "engine": spec.engine,
         "engine_versions": result.versions,
-        "hyperparameters": {**result.engine_params, "time_budget": spec.time_budget, "seed": spec.seed,
-                            "selection": spec.selection, "n_splits": spec.n_splits, "factorize": spec.factorize}
-                           | ({"coefficient_form": spec.coefficient_form,
-                               "coefficient_selection": spec.coefficient_selection} if spec.factorize else {}),
+        "hyperparameters": _jsonable(spec.fit_options() | {"engine_params": result.engine_params,
+                                                           "group_by": spec.group_by}),
         "pareto_front": result.front,
         "equation_srepr": result.srepr,
         "equation_text": result.text,
@@ -125,6 +117,9 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         "metrics": {**_jsonable(result.metrics), "cv_scheme": result.cv.get("scheme", "")},
         "residual_std": _finite(result.residual_std),
         "dimension_check": result.dimension_check,
+        "report": report,
+        "interval_level": result.interval.get("level"),
+        "interval_half_width": _finite(result.interval.get("half_width")),
     }
     kept = table.loc[result.row_index]
     predictions = [
@@ -134,6 +129,28 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         for r, p, c in zip(kept.itertuples(), result.predictions, result.oof_predictions, strict=True)
     ]
     return values, predictions
+
+
+def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str | None:
+    """Column whose values the CV folds hold out together, or ``None`` for shuffled KFold.
+
+    ``spec.group_by`` names a column of the training table (``material``, ``method``, or one
+    added by the training-set builder, e.g. ``cv_group``).  With the default ``material``,
+    only surface targets and factorised fits are grouped (a bulk target has one row per
+    material and potential, and is scored by shuffled folds, as before).
+    """
+    column = next((c for c in ("cv_group", spec.group_by) if c in table.columns), None)
+    if column is None:
+        raise ValueError(f"--group-by {spec.group_by!r}: the training table has no such column "
+                         f"(columns: {', '.join(map(str, table.columns))})")
+    grouped = spec.group_by != "material" or training.target_scope == "surface" or spec.factorize
+    return column if grouped and table[column].nunique() > 1 else None
+
+
+def _domain(table: pd.DataFrame, features: list[str]) -> dict[str, dict[str, float]]:
+    """Training range of each feature (``min``, ``max``), canonical units: what ``predict`` accepts."""
+    return {f: {"min": float(table[f].min()), "max": float(table[f].max())} for f in features
+            if f in table.columns and table[f].notna().any()}
 
 
 def _coefficient_key(table: pd.DataFrame, spec: FitSpec) -> tuple[pd.DataFrame, str]:
@@ -151,11 +168,6 @@ def _coefficient_key(table: pd.DataFrame, spec: FitSpec) -> tuple[pd.DataFrame, 
 
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
-
-
-def _engine_defaults(spec: FitSpec) -> dict[str, Any]:
-    """Engine parameters implied by the spec (time budget for the stochastic engines)."""
-    return {"time_limit": spec.time_budget} if spec.engine in ("operon", "pysr") else {}
 
 
 def _jsonable(value: Any) -> Any:
@@ -178,7 +190,23 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A prediction with its unit and residual-based uncertainty (one standard deviation)."""
+    """A prediction with its unit, residual σ and stored prediction interval.
+
+    Attributes
+    ----------
+    value : float
+        Target unit.
+    uncertainty : float or None
+        Residual standard deviation of the nested cross-validation (one σ), target unit.
+    unit, model : str
+    version : int
+    inputs : dict of str to float
+        Feature values used (canonical units).
+    lower, upper : float or None
+        The cross-conformal interval ``value ∓ interval_half_width`` of the version.
+    level : float or None
+        Its confidence level (e.g. 0.9).
+    """
 
     value: float
     uncertainty: float | None
@@ -186,6 +214,51 @@ class Prediction:
     model: str
     version: int
     inputs: dict[str, float]
+    lower: float | None = None
+    upper: float | None = None
+    level: float | None = None
+
+
+#: Features that are positive for every mechanically stable crystal (a > 0; Born stability of
+#: a cubic crystal: C11 − C12 > 0, C11 + 2 C12 > 0, C44 > 0 — M. Born & K. Huang, *Dynamical
+#: Theory of Crystal Lattices* (1954); F. Mouhat & F.-X. Coudert, Phys. Rev. B 90, 224104 (2014)).
+POSITIVE_FEATURES = frozenset({"lattice_constant", "c11", "c44", "bulk_modulus", "shear_modulus_prime",
+                               "shear_modulus_c44", "cohesive_energy"})
+
+
+class PredictionInputError(ValueError):
+    """An input of ``predict`` is not finite or outside the range the equation can take."""
+
+
+def check_inputs(version: EquationVersion, frame: pd.DataFrame) -> None:
+    """Refuse non-finite inputs, and values of a sign the training data never had.
+
+    A feature in :data:`POSITIVE_FEATURES`, or whose training values were all positive
+    (``version.report['domain']``), must be > 0; one whose training values were all
+    negative, < 0.
+
+    Raises
+    ------
+    PredictionInputError
+        Naming the row, the feature, the value and the allowed range (one line).
+    """
+    domain = (version.report or {}).get("domain", {})
+    for name in [f["name"] for f in version.features]:
+        if name not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+        lo = domain.get(name, {}).get("min")
+        hi = domain.get(name, {}).get("max")
+        positive = name in POSITIVE_FEATURES or (lo is not None and lo > 0)
+        negative = hi is not None and hi < 0
+        for label, v in zip(frame.index, values, strict=True):
+            where = f"row {label!r}: " if len(frame) > 1 else ""
+            if not np.isfinite(v):
+                raise PredictionInputError(f"{where}{name} = {v} is not a finite number")
+            if (positive and v <= 0) or (negative and v >= 0):
+                rng = f"training range {lo:g} … {hi:g}" if lo is not None else "a physical value"
+                raise PredictionInputError(f"{where}{name} = {v:g} is out of range: must be "
+                                           f"{'> 0' if positive else '< 0'} ({rng})")
 
 
 def predict(
@@ -206,6 +279,8 @@ def predict(
     ------
     matstore.models.versioning.ModelNotFoundError
         If ``ref`` names no version.
+    PredictionInputError
+        A feature value is not finite or out of range, or the equation is undefined there.
     ValueError
         If a feature value is missing or the equation needs an orientation and none is given.
     """
@@ -222,15 +297,24 @@ def predict(
     if miller is not None:
         o = from_miller(*miller)
         row.update(zip(ORIENTATION_COLUMNS, [*o.miller, *o.normal, o.theta_deg, o.phi_deg], strict=True))
-    value = float(_evaluate(version, pd.DataFrame([row]))[0])
-    return Prediction(value, version.residual_std, version.target_unit, model_name, version.version, inputs)
+    out = _predict_rows(version, pd.DataFrame([row])).iloc[0]
+    return Prediction(float(out["value"]), version.residual_std, version.target_unit, model_name, version.version,
+                      inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level)
 
 
-def _evaluate(version: EquationVersion, frame: pd.DataFrame) -> np.ndarray:
-    """The stored equation (rebuilt from its SymPy ``srepr``) on the rows of ``frame``, shape (n,)."""
+def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame:
+    """Checked values with their interval: columns ``value, lower, upper``, indexed like ``frame``."""
     from matstore.models.fitting import predict as evaluate
 
-    return np.asarray(evaluate(version.equation_srepr, frame), dtype=float).reshape(-1)
+    check_inputs(version, frame)
+    values = np.asarray(evaluate(version.equation_srepr, frame), dtype=float).reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        where = f"row {frame.index[bad[0]]!r}: " if len(frame) > 1 else ""
+        raise PredictionInputError(f"{where}the equation is not a finite real number at these inputs")
+    half = version.interval_half_width
+    lower, upper = (values - half, values + half) if half is not None else (np.nan, np.nan)
+    return pd.DataFrame({"value": values, "lower": lower, "upper": upper}, index=frame.index)
 
 
 def _stored_features(engine: Engine, material: str, method: str, features: list[str]) -> dict[str, float]:
@@ -259,9 +343,11 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
 
     Returns
     -------
-    DataFrame, shape (n, 3)
-        ``value`` (target unit), ``uncertainty`` (residual σ of the version, same unit) and
-        ``unit``, indexed like ``frame``.
+    DataFrame, shape (n, 6)
+        ``value`` (target unit), ``lower`` and ``upper`` (the version's cross-conformal
+        prediction interval; NaN for versions fitted without one), ``level`` (e.g. 0.9),
+        ``uncertainty`` (residual σ of the version, same unit) and ``unit``, indexed like
+        ``frame``.
 
     Raises
     ------
@@ -269,8 +355,10 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
         If ``ref`` names no version.
     KeyError
         If a column the equation needs is missing.
+    PredictionInputError
+        If a row has a non-finite or out-of-range input (the message names the row).
     """
     with Session(engine) as session:
         version = resolve(session, ref)
-    return pd.DataFrame({"value": _evaluate(version, frame), "uncertainty": version.residual_std, "unit": version.target_unit},
-                        index=frame.index)
+    out = _predict_rows(version, frame)
+    return out.assign(level=version.interval_level, uncertainty=version.residual_std, unit=version.target_unit)

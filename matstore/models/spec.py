@@ -33,17 +33,27 @@ class FitSpec(BaseModel):
     factorize: ``"orientation"`` fits y = C(bulk) · g(orientation); ``None`` fits y directly
     engine: ``operon`` (default), ``pysr`` or ``sparse``
     engine_params: engine hyper-parameters (passed through, recorded)
-    time_budget: seconds per engine fit
+    time_budget: seconds for the whole fit, every cross-validation fold included: split over
+        the full-data fit and the nested-CV folds (engines with a time limit; see
+        :func:`matstore.models.fitting.fit_equation`)
     seed: random seed (same data + spec + seed ⇒ same equation)
-    selection: criterion choosing the equation from the Pareto front (``knee``, ``within:5%``)
+    selection: criterion choosing the equation (factorised fits: g) from the Pareto front;
+        default ``stable`` (stability selection over the CV folds), or ``knee``,
+        ``within:5%``, ``cv:1se``... (see :mod:`matstore.models.selection`)
     coefficient_form: factorised fits only: ``auto`` (a dimensionally homogeneous scaling law
         of the bulk features when their units allow, else the engine's free search),
         ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`
-    coefficient_selection: factorised fits only: criterion for C(bulk) (default ``cv:1se``,
-        the one-standard-error rule on the leave-one-material-out error)
+    coefficient_selection: factorised fits only: criterion for C(bulk) (default ``stable``:
+        the model size that predicts the held-out material best in the most
+        leave-one-material-out folds)
     n_splits: folds of cross-validation (grouped by material when the target spans materials);
         default: leave-one-material-out up to 20 materials (else 10 group folds), 5-fold
         for ungrouped targets
+    group_by: what the cross-validation folds hold out together: ``material`` (default),
+        ``method`` or a column of the training table (passed to
+        :func:`matstore.models.dataset.build_training_set` where it supports it)
+    interval_level: confidence level of the stored cross-conformal prediction interval
+        (default 0.9)
     include_flagged: use values flagged at ingest (default: no)
     """
 
@@ -58,10 +68,12 @@ class FitSpec(BaseModel):
     engine_params: dict[str, Any] = Field(default_factory=dict)
     time_budget: float = Field(default=60.0, gt=0)
     seed: int = 0
-    selection: str = "knee"
+    selection: str = "stable"
     coefficient_form: Literal["auto", "scaling", "free"] = "auto"
-    coefficient_selection: str = "cv:1se"
+    coefficient_selection: str = "stable"
     n_splits: int | None = Field(default=None, ge=2)
+    group_by: str = Field(default="material", min_length=1)
+    interval_level: float = Field(default=0.9, gt=0, lt=1)
     include_flagged: bool = False
     description: str | None = None
 
@@ -79,6 +91,16 @@ class FitSpec(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("features must be unique")
         return value
+
+    def fit_options(self) -> dict[str, Any]:
+        """The spec's fields under the names of :func:`matstore.models.fitting.fit_equation`'s options.
+
+        One spelling from the CLI/YAML to the estimator: ``seed`` is the estimators'
+        ``random_state``; the rest keep their names.
+        """
+        keep = ("engine", "engine_params", "factorize", "selection", "coefficient_form", "coefficient_selection",
+                "n_splits", "time_budget", "interval_level", "seed")
+        return {k: getattr(self, k) for k in keep}
 
     def sha256(self) -> str:
         """Canonical hash of everything but the name and description."""

@@ -172,7 +172,7 @@ def refit_constants(
     template = expr.xreplace(dict(zip(floats, params, strict=True)))
     names = sorted(str(s) for s in expr.free_symbols)
     cols = [np.asarray(X[n], dtype=float) for n in names]
-    fn = sp.lambdify([*params, *[sp.Symbol(n) for n in names]], template, modules="numpy")
+    fn = lambdify_expr(template, [str(p) for p in params] + names)
     yv = np.asarray(y, dtype=float)
 
     def resid(theta: np.ndarray) -> np.ndarray:
@@ -181,7 +181,7 @@ def refit_constants(
         return np.where(np.isfinite(out), out, 1e150)
 
     x0 = np.array([float(f) for f in floats])
-    before = mse_of(expr, X, yv)
+    before = float(np.mean(resid(x0) ** 2))
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -189,7 +189,7 @@ def refit_constants(
     except (ValueError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError):
         return None if strict else expr
     new = template.xreplace({p: sp.Float(float(v), 15) for p, v in zip(params, sol.x, strict=True)})
-    after = mse_of(new, X, yv)
+    after = float(np.mean(resid(sol.x) ** 2)) if np.all(np.abs(resid(sol.x)) < 1e150) else float("inf")
     if strict:
         return new if np.isfinite(after) else None
     return new if np.isfinite(after) and after <= before else expr

@@ -359,6 +359,7 @@ class SparseEngine(SymbolicEngine):
             raise ValueError(f"method must be 'l0' or 'lasso', got {self.method!r}")
         if self.fit_intercept not in ("auto", True, False):
             raise ValueError(f"fit_intercept must be 'auto', True or False, got {self.fit_intercept!r}")
+        dims = self._dimensions(list(X.columns))
         Phi, exprs = build_library(
             X,
             library=self.library,
@@ -366,12 +367,17 @@ class SparseEngine(SymbolicEngine):
             max_factors=int(self.max_factors),
             log=bool(self.log),
             max_library=int(self.max_library),
-            dimensions=self._dimensions(list(X.columns)),
+            dimensions=dims,
         )
         self.library_size_ = len(exprs)
         n = len(y)
-        cands: list[Candidate] = [Candidate(1, float(np.var(y)), sp.Float(float(np.mean(y)), 15))]
+        # A constant is no scaling law of a dimensional target: without intercept and with a
+        # dimensional library, the front holds only sums of monomials of the target's dimension.
+        scaling = self.fit_intercept is False and dims is not None and dims[1] != ()
+        cands = [] if scaling else [Candidate(1, float(np.var(y)), sp.Float(float(np.mean(y)), 15))]
         if not exprs:
+            if not cands:
+                raise EngineFitError("sparse: no monomial of the features has the target's dimension")
             return cands
         max_terms = int(max(1, min(self.max_terms, len(exprs), max(1, n - 2))))
         variants = [True, False] if self.fit_intercept == "auto" else [bool(self.fit_intercept)]
@@ -386,7 +392,7 @@ class SparseEngine(SymbolicEngine):
                 cand = self._ols_candidate(Phi, exprs, y, support, intercept)
                 if cand is not None:
                     cands.append(cand)
-        if len(cands) == 1:
+        if len(cands) <= (0 if scaling else 1):
             raise EngineFitError("sparse: no subset could be fitted")
         return cands
 
