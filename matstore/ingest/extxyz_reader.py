@@ -339,7 +339,7 @@ def _read_one(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int) -> tuple[int, d
             _diagnose(peek, at, natoms, message)
         try:
             nat, info, arrays = _read_plain_xyz(fp, peek, at, natoms, message)
-        except cextxyz.ExtXYZError as again:
+        except (cextxyz.ExtXYZError, EOFError) as again:
             _diagnose(peek, at, natoms, str(again))
     except EOFError:
         _diagnose(peek, at, natoms, "")
