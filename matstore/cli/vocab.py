@@ -26,7 +26,10 @@ def list_command(
     with cli_errors(), session_scope(engine()) as session:
         rows = [(d.name, d.unit, d.scope, d.symbol or "", "built-in" if d.builtin else "user", d.description)
                 for d in crud.list_definitions(session=session, scope=scope)]
-    table = Table("name", "unit", "scope", "symbol", "origin", "description", title="property definitions", title_justify="left")
+    table = Table(title="property definitions", title_justify="left")
+    for header in ("name", "unit", "scope", "symbol", "origin"):
+        table.add_column(header, no_wrap=True)  # names and units stay whole (copyable, greppable)
+    table.add_column("description")
     for row in rows:
         table.add_row(*row)
     console.print(table)

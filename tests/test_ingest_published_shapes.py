@@ -1,0 +1,186 @@
+"""Published-table shapes through a mapping alone, then fitted through ``matstore fit``.
+
+1. A per-configuration descriptor table (like the 2D-defect table: a formation energy and
+   distances per configuration), synthetic with a known pair law, keyed by its ``_id`` column.
+2. A surface-elasticity table (like the 7-metal table): negative cohesive energies, moduli
+   given as K and G′ (C11, C12 derived), orientations as spherical angles of the normal, bulk
+   columns repeated on every orientation row; fitted as a factorised model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from matstore.ingest.table import ingest_table
+from matstore.models.dataset import build_training_set
+from matstore.orientation import from_normal
+from tests.test_cli_db import run_cli, server_env
+
+#: Synthetic law of the defect table: E_f = E0 + A·d1/d2 (eV; a dimensionally homogeneous
+#: function of the distances in Å, as a pair interaction scaled by a distance ratio would be).
+E0, A = 1.5, 2.0
+
+
+@pytest.fixture
+def store(engine):
+    """The test store; user definitions are removed afterwards (the vocabulary outlives truncation)."""
+    yield engine
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE configuration_property, material_configuration, vocabulary_addition RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+
+
+def _vocab_add(*args: str) -> str:
+    from matstore.cli import app
+
+    result = CliRunner().invoke(app, ["vocab", "add", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _defect_table(tmp_path, n: int = 60):
+    rng = np.random.default_rng(7)
+    d = rng.uniform(3.0, 12.0, size=(n, 3))
+    path = tmp_path / "defects.csv"
+    with path.open("w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["_id", "E_f", "d1", "d2", "d3"])
+        for i, (d1, d2, d3) in enumerate(d):
+            w.writerow([f"c{i:03d}", *(repr(float(x)) for x in (E0 + A * d1 / d2, d1, d2, d3 / 10))])  # d3 in nm
+    mapping = tmp_path / "defects.yaml"
+    mapping.write_text(
+        "name: synthetic_defects\n"
+        "material: {formula: Mo2S4, prototype: 2H}\n"          # stored reduced: MoS2
+        "method: {name: DFT-PBE (synthetic), kind: dft}\n"
+        "key: {column: _id, prefix: '3def:'}\n"
+        "columns:\n"
+        "  E_f: {definition: defect_formation_energy, unit: eV}\n"
+        "  d1: {definition: d_def_1, unit: angstrom}\n"
+        "  d2: {definition: d_def_2, unit: angstrom}\n"
+        "  d3: {definition: d_def_3, unit: nm}\n"
+    )
+    return path, mapping, d
+
+
+def test_per_configuration_table_is_keyed_and_fitted_through_the_cli(store, database_url, tmp_path):
+    _vocab_add("defect_formation_energy", "--unit", "eV", "--scope", "configuration", "--symbol", "E_f")
+    for k in (1, 2, 3):
+        _vocab_add(f"d_def_{k}", "--unit", "angstrom", "--scope", "configuration")
+    from matstore.cli import app
+
+    listing = CliRunner().invoke(app, ["vocab", "list", "--scope", "configuration"])
+    assert "d_def_2" in listing.output and "formation_energy" in listing.output
+    path, mapping, d = _defect_table(tmp_path)
+    report = ingest_table(path, mapping, engine=store)
+    assert (report.rows, report.configurations, report.configuration_inserted) == (60, 60, 240)
+    assert report.bulk_inserted == report.surface_inserted == 0 and not report.dropped_rows
+    with store.connect() as conn:
+        d3 = conn.execute(text("SELECT value FROM property_values WHERE configuration_key = '3def:c005' AND property = 'd_def_3'")).scalar()
+        material = conn.execute(text("SELECT DISTINCT material FROM property_values WHERE scope = 'configuration'")).scalar()
+    assert d3 == pytest.approx(d[5, 2]) and material == "MoS2"
+
+    ts = build_training_set(store, target="defect_formation_energy", features=["d_def_1", "d_def_2", "d_def_3"],
+                            group_by="configuration_key")
+    assert ts.target_scope == "configuration" and ts.n_rows == 60 and len(set(ts.groups)) == 60
+    row = ts.table.set_index("configuration_key").loc["3def:c005"]
+    assert row.target == pytest.approx(E0 + A * d[5, 0] / d[5, 1]) and row.d_def_1 == pytest.approx(d[5, 0])
+
+    env = server_env(database_url)
+    out = run_cli("fit", "--name", "defects", "--target", "defect_formation_energy", "--features", "d_def_1",
+                  "d_def_2", "d_def_3", "--engine", "sparse", "--seed", "0", "--time-budget", "20",
+                  "--group-by", "configuration_key", env=env).stdout
+    assert "created (version 1)" in out
+    with store.connect() as conn:
+        preds = conn.execute(text("SELECT observed, predicted, cv_predicted FROM model_predictions WHERE model = 'defects'")).all()
+    assert len(preds) == 60
+    assert max(abs(p.predicted - p.observed) for p in preds) < 1e-6  # the exact law, E0 + A·d1/d2
+    assert max(abs(p.cv_predicted - p.observed) for p in preds) < 1e-6
+    shown = run_cli("models", "show", "defects", env=env).stdout
+    assert "d_def_1/d_def_2" in shown and "GroupKFold" in shown
+
+
+#: Synthetic metals: (a Å, E_c eV/atom, K GPa, G' GPa, C44 GPa)
+METALS = {"Cu": (3.615, 3.54, 140.0, 24.0, 76.0), "Ni": (3.52, 4.45, 186.0, 50.0, 125.0),
+          "Ag": (4.09, 2.85, 104.0, 15.0, 46.0), "Pt": (3.92, 5.77, 283.0, 26.0, 77.0)}
+
+
+def _gamma(a: float, ec: float, normal) -> float:
+    """γ = 3.0 · E_c/a² (J/m² per eV/Å²) · g(n), g = (2 n1 + n2)/|n| (n1 ≥ n2 ≥ n3 ≥ 0) the broken-bond factor
+    of FCC surfaces (Mackenzie, Moore & Nicholas 1962) continued to irrational normals."""
+    n1, n2, _ = sorted((abs(c) for c in normal), reverse=True)
+    return 3.0 * ec / a**2 * (2 * n1 + n2) / math.sqrt(sum(c * c for c in normal))
+
+
+def _surface_table(tmp_path):
+    rng = np.random.default_rng(3)
+    theta, phi = rng.uniform(5, 85, 30), rng.uniform(5, 85, 30)  # degrees: normals all over one octant
+    path = tmp_path / "surface_elasticity.csv"
+    with path.open("w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["metal", "a0", "CHE", "K", "Gp", "C44", "theta", "phi", "gamma"])
+        for metal, (a, ec, k, gp, c44) in METALS.items():
+            for t, p in zip(theta, phi, strict=True):
+                n = (math.sin(math.radians(t)) * math.cos(math.radians(p)),
+                     math.sin(math.radians(t)) * math.sin(math.radians(p)), math.cos(math.radians(t)))
+                w.writerow([metal, a, -ec, k, gp, c44, *(repr(float(x)) for x in (t, p, _gamma(a, ec, n)))])
+    mapping = tmp_path / "surface_elasticity.yaml"
+    mapping.write_text(
+        "name: surface_elasticity\n"
+        "material: {column: metal, prototype: fcc}\n"
+        "method: {name: EAM (synthetic), kind: interatomic_potential}\n"
+        "derived:\n"
+        "  Ec: {expr: '-CHE'}\n"
+        "  C11: {expr: 'K + 4*Gp/3'}\n"
+        "  C12: {expr: 'K - 2*Gp/3'}\n"
+        "columns:\n"
+        "  a0: {definition: lattice_constant, unit: angstrom}\n"
+        "  Ec: {definition: cohesive_energy, unit: eV/atom}\n"
+        "  K: {definition: bulk_modulus, unit: GPa}\n"
+        "  C11: {definition: c11, unit: GPa}\n"
+        "  C12: {definition: c12, unit: GPa}\n"
+        "  C44: {definition: c44, unit: GPa}\n"
+        "  gamma:\n"
+        "    definition: surface_energy\n"
+        "    unit: J/m^2\n"
+        "    orientation: {angle_columns: [theta, phi], convention: spherical}\n"
+    )
+    return path, mapping, theta, phi
+
+
+def test_surface_table_through_a_mapping_alone_and_factorised_fit(engine, database_url, tmp_path):
+    path, mapping, theta, phi = _surface_table(tmp_path)
+    report = ingest_table(path, mapping, engine=engine, report_path=tmp_path / "report.json")
+    # 6 bulk values per metal stored once (repeated on 30 rows, agreeing), 30 γ per metal.
+    assert (report.bulk_inserted, report.surface_inserted, report.repeated) == (4 * 6, 4 * 30, 4 * 29 * 6)
+    assert not report.skipped and not report.dropped_rows
+    assert json.loads((tmp_path / "report.json").read_text())["surface_inserted"] == 120
+    with engine.connect() as conn:
+        bulk = dict(conn.execute(text("SELECT property, value FROM property_values WHERE material = 'Cu' AND scope = 'bulk'")).all())
+        surface = conn.execute(text(
+            "SELECT su.normal_x, su.normal_y, su.normal_z, p.value FROM surface_property p JOIN surface su ON su.id = p.surface_id "
+            "JOIN material m ON m.id = su.material_id WHERE m.formula = 'Cu' AND (p.details->>'row')::int = 1")).one()
+    assert bulk["cohesive_energy"] == pytest.approx(3.54)
+    assert (bulk["c11"], bulk["c12"]) == (pytest.approx(140 + 4 * 24 / 3), pytest.approx(140 - 2 * 24 / 3))
+    t, p = math.radians(theta[0]), math.radians(phi[0])
+    expected = from_normal([math.sin(t) * math.cos(p), math.sin(t) * math.sin(p), math.cos(t)])
+    assert surface[:3] == pytest.approx(expected.normal, abs=1e-9)
+    assert surface[3] == pytest.approx(_gamma(3.615, 3.54, expected.normal))
+
+    env = server_env(database_url)
+    out = run_cli("fit", "--name", "gamma_sph", "--target", "surface_energy", "--features", "lattice_constant",
+                  "cohesive_energy", "c11", "c12", "--factorize", "orientation", "--engine", "sparse", "--seed", "0",
+                  "--time-budget", "30", env=env).stdout
+    assert "created (version 1)" in out
+    shown = run_cli("models", "show", "gamma_sph", env=env).stdout
+    coefficient_line = next(line for line in shown.splitlines() if line.strip().startswith("coefficient:"))
+    assert "cohesive_energy/lattice_constant**2" in coefficient_line
+    with engine.connect() as conn:
+        worst = conn.execute(text("SELECT max(abs(predicted - observed) / observed) FROM model_predictions WHERE model = 'gamma_sph'")).scalar()
+    assert worst < 0.02
