@@ -556,6 +556,7 @@ class EQLEngine(SymbolicEngine):
             if time.perf_counter() > deadline:
                 self.budget_exhausted_ = True
                 break
+            cands += [self._refined(e, X, y) for e in term_subsets(c.expr, X, y)]
             cands.append(self._refined(drop_negligible_constants(c.expr, X, y, tol, deadline), X, y))
             linear = linearize_small_arguments(c.expr, X, deadline=deadline)
             if linear != c.expr:
@@ -611,6 +612,54 @@ def linearize_small_arguments(expr: sp.Expr, X: pd.DataFrame, limit: float = 0.1
     return expr
 
 
+def term_subsets(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_terms: int = 4, max_basis: int = 14,
+                 per_size: int = 2) -> list[sp.Expr]:
+    """Sparse linear re-fits over the additive terms of an expanded read-off.
+
+    The expanded network output is a sum ``Σ c_i φ_i(x)`` of products of inputs and unit
+    functions; the best subsets of at most ``max_terms`` of its ``φ_i`` (by least squares
+    with an intercept, exhaustively, ``per_size`` per size) are returned as new equations.
+    The network thus proposes the functional forms and ℓ0 regression picks among them — the
+    read-off counterpart of EQL's pruning, which cannot remove a term that is present in the
+    expansion but carried by a weight it must keep for another term.
+
+    Returns
+    -------
+    list of sympy.Expr
+        At most ``max_terms · per_size`` equations (none when ``expr`` has a single term).
+    """
+    from itertools import combinations
+
+    expanded = sp.expand(expr)
+    terms = expanded.args if isinstance(expanded, sp.Add) else (expanded,)
+    basis: dict[str, tuple[sp.Expr, np.ndarray, float]] = {}
+    for term in terms:
+        coeff, rest = term.as_coeff_Mul()
+        if not rest.free_symbols:
+            continue
+        vals = np.real_if_close(np.asarray(evaluate_expr(rest, X)))
+        if np.isrealobj(vals) and np.all(np.isfinite(vals)) and np.std(vals) > 0:
+            key = sp.srepr(rest)
+            weight = abs(float(coeff)) * float(np.std(vals)) + (basis[key][2] if key in basis else 0.0)
+            basis[key] = (rest, vals.astype(float), weight)
+    if len(basis) < 2:
+        return []
+    chosen = sorted(basis.values(), key=lambda b: -b[2])[:max_basis]
+    Phi = np.column_stack([b[1] for b in chosen])
+    Phi_c, y_c = Phi - Phi.mean(axis=0), y - y.mean()
+    out = []
+    for k in range(1, min(max_terms, len(chosen)) + 1):
+        fits = []
+        for subset in combinations(range(len(chosen)), k):
+            coef, *_ = np.linalg.lstsq(Phi_c[:, subset], y_c, rcond=None)
+            fits.append((float(np.sum((Phi_c[:, subset] @ coef - y_c) ** 2)), subset, coef))
+        for _, subset, coef in sorted(fits, key=lambda f: (f[0], f[1]))[:per_size]:
+            intercept = float(y.mean() - Phi[:, subset].mean(axis=0) @ coef)
+            out.append(sp.Add(*[sp.Float(float(c), 15) * chosen[i][0] for c, i in zip(coef, subset, strict=True)],
+                              sp.Float(intercept, 15)))
+    return out
+
+
 def drop_negligible_constants(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, tol: float,
                               deadline: float = np.inf) -> sp.Expr:
     """Remove additive Float constants whose removal raises the training MSE by at most ``tol``.
@@ -633,4 +682,4 @@ def drop_negligible_constants(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, tol
     return expr
 
 
-__all__ = ["OPERATORS", "Architecture", "EQLEngine", "drop_negligible_constants", "forward", "linearize_small_arguments", "init_params", "network_to_sympy"]
+__all__ = ["OPERATORS", "Architecture", "EQLEngine", "drop_negligible_constants", "forward", "linearize_small_arguments", "term_subsets", "init_params", "network_to_sympy"]
