@@ -107,3 +107,68 @@ def test_multi_file_ingest_stops_at_bad_file_keeping_earlier(engine, tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM configuration")).scalar() == 3
         assert conn.execute(text("SELECT count(*) FROM source")).scalar() == 1
+
+
+# --- mappings of published tables: units, expressions, YAML (generated in tmp_path) ------------
+
+_BASE = "material: {column: element, prototype: fcc}\nmethod: {column: method, kind: interatomic_potential}\n"
+_BOMB = "".join(f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9) if k else ', '.join(['lol'] * 9)}]\n" for k in range(8))
+
+# (mapping text, error class, pattern naming file, line/row, column and reason)
+MAPPING_CASES = {
+    "unknown_unit": (_BASE + "columns:\n  c44_GPa: {definition: c44, unit: gigapascalz}\n",
+                     E.UnitError, r"unknown_unit\.yaml, line 4, column 'c44_GPa': columns\.c44_GPa: .*'gigapascalz'"),
+    "one_over_zero": (_BASE + "columns:\n  c44_GPa: {definition: c44, unit: '1/0'}\n",
+                      E.UnitError, r"one_over_zero\.yaml, line 4, column 'c44_GPa': .*'1/0'"),
+    "import_unit": (_BASE + "columns:\n  c44_GPa: {definition: c44, unit: \"__import__('os').system('true')\"}\n",
+                    E.UnitError, r"import_unit\.yaml, line 4, column 'c44_GPa': .*__import__"),
+    "bracket_unit": (_BASE + "columns:\n  a_A: {definition: lattice_constant, unit: 'angstrom)'}\n",
+                     E.UnitError, r"bracket_unit\.yaml, line 4, column 'a_A': .*angstrom\)"),
+    "import_expr": (_BASE + "derived:\n  x: {expr: \"__import__('os').system('true')\"}\ncolumns:\n  x: {definition: c44, unit: GPa}\n",
+                    E.MappingError, r"import_expr\.yaml, line 4, column 'x': derived\.x\.expr: .*only one-argument calls"),
+    "alias_bomb": (_BOMB + _BASE + "columns:\n  a_A: {definition: lattice_constant, unit: angstrom}\n",
+                   E.MappingError, r"alias_bomb\.yaml: mapping expands to more than 20000 YAML nodes"),
+    "missing_expr_column": (_BASE + "derived:\n  c11: {expr: 'K_GPa + 4*Gp_GPa/3'}\ncolumns:\n  c11: {definition: c11, unit: GPa}\n",
+                            E.MissingColumnError, r"small_table\.csv, line 1, column 'c11': derived column 'c11': expr .* names column 'K_GPa', which is not in the table"),
+    "division_by_zero": (_BASE + "derived:\n  r: {expr: 'c44_GPa / (a_A - 3.52)'}\ncolumns:\n  r: {definition: c11, unit: GPa}\n",
+                         E.ParseError, r"small_table\.csv, row 2, line 3, column 'r': derived column 'r': division by zero"),
+    "unknown_definition": (_BASE + "columns:\n  Ec_eV: {definition: cohesive_enrgy, unit: eV}\n",
+                           E.MappingError, r"unknown_definition\.yaml, line 4, column 'Ec_eV': .*unknown property definition 'cohesive_enrgy'; did you mean cohesive_energy.*matstore vocab add"),
+    "conflicting_rows": (_BASE + "columns:\n  a_A: {definition: lattice_constant, unit: angstrom}\n",
+                         E.DuplicateRowError, r"conflicts\.csv, row 2, line 3, column 'a_A': conflicting values: lattice_constant of Cu .* 3\.6 here but 3\.615 in row 1 \(line 2\).*on_duplicate: keep_first"),
+}
+
+
+@pytest.mark.parametrize("case", list(MAPPING_CASES))
+def test_bad_mapping_is_one_line_and_writes_nothing(populated, tmp_path, case):
+    text_, error, pattern = MAPPING_CASES[case]
+    mapping = tmp_path / f"{case}.yaml"
+    mapping.write_text(text_)
+    table = tmp_path / "small_table.csv"  # a new source (one more line end), so that it is read, not "already stored"
+    table.write_text((GOOD / "small_table.csv").read_text() + "\n")
+    if case == "conflicting_rows":
+        table = tmp_path / "conflicts.csv"
+        table.write_text("element,method,a_A\nCu,EAM_A,3.615\nCu,EAM_A,3.6\n")
+    before = _checksums(populated)
+    with pytest.raises(error) as info:
+        ingest_table(table, mapping, engine=populated)
+    message = str(info.value)
+    assert re.search(pattern, message), message
+    assert "\n" not in message
+    assert _checksums(populated) == before
+
+
+def test_repeated_agreeing_values_are_stored_once(engine, tmp_path):
+    """Per-material columns repeated on every row are accepted when they agree; blank rows are reported as dropped."""
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(_BASE + "columns:\n  a_A: {definition: lattice_constant, unit: angstrom}\n"
+                       "  g: {definition: surface_energy, unit: J/m^2, orientation: {miller_column: hkl}}\n")
+    table = tmp_path / "t.csv"
+    table.write_text("element,method,a_A,hkl,g\nCu,E,3.615,111,1.2\nCu,E,3.615,100,1.3\nCu,E,3.615,110,\n")
+    report = ingest_table(table, mapping, engine=engine)
+    assert (report.bulk_inserted, report.surface_inserted, report.repeated, report.missing) == (1, 2, 2, 1)
+    assert [d["row"] for d in report.dropped_rows] == [3]
+    assert report.dropped_rows[0]["reasons"] == ["g: blank", "a_A: repeats row 1"]
+    with engine.connect() as conn:
+        summary = conn.execute(text("SELECT summary FROM job_run WHERE id = :i"), {"i": report.job_run_id}).scalar_one()
+    assert summary["n_dropped_rows"] == 1 and summary["dropped_rows"][0]["row"] == 3
