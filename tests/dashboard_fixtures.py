@@ -7,7 +7,10 @@
 2. ``ingest_dataset("strength_covariance")``: the published OpenKIM indicator table with its
    flags (potentials the study disqualified, strengths with stacking-fault jamming,
    implausible values) and the DFT table;
-3. ``fit_model``: the factorised surface-energy model of the EMT data (``normal_x``-style
+3. ``ingest_table``: a per-configuration table (20 divacancy-like configurations of Cu, keyed
+   by their ``_id``, formation energy = 2.5 − 0.3·d eV with the pair distance d in Å; one row
+   marked ``unconverged`` is stored flagged by the mapping's ``row_flags``);
+4. ``fit_model``: the factorised surface-energy model of the EMT data (``normal_x``-style
    orientation descriptors, as the pipeline fits it) and the strength model across the
    OpenKIM potentials (sparse engine, as the pipeline), promoted to ``production``.
 
@@ -17,6 +20,7 @@ The database is created next to the test run's database and dropped at the end o
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +63,42 @@ def _specs() -> list[FitSpec]:
     return [surface, strength]
 
 
+#: Per-configuration law of the fixture table: E_f = 2.5 − 0.3·d (eV, d in Å).
+CONFIG_E0, CONFIG_SLOPE, N_CONFIGURATIONS = 2.5, -0.3, 20
+
+
+def _ingest_configurations(engine: Engine, folder: Path) -> None:
+    """Define two configuration-scope properties and ingest a keyed table through a mapping."""
+    from sqlmodel import Session
+
+    from matstore import crud
+    from matstore.ingest.table import ingest_table
+
+    run = crud.start_job_run(engine=engine, kind="vocab_add", parameters={"names": ["vv_distance", "divacancy_energy"]})
+    with Session(engine) as session:
+        crud.add_definition(session=session, name="vv_distance", unit="angstrom", scope="configuration", job_run_id=run)
+        crud.add_definition(session=session, name="divacancy_energy", unit="eV", scope="configuration", job_run_id=run)
+        session.commit()
+    crud.finish_job_run(engine=engine, job_run_id=run, status="succeeded", summary={})
+    table = folder / "divacancies.csv"
+    rows = [f"dv{i:02d},{CONFIG_E0 + CONFIG_SLOPE * (2.5 + 0.2 * i)!r},{2.5 + 0.2 * i!r},{'yes' if i == 7 else ''}"
+            for i in range(N_CONFIGURATIONS)]
+    table.write_text("_id,E_f,d,unconverged\n" + "\n".join(rows) + "\n")
+    mapping = folder / "divacancies.yaml"
+    mapping.write_text(
+        "name: fixture_divacancies\n"
+        "material: {formula: Cu, prototype: fcc}\n"
+        "method: {name: emt, kind: calculator}\n"
+        "key: {column: _id}\n"
+        "row_flags:\n"
+        "  - {column: unconverged, values: ['yes'], flag: 'relaxation did not converge'}\n"
+        "columns:\n"
+        "  E_f: {definition: divacancy_energy, unit: eV}\n"
+        "  d: {definition: vv_distance, unit: angstrom}\n"
+    )
+    ingest_table(table, mapping, engine=engine)
+
+
 def build_store(url: str, dataset_dir: Path) -> Store:
     """Migrate the empty database at ``url`` and fill it through compute, ingest and fit."""
     from matstore.admin import migrate
@@ -73,6 +113,7 @@ def build_store(url: str, dataset_dir: Path) -> Store:
     compute_and_store(engine, elements=list(EMT_METALS), calculator="emt", max_index=2, workers=0,
                       millers=EMT_MILLER)
     ingest_dataset("strength_covariance", engine=engine, dataset_dir=dataset_dir)
+    _ingest_configurations(engine, Path(tempfile.mkdtemp(prefix="matstore-dash-")))
     for spec in _specs():
         outcome = fit_model(engine, spec)
         promote(engine, name=spec.name, version=outcome.version.version, alias="production")

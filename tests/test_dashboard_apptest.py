@@ -40,10 +40,19 @@ from matstore.dashboard.orientation_g import (
     triangle_grid,
 )
 from tests.conftest import REPO_ROOT
-from tests.dashboard_fixtures import SURFACE_MODEL, Store, dashboard_store, restore, use_store  # noqa: F401
+from tests.dashboard_fixtures import (  # noqa: F401
+    CONFIG_E0,
+    CONFIG_SLOPE,
+    N_CONFIGURATIONS,
+    SURFACE_MODEL,
+    Store,
+    dashboard_store,
+    restore,
+    use_store,
+)
 
 INJECTION = "'; DROP TABLE material; --"
-PAGES = ("overview", "jobs", "bulk", "surfaces", "compare", "provenance", "equations")
+PAGES = ("overview", "jobs", "bulk", "surfaces", "compare", "configurations", "provenance", "equations")
 
 
 def run_page(page: str, **params: str) -> AppTest:
@@ -261,6 +270,22 @@ def test_compare_page_puts_methods_side_by_side(store: Store) -> None:
     methods = {t.name.split(",")[0] for t in fig.data}
     assert "emt" in methods and len(methods) >= 2
     assert at.dataframe[0].value.shape[1] >= 2  # one column per method
+
+
+def test_configurations_page_browses_per_configuration_values(store: Store) -> None:
+    at = run_page("configurations")
+    table = at.dataframe[0].value.set_index("key")
+    assert len(table) == N_CONFIGURATIONS
+    assert table.loc["dv03", "divacancy_energy"] == pytest.approx(CONFIG_E0 + CONFIG_SLOPE * 3.1)
+    assert table.loc["dv07", "flag"] == "relaxation did not converge" and table.loc["dv06", "flag"] == ""
+    fig = next(f for f in figures(at) if "Pearson r" in title(f))
+    assert "Pearson r = -1.000" in title(fig) and "1 flagged left out" in title(fig)  # the exact linear law
+    value_id = scalar(store.engine, "SELECT p.id FROM configuration_property p JOIN material_configuration mc "
+                                    "ON mc.id = p.configuration_id JOIN property_definition d ON d.id = p.definition_id "
+                                    "WHERE mc.key = 'dv07' AND d.name = 'divacancy_energy'")
+    prov = run_page("provenance", value=f"configuration:{value_id}")
+    shown = page_text(prov)
+    assert "configuration dv07" in shown and "relaxation did not converge" in shown
 
 
 def test_multi_word_search(store: Store) -> None:

@@ -43,6 +43,7 @@ PAGES = (
     ("bulk", "Bulk properties", ["Pearson r", "flagged left out"], ".js-plotly-plot .scatterlayer"),
     ("surfaces", "Surfaces", ["Per orientation", "Shape factor"], ".js-plotly-plot .gl-container"),
     ("compare", "Compare methods", ["Surface property per orientation"], ".js-plotly-plot"),
+    ("configurations", "Configurations", ["configurations"], ".js-plotly-plot"),
     ("provenance", "Provenance", ["Method", "Source", "Job run"], '[data-testid="stTable"]'),
     ("equations?model={surface_model}", "Equations", ["Pareto front", "Residual σ"], ".js-plotly-plot"),
 )

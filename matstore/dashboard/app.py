@@ -28,6 +28,7 @@ navigation = st.navigation(
             st.Page(PAGES / "bulk.py", title="Bulk properties", icon=":material/scatter_plot:"),
             st.Page(PAGES / "surfaces.py", title="Surfaces", icon=":material/hexagon:"),
             st.Page(PAGES / "compare.py", title="Compare methods", icon=":material/compare:"),
+            st.Page(PAGES / "configurations.py", title="Configurations", icon=":material/grid_view:"),
             st.Page(PAGES / "provenance.py", title="Provenance", icon=":material/fingerprint:"),
         ],
         "Models": [

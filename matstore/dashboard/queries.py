@@ -566,6 +566,65 @@ def feature_values(*, material_id: int, method_id: int, names: tuple[str, ...]) 
     )
 
 
+# --- per-configuration values -------------------------------------------------------------
+
+@_cache
+def configuration_choices() -> pd.DataFrame:
+    """Material × method pairs with per-configuration values (``material_configuration``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``material_id, material, method_id, method, method_kind, method_calculator,
+        method_potential, n_configurations, n_values, n_flagged``; empty when the store has
+        no per-configuration table yet.
+    """
+    if not bool(_frame("SELECT to_regclass('configuration_property') IS NOT NULL AS present").iloc[0]["present"]):
+        return pd.DataFrame(columns=["material_id", "material", "method_id", "method", "method_kind",
+                                     "method_calculator", "method_potential", "n_configurations", "n_values",
+                                     "n_flagged"])
+    return _frame(
+        """
+        SELECT mc.material_id, m.formula AS material, mc.method_id, me.name AS method, me.kind AS method_kind,
+               me.calculator AS method_calculator, me.potential AS method_potential,
+               count(DISTINCT mc.id) AS n_configurations, count(p.id) AS n_values,
+               count(p.id) FILTER (WHERE p.flag IS NOT NULL) AS n_flagged
+        FROM material_configuration mc
+        JOIN material m ON m.id = mc.material_id
+        JOIN method me ON me.id = mc.method_id
+        LEFT JOIN configuration_property p ON p.configuration_id = mc.id
+        GROUP BY mc.material_id, m.formula, mc.method_id, me.name, me.kind, me.calculator, me.potential
+        ORDER BY count(DISTINCT mc.id) DESC, m.formula, me.name
+        """
+    )
+
+
+@_cache
+def configuration_values(*, material_id: int, method_id: int, limit: int = 50 * MAX_ROWS) -> pd.DataFrame:
+    """Per-configuration values of one material and method in long form (newest per property).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``configuration_id, key, structure_id, property, unit, value, uncertainty, flag,
+        value_id``, at most ``limit`` rows, ordered by configuration key.
+    """
+    return _frame(
+        """
+        SELECT DISTINCT ON (mc.key, d.name)
+               mc.id AS configuration_id, mc.key, mc.structure_id, d.name AS property, d.unit, p.value,
+               p.uncertainty, p.flag, p.id AS value_id
+        FROM material_configuration mc
+        JOIN configuration_property p ON p.configuration_id = mc.id
+        JOIN property_definition d ON d.id = p.definition_id
+        WHERE mc.material_id = :material_id AND mc.method_id = :method_id
+        ORDER BY mc.key, d.name, p.created_at DESC, p.id DESC
+        LIMIT :limit
+        """,
+        {"material_id": int(material_id), "method_id": int(method_id), "limit": int(limit)},
+    )
+
+
 # --- provenance ---------------------------------------------------------------------------
 
 _VALUE_SELECT = """
@@ -641,9 +700,9 @@ def value_provenance(*, scope: str, value_id: int) -> pd.DataFrame:
     Parameters
     ----------
     scope:
-        ``bulk`` or ``surface``.
+        ``bulk``, ``surface`` or ``configuration`` (a per-configuration value).
     value_id:
-        ``bulk_property.id`` or ``surface_property.id``.
+        ``bulk_property.id``, ``surface_property.id`` or ``configuration_property.id``.
 
     Returns
     -------
@@ -658,16 +717,22 @@ def value_provenance(*, scope: str, value_id: int) -> pd.DataFrame:
     Raises
     ------
     ValueError
-        If ``scope`` is neither ``bulk`` nor ``surface``.
+        If ``scope`` is not ``bulk``, ``surface`` or ``configuration``.
     """
+    method, structure = "p.method_id", "p.configuration_id"  # configuration: the atomic structure
     if scope == "bulk":
         table, join, material = "bulk_property", "", "p.material_id"
         orientation = "NULL::text AS orientation, NULL::float8 AS theta_deg, NULL::float8 AS phi_deg"
     elif scope == "surface":
         table, join, material = "surface_property", "JOIN surface su ON su.id = p.surface_id", "su.material_id"
         orientation = f"{_ORIENTATION_SQL} AS orientation, su.theta_deg, su.phi_deg"
+    elif scope == "configuration":
+        table, material = "configuration_property", "mc.material_id"
+        join = "JOIN material_configuration mc ON mc.id = p.configuration_id"
+        method, structure = "mc.method_id", "mc.structure_id"
+        orientation = "'configuration ' || mc.key AS orientation, NULL::float8 AS theta_deg, NULL::float8 AS phi_deg"
     else:
-        raise ValueError(f"scope must be 'bulk' or 'surface', got {scope!r}")
+        raise ValueError(f"scope must be 'bulk', 'surface' or 'configuration', got {scope!r}")
     return _frame(
         f"""
         SELECT p.id AS value_id, m.formula AS material, m.prototype, d.name AS property, d.symbol,
@@ -689,11 +754,11 @@ def value_provenance(*, scope: str, value_id: int) -> pd.DataFrame:
         FROM {table} p
         {join}
         JOIN material m ON m.id = {material}
-        JOIN method me ON me.id = p.method_id
+        JOIN method me ON me.id = {method}
         JOIN property_definition d ON d.id = p.definition_id
         JOIN source s ON s.id = p.source_id
         JOIN job_run j ON j.id = p.job_run_id
-        LEFT JOIN configuration c ON c.id = p.configuration_id
+        LEFT JOIN configuration c ON c.id = {structure}
         WHERE p.id = :value_id
         """,
         {"value_id": int(value_id)},

@@ -34,7 +34,7 @@ def _label(row: pd.Series) -> str:
 
 
 options = {f"{r.scope}:{r.value_id}": _label(r) for _, r in found.iterrows()}
-if linked and linked not in options and linked.partition(":")[0] in ("bulk", "surface") \
+if linked and linked not in options and linked.partition(":")[0] in ("bulk", "surface", "configuration") \
         and linked.partition(":")[2].isdigit():
     options = {linked: f"{linked.replace(':', ' #')} (linked)"} | options
 keys = list(options)
