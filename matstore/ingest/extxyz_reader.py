@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -89,6 +90,10 @@ def _as_matrix(value: Any, name: str) -> np.ndarray:
     return arr
 
 
+# Flat (row-major) indices of xx, yy, zz, yz, xz, xy in a 3×3 matrix.
+_VOIGT_INDEX = np.array([0, 4, 8, 5, 2, 1])
+
+
 def _voigt(stress: Any) -> np.ndarray:
     """Stress as ASE's calculator holds it: Voigt (xx, yy, zz, yz, xz, xy), eV/Å³."""
     arr = np.asarray(stress, dtype=float)
@@ -96,8 +101,7 @@ def _voigt(stress: Any) -> np.ndarray:
         return arr
     if arr.size != 9:
         raise ValueError(f"stress must have 6 (Voigt) or 9 numbers, got {arr.size}")
-    s = _as_matrix(arr, "stress")
-    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    return _as_matrix(arr, "stress").reshape(9)[_VOIGT_INDEX]
 
 
 def _label_prefix(info: dict[str, Any], arrays: dict[str, Any]) -> str:
@@ -167,9 +171,14 @@ def virials_from_stress(frames: list[dict[str, Any]]) -> int | None:
     return None
 
 
+@lru_cache(maxsize=8)
+def _skipped_keys(prefix: str) -> frozenset[str]:
+    return frozenset(_STRUCTURE_KEYS) | {prefix + key for key in LABEL_KEYS}
+
+
 def _metadata(info: dict[str, Any], prefix: str, index: int) -> dict[str, Any]:
     """JSON-ready per-frame metadata: every comment-line key but structure and label keys."""
-    skip = set(_STRUCTURE_KEYS) | {prefix + key for key in LABEL_KEYS}
+    skip = _skipped_keys(prefix)
     meta = {str(k): jsonable(v) for k, v in info.items() if k not in skip}
     meta["frame"] = index
     energy, free = info.get(prefix + "energy"), info.get(prefix + "free_energy")
