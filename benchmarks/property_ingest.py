@@ -1,18 +1,21 @@
-"""Property-table ingest: rows/s and values/s through ``ingest_table``, and the bulk insert path.
+"""Property-table ingest: values/s through ``ingest_table`` for bulk and per-configuration tables.
 
-A wide CSV of N rows (``--rows``, default 2,000 and 10,000: the INSERT path runs at a few thousand values/s) × 20 bulk properties is generated
-(one row per potential × element, 4 elements per potential; surface energies in eV/Å² so that
-every one of them is converted with pint, the rest in canonical units; values inside the
-plausibility bounds) with its mapping YAML, then timed:
+Two generated CSVs of N rows (``--rows``, default 2,000 and 10,000) × 20 properties, each with
+its mapping YAML (values inside the plausibility bounds; surface energies in eV/Å² so that
+pint converts them):
 
-- ``ingest_table`` end to end (what ``matstore ingest table FILE -m MAPPING`` runs): read,
-  parse, convert and validate every cell, claim the source, get-or-create materials and
-  methods, insert the values; and its parse-only part (``read_table`` + ``parse_values``);
-- the bulk insert path alone: :func:`matstore.crud.add_bulk_properties` (multi-row
-  ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, 2,000 rows per statement as ``ingest_table``
-  batches them) with the rows already built;
-- for reference, a binary ``COPY`` of the same rows into ``bulk_property`` (no conflict
-  handling: the ceiling for this table with its indexes and constraints).
+- **bulk**: one row per potential × element (4 elements per potential), 20 bulk definitions;
+- **per-configuration**: one row per configuration of MoS2 by one method, keyed by an ``_id``
+  column (``key: {column: _id}``), 20 user definitions of scope ``configuration`` (added
+  with :func:`matstore.crud.add_definition`), as in a published defect table.
+
+Timed for each: ``ingest_table`` end to end (what ``matstore ingest table FILE -m MAPPING``
+runs: read, parse, convert and validate every cell, claim the source, resolve materials,
+methods and configurations in bulk, binary COPY into a staging table and one ``INSERT …
+ON CONFLICT DO NOTHING``), and its parse-only part (``read_table`` + ``parse_values``).
+For the bulk table also the store step alone, the old executemany ``INSERT … VALUES`` path
+(:func:`matstore.crud.add_bulk_properties`) and, for reference, a plain binary COPY into
+``bulk_property`` (no conflict handling: the ceiling for this table and its indexes).
 
 Usage::
 
@@ -101,54 +104,103 @@ def make_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
     return path, mapping
 
 
+def make_configuration_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
+    """A keyed per-configuration CSV with ``rows`` rows × 20 descriptor columns and its mapping."""
+    cache = Path(tempfile.gettempdir()) / "matstore_bench"
+    cache.mkdir(exist_ok=True)
+    path, mapping = cache / f"configurations_{rows}_s{seed}.csv", cache / f"configurations_{rows}_s{seed}.yaml"
+    if path.is_file() and mapping.is_file():
+        return path, mapping
+    values = np.random.default_rng(seed).uniform(1.0, 12.0, size=(rows, len(CONFIGURATION_PROPERTIES)))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["_id", *CONFIGURATION_PROPERTIES])
+        for i in range(rows):
+            writer.writerow([f"cfg{i:07d}", *(f"{v:.6g}" for v in values[i])])
+    spec = {
+        "name": f"bench_configurations_{rows}",
+        "material": {"formula": "MoS2", "prototype": "2H"},
+        "method": {"name": "DFT-PBE (bench)", "kind": "dft"},
+        "key": {"column": "_id"},
+        "columns": {name: {"definition": name, "unit": unit} for name, unit in CONFIGURATION_PROPERTIES.items()},
+    }
+    mapping.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path, mapping
+
+
+#: The per-configuration table's user definitions: a formation energy and 19 distances.
+CONFIGURATION_PROPERTIES = {"e_formation_bench": "eV"} | {f"d_bench_{k:02d}": "angstrom" for k in range(1, 20)}
+
+
+def _reset(engine: Any) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE bulk_property, surface_property, configuration_property, material_configuration, "
+                          "surface, material, method, source, job_run RESTART IDENTITY CASCADE"))
+
+
+def _time_ingest(engine: Any, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
+    """End-to-end and parse-only times of one table (each run on an emptied store)."""
+    from matstore.ingest.table import TableReport, add_derived_columns, ingest_table, load_mapping, parse_values, read_table
+    from matstore.ingest.table import store_vocabulary
+
+    out: dict[str, Any] = {}
+    out["ingest"], report = time_call(lambda: ingest_table(path, mapping, engine=engine), repeat, setup=lambda: _reset(engine))
+    assert report.inserted == report.values, (report.inserted, report.values)
+    out["values"], out["rows"] = report.values, report.rows
+    parsed = load_mapping(mapping, vocabulary=store_vocabulary(engine))
+
+    def parse() -> list[Any]:
+        table = add_derived_columns(read_table(path, parsed), parsed, path=path)
+        return parse_values(path, parsed, table, TableReport(path=str(path), sha256="", mapping=""))
+
+    out["parse"], out["parsed"] = time_call(parse, repeat)
+    return out
+
+
 def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
+    """Bulk table: end to end, parse only, store only (COPY path), executemany INSERT, plain COPY."""
     import psycopg
     from sqlalchemy import create_engine, text
     from sqlmodel import Session
 
     from matstore import crud
-    from matstore.ingest.table import TableReport, load_mapping, parse_values, read_table
+    from matstore.ingest.property_copy import json_text
+    from matstore.ingest.storing import store_values
+    from matstore.ingest.table_report import TableReport
 
     engine = create_engine(url)
+    out = _time_ingest(engine, path, mapping, repeat)
+    values = out.pop("parsed")
+    with Session(engine) as s:
+        source_id = crud.claim_source(session=s, kind="file", sha256="c" * 64, uri="bench://bulk")
+        s.commit()
+    run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
 
-    def reset() -> None:
+    def clear_bench_rows() -> None:
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE bulk_property, surface_property, surface, material, method, source, job_run "
-                              "RESTART IDENTITY CASCADE"))
+            conn.execute(text("DELETE FROM bulk_property WHERE source_id = :s"), {"s": source_id})
 
-    from matstore.ingest.table import ingest_table
+    def store() -> int:
+        report = TableReport(path=str(path), sha256="", mapping="")
+        with Session(engine) as s:
+            store_values(s, values, report, source_id=source_id, job_run_id=run_id)
+            s.commit()
+        return report.inserted
 
-    out: dict[str, Any] = {}
-    out["ingest"], report = time_call(lambda: ingest_table(path, mapping, engine=engine), repeat, setup=reset)
-    assert report.bulk_inserted == report.values, (report.bulk_inserted, report.values)
-    out["values"], out["rows"] = report.values, report.rows
-
-    parsed = load_mapping(mapping)
-
-    def parse() -> list[Any]:
-        table = read_table(path, parsed)
-        return parse_values(path, parsed, table, TableReport(path=str(path), sha256="", mapping=""))
-
-    out["parse"], values = time_call(parse, repeat)
-
-    # Rows as _store builds them, with ids from the stored table (materials/methods exist now).
+    out["store"], n = time_call(store, repeat, setup=clear_bench_rows)
+    assert n == len(values)
     with Session(engine) as s:
         defs = {name: d.id for name, d in crud.definitions(session=s).items()}
         mats = dict(s.execute(text("SELECT formula, id FROM material")).all())
         meths = dict(s.execute(text("SELECT name, id FROM method")).all())
-        source_id = crud.claim_source(session=s, kind="file", sha256="c" * 64, uri="bench://bulk")
-        s.commit()
-    run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
     rows = [
         {"material_id": mats[v.formula], "method_id": meths[v.method], "definition_id": defs[v.entry.definition],
          "value": v.value, "uncertainty": None, "flag": None, "source_id": source_id, "job_run_id": run_id,
          "details": {"column": v.column, "row": v.row, "line": v.line, "raw": v.raw, "unit": v.entry.unit}}
         for v in values
     ]
-
-    def clear_bench_rows() -> None:
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM bulk_property WHERE source_id = :s"), {"s": source_id})
 
     def insert() -> int:
         with Session(engine) as s:
@@ -159,8 +211,6 @@ def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
     out["insert"], n = time_call(insert, repeat, setup=clear_bench_rows)
     assert n == len(rows)
 
-    import json
-
     def copy() -> None:
         with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cur:
             with cur.copy("COPY bulk_property (material_id, method_id, definition_id, value, source_id, job_run_id, details) "
@@ -168,11 +218,36 @@ def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
                 cp.set_types(["int4", "int4", "int4", "float8", "int4", "int4", "jsonb"])
                 for r in rows:
                     cp.write_row((r["material_id"], r["method_id"], r["definition_id"], r["value"], r["source_id"],
-                                  r["job_run_id"], json.dumps(r["details"])))
+                                  r["job_run_id"], json_text(r["details"])))
 
     out["copy"], _ = time_call(copy, repeat, setup=clear_bench_rows)
     engine.dispose()
     return out
+
+
+def bench_configurations(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
+    """Per-configuration table: end to end and parse only."""
+    from sqlalchemy import create_engine
+    from sqlmodel import Session
+
+    from matstore import crud
+
+    engine = create_engine(url)
+    run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
+    with Session(engine) as s:
+        for name, unit in CONFIGURATION_PROPERTIES.items():
+            crud.add_definition(session=s, name=name, unit=unit, scope="configuration", job_run_id=run_id)
+        s.commit()
+    out = _time_ingest(engine, path, mapping, repeat)
+    out.pop("parsed")
+    engine.dispose()
+    return out
+
+
+STEPS = (("ingest_table (end to end)", "ingest"), ("  parse + convert + validate only", "parse"),
+         ("  store only (bulk resolve + binary COPY + INSERT … ON CONFLICT)", "store"),
+         ("crud.add_bulk_properties (executemany INSERT, before)", "insert"),
+         ("binary COPY into bulk_property (reference)", "copy"))
 
 
 def main() -> None:
@@ -185,20 +260,20 @@ def main() -> None:
     print_machine(args.server)
     table_rows = []
     for n_rows in args.rows:
-        path, mapping = make_table(n_rows)
         start = time.perf_counter()
         with temp_database(args.server, keep=args.keep) as url:
-            r = bench(url, path, mapping, args.repeat)
+            bulk = bench(url, *make_table(n_rows), args.repeat)
+            per_config = bench_configurations(url, *make_configuration_table(n_rows), args.repeat)
         console.print(f"{n_rows:,} rows done in {time.perf_counter() - start:.0f} s")
-        nv, nr = r["values"], r["rows"]
-        for label, key in (("ingest_table (end to end)", "ingest"), ("  parse + convert + validate only", "parse"),
-                           ("crud.add_bulk_properties (executemany INSERT)", "insert"),
-                           ("binary COPY into bulk_property (reference)", "copy")):
-            t = median(r[key])
-            table_rows.append([f"{n_rows:,} rows × {len(PROPERTIES)}", label, f"{t:.2f}",
-                               fmt_rate(nr / t) if key in ("ingest", "parse") else "", fmt_rate(nv / t)])
+        for kind, r in (("bulk", bulk), ("per-configuration", per_config)):
+            for label, key in STEPS:
+                if key not in r:
+                    continue
+                t = median(r[key])
+                table_rows.append([f"{kind}, {n_rows:,} rows × 20", label, f"{t:.2f}",
+                                   fmt_rate(r["rows"] / t) if key in ("ingest", "parse") else "", fmt_rate(r["values"] / t)])
     columns = ["table", "step", "seconds", "rows/s", "values/s"]
-    print_table(f"property-table ingest (medians of {args.repeat})", columns, table_rows)
+    print_table(f"property-table ingest (medians of {args.repeat}; 2 shared cores, noisy)", columns, table_rows)
     if args.markdown:
         print(markdown_table(columns, table_rows))
 

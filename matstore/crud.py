@@ -215,6 +215,34 @@ def get_or_create_method(
     ).scalar_one()
 
 
+def get_or_create_methods(*, session: Session, methods: Sequence[tuple[str, str, str | None]]) -> dict[tuple[str, str, str | None], int]:
+    """Ids of many methods without parameters, ``(name, kind, potential)`` each, inserting new ones.
+
+    One statement for all (a table may name hundreds of potentials); a method is identified
+    by its name and the sha256 of its (empty) parameters, as in :func:`get_or_create_method`,
+    so a name already stored keeps its kind and potential.
+
+    Returns
+    -------
+    dict
+        (name, kind, potential) → ``method.id``.
+    """
+    unique = list(dict.fromkeys(methods))
+    if not unique:
+        return {}
+    names, kinds, potentials = (list(c) for c in zip(*unique, strict=True))
+    empty = sha256_json({})
+    session.execute(text(
+        "INSERT INTO method (name, kind, potential, parameters, parameters_sha256, software) "
+        "SELECT n, k, p, '{}'::jsonb, :sha, '{}'::jsonb FROM unnest(CAST(:n AS text[]), CAST(:k AS text[]), CAST(:p AS text[])) "
+        "AS u(n, k, p) ON CONFLICT (name, parameters_sha256) DO NOTHING"
+    ), {"n": names, "k": kinds, "p": potentials, "sha": empty})
+    ids = dict(session.execute(
+        select(Method.name, Method.id).where(Method.name.in_(names), Method.parameters_sha256 == empty)  # type: ignore[attr-defined]
+    ).all())
+    return {m: ids[m[0]] for m in unique}
+
+
 def get_or_create_surface(*, session: Session, material_id: int, orientation: Orientation) -> int:
     """Id of the surface of ``material_id`` with ``orientation``, inserting it when new."""
     miller = orientation.miller or (None, None, None)

@@ -20,13 +20,10 @@ _VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", 
 
 def _entities(session: Any, values: list[Value], source_id: int, job_run_id: int) -> tuple[dict, dict, dict, dict]:
     materials: dict[tuple[str, str], int] = {}
-    methods: dict[tuple[str, str, str | None], int] = {}
     for v in values:
         if (v.formula, v.prototype) not in materials:
             materials[v.formula, v.prototype] = crud.get_or_create_material(session=session, formula=v.formula, prototype=v.prototype)
-        if (v.method, v.method_kind, v.potential) not in methods:
-            methods[v.method, v.method_kind, v.potential] = crud.get_or_create_method(
-                session=session, name=v.method, kind=v.method_kind, potential=v.potential)
+    methods = crud.get_or_create_methods(session=session, methods=[(v.method, v.method_kind, v.potential) for v in values])
     surfaces = crud.get_or_create_surfaces(session=session, surfaces=[
         (materials[v.formula, v.prototype], v.orientation) for v in values if v.orientation is not None])
     keys: dict[tuple[int, int], list[str]] = defaultdict(list)
