@@ -19,21 +19,21 @@ from matstore import orientation as ori
 from matstore.dashboard import charts, expressions, queries, reports, state
 from matstore.dashboard.orientation_g import ORIENTATION_NAMES, evaluate_on, orientation_descriptors
 
-_TYPED = "type the values"
+_TYPED = "typed"  # URL value of "type the values yourself"
 
 
 def _pick_source(features: list[str], version_id: int) -> tuple[int | None, int | None]:
     """Selectbox of material × method pairs with stored features (the version's training
     pairs first); ids or (None, None)."""
     choices = queries.feature_choices(names=tuple(features), version_id=version_id)
-    keys = [_TYPED] + [f"{r.material_id}:{r.method_id}" for r in choices.itertuples()]
-    names = {_TYPED: _TYPED} | {f"{r.material_id}:{r.method_id}": f"{r.material} · {r.method} "
-                                f"({int(r.n_features)}/{len(features)} features stored"
-                                f"{', in the training data' if r.trained else ''})" for r in choices.itertuples()}
-    default = 1 if len(keys) > 1 and int(choices.iloc[0]["n_features"]) == len(features) else 0
-    pick = st.selectbox("Fill the inputs from a material and method", keys, format_func=names.get,
-                        index=state.index_of(keys, state.get_text("from"), default))
-    state.keep("from", None if pick == _TYPED else pick)
+    names = {_TYPED: "type the values"} | {
+        state.material_method_key(r.material_id, r.method_id):
+            f"{r.material} · {r.method} ({int(r.n_features)}/{len(features)} features stored"
+            f"{', in the training data' if r.trained else ''})" for r in choices.itertuples()}
+    keys = list(names)
+    complete = len(keys) > 1 and int(choices.iloc[0]["n_features"]) == len(features)
+    pick = state.choose("Fill the inputs from a material and method", names, param="from",
+                        default=keys[1] if complete else _TYPED)
     if pick == _TYPED:
         return None, None
     material_id, method_id = (int(x) for x in pick.split(":"))

@@ -67,6 +67,23 @@ def index_of(options: Sequence[Any], value: Any, default: int = 0) -> int:
         return default
 
 
+def choose(label: str, options: dict[str, str], *, param: str, default: str | None = None) -> str:
+    """A selectbox over ``options`` (key → label) whose choice is kept in the URL as ``param``.
+
+    Returns the chosen key; the URL's value wins over ``default`` (else the first option).
+    """
+    keys = list(options)
+    fallback = index_of(keys, default) if default is not None else 0
+    chosen = st.selectbox(label, keys, format_func=options.get, index=index_of(keys, get_text(param), fallback))
+    keep(param, chosen)
+    return chosen
+
+
+def material_method_key(material_id: int, method_id: int) -> str:
+    """URL form of a material × method choice, ``"12:3"``."""
+    return f"{int(material_id)}:{int(method_id)}"
+
+
 def provenance_url(scope: str, value_id: int) -> str:
     """Relative link to the provenance page of one stored value (``bulk`` or ``surface``)."""
     return f"{PROVENANCE_PAGE}?value={scope}:{int(value_id)}"

@@ -21,13 +21,11 @@ if choices.empty:
     st.info("No per-configuration values stored yet: ingest a table with a `key:` column mapping.")
     st.stop()
 
-keys = [f"{r.material_id}:{r.method_id}" for r in choices.itertuples()]
+keys = [state.material_method_key(r.material_id, r.method_id) for r in choices.itertuples()]
 names = {k: f"{r.material} · {r.method} [{r.source}] — {int(r.n_configurations):,} configurations, "
             f"{int(r.n_values):,} values" + (f", {int(r.n_flagged)} flagged" if r.n_flagged else "")
          for k, r in zip(keys, choices.itertuples(), strict=True)}
-pick = st.selectbox("Material and method", keys, format_func=names.get,
-                    index=state.index_of(keys, state.get_text("pick")))
-state.keep("pick", pick)
+pick = state.choose("Material and method", names, param="pick")
 material_id, method_id = (int(x) for x in pick.split(":"))
 long = queries.configuration_values(material_id=material_id, method_id=method_id)
 units = dict(long.drop_duplicates("property")[["property", "unit"]].itertuples(index=False))

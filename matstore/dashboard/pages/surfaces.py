@@ -21,16 +21,14 @@ if choices.empty:
     st.info("No surface values stored yet.")
     st.stop()
 
-keys = [f"{r.material_id}:{r.method_id}" for r in choices.itertuples()]
+keys = [state.material_method_key(r.material_id, r.method_id) for r in choices.itertuples()]
 names = {k: f"{r.material} ({r.prototype}) · {r.method} [{r.source}] — {int(r.n_surfaces)} surfaces"
          + (f", {int(r.n_flagged)} flagged values" if r.n_flagged else "")
          for k, r in zip(keys, choices.itertuples(), strict=True)}
 # Most surfaces first; among equals, a computed set (EMT, LAMMPS) before a table's, fewest flags.
 rank = choices.assign(table=choices["source"].isin(["OpenKIM", "DFT"]))
 richest = keys[rank.sort_values(["n_surfaces", "table", "n_flagged"], ascending=[False, True, True]).index[0]]
-pick = st.selectbox("Material and method", keys, index=state.index_of(keys, state.get_text("pick"), keys.index(richest)),
-                    format_func=names.get)
-state.keep("pick", pick)
+pick = state.choose("Material and method", names, param="pick", default=richest)
 choice = choices.iloc[keys.index(pick)]
 long = queries.surface_values(material_id=int(choice.material_id), method_id=int(choice.method_id))
 wide = charts.surface_wide(long)
