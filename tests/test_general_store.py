@@ -108,3 +108,31 @@ def test_material_stores_composition(store):
     with store.connect() as conn:
         formula, composition = conn.execute(text("SELECT formula, composition FROM material WHERE id = :i"), {"i": a}).one()
     assert formula == "MoS2" and composition == {"Mo": 1.0, "S": 2.0}
+
+
+def test_compositions_ingest_and_their_descriptors_are_features(store, tmp_path):
+    """Solid-solution formulas (La1-xCexPO4-like) through a mapping; descriptors by name in a training set."""
+    from matstore.ingest.table import ingest_table
+    from matstore.models.dataset import DatasetError, build_training_set
+
+    run = _run(store)
+    with Session(store) as session:
+        crud.add_definition(session=session, name="mixing_enthalpy", unit="kJ/mol", scope="bulk", job_run_id=run)
+        session.commit()
+    table = tmp_path / "monazite.csv"
+    table.write_text("formula,dH\nLa0.5Ce0.5PO4,1.2\nLa0.25Nd0.75PO4,2100\nCePO4,0\n")
+    mapping = tmp_path / "monazite.yaml"
+    mapping.write_text("material: {column: formula, prototype: monazite}\nmethod: {name: calorimetry, kind: experiment}\n"
+                       "columns:\n  dH: {definition: mixing_enthalpy, unit: J/mol}\n")
+    report = ingest_table(table, mapping, engine=store)
+    assert report.bulk_inserted == 3
+    ts = build_training_set(store, target="mixing_enthalpy", features=["mean_atomic_mass", "n_elements"])
+    row = ts.table.set_index("material").loc["La0.5Ce0.5PO4"]
+    la, ce, p, o = 138.90547, 140.116, 30.973762, 15.9994  # pymatgen's atomic masses (u)
+    assert row.mean_atomic_mass == pytest.approx((0.5 * la + 0.5 * ce + p + 4 * o) / 6, rel=1e-6)
+    assert row.n_elements == 4 and row.target == pytest.approx(1.2e-3)  # J/mol → kJ/mol
+    assert ts.units["mean_atomic_mass"] == "u" and set(ts.groups) == {"CePO4", "La0.5Ce0.5PO4", "La0.25Nd0.75PO4"}
+    with pytest.raises(DatasetError, match="did you mean mean_atomic_mass"):
+        build_training_set(store, target="mixing_enthalpy", features=["mean_atomic_mas"])
+    with pytest.raises(DatasetError, match="group_by 'colour'"):
+        build_training_set(store, target="mixing_enthalpy", features=["n_elements"], group_by="colour")

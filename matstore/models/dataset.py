@@ -166,12 +166,13 @@ def _feature_kinds(known: dict[str, tuple[str, str]], target: str, features: lis
     return kinds
 
 
-def _check_names(known: dict[str, tuple[str, str]], names: list[str]) -> None:
+def _check_names(conn, known: dict[str, tuple[str, str]], names: list[str]) -> None:  # noqa: ANN001
     unknown = [n for n in names if n not in known]
     if unknown:
         from matstore.crud import unknown_definition_message
 
-        with_hint = unknown_definition_message(unknown[0], list(known))
+        vocabulary = conn.execute(text("SELECT name FROM property_definition")).scalars().all()
+        with_hint = unknown_definition_message(unknown[0], vocabulary)
         raise DatasetError(f"{with_hint}{'; also unknown: ' + ', '.join(unknown[1:]) if unknown[1:] else ''}")
 
 
@@ -214,7 +215,7 @@ def build_training_set(
 
     with engine.connect() as conn:
         known = _units(conn, [target, *features])
-        _check_names(known, [target, *features])
+        _check_names(conn, known, [target, *features])
         kinds = _feature_kinds(known, target, features)
         scope = known[target][1]
         # ``features`` binds the material-level names only; the snapshot records the full list.
