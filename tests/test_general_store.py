@@ -136,3 +136,23 @@ def test_compositions_ingest_and_their_descriptors_are_features(store, tmp_path)
         build_training_set(store, target="mixing_enthalpy", features=["mean_atomic_mas"])
     with pytest.raises(DatasetError, match="group_by 'colour'"):
         build_training_set(store, target="mixing_enthalpy", features=["n_elements"], group_by="colour")
+
+
+def test_stored_inputs_join_configuration_material_and_composition(store):
+    from matstore.models.dataset import stored_inputs
+
+    run = _run(store)
+    with Session(store) as session:
+        crud.add_definition(session=session, name="vv_distance_1", unit="angstrom", scope="configuration", job_run_id=run)
+        material = crud.get_or_create_material(session=session, formula="Cu", prototype="fcc")
+        method = crud.get_or_create_method(session=session, name="u3", kind="interatomic_potential")
+        source = crud.claim_source(session=session, kind="computation", sha256="b" * 64)
+        crud.add_configuration_values(session=session, material_id=material, method_id=method, source_id=source,
+                                      job_run_id=run, values={"2v:1NN": {"vv_distance_1": 2.556}})
+        crud.add_bulk_properties(session=session, rows=[{"material_id": material, "method_id": method, "source_id": source,
+                                                         "definition_id": crud.definitions(session=session)["lattice_constant"].id,
+                                                         "value": 3.615, "job_run_id": run}])
+        session.commit()
+    inputs = stored_inputs(store, material="Cu", method="u3", configuration_key="2v:1NN",
+                           features=["vv_distance_1", "lattice_constant", "mean_atomic_mass", "c44"])
+    assert inputs == {"vv_distance_1": 2.556, "lattice_constant": 3.615, "mean_atomic_mass": pytest.approx(63.546)}

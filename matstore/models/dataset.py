@@ -287,6 +287,59 @@ def _wide(long: pd.DataFrame, index: list[str], names: list[str]) -> pd.DataFram
     return wide[[*index, *names]]
 
 
+STORED_INPUTS_SQL = """
+SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS value
+FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
+JOIN property_definition d ON d.id = p.definition_id
+WHERE m.formula = :material AND me.name = :method AND d.name = ANY(CAST(:names AS text[]))
+GROUP BY d.name
+UNION ALL
+SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1]
+FROM configuration_property p JOIN material_configuration mc ON mc.id = p.configuration_id
+JOIN material m ON m.id = mc.material_id JOIN method me ON me.id = mc.method_id
+JOIN property_definition d ON d.id = p.definition_id
+WHERE m.formula = :material AND me.name = :method AND mc.key = :key AND d.name = ANY(CAST(:names AS text[]))
+GROUP BY d.name
+"""
+
+
+def stored_inputs(engine: Engine, *, material: str, method: str, features: list[str],
+                  configuration_key: str | None = None) -> dict[str, float]:
+    """Feature values of one row as a training set would join them (for ``predict``).
+
+    Newest stored value of each material-level feature of (material, method), of each
+    configuration-scope feature of the configuration ``configuration_key`` (when given),
+    and the composition descriptors of the material.  Features with no value are absent.
+
+    Parameters
+    ----------
+    material
+        Formula (any spelling pymatgen reduces to the stored one, e.g. ``Mo2S4``).
+    method
+        Method name.
+    features
+        Property names (any scope but surface).
+    configuration_key
+        Key of a material configuration, for configuration-scope features.
+    """
+    from matstore.composition import DESCRIPTORS, FormulaError, composition_descriptor, parse_formula
+
+    try:
+        formula = parse_formula(material).formula
+    except FormulaError:
+        formula = material
+    with engine.connect() as conn:
+        rows = conn.execute(text(STORED_INPUTS_SQL), {"material": formula, "method": method, "names": features,
+                                                      "key": configuration_key}).all()
+        composition = conn.execute(text("SELECT composition FROM material WHERE formula = :f ORDER BY id LIMIT 1"),
+                                   {"f": formula}).scalar()
+    out = {r.name: float(r.value) for r in rows}
+    for name in features:
+        if name in DESCRIPTORS and composition:
+            out[name] = composition_descriptor(name, composition)
+    return out
+
+
 def snapshot_sha256(table: pd.DataFrame, query: str, params: dict) -> str:
     """sha256 over the sorted rows (rounded to 12 significant digits), the query and its parameters."""
     data_columns = [c for c in table.columns if c not in ("material_id", "method_id", "surface_id", "configuration_id")]
