@@ -249,6 +249,8 @@ def orientation_map(wide: pd.DataFrame, *, prop: str, unit: str | None) -> go.Fi
         Property column to colour by, e.g. ``surface_energy``.
     unit:
         Its canonical unit (colour bar title).
+
+    Values with a ``<prop>_flag`` are ringed in red (the flag in the hover).
     """
     if wide.empty or prop not in wide.columns or wide[prop].isna().all():
         return _empty(f"no {prop} values to map")
@@ -263,6 +265,12 @@ def orientation_map(wide: pd.DataFrame, *, prop: str, unit: str | None) -> go.Fi
         customdata=data[prop], showlegend=False,
         hovertemplate="%{text}: %{customdata:.4g} " + unit_label(unit) + "<extra></extra>",
     ))
+    flag_column = f"{prop}_flag"
+    if flag_column in data.columns and data[flag_column].notna().any():
+        flagged = data[flag_column].notna().to_numpy()
+        fig.add_trace(go.Scatter(x=x[flagged], y=y[flagged], mode="markers", name=FLAGGED_TRACE,
+                                 marker={"size": 24, "symbol": "circle-open", "color": FLAG_COLOUR, "line": {"width": 2}},
+                                 text=data.loc[flagged, flag_column], hovertemplate="%{text}<extra>flagged</extra>"))
     return _triangle_layout(fig, f"{prop.replace('_', ' ')} over the stereographic triangle")
 
 

@@ -130,7 +130,7 @@ def counts() -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``materials, methods, surfaces, bulk_properties, surface_properties,
-        configurations, equation_models, equation_versions, job_runs, failed_job_runs``.
+        configuration_properties, configurations, equation_models, equation_versions, job_runs, failed_job_runs``.
     """
     return _frame(
         """
@@ -139,6 +139,7 @@ def counts() -> pd.DataFrame:
                (SELECT count(*) FROM surface) AS surfaces,
                (SELECT count(*) FROM bulk_property) AS bulk_properties,
                (SELECT count(*) FROM surface_property) AS surface_properties,
+               (SELECT count(*) FROM configuration_property) AS configuration_properties,
                (SELECT count(*) FROM configuration) AS configurations,
                (SELECT count(*) FROM equation_model) AS equation_models,
                (SELECT count(*) FROM equation_version) AS equation_versions,

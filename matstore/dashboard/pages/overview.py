@@ -14,8 +14,10 @@ row1 = st.columns(4)
 row1[0].metric("Materials", f"{int(c.materials):,}")
 row1[1].metric("Methods", f"{int(c.methods):,}", help="Calculators, interatomic potentials, levels of theory")
 row1[2].metric("Surfaces", f"{int(c.surfaces):,}")
-row1[3].metric("Property values", f"{int(c.bulk_properties + c.surface_properties):,}",
-               help=f"{int(c.bulk_properties):,} bulk + {int(c.surface_properties):,} surface values")
+n_values = int(c.bulk_properties + c.surface_properties + c.configuration_properties)
+row1[3].metric("Property values", f"{n_values:,}",
+               help=f"{int(c.bulk_properties):,} bulk + {int(c.surface_properties):,} surface + "
+                    f"{int(c.configuration_properties):,} per-configuration values")
 row2 = st.columns(4)
 row2[0].metric("Configurations", f"{int(c.configurations):,}")
 row2[1].metric("Equation models", f"{int(c.equation_models):,}")
