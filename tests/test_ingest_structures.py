@@ -457,3 +457,19 @@ def test_streamed_ingest_with_repeats_across_batches(engine, tmp_path):
     with engine.connect() as conn:
         energies = conn.execute(text("SELECT energy FROM configuration ORDER BY id")).scalars().all()
     assert len(energies) == 10 and len(set(energies)) == 10
+
+
+def test_extxyz_frames_are_streamed_not_read_whole(tmp_path):
+    """iter_frames yields the first frames of a file before it reaches a bad one far behind
+    (the reader holds one batch of 256 frames, not the file); the error still names its line."""
+    from matstore.ingest.errors import ParseError
+    from matstore.ingest.structures import _CHECK_BATCH, iter_frames
+
+    path = tmp_path / "long.extxyz"
+    path.write_text(_GOOD_FRAME * (3 * _CHECK_BATCH) + "2\nLattice=\"1 0 0\" broken\nCu 0 0 0\nCu 1 1 1\n")
+    frames = iter_frames(path)
+    first = [next(frames) for _ in range(_CHECK_BATCH)]
+    assert [f["info"]["frame"] for f in first] == list(range(_CHECK_BATCH))
+    with pytest.raises(ParseError, match=rf"long\.extxyz, line {4 * 3 * _CHECK_BATCH + 2}: frame {3 * _CHECK_BATCH}"):
+        for _ in frames:
+            pass
