@@ -98,8 +98,10 @@ def test_per_configuration_table_is_keyed_and_fitted_through_the_cli(store, data
                   "--group-by", "configuration_key", env=env).stdout
     assert "created (version 1)" in out
     with store.connect() as conn:
-        preds = conn.execute(text("SELECT observed, predicted, cv_predicted FROM model_predictions WHERE model = 'defects'")).all()
-    assert len(preds) == 60
+        preds = conn.execute(text("SELECT observed, predicted, cv_predicted, configuration_key FROM model_predictions "
+                                  "WHERE model = 'defects' ORDER BY configuration_key")).all()
+    assert len(preds) == 60 and preds[5].configuration_key == "3def:c005"
+    assert preds[5].observed == pytest.approx(E0 + A * d[5, 0] / d[5, 1])
     assert max(abs(p.predicted - p.observed) for p in preds) < 1e-6  # the exact law, E0 + A·d1/d2
     assert max(abs(p.cv_predicted - p.observed) for p in preds) < 1e-6
     shown = run_cli("models", "show", "defects", env=env).stdout

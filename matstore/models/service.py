@@ -125,6 +125,7 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     predictions = [
         {"material_id": int(r.material_id), "method_id": int(r.method_id),
          "surface_id": None if pd.isna(r.surface_id) else int(r.surface_id),
+         "configuration_id": None if pd.isna(getattr(r, "configuration_id", None)) else int(r.configuration_id),
          "observed": float(r.target), "predicted": _finite(p), "cv_predicted": _finite(c)}
         for r, p, c in zip(kept.itertuples(), result.predictions, result.oof_predictions, strict=True)
     ]
