@@ -43,4 +43,5 @@ def structures(
     console.print(table)
     state = "recorded as" if report.recorded else "written again from"
     named = f"; {state} training set {report.name!r}" if report.name else ""
-    console.print(f"content sha256 {report.content_sha256}{named}; keys {report.prefix or '(no prefix)'}energy/forces/virial/stress")
+    keys = ", ".join(report.prefix + key for key in ("energy", "forces", "virial", "stress"))
+    console.print(f"content sha256 {report.content_sha256}{named}; keys {keys} (eV, eV/Å, eV, eV/Å³)")
