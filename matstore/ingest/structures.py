@@ -210,20 +210,22 @@ def _batch_is_valid(frames: list[dict[str, Any]]) -> bool:
         return True
     for frame in frames:
         n = len(frame["numbers"])
-        if n == 0 or frame["positions"].shape != (n, 3) or frame["cell"].shape != (3, 3):
-            return False
         forces, virial = frame["forces"], frame["virial"]
-        if (forces is not None and forces.shape != (n, 3)) or (virial is not None and virial.shape != (3, 3)):
+        if n == 0 or frame["positions"].shape != (n, 3) or frame["cell"].shape != (3, 3) \
+                or (forces is not None and forces.shape != (n, 3)) or (virial is not None and virial.shape != (3, 3)):
             return False
     numbers = np.concatenate([f["numbers"] for f in frames])
     if numbers.min() < 1 or numbers.max() > 118:
         return False
-    arrays = [f[key].reshape(-1) for f in frames for key in ("positions", "cell", "forces", "virial") if f[key] is not None]
+    cells = np.stack([f["cell"] for f in frames])
+    parts = [np.concatenate([f["positions"] for f in frames]), cells.reshape(-1, 3)]
+    parts += [np.concatenate(x) for x in ([f["forces"] for f in frames if f["forces"] is not None],
+                                          [f["virial"] for f in frames if f["virial"] is not None]) if x]
     energies = [f["energy"] for f in frames if f["energy"] is not None]
-    if not (np.isfinite(np.concatenate(arrays)).all() and np.isfinite(energies).all()):
+    if not (np.isfinite(np.concatenate(parts)).all() and np.isfinite(energies).all()):
         return False
-    periodic = [f["cell"] for f in frames if f["pbc"].all()]
-    return not periodic or not np.any(_zero_volumes(np.stack(periodic)))
+    periodic = np.stack([f["pbc"] for f in frames]).all(axis=1)
+    return not np.any(_zero_volumes(cells[periodic]))
 
 
 def _zero_volumes(cells: np.ndarray) -> np.ndarray:
