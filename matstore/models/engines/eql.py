@@ -24,8 +24,13 @@ Read-off: for every trained network and every threshold in ``thresholds`` the we
 below the threshold are set to zero and the network is written out as a SymPy expression
 (dead units vanish), its constants are refined by float64 least squares on the original
 data (:func:`~matstore.models.engines.base.refit_constants`) and its training MSE is
-computed; :meth:`SymbolicEngine.fit` keeps the Pareto front over (complexity, MSE).
-Callers still run the pole/finiteness checks of :mod:`matstore.models.validation` on it.
+computed.  The members of that front are then simplified: additive constants that do not
+change the fit are dropped (:func:`drop_negligible_constants`), ``sin``/``cos`` units whose
+argument barely varies become their tangent line (:func:`linearize_small_arguments`), and
+the expanded output's terms are re-selected by exhaustive ℓ0 least squares
+(:func:`term_subsets`).  :meth:`SymbolicEngine.fit` keeps the Pareto front over
+(complexity, MSE).  Callers still run the pole/finiteness checks of
+:mod:`matstore.models.validation` on it.
 
 Determinism: the same data, parameters and ``random_state`` give the same front, as long
 as the run finishes its ``epochs`` inside ``time_limit`` (the limit is a safety cap: when it
