@@ -8,6 +8,8 @@ bulk (one statement per kind, see :mod:`matstore.crud`), values go through binar
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
+from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
 from typing import Any
 
 from matstore import crud
@@ -55,7 +57,7 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     for v in values:
         material_id = materials[v.formula, v.prototype]
         method_id = methods[v.method, v.method_kind, v.potential]
-        details = json_text({"column": v.column, "row": v.row, "line": v.line, "raw": v.raw, "unit": v.entry.unit})
+        details = _details(v)
         tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, details)
         if v.key is not None:
             rows["configuration_property"].append((configurations[material_id, method_id, v.key], *tail))
@@ -67,6 +69,19 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     report.surface_inserted += _copy(session, "surface_property", ("surface_id", "method_id"), rows["surface_property"])
     report.configuration_inserted += _copy(session, "configuration_property", ("configuration_id",), rows["configuration_property"])
     report.duplicates = len(values) - report.inserted
+
+
+def _details(v: Value) -> str:
+    """``json_text({"column", "line", "raw", "row", "unit"})`` of a value, built from cached parts (hot path)."""
+    head, tail = _detail_parts(v.column, v.entry.unit)
+    return f"{head}{v.line},\"raw\":{_json_string(v.raw)},\"row\":{v.row}{tail}"
+
+
+@lru_cache(maxsize=4096)
+def _detail_parts(column: str, unit: str) -> tuple[str, str]:
+    probe = json_text({"column": column, "line": 0, "raw": "", "row": 0, "unit": unit})
+    head = probe[:probe.index('"line":') + len('"line":')]
+    return head, probe[probe.index(',"unit":'):]
 
 
 def _copy(session: Any, table: str, keys: tuple[str, ...], rows: list[tuple]) -> int:
