@@ -142,8 +142,15 @@ def _reset(engine: Any) -> None:
 
 def _time_ingest(engine: Any, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
     """End-to-end and parse-only times of one table (each run on an emptied store)."""
-    from matstore.ingest.table import TableReport, add_derived_columns, ingest_table, load_mapping, parse_values, read_table
-    from matstore.ingest.table import store_vocabulary
+    from matstore.ingest.table import (
+        TableReport,
+        add_derived_columns,
+        ingest_table,
+        load_mapping,
+        parse_values,
+        read_table,
+        store_vocabulary,
+    )
 
     out: dict[str, Any] = {}
     out["ingest"], report = time_call(lambda: ingest_table(path, mapping, engine=engine), repeat, setup=lambda: _reset(engine))

@@ -35,7 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from matstore.ingest.derived import Expression, ExpressionError, parse_expression
 from matstore.ingest.errors import MappingError, UnitError
-from matstore.orientation import Orientation, OrientationError, from_angles, from_miller, from_normal
+from matstore.orientation import (
+    Orientation,
+    OrientationError,
+    from_angles,
+    from_miller,
+    from_normal,
+)
 from matstore.schema.provenance import METHOD_KINDS
 from matstore.schema.vocabulary import DEFINITIONS_BY_NAME
 

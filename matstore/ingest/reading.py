@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from matstore.ingest.derived import ExpressionError
-from matstore.ingest.errors import EmptyFileError, MappingError, MissingColumnError, ParseError, TableShapeError
+from matstore.ingest.errors import (
+    EmptyFileError,
+    MappingError,
+    MissingColumnError,
+    ParseError,
+    TableShapeError,
+)
 from matstore.ingest.mapping import Mapping
 
 

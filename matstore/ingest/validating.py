@@ -28,7 +28,13 @@ from matstore.ingest.mapping import ColumnEntry, Mapping, OrientationSpec
 from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.units import check_value
-from matstore.orientation import Orientation, OrientationError, from_angles, from_miller, from_normal
+from matstore.orientation import (
+    Orientation,
+    OrientationError,
+    from_angles,
+    from_miller,
+    from_normal,
+)
 from matstore.schema.provenance import METHOD_KINDS
 
 

@@ -322,7 +322,12 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
     configuration_key
         Key of a material configuration, for configuration-scope features.
     """
-    from matstore.composition import DESCRIPTORS, FormulaError, composition_descriptor, parse_formula
+    from matstore.composition import (
+        DESCRIPTORS,
+        FormulaError,
+        composition_descriptor,
+        parse_formula,
+    )
 
     try:
         formula = parse_formula(material).formula
