@@ -134,7 +134,7 @@ def test_fit_runs_are_listed_with_their_model(store: Store) -> None:
 
 
 def test_g_of_the_pipeline_model_is_drawn(store: Store) -> None:
-    at = run_page("equations", model=str(store.surface_model_id))
+    at = run_page("equations", model=str(store.surface_model_id), view="g")
     assert not [i.value for i in at.info if "g depends" in i.value or "no orientation function" in i.value]
     g_maps = [f for f in figures(at) if "g over the stereographic triangle" in title(f)]
     assert len(g_maps) == 1
@@ -161,16 +161,20 @@ def test_metrics_have_the_right_units(store: Store) -> None:
     assert float(metrics["train R²"]) == pytest.approx(stored["train_r2"], rel=1e-3)
     assert metrics["nested CV RMSE"].endswith(" J/m²")
     assert float(metrics["nested CV RMSE"].split()[0]) == pytest.approx(stored["cv_rmse"], rel=1e-3)
+    # Losses are mean squared errors: the unit squared on the axis of the fronts (default view).
+    axes = [f.layout.yaxis.title.text or "" for f in figures(at)]
+    assert "training MSE ((J/m²)²)" in axes and "training MSE (dimensionless)" in axes
+    at = run_page("equations", model=str(store.surface_model_id), view="lineage")
     lineage = next(d.value for d in at.dataframe if "cv_r2" in d.value.columns)
     assert lineage["cv_r2"].iloc[0] == pytest.approx(stored["cv_r2"])
     assert lineage["train_r2"].iloc[0] == pytest.approx(stored["train_r2"])
+    at = run_page("equations", model=str(store.surface_model_id), view="report")
     table = next(d.value for d in at.dataframe if {"metric", "unit"} <= set(d.value.columns))
     units = dict(zip(table["metric"], table["unit"], strict=True))
     assert units["nested CV R²"] == "" and units["train R²"] == "" and units["nested CV RMSE"] == "J/m²"
     assert units["fold agreement"] == "" and units["interval half width"] == "J/m²"
-    # Losses are mean squared errors: the unit squared on the axis.
-    axes = [f.layout.yaxis.title.text or "" for f in figures(at)]
-    assert "training MSE ((J/m²)²)" in axes and "training MSE (dimensionless)" in axes
+    comparison = next(d.value for d in at.dataframe if "cross-validation" in d.value.columns)
+    assert comparison["R²"].tolist() == pytest.approx([stored["cv_r2"], stored["fixed_form_cv_r2"]])
 
 
 def test_selected_star_matches_the_criterion_front(store: Store) -> None:
@@ -193,7 +197,7 @@ def test_constants_shown_with_four_significant_digits(store: Store) -> None:
 
 
 def test_predict_fills_inputs_from_the_store_and_matches_the_fit(store: Store) -> None:
-    at = run_page("equations", model=str(store.surface_model_id))
+    at = run_page("equations", model=str(store.surface_model_id), view="predict")
     chooser = next(s for s in at.selectbox if s.label.startswith("Fill the inputs"))
     assert "in the training data" in chooser.options[chooser.index]
     material, method = chooser.value.split(":")
@@ -212,7 +216,14 @@ def test_predict_fills_inputs_from_the_store_and_matches_the_fit(store: Store) -
     # The same surface given by its angles: same prediction.
     next(r for r in at.radio if r.label == "Orientation given as").set_value("angles (θ, φ)").run()
     assert float(at.success[0].value.split("=")[1].split()[0]) == pytest.approx(row.predicted, rel=1e-4)
-    assert "out-of-fold residuals" in page_text(at) or "interval" in at.success[0].value
+    half_width = scalar(store.engine, "SELECT interval_half_width FROM equation_version WHERE model_id = :m",
+                        m=store.surface_model_id)
+    if half_width is not None:  # the stored cross-conformal interval, around the prediction
+        assert "90% prediction interval" in at.success[0].value
+        low = float(at.success[0].value.split("[")[1].split()[0])
+        assert low == pytest.approx(row.predicted - half_width, rel=1e-4)
+    else:
+        assert "out-of-fold residuals" in page_text(at)
 
 
 def test_bulk_scatter_marks_flagged_values_and_leaves_them_out_of_r(store: Store) -> None:

@@ -45,7 +45,8 @@ PAGES = (
     ("compare", "Compare methods", ["Surface property per orientation"], ".js-plotly-plot"),
     ("configurations", "Configurations", ["configurations"], ".js-plotly-plot"),
     ("provenance", "Provenance", ["Method", "Source", "Job run"], '[data-testid="stTable"]'),
-    ("equations?model={surface_model}", "Equations", ["Pareto front", "Residual σ"], ".js-plotly-plot"),
+    ("equations?model={surface_model}&view=g", "Equations", ["g over the stereographic triangle", "Residual σ"],
+     ".js-plotly-plot"),
 )
 
 pytestmark = [
@@ -132,23 +133,22 @@ def test_every_page_renders_in_a_browser(dashboard: str, browser, dashboard_stor
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.set_default_timeout(30_000)
     problems, timings = [], {}
-    # A first visit compiles caches (imports, pymatgen, query cache): not what a user waits for twice.
-    page.goto(dashboard)
-    page.get_by_role("heading", name="Overview", exact=True).first.wait_for()
-    for path, title, texts, key in PAGES:
-        path = path.format(surface_model=dashboard_store.surface_model_id)
-        name = path.split("?")[0] or "overview"
-        timings[name] = _visit(page, f"{dashboard}/{path}", title, texts, key)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-        exceptions = page.locator('[data-testid="stException"]').count()
-        errors = page.locator('[data-testid="stAlertContentError"]').count()
-        if exceptions or errors:
-            problems.append(f"{name}: {exceptions} exception(s), {errors} error box(es)")
-    # The g map of the pipeline model and the flagged markers, in their tabs / charts.
-    page.get_by_role("tab", name="Orientation function g").click()
-    panel = page.get_by_role("tabpanel", name="Orientation function g")
-    panel.get_by_text("g over the stereographic triangle", exact=False).first.wait_for()
-    page.screenshot(path=str(SCREENSHOTS / "equations_g.png"), full_page=True)
+    # A warm-up round loads the server's imports and fills its query cache (TTL 60 s); the
+    # second round is timed: what a user waits for when moving between pages.
+    for round_ in ("warm-up", "timed"):
+        for path, title, texts, key in PAGES:
+            path = path.format(surface_model=dashboard_store.surface_model_id)
+            name = path.split("?")[0] or "overview"
+            seconds = _visit(page, f"{dashboard}/{path}", title, texts, key)
+            if round_ == "warm-up":
+                continue
+            timings[name] = seconds
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+            exceptions = page.locator('[data-testid="stException"]').count()
+            errors = page.locator('[data-testid="stAlertContentError"]').count()
+            if exceptions or errors:
+                problems.append(f"{name}: {exceptions} exception(s), {errors} error box(es)")
+    # The flagged markers of the scatter (legend entry of their trace).
     page.goto(f"{dashboard}/bulk")
     page.locator(".js-plotly-plot .legendtext", has_text="flagged values").first.wait_for()
     slow = {k: round(v, 2) for k, v in timings.items() if v > SETTLE_S}

@@ -82,11 +82,14 @@ st.caption(f"{reports.how_obtained(v)} Engine {v['engine']} · {int(v['n_rows'])
            f"selected by: {v['selection_criterion']} · dimensions: {v['dimension_check'] or 'not checked'} · "
            f"dataset sha256 {v['dataset_sha256'][:12]}…")
 
-tab_front, tab_parity, tab_g, tab_report, tab_lineage, tab_predict = st.tabs(
-    ["Pareto front", "Parity and residuals", "Orientation function g", "Validation report",
-     "Lineage and aliases", "Predict"])
+# One view at a time (kept in the URL as ``view``): only its figures are computed and drawn.
+VIEWS = {"front": "Pareto front", "parity": "Parity and residuals", "g": "Orientation function g",
+         "report": "Validation report", "lineage": "Lineage and aliases", "predict": "Predict"}
+view = st.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True, label_visibility="collapsed",
+                index=state.index_of(list(VIEWS), state.get_text("view")))
+state.keep("view", None if view == "front" else view)
 
-with tab_front:
+if view == "front":
     for front in reports.fronts(v):
         if front.table.empty:
             continue
@@ -97,13 +100,13 @@ with tab_front:
                    "The selected candidate is not on this front.")
         st.caption(f"Criterion: {front.criterion or 'not stored'}. Loss: {front.loss_title}.")
 
-with tab_parity:
+if view == "parity":
     predictions = queries.equation_predictions(version_id=version_id)
     left, right = st.columns(2)
     left.plotly_chart(charts.parity_plot(predictions, target=v["target"], unit=unit), width="stretch")
     right.plotly_chart(charts.residuals_by_material(predictions, unit=unit), width="stretch")
 
-with tab_g:
+if view == "g":
     try:
         g = read_orientation_function(orientation)
     except expressions.ExpressionError as exc:
@@ -121,7 +124,7 @@ with tab_g:
             st.caption(f"g ranges from {np.nanmin(values):.4g} to {np.nanmax(values):.4g} over the triangle "
                        f"(dimensionless; normalisation: {orientation.get('normalization', 'not stored')}).")
 
-with tab_report:
+if view == "report":
     report = reports.fit_report(v)
     comparison = reports.cv_comparison(v)
     if comparison.empty:
@@ -146,7 +149,7 @@ with tab_report:
     st.markdown("**Errors per group** (nested out-of-fold predictions, " + charts.unit_label(unit) + ")")
     per_group = pd.DataFrame(report.get("per_group") or [])
     if per_group.empty:  # older versions: recomputed from the stored predictions
-        per_group = reports.group_errors(predictions)
+        per_group = reports.group_errors(queries.equation_predictions(version_id=version_id))
     st.dataframe(labels.blank_missing(per_group), hide_index=True, width="stretch")
     interval = reports.stored_interval(v)
     if interval is not None:
@@ -158,7 +161,7 @@ with tab_report:
     st.markdown("**All metrics**")
     st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
 
-with tab_lineage:
+if view == "lineage":
     lineage = versions.assign(
         parent=versions["parent_version"].map(lambda p: "–" if pd.isna(p) else f"v{int(p)}"),
         version=versions["version"].map(lambda n: f"v{int(n)}"),
@@ -180,7 +183,7 @@ with tab_lineage:
         st.dataframe(aliases.assign(version=aliases["version"].map(lambda n: f"v{int(n)}")),
                      hide_index=True, width="stretch")
 
-with tab_predict:
+if view == "predict":
     from matstore.dashboard.predict_form import prediction_form
 
     prediction_form(v)
