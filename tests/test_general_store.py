@@ -156,3 +156,21 @@ def test_stored_inputs_join_configuration_material_and_composition(store):
     inputs = stored_inputs(store, material="Cu", method="u3", configuration_key="2v:1NN",
                            features=["vv_distance_1", "lattice_constant", "mean_atomic_mass", "c44"])
     assert inputs == {"vv_distance_1": 2.556, "lattice_constant": 3.615, "mean_atomic_mass": pytest.approx(63.546)}
+
+
+def test_vocab_cli_refuses_in_one_line(store):
+    from typer.testing import CliRunner
+
+    from matstore.cli import app
+
+    runner = CliRunner()
+    for args, reason in ((["c11", "--unit", "MPa", "--scope", "bulk"], "c11 is a built-in definition"),
+                         (["x_new", "--unit", "1/0", "--scope", "bulk"], "not a unit: '1/0'"),
+                         (["x_new", "--unit", "eV", "--scope", "everywhere"], "scope 'everywhere' is not one of")):
+        result = runner.invoke(app, ["vocab", "add", *args])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1 and reason in lines[0], result.output
+    with store.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM property_definition WHERE NOT builtin")).scalar() == 0
+        failed = conn.execute(text("SELECT count(*) FROM job_run WHERE kind = 'vocab_add' AND status = 'failed'")).scalar()
+    assert failed == 3
