@@ -116,19 +116,20 @@ def add_definition(
         parse_unit(unit)
     except Exception as exc:  # noqa: BLE001 - pint raises many kinds (ZeroDivisionError for "1/0")
         raise VocabularyError(f"definition {name}: not a unit: {unit!r} ({exc.__class__.__name__})") from None
-    existing = session.execute(select(PropertyDefinition).where(PropertyDefinition.name == name)).scalar_one_or_none()
-    if existing is not None:
-        if (existing.unit, existing.scope) == (unit, scope):
-            return existing.id, False  # type: ignore[return-value]
-        kind = "a built-in definition" if existing.builtin else "already defined"
-        raise VocabularyError(f"{name} is {kind} ({existing.scope}, {existing.unit}); choose another name")
+    # ON CONFLICT: two writers adding one name at once serialise on the unique index.
     stmt = insert(PropertyDefinition).values(
         name=name, unit=unit, scope=scope, symbol=symbol, builtin=False,
         description=description or f"{name} ({unit}), added by a user",
-    ).returning(PropertyDefinition.id)
-    definition_id = session.execute(stmt).scalar_one()
-    session.execute(insert(VocabularyAddition).values(definition_id=definition_id, job_run_id=job_run_id))
-    return definition_id, True
+    ).on_conflict_do_nothing(index_elements=["name"]).returning(PropertyDefinition.id)
+    definition_id = session.execute(stmt).scalar()
+    if definition_id is not None:
+        session.execute(insert(VocabularyAddition).values(definition_id=definition_id, job_run_id=job_run_id))
+        return definition_id, True
+    existing = session.execute(select(PropertyDefinition).where(PropertyDefinition.name == name)).scalar_one()
+    if (existing.unit, existing.scope) == (unit, scope):
+        return existing.id, False  # type: ignore[return-value]
+    kind = "a built-in definition" if existing.builtin else "already defined"
+    raise VocabularyError(f"{name} is {kind} ({existing.scope}, {existing.unit}); choose another name")
 
 
 def unknown_definition_message(name: str, known: Sequence[str]) -> str:
