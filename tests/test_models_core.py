@@ -224,7 +224,7 @@ def test_factorisation_recovers_broken_bond_model():
     table = surface_table()
     res = fit_equation(
         table, "surface_energy", ["cohesive_energy", "lattice_constant", "c44"],
-        engine="sparse", factorize="orientation", groups="material", n_splits=7, seed=0,
+        engine="sparse", factorize="orientation", groups="material", n_splits=7, seed=0, selection="knee",
         feature_units={"cohesive_energy": "eV", "lattice_constant": "angstrom", "c44": "GPa"},
         target_unit="J/m**2",
     )
@@ -253,7 +253,7 @@ def test_factorisation_with_angles_only():
     table["theta_deg"] = [x.theta_deg for x in o]
     table["phi_deg"] = [x.phi_deg for x in o]
     res = fit_equation(table, "surface_energy", ["cohesive_energy", "lattice_constant"],
-                       factorize="orientation", groups="material", n_splits=6, seed=0)
+                       factorize="orientation", groups="material", n_splits=3, seed=0, selection="knee")
     assert res.metrics["cv_r2"] > 0.95
 
 
@@ -263,14 +263,14 @@ def test_factorisation_with_angles_only():
 def test_fit_equation_determinism_and_srepr_roundtrip(product_data):
     X, y = product_data
     table = X.assign(y=y + np.random.default_rng(7).normal(0, 0.01, len(y)))
-    r1 = fit_equation(table, "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
-    r2 = fit_equation(table, "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
+    r1 = fit_equation(table.iloc[:60], "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
+    r2 = fit_equation(table.iloc[:60], "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
     assert r1.canonical_hash == r2.canonical_hash and r1.srepr == r2.srepr
     np.testing.assert_array_equal(r1.oof_predictions, r2.oof_predictions)
-    assert r1.metrics["cv_r2"] > 0.999 and r1.selection == "knee"
+    assert r1.metrics["cv_r2"] > 0.999 and r1.selection.startswith("stable: AICc form chosen in")
     assert np.isfinite(r1.residual_std) and r1.residual_std < 0.05
-    assert len(r1.oof_predictions) == len(table) and np.all(np.isfinite(r1.oof_predictions))
-    np.testing.assert_allclose(predict(r1.srepr, table), r1.predictions)
+    assert len(r1.oof_predictions) == 60 and np.all(np.isfinite(r1.oof_predictions))
+    np.testing.assert_allclose(predict(r1.srepr, table.iloc[:60]), r1.predictions)
     assert all({"complexity", "loss", "srepr", "latex", "text"} <= set(f) for f in r1.front)
     with pytest.raises(ValueError):
         expr_from_srepr("__import__('os').system('true')")
@@ -372,10 +372,10 @@ def test_factorised_result_has_parts_and_front():
     assert set(res.parts) == {"coefficient", "orientation"}
     for part in res.parts.values():
         assert part["front"] and part["srepr"]
-    assert res.parts["orientation"]["criterion"] == "knee"
-    # C is fitted on one value per material: its size is chosen by leave-one-out error of the
-    # whole search, not by training loss; without units C is the engine's free form
-    assert res.parts["coefficient"]["criterion"].startswith("cv:1se over the model size (search repeated per fold")
+    assert res.parts["orientation"]["criterion"].startswith("stable: AICc form chosen in")
+    # C is fitted on one value per material: its form is the AICc choice made most often on the
+    # leave-one-material-out subsamples; without units C is the engine's free form
+    assert res.parts["coefficient"]["criterion"].startswith("stable: AICc form chosen in")
     assert res.parts["coefficient"]["form"].startswith("free (auto: no unit")
     assert res.parts["orientation"]["normalization"] == "g(hkl:1,1,1)=1"
     assert len(res.parts["coefficient"]["values"]) == 5
@@ -419,7 +419,7 @@ def test_scaling_law_coefficient_of_the_broken_bond_model():
                        groups="material", seed=0, feature_units=UNITS, target_unit="J/m^2")
     coeff = res.parts["coefficient"]
     assert coeff["form"] == "scaling" and coeff["engine"] == "sparse"
-    assert coeff["criterion"].startswith("cv:1se over the model size")
+    assert coeff["criterion"] == "stable: AICc form chosen in 7 of 7 subsamples (LeaveOneGroupOut (7 groups))"
     assert res.cv["scheme"].startswith("LeaveOneGroupOut (7 groups)")
     C = expr_from_srepr(coeff["srepr"])
     E, a = sp.symbols("cohesive_energy lattice_constant")
@@ -448,8 +448,9 @@ def test_select_size_by_cv_repeats_the_search_in_each_fold():
     """Seven rows, y ∝ x plus noise, and a library of 200 random columns: the best 3-term
     support fitted to all rows has a tiny leave-one-out error of its constants, but
     cross-validating the search itself picks one term."""
+    from matstore.models.cv import splits
     from matstore.models.engines.sparse import SparseEngine
-    from matstore.models.selection import cv_folds, cv_loss, select_size_by_cv
+    from matstore.models.selection import cv_loss, select_size_by_cv
 
     rng = np.random.default_rng(4)
     X = pd.DataFrame(rng.uniform(1, 2, (7, 200)), columns=[f"r{i}" for i in range(200)])
@@ -459,17 +460,18 @@ def test_select_size_by_cv_repeats_the_search_in_each_fold():
     front = SparseEngine(**params).fit(X, y).pareto_front_
     three = min((c for c in front if len(sp.Add.make_args(c.expr)) == 3), key=lambda c: c.loss)
     one = min((c for c in front if len(sp.Add.make_args(c.expr)) == 1 and c.expr.free_symbols), key=lambda c: c.loss)
-    assert cv_loss(three.expr, X, y) < cv_loss(one.expr, X, y)  # constants-only CV prefers 3 terms
+    rows = np.arange(7)  # one group per row: leave-one-out
+    assert cv_loss(three.expr, X, y, groups=rows) < cv_loss(one.expr, X, y, groups=rows)  # constants-only CV: 3 terms
     n_terms = lambda c: len(sp.Add.make_args(c.expr)) if c.expr.free_symbols else 0  # noqa: E731
     size, crit, losses = select_size_by_cv(lambda Xt, yt: SparseEngine(**params).fit(Xt, yt).pareto_front_,
-                                           n_terms, X, y, [1, 2, 3])
+                                           n_terms, X, y, [1, 2, 3], groups=rows)
     assert size == 1 and set(losses) == {1, 2, 3}
     # refitting only the constants of the forms found on all rows keeps the 3-term form
     from matstore.models.selection import select_by_cv
 
-    chosen, _ = select_by_cv([c for c in front if n_terms(c) >= 1], X, y, n_se=1.0)
+    chosen, _ = select_by_cv([c for c in front if n_terms(c) >= 1], X, y, n_se=1.0, groups=rows)
     assert n_terms(chosen) == 3
-    assert crit == "cv:1se over the model size (search repeated per fold, leave-one-out)"
+    assert crit == "cv:1se over the model size (search repeated per fold, LeaveOneGroupOut (7 groups))"
     # grouped folds hold whole groups out
-    folds = cv_folds(6, np.array(["a", "a", "b", "b", "c", "c"]))
-    assert sorted(map(list, folds)) == [[0, 1], [2, 3], [4, 5]]
+    folds = splits(6, np.array(["a", "a", "b", "b", "c", "c"]))
+    assert sorted(sorted(map(int, te)) for _, te in folds) == [[0, 1], [2, 3], [4, 5]]

@@ -9,9 +9,12 @@ errors per group and a grouped cross-conformal prediction interval.  Folds come 
 CV policy (:func:`matstore.models.cv.make_cv`).  The equation is stored as a SymPy ``srepr``
 string (never a pickle).
 
-``time_budget`` bounds the whole fit: it is split over the full-data fit and the nested-CV
-folds, each given ``0.85 · time_budget / (n_folds + 1)`` seconds of engine time (engines
-with a time limit; the deterministic sparse engine has none and is usually far below).
+``time_budget`` bounds the whole fit: the full-data fit gets ``0.85 · time_budget /
+(n_folds + 1)`` seconds of engine time, and the nested-CV folds share what it left of
+``0.85 · time_budget``, scaled by the overhead the full fit showed (validation, polishing,
+selection); the last 15 % cover the fixed-form CV and the intervals.  It applies to engines
+with a time limit (Operon, PySR; at least 1 s per engine run); the deterministic sparse
+engine has none and is usually far below.
 
 Same data + options + seed give the same selected equation and hash for the deterministic
 engines (``sparse``; ``operon`` with ``n_threads=1`` and a generation budget that ends
@@ -89,8 +92,8 @@ class FitResult:
         ``front``, ``srepr``, ``text``, ``latex``, ``criterion``, ``features``, ``form``,
         ``engine`` (coefficient: ``values`` per material; orientation: ``normalization``).
     metrics : dict of str to float
-        ``train_r2, train_rmse, train_mae``; nested CV ``cv_r2, cv_rmse, cv_mae,
-        cv_n_splits, cv_failed_folds``; ``fixed_form_cv_r2, fixed_form_cv_rmse,
+        ``train_r2, train_rmse, train_mae``; nested CV ``cv_r2, cv_rmse, cv_mae`` (pooled
+        out-of-fold), ``cv_r2_mean, cv_r2_std`` (per fold), ``cv_n_splits, cv_failed_folds``; ``fixed_form_cv_r2, fixed_form_cv_rmse,
         fixed_form_cv_mae``; ``fold_agreement`` (fraction of folds that selected the
         full-data form); ``interval_half_width``, ``interval_coverage`` (held-out groups).
     cv : dict
@@ -380,11 +383,25 @@ def fit_equation(
     est.fit(X, y, groups=g)
     t_fit = time.perf_counter() - t0
     report: dict[str, Any] = {}
+    if time_budget is not None and n_folds:
+        est.set_params(time_budget=_fold_budget(float(time_budget), t_fit, run_budget, n_folds))
     if cv is not None:
         report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level, seed)
         report["time_budget"] = time_budget
     timings = {"fit": t_fit, "cv": time.perf_counter() - t0 - t_fit, "total": time.perf_counter() - t_start}
     return _result(est, data, target, features, options, report, row_index, n_dropped, timings)
+
+
+def _fold_budget(time_budget: float, t_fit: float, run_budget: float, n_folds: int) -> float:
+    """Engine seconds of each nested-CV fold, so that the whole fit ends within ``time_budget``.
+
+    The full-data fit took ``t_fit`` seconds for ``run_budget`` engine seconds; its overhead
+    ratio (validation, polishing, selection) is assumed for the folds, which share what is
+    left of ``ENGINE_SHARE · time_budget``.  At least 1 s (Operon's smallest time limit).
+    """
+    overhead = max(1.0, t_fit / run_budget) if run_budget > 0 else 1.0
+    left = ENGINE_SHARE * time_budget - t_fit
+    return max(1.0, left / n_folds / overhead)
 
 
 def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
@@ -482,6 +499,9 @@ def _metrics(y: np.ndarray, pred: np.ndarray, report: dict[str, Any]) -> dict[st
     nested, fixed, interval = report["nested_cv"], report["fixed_form_cv"], report["interval"]
     out |= {f"cv_{k}": nested[k] for k in ("r2", "rmse", "mae")}
     out |= {"cv_n_splits": float(nested["n_folds"]), "cv_failed_folds": float(nested["failed_folds"])}
+    fold_r2 = [f["nested_r2"] for f in report["folds"] if f.get("nested_r2") is not None]
+    if fold_r2:  # per-fold mean and spread, as sklearn's cross_val_score reports them
+        out |= {"cv_r2_mean": float(np.mean(fold_r2)), "cv_r2_std": float(np.std(fold_r2))}
     out |= {f"fixed_form_cv_{k}": fixed[k] for k in ("r2", "rmse", "mae")}
     out["fold_agreement"] = report["fold_agreement"]["fraction"]
     out["interval_half_width"] = interval.get("half_width")

@@ -395,15 +395,21 @@ def aicc(loss: float, n_rows: int, n_params: int) -> float:
 def select_aicc(front: Sequence[Candidate], n_rows: int) -> Candidate:
     """The candidate with the lowest :func:`aicc` (ties: the simpler).
 
+    With fewer rows than any candidate's constants + 3 (no finite AICc), the candidate with
+    the fewest constants (then the lowest loss) is returned.
+
     Raises
     ------
     ValueError
-        When no candidate has a finite AICc (fewer rows than constants + 2 for all).
+        When no candidate has a finite loss.
     """
-    scored = [(aicc(c.loss, n_rows, n_constants(c.expr)), c.complexity, c) for c in front if math.isfinite(c.loss)]
+    finite = [c for c in front if math.isfinite(c.loss)]
+    if not finite:
+        raise ValueError("no candidate has a finite loss")
+    scored = [(aicc(c.loss, n_rows, n_constants(c.expr)), c.complexity, c) for c in finite]
     scored = [t for t in scored if math.isfinite(t[0])]
-    if not scored:
-        raise ValueError(f"no candidate has a finite AICc with {n_rows} rows")
+    if not scored:  # too few rows for any AICc: the fewest constants, then the lowest loss
+        return min(finite, key=lambda c: (n_constants(c.expr), c.loss, c.complexity))
     return min(scored, key=lambda t: (t[0], t[1]))[2]
 
 

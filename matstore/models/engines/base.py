@@ -121,8 +121,12 @@ def pareto_filter(candidates: Iterable[Candidate], *, rtol: float = 1e-9, atol: 
     simplest equation).  Candidates with non-finite loss are dropped.  Among equal
     complexity the lowest loss (then the shortest ``srepr``, for determinism) wins.
     """
-    finite = [c for c in candidates if np.isfinite(c.loss)]
-    finite.sort(key=lambda c: (c.complexity, c.loss, len(sp.srepr(c.expr)), sp.srepr(c.expr)))
+    from itertools import groupby
+
+    finite = sorted((c for c in candidates if np.isfinite(c.loss)), key=lambda c: (c.complexity, c.loss))
+    # ties of (complexity, loss) broken by the srepr, computed for the ties only (it is slow)
+    finite = [c for _, tied in groupby(finite, key=lambda c: (c.complexity, c.loss))
+              for c in sorted(tied, key=lambda c: (len(sp.srepr(c.expr)), sp.srepr(c.expr)))]
     kept: list[Candidate] = []
     for cand in finite:
         if kept and cand.complexity == kept[-1].complexity:

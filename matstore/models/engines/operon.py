@@ -191,7 +191,7 @@ class OperonEngine(SymbolicEngine):
             generations=int(self.generations),
             max_evaluations=int(self.max_evaluations),
             max_length=int(self.max_length),
-            max_time=max(1, int(np.ceil(float(self.time_limit)))),
+            max_time=max(1, int(float(self.time_limit))),  # whole seconds, never above the limit
             n_threads=int(self.n_threads),
             random_state=seed,
         )

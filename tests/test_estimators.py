@@ -1,0 +1,195 @@
+"""The fitting core as scikit-learn estimators: contract, stable selection, honest report, intervals.
+
+Database-free and fast (sparse engine, small synthetic tables with known laws)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import sympy as sp
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import LeaveOneGroupOut, cross_validate
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from matstore.models import (
+    EquationSearch,
+    FactorizedEquation,
+    FixedForm,
+    fit_equation,
+    form_of,
+    make_cv,
+)
+from matstore.models.estimators import CONSTANT_REFUSED
+
+UNITS = {"cohesive_energy": "eV/atom", "lattice_constant": "angstrom", "c44": "GPa"}
+E, A = sp.symbols("cohesive_energy lattice_constant")
+
+
+def coefficient_table(seed: int, n: int = 7, scatter: float = 0.12) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per metal: C = 9.25·E_c/a² (J/m², the broken-bond γ(111)) with ``scatter`` relative noise."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"cohesive_energy": rng.uniform(2.5, 6.5, n), "lattice_constant": rng.uniform(3.5, 4.2, n),
+                      "c44": rng.uniform(30, 130, n)})
+    y = 9.25 * X.cohesive_energy / X.lattice_constant**2 * (1 + scatter * rng.standard_normal(n))
+    return X, y.to_numpy()
+
+
+def scaling_search(selection: str = "stable") -> EquationSearch:
+    return EquationSearch(form="scaling", selection=selection, feature_units=UNITS, target_unit="J/m^2")
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+@pytest.mark.parametrize("estimator", [scaling_search(), FactorizedEquation(coefficient=scaling_search(),
+                                                                            bulk_features=("cohesive_energy",))])
+def test_estimator_contract(estimator) -> None:
+    name = type(estimator).__name__
+    check_parameters_default_constructible(name, estimator)
+    check_no_attributes_set_in_init(name, estimator)
+    check_get_params_invariance(name, estimator)
+    check_set_params(name, estimator)
+    params = estimator.get_params(deep=True)
+    again = clone(estimator)
+    assert again is not estimator and again.get_params(deep=True).keys() == params.keys()
+    assert clone(estimator).set_params(**{k: v for k, v in params.items() if "__" not in k}).get_params().keys() \
+        == estimator.get_params().keys()
+    with pytest.raises(NotFittedError):
+        estimator.predict(pd.DataFrame({"cohesive_energy": [1.0], "lattice_constant": [1.0]}))
+
+
+def test_fit_returns_self_with_learned_attributes_and_is_deterministic() -> None:
+    X, y = coefficient_table(seed=0, scatter=0.01)
+    est = scaling_search()
+    assert est.fit(X, y, groups=np.arange(7)) is est
+    assert float(est.equation_ / (E / A**2)) == pytest.approx(9.25, rel=0.02)
+    assert est.front_ and est.selection_.startswith("stable: AICc form chosen in 7 of 7 subsamples")
+    assert est.form_ == "scaling" and est.engine_name_ == "sparse" and est.n_features_in_ == 3
+    assert est.predict(X).shape == (7,)
+    again = scaling_search().fit(X, y, groups=np.arange(7))
+    assert sp.srepr(again.equation_) == sp.srepr(est.equation_)
+
+
+# ----------------------------------------------------------------------------- constants and stability
+
+
+def test_constant_is_refused_for_a_dimensional_scaling_law() -> None:
+    """Targets with no E_c/a² trend: a constant fits best, but J/m² cannot be a pure number."""
+    X, _ = coefficient_table(seed=1)
+    y = np.full(7, 1.5) + 0.01 * np.random.default_rng(1).standard_normal(7)
+    est = scaling_search("min_loss").fit(X, y, groups=np.arange(7))
+    assert est.equation_.free_symbols  # a monomial of the target's dimension, not a constant
+    assert all(c.expr.free_symbols for c in est.front_)
+    free = EquationSearch(selection="aicc").fit(X, y)  # the free form may use a constant
+    assert any(not c.expr.free_symbols for c in free.front_)
+    moduli = X.assign(c11=2.0 * X.c44 + 20.0)[["c44", "c11"]]  # c44/c11 is dimensionless
+    dimensionless = EquationSearch(form="scaling", selection="min_loss", feature_units={"c44": "GPa", "c11": "GPa"},
+                                   target_unit="dimensionless").fit(moduli, y)
+    assert any(not c.expr.free_symbols for c in dimensionless.front_)
+    assert "dimensional target" in CONSTANT_REFUSED
+
+
+def _fold_agreement(selection: str, seed: int) -> int:
+    X, y = coefficient_table(seed)
+    groups = np.arange(len(y))
+    full = form_of(scaling_search(selection).fit(X, y, groups=groups).equation_)
+    res = cross_validate(scaling_search(selection), X, y, groups=groups, cv=LeaveOneGroupOut(),
+                         params={"groups": groups}, return_estimator=True)
+    return sum(form_of(e.equation_) == full for e in res["estimator"])
+
+
+def test_stable_selection_keeps_the_form_where_cv_1se_flips() -> None:
+    """Seven metals, C = 9.25·E_c/a² with 12 % scatter: the form selected with one metal left
+    out changes under the previous default (cv:1se) in 2 of 7 folds on this table, and not
+    under stability selection (docs/models.md: 6.75 vs 5.6 of 7 on average over 8 tables)."""
+    assert _fold_agreement("cv:1se", seed=2) <= 5
+    assert _fold_agreement("stable", seed=2) == 7
+
+
+# ----------------------------------------------------------------------------- report and intervals
+
+
+def test_many_row_table_keeps_every_contributing_descriptor() -> None:
+    """743 configurations, four descriptors with weights 1, 0.5, 0.25, 0.12 and noise 0.03: the
+    knee of the training-loss front stops early; the default keeps all four and predicts better."""
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.uniform(0, 1, (743, 4)), columns=["d1", "d2", "d3", "d4"])
+    y = X @ np.array([1.0, 0.5, 0.25, 0.12]) + 0.03 * rng.standard_normal(743)
+    params = {"library": "linear", "max_terms": 4}
+    table = X.assign(y=y)
+    knee = fit_equation(table, "y", list(X), engine_params=params, selection="knee", n_splits=3)
+    default = fit_equation(table, "y", list(X), engine_params=params, n_splits=3)
+    assert {str(s) for s in default.expr.free_symbols} == {"d1", "d2", "d3", "d4"}
+    assert len(knee.expr.free_symbols) < 4
+    assert default.metrics["cv_mae"] < 0.8 * knee.metrics["cv_mae"]
+    assert default.report["fold_agreement"]["agree"] == 3
+
+
+def test_report_and_interval_on_a_known_law() -> None:
+    """γ = C(E_c/a²)·g with 2 % scatter: nested ≈ fixed-form, all folds agree, and the 90 %
+    interval covers about 90 % of held-out metals' surfaces."""
+    from tests.test_models_core import surface_table
+
+    table = surface_table(n_materials=7, seed=3)
+    table["surface_energy"] *= 1 + 0.02 * np.random.default_rng(5).standard_normal(len(table))
+    res = fit_equation(table, "surface_energy", list(UNITS), factorize="orientation", groups="material",
+                       selection="knee", feature_units=UNITS, target_unit="J/m^2")
+    rep = res.report
+    assert rep["cv_scheme"] == "LeaveOneGroupOut (7 groups) by material"
+    assert abs(rep["nested_cv"]["r2"] - rep["fixed_form_cv"]["r2"]) < 0.01 and rep["discrepancy"] == ""
+    assert rep["fold_agreement"] == {"agree": 7, "n": 7, "fraction": 1.0,
+                                     "full_form": "c*cohesive_energy/lattice_constant**2"}
+    assert [f["held_out"] for f in rep["folds"]] == [[f"M{i}"] for i in range(7)]
+    assert sorted(g["group"] for g in rep["per_group"]) == [f"M{i}" for i in range(7)]
+    assert all(g["mean_relative_error"] < 0.05 for g in rep["per_group"])
+    interval = res.interval
+    assert interval["level"] == 0.9 and 0.8 <= interval["held_out_coverage"] <= 1.0
+    sigma = 0.02 * np.sqrt(np.mean(table["surface_energy"] ** 2))
+    assert interval["half_width"] == pytest.approx(1.645 * sigma, rel=0.35)
+    assert res.metrics["interval_half_width"] == interval["half_width"]
+
+
+def test_discrepancy_names_the_folds_responsible() -> None:
+    from matstore.models.report import discrepancy
+
+    folds = [{"fold": 0, "held_out": ["Al"], "form": "c", "same_as_full": False, "nested_rmse": 0.9,
+              "fixed_form_rmse": 0.1},
+             {"fold": 1, "held_out": ["Cu"], "form": "c*E", "same_as_full": True, "nested_rmse": 0.1,
+              "fixed_form_rmse": 0.1}]
+    text = discrepancy(0.41, 0.85, folds)
+    assert text.startswith("nested R² 0.410 vs fixed-form R² 0.850: fold 0 (Al): selected c ≠ full-data form")
+    assert "Cu" not in text and discrepancy(0.80, 0.85, folds) == ""
+
+
+def test_fixed_form_and_cv_policy() -> None:
+    X, y = coefficient_table(seed=4, scatter=0.0)
+    model = FixedForm(sp.srepr(sp.Float(1.0) * E / A**2)).fit(X, y)
+    assert float(model.equation_ / (E / A**2)) == pytest.approx(9.25, rel=1e-9)
+    assert make_cv(10, np.repeat(np.arange(5), 2))[1] == "LeaveOneGroupOut (5 groups)"
+    assert make_cv(50, np.arange(50) % 25)[1] == "GroupKFold(10)"
+    assert make_cv(30, None, random_state=3)[1] == "KFold(5, shuffle, random_state=3)"
+    with pytest.raises(ValueError, match="at least two groups"):
+        make_cv(4, np.zeros(4))
+
+
+def test_time_budget_bounds_the_whole_fit() -> None:
+    """Operon with a 20 s budget for the fit and two nested-CV folds: wall time ≤ 1.1 × budget."""
+    pytest.importorskip("pyoperon")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.uniform(1, 3, (60, 2)), columns=["x1", "x2"])
+    table = X.assign(y=2.0 * X.x1 * X.x2 + 0.01 * rng.standard_normal(60))
+    t0 = time.perf_counter()
+    res = fit_equation(table, "y", ["x1", "x2"], engine="operon", selection="knee", n_splits=2, time_budget=20,
+                       engine_params={"generations": 100000, "max_evaluations": 10**9})
+    wall = time.perf_counter() - t0
+    assert wall <= 1.1 * 20, res.timings
+    assert res.report["time_budget"] == 20
