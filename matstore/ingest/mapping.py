@@ -25,6 +25,7 @@ and the key path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,32 +394,33 @@ def _resolve(column: str, target: TargetSpec, spec: MappingSpec, vocabulary: Abc
     from matstore.ingest.units import conversion_factor
 
     ctx = f"columns.{column}"
-    line = _line_of(path, ["columns", column])
+
+    def where() -> dict[str, Any]:  # file, line and column for an error (the line is looked up only then)
+        return {"path": path, "line": _line_of(path, ["columns", column]), "column": column}
+
     definition = vocabulary.get(target.definition)
     if definition is None or definition.scope == "composition":
         reason = (unknown_definition_message(target.definition, [n for n, d in vocabulary.items() if d.scope != "composition"])
                   if definition is None else f"{target.definition} is computed from the composition and cannot be ingested")
-        raise MappingError(f"{ctx}: {reason}", path=path, line=line, column=column)
+        raise MappingError(f"{ctx}: {reason}", **where())
     try:
         factor = conversion_factor(target.unit, definition.unit)
     except Exception as exc:  # noqa: BLE001 - pint raises many kinds for a string that is not a unit
         reason = str(exc) if isinstance(exc, ValueError) else f"not a unit: {target.unit!r}"
-        raise UnitError(f"{ctx}: {reason} (definition {target.definition} is in {definition.unit})",
-                        path=path, line=line, column=column) from None
-    orientation = _constant_orientation(target, ctx, path, line, column)
+        raise UnitError(f"{ctx}: {reason} (definition {target.definition} is in {definition.unit})", **where()) from None
+    orientation = _constant_orientation(target, ctx, where)
     n_orient = (orientation is not None) + (target.orientation is not None)
     if definition.scope == "surface" and n_orient != 1:
         raise MappingError(f"{ctx}: surface definition {target.definition} needs exactly one orientation "
-                           "(miller, normal, angles or orientation: {...})", path=path, line=line, column=column)
+                           "(miller, normal, angles or orientation: {...})", **where())
     if definition.scope != "surface" and n_orient:
-        raise MappingError(f"{ctx}: {target.definition} is a {definition.scope} property and takes no orientation",
-                           path=path, line=line, column=column)
+        raise MappingError(f"{ctx}: {target.definition} is a {definition.scope} property and takes no orientation", **where())
     if definition.scope == "configuration" and spec.key is None:
         raise MappingError(f"{ctx}: {target.definition} is a per-configuration property; declare the row key "
-                           "with `key: {column: <id column>}`", path=path, line=line, column=column)
+                           "with `key: {column: <id column>}`", **where())
     if definition.scope == "surface" and spec.key is not None:
         raise MappingError(f"{ctx}: surface values cannot be per-configuration (drop `key:` or map them in another table)",
-                           path=path, line=line, column=column)
+                           **where())
     return ColumnEntry(
         column=column, definition=target.definition, unit=target.unit, factor=factor, canonical_unit=definition.unit,
         scope=definition.scope, orientation=orientation, orientation_columns=target.orientation,
@@ -426,11 +428,10 @@ def _resolve(column: str, target: TargetSpec, spec: MappingSpec, vocabulary: Abc
     )
 
 
-def _constant_orientation(target: TargetSpec, ctx: str, path: str | Path | None, line: int | None,
-                          column: str) -> Orientation | None:
+def _constant_orientation(target: TargetSpec, ctx: str, where: Callable[[], dict[str, Any]]) -> Orientation | None:
     given = [x for x in (target.miller, target.normal, target.angles) if x is not None]
     if len(given) > 1:
-        raise MappingError(f"{ctx}: give one of miller, normal, angles", path=path, line=line, column=column)
+        raise MappingError(f"{ctx}: give one of miller, normal, angles", **where())
     try:
         if target.miller is not None:
             return from_miller(*target.miller)
@@ -439,7 +440,7 @@ def _constant_orientation(target: TargetSpec, ctx: str, path: str | Path | None,
         if target.angles is not None:
             return from_angles(*target.angles)
     except OrientationError as exc:
-        raise MappingError(f"{ctx}: invalid orientation: {exc}", path=path, line=line, column=column) from None
+        raise MappingError(f"{ctx}: invalid orientation: {exc}", **where()) from None
     return None
 
 
