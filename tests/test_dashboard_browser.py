@@ -4,13 +4,14 @@ Starts ``matstore dashboard`` on a free port against the pipeline-built store
 (:mod:`tests.dashboard_fixtures`), visits every page with Playwright, checks the key element
 of each (the g map of the pipeline model, a flagged marker, the Wulff shape, …), that no page
 shows a Streamlit exception or error box, and that each page has settled within
-:data:`SETTLE_S` of being opened.  Screenshots go to ``artifacts/screenshots/`` (kept by CI).
+:data:`SETTLE_S` of a click on its sidebar link (after one warm-up visit of every page).  Screenshots go to ``artifacts/screenshots/`` (kept by CI).
 Skipped when ``/usr/bin/chromium`` is missing (``apt-get install chromium``).  The server is
 stopped with SIGTERM and must exit (no orphaned Streamlit holding the port).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ CHROMIUM_ARGS = [
 #: Seconds a page may take from navigation until it has settled (script run finished).
 SETTLE_S = 3.0
 
-#: (url path and query, page title, texts that must appear, CSS selector of the key element)
+#: (url path, page title, texts that must appear, CSS selector of the key element)
 PAGES = (
     ("", "Overview", ["Materials", "Latest job runs"], ".js-plotly-plot"),
     ("jobs", "Jobs", ["Task queue"], '[data-testid="stDataFrame"]'),
@@ -45,8 +46,7 @@ PAGES = (
     ("compare", "Compare methods", ["Surface property per orientation"], ".js-plotly-plot"),
     ("configurations", "Configurations", ["configurations"], ".js-plotly-plot"),
     ("provenance", "Provenance", ["Method", "Source", "Job run"], '[data-testid="stTable"]'),
-    ("equations?model={surface_model}&view=g", "Equations", ["g over the stereographic triangle", "Residual σ"],
-     ".js-plotly-plot"),
+    ("equations", "Equations", ["Residual σ", "Selected (star)"], ".js-plotly-plot"),
 )
 
 pytestmark = [
@@ -116,16 +116,21 @@ _SETTLED = ("() => { const w = document.querySelector('[data-testid=\"stStatusWi
             " return !w || !w.innerText.includes('Running'); }")
 
 
-def _visit(page, url: str, title: str, texts: list[str], key: str) -> float:  # noqa: ANN001
-    """Open ``url``, wait for its title, texts and key element and the end of the run; seconds taken."""
-    start = time.monotonic()
-    page.goto(url)
+def _settle(page, title: str, texts: list[str], key: str) -> None:  # noqa: ANN001
+    """Wait for a page's title, texts and key element, then for the end of its script run."""
     page.get_by_role("heading", name=title, exact=True).first.wait_for()
     for wanted in texts:
         page.get_by_text(wanted, exact=False).first.wait_for()
     page.locator(key).first.wait_for(state="attached")  # WebGL scenes stay "hidden" to Playwright
     page.wait_for_function(_SETTLED)
-    return time.monotonic() - start
+
+
+def _check(page, name: str, problems: list[str]) -> None:  # noqa: ANN001
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    exceptions = page.locator('[data-testid="stException"]').count()
+    errors = page.locator('[data-testid="stAlertContentError"]').count()
+    if exceptions or errors:
+        problems.append(f"{name}: {exceptions} exception(s), {errors} error box(es)")
 
 
 def test_every_page_renders_in_a_browser(dashboard: str, browser, dashboard_store: Store) -> None:  # noqa: ANN001, F811
@@ -133,25 +138,27 @@ def test_every_page_renders_in_a_browser(dashboard: str, browser, dashboard_stor
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.set_default_timeout(30_000)
     problems, timings = [], {}
-    # A warm-up round loads the server's imports and fills its query cache (TTL 60 s); the
-    # second round is timed: what a user waits for when moving between pages.
-    for round_ in ("warm-up", "timed"):
-        for path, title, texts, key in PAGES:
-            path = path.format(surface_model=dashboard_store.surface_model_id)
-            name = path.split("?")[0] or "overview"
-            seconds = _visit(page, f"{dashboard}/{path}", title, texts, key)
-            if round_ == "warm-up":
-                continue
-            timings[name] = seconds
-            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-            exceptions = page.locator('[data-testid="stException"]').count()
-            errors = page.locator('[data-testid="stAlertContentError"]').count()
-            if exceptions or errors:
-                problems.append(f"{name}: {exceptions} exception(s), {errors} error box(es)")
-    # The flagged markers of the scatter (legend entry of their trace).
+    # Warm-up: each page opened once by URL loads the server's imports and fills its query
+    # cache (TTL 60 s).  Then each page is timed as a user moves to it: a click in the sidebar,
+    # until its title, texts and key element are there and its script run has finished.
+    for path, title, texts, key in PAGES:
+        page.goto(f"{dashboard}/{path}")
+        _settle(page, title, texts, key)
+    for path, title, texts, key in PAGES:
+        start = time.monotonic()
+        page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+        _settle(page, title, texts, key)
+        timings[path or "overview"] = time.monotonic() - start
+        _check(page, path or "overview", problems)
+    # Shared links: the g map of the pipeline model, a configuration value's provenance.
+    page.goto(f"{dashboard}/equations?model={dashboard_store.surface_model_id}&view=g")
+    _settle(page, "Equations", ["g over the stereographic triangle", "normal_"], ".js-plotly-plot")
+    _check(page, "equations_g", problems)
+    # The flagged markers of the scatter (the legend entry of their trace).
     page.goto(f"{dashboard}/bulk")
     page.locator(".js-plotly-plot .legendtext", has_text="flagged values").first.wait_for()
     slow = {k: round(v, 2) for k, v in timings.items() if v > SETTLE_S}
+    (SCREENSHOTS / "timings.json").write_text(json.dumps({k: round(v, 3) for k, v in timings.items()}, indent=1))
     page.close()
     assert not problems, problems
     assert not slow, f"pages slower than {SETTLE_S} s to settle: {slow} (all: {timings})"
