@@ -159,6 +159,25 @@ def round_floats(expr: sympy.Expr, digits: int = 4) -> sympy.Expr:
     return expr.xreplace(replacements)
 
 
+#: LaTeX of the orientation descriptors (conventions of :mod:`matstore.orientation`).
+DESCRIPTOR_LATEX = {"normal_x": "n_{x}", "normal_y": "n_{y}", "normal_z": "n_{z}", "n_x": "n_{x}", "n_y": "n_{y}",
+                    "n_z": "n_{z}", "theta_deg": r"\theta^{\circ}", "phi_deg": r"\varphi^{\circ}",
+                    "theta": r"\theta", "phi": r"\varphi", "miller_h": "h", "miller_k": "k", "miller_l": "l"}
+
+
+def display_latex(expr: sympy.Expr) -> str:
+    """LaTeX of an equation for display: property names upright (``\mathrm{cohesive\_energy}``),
+    orientation descriptors as symbols (``normal_x`` → ``n_x``, ``theta_deg`` → ``θ°``) and an
+    explicit ``·`` between factors, so that two names never run together."""
+    names = {}
+    for symbol in expr.free_symbols:
+        if symbol.name in DESCRIPTOR_LATEX:
+            names[symbol] = DESCRIPTOR_LATEX[symbol.name]
+        elif len(symbol.name) > 1:
+            names[symbol] = r"\mathrm{" + symbol.name.replace("_", r"\_") + "}"
+    return sympy.latex(expr, symbol_names=names, mul_symbol="dot")
+
+
 def split_latex_terms(expr: sympy.Expr, latex, max_chars: int = 90) -> str:
     """LaTeX of ``expr`` broken into lines at its top-level terms when it is long.
 

@@ -56,7 +56,7 @@ def shown_latex(srepr: str | None, fallback: str | None) -> str:
         expr = labels.round_floats(expressions.parse_srepr(srepr or ""))
     except expressions.ExpressionError:
         return fallback or ""
-    return labels.split_latex_terms(expr, expressions.to_latex)
+    return labels.split_latex_terms(expr, labels.display_latex)
 
 
 st.subheader(f"{v['model_name']} v{int(v['version'])}: {v['target']}")
