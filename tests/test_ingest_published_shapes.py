@@ -106,6 +106,7 @@ def test_per_configuration_table_is_keyed_and_fitted_through_the_cli(store, data
     assert max(abs(p.cv_predicted - p.observed) for p in preds) < 1e-6
     shown = run_cli("models", "show", "defects", env=env).stdout
     assert "d_def_1/d_def_2" in shown and "GroupKFold" in shown
+    assert "no new version" in run_cli("refit", "defects", env=env).stdout  # the snapshot of keyed rows is stable
 
 
 #: Synthetic metals: (a Å, E_c eV/atom, K GPa, G' GPa, C44 GPa)
