@@ -73,11 +73,16 @@ ELEMENTS = ("Ag", "Al", "Au", "Cu", "Ni", "Pd", "Pt", "Pb", "Rh", "Ir")
 PER_POTENTIAL = 4
 
 
-def make_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
-    """A wide CSV with ``rows`` rows and its mapping YAML, cached in the temp directory."""
+def _cached(stem: str) -> tuple[Path, Path]:
+    """Paths of a generated table and its mapping in the temp directory (``stem``.csv, ``stem``.yaml)."""
     cache = Path(tempfile.gettempdir()) / "matstore_bench"
     cache.mkdir(exist_ok=True)
-    path, mapping = cache / f"properties_{rows}_s{seed}.csv", cache / f"properties_{rows}_s{seed}.yaml"
+    return cache / f"{stem}.csv", cache / f"{stem}.yaml"
+
+
+def make_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
+    """A wide CSV with ``rows`` rows and its mapping YAML, cached in the temp directory."""
+    path, mapping = _cached(f"properties_{rows}_s{seed}")
     if path.is_file() and mapping.is_file():
         return path, mapping
     rng = np.random.default_rng(seed)
@@ -106,9 +111,7 @@ def make_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
 
 def make_configuration_table(rows: int, seed: int = 0) -> tuple[Path, Path]:
     """A keyed per-configuration CSV with ``rows`` rows × 20 descriptor columns and its mapping."""
-    cache = Path(tempfile.gettempdir()) / "matstore_bench"
-    cache.mkdir(exist_ok=True)
-    path, mapping = cache / f"configurations_{rows}_s{seed}.csv", cache / f"configurations_{rows}_s{seed}.yaml"
+    path, mapping = _cached(f"configurations_{rows}_s{seed}")
     if path.is_file() and mapping.is_file():
         return path, mapping
     values = np.random.default_rng(seed).uniform(1.0, 12.0, size=(rows, len(CONFIGURATION_PROPERTIES)))

@@ -47,6 +47,14 @@ def _run(engine) -> int:
     return crud.start_job_run(engine=engine, kind="test", parameters={})
 
 
+def _cu_by(session, method: str, run: int, sha: str) -> tuple[int, int, int]:
+    """(material, method, source) ids of fcc Cu by ``method``, with ``vv_distance_1`` (Å, per configuration) defined."""
+    crud.add_definition(session=session, name="vv_distance_1", unit="angstrom", scope="configuration", job_run_id=run)
+    material = crud.get_or_create_material(session=session, formula="Cu", prototype="fcc")
+    method_id = crud.get_or_create_method(session=session, name=method, kind="interatomic_potential")
+    return material, method_id, crud.claim_source(session=session, kind="computation", sha256=sha * 64)
+
+
 def test_vocab_add_is_validated_recorded_and_idempotent(store):
     run = _run(store)
     with Session(store) as session:
@@ -72,10 +80,7 @@ def test_vocab_add_is_validated_recorded_and_idempotent(store):
 def test_per_configuration_values_with_units(store):
     run = _run(store)
     with Session(store) as session:
-        crud.add_definition(session=session, name="vv_distance_1", unit="angstrom", scope="configuration", job_run_id=run)
-        material = crud.get_or_create_material(session=session, formula="Cu", prototype="fcc")
-        method = crud.get_or_create_method(session=session, name="lammps:Cu_u3.eam", kind="interatomic_potential")
-        source = crud.claim_source(session=session, kind="computation", sha256="a" * 64)
+        material, method, source = _cu_by(session, "lammps:Cu_u3.eam", run, "a")
         stored = crud.add_configuration_values(
             session=session, material_id=material, method_id=method, source_id=source, job_run_id=run,
             values={"divacancy:1NN": {"formation_energy": 2.3, "vv_distance_1": 0.2553},
@@ -143,10 +148,7 @@ def test_stored_inputs_join_configuration_material_and_composition(store):
 
     run = _run(store)
     with Session(store) as session:
-        crud.add_definition(session=session, name="vv_distance_1", unit="angstrom", scope="configuration", job_run_id=run)
-        material = crud.get_or_create_material(session=session, formula="Cu", prototype="fcc")
-        method = crud.get_or_create_method(session=session, name="u3", kind="interatomic_potential")
-        source = crud.claim_source(session=session, kind="computation", sha256="b" * 64)
+        material, method, source = _cu_by(session, "u3", run, "b")
         crud.add_configuration_values(session=session, material_id=material, method_id=method, source_id=source,
                                       job_run_id=run, values={"2v:1NN": {"vv_distance_1": 2.556}})
         crud.add_bulk_properties(session=session, rows=[{"material_id": material, "method_id": method, "source_id": source,
