@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.test_cli_db import run_cli, server_env
@@ -13,9 +15,10 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
     env = server_env(database_url)
     out = run_cli("fit", "--name", "g", "--target", "surface_energy", "--features", "lattice_constant",
                   "cohesive_energy", "c44", "--method", "synth", "--factorize", "orientation", "--engine", "sparse",
-                  "--seed", "0", env=env).stdout
+                  "--seed", "0", "--selection", "knee", "--group-by", "material", "--interval-level", "0.9",
+                  env=env).stdout
     assert "created (version 1)" in out
-    assert "cross-validated R²" in out
+    assert "cross-validated R²" in out and "fixed-form R²" in out and "7 of 7 folds selected the same form" in out
 
     listing = run_cli("models", "list", env=env).stdout
     assert "g" in listing and "surface_energy" in listing
@@ -34,7 +37,19 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
                         env=env).stdout
     value = float(predicted.split(":")[-1].split("±")[0].strip())
     assert value == pytest.approx(true_gamma(3.615, 3.54, (5, 3, 1)), rel=0.02)
-    assert "J/m^2" in predicted
+    assert "J/m^2" in predicted and "90% prediction interval" in predicted
+    # nested and fixed-form CV, fold agreement and the interval are shown
+    nested = re.search(r"nested CV \(whole procedure re-run per fold\): R² ([0-9.]+)", shown)
+    fixed = re.search(r"fixed-form CV \(selected form, constants refitted per fold\): R² ([0-9.]+)", shown)
+    assert float(nested.group(1)) > 0.99 and float(fixed.group(1)) > 0.99
+    assert "fold agreement: 7 of 7 folds selected the full-data form c*cohesive_energy/lattice_constant**2" in shown
+    assert "90% prediction interval: ±" in shown and "coverage on held-out groups" in shown
+    for bad, reason in (("c44=nan", "c44 = nan is not a finite number"), ("c44=-5", "c44 = -5 is out of range"),
+                        ("lattice_constant=0", "lattice_constant = 0 is out of range")):
+        refused = run_cli("predict", "g@production", "--material", "Cu", "--method", "synth", "--hkl", "1", "1", "1",
+                          "--set", bad, env=env, check=False)
+        assert refused.returncode == 1 and reason in refused.stderr and "±" not in refused.stdout
+        assert len(refused.stderr.strip().splitlines()) == 1
 
     assert "no new version" in run_cli("refit", "g", env=env).stdout
 

@@ -57,8 +57,9 @@ def populate(engine, *, source_hash: str = "1" * 64, scale: float = 1.0, method_
 
 
 def spec(**kw) -> FitSpec:
+    """The test model; g by the knee and three group folds keep each fit to seconds."""
     base = dict(name="gamma_synth", target="surface_energy", features=["lattice_constant", "cohesive_energy", "c44"],
-                methods=["synth"], factorize="orientation", engine="sparse", seed=0)
+                methods=["synth"], factorize="orientation", engine="sparse", seed=0, selection="knee", n_splits=3)
     return FitSpec(**(base | kw))
 
 
@@ -81,8 +82,15 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     first = fit_model(engine, spec())
     assert first.created and first.version.version == 1
     metrics = first.version.metrics
-    assert metrics["cv_r2"] > 0.99, metrics  # leave-one-material-out
+    assert metrics["cv_r2"] > 0.99, metrics  # nested CV, whole metals held out
     assert set(first.version.parts) >= {"coefficient", "orientation"}
+    report = first.version.report  # stored with the version (alembic 0010)
+    assert report["cv_scheme"] == "GroupKFold(3) by material"
+    assert report["fold_agreement"]["agree"] == 3 and report["discrepancy"] == ""
+    assert abs(report["nested_cv"]["r2"] - report["fixed_form_cv"]["r2"]) < 0.01
+    assert sorted(g["group"] for g in report["per_group"]) == sorted(METALS)
+    assert report["domain"]["lattice_constant"] == {"min": 3.52, "max": 4.09}
+    assert first.version.interval_level == 0.9 and 0 < first.version.interval_half_width < 0.05
 
     again = refit_model(engine, "gamma_synth")
     assert not again.created and again.version.version == 1
@@ -93,6 +101,8 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     assert result.value == pytest.approx(true_gamma(3.615, 3.54, (5, 3, 1)), rel=0.02)
     assert result.unit == "J/m^2"
     assert result.uncertainty is not None and result.uncertainty >= 0
+    half = first.version.interval_half_width
+    assert (result.lower, result.upper, result.level) == pytest.approx((result.value - half, result.value + half, 0.9))
 
     import pandas as pd
 
@@ -103,10 +113,33 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     table = predict_frame(engine, "gamma_synth@production", frame)
     assert table["value"].tolist() == pytest.approx([true_gamma(3.615, 3.54, (5, 3, 1)), true_gamma(4.09, 2.85, (1, 1, 1))], rel=0.02)
     assert (table["unit"] == "J/m^2").all()
+    assert (table["upper"] - table["lower"]).tolist() == pytest.approx([2 * half, 2 * half])
+    assert (table["level"] == 0.9).all()
 
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*), max(abs(residual)) FROM model_predictions WHERE model = 'gamma_synth'")).one()
     assert rows[0] == 7 * 13 and rows[1] < 0.05
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"c44": float("nan")}, "c44 = nan is not a finite number"),
+    ({"c44": -40.0}, "c44 = -40 is out of range: must be > 0"),
+    ({"lattice_constant": 0.0}, "lattice_constant = 0 is out of range: must be > 0 (training range 3.52 … 4.09)"),
+])
+def test_predict_refuses_non_finite_and_out_of_range_inputs(engine, overrides, message) -> None:
+    import pandas as pd
+
+    from matstore.models.service import PredictionInputError, predict_frame
+
+    populate(engine)
+    fit_model(engine, spec(n_splits=2))
+    with pytest.raises(PredictionInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        predict(engine, "gamma_synth", material="Cu", method="synth", miller=(1, 1, 1), overrides=overrides)
+    frame = pd.DataFrame({"lattice_constant": [3.6, 3.6], "cohesive_energy": [3.5, 3.5], "c44": [70.0, 70.0],
+                          "miller_h": [1, 1], "miller_k": [1, 1], "miller_l": [1, 1]}, index=["ok", "bad"])
+    frame.loc["bad", list(overrides)] = list(overrides.values())
+    with pytest.raises(PredictionInputError, match="row 'bad': " + message.split(" (")[0]):
+        predict_frame(engine, "gamma_synth", frame)
 
 
 def test_factorisation_gives_each_potential_its_own_coefficient(engine) -> None:
@@ -180,7 +213,8 @@ def test_openkim_surface_energy_scaling_law(engine, strength_data_dir) -> None:
     ingest_dataset("strength_covariance", engine=engine, dataset_dir=strength_data_dir)
     bulk = ["lattice_constant", "cohesive_energy", "c11", "c12", "c44", "stacking_fault_energy"]
     outcome = fit_model(engine, FitSpec(name="gamma_openkim", target="surface_energy", features=bulk,
-                                        methods=["%\\_MO\\_%", "Sim\\_%"], factorize="orientation", engine="sparse"))
+                                        methods=["%\\_MO\\_%", "Sim\\_%"], factorize="orientation", engine="sparse",
+                                        selection="knee"))
     v = outcome.version
     coeff = v.parts["coefficient"]
     assert coeff["form"] == "scaling" and coeff["text"].endswith("*cohesive_energy/lattice_constant**2")

@@ -35,7 +35,8 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     reports = run_pipeline(engine, _small())
     status = {r.name: r.status for r in reports}
     assert status == {"migrate": "done", "compute:emt": "done", "dataset:strength_covariance": "done",
-                      "fit:surface_energy_emt": "done", "fit:surface_energy_openkim": "done",
+                      "fit:surface_energy_emt": "done", "fit:surface_stress_emt": "done",
+                      "fit:surface_stiffness_emt": "done", "fit:surface_energy_openkim": "done",
                       "fit:strength_openkim": "done"}, reports
     # 3 metals × 6 distinct surfaces up to index 2, each with γ, τ (mean + 3 components), S (mean + 4)
     assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt'") == 18
@@ -49,7 +50,13 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     for metal in ("Ag", "Cu", "Ni"):
         assert gamma[(metal, (1, 1, 1))] < gamma[(metal, (1, 0, 0))] < gamma[(metal, (1, 1, 0))]
     aliases = _count(engine, "SELECT count(*) FROM equation_alias WHERE alias = 'production'")
-    assert aliases == 3
+    assert aliases == 5
+    for name in ("fit:surface_energy_emt", "fit:surface_stress_emt", "fit:surface_stiffness_emt"):
+        fit = next(r for r in reports if r.name == name)
+        report = fit.data["report"]  # nested and fixed-form CV, fold agreement, interval, worst group
+        assert report["cv_scheme"] == "LeaveOneGroupOut (3 groups) by material"
+        assert report["fold_agreement"]["n"] == 3 and report["interval"]["level"] == 0.9
+        assert "fixed-form R²" in fit.detail and "held-out coverage" in fit.detail
     openkim = next(r for r in reports if r.name == "fit:surface_energy_openkim")
     # 153 (element, potential) coefficients follow one law: γ(111) = 4.62·E_c/a² (J/m², eV, Å)
     assert openkim.data["parts"]["coefficient"]["text"].startswith("4.6")
@@ -63,7 +70,7 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     assert details["compute:emt"].startswith("0 tasks run")
     assert "already stored" in details["dataset:strength_covariance"]
     assert "(unchanged)" in details["fit:surface_energy_emt"]
-    assert _count(engine, "SELECT count(*) FROM equation_version") == 3
+    assert _count(engine, "SELECT count(*) FROM equation_version") == 5
 
 
 def test_pipeline_without_dataset_or_lammps_reports_skips(engine, monkeypatch, tmp_path) -> None:
