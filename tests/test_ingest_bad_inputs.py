@@ -172,3 +172,14 @@ def test_repeated_agreeing_values_are_stored_once(engine, tmp_path):
     with engine.connect() as conn:
         summary = conn.execute(text("SELECT summary FROM job_run WHERE id = :i"), {"i": report.job_run_id}).scalar_one()
     assert summary["n_dropped_rows"] == 1 and summary["dropped_rows"][0]["row"] == 3
+
+
+def test_a_row_repeating_another_entirely_is_refused_even_with_blanks(engine, tmp_path):
+    """Agreeing per-material repeats pass, but a copy of a whole row (blank cells included) is a duplicated row."""
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(_BASE + "columns:\n  a_A: {definition: lattice_constant, unit: angstrom}\n"
+                       "  g: {definition: surface_energy, unit: J/m^2, orientation: {miller_column: hkl}}\n")
+    table = tmp_path / "t.csv"
+    table.write_text("element,method,a_A,hkl,g\nCu,E,3.615,111,\nCu,E,3.615,100,1.3\nCu,E,3.615,111,\n")
+    with pytest.raises(E.DuplicateRowError, match=r"t\.csv, row 3, line 4, column 'a_A': duplicated row: lattice_constant of Cu .* row 1 \(line 2\)"):
+        ingest_table(table, mapping, engine=engine)

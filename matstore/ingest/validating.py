@@ -98,6 +98,8 @@ class _Validator:
         self.values: list[Value] = []
         self.seen: dict[tuple, Value] = {}
         self.errors: list[tuple[Value, str]] = []
+        self.signature_columns = [self.index[c] for c in mapping.columns_used() if c in self.index]
+        self.signatures: dict[tuple[str, ...], tuple[int, int]] = {}  # mapped cells → (row, line) of first
 
     def where(self, ctx: _RowContext, column: str | None) -> dict[str, Any]:
         return {"path": self.path, "row": ctx.row, "line": ctx.line, "column": column}
@@ -221,10 +223,17 @@ class _Validator:
     def finish_row(self, ctx: _RowContext) -> None:
         keep_first = self.mapping.spec.on_duplicate == "keep_first"
         conflicts = [(v, f) for v, f in ctx.repeats if v.value != f.value]
-        whole_row = bool(ctx.repeats) and ctx.new == 0 and not ctx.issues
-        if not keep_first and (conflicts or whole_row):
-            value, first = (conflicts or ctx.repeats)[0]
-            raise DuplicateRowError(duplicate_message(value, first, conflict=bool(conflicts)), **self.where(ctx, value.column))
+        signature = tuple(ctx.cells[k].strip() for k in self.signature_columns)
+        first_row = self.signatures.setdefault(signature, (ctx.row, ctx.line))
+        if not keep_first and conflicts:
+            value, first = conflicts[0]
+            raise DuplicateRowError(duplicate_message(value, first, conflict=True), **self.where(ctx, value.column))
+        if not keep_first and first_row[0] != ctx.row:
+            value, first = ctx.repeats[0] if ctx.repeats else (None, None)
+            message = duplicate_message(value, first, conflict=False) if value is not None else (
+                f"duplicated row: every mapped cell repeats row {first_row[0]} (line {first_row[1]}); "
+                "set `on_duplicate: keep_first` to keep the first")
+            raise DuplicateRowError(message, **self.where(ctx, value.column if value is not None else None))
         for value, first in ctx.repeats:
             if keep_first:
                 same = "same value" if first.value == value.value else f"first value {first.value:.6g}"
