@@ -462,11 +462,12 @@ def parity_plot(predictions: pd.DataFrame, *, target: str, unit: str | None) -> 
     """Predicted against observed values (fit and cross-validated), coloured by material."""
     if predictions.empty:
         return _empty("no predictions stored for this version")
-    long = predictions.melt(id_vars=["material", "method", "observed"], value_vars=["predicted", "cv_predicted"],
+    ids = ["material", "method", "observed"] + (["orientation"] if "orientation" in predictions.columns else [])
+    long = predictions.melt(id_vars=ids, value_vars=["predicted", "cv_predicted"],
                             var_name="kind", value_name="value").dropna(subset=["value"])
     if long.empty:
         return _empty("no predictions stored for this version")
-    fig = px.scatter(long, x="observed", y="value", color="material", symbol="kind", hover_data=["method"],
+    fig = px.scatter(long, x="observed", y="value", color="material", symbol="kind", hover_data=ids[1:2] + ids[3:],
                      labels={"observed": with_unit(f"observed {target}", unit),
                              "value": with_unit(f"predicted {target}", unit)})
     lo = float(min(long["observed"].min(), long["value"].min()))

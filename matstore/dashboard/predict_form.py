@@ -1,7 +1,8 @@
 """The Predict tab of the Equations page: inputs filled from the store, interval shown.
 
-The user picks a material and method that have the equation's bulk features stored (their
-newest values fill the inputs, each still editable) and, for an orientation-dependent
+The user picks a material and method that have the equation's bulk features stored, or a
+material configuration with its per-configuration values (their newest values fill the
+inputs, each still editable) and, for an orientation-dependent
 equation, an orientation as a Miller index, a normal or the angles (θ, φ) of the standard
 triangle (:mod:`matstore.orientation`).  The result is shown with the version's stored
 prediction interval when it has one, else with the residual σ, saying which.
@@ -22,22 +23,34 @@ from matstore.dashboard.orientation_g import ORIENTATION_NAMES, evaluate_on, ori
 _TYPED = "typed"  # URL value of "type the values yourself"
 
 
-def _pick_source(features: list[str], version_id: int) -> tuple[int | None, int | None]:
-    """Selectbox of material × method pairs with stored features (the version's training
-    pairs first); ids or (None, None)."""
-    choices = queries.feature_choices(names=tuple(features), version_id=version_id)
-    names = {_TYPED: "type the values"} | {
-        state.material_method_key(r.material_id, r.method_id):
+def _source_options(features: list[str], version_id: int) -> dict[str, str]:
+    """Where inputs can come from: material × method pairs (bulk values, key ``m:1:2``) and
+    material configurations (per-configuration values, key ``c:17``); training rows first."""
+    names = tuple(features)
+    options = {_TYPED: "type the values"}
+    for r in queries.feature_choices(names=names, version_id=version_id).itertuples():
+        options["m:" + state.material_method_key(r.material_id, r.method_id)] = (
             f"{r.material} · {r.method} ({int(r.n_features)}/{len(features)} features stored"
-            f"{', in the training data' if r.trained else ''})" for r in choices.itertuples()}
-    keys = list(names)
-    complete = len(keys) > 1 and int(choices.iloc[0]["n_features"]) == len(features)
-    pick = state.choose("Fill the inputs from a material and method", names, param="from",
-                        default=keys[1] if complete else _TYPED)
-    if pick == _TYPED:
-        return None, None
-    material_id, method_id = (int(x) for x in pick.split(":"))
-    return material_id, method_id
+            f"{', in the training data' if r.trained else ''})")
+    for r in queries.configuration_feature_choices(names=names, version_id=version_id).itertuples():
+        options[f"c:{int(r.configuration_id)}"] = (
+            f"{r.material} · {r.method} · configuration {r.key} ({int(r.n_features)}/{len(features)} features"
+            f"{', in the training data' if r.trained else ''})")
+    return options
+
+
+def _stored_inputs(features: list[str], version_id: int) -> tuple[pd.DataFrame, str]:
+    """The stored feature values the user chose (empty when typing), and a widget-key suffix."""
+    options = _source_options(features, version_id)
+    complete = [k for k, label in options.items() if f"({len(features)}/{len(features)}" in label]
+    pick = state.choose("Fill the inputs from the store", options, param="from",
+                        default=complete[0] if complete else _TYPED)
+    if pick.startswith("m:"):
+        material_id, method_id = (int(x) for x in pick[2:].split(":"))
+        return queries.feature_values(material_id=material_id, method_id=method_id, names=tuple(features)), pick
+    if pick.startswith("c:"):
+        return queries.configuration_feature_values(configuration_id=int(pick[2:]), names=tuple(features)), pick
+    return pd.DataFrame(), pick
 
 
 def _orientation_inputs() -> dict[str, float] | None:
@@ -88,10 +101,8 @@ def prediction_form(version: dict[str, Any]) -> None:
     units = {f.get("name"): f.get("unit") for f in (version.get("features") or []) if isinstance(f, dict)}
     symbols = sorted(s.name for s in expr.free_symbols)
     features = [n for n in symbols if n not in ORIENTATION_NAMES or n in units]
-    material_id, method_id = _pick_source(features, int(version["id"])) if features else (None, None)
-    stored = (queries.feature_values(material_id=material_id, method_id=method_id, names=tuple(features))
-              if material_id is not None else pd.DataFrame())
-    inputs: dict[str, Any] = _feature_inputs(features, units, stored, key=f"{material_id}_{method_id}")
+    stored, source = _stored_inputs(features, int(version["id"])) if features else (pd.DataFrame(), _TYPED)
+    inputs: dict[str, Any] = _feature_inputs(features, units, stored, key=source)
     if any(n in ORIENTATION_NAMES and n not in units for n in symbols):
         descriptors = _orientation_inputs()
         if descriptors is None:

@@ -626,6 +626,51 @@ def configuration_values(*, material_id: int, method_id: int, limit: int = 50 * 
     )
 
 
+@_cache
+def configuration_feature_choices(*, names: tuple[str, ...], version_id: int | None = None,
+                                  limit: int = 200) -> pd.DataFrame:
+    """Material configurations with stored values of ``names``, most complete first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``configuration_id, material, method, key, n_features, trained`` (``trained``: the
+        configuration is among the version's training rows), at most ``limit`` rows.
+    """
+    return _frame(
+        """
+        SELECT mc.id AS configuration_id, m.formula AS material, me.name AS method, mc.key,
+               count(DISTINCT p.definition_id) AS n_features,
+               EXISTS (SELECT 1 FROM equation_prediction ep WHERE ep.version_id = :version_id
+                       AND ep.configuration_id = mc.id) AS trained
+        FROM configuration_property p
+        JOIN property_definition d ON d.id = p.definition_id
+        JOIN material_configuration mc ON mc.id = p.configuration_id
+        JOIN material m ON m.id = mc.material_id
+        JOIN method me ON me.id = mc.method_id
+        WHERE d.name = ANY(:names)
+        GROUP BY mc.id, m.formula, me.name, mc.key
+        ORDER BY count(DISTINCT p.definition_id) DESC, 6 DESC, m.formula, me.name, mc.key
+        LIMIT :limit
+        """,
+        {"names": list(names), "version_id": None if version_id is None else int(version_id), "limit": int(limit)},
+    )
+
+
+@_cache
+def configuration_feature_values(*, configuration_id: int, names: tuple[str, ...]) -> pd.DataFrame:
+    """Newest value of each of ``names`` for one material configuration (``property, value, unit, flag, value_id``)."""
+    return _frame(
+        """
+        SELECT DISTINCT ON (d.id) d.name AS property, p.value, d.unit, p.flag, p.id AS value_id
+        FROM configuration_property p JOIN property_definition d ON d.id = p.definition_id
+        WHERE p.configuration_id = :configuration_id AND d.name = ANY(:names)
+        ORDER BY d.id, p.created_at DESC, p.id DESC
+        """,
+        {"configuration_id": int(configuration_id), "names": list(names)},
+    )
+
+
 # --- provenance ---------------------------------------------------------------------------
 
 _VALUE_SELECT = """
@@ -846,17 +891,21 @@ def equation_predictions(*, version_id: int) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``material, method, orientation, observed, predicted, cv_predicted`` (target unit).
+        ``material, method, orientation, observed, predicted, cv_predicted`` (target unit);
+        ``orientation`` is the surface's Miller index or angles, or ``configuration <key>`` for
+        a configuration-scope target, else NULL.
     """
     return _frame(
         f"""
         SELECT m.formula AS material, me.name AS method,
-               CASE WHEN su.id IS NULL THEN NULL ELSE {_ORIENTATION_SQL} END AS orientation,
+               CASE WHEN su.id IS NOT NULL THEN {_ORIENTATION_SQL}
+                    WHEN mc.id IS NOT NULL THEN 'configuration ' || mc.key END AS orientation,
                ep.observed, ep.predicted, ep.cv_predicted
         FROM equation_prediction ep
         JOIN material m ON m.id = ep.material_id
         JOIN method me ON me.id = ep.method_id
         LEFT JOIN surface su ON su.id = ep.surface_id
+        LEFT JOIN material_configuration mc ON mc.id = ep.configuration_id
         WHERE ep.version_id = :version_id
         ORDER BY m.formula, me.name, ep.id
         """,

@@ -254,7 +254,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     Parameters
     ----------
     coefficient : EquationSearch, optional
-        Search for C(bulk); default ``EquationSearch(form="auto", selection="stable")``.
+        Search for C(bulk); default ``EquationSearch(form="auto", selection="cv:1se")``.
     orientation : EquationSearch, optional
         Search for g(orientation); default ``EquationSearch(selection="knee")``.
     material : str, default "material"
@@ -312,7 +312,8 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         return data
 
     def _parts(self) -> tuple[EquationSearch, EquationSearch]:
-        coefficient = clone(self.coefficient) if self.coefficient is not None else EquationSearch(form="auto")
+        coefficient = (clone(self.coefficient) if self.coefficient is not None
+                       else EquationSearch(form="auto", selection="cv:1se"))
         orientation = clone(self.orientation) if self.orientation is not None else EquationSearch(selection="knee")
         if self.time_budget is not None:
             orientation.set_params(time_budget=self.time_budget)

@@ -370,7 +370,7 @@ def fit_factorized(
     engine_params: dict[str, Any] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     selection: str = "knee",
-    coefficient_selection: str | None = "stable",
+    coefficient_selection: str | None = "cv:1se",
     coefficient: str = "lsq",
     reference: Sequence[float] | None = (1, 1, 1),
     margin: float = 0.1,
@@ -406,12 +406,11 @@ def fit_factorized(
     selection : str
         Criterion for g (and for C when ``coefficient_selection`` is None); see
         :mod:`matstore.models.selection`.
-    coefficient_selection : str or None, default "stable"
+    coefficient_selection : str or None, default "cv:1se"
         Criterion for C(bulk).  C is fitted on one value per material (a handful of rows),
         where training-loss criteria choose forms with as many constants as materials that
-        fail on an unseen metal; the default is stability selection over the
-        leave-one-material-out folds (whole ``groups`` held out): the size that predicts the
-        held-out material best in the most folds.  With the sparse engine
+        fail on an unseen metal; the default is the one-standard-error rule over the
+        complexity budget with the search repeated on every leave-one-group-out subsample.  With the sparse engine
         (always the case for scaling laws) the search itself is repeated in every fold and
         the rule picks a complexity budget; with other engines the constants of each
         candidate are refitted per fold.

@@ -13,10 +13,12 @@ equation and the folds of the one CV policy (:func:`matstore.models.cv.make_cv`)
     responsible;
 (d) **errors per group** (material, element, ...) of the nested out-of-fold predictions;
 
-and calibrated **prediction intervals** by grouped cross-conformal prediction (MAPIE's
-``CrossConformalRegressor``, ``method="base"``, absolute residual score; Barber, Candès,
-Ramdas & Tibshirani, Ann. Statist. 49, 486 (2021), doi:10.1214/20-AOS1965), with their
-coverage measured on held-out groups.
+and calibrated **prediction intervals** by grouped cross-conformal prediction: the
+conformity scores are the nested out-of-fold residuals of the whole procedure (so the
+interval carries the uncertainty of the search and the selection), the quantile is MAPIE's
+(``SplitConformalRegressor``, prefit, absolute residual; the "CV" method of Barber, Candès,
+Ramdas & Tibshirani, Ann. Statist. 49, 486 (2021), doi:10.1214/20-AOS1965), and the
+coverage is measured on held-out groups.
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sympy as sp
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import cross_validate
 
-from matstore.models.cv import FixedForm, make_cv
 from matstore.models.expressions import form_of
 
 #: Nested and fixed-form R² further apart than this are explained fold by fold.
@@ -164,60 +165,68 @@ def discrepancy(nested_r2: float, fixed_r2: float, folds: list[dict[str, Any]]) 
     return f"nested R² {nested_r2:.3f} vs fixed-form R² {fixed_r2:.3f}: " + ("; ".join(parts) or "spread over folds")
 
 
-def _columns(expr: sp.Expr, X: pd.DataFrame) -> pd.DataFrame:
-    names = sorted(str(s) for s in expr.free_symbols)
-    return X[names].astype(float).reset_index(drop=True) if names else pd.DataFrame({"_": np.zeros(len(X))})
+class OutOfFold(BaseEstimator, RegressorMixin):
+    """A prefit "model" whose prediction for row ``i`` is the nested out-of-fold prediction of row ``i``.
 
+    ``X`` holds row positions (shape (n, 1)).  It hands MAPIE the held-out residuals of the
+    whole fitting procedure, so its conformity scores include the uncertainty of the search
+    and of the selection, not only of the constants.
 
-def conformal_half_width(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any,
-                         level: float) -> float:
-    """Half-width of the grouped cross-conformal interval of ``expr``'s form, target unit.
-
-    MAPIE's ``CrossConformalRegressor`` (``method="base"``, absolute residuals) around a
-    :class:`~matstore.models.cv.FixedForm` of the equation, its conformity scores computed on
-    the held-out groups of ``cv``: ``ŷ ± q`` with q the ``level`` conformal quantile.
-
-    Raises
-    ------
-    ValueError
-        When a fold cannot determine the constants.
+    Parameters
+    ----------
+    oof : array-like, shape (n_rows,)
     """
-    from mapie.regression import CrossConformalRegressor
 
-    Xn = _columns(expr, X)
-    model = FixedForm(sp.srepr(expr), columns=tuple(Xn.columns))
-    mapie = CrossConformalRegressor(model, confidence_level=level, method="base", cv=cv)
+    def __init__(self, oof: Any = None) -> None:
+        self.oof = oof
+
+    def fit(self, X: Any = None, y: Any = None) -> OutOfFold:
+        """Store ``oof`` (nothing is learned)."""
+        self.oof_ = np.asarray(self.oof, dtype=float)
+        self.is_fitted = True
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The out-of-fold predictions of the rows whose positions are ``X[:, 0]``, shape (n,)."""
+        return self.oof_[np.asarray(X)[:, 0].astype(int)]
+
+
+def conformal_half_width(oof: np.ndarray, y: np.ndarray, rows: np.ndarray, level: float) -> float:
+    """Half-width of the cross-conformal interval from the nested out-of-fold residuals of ``rows``.
+
+    MAPIE's ``SplitConformalRegressor`` (prefit, absolute residual score) conformalised on
+    the out-of-fold predictions: ``q`` is the ``⌈(n + 1)·level⌉``-th smallest
+    ``|y − ŷ_oof|`` (the "CV" method of Barber et al. 2021), so ``ŷ ± q`` covers a new
+    group's value with probability about ``level``.  Target unit.
+    """
+    from mapie.regression import SplitConformalRegressor
+
+    positions = np.asarray(rows, dtype=int).reshape(-1, 1)
+    mapie = SplitConformalRegressor(OutOfFold(oof).fit(), confidence_level=level, prefit=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mapie.fit_conformalize(Xn, y, groups=groups)
-        _, bounds = mapie.predict_interval(Xn.iloc[:1])
+        mapie.conformalize(positions, y[positions[:, 0]])
+        _, bounds = mapie.predict_interval(positions[:1])
     return float((bounds[0, 1, 0] - bounds[0, 0, 0]) / 2.0)
 
 
-def held_out_coverage(nested: CrossFit, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
-                      level: float, random_state: int | None) -> float:
-    """Fraction of rows inside intervals built without their group (honest coverage).
+def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float) -> float:
+    """Fraction of rows inside intervals built without their fold (honest coverage).
 
-    For each outer fold, the equation *that fold selected* gets a cross-conformal interval
-    from the fold's training rows only (inner folds of the same policy), centred on its
-    constants refitted to those rows; the held-out rows are then checked against it.
+    For each fold, the half-width comes from the out-of-fold residuals of the *other* folds
+    only (:func:`conformal_half_width`); its held-out rows are then checked against
+    ``ŷ_oof ± q``.
     """
     inside, total = 0, 0
-    for est, test in zip(nested.estimators, nested.tests, strict=True):
-        train = np.setdiff1d(np.arange(len(y)), test)
-        if not hasattr(est, "equation_"):
+    for test in nested.tests:
+        others = np.setdiff1d(np.arange(len(y)), test)
+        if len(others) < 2:
             continue
-        g_train = None if groups is None else groups[train]
-        try:
-            inner, _ = make_cv(len(train), g_train, None, random_state)
-            width = conformal_half_width(est.equation_, X.iloc[train], y[train], g_train, inner, level)
-            centre = clone(FixedForm(sp.srepr(est.equation_))).fit(X.iloc[train], y[train]).predict(X.iloc[test])
-        except ValueError:
-            continue
-        inside += int(np.sum(np.abs(y[test] - centre) <= width))
+        width = conformal_half_width(nested.oof, y, others, level)
+        inside += int(np.sum(np.abs(y[test] - nested.oof[test]) <= width))
         total += len(test)
     return inside / total if total else float("nan")
 
 
-__all__ = ["DISCREPANCY_R2", "CrossFit", "conformal_half_width", "cross_fit", "discrepancy", "fold_records",
+__all__ = ["DISCREPANCY_R2", "CrossFit", "OutOfFold", "conformal_half_width", "cross_fit", "discrepancy", "fold_records",
            "held_out_coverage", "per_group_errors", "scores", "selected_form"]

@@ -24,7 +24,7 @@ Criteria (strings, as stored in ``equation_version.selection_criterion``):
     ``n ln(MSE) + 2K + 2K(K+1)/(n − K − 1)`` with K the number of fitted constants plus one:
     an honest complexity penalty that grows steeply when the rows are few (6–10 materials),
     and tends to leave-one-out CV when they are many (Stone 1977).
-``"stable"`` (the default of ``matstore fit``)
+``"stable"`` (the default of ``matstore fit`` for the equation, and for g in factorised fits)
     Stability selection: the ``aicc`` choice is made again on the training rows of every
     fold of the one CV policy (:func:`matstore.models.cv.make_cv`; leave-one-group-out up to
     20 groups) and the *form* chosen most often wins (ties: the full-data choice, then the
@@ -32,7 +32,11 @@ Criteria (strings, as stored in ``equation_version.selection_criterion``):
     repeated on each subsample; otherwise the constants of the front's forms are refitted.
     Measured on 8 synthetic 7-material tables (C = 9.25 E_c/a² with 12 % scatter), the
     forms chosen in the seven leave-one-material-out folds agreed with the full-data form in
-    6.75 of 7 folds on average, against 5.6 for ``cv:1se`` and 6.1 for ``aicc`` alone.  A vote needs a majority of folds to
+    6.75 of 7 folds on average, against 5.6 for ``cv:1se`` and 6.1 for ``aicc`` alone.  On the
+    calculators' surface coefficients (6 bulk features, a library of tens of monomials), the
+    AICc does not account for the search over that library and ``cv:1se`` with the search
+    repeated per fold predicts unseen metals better, so it stays the coefficient's default
+    (docs/models.md).  A vote needs a majority of folds to
     agree, so one atypical held-out material cannot flip the choice the way it moves a pooled
     mean (``cv:1se`` chose a constant coefficient in one of seven folds of a published
     7-metal table; see docs/models.md).
