@@ -12,7 +12,8 @@
    marked ``unconverged`` is stored flagged by the mapping's ``row_flags``);
 4. ``fit_model``: the factorised surface-energy model of the EMT data (``normal_x``-style
    orientation descriptors, as the pipeline fits it) and the strength model across the
-   OpenKIM potentials (sparse engine, as the pipeline), promoted to ``production``.
+   OpenKIM potentials (sparse engine, as the pipeline), and a configuration-scope model of the
+   per-configuration table, promoted to ``production``.
 
 The database is created next to the test run's database and dropped at the end of the session.
 """
@@ -38,6 +39,7 @@ EMT_METALS = ("Cu", "Ni", "Al", "Ag")
 EMT_MILLER = [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0)]
 SURFACE_MODEL = "surface_energy_emt"
 STRENGTH_MODEL = "strength_openkim"
+CONFIG_MODEL = "divacancy_emt"
 BULK_FEATURES = ["lattice_constant", "cohesive_energy", "c44"]
 STRENGTH_FEATURES = ["vacancy_migration_energy", "surface_energy_111", "unstable_stacking_fault_energy"]
 
@@ -50,6 +52,7 @@ class Store:
     engine: Engine
     surface_model_id: int
     strength_model_id: int
+    config_model_id: int
     n_flagged_strength: int
 
 
@@ -60,7 +63,9 @@ def _specs() -> list[FitSpec]:
     strength = FitSpec(name=STRENGTH_MODEL, target="strength", features=STRENGTH_FEATURES, engine="sparse",
                        engine_params={"max_terms": 2, "max_factors": 1}, selection="cv:5%", seed=0,
                        description="Strength of the OpenKIM potentials from indicator properties")
-    return [surface, strength]
+    divacancy = FitSpec(name=CONFIG_MODEL, target="divacancy_energy", features=["vv_distance"], engine="sparse",
+                        seed=0, description="Divacancy energy from the vacancy-vacancy distance (fixture law)")
+    return [surface, strength, divacancy]
 
 
 #: Per-configuration law of the fixture table: E_f = 2.5 − 0.3·d (eV, d in Å).
@@ -122,7 +127,7 @@ def build_store(url: str, dataset_dir: Path) -> Store:
         flagged = conn.execute(text(
             "SELECT count(*) FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id "
             "WHERE d.name = 'strength' AND p.flag IS NOT NULL")).scalar_one()
-    return Store(url, engine, ids[SURFACE_MODEL], ids[STRENGTH_MODEL], int(flagged))
+    return Store(url, engine, ids[SURFACE_MODEL], ids[STRENGTH_MODEL], ids[CONFIG_MODEL], int(flagged))
 
 
 _BUILT: dict[str, Store] = {}

@@ -42,8 +42,10 @@ from matstore.dashboard.orientation_g import (
 from tests.conftest import REPO_ROOT
 from tests.dashboard_fixtures import (  # noqa: F401
     CONFIG_E0,
+    CONFIG_MODEL,
     CONFIG_SLOPE,
     N_CONFIGURATIONS,
+    STRENGTH_MODEL,
     SURFACE_MODEL,
     Store,
     dashboard_store,
@@ -129,7 +131,7 @@ def test_every_page_runs(store: Store, page: str) -> None:
 def test_fit_runs_are_listed_with_their_model(store: Store) -> None:
     at = run_page("jobs")
     runs = at.dataframe[0].value
-    assert set(runs.loc[runs["kind"] == "fit", "model"]) == {SURFACE_MODEL, "strength_openkim"}
+    assert set(runs.loc[runs["kind"] == "fit", "model"]) == {SURFACE_MODEL, STRENGTH_MODEL, CONFIG_MODEL}
     assert set(runs.loc[runs["kind"] != "fit", "model"]) == {""}  # blank, not "None"
 
 
@@ -200,7 +202,7 @@ def test_predict_fills_inputs_from_the_store_and_matches_the_fit(store: Store) -
     at = run_page("equations", model=str(store.surface_model_id), view="predict")
     chooser = next(s for s in at.selectbox if s.label.startswith("Fill the inputs"))
     assert "in the training data" in chooser.options[chooser.index]
-    material, method = chooser.value.split(":")
+    _, material, method = chooser.value.split(":")
     inputs = {n.label.split(" (")[0]: n.value for n in at.number_input}
     assert (inputs["h"], inputs["k"], inputs["l"]) == (1, 1, 1)
     with store.engine.connect() as conn:
@@ -224,6 +226,17 @@ def test_predict_fills_inputs_from_the_store_and_matches_the_fit(store: Store) -
         assert low == pytest.approx(row.predicted - half_width, rel=1e-4)
     else:
         assert "out-of-fold residuals" in page_text(at)
+
+
+def test_predict_from_a_configuration_for_a_configuration_scope_model(store: Store) -> None:
+    dv03 = scalar(store.engine, "SELECT id FROM material_configuration WHERE key = 'dv03'")
+    at = run_page("equations", model=str(store.config_model_id), view="predict", **{"from": f"c:{dv03}"})
+    inputs = {n.label.split(" (")[0]: n.value for n in at.number_input}
+    assert inputs == {"vv_distance": pytest.approx(3.1)}
+    shown = float(at.success[0].value.split("=")[1].split()[0])
+    assert shown == pytest.approx(CONFIG_E0 + CONFIG_SLOPE * 3.1, rel=1e-3)  # the fixture's exact law
+    parity = run_page("equations", model=str(store.config_model_id), view="parity")
+    assert not parity.exception and len(figures(parity)) == 2
 
 
 def test_bulk_scatter_marks_flagged_values_and_leaves_them_out_of_r(store: Store) -> None:
