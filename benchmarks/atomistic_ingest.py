@@ -256,18 +256,19 @@ def bench_file(url: str, path: Path, repeat: int) -> dict[str, list[float]]:
     engine.dispose()
     out["matstore read_frames (C parser + checks, no database)"], _ = time_call(lambda: read_frames(path), repeat)
 
-    def c_parser_alone() -> int:
+    def c_parser_alone(use_cleri: bool) -> int:
         fp, n = cextxyz.cfopen(str(path), "r"), 0
         try:
             while True:
-                cextxyz.read_frame_dicts(fp)
+                cextxyz.read_frame_dicts(fp, use_cleri=use_cleri)
                 n += 1
         except EOFError:
             return n
         finally:
             cextxyz.cfclose(fp)
 
-    out["extxyz C parser alone (read_frame_dicts)"], _ = time_call(c_parser_alone, repeat)
+    out["extxyz C parser alone, dispatch comment parser (as matstore reads)"], _ = time_call(lambda: c_parser_alone(False), repeat)
+    out["extxyz C parser alone, libcleri grammar (the package's default)"], _ = time_call(lambda: c_parser_alone(True), repeat)
     out["ase.io.read(':') alone"], _ = time_call(lambda: ase.io.read(path, index=":", format="extxyz"), repeat)
     return out
 
