@@ -2,7 +2,7 @@
 
 The C parser (libAtoms/extxyz, ``extxyz.cextxyz``; Kermode et al., https://github.com/libAtoms/extxyz)
 reads a frame's comment line with the extxyz key=value grammar and its atom lines with a
-validating tokenizer, 6–8× faster than ASE's Python reader (docs/benchmarks.md, section 6).
+validating tokenizer, 6–9× faster than ASE's Python reader (docs/benchmarks.md, section 6).
 The comment line goes through the package's first-character dispatch parser
 (``use_cleri=False``), which accepts the same language as its libcleri grammar (the package
 checks this with a differential conformance test) and was 1.3–1.9× faster on the benchmark
