@@ -316,6 +316,8 @@ def test_multi_word_search(store: Store) -> None:
     found = queries.search_values(search="Cu surface_energy", scope="surface")
     assert not found.empty and set(found["material"]) == {"Cu"} and set(found["property"]) == {"surface_energy"}
     assert queries.search_values(search="Cu nosuchword").empty
+    found = queries.search_values(search="divacancy_energy emt", scope="configuration")
+    assert len(found) == N_CONFIGURATIONS and set(found["orientation"].str.split().str[0]) == {"configuration"}
 
 
 def test_selections_survive_a_reload(store: Store) -> None:

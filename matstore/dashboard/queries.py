@@ -77,7 +77,8 @@ def _ids(values: Sequence[int] | None) -> list[int]:
 MAX_SEARCH_WORDS = 8
 
 
-def _search_clause(search: str, *, material_column: str, params: dict[str, Any]) -> str:
+def _search_clause(search: str, *, material_column: str, params: dict[str, Any],
+                   method_column: str = "p.method_id") -> str:
     """SQL condition "every word of ``search`` names the material, method or property" on alias ``p``.
 
     ``search`` is split at white space; each word must match (case-insensitive substring) the
@@ -89,11 +90,12 @@ def _search_clause(search: str, *, material_column: str, params: dict[str, Any])
     """
     conditions = []
     for n, word in enumerate(search.split()[:MAX_SEARCH_WORDS]):
-        conditions.append(_word_clause(word, n, material_column=material_column, params=params))
+        conditions.append(_word_clause(word, n, material_column=material_column, method_column=method_column,
+                                       params=params))
     return "(" + " AND ".join(conditions) + ")" if conditions else "TRUE"
 
 
-def _word_clause(word: str, n: int, *, material_column: str, params: dict[str, Any]) -> str:
+def _word_clause(word: str, n: int, *, material_column: str, method_column: str, params: dict[str, Any]) -> str:
     """Condition for one search word; a word that is exactly a formula (``Cu``) means that
     material only, not every potential whose name contains it (``…_CuNi_…``)."""
     exact = _frame("SELECT id FROM material WHERE lower(formula) = lower(:word)", {"word": word})
@@ -109,7 +111,7 @@ def _word_clause(word: str, n: int, *, material_column: str, params: dict[str, A
         {"pattern": _like(word)},
     )
     clauses = []
-    for kind, column in (("material", material_column), ("method", "p.method_id"), ("definition", "p.definition_id")):
+    for kind, column in (("material", material_column), ("method", method_column), ("definition", "p.definition_id")):
         ids = [int(i) for i in found.loc[found["kind"] == kind, "id"]]
         if ids:
             params[f"search_{n}_{kind}_ids"] = ids
@@ -679,7 +681,7 @@ _VALUE_SELECT = """
     FROM {table} p
     {surface_join}
     JOIN material m ON m.id = {material}
-    JOIN method me ON me.id = p.method_id
+    JOIN method me ON me.id = {method}
     JOIN property_definition d ON d.id = p.definition_id
     WHERE {where}
     ORDER BY p.id DESC
@@ -697,14 +699,14 @@ def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> 
     """Stored values whose material, method or property name contains ``search``.
 
     A search that is a whole number also matches the value id.  Newest first, at most
-    ``limit`` bulk and ``limit`` surface values.
+    ``limit`` values of each scope.
 
     Parameters
     ----------
     search:
         Case-insensitive substring (or a value id).
     scope:
-        ``all``, ``bulk`` or ``surface``.
+        ``all``, ``bulk``, ``surface`` or ``configuration`` (per-configuration values).
 
     Returns
     -------
@@ -714,21 +716,24 @@ def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> 
     params: dict[str, Any] = {"limit": int(limit)}
     text_search = search.strip()
     parts = []
-    for name, table, material, join, orientation in (
-        ("bulk", "bulk_property", "p.material_id", "", "NULL::text"),
-        ("surface", "surface_property", "su.material_id", "JOIN surface su ON su.id = p.surface_id", _ORIENTATION_SQL),
+    for name, table, material, method, join, orientation in (
+        ("bulk", "bulk_property", "p.material_id", "p.method_id", "", "NULL::text"),
+        ("surface", "surface_property", "su.material_id", "p.method_id", "JOIN surface su ON su.id = p.surface_id",
+         _ORIENTATION_SQL),
+        ("configuration", "configuration_property", "mc.material_id", "mc.method_id",
+         "JOIN material_configuration mc ON mc.id = p.configuration_id", "'configuration ' || mc.key"),
     ):
         if scope not in ("all", name):
             continue
         wheres = ["TRUE"]
         if text_search:
-            wheres = [_search_clause(text_search, material_column=material, params=params)]
+            wheres = [_search_clause(text_search, material_column=material, method_column=method, params=params)]
             if text_search.isdigit() and len(text_search) < 19:
                 # A separate branch, so that the primary key answers it (an OR would not).
                 params["value_id"] = int(text_search)
                 wheres.append("p.id = :value_id")
         parts += [
-            "(" + _VALUE_SELECT.format(scope=name, table=table, material=material, surface_join=join,
+            "(" + _VALUE_SELECT.format(scope=name, table=table, material=material, method=method, surface_join=join,
                                         orientation=orientation, where=where) + ")"
             for where in wheres
         ]

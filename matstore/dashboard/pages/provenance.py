@@ -16,7 +16,7 @@ st.caption("Every value links to its method (calculator or potential and paramet
 c1, c2 = st.columns([3, 1])
 search = c1.text_input("Search values", placeholder="words of a material, method or property name, or a value id",
                        max_chars=200, value=state.get_text("q"))
-scopes = ["all", "bulk", "surface"]
+scopes = ["all", "bulk", "surface", "configuration"]
 scope = c2.radio("Scope", scopes, horizontal=True, index=state.index_of(scopes, state.get_text("scope")))
 state.keep("q", search)
 state.keep("scope", None if scope == "all" else scope)
