@@ -20,8 +20,9 @@ Revises: 0009
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision: str = "0010"
 down_revision: str | None = "0009"
