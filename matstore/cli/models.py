@@ -26,7 +26,7 @@ def fit(
     features: list[str] | None = typer.Option(None, "--features", help="Bulk property names (repeat or space-separate)."),
     method: list[str] | None = typer.Option(None, "--method", help="Method name(s) or LIKE pattern(s); default all."),
     factorize: str | None = typer.Option(None, help="'orientation' fits y = C(bulk)·g(orientation)."),
-    engine_name: str | None = typer.Option(None, "--engine", help="operon (default), pysr or sparse."),
+    engine_name: str | None = typer.Option(None, "--engine", help="operon (default), pysr, sparse or eql."),
     time_budget: float | None = typer.Option(
         None, help="Seconds for the whole fit, every cross-validation fold included (default 60)."),
     seed: int | None = typer.Option(None, help="Random seed."),

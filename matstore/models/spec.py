@@ -31,7 +31,7 @@ class FitSpec(BaseModel):
     methods: method names whose values are used; ``None`` = every method.  A name containing
         ``%`` is a SQL LIKE pattern (e.g. ``EAM_Dynamo_%``).
     factorize: ``"orientation"`` fits y = C(bulk) · g(orientation); ``None`` fits y directly
-    engine: ``operon`` (default), ``pysr`` or ``sparse``
+    engine: ``operon`` (default), ``pysr``, ``sparse`` or ``eql`` (docs/eql.md)
     engine_params: engine hyper-parameters (passed through, recorded)
     time_budget: seconds for the whole fit, every cross-validation fold included: split over
         the full-data fit and the nested-CV folds (engines with a time limit; see
@@ -65,7 +65,7 @@ class FitSpec(BaseModel):
     features: list[str] = Field(min_length=1)
     methods: list[str] | None = None
     factorize: Literal["orientation"] | None = None
-    engine: Literal["operon", "pysr", "sparse"] = "operon"
+    engine: Literal["operon", "pysr", "sparse", "eql"] = "operon"
     engine_params: dict[str, Any] = Field(default_factory=dict)
     time_budget: float = Field(default=60.0, gt=0)
     seed: int = 0
