@@ -277,8 +277,14 @@ def test_surfaces_page_opens_on_the_richest_set_and_draws_a_light_wulff_shape(st
     at = run_page("surfaces")
     chosen = at.selectbox[0].options[at.selectbox[0].index]
     assert "· emt [EMT] — 4 surfaces" in chosen  # the most surfaces; computed before table sets
+    # The Wulff shape opens as flat SVG polygons (one per visible facet), the 3D view on request.
+    assert not [f for f in figures(at) if any(t.type == "mesh3d" for t in f.data)]
+    flat = next(f for f in figures(at) if f.data and all(t.type == "scatter" and t.fill == "toself" for t in f.data))
+    assert {t.name for t in flat.data} <= {"(1,0,0)", "(1,1,0)", "(1,1,1)", "(2,1,0)"}
+    next(t for t in at.toggle if t.label.startswith("3D")).set_value(True).run()
     wulff = next(f for f in figures(at) if any(t.type == "mesh3d" for t in f.data))
     assert len(wulff.data) == 2  # one mesh for all facets, one line trace for the edges
+    assert at.query_params.get("wulff") in ("3d", ["3d"])
     metrics = {m.label: m.value for m in at.metric}
     shape_help = next(m for m in at.metric if m.label == "Shape factor").help
     assert "volume^(2/3)" in shape_help and "area^1.5" not in shape_help

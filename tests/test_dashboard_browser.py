@@ -42,7 +42,7 @@ PAGES = (
     ("", "Overview", ["Materials", "Latest job runs"], ".js-plotly-plot"),
     ("jobs", "Jobs", ["Task queue"], '[data-testid="stDataFrame"]'),
     ("bulk", "Bulk properties", ["Pearson r", "flagged left out"], ".js-plotly-plot .scatterlayer"),
-    ("surfaces", "Surfaces", ["Per orientation", "Shape factor"], ".js-plotly-plot .gl-container"),
+    ("surfaces", "Surfaces", ["Per orientation", "Shape factor"], ".js-plotly-plot"),
     ("compare", "Compare methods", ["Surface property per orientation"], ".js-plotly-plot"),
     ("configurations", "Configurations", ["configurations"], ".js-plotly-plot"),
     ("provenance", "Provenance", ["Method", "Source", "Job run"], '[data-testid="stTable"]'),
@@ -154,6 +154,10 @@ def test_every_page_renders_in_a_browser(dashboard: str, browser, dashboard_stor
     page.goto(f"{dashboard}/equations?model={dashboard_store.surface_model_id}&view=g")
     _settle(page, "Equations", ["g over the stereographic triangle", "normal_"], ".js-plotly-plot")
     _check(page, "equations_g", problems)
+    # The rotatable 3D Wulff shape (WebGL) by its shared link.
+    page.goto(f"{dashboard}/surfaces?wulff=3d")
+    _settle(page, "Surfaces", ["Shape factor"], ".js-plotly-plot .gl-container")
+    _check(page, "surfaces_3d", problems)
     # The flagged markers of the scatter (the legend entry of their trace).
     page.goto(f"{dashboard}/bulk")
     page.locator(".js-plotly-plot .legendtext", has_text="flagged values").first.wait_for()

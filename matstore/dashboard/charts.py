@@ -329,8 +329,9 @@ def wulff_shape(
     Returns
     -------
     figure:
-        The shape, facets coloured by surface energy (J/m²), hover: Miller index and γ.
+        The shape in 3D, facets coloured by surface energy (J/m²), hover: Miller index and γ.
     metrics:
+        ``projection`` (the same shape as a light 2D figure, see :func:`_wulff_projection`),
         ``shape_factor`` (pymatgen's surface area / volume^(2/3), dimensionless),
         ``anisotropy``, ``weighted_surface_energy`` (J/m²), ``effective_radius`` (Å),
         ``area_fraction`` ({"(h,k,l)": fraction}) and ``n_facets_used``.
@@ -359,7 +360,38 @@ def wulff_shape(
         "area_fraction": {"(" + ",".join(map(str, hkl)) + ")": float(v) for hkl, v in shape.area_fraction_dict.items()},
         "n_facets_used": len(miller),
     }
-    return _wulff_figure(shape), metrics
+    return _wulff_figure(shape), metrics | {"projection": _wulff_projection(shape)}
+
+
+def _wulff_projection(shape: Any, view: tuple[float, float, float] = (0.31, 0.42, 0.85)) -> go.Figure:
+    """The Wulff shape seen from ``view`` (a unit direction) as flat SVG polygons, one per facet.
+
+    Facets facing the viewer (normal · view > 0) are drawn back to front in the plane normal to
+    ``view``, coloured by their family's γ; a light 2D figure that renders at once (the 3D
+    figure needs WebGL).
+    """
+    v = np.asarray(view, dtype=float) / np.linalg.norm(view)
+    e1 = np.cross([0.0, 0.0, 1.0], v)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(v, e1)
+    energies = [f.e_surf for f in shape.facets if f.points]
+    lo, hi = min(energies), max(energies)
+    scale = px.colors.sequential.PuBu
+    fig = go.Figure()
+    visible = [f for f in shape.facets if f.points and float(np.dot(f.normal, v)) > 1e-9]
+    for facet in sorted(visible, key=lambda f: float(np.dot(f.normal, v))):
+        ring = np.asarray(shape.get_line_in_facet(facet), dtype=float)[0::2]
+        ring = np.vstack([ring, ring[:1]])
+        level = 0.5 if hi == lo else (facet.e_surf - lo) / (hi - lo)
+        colour = px.colors.sample_colorscale(scale, [0.15 + 0.8 * level])[0]
+        hkl = "(" + ",".join(str(i) for i in shape.miller_list[facet.index]) + ")"
+        fig.add_trace(go.Scatter(x=ring @ e1, y=ring @ e2, fill="toself", mode="lines", fillcolor=colour,
+                                 line={"color": "black", "width": 1}, name=hkl, showlegend=False,
+                                 hovertemplate=f"{hkl}: γ = {facet.e_surf:.4g} J/m²<extra></extra>"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
+    fig.update_layout(height=420, margin={"t": 10, "l": 0, "r": 0, "b": 0}, plot_bgcolor="white")
+    return fig
 
 
 def _wulff_figure(shape: Any) -> go.Figure:

@@ -1,7 +1,8 @@
 """Surfaces: γ, τ and stiffness per orientation, orientation map, equilibrium crystal shape.
 
 Opens on the material × method with the most surfaces (the choice is kept in the URL).  The
-orientation map (2D) comes first; the 3D Wulff shape is drawn with two Plotly traces.
+orientation map and the Wulff shape are drawn in 2D (SVG) first; the rotatable 3D Wulff
+shape (two Plotly traces, WebGL) is one toggle away.
 Flagged values are shown in red (table column ``flag``, red bars) and left out of the Wulff
 construction.
 """
@@ -75,7 +76,12 @@ with right:
     except ValueError as exc:
         st.info(f"No Wulff shape: {exc}.")
     else:
-        st.plotly_chart(figure, width="stretch")
+        three_d = st.toggle("3D (rotatable)", value=state.get_text("wulff") == "3d",
+                            help="The 2D view is the shape seen from a fixed direction; 3D needs WebGL")
+        state.keep("wulff", "3d" if three_d else None)
+        st.plotly_chart(figure if three_d else metrics["projection"], width="stretch")
+        if not three_d:
+            st.caption("Seen from a fixed direction; facets coloured by γ (lighter: lower γ, hover: value).")
         m1, m2, m3 = st.columns(3)
         m1.metric("Shape factor", f"{metrics['shape_factor']:.3f}",
                   help="pymatgen's WulffShape.shape_factor: surface area / volume^(2/3) of the Wulff shape "
