@@ -484,7 +484,7 @@ def pareto_front(front: pd.DataFrame, *, selected: int | None, loss_title: str =
         fig.add_trace(go.Scatter(x=chosen["complexity"], y=chosen["loss"], mode="markers", name="selected",
                                  marker={"size": 16, "symbol": "star", "color": "#d62728"}))
     positive = bool((front["loss"] > 0).all())
-    fig.update_yaxes(type="log" if positive else "linear", title=loss_title)
+    fig.update_yaxes(type="log" if positive else "linear", title=loss_title, exponentformat="power")
     fig.update_xaxes(title="complexity")
     fig.update_layout(height=380, margin={"t": 40 if title else 30}, title=title)
     return fig
