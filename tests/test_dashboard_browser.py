@@ -126,6 +126,7 @@ def _settle(page, title: str, texts: list[str], key: str) -> None:  # noqa: ANN0
 
 
 def _check(page, name: str, problems: list[str]) -> None:  # noqa: ANN001
+    page.wait_for_timeout(300)  # let canvas-drawn tables paint before the screenshot
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]').count()
     errors = page.locator('[data-testid="stAlertContentError"]').count()

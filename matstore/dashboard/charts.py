@@ -452,6 +452,8 @@ def method_comparison(values: pd.DataFrame, *, prop: str) -> go.Figure:
                  pattern_shape_map={"passed": "", "flagged": "x"}, category_orders={"orientation": order},
                  hover_data={c: True for c in ("source", "flag") if c in data.columns},
                  labels={"value": with_unit(prop.replace("_", " "), unit), "orientation": "orientation"})
+    for trace in fig.data:  # legend: the method; ", flagged" only on hatched bars
+        trace.name = trace.name.removesuffix(", passed")
     fig.update_layout(height=440, margin={"t": 30}, legend={"title": "method"})
     return fig
 
