@@ -126,6 +126,15 @@ def engine_cv(name: str, budget: float, X: pd.DataFrame, y: np.ndarray, folds) -
     return oof, complexities
 
 
+def _short(expr, digits: int = 3, width: int = 140) -> str:
+    """An equation's text with its numbers rounded to ``digits`` significant figures."""
+    import sympy as sp
+
+    expr = expr.xreplace({f: sp.Float(float(f"{float(f):.{digits}g}"), digits + 1) for f in expr.atoms(sp.Float)})
+    text = str(expr)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _engine(name: str, budget: float):
     params = {"time_limit": budget, "random_state": 0} if name in ("operon", "eql") else {}
     return get_engine(name, **params)
@@ -179,7 +188,7 @@ def _scheme_rows(label, table, X, y, folds, physical, engines, budgets) -> list[
             t = time.perf_counter()
             full = select_equation(_engine(name, budget).fit(X, y).pareto_front_, X)
             seconds = time.perf_counter() - t
-            text = str(full.expr)[:80] if full else "no valid equation"
+            text = _short(full.expr) if full else "no valid equation"
             rows.append([label, name, f"{budget:g}" if name != "sparse" else "—", f"{mae:.4g}", f"{mae / tree:.2f}",
                          f"{full.complexity if full else '—'} (folds {min(cx, default=0)}–{max(cx, default=0)})",
                          f"{seconds:.1f} (CV {cv_seconds:.0f})", text])
@@ -205,7 +214,7 @@ def main() -> None:
         rows += dataset_rows("OpenKIM strength (MPa)", strength_dataset(), args.engines, args.budgets, args.schemes)
     cols = ["data", "model", "budget s", "CV MAE", "÷ best tree", "complexity (all rows; folds)", "fit s (CV s)", "equation"]
     print_table(f"Descriptor equations: pooled out-of-fold MAE, {N_SPLITS} folds", cols, rows)
-    console.print(markdown_table(cols, rows))
+    console.print(markdown_table(cols, rows), soft_wrap=True)
 
 
 if __name__ == "__main__":
