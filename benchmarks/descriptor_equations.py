@@ -141,6 +141,7 @@ def _engine(name: str, budget: float):
 
 
 def reference_cv(model, X: pd.DataFrame, y: np.ndarray, folds) -> np.ndarray:
+    """Out-of-fold predictions of a scikit-learn regressor on the given folds."""
     oof = np.full(len(y), np.nan)
     for tr, te in folds:
         oof[te] = model.fit(X.iloc[tr], y[tr]).predict(X.iloc[te])
