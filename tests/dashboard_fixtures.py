@@ -21,7 +21,12 @@ The database is created next to the test run's database and dropped at the end o
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +37,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from matstore.models.spec import FitSpec
-from tests.conftest import STRENGTH_DATA
+from tests.conftest import REPO_ROOT, STRENGTH_DATA
 
 EMT_METALS = ("Cu", "Ni", "Al", "Ag")
 #: Surfaces computed per metal (four families keep the build near 30 s on one core).
@@ -183,3 +188,39 @@ def restore(saved: dict[str, str | None]) -> None:
         else:
             os.environ[key] = value
     get_settings.cache_clear()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_dashboard(database_url: str, port: int, log: Path) -> subprocess.Popen:
+    """Run ``matstore dashboard`` on ``port`` against ``database_url`` until it answers its health check.
+
+    Raises
+    ------
+    AssertionError
+        If the server exits or does not answer within 90 s (the message holds its log).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("MATSTORE_DASHBOARD_DATABASE_URL", "MATSTORE_READER_URL")}
+    env["MATSTORE_DATABASE_URL"] = database_url
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "matstore", "dashboard", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                if resp.read() == b"ok":
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"dashboard did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+

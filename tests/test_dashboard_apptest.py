@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,7 +34,6 @@ from matstore.dashboard.orientation_g import (
     read_orientation_function,
     triangle_grid,
 )
-from tests.conftest import REPO_ROOT
 from tests.dashboard_fixtures import (  # noqa: F401
     CONFIG_E0,
     CONFIG_MODEL,
@@ -49,7 +43,9 @@ from tests.dashboard_fixtures import (  # noqa: F401
     SURFACE_MODEL,
     Store,
     dashboard_store,
+    free_port,
     restore,
+    start_dashboard,
     use_store,
 )
 
@@ -359,31 +355,11 @@ def test_queries_are_read_only_and_time_bounded(store: Store, monkeypatch: pytes
 
 # --- process hygiene ----------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_sigterm_stops_the_dashboard_and_frees_the_port(database_url: str, tmp_path) -> None:  # noqa: ANN001
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MATSTORE_DASHBOARD_DATABASE_URL"}
-    env["MATSTORE_DATABASE_URL"] = database_url
-    log = (tmp_path / "dashboard.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "matstore", "dashboard", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    port = free_port()
+    proc = start_dashboard(database_url, port, tmp_path / "dashboard.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
-                    if resp.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "dashboard.log").read_text()
-            time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # the pid of `matstore dashboard` is the server itself (exec)
         proc.wait(timeout=20)
         with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
             sock.connect(("127.0.0.1", port))  # nothing listens any more: no orphaned server

@@ -12,20 +12,16 @@ stopped with SIGTERM and must exit (no orphaned Streamlit holding the port).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.dashboard_fixtures import Store, dashboard_store  # noqa: F401 - a fixture
+from tests.dashboard_fixtures import Store, dashboard_store, free_port, start_dashboard  # noqa: F401 - a fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
@@ -57,39 +53,13 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
-                if resp.read() == b"ok":
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"dashboard did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def dashboard(dashboard_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
     """Base URL of ``matstore dashboard`` running on a free port against the pipeline store."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MATSTORE_DASHBOARD_DATABASE_URL", "MATSTORE_READER_URL")}
-    env["MATSTORE_DATABASE_URL"] = dashboard_store.url
-    log = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "matstore", "dashboard", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    port = free_port()
+    proc = start_dashboard(dashboard_store.url, port, tmp_path_factory.mktemp("dashboard") / "streamlit.log")
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, proc, log)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)  # the exec'd Streamlit server itself receives it

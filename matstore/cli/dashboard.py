@@ -28,7 +28,8 @@ def streamlit_command(*, host: str, port: int) -> list[str]:
     from matstore.dashboard import APP_PATH
 
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        # Streamlit's own command line, after the heavy imports (matstore.dashboard.warmup).
+        sys.executable, "-m", "matstore.dashboard.warmup", "run", str(APP_PATH),
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",

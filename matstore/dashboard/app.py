@@ -12,13 +12,11 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from matstore.dashboard import warmup
 from matstore.provenance import scrub_text
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="matstore", page_icon=":material/science:", layout="wide")
-warmup.start()
 
 navigation = st.navigation(
     {

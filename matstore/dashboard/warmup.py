@@ -1,38 +1,43 @@
-"""Import the dashboard's heavy libraries in the background once per server process.
+"""Start Streamlit with the dashboard's heavy libraries already imported.
 
-The first visit of the Surfaces page would otherwise wait for pymatgen (the Wulff
-construction) to import, and the Equations page for SymPy's printing and lambdify machinery:
-seconds on a loaded machine.  :func:`start` is called by the router on every run and starts
-one daemon thread per process; imports are thread-safe (the import lock), so a page that
-needs a module meanwhile simply waits for it.
+``matstore dashboard`` runs ``python -m matstore.dashboard.warmup run app.py …``: this module
+imports pymatgen (the Wulff construction), SymPy's printers and lambdify, and Plotly Express
+in the main thread, then hands over to Streamlit's own command line in the same process.
+Every session's pages then find them in ``sys.modules`` instead of waiting seconds on the
+first visit.  (Importing them from a background thread while a page imports SymPy races on
+SymPy's circular imports, so it is done here, before any session exists.)
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import threading
+import sys
 
 log = logging.getLogger(__name__)
 
-#: Modules imported ahead of the first page that needs them.
-MODULES = ("pymatgen.analysis.wulff", "pymatgen.core", "sympy.printing.latex", "sympy.utilities.lambdify",
-           "matstore.models.expressions", "plotly.express")
-
-_started = threading.Event()
+#: Modules imported before the server starts.
+MODULES = ("pymatgen.analysis.wulff", "pymatgen.core", "sympy", "sympy.printing.latex", "sympy.utilities.lambdify",
+           "matstore.models.expressions", "plotly.express", "pandas")
 
 
-def _import_all() -> None:
+def preload() -> None:
+    """Import :data:`MODULES`; a missing optional library shows up on its page instead."""
     for name in MODULES:
         try:
             importlib.import_module(name)
-        except ImportError as exc:  # a missing optional library shows up on its page instead
-            log.info("warm-up could not import %s: %s", name, exc)
+        except ImportError as exc:
+            log.info("could not preload %s: %s", name, exc)
 
 
-def start() -> None:
-    """Start the background imports (once per process; later calls return at once)."""
-    if _started.is_set():
-        return
-    _started.set()
-    threading.Thread(target=_import_all, name="matstore-dashboard-warmup", daemon=True).start()
+def main() -> None:
+    """Preload, then run Streamlit's command line with this process's arguments."""
+    preload()
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", *sys.argv[1:]]
+    sys.exit(cli.main())
+
+
+if __name__ == "__main__":
+    main()
