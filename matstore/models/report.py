@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sympy as sp
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import cross_validate
 
@@ -74,9 +74,14 @@ def cross_fit(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = cross_validate(estimator, X, y, groups=groups, cv=cv, scoring=_no_score, return_estimator=True,
-                             return_indices=True, error_score=np.nan,
-                             params={"groups": groups} if groups is not None else None)
+        try:
+            res = cross_validate(estimator, X, y, groups=groups, cv=cv, scoring=_no_score, return_estimator=True,
+                                 return_indices=True, error_score=np.nan,
+                                 params={"groups": groups} if groups is not None else None)
+        except ValueError:  # every fold failed (e.g. one material left to train on): all penalised
+            folds = list(cv.split(X, y, groups))
+            res = {"estimator": [clone(estimator) for _ in folds],
+                   "indices": {"train": [tr for tr, _ in folds], "test": [te for _, te in folds]}}
     oof, failed = np.full(len(y), np.nan), []
     for est, train, test in zip(res["estimator"], res["indices"]["train"], res["indices"]["test"], strict=True):
         try:

@@ -232,12 +232,27 @@ def _scheme(n: int, groups) -> str:  # noqa: ANN001
 
 def _choose(scored: dict[Any, list[float]], sizes: list[float], kind: str, arg: float | None,
             order: Callable[[Any], Any]) -> tuple[Any, str]:
-    """Apply a cv rule (``cv_se`` or ``cv``) to per-fold losses of options."""
+    """Apply a cv rule (``cv_se`` or ``cv``) to per-fold losses of options.
+
+    Folds where no option is finite (too few training rows to fit anything) carry no
+    information and are left out; when no option is finite on all the others, the simplest
+    option is returned and the label says so.
+
+    Raises
+    ------
+    ValueError
+        When there is no option at all.
+    """
     from matstore.models.cv import pooled_mse
 
-    means = {o: pooled_mse(v, sizes) for o, v in scored.items() if all(math.isfinite(x) for x in v)}
-    if not means:
+    if not scored:
         raise ValueError("no candidate has a finite cross-validated loss")
+    keep = [k for k in range(len(sizes)) if any(math.isfinite(v[k]) for v in scored.values())]
+    scored = {o: [v[k] for k in keep] for o, v in scored.items()}
+    sizes = [sizes[k] for k in keep]
+    means = {o: pooled_mse(v, sizes) for o, v in scored.items() if keep and all(math.isfinite(x) for x in v)}
+    if not means:
+        return min(scored, key=order), "simplest (too few rows to cross-validate the candidates)"
     best = min(means, key=lambda o: (means[o], order(o)))
     limit, label = _tolerance(means[best], scored[best], arg if kind == "cv_se" else None, arg or 5.0)
     return min((o for o, m in means.items() if m <= limit), key=order), label
