@@ -154,15 +154,23 @@ def dashboard_store(database_url: str) -> Iterator[Store]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-        _BUILT[key] = build_store(url, STRENGTH_DATA)
+        try:
+            _BUILT[key] = build_store(url, STRENGTH_DATA)
+        except BaseException:
+            _drop(database_url, name)  # a failed build leaves no database behind
+            raise
     yield _BUILT[key]
     store = _BUILT.pop(key, None)
     if store is not None:
         store.engine.dispose()
-        admin = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(store.url).database}" WITH (FORCE)'))
-        admin.dispose()
+        _drop(database_url, make_url(store.url).database)
+
+
+def _drop(database_url: str, name: str) -> None:
+    admin = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def use_store(url: str) -> dict[str, str | None]:
