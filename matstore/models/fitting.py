@@ -457,10 +457,13 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
 
 def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
     """The stored prediction interval (half-width from all folds) and its held-out coverage."""
-    return {"method": "cross-conformal on the nested out-of-fold residuals (MAPIE SplitConformalRegressor, "
-                      "absolute residual)", "level": float(level),
-            "half_width": conformal_half_width(nested.oof, y, np.arange(len(y)), level),
-            "held_out_coverage": held_out_coverage(nested, y, level)}
+    out = {"method": "cross-conformal on the nested out-of-fold residuals (MAPIE SplitConformalRegressor, "
+                     "absolute residual)", "level": float(level)}
+    try:
+        out["half_width"] = conformal_half_width(nested.oof, y, np.arange(len(y)), level)
+    except ValueError as exc:  # too few rows for that level
+        return out | {"half_width": None, "held_out_coverage": None, "error": str(exc)}
+    return out | {"held_out_coverage": held_out_coverage(nested, y, level)}
 
 
 def _part_dict(search: EquationSearch, expr: sp.Expr | None = None) -> dict[str, Any]:

@@ -203,10 +203,18 @@ def conformal_half_width(oof: np.ndarray, y: np.ndarray, rows: np.ndarray, level
     the out-of-fold predictions: ``q`` is the ``⌈(n + 1)·level⌉``-th smallest
     ``|y − ŷ_oof|`` (the "CV" method of Barber et al. 2021), so ``ŷ ± q`` covers a new
     group's value with probability about ``level``.  Target unit.
+
+    Raises
+    ------
+    ValueError
+        With fewer than ``max(1/level, 1/(1 − level))`` rows (10 at 90 %).
     """
     from mapie.regression import SplitConformalRegressor
 
     positions = np.asarray(rows, dtype=int).reshape(-1, 1)
+    if len(positions) < max(1.0 / level, 1.0 / (1.0 - level)):
+        raise ValueError(f"{len(positions)} rows are too few for a {level:.0%} conformal interval "
+                         f"(at least {int(np.ceil(max(1 / level, 1 / (1 - level))))})")
     mapie = SplitConformalRegressor(OutOfFold(oof).fit(), confidence_level=level, prefit=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -225,9 +233,10 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float) -> float:
     inside, total = 0, 0
     for test in nested.tests:
         others = np.setdiff1d(np.arange(len(y)), test)
-        if len(others) < 2:
+        try:
+            width = conformal_half_width(nested.oof, y, others, level)
+        except ValueError:  # too few rows outside this fold
             continue
-        width = conformal_half_width(nested.oof, y, others, level)
         inside += int(np.sum(np.abs(y[test] - nested.oof[test]) <= width))
         total += len(test)
     return inside / total if total else float("nan")
