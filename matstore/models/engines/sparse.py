@@ -101,95 +101,130 @@ def build_library(
         raise ValueError(f"library must be one of {_LIBRARIES}, got {library!r}")
     names = list(X.columns)
     data = {n: np.asarray(X[n], dtype=float) for n in names}
-    if library == "linear":
-        allowed = {n: [1.0] for n in names}
-        max_factors = 1
-    else:
-        allowed = {}
-        for n in names:
-            lo, hi = float(np.min(data[n])), float(np.max(data[n]))
-            opts = []
-            for e in exponents:
-                if e == 0:
-                    continue
-                if library == "polynomial" and (e < 0 or float(e) != int(e)):
-                    continue
-                if e < 0 and not (lo > 0 or hi < 0):
-                    continue
-                if float(e) != int(e) and lo < 0:
-                    continue
-                if float(e) != int(e) and e < 0 and lo <= 0:
-                    continue
-                opts.append(float(e))
-            allowed[n] = opts
-    # Fit the library under max_library: first restrict the exponents of multi-factor
-    # terms (full set -> ±1, ±2 -> ±1, i.e. products and ratios), then drop factors.
-    def restricted(keep: tuple[float, ...] | None) -> dict[str, list[float]]:
-        if keep is None:
-            return allowed
-        return {n: [e for e in allowed[n] if e in keep] for n in names}
-
-    def count(f: int, multi: dict[str, list[float]]) -> int:
-        total = sum(len(allowed[n]) for n in names)
-        sizes = [len(multi[n]) for n in names]
-        for j in range(2, f + 1):
-            for combo in combinations(sizes, j):
-                total += int(np.prod(combo))
-                if total > max_library:
-                    return total
-        return total
-
-    max_factors = max(1, min(max_factors, len(names)))
+    allowed = {n: _allowed_exponents(data[n], library, exponents) for n in names}
+    max_factors = 1 if library == "linear" else max(1, min(max_factors, len(names)))
     multi = allowed
-    while max_factors > 1 and dimensions is None:
-        for keep in (None, (-2.0, -1.0, 1.0, 2.0), (-1.0, 1.0)):
-            multi = restricted(keep)
-            if count(max_factors, multi) <= max_library:
-                break
-        else:
-            max_factors -= 1
+    if dimensions is None:
+        max_factors, multi = _fit_library_size(allowed, max_factors, max_library)
+    terms = _DistinctTerms()
+    with np.errstate(all="ignore"):
+        _add_monomials(terms, data, len(X), allowed, multi, max_factors, max_library, dimensions)
+        if library == "full" and log and dimensions is None:
+            for n in names:
+                if np.min(data[n]) > 0:
+                    terms.add(np.log(data[n]), ("log", n))
+    return terms.stacked(len(X), max_library)
+
+
+def _allowed_exponents(column: np.ndarray, library: str, exponents: tuple[float, ...]) -> list[float]:
+    """Exponents of ``exponents`` that one column, shape (n_samples,), may take in ``library``."""
+    if library == "linear":
+        return [1.0]
+    lo, hi = float(np.min(column)), float(np.max(column))
+    opts = []
+    for e in exponents:
+        if e == 0:
             continue
-        break
+        if library == "polynomial" and (e < 0 or float(e) != int(e)):
+            continue
+        if e < 0 and not (lo > 0 or hi < 0):
+            continue
+        if float(e) != int(e) and lo < 0:
+            continue
+        if float(e) != int(e) and e < 0 and lo <= 0:
+            continue
+        opts.append(float(e))
+    return opts
 
-    values: list[np.ndarray] = []
-    exprs: list[Any] = []
-    seen: set[bytes] = set()
 
-    def add(vals: np.ndarray, expr: Any) -> None:
+def _fit_library_size(
+    allowed: dict[str, list[float]], max_factors: int, max_library: int
+) -> tuple[int, dict[str, list[float]]]:
+    """Most factors and the multi-factor exponents per column that keep the library within ``max_library``."""
+    # First restrict the exponents of multi-factor terms (full set -> ±1, ±2 -> ±1,
+    # i.e. products and ratios), then drop factors.
+    multi = allowed
+    while max_factors > 1:
+        for keep in (None, (-2.0, -1.0, 1.0, 2.0), (-1.0, 1.0)):
+            multi = allowed if keep is None else _keep_exponents(allowed, keep)
+            if _library_size(allowed, multi, max_factors, max_library) <= max_library:
+                return max_factors, multi
+        max_factors -= 1
+    return max_factors, multi
+
+
+def _keep_exponents(allowed: dict[str, list[float]], keep: tuple[float, ...]) -> dict[str, list[float]]:
+    """Each column's allowed exponents restricted to those in ``keep``."""
+    return {n: [e for e in opts if e in keep] for n, opts in allowed.items()}
+
+
+def _library_size(
+    allowed: dict[str, list[float]], multi: dict[str, list[float]], max_factors: int, max_library: int
+) -> int:
+    """Number of monomials with up to ``max_factors`` factors, counted until it passes ``max_library``."""
+    total = sum(len(opts) for opts in allowed.values())
+    sizes = [len(opts) for opts in multi.values()]
+    for j in range(2, max_factors + 1):
+        for combo in combinations(sizes, j):
+            total += int(np.prod(combo))
+            if total > max_library:
+                return total
+    return total
+
+
+class _DistinctTerms:
+    """Collects finite, non-constant library columns (shape (n_samples,)), skipping ones equal up to scale."""
+
+    def __init__(self) -> None:
+        self.values: list[np.ndarray] = []
+        self.exprs: list[Any] = []
+        self._seen: set[bytes] = set()
+
+    def add(self, vals: np.ndarray, expr: Any) -> None:
+        """Keep ``vals`` with its lazy expression unless non-finite, constant or already present."""
         if not np.all(np.isfinite(vals)):
             return
         sd = float(np.std(vals))
         if sd <= 1e-12 * max(1.0, float(np.max(np.abs(vals)))):
             return
         key = np.round((vals - vals.mean()) / sd, 9).tobytes()
-        if key in seen:
+        if key in self._seen:
             return
-        seen.add(key)
-        values.append(vals)
-        exprs.append(expr)
+        self._seen.add(key)
+        self.values.append(vals)
+        self.exprs.append(expr)
 
-    with np.errstate(all="ignore"):
-        for j in range(1, max_factors + 1):
-            opts = allowed if j == 1 else multi
-            for cols in combinations(names, j):
-                for exps in product(*(opts[c] for c in cols)):
-                    if dimensions is not None and not _has_dimension(cols, exps, *dimensions):
-                        continue
-                    if len(values) >= max_library:
-                        break
-                    vals = np.ones(len(X))
-                    for c, e in zip(cols, exps, strict=True):
-                        vals = vals * np.power(data[c], e)
-                    add(vals, ("mono", cols, exps))
-        if library == "full" and log and dimensions is None:
-            for n in names:
-                if np.min(data[n]) > 0:
-                    add(np.log(data[n]), ("log", n))
-    if len(values) > max_library:
-        values, exprs = values[:max_library], exprs[:max_library]
-    if not values:
-        return np.empty((len(X), 0)), LazyTerms([])
-    return np.column_stack(values), LazyTerms(exprs)
+    def stacked(self, n_samples: int, max_library: int) -> tuple[np.ndarray, LazyTerms]:
+        """The first ``max_library`` columns as an array, shape (n_samples, n_terms), and their terms."""
+        values, exprs = self.values[:max_library], self.exprs[:max_library]
+        if not values:
+            return np.empty((n_samples, 0)), LazyTerms([])
+        return np.column_stack(values), LazyTerms(exprs)
+
+
+def _add_monomials(
+    terms: _DistinctTerms,
+    data: dict[str, np.ndarray],
+    n_samples: int,
+    allowed: dict[str, list[float]],
+    multi: dict[str, list[float]],
+    max_factors: int,
+    max_library: int,
+    dimensions: tuple[Mapping[str, Dim], Dim] | None,
+) -> None:
+    """Add every monomial of up to ``max_factors`` columns (of the target's dimension, if given) to ``terms``."""
+    for j in range(1, max_factors + 1):
+        opts = allowed if j == 1 else multi
+        for cols in combinations(list(data), j):
+            for exps in product(*(opts[c] for c in cols)):
+                if dimensions is not None and not _has_dimension(cols, exps, *dimensions):
+                    continue
+                if len(terms.values) >= max_library:
+                    break
+                vals = np.ones(n_samples)
+                for c, e in zip(cols, exps, strict=True):
+                    vals = vals * np.power(data[c], e)
+                terms.add(vals, ("mono", cols, exps))
 
 
 def _has_dimension(cols: tuple[str, ...], exps: tuple[float, ...], dims: Mapping[str, Dim], target: Dim) -> bool:
