@@ -282,7 +282,7 @@ def orientation_function_map(
     Parameters
     ----------
     normals:
-        (N, 3) unit normals in the triangle (see :func:`matstore.dashboard.expressions.triangle_normals`).
+        (N, 3) unit normals in the triangle (see :func:`matstore.dashboard.orientation_g.triangle_grid`).
     values:
         (N,) g at those normals (NaN where undefined).
     points:

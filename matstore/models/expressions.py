@@ -5,18 +5,15 @@ would ``eval`` it; :func:`parse_srepr` instead walks the :mod:`ast` and only acc
 of an allow-list of SymPy constructors with literal arguments, so a crafted row cannot run
 code in ``matstore predict`` or the dashboard.  :func:`evaluate` compiles an expression with
 ``sympy.lambdify`` (NumPy, float64) and evaluates it on the columns of a table.  Models,
-``predict``, ``predict_frame`` and the dashboard all use these functions; the dashboard
-also draws orientation functions g with :func:`orientation_function` and
-:func:`triangle_normals`, and typesets with :func:`to_latex`.
+``predict``, ``predict_frame`` and the dashboard all use these functions; :func:`to_latex`
+typesets them.  (Orientation functions g are drawn by :mod:`matstore.dashboard.orientation_g`.)
 """
 
 from __future__ import annotations
 
 import ast
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -212,117 +209,6 @@ def form_of(expr: str | sp.Expr) -> str:
     return sp.sstr(e.xreplace({f: c for f in e.atoms(sp.Float)}))
 
 
-# --- orientation functions ----------------------------------------------------------------
-
-_NORMAL = {"n_x": 0, "nx": 0, "n_1": 0, "n_y": 1, "ny": 1, "n_2": 1, "n_z": 2, "nz": 2, "n_3": 2,
-           "miller_h": 0, "h": 0, "miller_k": 1, "k": 1, "miller_l": 2, "l": 2}
-_THETA = {"theta": "rad", "theta_rad": "rad", "theta_deg": "deg"}
-_PHI = {"phi": "rad", "phi_rad": "rad", "phi_deg": "deg"}
-
-
-@dataclass(frozen=True)
-class OrientationFunction:
-    """A function g of the surface orientation, ready to evaluate on normals.
-
-    Attributes
-    ----------
-    expr: the SymPy expression
-    variables: its free symbols' names, sorted
-    kind: ``normal`` (n_x, n_y, n_z or Miller h, k, l), ``angles`` (θ, φ) or ``constant``
-    """
-
-    expr: sp.Expr
-    variables: tuple[str, ...]
-    kind: str
-
-    def evaluate(self, normals: np.ndarray) -> np.ndarray:
-        """Evaluate g at unit normals.
-
-        Parameters
-        ----------
-        normals: (N, 3) unit normals in the standard triangle (n_x >= n_y >= n_z >= 0)
-
-        Returns
-        -------
-        (N,) float array; NaN where g is undefined or not real.
-        """
-        normals = np.atleast_2d(np.asarray(normals, dtype=float))
-        symbols = sorted(self.expr.free_symbols, key=lambda s: s.name)
-        if not symbols:
-            return np.full(len(normals), float(self.expr))
-        theta = np.arccos(np.clip(normals[:, 0], -1, 1))
-        phi = np.arctan2(normals[:, 2], normals[:, 1])
-        columns = []
-        for sym in symbols:
-            name = sym.name
-            if name in _NORMAL:
-                columns.append(normals[:, _NORMAL[name]])
-            elif name in _THETA:
-                columns.append(np.degrees(theta) if _THETA[name] == "deg" else theta)
-            elif name in _PHI:
-                columns.append(np.degrees(phi) if _PHI[name] == "deg" else phi)
-            else:  # pragma: no cover - excluded by orientation_function
-                raise ExpressionError(f"unknown orientation variable {name!r}")
-        func = sp.lambdify(symbols, self.expr, modules="numpy")
-        with np.errstate(all="ignore"):
-            values = np.asarray(func(*columns), dtype=complex) * np.ones(len(normals))
-        real = np.where(np.abs(values.imag) < 1e-12, values.real, np.nan)
-        return np.where(np.isfinite(real), real, np.nan)
-
-
-def orientation_function(part: dict[str, Any] | None, *, angle_unit: str | None = None) -> OrientationFunction:
-    """Read ``parts['orientation']`` of an equation version.
-
-    Accepts symbols ``n_x, n_y, n_z`` (unit normal), ``miller_h/k/l`` or ``h, k, l`` (evaluated
-    at the normal's components, so g should be homogeneous of degree 0), or ``theta, phi``
-    (radians; ``theta_deg, phi_deg`` or ``part['angle_unit'] == 'deg'`` for degrees) with the
-    conventions of :mod:`matstore.orientation`.
-
-    Raises
-    ------
-    ExpressionError
-        If there is no ``srepr`` or the expression uses other variables.
-    """
-    if not part or not isinstance(part, dict) or not part.get("srepr"):
-        raise ExpressionError("this version has no orientation function g (parts['orientation']['srepr'])")
-    expr = parse_srepr(str(part["srepr"]))
-    unit = angle_unit or part.get("angle_unit")
-    if unit in ("deg", "degree", "degrees"):
-        renames = {"theta": "theta_deg", "phi": "phi_deg"}
-        expr = expr.subs({s: sp.Symbol(renames[s.name]) for s in expr.free_symbols if s.name in renames})
-    names = tuple(sorted(s.name for s in expr.free_symbols))
-    unknown = [n for n in names if n not in _NORMAL and n not in _THETA and n not in _PHI]
-    if unknown:
-        raise ExpressionError(
-            f"g depends on {', '.join(unknown)}; only n_x/n_y/n_z, miller_h/k/l or theta/phi can be drawn"
-        )
-    if not names:
-        kind = "constant"
-    elif all(n in _NORMAL for n in names):
-        kind = "normal"
-    else:
-        kind = "angles"
-    return OrientationFunction(expr, names, kind)
-
-
-def triangle_normals(n: int = 40) -> np.ndarray:
-    """Unit normals filling the standard triangle [100]–[110]–[111] (n_x >= n_y >= n_z >= 0).
-
-    Parameters
-    ----------
-    n: grid resolution along each angle
-
-    Returns
-    -------
-    (M, 3) float array of unit normals, M ≈ n²/2.
-    """
-    theta_max = math.acos(1 / math.sqrt(3))
-    theta, phi = np.meshgrid(np.linspace(0, theta_max, n), np.linspace(0, math.pi / 4, n))
-    normals = np.stack([np.cos(theta), np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi)], axis=-1).reshape(-1, 3)
-    inside = normals[:, 0] + 1e-12 >= normals[:, 1]
-    return np.unique(np.round(normals[inside], 12), axis=0)
-
-
 def to_latex(expr: sp.Expr, symbols: dict[str, str] | None = None) -> str:
     """LaTeX of ``expr`` with readable symbol names.
 
@@ -343,16 +229,13 @@ def to_latex(expr: sp.Expr, symbols: dict[str, str] | None = None) -> str:
 __all__ = [
     "ALLOWED",
     "ExpressionError",
-    "OrientationFunction",
     "as_expr",
     "evaluate",
     "evaluate_point",
     "evaluate_raw",
     "form_of",
     "lambdify_expr",
-    "orientation_function",
     "parse_srepr",
     "real_or_nan",
     "to_latex",
-    "triangle_normals",
 ]
