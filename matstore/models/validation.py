@@ -184,41 +184,70 @@ def check_finite_and_bounded(
         raise ValueError(f"domain must be 'data' or 'box', got {domain!r}")
     expr = sp.sympify(expr)
     names = sorted(str(s) for s in expr.free_symbols)
+    report = _check_symbols(expr, names, X_domain)
+    if report is not None:
+        return report
+    fn = lambdify_expr(expr, names)
+    cols = [np.asarray(X_domain[n], dtype=float) for n in names]
+    train = _values(fn, cols, len(X_domain))
+    report, bound = _check_training_rows(train, len(X_domain), bound)
+    if not report.ok or not names:
+        return report
+    lo, hi = widened_box(X_domain, names, margin)
+    rng = np.random.default_rng(seed)
+    pts = _domain_points(np.column_stack(cols), lo, hi, margin, n_samples, domain, rng)
+    report = _check_domain_points(fn, expr, names, pts, bound)
+    if not report.ok or domain == "data":
+        return report
+    return _box_scans(fn, names, cols, train, lo, hi, bound, report.max_abs, n_scan_rows, n_scan_points)
+
+
+def _check_symbols(expr: sp.Expr, names: list[str], X_domain: pd.DataFrame) -> ValidationReport | None:
+    """A failed report when ``expr`` has a symbol not in ``X_domain`` or an I/zoo/oo/nan, else ``None``."""
     missing = [n for n in names if n not in X_domain.columns]
     if missing:
         return ValidationReport(False, f"unknown symbol(s) {missing}", float("nan"))
     if expr.has(sp.I, sp.zoo, sp.oo, -sp.oo, sp.nan):
         return ValidationReport(False, "expression contains I, zoo, oo or nan", float("nan"))
-    fn = lambdify_expr(expr, names)
-    n_rows = len(X_domain)
-    cols = [np.asarray(X_domain[n], dtype=float) for n in names]
-    train = _values(fn, cols, n_rows)
+    return None
+
+
+def _check_training_rows(
+    train: np.ndarray, n_rows: int, bound: float | None
+) -> tuple[ValidationReport, float]:
+    """Report on the values at the training rows, shape (n_rows,), and the bound in force (default scale-free)."""
     bad = ~np.isfinite(train)
     if bad.any():
-        return ValidationReport(False, f"non-finite or complex on {int(bad.sum())} of {n_rows} training rows", float("nan"))
+        reason = f"non-finite or complex on {int(bad.sum())} of {n_rows} training rows"
+        return ValidationReport(False, reason, float("nan")), bound
     train_max = float(np.max(np.abs(train))) if n_rows else 0.0
     if bound is None:
         bound = min(1e3 * max(1.0, train_max), 1e15)
     if train_max > bound:
-        return ValidationReport(False, f"|f| up to {train_max:.3g} on training rows exceeds bound {bound:.3g}", train_max)
-    if not names:
-        return ValidationReport(True, "", train_max)
+        reason = f"|f| up to {train_max:.3g} on training rows exceeds bound {bound:.3g}"
+        return ValidationReport(False, reason, train_max), bound
+    return ValidationReport(True, "", train_max), bound
 
-    d = len(names)
-    Z = np.column_stack(cols)
-    lo, hi = widened_box(X_domain, names, margin)
-    rng = np.random.default_rng(seed)
+
+def _domain_points(
+    Z: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float, n_samples: int, domain: str,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Training rows ``Z``, shape (n_rows, d), plus samples of the widened domain, shape (n_points, d)."""
+    d = Z.shape[1]
     if domain == "data":
         seg = _data_samples(Z, lo, hi, margin, n_samples, rng)
-        pts = np.vstack([Z, seg.reshape(-1, d)])
-    else:
-        seg = np.empty((0, 2, d))
-        box = lo + rng.random((n_samples, d)) * (hi - lo)
-        if d <= 10:
-            corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi, strict=True)], indexing="ij")).reshape(d, -1).T
-            box = np.vstack([box, corners])
-        pts = np.vstack([Z, box])
-    vals = _values(fn, [pts[:, j] for j in range(d)], len(pts))
+        return np.vstack([Z, seg.reshape(-1, d)])
+    box = lo + rng.random((n_samples, d)) * (hi - lo)
+    if d <= 10:
+        corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi, strict=True)], indexing="ij")).reshape(d, -1).T
+        box = np.vstack([box, corners])
+    return np.vstack([Z, box])
+
+
+def _check_domain_points(fn, expr: sp.Expr, names: list[str], pts: np.ndarray, bound: float) -> ValidationReport:
+    """Report on ``expr`` (compiled as ``fn``) and its denominators at ``pts``, shape (n_points, d)."""
+    vals = _values(fn, [pts[:, j] for j in range(len(names))], len(pts))
     finite = np.isfinite(vals)
     worst = float(np.max(np.abs(vals[finite]))) if finite.any() else float("nan")
     if not finite.all():
@@ -227,8 +256,12 @@ def check_finite_and_bounded(
         return ValidationReport(False, f"non-finite or complex on {int((~finite).sum())} of {len(pts)} domain samples (e.g. at {where})", worst)
     if worst > bound:
         return ValidationReport(False, f"|f| up to {worst:.3g} in the widened domain exceeds bound {bound:.3g}", worst)
+    reason = _pole_reason(expr, names, pts)
+    return ValidationReport(not reason, reason, worst)
 
-    # denominators: a sign change or a near-zero value inside the domain is a pole
+
+def _pole_reason(expr: sp.Expr, names: list[str], pts: np.ndarray) -> str:
+    """Why a denominator of ``expr`` has a pole at ``pts`` (a sign change or a near-zero value), else ``""``."""
     for den in denominators(expr):
         dnames = sorted(str(s) for s in den.free_symbols)
         idx = [names.index(n) for n in dnames]
@@ -239,13 +272,10 @@ def check_finite_and_bounded(
             continue
         scale = float(np.max(np.abs(dv[ok])))
         if np.min(dv[ok]) < 0 < np.max(dv[ok]):
-            return ValidationReport(False, f"pole: denominator {den} changes sign in the domain", worst)
+            return f"pole: denominator {den} changes sign in the domain"
         if scale > 0 and float(np.min(np.abs(dv[ok]))) <= 1e-9 * scale:
-            return ValidationReport(False, f"pole: denominator {den} vanishes in the domain", worst)
-
-    if domain == "box":
-        return _box_scans(fn, names, cols, train, lo, hi, bound, worst, n_scan_rows, n_scan_points)
-    return ValidationReport(True, "", worst)
+            return f"pole: denominator {den} vanishes in the domain"
+    return ""
 
 
 def _box_scans(fn, names, cols, train, lo, hi, bound, worst, n_scan_rows, n_scan_points) -> ValidationReport:
