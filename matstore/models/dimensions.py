@@ -143,12 +143,15 @@ def _pow(a: Dim, p: float) -> Dim:
 
 
 class _Walker:
+    """Dimension of a SymPy expression from its features' dimensions (``FREE``: fitted away)."""
+
     def __init__(self, dims: Mapping[str, Dim], fitted_constants: bool) -> None:
         self.dims = dims
         self.fitted = fitted_constants
         self.used_free = False
 
     def walk(self, e: sp.Expr) -> Dim | None:
+        """Dimension of ``e``; raises ``_Inconsistent`` where ``e`` mixes dimensions."""
         if e.is_Symbol:
             return self.dims[str(e)]
         if e.is_Number or e.is_NumberSymbol or e in (sp.pi, sp.E):
@@ -156,74 +159,94 @@ class _Walker:
                 return FREE
             return ()
         if isinstance(e, sp.Mul):
-            out: Dim | None = ()
-            for a in e.args:
-                d = self.walk(a)
-                if d is FREE or out is FREE:
-                    out = FREE
-                else:
-                    out = _mul(out, d)
-            if out is FREE:
-                self.used_free = True
-            return out
+            return self._product(e)
         if isinstance(e, sp.Add):
-            concrete: list[tuple[sp.Expr, Dim]] = []
-            any_free = False
-            for a in e.args:
-                d = self.walk(a)
-                if d is FREE:
-                    any_free = True
-                else:
-                    concrete.append((a, d))
-            for a, d in concrete[1:]:
-                if d != concrete[0][1]:
-                    raise _Inconsistent(
-                        f"adds {format_dimension(concrete[0][1])} ({concrete[0][0]}) and {format_dimension(d)} ({a})"
-                    )
-            if any_free:
-                self.used_free = True
-            return concrete[0][1] if concrete else FREE
+            return self._sum(e)
         if isinstance(e, sp.Pow):
-            base, exp = e.args
-            db = self.walk(base)
-            if exp.is_number:
-                if not exp.is_real:
-                    raise _Inconsistent(f"non-real exponent in {e}")
-                if isinstance(exp, sp.Float) and db not in ((), FREE):
-                    # a fitted exponent on a dimensioned base: only with a fitted scale
-                    self.used_free = True
-                    return FREE
-                return FREE if db is FREE else _pow(db, float(exp))
-            de = self.walk(exp)
-            if de not in ((), FREE):
-                raise _Inconsistent(f"exponent {exp} has dimension {format_dimension(de)}")
-            if db not in ((), FREE):
-                raise _Inconsistent(f"symbolic power of dimensioned base {base} ({format_dimension(db)})")
-            if FREE in (db, de):
-                self.used_free = True
-            return ()
+            return self._power(e)
         if isinstance(e, sp.Abs | sp.Min | sp.Max | sp.sign):
-            ds = [self.walk(a) for a in e.args]
-            concrete = [d for d in ds if d is not FREE]
-            if any(d != concrete[0] for d in concrete[1:]):
-                raise _Inconsistent(f"{e.func.__name__} of different dimensions")
-            if isinstance(e, sp.sign):
-                return ()
-            return concrete[0] if concrete else FREE
+            return self._same_dimension_function(e)
         if isinstance(e, sp.log):
             d = self.walk(e.args[0])
             if d is FREE or d != ():
                 self.used_free = True  # log(x/x0) with a fitted reference scale x0
             return ()
         if isinstance(e, sp.Function):
-            for a in e.args:
-                d = self.walk(a)
-                if d is FREE:
-                    self.used_free = True
-                elif d != ():
-                    raise _Inconsistent(f"{e.func.__name__} of dimensioned argument {a} ({format_dimension(d)})")
-            return ()
+            return self._dimensionless_function(e)
         raise _Inconsistent(f"unsupported node {type(e).__name__}")
+
+    def _product(self, e: sp.Mul) -> Dim | None:
+        """Dimension of a product: the sum of its factors' exponents, ``FREE`` if any factor is."""
+        out: Dim | None = ()
+        for a in e.args:
+            d = self.walk(a)
+            if d is FREE or out is FREE:
+                out = FREE
+            else:
+                out = _mul(out, d)
+        if out is FREE:
+            self.used_free = True
+        return out
+
+    def _sum(self, e: sp.Add) -> Dim | None:
+        """Dimension shared by all non-free terms of a sum."""
+        concrete: list[tuple[sp.Expr, Dim]] = []
+        any_free = False
+        for a in e.args:
+            d = self.walk(a)
+            if d is FREE:
+                any_free = True
+            else:
+                concrete.append((a, d))
+        for a, d in concrete[1:]:
+            if d != concrete[0][1]:
+                raise _Inconsistent(
+                    f"adds {format_dimension(concrete[0][1])} ({concrete[0][0]}) and {format_dimension(d)} ({a})"
+                )
+        if any_free:
+            self.used_free = True
+        return concrete[0][1] if concrete else FREE
+
+    def _power(self, e: sp.Pow) -> Dim | None:
+        """Dimension of ``base**exp``: scaled by a real numeric exponent, else dimensionless only."""
+        base, exp = e.args
+        db = self.walk(base)
+        if exp.is_number:
+            if not exp.is_real:
+                raise _Inconsistent(f"non-real exponent in {e}")
+            if isinstance(exp, sp.Float) and db not in ((), FREE):
+                # a fitted exponent on a dimensioned base: only with a fitted scale
+                self.used_free = True
+                return FREE
+            return FREE if db is FREE else _pow(db, float(exp))
+        de = self.walk(exp)
+        if de not in ((), FREE):
+            raise _Inconsistent(f"exponent {exp} has dimension {format_dimension(de)}")
+        if db not in ((), FREE):
+            raise _Inconsistent(f"symbolic power of dimensioned base {base} ({format_dimension(db)})")
+        if FREE in (db, de):
+            self.used_free = True
+        return ()
+
+    def _same_dimension_function(self, e: sp.Expr) -> Dim | None:
+        """Dimension of ``Abs``/``Min``/``Max`` (their arguments' common one) or ``sign`` (none)."""
+        ds = [self.walk(a) for a in e.args]
+        concrete = [d for d in ds if d is not FREE]
+        if any(d != concrete[0] for d in concrete[1:]):
+            raise _Inconsistent(f"{e.func.__name__} of different dimensions")
+        if isinstance(e, sp.sign):
+            return ()
+        return concrete[0] if concrete else FREE
+
+    def _dimensionless_function(self, e: sp.Function) -> Dim:
+        """Dimension of a transcendental function (``exp``, ``sin``...): its arguments must be dimensionless."""
+        for a in e.args:
+            d = self.walk(a)
+            if d is FREE:
+                self.used_free = True
+            elif d != ():
+                raise _Inconsistent(f"{e.func.__name__} of dimensioned argument {a} ({format_dimension(d)})")
+        return ()
 
 
 def _homogeneous(expr: sp.Expr, dims: Mapping[str, Dim], target: Dim) -> bool:
@@ -275,35 +298,46 @@ def check_dimensions(
             target = unit_dimension(target_unit)
         except ValueError as exc:
             return DimensionCheck(f"undetermined: {exc}", False, "", "")
-        dims: dict[str, Dim] = {}
-        for s in sorted(expr.free_symbols, key=str):
-            name = str(s)
-            if name not in feature_units:
-                return DimensionCheck(f"undetermined: no unit for symbol {name}", False, "", format_dimension(target))
-            try:
-                dims[name] = unit_dimension(feature_units[name])
-            except ValueError as exc:
-                return DimensionCheck(f"undetermined: {exc}", False, "", format_dimension(target))
+        try:
+            dims = _symbol_dimensions(expr, feature_units)
+        except ValueError as exc:
+            return DimensionCheck(f"undetermined: {exc}", False, "", format_dimension(target))
         if fitted_constants and _homogeneous(expr, dims, target):
             return DimensionCheck("consistent", True, format_dimension(target), format_dimension(target))
-        walker = _Walker(dims, fitted_constants)
-        try:
-            d = walker.walk(expr)
-        except _Inconsistent as exc:
-            return DimensionCheck(f"inconsistent: {exc}", False, "", format_dimension(target))
-        if d is FREE:
-            return DimensionCheck("consistent up to fitted constants", True, "free", format_dimension(target))
-        if d != target:
-            return DimensionCheck(
-                f"inconsistent: expression has dimension {format_dimension(d)} but the target has {format_dimension(target)}",
-                False,
-                format_dimension(d),
-                format_dimension(target),
-            )
-        verdict = "consistent up to fitted constants" if walker.used_free else "consistent"
-        return DimensionCheck(verdict, True, format_dimension(d), format_dimension(target))
+        return _walked_check(expr, dims, target, fitted_constants)
     except Exception as exc:  # noqa: BLE001 - never raise for a valid expression
         return DimensionCheck(f"undetermined: {type(exc).__name__}: {exc}", False, "", "")
+
+
+def _symbol_dimensions(expr: sp.Expr, feature_units: Mapping[str, Any]) -> dict[str, Dim]:
+    """Dimension of each free symbol of ``expr``; ``ValueError`` names a symbol without a usable unit."""
+    dims: dict[str, Dim] = {}
+    for s in sorted(expr.free_symbols, key=str):
+        name = str(s)
+        if name not in feature_units:
+            raise ValueError(f"no unit for symbol {name}")
+        dims[name] = unit_dimension(feature_units[name])
+    return dims
+
+
+def _walked_check(expr: sp.Expr, dims: Mapping[str, Dim], target: Dim, fitted_constants: bool) -> DimensionCheck:
+    """Verdict from the dimension of ``expr`` found by :class:`_Walker` against ``target``."""
+    walker = _Walker(dims, fitted_constants)
+    try:
+        d = walker.walk(expr)
+    except _Inconsistent as exc:
+        return DimensionCheck(f"inconsistent: {exc}", False, "", format_dimension(target))
+    if d is FREE:
+        return DimensionCheck("consistent up to fitted constants", True, "free", format_dimension(target))
+    if d != target:
+        return DimensionCheck(
+            f"inconsistent: expression has dimension {format_dimension(d)} but the target has {format_dimension(target)}",
+            False,
+            format_dimension(d),
+            format_dimension(target),
+        )
+    verdict = "consistent up to fitted constants" if walker.used_free else "consistent"
+    return DimensionCheck(verdict, True, format_dimension(d), format_dimension(target))
 
 
 __all__ = ["DimensionCheck", "check_dimensions", "format_dimension", "monomial_dimension", "unit_dimension"]
