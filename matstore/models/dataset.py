@@ -211,8 +211,6 @@ def build_training_set(
         If a property name is not in the vocabulary, a feature cannot join the target, no
         complete row exists, or ``group_by`` is not a column of the table.
     """
-    from sqlalchemy import bindparam
-
     with engine.connect() as conn:
         known = _units(conn, [target, *features])
         _check_names(conn, known, [target, *features])
@@ -222,27 +220,42 @@ def build_training_set(
         params = {"target": target, "features": kinds["material"], "methods": methods, "include_flagged": include_flagged,
                   "configuration_features": kinds["configuration"]}
         target_sql = {"surface": SURFACE_TARGET_SQL, "configuration": CONFIGURATION_TARGET_SQL}.get(scope, BULK_TARGET_SQL)
-        targets = pd.DataFrame(conn.execute(text(target_sql), params).mappings().all())
-        if targets.empty:
-            raise DatasetError(f"no stored values of {target!r} for methods {methods or 'any'}")
-        long = pd.DataFrame(conn.execute(text(FEATURES_SQL), params).mappings().all())
-        per_config = pd.DataFrame(conn.execute(text(CONFIGURATION_FEATURES_SQL), params).mappings().all()) \
-            if kinds["configuration"] else pd.DataFrame()
-        compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")),
-                                         {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all()) \
-            if kinds["composition"] else {}
+        targets, long, per_config, compositions = _fetch_stored(conn, target_sql, params, kinds)
     targets = _with_composition(targets, kinds["composition"], compositions)
     table, dropped = _join_features(targets, long, per_config, features, kinds)
     if table.empty:
         raise DatasetError(f"no row of {target!r} has all features {features}; first missing: {dropped[:3]}")
     if group_by not in table.columns:
         raise DatasetError(f"group_by {group_by!r} is not a column of the training table (columns: {', '.join(table.columns)})")
-    query = target_sql + "\n-- features:\n" + FEATURES_SQL + (
-        "\n-- configuration features:\n" + CONFIGURATION_FEATURES_SQL if kinds["configuration"] else "")
+    query = _training_query(target_sql, bool(kinds["configuration"]))
     units = {n: known[n][0] for n in features} | {"target": known[target][0]}
     snapshot_params = {"target": target, "features": features, "methods": methods, "include_flagged": include_flagged}
     return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
                        group_by, table[group_by].to_numpy())
+
+
+def _fetch_stored(
+    conn, target_sql: str, params: dict, kinds: dict[str, list[str]]  # noqa: ANN001
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """Target rows, long feature rows, per-configuration feature rows and compositions by material id."""
+    from sqlalchemy import bindparam
+
+    targets = pd.DataFrame(conn.execute(text(target_sql), params).mappings().all())
+    if targets.empty:
+        raise DatasetError(f"no stored values of {params['target']!r} for methods {params['methods'] or 'any'}")
+    long = pd.DataFrame(conn.execute(text(FEATURES_SQL), params).mappings().all())
+    per_config = pd.DataFrame(conn.execute(text(CONFIGURATION_FEATURES_SQL), params).mappings().all()) \
+        if kinds["configuration"] else pd.DataFrame()
+    compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")),
+                                     {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all()) \
+        if kinds["composition"] else {}
+    return targets, long, per_config, compositions
+
+
+def _training_query(target_sql: str, configuration_features: bool) -> str:
+    """The SQL text recorded with a training set: target query, feature query(ies)."""
+    return target_sql + "\n-- features:\n" + FEATURES_SQL + (
+        "\n-- configuration features:\n" + CONFIGURATION_FEATURES_SQL if configuration_features else "")
 
 
 def _with_composition(targets: pd.DataFrame, names: list[str], compositions: dict[int, dict]) -> pd.DataFrame:
