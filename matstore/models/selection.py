@@ -582,21 +582,27 @@ def select_valid(
     if not valid:
         reasons = "; ".join(f"{c.expr}: {r}" for c, r in rejected[:3])
         raise ValueError(f"no candidate passed the numerical checks ({reasons})")
+    chosen, crit = _select_by_criterion(valid, X_domain, criterion, y, groups, margin, random_state)
+    return chosen, crit, rejected
+
+
+def _select_by_criterion(
+    valid: Sequence[Candidate], X_domain, criterion: str, y, groups, margin: float, random_state: int | None  # noqa: ANN001
+) -> tuple[Candidate, str]:
+    """The candidate of ``valid`` chosen by ``criterion`` (cv, stable, aicc or a training-loss rule) and its label."""
     kind, arg = parse_criterion(criterion)
     if kind in ("cv", "cv_se"):
         if y is None:
             raise ValueError("the cv criterion needs the training targets (y=)")
-        chosen, crit = select_by_cv(valid, X_domain, y, arg or 5.0, groups=groups,
-                                    n_se=arg if kind == "cv_se" else None, random_state=random_state)
-    elif kind == "stable":
+        return select_by_cv(valid, X_domain, y, arg or 5.0, groups=groups,
+                            n_se=arg if kind == "cv_se" else None, random_state=random_state)
+    if kind == "stable":
         if y is None:
             raise ValueError("the stable criterion needs the training targets (y=)")
-        chosen, crit = select_stable(valid, X_domain, y, groups=groups, margin=margin, random_state=random_state)
-    elif kind == "aicc":
-        chosen, crit = select_aicc(valid, len(X_domain)), "aicc"
-    else:
-        chosen, crit = select(valid, criterion)
-    return chosen, crit, rejected
+        return select_stable(valid, X_domain, y, groups=groups, margin=margin, random_state=random_state)
+    if kind == "aicc":
+        return select_aicc(valid, len(X_domain)), "aicc"
+    return select(valid, criterion)
 
 
 __all__ = ["CRITERIA", "aicc", "cv_fold_losses", "cv_loss", "n_constants", "parse_criterion", "select", "select_aicc",
