@@ -107,6 +107,10 @@ def test_per_configuration_table_is_keyed_and_fitted_through_the_cli(store, data
     shown = run_cli("models", "show", "defects", env=env).stdout
     assert "d_def_1/d_def_2" in shown and "GroupKFold" in shown
     assert "no new version" in run_cli("refit", "defects", env=env).stdout  # the snapshot of keyed rows is stable
+    # predict reads one configuration's descriptors from the store, as the training set joined them
+    predicted = run_cli("predict", "defects", "--material", "MoS2", "--method", "DFT-PBE (synthetic)",
+                        "--configuration", "3def:c005", env=env).stdout
+    assert "[3def:c005]" in predicted and f"{E0 + A * d[5, 0] / d[5, 1]:.4g}" in predicted
 
 
 #: Synthetic metals: (a Å, E_c eV/atom, K GPa, G' GPa, C44 GPa)

@@ -77,6 +77,8 @@ def predict(
     material: str = typer.Option(..., help="Material formula, e.g. Cu."),
     method: str = typer.Option(..., help="Method whose bulk properties are the inputs, e.g. emt."),
     hkl: tuple[int, int, int] | None = typer.Option(None, "--hkl", help="Miller index h k l."),
+    configuration: str | None = typer.Option(
+        None, "--configuration", help="Key of a material configuration, for per-configuration models (e.g. V3:0.7071-0.7071-1.0000)."),
     set_values: list[str] | None = typer.Option(None, "--set", help="Override an input: NAME=VALUE (canonical unit)."),
 ) -> None:
     """Evaluate a stored equation and print the value with unit and prediction interval.
@@ -89,8 +91,9 @@ def predict(
 
     with cli_errors():
         overrides = dict(_parse_assignment(s) for s in set_values or [])
-        result = run_predict(engine(), ref, material=material, method=method, miller=hkl, overrides=overrides)
-    where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else ""
+        result = run_predict(engine(), ref, material=material, method=method, miller=hkl,
+                             configuration=configuration, overrides=overrides)
+    where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else (f" [{configuration}]" if configuration else "")
     console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: "
                   f"[bold]{result.value:.4g}{_spread(result)} {result.unit}[/]{_interval_note(result)}")
 

@@ -304,7 +304,7 @@ STORED_INPUTS_SQL = """
 SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS value
 FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
 JOIN property_definition d ON d.id = p.definition_id
-WHERE m.formula = :material AND me.name = :method AND d.name = ANY(CAST(:names AS text[]))
+WHERE m.formula = :material AND me.name = :method AND d.name = ANY(CAST(:names AS text[])) AND p.flag IS NULL
 GROUP BY d.name
 UNION ALL
 SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1]
@@ -312,6 +312,7 @@ FROM configuration_property p JOIN material_configuration mc ON mc.id = p.config
 JOIN material m ON m.id = mc.material_id JOIN method me ON me.id = mc.method_id
 JOIN property_definition d ON d.id = p.definition_id
 WHERE m.formula = :material AND me.name = :method AND mc.key = :key AND d.name = ANY(CAST(:names AS text[]))
+  AND p.flag IS NULL
 GROUP BY d.name
 """
 
@@ -320,7 +321,7 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
                   configuration_key: str | None = None) -> dict[str, float]:
     """Feature values of one row as a training set would join them (for ``predict``).
 
-    Newest stored value of each material-level feature of (material, method), of each
+    Newest unflagged value of each material-level feature of (material, method), of each
     configuration-scope feature of the configuration ``configuration_key`` (when given),
     and the composition descriptors of the material.  Features with no value are absent.
 

@@ -13,11 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from matstore.crud import job_run
-from matstore.models.dataset import ORIENTATION_COLUMNS, TrainingSet, build_training_set
+from matstore.models.dataset import (
+    ORIENTATION_COLUMNS,
+    TrainingSet,
+    build_training_set,
+    stored_inputs,
+)
 from matstore.models.spec import FitSpec
 from matstore.models.versioning import VersionOutcome, load_spec, resolve, store_version
 from matstore.orientation import from_miller
@@ -272,12 +277,16 @@ def predict(
     material: str,
     method: str,
     miller: tuple[int, int, int] | None = None,
+    configuration: str | None = None,
     overrides: dict[str, float] | None = None,
 ) -> Prediction:
     """Evaluate a stored equation (from its SymPy form) for a material/method (and surface).
 
-    Feature values are read from the store (newest value of each bulk property of
-    ``material`` computed with ``method``); ``overrides`` replace or supply them.
+    Feature values are read from the store as a training set joins them
+    (:func:`matstore.models.dataset.stored_inputs`): the newest unflagged value of each bulk
+    property of ``material`` computed with ``method``, the composition descriptors of the
+    material, and, for per-configuration models, the values of the configuration with key
+    ``configuration``; ``overrides`` replace or supply them.
 
     Raises
     ------
@@ -292,7 +301,8 @@ def predict(
         version = resolve(session, ref)
         model_name = session.get(EquationModel, version.model_id).name
     features = [f["name"] for f in version.features]
-    inputs = _stored_features(engine, material, method, features)
+    inputs = stored_inputs(engine, material=material, method=method, features=features,
+                           configuration_key=configuration)
     inputs.update(overrides or {})
     missing = [f for f in features if f not in inputs]
     if missing:
@@ -319,17 +329,6 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame
     half = version.interval_half_width
     lower, upper = (values - half, values + half) if half is not None else (np.nan, np.nan)
     return pd.DataFrame({"value": values, "lower": lower, "upper": upper}, index=frame.index)
-
-
-def _stored_features(engine: Engine, material: str, method: str, features: list[str]) -> dict[str, float]:
-    sql = text("""
-        SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS value
-        FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
-        JOIN property_definition d ON d.id = p.definition_id
-        WHERE m.formula = :material AND me.name = :method AND d.name = ANY(:features) AND p.flag IS NULL
-        GROUP BY d.name""")
-    with engine.connect() as conn:
-        return {r.name: float(r.value) for r in conn.execute(sql, {"material": material, "method": method, "features": features})}
 
 
 def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame:
