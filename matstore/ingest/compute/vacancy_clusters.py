@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -247,7 +248,9 @@ def vacancy_cluster_table(
     jobs = [(el, calc, asdict(settings)) for calc in calculators for el in elements if get_backend(calc).supports(el)]
     t0 = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, as the surface runner does: a forked child would inherit the parent's MPI
+        # state (LAMMPS) and the threads of JAX or BLAS, which fork does not copy safely.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_element_task, jobs))
     else:
         results = [_element_task(job) for job in jobs]
