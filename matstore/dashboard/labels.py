@@ -166,7 +166,7 @@ DESCRIPTOR_LATEX = {"normal_x": "n_{x}", "normal_y": "n_{y}", "normal_z": "n_{z}
 
 
 def display_latex(expr: sympy.Expr) -> str:
-    """LaTeX of an equation for display: property names upright (``\mathrm{cohesive\_energy}``),
+    r"""LaTeX of an equation for display: property names upright (``\mathrm{cohesive\_energy}``),
     orientation descriptors as symbols (``normal_x`` → ``n_x``, ``theta_deg`` → ``θ°``) and an
     explicit ``·`` between factors, so that two names never run together."""
     names = {}
