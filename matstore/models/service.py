@@ -57,7 +57,7 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
     """
     with job_run(engine=engine, kind=kind, parameters=spec.model_dump(mode="json")) as run:
         training = build_training_set(engine, target=spec.target, features=spec.features, methods=spec.methods,
-                                      include_flagged=spec.include_flagged, **_group_by_option(spec))
+                                      include_flagged=spec.include_flagged, group_by=spec.group_by)
         run.summary.update(n_rows=training.n_rows, dropped=len(training.dropped), dataset_sha256=training.sha256)
         unchanged = _unchanged(engine, spec, training)
         if unchanged is not None:
@@ -72,13 +72,6 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         if not outcome.created:
             run.status = "skipped"
         return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped))
-
-
-def _group_by_option(spec: FitSpec) -> dict[str, Any]:
-    """``group_by=`` for the training-set builder, when it supports the option."""
-    import inspect
-
-    return {"group_by": spec.group_by} if "group_by" in inspect.signature(build_training_set).parameters else {}
 
 
 def refit_model(engine: Engine, name: str) -> FitOutcome:

@@ -68,7 +68,14 @@ def stored_task_hashes(engine: Engine, hashes: Sequence[str]) -> set[str]:
         return set(rows)
 
 
-def _method_id(session: Session, record: dict[str, Any]) -> int:
+def get_method_id(session: Session, record: dict[str, Any]) -> int:
+    """Id of the method a backend's ``method_record`` describes, created when new.
+
+    Raises
+    ------
+    KeyError
+        If ``record`` has no ``name`` or ``kind``.
+    """
     return crud.get_or_create_method(
         session=session, name=record["name"], kind=record["kind"], calculator=record.get("calculator"),
         potential=record.get("potential"), potential_sha256=record.get("potential_sha256"),
@@ -98,7 +105,7 @@ def store_bulk_result(engine: Engine, task: BulkTask, result: BulkResult, *, job
         if source_id is None:
             return 0
         material_id = crud.get_or_create_material(session=session, formula=result.element, prototype="fcc")
-        method_id = _method_id(session, result.method)
+        method_id = get_method_id(session, result.method)
         config_id = _configuration_id(session, result.atoms, source_id, job_run_id, method_id)
         defs = crud.definitions(session=session)
         rows = [
@@ -124,7 +131,7 @@ def store_surface_result(engine: Engine, task: SurfaceTask, result: SurfaceResul
             return 0
         material_id = crud.get_or_create_material(session=session, formula=result.element, prototype="fcc")
         surface_id = crud.get_or_create_surface(session=session, material_id=material_id, orientation=from_miller(*result.miller))
-        method_id = _method_id(session, result.method)
+        method_id = get_method_id(session, result.method)
         config_id = _configuration_id(session, result.atoms, source_id, job_run_id, method_id)
         defs = crud.definitions(session=session)
         details = {"n_layers": result.n_layers, "n_atoms": result.n_atoms, "thickness_angstrom": result.thickness,

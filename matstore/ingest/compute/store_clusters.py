@@ -22,7 +22,7 @@ from sqlmodel import Session
 from matstore import crud
 from matstore.hashing import sha256_json
 from matstore.ingest.compute.calculators import get_backend
-from matstore.ingest.compute.store import _method_id
+from matstore.ingest.compute.store import get_method_id
 from matstore.ingest.compute.vacancy_clusters import ClusterSettings, vacancy_cluster_table
 
 #: Configuration-scope definitions this task adds (name, unit, symbol, description).
@@ -63,7 +63,7 @@ def store_element_clusters(engine: Engine, rows: pd.DataFrame, calculator: str, 
             return 0
         _ensure_definitions(session, job_run_id)
         material_id = crud.get_or_create_material(session=session, formula=element, prototype="fcc")
-        method_id = _method_id(session, record)
+        method_id = get_method_id(session, record)
         values: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}
         for row in rows.to_dict("records"):
