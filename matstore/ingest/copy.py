@@ -40,6 +40,7 @@ from itertools import chain, count
 from typing import Any
 
 import numpy as np
+import orjson
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
@@ -70,9 +71,15 @@ def _array_header(shape: tuple[int, ...], oid: int) -> np.ndarray:
     return np.array([len(shape), 0, oid, *dims], dtype=">i4")
 
 
-@lru_cache(maxsize=256)
-def _write_dtype(n: int, has_energy: bool, has_forces: bool, has_virial: bool, has_method: bool) -> np.dtype:
-    """Fixed-size leading part of a COPY row (all columns of :data:`_WRITE_COLUMNS` but formula, info)."""
+@lru_cache(maxsize=1024)
+def _write_dtype(
+    n: int, has_energy: bool, has_forces: bool, has_virial: bool, has_method: bool, formula_width: int, info_width: int
+) -> np.dtype:
+    """One whole COPY row (all columns of :data:`_WRITE_COLUMNS`) for rows whose formula and info have these widths.
+
+    ``info_width`` counts the JSONB version byte; the JSON text is padded with spaces, which
+    JSON allows and ``jsonb`` drops, so rows of one run share one fixed size.
+    """
     fields: list[tuple] = [("nfields", ">i2"), ("n_len", ">i4"), ("n", ">i4")]
     fields += _array_fields("numbers", (n,), ">i2")
     fields += _array_fields("positions", (n, 3), ">f8")
@@ -84,6 +91,7 @@ def _write_dtype(n: int, has_energy: bool, has_forces: bool, has_virial: bool, h
     fields += [("sha_len", ">i4"), ("sha", "S64")]
     fields += [("method_len", ">i4")] + ([("method", ">i4")] if has_method else [])
     fields += [("source_len", ">i4"), ("source", ">i4"), ("job_len", ">i4"), ("job", ">i4")]
+    fields += [("formula_len", ">i4"), ("formula", f"S{formula_width}"), ("info_len", ">i4"), ("info", f"S{info_width}")]
     return np.dtype(fields)
 
 
@@ -142,13 +150,13 @@ class _Group:
         self.index = np.asarray(index, dtype=np.int64)
         n, has_e, has_f, has_v = key
         sel = [frames[i] for i in index]
-        self.numbers = np.stack([np.asarray(f["numbers"]) for f in sel]).astype(np.int64, copy=False).reshape(-1, n)
-        self.positions = np.stack([np.asarray(f["positions"], dtype=np.float64) for f in sel]).reshape(-1, n, 3)
-        self.cell = np.stack([np.asarray(f["cell"], dtype=np.float64) for f in sel]).reshape(-1, 3, 3)
-        self.pbc = np.stack([np.asarray(f.get("pbc", (True, True, True)), dtype=bool) for f in sel]).reshape(-1, 3)
+        self.numbers = _stacked([f["numbers"] for f in sel], (n,), np.int64)
+        self.positions = _stacked([f["positions"] for f in sel], (n, 3))
+        self.cell = _stacked([f["cell"] for f in sel], (3, 3))
+        self.pbc = _stacked([f.get("pbc", (True, True, True)) for f in sel], (3,), bool)
         self.energy = np.array([float(f["energy"]) for f in sel]) if has_e else None
-        self.forces = np.stack([np.asarray(f["forces"], dtype=np.float64) for f in sel]).reshape(-1, n, 3) if has_f else None
-        self.virial = np.stack([np.asarray(f["virial"], dtype=np.float64) for f in sel]).reshape(-1, 3, 3) if has_v else None
+        self.forces = _stacked([f["forces"] for f in sel], (n, 3)) if has_f else None
+        self.virial = _stacked([f["virial"] for f in sel], (3, 3)) if has_v else None
         # -0.0 and 0.0 are the same number; make their bytes (and hashes) the same too.
         for name in ("positions", "cell", "energy", "forces", "virial"):
             arr = getattr(self, name)
@@ -164,6 +172,22 @@ class _Group:
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+def _stacked(values: list[Any], shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+    """(m, *shape) array of the per-frame ``values`` (arrays or nested lists), in one concatenation.
+
+    Raises
+    ------
+    ValueError
+        If a value does not have ``shape``.
+    """
+    arrays = [v if isinstance(v, np.ndarray) else np.asarray(v) for v in values]
+    for a in arrays:
+        if a.shape != shape:
+            raise ValueError(f"an array has shape {a.shape}, expected {shape}")
+    out = np.concatenate(arrays, axis=0, dtype=dtype, casting="same_kind") if len(shape) > 1 else np.array(arrays, dtype=dtype)
+    return out.reshape(len(values), *shape)
 
 
 def _frame_key(i: int, frame: dict[str, Any]) -> tuple[int, bool, bool, bool]:
@@ -276,34 +300,49 @@ def _raw_connection(conn: Any) -> Any:
 raw_connection = _raw_connection
 
 
-def _info_bytes(info: dict[str, Any] | None) -> bytes:
-    """The JSONB binary field (version byte 1 + canonical JSON text) of a frame's info."""
+def _info_text(info: dict[str, Any] | None) -> bytes:
+    """Canonical JSON text of a frame's info (non-finite floats as strings, see :func:`_info_json`).
+
+    orjson (sorted keys) for plain dicts; anything it cannot write exactly as :mod:`json`
+    does (non-string keys, numpy values, NaN, which orjson would write as ``null``) goes
+    through the standard encoder, so the stored ``jsonb`` values do not depend on the path.
+    """
     if not info:
-        return b"\x00\x00\x00\x03\x01{}"
+        return b"{}"
     try:
-        text = _JSON.encode(info)
+        text = orjson.dumps(info, option=orjson.OPT_SORT_KEYS)
+        if b"null" not in text:
+            return text
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
+        return _JSON.encode(info).encode()
     except (TypeError, ValueError):
-        text = _info_json(info).decode()
-    data = text.encode()
-    return (len(data) + 1).to_bytes(4, "big") + b"\x01" + data
+        return _info_json(info)
 
 
-def _formula_fields(numbers: np.ndarray) -> list[bytes]:
-    """Length-prefixed Hill formula field of each row of ``numbers`` (m, N)."""
-    def field(row: np.ndarray) -> bytes:
-        text = hill_formula(row).encode()
-        return len(text).to_bytes(4, "big") + text
-
+def _formulas(numbers: np.ndarray) -> list[bytes]:
+    """Hill formula (UTF-8) of each row of ``numbers`` (m, N)."""
     if len(numbers) and np.all(numbers == numbers[0]):
-        return [field(numbers[0])] * len(numbers)
+        return [hill_formula(numbers[0]).encode()] * len(numbers)
     cache: dict[bytes, bytes] = {}
     out = []
     for row in numbers:
         key = row.tobytes()
         if key not in cache:
-            cache[key] = field(row)
+            cache[key] = hill_formula(row).encode()
         out.append(cache[key])
     return out
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """(start, stop) of the maximal runs of equal consecutive ``values``."""
+    if not values:
+        return []
+    arr = np.asarray(values)
+    cuts = np.flatnonzero(arr[1:] != arr[:-1]) + 1
+    edges = [0, *cuts.tolist(), len(values)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def _copy_rows(
@@ -312,12 +351,33 @@ def _copy_rows(
     frames: Sequence[dict[str, Any]],
     hashes: Sequence[str],
     ids: tuple[int | None, int, int],
-) -> bytes:
-    """Binary COPY rows (without stream header) of the frames ``group.index[rows]``."""
+) -> list[memoryview]:
+    """Binary COPY rows (without stream header) of the frames ``group.index[rows]``, as byte buffers.
+
+    Rows whose formulas have one length form a run packed as one numpy structured array (the
+    info JSON padded with spaces to the run's longest), so no per-row bytes are joined.
+    """
+    index = group.index[rows].tolist()
+    formulas = _formulas(group.numbers[rows])
+    infos = [_info_text(frames[i].get("info")) for i in index]
+    out = []
+    for a, b in _runs([len(f) for f in formulas]):
+        width = max(len(t) for t in infos[a:b]) + 1
+        rec = _fixed_rows(group, rows[a:b], ids, len(formulas[a]), width)
+        rec["sha"] = [hashes[i] for i in index[a:b]]
+        rec["formula_len"], rec["formula"] = len(formulas[a]), formulas[a:b]
+        rec["info_len"] = width
+        rec["info"] = [b"\x01" + t.ljust(width - 1) for t in infos[a:b]]
+        out.append(memoryview(rec.view(np.uint8)))
+    return out
+
+
+def _fixed_rows(group: _Group, rows: np.ndarray, ids: tuple[int | None, int, int], formula_width: int, info_width: int) -> np.ndarray:
+    """COPY rows of ``group.index[rows]`` with every column filled but sha, formula and info."""
     n, has_e, has_f, has_v = group.key
     method_id, source_id, job_run_id = ids
     m = len(rows)
-    rec = np.zeros(m, dtype=_write_dtype(n, has_e, has_f, has_v, method_id is not None))
+    rec = np.empty(m, dtype=_write_dtype(n, has_e, has_f, has_v, method_id is not None, formula_width, info_width))
     rec["nfields"] = 14
     rec["n_len"], rec["n"] = 4, n
     for name, arr, shape, oid, width in (
@@ -341,24 +401,14 @@ def _copy_rows(
         rec["energy_len"], rec["energy"] = 8, group.energy[rows]  # type: ignore[index]
     else:
         rec["energy_len"] = -1
-    index = group.index[rows].tolist()
     rec["sha_len"] = 64
-    rec["sha"] = np.array([hashes[i] for i in index], dtype="S64")
     if method_id is not None:
         rec["method_len"], rec["method"] = 4, method_id
     else:
         rec["method_len"] = -1
     rec["source_len"], rec["source"] = 4, source_id
     rec["job_len"], rec["job"] = 4, job_run_id
-    fixed = memoryview(rec.tobytes())
-    size = rec.dtype.itemsize
-    formulas = _formula_fields(group.numbers[rows])
-    parts: list[bytes | memoryview] = []
-    for j, i in enumerate(index):
-        parts.append(fixed[j * size:(j + 1) * size])
-        parts.append(formulas[j])
-        parts.append(_info_bytes(frames[i].get("info")))
-    return b"".join(parts)
+    return rec
 
 
 class _Chunk:
@@ -408,7 +458,8 @@ def _stream(copy: Any, chunks: _Chunks, skip: set[str], ids: tuple[int | None, i
         for group in chunk.groups:
             rows = np.flatnonzero(keep[group.index])
             if len(rows):
-                copy.write(_copy_rows(group, rows, chunk.frames, chunk.hashes, ids))
+                for part in _copy_rows(group, rows, chunk.frames, chunk.hashes, ids):
+                    copy.write(part)
         sent += int(keep.sum())
     copy.write(_TRAILER)
     return sent
@@ -544,7 +595,8 @@ def _copy_batches(cur: Any, batches: Iterable[Sequence[dict[str, Any]]], ids: tu
             for group in chunk.groups:
                 rows = np.flatnonzero(keep[group.index])
                 if len(rows):
-                    copy.write(_copy_rows(group, rows, chunk.frames, chunk.hashes, ids))
+                    for part in _copy_rows(group, rows, chunk.frames, chunk.hashes, ids):
+                        copy.write(part)
             frames += len(batch)
             inserted += int(keep.sum())
         copy.write(_TRAILER)
