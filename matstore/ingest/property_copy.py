@@ -7,6 +7,11 @@ staging table lets the unique index decide which values are already stored (a re
 source, or a concurrent writer), so the count of inserted rows is exact.  The staging table
 is temporary and dropped at commit.  JSON details travel as text and are cast once in SQL.
 
+When no stored row can conflict (the values of a source claimed in the same transaction,
+de-duplicated by the caller) :func:`copy_rows` skips the staging table and copies straight into
+the property table: the server checks foreign keys and fills indexes while the client is still
+encoding rows, and no row is written twice.
+
 Reference: PostgreSQL documentation, "COPY" (binary format) and "Populating a Database"
 (section 14.4: use COPY; a staging table with INSERT … SELECT for conflict handling).
 """
@@ -17,6 +22,10 @@ import json
 from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import Any
+
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 _stage_names = count()
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -39,6 +48,25 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
 def json_text(value: dict[str, Any]) -> str:
     """Canonical JSON text of a details dict (no NaN)."""
     return _JSON.encode(value)
+
+
+class _JsonText(str):
+    """Marker type: JSON text sent as binary ``jsonb`` by :class:`_JsonTextBinaryDumper`."""
+
+
+class _JsonTextBinaryDumper(Dumper):
+    """JSON text → binary ``jsonb`` (format version byte 1, then the UTF-8 text), not re-encoded.
+
+    psycopg's own jsonb dumpers take Python objects and would encode a ``str`` as a JSON
+    string; the server parses and checks the text exactly as it does ``CAST(text AS jsonb)``.
+    """
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        """``b"\\x01"`` + the UTF-8 bytes of ``obj``."""
+        return b"\x01" + obj.encode()
 
 
 def _driver_connection(session: Any) -> Any:
@@ -90,4 +118,23 @@ def copy_insert(session: Any, table: str, columns: Sequence[str], rows: Iterable
     return inserted
 
 
-__all__ = ["COLUMN_TYPES", "CONFLICT_KEYS", "copy_insert", "json_text"]
+def copy_rows(session: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Binary ``COPY`` of ``rows`` straight into property ``table``; return how many were copied.
+
+    For rows of which none can conflict with a stored row or with each other (the caller
+    de-duplicates on :data:`CONFLICT_KEYS`); a conflict raises a unique violation instead of
+    being skipped.  ``rows`` may be a generator: it is encoded while the server inserts.
+
+    Parameters and raises are those of :func:`copy_insert` (``details`` as JSON text).
+    """
+    types = [COLUMN_TYPES[c] if c != "details" else "jsonb" for c in columns]
+    cur = _driver_connection(session).cursor()
+    cur.adapters.register_dumper(_JsonText, _JsonTextBinaryDumper)  # this cursor only: jsonb columns take JSON text
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    return cur.rowcount
+
+
+__all__ = ["COLUMN_TYPES", "CONFLICT_KEYS", "copy_insert", "copy_rows", "json_text"]

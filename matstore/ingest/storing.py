@@ -13,7 +13,7 @@ from json.encoder import encode_basestring as _json_string  # type: ignore[attr-
 from typing import Any
 
 from matstore import crud
-from matstore.ingest.property_copy import copy_insert, json_text
+from matstore.ingest.property_copy import copy_insert, copy_rows, json_text
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.validating import Value
 
@@ -40,11 +40,20 @@ def _entities(session: Any, values: list[Value], source_id: int, job_run_id: int
     return materials, methods, surfaces, configurations
 
 
-def store_values(session: Any, values: list[Value], report: TableReport, *, source_id: int, job_run_id: int) -> None:
+def store_values(session: Any, values: list[Value], report: TableReport, *, source_id: int, job_run_id: int,
+                 new_source: bool = False) -> None:
     """Store ``values`` of one source; set the inserted and duplicate counts of ``report``.
 
     Values already stored for the same (entity, definition, source) are left as they are
-    and counted in ``report.duplicates``.
+    and counted in ``report.duplicates``; so are values that name the same stored entity
+    twice (two method kinds of one method name), of which the first is kept.
+
+    Parameters
+    ----------
+    new_source
+        ``source_id`` was claimed in this transaction, so no stored value can have it: the
+        values are de-duplicated here and copied straight into the property tables
+        (:func:`~matstore.ingest.property_copy.copy_rows`) instead of through a staging table.
 
     Raises
     ------
@@ -54,20 +63,21 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     definition_ids = {name: d.id for name, d in crud.definitions(session=session).items()}
     materials, methods, surfaces, configurations = _entities(session, values, source_id, job_run_id)
     rows: dict[str, list[tuple]] = {"bulk_property": [], "surface_property": [], "configuration_property": []}
+    bulk, surface, configuration = rows["bulk_property"], rows["surface_property"], rows["configuration_property"]
     for v in values:
         material_id = materials[v.formula, v.prototype]
         method_id = methods[v.method, v.method_kind, v.potential]
-        details = _details(v)
-        tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, details)
+        tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, _details(v))
         if v.key is not None:
-            rows["configuration_property"].append((configurations[material_id, method_id, v.key], *tail))
+            configuration.append((configurations[material_id, method_id, v.key], *tail))
         elif v.orientation is not None:
-            rows["surface_property"].append((surfaces[material_id, v.orientation.key], method_id, *tail))
+            surface.append((surfaces[material_id, v.orientation.key], method_id, *tail))
         else:
-            rows["bulk_property"].append((material_id, method_id, *tail))
-    report.bulk_inserted += _copy(session, "bulk_property", ("material_id", "method_id"), rows["bulk_property"])
-    report.surface_inserted += _copy(session, "surface_property", ("surface_id", "method_id"), rows["surface_property"])
-    report.configuration_inserted += _copy(session, "configuration_property", ("configuration_id",), rows["configuration_property"])
+            bulk.append((material_id, method_id, *tail))
+    copy = _copy_new if new_source else _copy
+    report.bulk_inserted += copy(session, "bulk_property", ("material_id", "method_id"), bulk)
+    report.surface_inserted += copy(session, "surface_property", ("surface_id", "method_id"), surface)
+    report.configuration_inserted += copy(session, "configuration_property", ("configuration_id",), configuration)
     report.duplicates = len(values) - report.inserted
 
 
@@ -86,6 +96,16 @@ def _detail_parts(column: str, unit: str) -> tuple[str, str]:
 
 def _copy(session: Any, table: str, keys: tuple[str, ...], rows: list[tuple]) -> int:
     return copy_insert(session, table, (*keys, *_VALUE_COLUMNS), rows) if rows else 0
+
+
+def _copy_new(session: Any, table: str, keys: tuple[str, ...], rows: list[tuple]) -> int:
+    """:func:`copy_rows` of the first row of each unique key (entity ids + definition id) of a new source."""
+    if not rows:
+        return 0
+    width = len(keys) + 1
+    seen: set[tuple] = set()
+    first = [r for r in rows if (k := r[:width]) not in seen and not seen.add(k)]  # type: ignore[func-returns-value]
+    return copy_rows(session, table, (*keys, *_VALUE_COLUMNS), first)
 
 
 __all__ = ["store_values"]

@@ -127,7 +127,7 @@ def ingest_table(
                     report.status = "already stored"
                 else:
                     report.source_id = source_id
-                    store_values(session, values, report, source_id=source_id, job_run_id=run.id)
+                    store_values(session, values, report, source_id=source_id, job_run_id=run.id, new_source=True)
         if report.status == "already stored":
             run.status = "skipped"
         if report_path is not None:

@@ -130,6 +130,21 @@ def check_value(definition: str, value: float, unit: str) -> str | None:
     return None
 
 
+def plausible(definition: str, values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` (canonical unit, shape (n,)) :func:`check_value` passes; bool, shape (n,).
+
+    The same tests, column-wise: finite, above the low bound (inclusive or not) and at most
+    the high bound of :data:`PLAUSIBLE_RANGES` (only finite for definitions without bounds).
+    """
+    values = np.asarray(values, dtype=float)
+    ok = np.isfinite(values)
+    bounds = PLAUSIBLE_RANGES.get(definition)
+    if bounds is None:
+        return ok
+    low_ok = values >= bounds.low if bounds.low_inclusive else values > bounds.low
+    return ok & low_ok & (values <= bounds.high)
+
+
 __all__ = [
     "Bounds",
     "PLAUSIBLE_RANGES",
@@ -138,5 +153,6 @@ __all__ = [
     "convert",
     "normalise_unit",
     "parse_unit",
+    "plausible",
     "unit_registry",
 ]

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from matstore.composition import FormulaError, parse_formula
 from matstore.ingest.errors import (
     DuplicateRowError,
+    IngestError,
     InvalidValueError,
     MissingColumnError,
     ParseError,
@@ -27,7 +30,7 @@ from matstore.ingest.errors import (
 from matstore.ingest.mapping import ColumnEntry, Mapping, OrientationSpec
 from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
-from matstore.ingest.units import check_value
+from matstore.ingest.units import check_value, plausible
 from matstore.orientation import (
     Orientation,
     OrientationError,
@@ -105,6 +108,9 @@ class _Validator:
         return {"path": self.path, "row": ctx.row, "line": ctx.line, "column": column}
 
     def run(self) -> list[Value]:
+        clean = _clean_table_values(self)
+        if clean is not None:
+            return clean
         for r, (cells, line) in enumerate(zip(self.table.rows, self.table.lines, strict=True), start=1):
             ctx = self.row_context(r, line, cells)
             for entry in self.mapping.entries:
@@ -246,6 +252,104 @@ class _Validator:
             reasons = ctx.issues + [f"{v.column}: repeats row {f.row}" for v, f in ctx.repeats]
             self.report.dropped_rows.append({"row": ctx.row, "line": ctx.line, "material": ctx.formula, "method": ctx.method,
                                              **({"key": ctx.key} if ctx.key else {}), "reasons": reasons})
+
+
+@dataclass(slots=True)
+class _Column:
+    """One mapped column of a clean table: stripped cells, converted values and uncertainties, (n_rows,) each."""
+
+    entry: ColumnEntry
+    raw: list[str]
+    values: list[float]
+    uncertainties: list[float | None]
+
+
+def _clean_table_values(validator: _Validator) -> list[Value] | None:
+    """The values of a clean table, found column by column; ``None`` when the row-by-row walk must decide.
+
+    A table is clean when no mapping feature needs a per-cell decision (row flags, orientations
+    read from the row, surface columns without an orientation), every row names a distinct
+    (material, method, configuration) and has distinct mapped cells, every cell is blank or a
+    number and every value and uncertainty passes :func:`check_value`.  Then nothing repeats,
+    nothing is flagged or skipped, and the values, counts and dropped rows are exactly those of
+    the row-by-row walk, in its order (row by row, mapping entries in order).  Any other table
+    (and any error) goes through the row-by-row walk, which finds the first problem.
+    """
+    mapping, table = validator.mapping, validator.table
+    entries = mapping.entries
+    if mapping.spec.row_flags or any(e.orientation_columns is not None or (e.scope == "surface" and e.orientation is None)
+                                     for e in entries):
+        return None
+    targets = {(e.definition, e.orientation.key if e.orientation else None) for e in entries}
+    try:
+        contexts = [validator.row_context(r, line, cells)
+                    for r, (cells, line) in enumerate(zip(table.rows, table.lines, strict=True), start=1)]
+    except IngestError:
+        return None
+    signatures = {tuple(cells[k].strip() for k in validator.signature_columns) for cells in table.rows}
+    entities = {(c.formula, c.prototype, c.method, c.key) for c in contexts}
+    if len(targets) != len(entries) or len(signatures) != len(contexts) or len(entities) != len(contexts):
+        return None
+    columns = [_clean_column(validator, e) for e in entries]
+    if any(c is None for c in columns):
+        return None
+    return _emit_values(validator.report, contexts, columns)  # type: ignore[arg-type]
+
+
+def _numbers(cells: list[str]) -> np.ndarray | None:
+    """Floats of stripped ``cells`` (blank → NaN), shape (n,); ``None`` if a cell is not a number."""
+    try:
+        return np.array([float(t) if t else math.nan for t in cells], dtype=float)
+    except ValueError:
+        return None
+
+
+def _clean_column(validator: _Validator, entry: ColumnEntry) -> _Column | None:
+    """Column ``entry`` converted with one multiplication and checked with :func:`plausible`; ``None`` if not clean."""
+    rows = validator.table.rows
+    k = validator.index[entry.column]
+    raw = [cells[k].strip() for cells in rows]
+    numbers = _numbers(raw)
+    if numbers is None:
+        return None
+    given = np.array([bool(t) for t in raw], dtype=bool)
+    values = numbers * entry.factor
+    if not plausible(entry.definition, values[given]).all():
+        return None
+    uncertainties: list[float | None] = [None] * len(raw)
+    if entry.uncertainty_column:
+        u_raw = [cells[validator.index[entry.uncertainty_column]].strip() for cells in rows]
+        u = _numbers(u_raw)
+        if u is None:
+            return None
+        u = np.abs(u * entry.factor)
+        u_given = np.array([bool(t) for t in u_raw], dtype=bool)
+        if not np.isfinite(u[given & u_given]).all():
+            return None
+        uncertainties = [x if g else None for x, g in zip(u.tolist(), u_given.tolist(), strict=True)]
+    return _Column(entry, raw, values.tolist(), uncertainties)
+
+
+def _emit_values(report: TableReport, contexts: list[_RowContext], columns: list[_Column]) -> list[Value]:
+    """The :class:`Value` of every non-blank cell, row by row; blank cells and all-blank rows into ``report``."""
+    out: list[Value] = []
+    for i, ctx in enumerate(contexts):
+        blanks = []
+        for c in columns:
+            raw = c.raw[i]
+            if not raw:
+                blanks.append(f"{c.entry.column}: blank")
+                continue
+            out.append(Value(ctx.row, ctx.line, c.entry.column, c.entry, ctx.formula, ctx.prototype, ctx.method, ctx.kind,
+                             ctx.potential, raw, c.values[i], c.uncertainties[i], c.entry.orientation, ctx.key,
+                             ctx.composition))
+        if blanks:
+            report.missing += len(blanks)
+            if len(blanks) == len(columns):
+                report.dropped_rows.append({"row": ctx.row, "line": ctx.line, "material": ctx.formula, "method": ctx.method,
+                                            **({"key": ctx.key} if ctx.key else {}), "reasons": blanks})
+    report.values += len(out)
+    return out
 
 
 def describe(value: Value) -> str:
