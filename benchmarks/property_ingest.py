@@ -11,11 +11,15 @@ pint converts them):
 
 Timed for each: ``ingest_table`` end to end (what ``matstore ingest table FILE -m MAPPING``
 runs: read, parse, convert and validate every cell, claim the source, resolve materials,
-methods and configurations in bulk, binary COPY into a staging table and one ``INSERT …
-ON CONFLICT DO NOTHING``), and its parse-only part (``read_table`` + ``parse_values``).
-For the bulk table also the store step alone, the old executemany ``INSERT … VALUES`` path
-(:func:`matstore.crud.add_bulk_properties`) and, for reference, a plain binary COPY into
-``bulk_property`` (no conflict handling: the ceiling for this table and its indexes).
+methods and configurations in bulk, binary COPY straight into the property table, since a
+newly claimed source cannot conflict with stored values), and its parse-only part
+(``read_table`` + ``parse_values``).  For the bulk table also the store step alone, both for a
+new source (the COPY above) and for a stored one (binary COPY into a staging table and one
+``INSERT … ON CONFLICT DO NOTHING``), and, for reference, a plain binary COPY of the same rows
+into ``bulk_property`` and into a twin of it without foreign keys (same columns, checks and
+indexes): the ceiling for this table, and what its five per-row foreign-key checks cost.
+``--executemany`` also times the former ``INSERT … VALUES`` path
+(:func:`matstore.crud.add_bulk_properties`).  Every timed run starts from empty property tables.
 
 Usage::
 
@@ -37,7 +41,6 @@ from _common import (
     add_server_argument,
     console,
     fmt_rate,
-    libpq_url,
     markdown_table,
     median,
     print_machine,
@@ -169,14 +172,13 @@ def _time_ingest(engine: Any, path: Path, mapping: Path, repeat: int) -> dict[st
     return out
 
 
-def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
-    """Bulk table: end to end, parse only, store only (COPY path), executemany INSERT, plain COPY."""
-    import psycopg
+def bench(url: str, path: Path, mapping: Path, repeat: int, *, executemany: bool = False) -> dict[str, Any]:
+    """Bulk table: end to end, parse only, store only (both COPY paths), plain COPYs with and without foreign keys."""
     from sqlalchemy import create_engine, text
     from sqlmodel import Session
 
     from matstore import crud
-    from matstore.ingest.property_copy import json_text
+    from matstore.ingest.property_copy import copy_rows, json_text
     from matstore.ingest.storing import store_values
     from matstore.ingest.table_report import TableReport
 
@@ -187,20 +189,23 @@ def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
         source_id = crud.claim_source(session=s, kind="file", sha256="c" * 64, uri="bench://bulk")
         s.commit()
     run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
+    with engine.begin() as conn:  # the reference twin: bulk_property's columns, checks and indexes, no foreign keys
+        conn.execute(text("CREATE TABLE bench_bulk_property_nofk (LIKE bulk_property INCLUDING ALL)"))
 
     def clear_bench_rows() -> None:
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM bulk_property WHERE source_id = :s"), {"s": source_id})
+            conn.execute(text("TRUNCATE bulk_property, bench_bulk_property_nofk"))  # every run into empty tables, as ingest's
 
-    def store() -> int:
+    def store(new_source: bool) -> int:
         report = TableReport(path=str(path), sha256="", mapping="")
         with Session(engine) as s:
-            store_values(s, values, report, source_id=source_id, job_run_id=run_id)
+            store_values(s, values, report, source_id=source_id, job_run_id=run_id, new_source=new_source)
             s.commit()
         return report.inserted
 
-    out["store"], n = time_call(store, repeat, setup=clear_bench_rows)
-    assert n == len(values)
+    for key, new_source in (("store_new", True), ("store", False)):
+        out[key], n = time_call(lambda new_source=new_source: store(new_source), repeat, setup=clear_bench_rows)
+        assert n == len(values)
     with Session(engine) as s:
         defs = {name: d.id for name, d in crud.definitions(session=s).items()}
         mats = dict(s.execute(text("SELECT formula, id FROM material")).all())
@@ -211,26 +216,27 @@ def bench(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
          "details": {"column": v.column, "row": v.row, "line": v.line, "raw": v.raw, "unit": v.entry.unit}}
         for v in values
     ]
+    if executemany:
+        def insert() -> int:
+            with Session(engine) as s:
+                n = sum(crud.add_bulk_properties(session=s, rows=rows[a:a + 2000]) for a in range(0, len(rows), 2000))
+                s.commit()
+            return n
 
-    def insert() -> int:
+        out["insert"], n = time_call(insert, repeat, setup=clear_bench_rows)
+        assert n == len(rows)
+    columns = ("material_id", "method_id", "definition_id", "value", "source_id", "job_run_id", "details")
+    tuples = [(*(r[c] for c in columns[:-1]), json_text(r["details"])) for r in rows]
+
+    def copy(table: str) -> int:
         with Session(engine) as s:
-            n = sum(crud.add_bulk_properties(session=s, rows=rows[a:a + 2000]) for a in range(0, len(rows), 2000))
+            n = copy_rows(s, table, columns, tuples)
             s.commit()
         return n
 
-    out["insert"], n = time_call(insert, repeat, setup=clear_bench_rows)
-    assert n == len(rows)
-
-    def copy() -> None:
-        with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cur:
-            with cur.copy("COPY bulk_property (material_id, method_id, definition_id, value, source_id, job_run_id, details) "
-                          "FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["int4", "int4", "int4", "float8", "int4", "int4", "jsonb"])
-                for r in rows:
-                    cp.write_row((r["material_id"], r["method_id"], r["definition_id"], r["value"], r["source_id"],
-                                  r["job_run_id"], json_text(r["details"])))
-
-    out["copy"], _ = time_call(copy, repeat, setup=clear_bench_rows)
+    for key, table in (("copy", "bulk_property"), ("copy_nofk", "bench_bulk_property_nofk")):
+        out[key], n = time_call(lambda table=table: copy(table), repeat, setup=clear_bench_rows)
+        assert n == len(rows)
     engine.dispose()
     return out
 
@@ -254,10 +260,12 @@ def bench_configurations(url: str, path: Path, mapping: Path, repeat: int) -> di
     return out
 
 
-STEPS = (("ingest_table (end to end)", "ingest"), ("  parse + convert + validate only", "parse"),
-         ("  store only (bulk resolve + binary COPY + INSERT … ON CONFLICT)", "store"),
-         ("crud.add_bulk_properties (executemany INSERT, before)", "insert"),
-         ("binary COPY into bulk_property (reference)", "copy"))
+STEPS = (("ingest_table (end to end)", "ingest"), ("  read + parse + convert + validate only", "parse"),
+         ("  store only, new source (bulk resolve + binary COPY into the table)", "store_new"),
+         ("  store only, stored source (binary COPY to staging + INSERT … ON CONFLICT)", "store"),
+         ("crud.add_bulk_properties (executemany INSERT, --executemany)", "insert"),
+         ("binary COPY into bulk_property (reference)", "copy"),
+         ("binary COPY into bulk_property without its foreign keys (reference)", "copy_nofk"))
 
 
 def main() -> None:
@@ -266,13 +274,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[2_000, 10_000], help="table sizes (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument("--executemany", action="store_true", help="also time the former executemany INSERT path (slow)")
     args = parser.parse_args()
     print_machine(args.server)
     table_rows = []
     for n_rows in args.rows:
         start = time.perf_counter()
         with temp_database(args.server, keep=args.keep) as url:
-            bulk = bench(url, *make_table(n_rows), args.repeat)
+            bulk = bench(url, *make_table(n_rows), args.repeat, executemany=args.executemany)
             per_config = bench_configurations(url, *make_configuration_table(n_rows), args.repeat)
         console.print(f"{n_rows:,} rows done in {time.perf_counter() - start:.0f} s")
         for kind, r in (("bulk", bulk), ("per-configuration", per_config)):
