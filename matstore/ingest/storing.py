@@ -1,8 +1,12 @@
 """Storing validated table values: materials, methods, surfaces and configurations, then the values.
 
 Everything happens in the caller's transaction (one per source).  Entities are resolved in
-bulk (one statement per kind, see :mod:`matstore.crud`), values go through binary COPY and one
-``INSERT … ON CONFLICT DO NOTHING`` per property table (:mod:`matstore.ingest.property_copy`).
+bulk (one statement per kind, see :mod:`matstore.crud`); values go through one binary COPY per
+property table (:mod:`matstore.ingest.property_copy`): straight into the table for a source
+claimed in the same transaction (no stored value can conflict, and values repeating a key
+are kept out here, the first kept, as ``ON CONFLICT`` would), else through a staging table and one
+``INSERT … ON CONFLICT DO NOTHING``.  Either way the table's foreign-key checks, one per
+referenced column and row, are most of the time (``docs/benchmarks.md`` §2).
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     """Store ``values`` of one source; set the inserted and duplicate counts of ``report``.
 
     Values already stored for the same (entity, definition, source) are left as they are
-    and counted in ``report.duplicates``; so are values that name the same stored entity
-    twice (two method kinds of one method name), of which the first is kept.
+    and counted in ``report.duplicates`` (as is any value whose stored key repeats an earlier
+    value's, of which the first is kept; validated values never do).
 
     Parameters
     ----------

@@ -8,7 +8,7 @@ One module per step (the mapping format is documented with worked examples in
 - :mod:`~matstore.ingest.reading`: the table's cells and the mapping's derived columns;
 - :mod:`~matstore.ingest.validating`: cells → converted, checked values with their rows;
 - :mod:`~matstore.ingest.storing` and :mod:`~matstore.ingest.property_copy`: entities in
-  bulk, values through binary COPY and ``INSERT … ON CONFLICT DO NOTHING``;
+  bulk, values through binary COPY (straight into the property tables: the source is new);
 - :mod:`~matstore.ingest.table_report`: the complete report (stored as the job run's summary).
 
 A table is one source (the sha256 of its bytes): ingesting it again stores nothing.  Any

@@ -7,6 +7,11 @@ again by a later row with the same number (per-material columns repeated on ever
 orientation row) is kept once; a different number is an error naming both rows, as is a
 row that repeats an earlier row entirely (``on_duplicate: keep_first`` keeps the first
 instead and lists the rest as skipped).  Invalid values follow ``on_invalid``.
+
+A clean table (nothing repeated, flagged or invalid; no row flags or per-row orientations)
+is validated column by column: one float parse, one multiplication by the pint factor and one
+vectorised bounds check per column.  Any other table is walked row by row, which finds the
+first problem in row order; both give the same values and report.
 """
 
 from __future__ import annotations
