@@ -473,3 +473,30 @@ def test_extxyz_frames_are_streamed_not_read_whole(tmp_path):
     with pytest.raises(ParseError, match=rf"long\.extxyz, line {4 * 3 * _CHECK_BATCH + 2}: frame {3 * _CHECK_BATCH}"):
         for _ in frames:
             pass
+
+
+def test_configuration_references_are_checked_per_statement(engine):
+    """Revision 0011: the method/source/job_run references are enforced by statement-level
+    triggers (no per-row foreign-key triggers): unknown ids are refused, referenced rows
+    cannot be deleted or truncated away, and nothing is stored by a refused COPY."""
+    import psycopg
+
+    from matstore import crud
+    from matstore.schema import Source
+
+    frames = [{"numbers": np.array([29]), "positions": np.zeros((1, 3)) + i, "cell": np.eye(3) * 4} for i in range(3)]
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="1a" * 32).returning(Source.id)).scalar()
+    for ids in ((source_id + 99, job, None), (source_id, job + 99, None), (source_id, job, 12345)):
+        with engine.begin() as conn, pytest.raises(psycopg.errors.ForeignKeyViolation, match="violates its reference"):
+            write_configurations(conn, frames, *ids)
+    with engine.begin() as conn:
+        assert write_configurations(conn, frames, source_id, job) == 3
+    with engine.begin() as conn, pytest.raises(Exception, match="still referenced from table \"configuration\""):
+        conn.execute(text("DELETE FROM source WHERE id = :i"), {"i": source_id})
+    with engine.begin() as conn, pytest.raises(Exception, match="violates its reference"):
+        conn.execute(text("UPDATE configuration SET job_run_id = job_run_id + 99"))
+    with engine.begin() as conn, pytest.raises(Exception, match="cannot truncate table \"job_run\""):
+        conn.execute(text("TRUNCATE job_run CASCADE"))
+    assert _rows(engine) == (3, 1)

@@ -66,9 +66,11 @@ class Configuration(SQLModel, table=True):
     energy: float | None = Field(default=None, sa_column=Column(Float, comment="eV"))
     forces: list[list[float]] | None = Field(default=None, sa_column=Column(ARRAY(Float, dimensions=2), comment="(N,3) eV/Å"))
     virial: list[list[float]] | None = Field(default=None, sa_column=Column(ARRAY(Float, dimensions=2), comment="(3,3) eV"))
-    method_id: int | None = Field(default=None, sa_column=Column(ForeignKey("method.id"), index=True))
-    source_id: int = Field(sa_column=Column(ForeignKey("source.id"), nullable=False, index=True))
-    job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
+    # References to method, source and job_run are checked by triggers once per statement
+    # (alembic revision 0011), not by per-row foreign-key triggers: see that revision.
+    method_id: int | None = Field(default=None, sa_column=Column(Integer, index=True, comment="method.id (checked by a trigger)"))
+    source_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="source.id (checked by a trigger)"))
+    job_run_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="job_run.id (checked by a trigger)"))
     info: dict[str, Any] = jsonb_field(comment="Per-frame metadata from the file (extxyz info, frame index)")
     created_at: datetime = created_at_field()
 
