@@ -28,6 +28,8 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -212,21 +214,26 @@ def _rows_text(values: np.ndarray) -> list[bytes]:
     return text.replace(b",", b" ").split(b"] [")
 
 
+@lru_cache(maxsize=1)
+def _species_prefixes() -> np.ndarray:
+    """``b"Cu "`` etc. by atomic number (object array, index 0..118)."""
+    from ase.data import chemical_symbols
+
+    return np.array([(symbol + " ").encode() for symbol in chemical_symbols], dtype=object)
+
+
 def _atom_lines(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> list[bytes]:
     """One line per atom (A atoms): species, x y z (Å) and, where not NaN, fx fy fz (eV/Å).
 
-    One orjson call for all atoms of a batch: the element number in the first column turns
-    into the symbol by a byte replacement, missing forces (``null``) are cut out.
+    One orjson call for all atoms of a batch writes the numbers (shortest round-trip form);
+    commas become spaces in one pass, the rows are split apart and each gets its species.
     """
-    from ase.data import chemical_symbols
-
     if not len(numbers):
         return []
-    table = np.hstack([numbers.astype(np.float64)[:, None], positions, forces])
-    text = orjson.dumps(table, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b"],[", b"\n[")
-    for z in np.unique(numbers).tolist():
-        text = text.replace(b"[%d.0," % z, chemical_symbols[z].encode() + b" ")
-    return text.replace(b",null,null,null", b"").rstrip(b"]").replace(b",", b" ").split(b"\n")
+    text = orjson.dumps(np.hstack([positions, forces]), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].replace(b",", b" ")
+    if np.isnan(forces).any():
+        text = text.replace(b" null null null", b"")
+    return list(map(add, _species_prefixes()[numbers].tolist(), text.split(b"] [")))
 
 
 def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:

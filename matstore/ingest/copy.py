@@ -797,12 +797,20 @@ def read_configurations(
             buf = b"".join(bytes(chunk) for chunk in copy)
         result = _parse_rows(buf)
         if include_info:
-            info_sql = "SELECT info FROM configuration" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+            info_sql = "SELECT info::text FROM configuration" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
             if limit is not None:
                 info_sql += f" LIMIT {int(limit)}"
             cur.execute(info_sql, params or None, prepare=False)
-            result["info"] = [row[0] for row in cur.fetchall()]  # type: ignore[assignment]
+            result["info"] = [_json_loads(row[0]) for row in cur.fetchall()]  # type: ignore[assignment]
     return result
+
+
+def _json_loads(text: str) -> Any:
+    """A stored ``jsonb`` value from its text (orjson; :mod:`json` for what orjson refuses, e.g. huge integers)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _parse_rows(buf: bytes) -> dict[str, np.ndarray]:
