@@ -500,3 +500,30 @@ def test_configuration_references_are_checked_per_statement(engine):
     with engine.begin() as conn, pytest.raises(Exception, match="cannot truncate table \"job_run\""):
         conn.execute(text("TRUNCATE job_run CASCADE"))
     assert _rows(engine) == (3, 1)
+
+
+def test_read_back_parsed_block_by_block_equals_one_block(engine, monkeypatch):
+    """read_configurations parses the COPY stream in blocks while it arrives; tiny blocks
+    (a few rows each, mixed sizes and missing labels) give the same arrays as one block."""
+    import matstore.ingest.copy as copy_module
+    from matstore import crud
+    from matstore.schema import Source
+
+    rng = np.random.default_rng(5)
+    frames = [{"numbers": np.full(n, 13), "positions": rng.normal(size=(n, 3)), "cell": np.eye(3) * 6,
+               "energy": None if i % 3 else float(i), "forces": rng.normal(size=(n, 3)) if i % 2 else None,
+               "info": {"i": i}} for i, n in enumerate([2, 2, 5, 5, 5, 1, 2, 7, 7])]
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="2b" * 32).returning(Source.id)).scalar()
+        write_configurations(conn, frames, source_id, job)
+    with engine.connect() as conn:
+        whole = read_configurations(conn, include_info=True)
+        monkeypatch.setattr(copy_module, "_READ_BLOCK", 300)
+        blocks = read_configurations(conn, include_info=True)
+    assert whole.keys() == blocks.keys() and len(whole["id"]) == 9
+    for key, value in whole.items():
+        if key == "info":
+            assert value == blocks[key]
+        else:
+            np.testing.assert_array_equal(value, blocks[key], err_msg=key)

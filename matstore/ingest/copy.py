@@ -794,8 +794,7 @@ def read_configurations(
     raw = _raw_connection(conn)
     with raw.cursor() as cur:
         with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params or None) as copy:
-            buf = b"".join(bytes(chunk) for chunk in copy)
-        result = _parse_rows(buf)
+            result = _parse_stream(copy)
         if include_info:
             info_sql = "SELECT info::text FROM configuration" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
             if limit is not None:
@@ -811,6 +810,41 @@ def _json_loads(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+#: Bytes of COPY rows parsed at a time while the server still sends the next ones.
+_READ_BLOCK = 8 << 20
+_CONCATENATED = ("id", "content_sha256", "n_atoms", "numbers", "positions", "forces", "cell", "pbc", "energy", "virial")
+
+
+def _parse_stream(copy: Iterable[Any]) -> dict[str, np.ndarray]:
+    """Parse a binary COPY stream (one message per row) block by block as it arrives.
+
+    Each block of about :data:`_READ_BLOCK` bytes is framed as a stream of its own (the
+    stream header in front, the trailer behind) and parsed by :func:`_parse_rows` while the
+    server produces the next rows; the blocks' arrays are concatenated at the end.
+    """
+    blocks: list[dict[str, np.ndarray]] = []
+    header = b""
+    parts: list[Any] = []
+    size = 0
+    for chunk in copy:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= _READ_BLOCK:
+            buf = b"".join([header, *parts, _TRAILER])
+            if not header:
+                header = buf[:19 + int.from_bytes(buf[15:19], "big")]
+            blocks.append(_parse_rows(buf))
+            parts, size = [], 0
+    buf = b"".join([header, *parts])
+    blocks.append(_parse_rows(buf))
+    if len(blocks) == 1:
+        return blocks[0]
+    out = {key: np.concatenate([b[key] for b in blocks]) for key in _CONCATENATED}
+    out["offsets"] = np.zeros(len(out["n_atoms"]) + 1, dtype=np.int64)
+    np.cumsum(out["n_atoms"], out=out["offsets"][1:])
+    return out
 
 
 def _parse_rows(buf: bytes) -> dict[str, np.ndarray]:

@@ -33,7 +33,9 @@ Units: positions and cell in Å, energy in eV, forces in eV/Å, virial in eV, st
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -58,7 +60,11 @@ _PLAIN_XYZ_PROPERTIES = "Properties=species:S:1:pos:R:3"
 _ATOM_LINE = re.compile(r"atom line (\d+)")
 _BAD_FIELD = re.compile(r"invalid field '(.*)' for property '(\w+)' on atom line (\d+)")
 _COLUMN_NAMES = {"pos": "positions", "species": "species", "Z": "numbers"}
+_PEEK_BUFFER = 1 << 20  # the count lines are read ahead of the parser: seeks stay inside the buffer
 _MIN_ATOM_LINE_BYTES = 2  # a count larger than the bytes left / 2 cannot fit: truncated
+# The C parser keeps state between calls (its comment-line dispatcher): one parse at a time
+# per process, whichever thread runs it.
+_PARSER_LOCK = threading.Lock()
 
 
 def _numbers_of_species(species: np.ndarray, cache: dict[bytes, np.ndarray]) -> np.ndarray | int:
@@ -104,10 +110,14 @@ def _voigt(stress: Any) -> np.ndarray:
     return _as_matrix(arr, "stress").reshape(9)[_VOIGT_INDEX]
 
 
+_PREFIXED_LABEL_KEYS = tuple((prefix, tuple(prefix + key for key in LABEL_KEYS)) for prefix in _LABEL_PREFIXES)
+
+
 def _label_prefix(info: dict[str, Any], arrays: dict[str, Any]) -> str:
-    for prefix in _LABEL_PREFIXES:
-        if any(prefix + key in info or prefix + key in arrays for key in LABEL_KEYS):
-            return prefix
+    for prefix, keys in _PREFIXED_LABEL_KEYS:
+        for key in keys:
+            if key in info or key in arrays:
+                return prefix
     return ""
 
 
@@ -343,6 +353,11 @@ def _read_plain_xyz(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int, message: 
 
 
 def _read_one(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int) -> tuple[int, dict, dict]:
+    with _PARSER_LOCK:
+        return _read_one_locked(fp, peek, at, natoms)
+
+
+def _read_one_locked(fp: Any, peek: BinaryIO, at: _Cursor, natoms: int) -> tuple[int, dict, dict]:
     try:
         nat, info, arrays = cextxyz.read_frame_dicts(fp, use_cleri=False)
     except cextxyz.ExtXYZError as exc:
@@ -396,7 +411,7 @@ def iter_extxyz(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise FileNotFoundError(f"{at.path}: cannot be opened")
     cache: dict[bytes, np.ndarray] = {}
     try:
-        with open(at.path, "rb") as peek:
+        with open(at.path, "rb", buffering=_PEEK_BUFFER) as peek:
             while (natoms := _atom_count(peek, at)) is not None:
                 _, info, arrays = _read_one(fp, peek, at, natoms)
                 frame = _checked_frame(at, info, arrays, cache)
@@ -410,4 +425,74 @@ def iter_extxyz(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise EmptyFileError("the file is empty", path=at.path)
 
 
-__all__ = ["LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "virials_from_stress"]
+class _Ahead:
+    """Iterate ``items`` in a worker thread, up to ``depth`` blocks of ``block`` items ahead.
+
+    The C parser releases the GIL while it reads a frame, so the frames of block k+1 are
+    parsed while the caller checks, hashes and packs block k.  An exception raised by
+    ``items`` is re-raised by the consumer after the items before it.  Closing the consumer
+    early (``close()``, or leaving a ``for`` loop by an exception) stops the worker and
+    waits for it, so no parse outlives the iteration.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], block: int = 64, depth: int = 8) -> None:
+        self._items, self._block = items, block
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="matstore-extxyz-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, value: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        block: list[Any] = []
+        try:
+            for item in self._items:
+                block.append(item)
+                if len(block) == self._block:
+                    if not self._put(block):
+                        return
+                    block = []
+            if self._put(block):
+                self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            if self._put(block):
+                self._put(exc)
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            while True:
+                value = self._queue.get()
+                if value is self._END:
+                    return
+                if isinstance(value, BaseException):
+                    raise value
+                yield from value
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker and wait for it."""
+        self._stop.set()
+        self._thread.join()
+
+
+def iter_extxyz_ahead(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`iter_extxyz`, parsed in a worker thread a few blocks of frames ahead of the caller."""
+    yield from _Ahead(iter_extxyz(path))
+
+
+__all__ = ["LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "iter_extxyz_ahead", "virials_from_stress"]

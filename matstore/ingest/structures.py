@@ -34,7 +34,7 @@ from matstore.ingest.errors import (
     UnknownElementError,
     UnsupportedFormatError,
 )
-from matstore.ingest.extxyz_reader import iter_extxyz, virials_from_stress
+from matstore.ingest.extxyz_reader import iter_extxyz_ahead, virials_from_stress
 from matstore.ingest.labels import jsonable, stress_to_virial
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _read_extxyz(path: Path) -> Iterator[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
     lines: list[int] = []
     first = 0
-    for line, frame in iter_extxyz(path):
+    for line, frame in iter_extxyz_ahead(path):
         frames.append(frame)
         lines.append(line)
         if len(frames) == _CHECK_BATCH:
@@ -218,11 +218,11 @@ def _batch_is_valid(frames: list[dict[str, Any]]) -> bool:
     if numbers.min() < 1 or numbers.max() > 118:
         return False
     cells = np.stack([f["cell"] for f in frames])
-    parts = [np.concatenate([f["positions"] for f in frames]), cells.reshape(-1, 3)]
+    parts = [np.concatenate([f["positions"] for f in frames]), cells]
     parts += [np.concatenate(x) for x in ([f["forces"] for f in frames if f["forces"] is not None],
                                           [f["virial"] for f in frames if f["virial"] is not None]) if x]
     energies = [f["energy"] for f in frames if f["energy"] is not None]
-    if not (np.isfinite(np.concatenate(parts)).all() and np.isfinite(energies).all()):
+    if not (all(np.isfinite(part).all() for part in parts) and np.isfinite(energies).all()):
         return False
     periodic = np.stack([f["pbc"] for f in frames]).all(axis=1)
     return not np.any(_zero_volumes(cells[periodic]))
