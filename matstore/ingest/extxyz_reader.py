@@ -490,9 +490,23 @@ class _Ahead:
         self._thread.join()
 
 
+#: Frames parsed ahead of the consumer at most (blocks of 64): about one write batch, ~40 MB.
+AHEAD_FRAMES = 4096
+
+
+def parse_ahead(path: str | Path) -> _Ahead:
+    """Start parsing ``path`` (:func:`iter_extxyz`) in a worker thread now; iterate the result
+    for ``(line, frame)`` pairs, or ``close()`` it if it is not needed after all.
+
+    The worker stays at most :data:`AHEAD_FRAMES` frames ahead, so memory stays bounded; a
+    caller can hash the file meanwhile (hashlib releases the GIL too).
+    """
+    return _Ahead(iter_extxyz(path), block=64, depth=AHEAD_FRAMES // 64)
+
+
 def iter_extxyz_ahead(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """:func:`iter_extxyz`, parsed in a worker thread a few blocks of frames ahead of the caller."""
-    yield from _Ahead(iter_extxyz(path))
+    """:func:`iter_extxyz`, parsed in a worker thread ahead of the caller (see :func:`parse_ahead`)."""
+    yield from parse_ahead(path)
 
 
-__all__ = ["LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "iter_extxyz_ahead", "virials_from_stress"]
+__all__ = ["AHEAD_FRAMES", "LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "iter_extxyz_ahead", "parse_ahead", "virials_from_stress"]

@@ -34,7 +34,7 @@ from matstore.ingest.errors import (
     UnknownElementError,
     UnsupportedFormatError,
 )
-from matstore.ingest.extxyz_reader import iter_extxyz_ahead, virials_from_stress
+from matstore.ingest.extxyz_reader import iter_extxyz_ahead, parse_ahead, virials_from_stress
 from matstore.ingest.labels import jsonable, stress_to_virial
 
 log = logging.getLogger(__name__)
@@ -177,12 +177,16 @@ def detect_format(path: Path) -> str:
 _CHECK_BATCH = 256
 
 
-def _read_extxyz(path: Path) -> Iterator[dict[str, Any]]:
-    """Frames of an (ext)xyz file through the C parser, checked in batches (errors name the line)."""
+def _read_extxyz(path: Path, parsed: Iterable[tuple[int, dict[str, Any]]] | None = None) -> Iterator[dict[str, Any]]:
+    """Frames of an (ext)xyz file through the C parser, checked in batches (errors name the line).
+
+    ``parsed``: the file's ``(line, frame)`` pairs if their parse was started already
+    (:func:`matstore.ingest.extxyz_reader.parse_ahead`).
+    """
     frames: list[dict[str, Any]] = []
     lines: list[int] = []
     first = 0
-    for line, frame in iter_extxyz_ahead(path):
+    for line, frame in parsed if parsed is not None else iter_extxyz_ahead(path):
         frames.append(frame)
         lines.append(line)
         if len(frames) == _CHECK_BATCH:
@@ -475,9 +479,9 @@ def _batches(frames: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
 
 def _ingest_new_source(
     engine: Any, path: Path, fmt: str, run_id: int, report: StructureReport, *,
-    method: str | None, method_kind: str, chunk_size: int,
+    method: str | None, method_kind: str, chunk_size: int, frames: Callable[[], Iterator[dict[str, Any]]],
 ) -> None:
-    """Claim the source and stream the file's frames into it, all in one transaction.
+    """Claim the source and stream the file's frames (``frames()``) into it, all in one transaction.
 
     A malformed frame anywhere raises before the commit, so nothing of the file is stored.
     A concurrent ingest of the same file waits on the claim and then finds it stored.
@@ -501,8 +505,7 @@ def _ingest_new_source(
         if method:
             report.method_id = crud.get_or_create_method(session=session, name=method, kind=method_kind)
         report.frames, report.inserted = write_configuration_stream(
-            session, lambda: _batches(iter_frames(path, format=fmt), max(1, int(chunk_size))),
-            source_id, run_id, report.method_id,
+            session, lambda: _batches(frames(), max(1, int(chunk_size))), source_id, run_id, report.method_id,
         )
         report.duplicates = report.frames - report.inserted
         session.execute(update(Source).where(Source.id == source_id).values(details={**details, "frames": report.frames}))
@@ -545,14 +548,46 @@ def ingest_structure_file(
     IngestError
         If the file is malformed (nothing is stored; the job run is recorded as failed).
     """
-    from matstore import crud
-    from matstore.db import session_scope
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    sha = sha256_file(path)
     fmt = format or detect_format(path)
+    frames = _Frames(path, fmt)  # extxyz: the parse starts now, while the file is hashed
+    try:
+        return _ingest_file(path, fmt, frames, engine=engine, method=method, method_kind=method_kind, chunk_size=chunk_size)
+    finally:
+        frames.close()
+
+
+class _Frames:
+    """``frames()`` gives the file's checked frames; the first call's extxyz parse starts at construction."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+        self.ahead = parse_ahead(path) if fmt in ("extxyz", "xyz") and path.stat().st_size > 0 else None
+        self.calls = 0
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        self.calls += 1
+        if self.calls > 1 or self.ahead is None:
+            self.close()  # a second pass: the first parse must have ended (one parse at a time)
+            return iter_frames(self.path, format=self.fmt)
+        return _read_extxyz(self.path, self.ahead)
+
+    def close(self) -> None:
+        """Stop the parse started at construction (and wait for it), consumed or not."""
+        if self.ahead is not None:
+            self.ahead.close()
+
+
+def _ingest_file(
+    path: Path, fmt: str, frames: _Frames, *, engine: Any, method: str | None, method_kind: str, chunk_size: int
+) -> StructureReport:
+    """:func:`ingest_structure_file` once the parse of ``path`` has been started."""
+    from matstore import crud
+    from matstore.db import session_scope
+
+    sha = sha256_file(path)
     report = StructureReport(path=str(path), sha256=sha, format=fmt)
     parameters = {"path": str(path), "sha256": sha, "method": method, "method_kind": method_kind, "format": fmt}
     with crud.job_run(engine=engine, kind="ingest_structures", parameters=parameters) as run:
@@ -561,7 +596,8 @@ def ingest_structure_file(
             if crud.find_source(session=session, sha256=sha) is not None:
                 report.status = "already stored"
         if report.status == "inserted":
-            _ingest_new_source(engine, path, fmt, run.id, report, method=method, method_kind=method_kind, chunk_size=chunk_size)
+            _ingest_new_source(engine, path, fmt, run.id, report, method=method, method_kind=method_kind,
+                               chunk_size=chunk_size, frames=frames)
         if report.status == "already stored":
             run.status = "skipped"
         run.summary = report.to_dict()
