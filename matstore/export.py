@@ -222,18 +222,34 @@ def _species_prefixes() -> np.ndarray:
     return np.array([(symbol + " ").encode() for symbol in chemical_symbols], dtype=object)
 
 
-def _atom_lines(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> list[bytes]:
-    """One line per atom (A atoms): species, x y z (Å) and, where not NaN, fx fy fz (eV/Å).
+def _atom_blocks(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    """The atom lines of each frame (M frames, A atoms in all), joined by newlines.
 
-    One orjson call for all atoms of a batch writes the numbers (shortest round-trip form);
-    commas become spaces in one pass, the rows are split apart and each gets its species.
+    A line: species, x y z (Å) and, where not NaN, fx fy fz (eV/Å).  One orjson call for all
+    atoms of a batch writes the numbers (shortest round-trip form); rows become lines in two
+    byte passes.  A frame of one element gets its species by one replace over its block;
+    only frames mixing elements are assembled line by line.
     """
+    m = len(offsets) - 1
     if not len(numbers):
-        return []
-    text = orjson.dumps(np.hstack([positions, forces]), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].replace(b",", b" ")
+        return [b""] * m
+    text = orjson.dumps(np.hstack([positions, forces]), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
+    text = text.replace(b",", b" ").replace(b"] [", b"\n")
     if np.isnan(forces).any():
         text = text.replace(b" null null null", b"")
-    return list(map(add, _species_prefixes()[numbers].tolist(), text.split(b"] [")))
+    ends = np.append(np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10), len(text)).tolist()
+    firsts = offsets[:-1]
+    one_element = np.logical_and.reduceat(numbers == np.repeat(numbers[firsts], np.diff(offsets)), firsts).tolist()
+    prefixes = _species_prefixes()
+    out = []
+    for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
+        block = text[(ends[a - 1] + 1 if a else 0):ends[b - 1]]
+        if one_element[i]:
+            species = prefixes[numbers[a]]
+            out.append(species + block.replace(b"\n", b"\n" + species))
+        else:
+            out.append(b"\n".join(map(add, prefixes[numbers[a:b]].tolist(), block.split(b"\n"))))
+    return out
 
 
 def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:
@@ -277,7 +293,7 @@ def _batch_text(arrays: dict[str, Any], prefix: str) -> bytes:
     lattice = _rows_text(arrays["cell"])
     virials, stresses = _rows_text(virial.transpose(0, 2, 1)), _rows_text(stress.transpose(0, 2, 1))
     energies = _rows_text(arrays["energy"][:, None])
-    lines = _atom_lines(arrays["numbers"].astype(np.int64), arrays["positions"], arrays["forces"])
+    blocks = _atom_blocks(arrays["numbers"].astype(np.int64), arrays["positions"], arrays["forces"], offsets)
     has_forces = ~np.isnan(arrays["forces"][offsets[:-1]]).any(axis=1) if m else np.zeros(0, dtype=bool)
     tail = f"{_UNITS} {_CONVENTIONS}".encode()
     out = []
@@ -296,7 +312,7 @@ def _batch_text(arrays: dict[str, Any], prefix: str) -> bytes:
         if info:
             head.append(info)
         head.append(b"matstore_id=%d matstore_sha256=%s " % (int(arrays["id"][i]), arrays["content_sha256"][i].encode()) + tail)
-        out.append(b"%d\n%s\n%s\n" % (b - a, b" ".join(head), b"\n".join(lines[a:b])))
+        out.append(b"%d\n%s\n%s\n" % (b - a, b" ".join(head), blocks[i]))
     return b"".join(out)
 
 
