@@ -233,23 +233,31 @@ def _atom_blocks(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray,
     m = len(offsets) - 1
     if not len(numbers):
         return [b""] * m
-    text = orjson.dumps(np.hstack([positions, forces]), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
-    text = text.replace(b",", b" ").replace(b"] [", b"\n")
+    raw = orjson.dumps(np.hstack([positions, forces]), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
     if np.isnan(forces).any():
-        text = text.replace(b" null null null", b"")
-    ends = np.append(np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10), len(text)).tolist()
+        raw = raw.replace(b",null,null,null", b"")
+    # "x,y,z],[x,y,z" → "x y z\n  x y z": same length, so one table lookup per byte.
+    chars = _ROW_BYTES[np.frombuffer(raw, dtype=np.uint8)]
+    ends = np.append(np.flatnonzero(chars == 10), len(chars)).tolist()
+    text = chars.tobytes()
     firsts = offsets[:-1]
     one_element = np.logical_and.reduceat(numbers == np.repeat(numbers[firsts], np.diff(offsets)), firsts).tolist()
     prefixes = _species_prefixes()
     out = []
     for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
-        block = text[(ends[a - 1] + 1 if a else 0):ends[b - 1]]
+        block = text[(ends[a - 1] + 3 if a else 0):ends[b - 1]]
         if one_element[i]:
             species = prefixes[numbers[a]]
-            out.append(species + block.replace(b"\n", b"\n" + species))
+            out.append(species + block.replace(b"\n  ", b"\n" + species))
         else:
-            out.append(b"\n".join(map(add, prefixes[numbers[a:b]].tolist(), block.split(b"\n"))))
+            out.append(b"\n".join(map(add, prefixes[numbers[a:b]].tolist(), block.split(b"\n  "))))
     return out
+
+
+#: Byte map of orjson's rows to atom lines: ``,`` and ``[`` → space, ``]`` → newline.
+_ROW_BYTES = np.arange(256, dtype=np.uint8)
+_ROW_BYTES[[ord(","), ord("[")]] = ord(" ")
+_ROW_BYTES[ord("]")] = ord("\n")
 
 
 def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:
