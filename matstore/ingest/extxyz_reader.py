@@ -494,19 +494,15 @@ class _Ahead:
 AHEAD_FRAMES = 4096
 
 
-def parse_ahead(path: str | Path) -> _Ahead:
-    """Start parsing ``path`` (:func:`iter_extxyz`) in a worker thread now; iterate the result
-    for ``(line, frame)`` pairs, or ``close()`` it if it is not needed after all.
+def run_ahead(items: Iterator[Any]) -> _Ahead:
+    """Start consuming ``items`` (e.g. :func:`iter_extxyz` of a file) in a worker thread now;
+    iterate the result for the items, or ``close()`` it if they are not needed after all.
 
-    The worker stays at most :data:`AHEAD_FRAMES` frames ahead, so memory stays bounded; a
-    caller can hash the file meanwhile (hashlib releases the GIL too).
+    The worker stays at most :data:`AHEAD_FRAMES` items ahead, so memory stays bounded; the
+    caller can meanwhile hash the file or write earlier frames (the C parser and hashlib
+    release the GIL).
     """
-    return _Ahead(iter_extxyz(path), block=64, depth=AHEAD_FRAMES // 64)
+    return _Ahead(items, block=64, depth=AHEAD_FRAMES // 64)
 
 
-def iter_extxyz_ahead(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """:func:`iter_extxyz`, parsed in a worker thread ahead of the caller (see :func:`parse_ahead`)."""
-    yield from parse_ahead(path)
-
-
-__all__ = ["AHEAD_FRAMES", "LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "iter_extxyz_ahead", "parse_ahead", "virials_from_stress"]
+__all__ = ["AHEAD_FRAMES", "LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "run_ahead", "virials_from_stress"]

@@ -34,7 +34,7 @@ from matstore.ingest.errors import (
     UnknownElementError,
     UnsupportedFormatError,
 )
-from matstore.ingest.extxyz_reader import iter_extxyz_ahead, parse_ahead, virials_from_stress
+from matstore.ingest.extxyz_reader import iter_extxyz, run_ahead, virials_from_stress
 from matstore.ingest.labels import jsonable, stress_to_virial
 
 log = logging.getLogger(__name__)
@@ -173,20 +173,19 @@ def detect_format(path: Path) -> str:
     return "ase"
 
 
+#: Bytes of the file hashed per ``update`` (see :func:`_ingest_file`).
+_HASH_CHUNK = 16 << 20
+
 #: Frames checked together (vectorised) while streaming an extxyz file.
 _CHECK_BATCH = 256
 
 
-def _read_extxyz(path: Path, parsed: Iterable[tuple[int, dict[str, Any]]] | None = None) -> Iterator[dict[str, Any]]:
-    """Frames of an (ext)xyz file through the C parser, checked in batches (errors name the line).
-
-    ``parsed``: the file's ``(line, frame)`` pairs if their parse was started already
-    (:func:`matstore.ingest.extxyz_reader.parse_ahead`).
-    """
+def _read_extxyz(path: Path) -> Iterator[dict[str, Any]]:
+    """Frames of an (ext)xyz file through the C parser, checked in batches (errors name the line)."""
     frames: list[dict[str, Any]] = []
     lines: list[int] = []
     first = 0
-    for line, frame in parsed if parsed is not None else iter_extxyz_ahead(path):
+    for line, frame in iter_extxyz(path):
         frames.append(frame)
         lines.append(line)
         if len(frames) == _CHECK_BATCH:
@@ -339,7 +338,7 @@ def iter_frames(path: str | Path, *, format: str | None = None) -> Iterator[dict
         raise EmptyFileError("the file is empty", path=path)
     fmt = format or detect_format(path)
     if fmt in ("extxyz", "xyz"):
-        yield from _read_extxyz(path)
+        yield from run_ahead(_read_extxyz(path))  # parsed and checked in a worker thread
         return
     readers: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
         "cif": _read_cif, "poscar": _read_poscar, "vasp": _read_poscar, "vasprun": _read_vasprun,
@@ -564,7 +563,7 @@ class _Frames:
 
     def __init__(self, path: Path, fmt: str) -> None:
         self.path, self.fmt = path, fmt
-        self.ahead = parse_ahead(path) if fmt in ("extxyz", "xyz") and path.stat().st_size > 0 else None
+        self.ahead = run_ahead(_read_extxyz(path)) if fmt in ("extxyz", "xyz") and path.stat().st_size > 0 else None
         self.calls = 0
 
     def __call__(self) -> Iterator[dict[str, Any]]:
@@ -572,7 +571,7 @@ class _Frames:
         if self.calls > 1 or self.ahead is None:
             self.close()  # a second pass: the first parse must have ended (one parse at a time)
             return iter_frames(self.path, format=self.fmt)
-        return _read_extxyz(self.path, self.ahead)
+        return iter(self.ahead)
 
     def close(self) -> None:
         """Stop the parse started at construction (and wait for it), consumed or not."""
@@ -587,7 +586,9 @@ def _ingest_file(
     from matstore import crud
     from matstore.db import session_scope
 
-    sha = sha256_file(path)
+    # Large chunks: hashlib releases the GIL per update, and each re-acquisition may wait for
+    # the parsing thread's switch interval (5 ms); 16 MiB chunks keep those waits few.
+    sha = sha256_file(path, chunk_size=_HASH_CHUNK)
     report = StructureReport(path=str(path), sha256=sha, format=fmt)
     parameters = {"path": str(path), "sha256": sha, "method": method, "method_kind": method_kind, "format": fmt}
     with crud.job_run(engine=engine, kind="ingest_structures", parameters=parameters) as run:
