@@ -41,6 +41,7 @@ from _common import (
     add_server_argument,
     console,
     fmt_rate,
+    libpq_url,
     markdown_table,
     median,
     print_machine,
@@ -146,8 +147,36 @@ def _reset(engine: Any) -> None:
                           "surface, material, method, source, job_run RESTART IDENTITY CASCADE"))
 
 
+def _backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds (user + system) so far of every server process connected to the database of ``url``.
+
+    Read from ``/proc/PID/stat``, so only for a server on this host; empty otherwise.
+    """
+    import os
+
+    import psycopg
+
+    with psycopg.connect(libpq_url(url)) as conn:
+        me = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if pid != me:
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _time_ingest(engine: Any, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
-    """End-to-end and parse-only times of one table (each run on an emptied store)."""
+    """End-to-end times (wall, and CPU of client and server) and parse-only times of one table.
+
+    Each end-to-end run starts on an emptied store.  The CPU seconds do not depend on what
+    else runs on the machine as much as the wall time does: client (this process) plus the
+    server processes of the benchmark database (``/proc``, a server on this host only).
+    """
     from matstore.ingest.table import (
         TableReport,
         add_derived_columns,
@@ -158,8 +187,15 @@ def _time_ingest(engine: Any, path: Path, mapping: Path, repeat: int) -> dict[st
         store_vocabulary,
     )
 
-    out: dict[str, Any] = {}
-    out["ingest"], report = time_call(lambda: ingest_table(path, mapping, engine=engine), repeat, setup=lambda: _reset(engine))
+    url = engine.url.render_as_string(hide_password=False)
+    out: dict[str, Any] = {"ingest": [], "ingest_cpu": []}
+    for _ in range(repeat):
+        _reset(engine)
+        server, client, start = _backend_cpu(url), time.process_time(), time.perf_counter()
+        report = ingest_table(path, mapping, engine=engine)
+        out["ingest"].append(time.perf_counter() - start)
+        client = time.process_time() - client
+        out["ingest_cpu"].append(client + sum(t - server.get(pid, 0.0) for pid, t in _backend_cpu(url).items()))
     assert report.inserted == report.values, (report.inserted, report.values)
     out["values"], out["rows"] = report.values, report.rows
     parsed = load_mapping(mapping, vocabulary=store_vocabulary(engine))
@@ -244,20 +280,89 @@ def bench(url: str, path: Path, mapping: Path, repeat: int, *, executemany: bool
 def bench_configurations(url: str, path: Path, mapping: Path, repeat: int) -> dict[str, Any]:
     """Per-configuration table: end to end and parse only."""
     from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    _add_configuration_definitions(engine)
+    out = _time_ingest(engine, path, mapping, repeat)
+    out.pop("parsed")
+    engine.dispose()
+    return out
+
+
+def _add_configuration_definitions(engine: Any) -> None:
+    """The per-configuration table's user definitions (:data:`CONFIGURATION_PROPERTIES`)."""
     from sqlmodel import Session
 
     from matstore import crud
 
-    engine = create_engine(url)
     run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
     with Session(engine) as s:
         for name, unit in CONFIGURATION_PROPERTIES.items():
             crud.add_definition(session=s, name=name, unit=unit, scope="configuration", job_run_id=run_id)
         s.commit()
-    out = _time_ingest(engine, path, mapping, repeat)
-    out.pop("parsed")
+
+
+def bench_experiment(url: str, n_rows: int, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """End-to-end times of both tables with the references checked per statement (:func:`replace_foreign_keys`)."""
+    from sqlalchemy import create_engine
+
+    replace_foreign_keys(url)
+    engine = create_engine(url)
+    _add_configuration_definitions(engine)
+    bulk = _time_ingest(engine, *make_table(n_rows), repeat)
+    per_config = _time_ingest(engine, *make_configuration_table(n_rows), repeat)
     engine.dispose()
-    return out
+    return bulk, per_config
+
+
+def replace_foreign_keys(url: str) -> int:
+    """Experiment (throw-away database only): check the property tables' references per statement.
+
+    Drops every single-column foreign key of ``bulk_property``, ``surface_property`` and
+    ``configuration_property`` and checks the same references with one ``AFTER INSERT … FOR
+    EACH STATEMENT`` trigger per table: over the statement's new rows (a transition table),
+    each referenced id must exist, and is locked ``FOR KEY SHARE`` as PostgreSQL's own check
+    does row by row.  Deletes of referenced rows are not checked here (a migration would need
+    triggers on the referenced tables for that); ingest never deletes.  Returns how many
+    foreign keys were replaced.
+    """
+    import psycopg
+
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(_STATEMENT_CHECK)
+        keys = conn.execute(
+            "SELECT c.conrelid::regclass::text, c.conname, a.attname, c.confrelid::regclass::text FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] WHERE c.contype = 'f' "
+            "AND cardinality(c.conkey) = 1 AND c.conrelid::regclass::text IN ('bulk_property', 'surface_property', "
+            "'configuration_property') ORDER BY 1, 3").fetchall()
+        for table in sorted({k[0] for k in keys}):
+            args = ", ".join(f"'{column}', '{target}'" for t, _, column, target in keys if t == table)
+            for t, name, *_ in keys:
+                if t == table:
+                    conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+            conn.execute(f"CREATE TRIGGER check_references AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows "
+                         f"FOR EACH STATEMENT EXECUTE FUNCTION bench_check_references({args})")
+    return len(keys)
+
+
+_STATEMENT_CHECK = """
+CREATE FUNCTION bench_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    wanted bigint;
+    found bigint;
+BEGIN
+    FOR i IN 0 .. TG_NARGS / 2 - 1 LOOP
+        EXECUTE format('SELECT count(DISTINCT %I) FROM new_rows', TG_ARGV[2 * i]) INTO wanted;
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %I r WHERE r.id IN (SELECT %I FROM new_rows) FOR KEY SHARE) x',
+                       TG_ARGV[2 * i + 1], TG_ARGV[2 * i]) INTO found;
+        IF found <> wanted THEN
+            RAISE foreign_key_violation USING MESSAGE = format('%s.%s: %s ids not in %s', TG_TABLE_NAME, TG_ARGV[2 * i],
+                                                               wanted - found, TG_ARGV[2 * i + 1]);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+"""
 
 
 STEPS = (("ingest_table (end to end)", "ingest"), ("  read + parse + convert + validate only", "parse"),
@@ -265,7 +370,8 @@ STEPS = (("ingest_table (end to end)", "ingest"), ("  read + parse + convert + v
          ("  store only, stored source (binary COPY to staging + INSERT … ON CONFLICT)", "store"),
          ("crud.add_bulk_properties (executemany INSERT, --executemany)", "insert"),
          ("binary COPY into bulk_property (reference)", "copy"),
-         ("binary COPY into bulk_property without its foreign keys (reference)", "copy_nofk"))
+         ("binary COPY into bulk_property without its foreign keys (reference)", "copy_nofk"),
+         ("experiment: ingest_table, references checked per statement", "experiment"))
 
 
 def main() -> None:
@@ -275,6 +381,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--executemany", action="store_true", help="also time the former executemany INSERT path (slow)")
+    parser.add_argument("--experiment", action="store_true",
+                        help="also time ingest_table with the property tables' foreign keys checked per statement "
+                             "(a throw-away database; see replace_foreign_keys)")
     args = parser.parse_args()
     print_machine(args.server)
     table_rows = []
@@ -283,18 +392,30 @@ def main() -> None:
         with temp_database(args.server, keep=args.keep) as url:
             bulk = bench(url, *make_table(n_rows), args.repeat, executemany=args.executemany)
             per_config = bench_configurations(url, *make_configuration_table(n_rows), args.repeat)
+        if args.experiment:
+            with temp_database(args.server, keep=args.keep) as url:
+                for into, result in zip((bulk, per_config), bench_experiment(url, n_rows, args.repeat), strict=True):
+                    into["experiment"], into["experiment_cpu"] = result["ingest"], result["ingest_cpu"]
         console.print(f"{n_rows:,} rows done in {time.perf_counter() - start:.0f} s")
         for kind, r in (("bulk", bulk), ("per-configuration", per_config)):
-            for label, key in STEPS:
-                if key not in r:
-                    continue
-                t = median(r[key])
-                table_rows.append([f"{kind}, {n_rows:,} rows × 20", label, f"{t:.2f}",
-                                   fmt_rate(r["rows"] / t) if key in ("ingest", "parse") else "", fmt_rate(r["values"] / t)])
-    columns = ["table", "step", "seconds", "rows/s", "values/s"]
+            table_rows += _rows(f"{kind}, {n_rows:,} rows × 20", r)
+    columns = ["table", "step", "seconds", "CPU s (client + server)", "rows/s", "values/s"]
     print_table(f"property-table ingest (medians of {args.repeat}; 2 shared cores, noisy)", columns, table_rows)
     if args.markdown:
         print(markdown_table(columns, table_rows))
+
+
+def _rows(label: str, r: dict[str, Any]) -> list[list[str]]:
+    """Table rows of one result dict (medians)."""
+    rows = []
+    for step, key in STEPS:
+        if key not in r:
+            continue
+        t = median(r[key])
+        cpu = f"{median(r[key + '_cpu']):.2f}" if key + "_cpu" in r else ""
+        rows.append([label, step, f"{t:.2f}", cpu, fmt_rate(r["rows"] / t) if key in ("ingest", "parse", "experiment") else "",
+                     fmt_rate(r["values"] / t)])
+    return rows
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 from matstore import crud
 from matstore.ingest.property_copy import copy_insert, copy_rows, json_text
 from matstore.ingest.table_report import TableReport
-from matstore.ingest.validating import Value
+from matstore.ingest.validating import Value, paused_gc
 
 _VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", "job_run_id", "details")
 
@@ -66,18 +66,20 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     """
     definition_ids = {name: d.id for name, d in crud.definitions(session=session).items()}
     materials, methods, surfaces, configurations = _entities(session, values, source_id, job_run_id)
-    rows: dict[str, list[tuple]] = {"bulk_property": [], "surface_property": [], "configuration_property": []}
-    bulk, surface, configuration = rows["bulk_property"], rows["surface_property"], rows["configuration_property"]
-    for v in values:
-        material_id = materials[v.formula, v.prototype]
-        method_id = methods[v.method, v.method_kind, v.potential]
-        tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, _details(v))
-        if v.key is not None:
-            configuration.append((configurations[material_id, method_id, v.key], *tail))
-        elif v.orientation is not None:
-            surface.append((surfaces[material_id, v.orientation.key], method_id, *tail))
-        else:
-            bulk.append((material_id, method_id, *tail))
+    bulk: list[tuple] = []
+    surface: list[tuple] = []
+    configuration: list[tuple] = []
+    with paused_gc():
+        for v in values:
+            material_id = materials[v.formula, v.prototype]
+            method_id = methods[v.method, v.method_kind, v.potential]
+            tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, _details(v))
+            if v.key is not None:
+                configuration.append((configurations[material_id, method_id, v.key], *tail))
+            elif v.orientation is not None:
+                surface.append((surfaces[material_id, v.orientation.key], method_id, *tail))
+            else:
+                bulk.append((material_id, method_id, *tail))
     copy = _copy_new if new_source else _copy
     report.bulk_inserted += copy(session, "bulk_property", ("material_id", "method_id"), bulk)
     report.surface_inserted += copy(session, "surface_property", ("surface_id", "method_id"), surface)
@@ -108,7 +110,8 @@ def _copy_new(session: Any, table: str, keys: tuple[str, ...], rows: list[tuple]
         return 0
     width = len(keys) + 1
     seen: set[tuple] = set()
-    first = [r for r in rows if (k := r[:width]) not in seen and not seen.add(k)]  # type: ignore[func-returns-value]
+    with paused_gc():
+        first = [r for r in rows if (k := r[:width]) not in seen and not seen.add(k)]  # type: ignore[func-returns-value]
     return copy_rows(session, table, (*keys, *_VALUE_COLUMNS), first)
 
 
