@@ -115,6 +115,30 @@ def test_stable_selection_keeps_the_form_where_cv_1se_flips() -> None:
     assert _fold_agreement("stable", seed=2) == 7
 
 
+def test_stable_1se_reports_how_many_folds_chose_its_form() -> None:
+    """``stable:1se`` (the coefficient's default): budget by the 1-SE rule over the repeated
+    search, then the form most folds chose; E_c/a² with 1 % scatter is chosen in every fold."""
+    X, y = coefficient_table(seed=0, scatter=0.01)
+    est = scaling_search("stable:1se").fit(X, y, groups=np.arange(7))
+    assert float(est.equation_ / (E / A**2)) == pytest.approx(9.25, rel=0.02)
+    assert est.selection_.startswith("stable:1se: complexity <= ")
+    assert est.selection_.endswith("form chosen in 7 of 7 folds")
+
+
+def test_majority_form_prefers_the_full_data_form_on_ties() -> None:
+    from matstore.models.engines.base import Candidate
+    from matstore.models.selection import _majority_form
+
+    c44 = sp.Symbol("c44")
+    full = Candidate(7, 1.0, 2.0 * E / A**2)
+    other = Candidate(5, 0.9, 0.01 * c44 * A)
+    votes = [Candidate(5, 0.8, 0.02 * c44 * A), Candidate(7, 0.8, 3.0 * E / A**2), None]
+    assert _majority_form(votes, full)[:2] == (form_of(full.expr), 1)  # 1–1 tie: the full-data form
+    form, count, cand = _majority_form([*votes, other], full)  # c44·a now wins 2–1
+    assert (form, count) == (form_of(other.expr), 2) and form_of(cand.expr) == form
+    assert _majority_form([None, None], full) == (form_of(full.expr), 0, full)
+
+
 # ----------------------------------------------------------------------------- report and intervals
 
 

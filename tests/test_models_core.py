@@ -378,7 +378,8 @@ def test_factorised_result_has_parts_and_front():
     assert res.parts["orientation"]["criterion"].startswith("stable: AICc form chosen in")
     # C is fitted on one value per material: its size is chosen by the leave-one-out error of
     # the whole search, not by training loss; without units C is the engine's free form
-    assert res.parts["coefficient"]["criterion"].startswith("cv:1se over the model size (search repeated per fold")
+    assert res.parts["coefficient"]["criterion"].startswith("stable:1se: complexity <= ")
+    assert "search repeated per fold" in res.parts["coefficient"]["criterion"]
     assert res.parts["coefficient"]["form"].startswith("free (auto: no unit")
     assert res.parts["orientation"]["normalization"] == "g(hkl:1,1,1)=1"
     assert len(res.parts["coefficient"]["values"]) == 5
@@ -422,7 +423,8 @@ def test_scaling_law_coefficient_of_the_broken_bond_model():
                        groups="material", seed=0, feature_units=UNITS, target_unit="J/m^2")
     coeff = res.parts["coefficient"]
     assert coeff["form"] == "scaling" and coeff["engine"] == "sparse"
-    assert coeff["criterion"].startswith("cv:1se over the model size (search repeated per fold, LeaveOneGroupOut (7")
+    assert coeff["criterion"].startswith("stable:1se: complexity <= ")
+    assert "(search repeated per fold, LeaveOneGroupOut (7 groups)); form chosen in 7 of 7 folds" in coeff["criterion"]
     assert res.cv["scheme"].startswith("LeaveOneGroupOut (7 groups)")
     C = expr_from_srepr(coeff["srepr"])
     E, a = sp.symbols("cohesive_energy lattice_constant")

@@ -50,6 +50,7 @@ from matstore.models.factorize import (
 from matstore.models.selection import (
     parse_criterion,
     select_size_by_cv,
+    select_size_stable,
     select_stable,
     select_valid,
     validate,
@@ -183,6 +184,8 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         groups = None if groups is None else np.asarray(groups)
         if kind == "stable":
             chosen, crit, rejected = self._select_stable(front, X, yv, groups, name, params)
+        elif kind == "stable_se" and self._repeats_search(name, kind, len(yv)):
+            chosen, crit, rejected = self._select_size_stable(front, X, yv, groups, name, params)
         elif self._repeats_search(name, kind, len(yv)):
             chosen, crit, rejected = self._select_size(front, X, yv, groups, name, params)
         else:
@@ -205,8 +208,8 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         """
         from matstore.models.cv import MAX_LEAVE_ONE_GROUP_OUT
 
-        small = self.form_ == "scaling" or n_rows <= MAX_LEAVE_ONE_GROUP_OUT
-        return name == "sparse" and kind in ("cv", "cv_se", "stable") and small
+        small = self.form_ == "scaling" or n_rows <= MAX_LEAVE_ONE_GROUP_OUT or kind == "stable_se"
+        return name == "sparse" and kind in ("cv", "cv_se", "stable", "stable_se") and small
 
     def _front_of(self, name: str, params: dict[str, Any]) -> Any:
         def fit_front(Xt: pd.DataFrame, yt: np.ndarray) -> list[Candidate]:
@@ -222,6 +225,17 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         repeat = self._front_of(name, params) if self._repeats_search(name, "stable", len(y)) else None
         chosen, crit = select_stable(valid, X, y, groups=groups, fit_front=repeat, margin=self.margin,
                                      n_splits=self.n_splits, random_state=self.random_state)
+        return chosen, crit, rejected
+
+    def _select_size_stable(self, front: list[Candidate], X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
+                            name: str, params: dict[str, Any]) -> tuple[Candidate, str, list[tuple[Candidate, str]]]:
+        """``stable:Nse``: size by the 1-SE rule over the repeated search, form by majority over the folds."""
+        _, arg = parse_criterion(self.selection)
+        valid, rejected = validate(front, X, margin=self.margin)
+        if not valid:
+            raise ValueError("no candidate passed the numerical checks")
+        chosen, crit = select_size_stable(self._front_of(name, params), valid, X, y, groups=groups, n_se=arg,
+                                          margin=self.margin, n_splits=self.n_splits, random_state=self.random_state)
         return chosen, crit, rejected
 
     def _select_size(self, front: list[Candidate], X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
@@ -254,7 +268,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     Parameters
     ----------
     coefficient : EquationSearch, optional
-        Search for C(bulk); default ``EquationSearch(form="auto", selection="cv:1se")``.
+        Search for C(bulk); default ``EquationSearch(form="auto", selection="stable:1se")``.
     orientation : EquationSearch, optional
         Search for g(orientation); default ``EquationSearch(selection="knee")``.
     material : str, default "material"
@@ -313,7 +327,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
 
     def _parts(self) -> tuple[EquationSearch, EquationSearch]:
         coefficient = (clone(self.coefficient) if self.coefficient is not None
-                       else EquationSearch(form="auto", selection="cv:1se"))
+                       else EquationSearch(form="auto", selection="stable:1se"))
         orientation = clone(self.orientation) if self.orientation is not None else EquationSearch(selection="knee")
         if self.time_budget is not None:
             orientation.set_params(time_budget=self.time_budget)

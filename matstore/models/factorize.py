@@ -370,7 +370,7 @@ def fit_factorized(
     engine_params: dict[str, Any] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     selection: str = "knee",
-    coefficient_selection: str | None = "cv:1se",
+    coefficient_selection: str | None = "stable:1se",
     coefficient: str = "lsq",
     reference: Sequence[float] | None = (1, 1, 1),
     margin: float = 0.1,
@@ -406,14 +406,14 @@ def fit_factorized(
     selection : str
         Criterion for g (and for C when ``coefficient_selection`` is None); see
         :mod:`matstore.models.selection`.
-    coefficient_selection : str or None, default "cv:1se"
+    coefficient_selection : str or None, default "stable:1se"
         Criterion for C(bulk).  C is fitted on one value per material (a handful of rows),
         where training-loss criteria choose forms with as many constants as materials that
-        fail on an unseen metal; the default is the one-standard-error rule over the
-        complexity budget with the search repeated on every leave-one-group-out subsample.  With the sparse engine
-        (always the case for scaling laws) the search itself is repeated in every fold and
-        the rule picks a complexity budget; with other engines the constants of each
-        candidate are refitted per fold.
+        fail on an unseen metal; the default ``stable:1se`` takes the complexity budget by
+        the one-standard-error rule with the search repeated on every leave-one-group-out
+        subsample, and the form chosen at that budget in most subsamples
+        (:func:`matstore.models.selection.select_size_stable`).  With engines other than
+        the sparse one the constants of each candidate are refitted per fold instead.
     coefficient : {"lsq", "reference"}
         Estimator of ``C_m`` in step (a).
     reference : (3,) Miller index or normal, default (1, 1, 1); None for mean normalisation

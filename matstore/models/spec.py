@@ -43,9 +43,9 @@ class FitSpec(BaseModel):
     coefficient_form: factorised fits only: ``auto`` (a dimensionally homogeneous scaling law
         of the bulk features when their units allow, else the engine's free search),
         ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`
-    coefficient_selection: factorised fits only: criterion for C(bulk) (default ``cv:1se``:
+    coefficient_selection: factorised fits only: criterion for C(bulk) (default ``stable:1se``:
         the one-standard-error rule over the complexity budget, the search repeated on every
-        leave-one-material-out subsample; a constant is never a candidate for a dimensional
+        leave-one-material-out subsample, and the form those subsamples chose most often; a constant is never a candidate for a dimensional
         target)
     n_splits: folds of cross-validation (grouped by material when the target spans materials);
         default: leave-one-material-out up to 20 materials (else 10 group folds), 5-fold
@@ -71,7 +71,7 @@ class FitSpec(BaseModel):
     seed: int = 0
     selection: str = "stable"
     coefficient_form: Literal["auto", "scaling", "free"] = "auto"
-    coefficient_selection: str = "cv:1se"
+    coefficient_selection: str = "stable:1se"
     n_splits: int | None = Field(default=None, ge=2)
     group_by: str = Field(default="material", min_length=1)
     interval_level: float = Field(default=0.9, gt=0, lt=1)
