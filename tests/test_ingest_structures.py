@@ -527,3 +527,36 @@ def test_read_back_parsed_block_by_block_equals_one_block(engine, monkeypatch):
             assert value == blocks[key]
         else:
             np.testing.assert_array_equal(value, blocks[key], err_msg=key)
+
+
+def test_parse_ahead_hands_over_in_order_and_stops_cleanly():
+    """run_ahead: items produced in a worker until the consumer starts, then by the consumer;
+    order kept across the hand-over, errors arrive after the items before them, close() stops."""
+    import threading
+
+    from matstore.ingest.extxyz_reader import run_ahead
+
+    producers = []
+
+    def numbers(n, fail_at=None):
+        for i in range(n):
+            producers.append(threading.current_thread().name)
+            if i == fail_at:
+                raise ValueError(f"bad item {i}")
+            if i % 50 == 0:
+                time.sleep(0.001)
+            yield i
+
+    ahead = run_ahead(numbers(5000))
+    time.sleep(0.05)  # the worker runs ahead meanwhile
+    assert list(ahead) == list(range(5000))
+    assert len(set(producers)) == 2  # worker first, then the consumer's thread
+    got = []
+    with pytest.raises(ValueError, match="bad item 3000"):
+        for i in run_ahead(numbers(5000, fail_at=3000)):
+            got.append(i)
+    assert got == list(range(3000))
+    unused = run_ahead(numbers(10**6))
+    time.sleep(0.02)
+    unused.close()
+    assert not unused._thread.is_alive()

@@ -338,7 +338,7 @@ def iter_frames(path: str | Path, *, format: str | None = None) -> Iterator[dict
         raise EmptyFileError("the file is empty", path=path)
     fmt = format or detect_format(path)
     if fmt in ("extxyz", "xyz"):
-        yield from run_ahead(_read_extxyz(path))  # parsed and checked in a worker thread
+        yield from _read_extxyz(path)
         return
     readers: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
         "cif": _read_cif, "poscar": _read_poscar, "vasp": _read_poscar, "vasprun": _read_vasprun,
