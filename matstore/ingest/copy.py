@@ -783,8 +783,9 @@ def read_configurations(
             where.append(f"{column} = %s")
             params.append(value)
     if ids is not None:
-        where.append("id = ANY(%s)")
-        params.append([int(i) for i in ids])
+        # An array literal: psycopg would adapt a list of ints one Python object at a time.
+        where.append("id = ANY(%s::bigint[])")
+        params.append("{" + ",".join(str(int(i)) for i in ids) + "}")
     sql = f"SELECT {_READ_COLUMNS} FROM configuration"
     if where:
         sql += " WHERE " + " AND ".join(where)
