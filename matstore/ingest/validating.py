@@ -301,8 +301,7 @@ def _clean_table_values(validator: _Validator) -> list[Value] | None:
     columns = [_clean_column(validator, e) for e in entries]
     if any(c is None for c in columns):
         return None
-    with paused_gc():
-        return _emit_values(validator.report, contexts, columns)  # type: ignore[arg-type]
+    return _emit_values(validator.report, contexts, columns)  # type: ignore[arg-type]
 
 
 def _numbers(cells: list[str]) -> np.ndarray | None:
@@ -439,7 +438,8 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
             shown = ", ".join(table.header[:12]) + (" ..." if len(table.header) > 12 else "")
             raise MissingColumnError(f"column {column!r} named by the mapping is not in the table (columns: {shown})",
                                      path=path, line=table.header_line)
-    values = _Validator(path, mapping, table, report).run()
+    with paused_gc():  # one Value per cell, none in a cycle
+        values = _Validator(path, mapping, table, report).run()
     report.rows = len(table.rows)
     report.materials = len({(v.formula, v.prototype) for v in values})
     report.methods = len({v.method for v in values})
