@@ -237,9 +237,8 @@ def _atom_blocks(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray,
     if np.isnan(forces).any():
         raw = raw.replace(b",null,null,null", b"")
     # "x,y,z],[x,y,z" → "x y z\n  x y z": same length, so one table lookup per byte.
-    chars = _ROW_BYTES[np.frombuffer(raw, dtype=np.uint8)]
-    ends = np.append(np.flatnonzero(chars == 10), len(chars)).tolist()
-    text = chars.tobytes()
+    text = raw.translate(_ROW_BYTES)
+    ends = np.append(np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10), len(text)).tolist()
     firsts = offsets[:-1]
     one_element = np.logical_and.reduceat(numbers == np.repeat(numbers[firsts], np.diff(offsets)), firsts).tolist()
     prefixes = _species_prefixes()
@@ -255,9 +254,7 @@ def _atom_blocks(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray,
 
 
 #: Byte map of orjson's rows to atom lines: ``,`` and ``[`` → space, ``]`` → newline.
-_ROW_BYTES = np.arange(256, dtype=np.uint8)
-_ROW_BYTES[[ord(","), ord("[")]] = ord(" ")
-_ROW_BYTES[ord("]")] = ord("\n")
+_ROW_BYTES = bytes.maketrans(b",[]", b"  \n")
 
 
 def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:
