@@ -28,6 +28,7 @@ Usage::
     python benchmarks/atomistic_ingest.py                  # 20,000 frames, 3 repeats
     python benchmarks/atomistic_ingest.py --frames 5000    # quick run
     python benchmarks/atomistic_ingest.py --skip ase raw --memory-gb 1   # file paths and memory only
+    python benchmarks/atomistic_ingest.py --skip ase store file --cpu    # wall and CPU time of the four paths
 """
 
 from __future__ import annotations
@@ -273,6 +274,81 @@ def bench_file(url: str, path: Path, repeat: int) -> dict[str, list[float]]:
     return out
 
 
+# --- CPU time: client process and server backends ------------------------------------------------
+
+def _backend_cpu(database: str) -> dict[str, float]:
+    """CPU seconds (user + system) of each local process whose command line names ``database``
+    (the PostgreSQL backends serving it; empty if the server runs elsewhere)."""
+    import glob
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(proc + "/cmdline", "rb") as handle:
+                if database.encode() not in handle.read():
+                    continue
+            with open(proc + "/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            out[proc] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            continue
+    return out
+
+
+def bench_cpu(server: str, path: Path, frames: list[dict[str, Any]], repeat: int) -> list[list[str]]:
+    """Wall time, client CPU and server CPU of write, read, file ingest and export (medians by wall)."""
+    import psycopg
+    from sqlalchemy import create_engine, text
+
+    from matstore import crud
+    from matstore.export import export_structures
+    from matstore.ingest.copy import read_configurations, write_configurations
+    from matstore.ingest.structures import ingest_structure_file
+
+    rows = []
+    with temp_database(server) as url:
+        database = url.rsplit("/", 1)[1]
+        engine = create_engine(url)
+        conn = psycopg.connect(libpq_url(url))
+        source_id = conn.execute("INSERT INTO source (kind, sha256, uri) VALUES ('file', repeat('c', 64), 'bench://cpu') RETURNING id").fetchone()[0]
+        conn.commit()
+        run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
+
+        def truncate() -> None:
+            conn.execute("TRUNCATE configuration CASCADE")
+            conn.commit()
+
+        def reset() -> None:
+            with engine.begin() as c:
+                c.execute(text("TRUNCATE configuration, source, job_run, method RESTART IDENTITY CASCADE"))
+
+        exported = path.with_name(path.stem + ".cpu-export.extxyz")
+        for label, fn, setup in (
+            ("write_configurations + commit", lambda: (write_configurations(conn, frames, source_id, run_id), conn.commit()), truncate),
+            ("read_configurations", lambda: read_configurations(conn, source_id=source_id), None),
+            ("ingest_structure_file", lambda: ingest_structure_file(path, engine=engine, method="emt"), reset),
+            ("export_structures", lambda: export_structures(exported, engine=engine), None),
+        ):
+            if label == "ingest_structure_file":
+                conn.close()
+            runs = []
+            for _ in range(repeat):
+                if setup is not None:
+                    setup()
+                before, cpu, start = _backend_cpu(database), time.process_time(), time.perf_counter()
+                fn()
+                wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+                server_cpu = sum(v - before.get(k, 0.0) for k, v in _backend_cpu(database).items())
+                runs.append((wall, cpu, server_cpu))
+            wall, cpu, server_cpu = sorted(runs)[len(runs) // 2]
+            rows.append([label, f"{wall:.2f}", fmt_rate(len(frames) / wall), f"{cpu:.2f}", f"{server_cpu:.2f}"])
+        exported.unlink(missing_ok=True)
+        engine.dispose()
+    return rows
+
+
 # --- memory on a large file ------------------------------------------------------------------------
 
 def write_large_file(path: Path, target_bytes: int, atoms: int = 64, seed: int = 0) -> int:
@@ -402,6 +478,7 @@ def main() -> None:
     parser.add_argument("--ase-repeat", type=int, default=1, help="repeats of the ase.db measurement")
     parser.add_argument("--file-repeat", type=int, default=1, help="repeats of the end-to-end file measurements")
     parser.add_argument("--skip", nargs="*", default=[], choices=["ase", "raw", "file", "store"], help="parts to leave out")
+    parser.add_argument("--cpu", action="store_true", help="also time write, read, file ingest and export with client and server CPU")
     parser.add_argument("--memory-gb", type=float, nargs="*", default=[], help="peak RSS of ingest on generated files of these sizes (GB), e.g. 0.1 1")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
     args = parser.parse_args()
@@ -420,6 +497,11 @@ def main() -> None:
             tables, rows = section(args, path, frames if part == "store" else len(frames))
             md += tables
             targets += rows
+    if args.cpu:
+        columns = ["path", "seconds", "frames/s", "client CPU s", "server CPU s"]
+        rows = bench_cpu(args.server, path, frames, args.repeat)
+        print_table(f"wall and CPU time (median of {args.repeat} by wall; server = the benchmark database's backends)", columns, rows)
+        md.append(markdown_table(columns, rows))
     if args.memory_gb:
         columns = ["file", "frames", "peak RSS (MiB)", "seconds", "frames/s"]
         rows = bench_memory(args.server, args.memory_gb)
