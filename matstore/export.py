@@ -215,46 +215,56 @@ def _rows_text(values: np.ndarray) -> list[bytes]:
 
 
 @lru_cache(maxsize=1)
-def _species_prefixes() -> np.ndarray:
-    """``b"Cu "`` etc. by atomic number (object array, index 0..118)."""
+def _species_symbols() -> np.ndarray:
+    """``b"Cu"`` etc. by atomic number (object array, index 0..118)."""
     from ase.data import chemical_symbols
 
-    return np.array([(symbol + " ").encode() for symbol in chemical_symbols], dtype=object)
+    return np.array([symbol.encode() for symbol in chemical_symbols], dtype=object)
+
+
+@lru_cache(maxsize=128)
+def _rows_to_lines(z: int) -> tuple[bytes, bytes]:
+    """``bytes.translate`` table and deleted bytes turning orjson rows ``[null,x,...],[null,...``
+    into atom lines ``Sy x ... \nSy ...`` of element ``z`` (``null`` holds the species: numbers
+    never contain n, u or l)."""
+    symbol = bytes(_species_symbols()[z])
+    if len(symbol) == 2:
+        return bytes.maketrans(b",[nu", b" \n" + symbol), b"]l"
+    return bytes.maketrans(b",[n", b" \n" + symbol), b"]ul"
+
+
+_ROWS_TO_BARE_LINES = (bytes.maketrans(b",[", b" \n"), b"]nul")
 
 
 def _atom_blocks(numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray, offsets: np.ndarray) -> list[bytes]:
     """The atom lines of each frame (M frames, A atoms in all), joined by newlines.
 
-    A line: species, x y z (Å) and, where not NaN, fx fy fz (eV/Å).  One orjson call for all
-    atoms of a batch writes the numbers (shortest round-trip form); rows become lines in two
-    byte passes.  A frame of one element gets its species by one replace over its block;
-    only frames mixing elements are assembled line by line.
+    A line: species, x y z (Å) and, where not NaN, fx fy fz (eV/Å) (lines but a frame's last
+    end in a space).  One orjson call for all atoms of a batch writes the numbers (shortest
+    round-trip form) behind a NaN placeholder (``null``); one ``bytes.translate`` per frame
+    of one element turns its rows into lines with the species in place of ``null``.  Only
+    frames mixing elements are assembled line by line.
     """
     m = len(offsets) - 1
     if not len(numbers):
         return [b""] * m
-    raw = orjson.dumps(np.hstack([positions, forces]), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
+    table = np.hstack([np.full((len(numbers), 1), np.nan), positions, forces])
+    raw = orjson.dumps(table, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
     if np.isnan(forces).any():
-        raw = raw.replace(b",null,null,null", b"")
-    # "x,y,z],[x,y,z" → "x y z\n  x y z": same length, so one table lookup per byte.
-    text = raw.translate(_ROW_BYTES)
-    ends = np.append(np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10), len(text)).tolist()
+        raw = raw.replace(b",null,null,null]", b"]")
+    starts = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == ord("[")).tolist() + [len(raw) + 1]
     firsts = offsets[:-1]
     one_element = np.logical_and.reduceat(numbers == np.repeat(numbers[firsts], np.diff(offsets)), firsts).tolist()
-    prefixes = _species_prefixes()
+    symbols = _species_symbols()
     out = []
     for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
-        block = text[(ends[a - 1] + 3 if a else 0):ends[b - 1]]
+        block = raw[starts[a] + 1:starts[b] - 2]
         if one_element[i]:
-            species = prefixes[numbers[a]]
-            out.append(species + block.replace(b"\n  ", b"\n" + species))
+            out.append(block.translate(*_rows_to_lines(int(numbers[a]))))
         else:
-            out.append(b"\n".join(map(add, prefixes[numbers[a:b]].tolist(), block.split(b"\n  "))))
+            lines = block.translate(*_ROWS_TO_BARE_LINES).split(b"\n")
+            out.append(b"\n".join(map(add, symbols[numbers[a:b]].tolist(), lines)))
     return out
-
-
-#: Byte map of orjson's rows to atom lines: ``,`` and ``[`` → space, ``]`` → newline.
-_ROW_BYTES = bytes.maketrans(b",[]", b"  \n")
 
 
 def _info_text(info: dict[str, Any] | None, prefix: str) -> bytes:
