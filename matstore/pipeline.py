@@ -300,6 +300,13 @@ def _fit(engine: Engine, spec: FitSpec, opts: PipelineOptions) -> StageReport:
                         "parts": v.parts, "report": report})
 
 
+def _interval_width(interval: dict[str, Any]) -> str:
+    """``0.12`` (absolute width, target unit), ``9.5 %`` (relative width ``value·(1 ± q)``), or ``—``."""
+    if interval.get("relative_half_width") is not None:
+        return f"{100 * interval['relative_half_width']:.3g} %"
+    return "—" if interval.get("half_width") is None else format(interval["half_width"], ".3g")
+
+
 def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
     """Nested and fixed-form R², fold agreement, interval coverage and worst group, in one line."""
     def num(value: Any, fmt: str = ".3f") -> str:
@@ -312,7 +319,7 @@ def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
     worst = (report.get("per_group") or [{}])[0]
     line += (f", fixed-form R² = {num(report.get('fixed_form_cv', {}).get('r2'))}, "
              f"{agree.get('agree')} of {agree.get('n')} folds chose the same form, "
-             f"{num(interval.get('level'), '.0%')} interval ± {num(interval.get('half_width'), '.3g')} "
+             f"{num(interval.get('level'), '.0%')} interval ± {_interval_width(interval)} "
              f"(held-out coverage {num(interval.get('held_out_coverage'), '.0%')})")
     if worst.get("group"):
         line += f"; worst group {worst['group']} (RMSE {num(worst.get('rmse'), '.3g')})"

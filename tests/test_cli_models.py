@@ -35,15 +35,21 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
 
     predicted = run_cli("predict", "g@production", "--material", "Cu", "--method", "synth", "--hkl", "5", "3", "1",
                         env=env).stdout
-    value = float(predicted.split(":")[-1].split("±")[0].strip())
+    value = float(predicted.split(":")[-1].split("J/m^2")[0].strip())
     assert value == pytest.approx(true_gamma(3.615, 3.54, (5, 3, 1)), rel=0.02)
-    assert "J/m^2" in predicted and "90% prediction interval" in predicted
+    assert "90% prediction interval" in predicted
+    # factorised γ > 0: a relative interval, value·(1 ± q), printed as a percentage
+    percent = float(re.search(r"J/m\^2 ± ([0-9.e+-]+) %", predicted).group(1))
+    low, high = map(float, re.search(r"interval ([0-9.]+) to ([0-9.]+)", predicted).groups())
+    assert (low, high) == pytest.approx((value * (1 - percent / 100), value * (1 + percent / 100)), rel=2e-3)
     # nested and fixed-form CV, fold agreement and the interval are shown
     nested = re.search(r"nested CV \(whole procedure re-run per fold\): R² ([0-9.]+)", shown)
     fixed = re.search(r"fixed-form CV \(selected form, constants refitted per fold\): R² ([0-9.]+)", shown)
     assert float(nested.group(1)) > 0.99 and float(fixed.group(1)) > 0.99
     assert "fold agreement: 7 of 7 folds selected the full-data form c*cohesive_energy/lattice_constant**2" in shown
-    assert "90% prediction interval: ±" in shown and "coverage on held-out groups" in shown
+    assert re.search(r"90% prediction interval: ± [0-9.e+-]+ %", shown)
+    assert "coverage on held-out groups" in shown
+    assert re.search(r"90% prediction interval ± [0-9.e+-]+ %", out)  # the fit's own summary
     for bad, reason in (("c44=nan", "c44 = nan is not a finite number"), ("c44=-5", "c44 = -5 is out of range"),
                         ("lattice_constant=0", "lattice_constant = 0 is out of range")):
         refused = run_cli("predict", "g@production", "--material", "Cu", "--method", "synth", "--hkl", "1", "1", "1",

@@ -170,7 +170,16 @@ def test_metrics_have_the_right_units(store: Store) -> None:
     table = next(d.value for d in at.dataframe if {"metric", "unit"} <= set(d.value.columns))
     units = dict(zip(table["metric"], table["unit"], strict=True))
     assert units["nested CV R²"] == "" and units["train R²"] == "" and units["nested CV RMSE"] == "J/m²"
-    assert units["fold agreement"] == "" and units["interval half width"] == "J/m²"
+    assert units["fold agreement"] == ""
+    # the stored width: in the target unit (absolute), or a fraction of the value (relative, value·(1 ± q))
+    assert labels.metric_unit("interval_half_width", "J/m^2") == "J/m²"
+    assert labels.metric_unit("interval_relative_half_width", "J/m^2") == ""
+    relative = scalar(store.engine, "SELECT interval_relative_half_width FROM equation_version WHERE model_id = :m",
+                      m=store.surface_model_id)
+    assert units["interval half width"] == ("" if relative is not None else "J/m²")  # blank: not stored
+    if relative is not None:  # factorised γ > 0: the relative interval, as a percentage of the value
+        shown = next(c.value for c in at.caption if "prediction interval" in c.value)
+        assert f"value·(1 ± {100 * relative:.3g} %)" in shown and "held-out coverage" in shown
     comparison = next(d.value for d in at.dataframe if "cross-validation" in d.value.columns)
     assert comparison["R²"].tolist() == pytest.approx([stored["cv_r2"], stored["fixed_form_cv_r2"]])
 
@@ -214,12 +223,15 @@ def test_predict_fills_inputs_from_the_store_and_matches_the_fit(store: Store) -
     # The same surface given by its angles: same prediction.
     next(r for r in at.radio if r.label == "Orientation given as").set_value("angles (θ, φ)").run()
     assert float(at.success[0].value.split("=")[1].split()[0]) == pytest.approx(row.predicted, rel=1e-4)
-    half_width = scalar(store.engine, "SELECT interval_half_width FROM equation_version WHERE model_id = :m",
-                        m=store.surface_model_id)
-    if half_width is not None:  # the stored cross-conformal interval, around the prediction
+    with store.engine.connect() as conn:
+        half_width, relative = conn.execute(text(
+            "SELECT interval_half_width, interval_relative_half_width FROM equation_version WHERE model_id = :m"),
+            {"m": store.surface_model_id}).one()
+    if half_width is not None or relative is not None:  # the stored cross-conformal interval, around the prediction
         assert "90% prediction interval" in at.success[0].value
         low = float(at.success[0].value.split("[")[1].split()[0])
-        assert low == pytest.approx(row.predicted - half_width, rel=1e-4)
+        expected = row.predicted - half_width if half_width is not None else row.predicted * (1 - relative)
+        assert low == pytest.approx(expected, rel=1e-4)
     else:
         assert "out-of-fold residuals" in page_text(at)
 
@@ -423,6 +435,15 @@ def test_stored_interval_is_read_when_present() -> None:
     assert reports.stored_interval({"metrics": {}}) is None
     got = reports.stored_interval({"report": {"interval": {"level": 0.9, "half_width": 0.12, "method": "cross-conformal"}}})
     assert (got.lower, got.upper, got.level) == (-0.12, 0.12, 0.9)
+    assert got.bounds(2.0) == pytest.approx((1.88, 2.12)) and got.offsets_text("J/m²") == "value -0.12 … +0.12 J/m²"
+    # a relative interval (alembic 0012): value·(1 ± q), from the column or the report
+    for version in ({"interval_half_width": float("nan"), "interval_relative_half_width": 0.095, "interval_level": 0.9},
+                    {"report": {"interval": {"level": 0.9, "score": "relative", "half_width": None,
+                                             "relative_half_width": 0.095}}}):
+        got = reports.stored_interval(version)
+        assert got.relative and (got.lower, got.upper, got.level) == (-0.095, 0.095, 0.9)
+        assert got.bounds(2.0) == pytest.approx((2.0 * 0.905, 2.0 * 1.095))
+        assert got.offsets_text("J/m²") == "value·(1 ± 9.5 %)"
 
 
 def test_group_errors_from_predictions() -> None:

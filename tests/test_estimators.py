@@ -29,6 +29,13 @@ from matstore.models import (
     make_cv,
 )
 from matstore.models.estimators import CONSTANT_REFUSED
+from matstore.models.report import (
+    CrossFit,
+    conformal_half_width,
+    conformity_score,
+    held_out_coverage,
+    interval_bounds,
+)
 
 UNITS = {"cohesive_energy": "eV/atom", "lattice_constant": "angstrom", "c44": "GPa"}
 E, A = sp.symbols("cohesive_energy lattice_constant")
@@ -175,13 +182,58 @@ def test_report_and_interval_on_a_known_law() -> None:
     assert [f["held_out"] for f in rep["folds"]] == [[f"M{i}"] for i in range(7)]
     assert sorted(g["group"] for g in rep["per_group"]) == [f"M{i}" for i in range(7)]
     assert all(g["mean_relative_error"] < 0.05 for g in rep["per_group"])
-    interval = res.interval
+    interval = res.interval  # factorised, γ > 0: the relative score, interval ŷ·(1 ± q)
+    assert interval["score"] == "relative" and "GammaConformityScore" in interval["method"]
     assert interval["level"] == 0.9 and 0.8 <= interval["held_out_coverage"] <= 1.0
-    residuals = np.abs(table["surface_energy"].to_numpy() - res.oof_predictions)
-    assert np.mean(residuals <= interval["half_width"]) == pytest.approx(0.9, abs=0.03)
-    sigma = 0.02 * np.sqrt(np.mean(table["surface_energy"] ** 2))
-    assert interval["half_width"] == pytest.approx(1.645 * sigma, rel=0.35)
-    assert res.metrics["interval_half_width"] == interval["half_width"]
+    y, oof = table["surface_energy"].to_numpy(), res.oof_predictions
+    q = interval["relative_half_width"]
+    assert interval["half_width"] is None and np.isnan(res.metrics["interval_half_width"])
+    assert np.mean(np.abs(y - oof) / oof <= q) == pytest.approx(0.9, abs=0.03)
+    assert q == pytest.approx(1.645 * 0.02, rel=0.35)  # 2 % multiplicative scatter
+    assert res.metrics["interval_relative_half_width"] == q
+    # held-out coverage with the same score: each metal's rows against ŷ·(1 ± q) from the others
+    tests = [np.flatnonzero(table["material"].isin(f["held_out"]).to_numpy()) for f in rep["folds"]]
+    nested = CrossFit(oof, [None] * len(tests), tests, [False] * len(tests))
+    assert interval["held_out_coverage"] == held_out_coverage(nested, y, 0.9, "relative")
+
+
+def test_signed_target_keeps_the_absolute_interval() -> None:
+    """A factorised fit of a target with values < 0 (like τ or S) gets ŷ ± q in the target unit."""
+    from tests.test_models_core import surface_table
+
+    table = surface_table(n_materials=7, seed=3)
+    table["tau"] = table["surface_energy"] - table["surface_energy"].median()
+    res = fit_equation(table, "tau", list(UNITS), factorize="orientation", groups="material",
+                       selection="knee", feature_units=UNITS, target_unit="J/m^2")
+    interval = res.interval
+    assert interval["score"] == "absolute" and interval["relative_half_width"] is None
+    assert interval["half_width"] > 0 and res.metrics["interval_half_width"] == interval["half_width"]
+    assert np.isnan(res.metrics["interval_relative_half_width"])
+
+
+def test_conformity_score_rule_and_held_out_coverage() -> None:
+    """Relative only for a factorised fit with y and ŷ_oof > 0; coverage counted with that score."""
+    rng = np.random.default_rng(0)
+    oof = np.r_[np.full(30, 1.0), np.full(30, 10.0)]
+    y = oof * (1 + 0.05 * rng.standard_normal(60))
+    assert conformity_score(True, y, oof) == "relative"
+    assert conformity_score(False, y, oof) == "absolute"
+    assert conformity_score(True, np.r_[y[:-1], -0.1], oof) == "absolute"
+    assert conformity_score(True, y, np.r_[oof[:-1], 0.0]) == "absolute"
+    with pytest.raises(ValueError, match="negative"):
+        conformal_half_width(oof, y - 2.0, np.arange(60), 0.9, "relative")
+    q = conformal_half_width(oof, y, np.arange(60), 0.9, "relative")
+    assert np.mean(np.abs(y - oof) / oof <= q) == pytest.approx(0.9, abs=0.02)
+    lower, upper = interval_bounds(oof[:2], q, "relative")
+    assert (lower, upper) == (pytest.approx(oof[:2] * (1 - q)), pytest.approx(oof[:2] * (1 + q)))
+    tests = [np.arange(k, 60, 6) for k in range(6)]
+    nested = CrossFit(oof, [None] * 6, tests, [False] * 6)
+    inside = 0
+    for test in tests:
+        others = np.setdiff1d(np.arange(60), test)
+        width = conformal_half_width(oof, y, others, 0.9, "relative")
+        inside += np.sum(np.abs(y[test] - oof[test]) <= width * oof[test])
+    assert held_out_coverage(nested, y, 0.9, "relative") == pytest.approx(inside / 60)
 
 
 def test_discrepancy_names_the_folds_responsible() -> None:

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from matstore import migrations
 from matstore.schema import metadata
@@ -63,3 +64,37 @@ def test_views_match_current_definitions(session_engine) -> None:
             fresh = conn.execute(text(f"SELECT * FROM probe_{name} LIMIT 0")).keys()
             conn.execute(text("ROLLBACK TO SAVEPOINT v"))
             assert list(fresh) == list(probe.keys()), name
+
+
+def test_relative_interval_column_keeps_existing_widths(empty_database_url: str) -> None:
+    """0011 → 0012 → 0011: a stored absolute interval width is kept; the new column is NULL;
+    at most one width per version; downgrade refuses while a relative width is stored."""
+    engine = create_engine(empty_database_url)
+    migrations.upgrade(empty_database_url, "0011")
+    version_row = ("INSERT INTO equation_version (model_id, version, dataset_sha256, dataset_query, n_rows, "
+                   "spec_sha256, features, target_unit, engine, engine_versions, hyperparameters, pareto_front, "
+                   "equation_srepr, equation_text, equation_latex, equation_sha256, parts, selection_criterion, "
+                   "metrics, interval_level, interval_half_width) VALUES (:m, :v, 's', 'q', 1, 's', '[]', 'J/m^2', "
+                   "'sparse', '{}', '{}', '[]', 'x', 'x', 'x', 's', '{}', 'knee', '{}', 0.9, :w)")
+    with engine.begin() as conn:
+        model = conn.execute(text("INSERT INTO equation_model (name, target, target_unit, spec) "
+                                  "VALUES ('g', 'surface_energy', 'J/m^2', '{}') RETURNING id")).scalar_one()
+        conn.execute(text(version_row), {"m": model, "v": 1, "w": 0.125})
+    migrations.upgrade(empty_database_url)
+    widths = "SELECT interval_half_width, interval_relative_half_width FROM equation_version ORDER BY version"
+    with engine.connect() as conn:
+        assert conn.execute(text(widths)).all() == [(0.125, None)]
+    with pytest.raises(IntegrityError, match="ck_equation_version_interval_one_width"), engine.begin() as conn:
+        conn.execute(text("UPDATE equation_version SET interval_relative_half_width = 0.1"))
+    with engine.begin() as conn:
+        conn.execute(text(version_row.replace("interval_half_width)", "interval_relative_half_width)")),
+                     {"m": model, "v": 2, "w": 0.095})
+    with pytest.raises(RuntimeError, match="1 equation versions store a relative interval width"):
+        migrations.downgrade(empty_database_url, "0011")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM equation_version WHERE version = 2"))
+    migrations.downgrade(empty_database_url, "0011")
+    assert migrations.current_revision(engine) == "0011"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT interval_half_width FROM equation_version")).all() == [(0.125,)]
+    engine.dispose()

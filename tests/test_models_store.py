@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from matstore import crud
@@ -90,7 +91,9 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     assert abs(report["nested_cv"]["r2"] - report["fixed_form_cv"]["r2"]) < 0.01
     assert sorted(g["group"] for g in report["per_group"]) == sorted(METALS)
     assert report["domain"]["lattice_constant"] == {"min": 3.52, "max": 4.09}
-    assert first.version.interval_level == 0.9 and 0 < first.version.interval_half_width < 0.05
+    # factorised γ > 0: a relative interval value·(1 ± q), q a fraction (alembic 0012)
+    assert report["interval"]["score"] == "relative" and first.version.interval_half_width is None
+    assert first.version.interval_level == 0.9 and 0 < first.version.interval_relative_half_width < 0.05
 
     again = refit_model(engine, "gamma_synth")
     assert not again.created and again.version.version == 1
@@ -101,8 +104,9 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     assert result.value == pytest.approx(true_gamma(3.615, 3.54, (5, 3, 1)), rel=0.02)
     assert result.unit == "J/m^2"
     assert result.uncertainty is not None and result.uncertainty >= 0
-    half = first.version.interval_half_width
-    assert (result.lower, result.upper, result.level) == pytest.approx((result.value - half, result.value + half, 0.9))
+    q = first.version.interval_relative_half_width
+    assert (result.lower, result.upper, result.level) == pytest.approx((result.value * (1 - q), result.value * (1 + q), 0.9))
+    assert result.relative_width == pytest.approx(q)
 
     import pandas as pd
 
@@ -113,8 +117,20 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
     table = predict_frame(engine, "gamma_synth@production", frame)
     assert table["value"].tolist() == pytest.approx([true_gamma(3.615, 3.54, (5, 3, 1)), true_gamma(4.09, 2.85, (1, 1, 1))], rel=0.02)
     assert (table["unit"] == "J/m^2").all()
-    assert (table["upper"] - table["lower"]).tolist() == pytest.approx([2 * half, 2 * half])
+    assert table["lower"].tolist() == pytest.approx((table["value"] * (1 - q)).tolist())
+    assert table["upper"].tolist() == pytest.approx((table["value"] * (1 + q)).tolist())
     assert (table["level"] == 0.9).all()
+
+    # a version stored with an absolute width (any version fitted before 0012) keeps value ± w
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE equation_version SET interval_relative_half_width = NULL, interval_half_width = 0.03 "
+                          "WHERE id = :id"), {"id": first.version.id})
+    table = predict_frame(engine, "gamma_synth@production", frame)
+    assert (table["upper"] - table["value"]).tolist() == pytest.approx([0.03, 0.03])
+    assert (table["value"] - table["lower"]).tolist() == pytest.approx([0.03, 0.03])
+    with pytest.raises(IntegrityError, match="interval_one_width"), engine.begin() as conn:
+        conn.execute(text("UPDATE equation_version SET interval_relative_half_width = 0.1 WHERE id = :id"),
+                     {"id": first.version.id})
 
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*), max(abs(residual)) FROM model_predictions WHERE model = 'gamma_synth'")).one()

@@ -131,3 +131,15 @@ def test_pipeline_vacancy_clusters_flag_stores_and_fits_per_configuration(engine
     assert 0.1 < binding < 0.3  # nearest-neighbour divacancy binding in Cu u3 (test_vacancy_clusters)
     fit = next(r for r in reports if r.name == "fit:vacancy_cluster_binding_lammps")
     assert fit.data["report"]["cv_scheme"] == "LeaveOneGroupOut (3 groups) by material"
+
+
+def test_report_line_prints_the_stored_interval_width() -> None:
+    """The interval in the report line: ± q in the target unit (absolute) or ± q % (relative)."""
+    from matstore.pipeline import _report_line
+
+    report = {"fold_agreement": {"agree": 3, "n": 3}, "fixed_form_cv": {"r2": 0.9}}
+    absolute = {"level": 0.9, "score": "absolute", "half_width": 0.12, "relative_half_width": None,
+                "held_out_coverage": 0.88}
+    relative = absolute | {"score": "relative", "half_width": None, "relative_half_width": 0.095}
+    assert "90% interval ± 0.12 (held-out coverage 88%)" in _report_line({}, report | {"interval": absolute})
+    assert "90% interval ± 9.5 % (held-out coverage 88%)" in _report_line({}, report | {"interval": relative})

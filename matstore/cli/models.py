@@ -84,7 +84,9 @@ def predict(
     """Evaluate a stored equation and print the value with unit and prediction interval.
 
     The ± is the half-width of the version's cross-conformal interval (its level in
-    brackets), or the residual σ for versions fitted without one.  Non-finite or
+    brackets): in the target unit, or in percent of the value for a relative interval
+    (``value·(1 ± q)``, factorised fits of a positive target); the residual σ for versions
+    fitted without one.  Non-finite or
     out-of-range inputs are refused with a one-line error (exit status 1).
     """
     from matstore.models.service import predict as run_predict
@@ -95,13 +97,32 @@ def predict(
                              configuration=configuration, overrides=overrides)
     where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else (f" [{configuration}]" if configuration else "")
     console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: "
-                  f"[bold]{result.value:.4g}{_spread(result)} {result.unit}[/]{_interval_note(result)}")
+                  f"[bold]{_value_text(result)}[/]{_interval_note(result)}")
+
+
+def _value_text(result) -> str:  # noqa: ANN001
+    """``1.234 ± 0.05 J/m^2`` (absolute interval or residual σ) or ``1.234 J/m^2 ± 9.5 %`` (relative)."""
+    if result.upper is not None and result.relative_width is not None:
+        return f"{result.value:.4g} {result.unit} ± {_percent(result.relative_width)}"
+    return f"{result.value:.4g}{_spread(result)} {result.unit}"
 
 
 def _spread(result) -> str:  # noqa: ANN001
     if result.upper is not None:
         return f" ± {result.upper - result.value:.3g}"
     return f" ± {result.uncertainty:.3g}" if result.uncertainty is not None else ""
+
+
+def _percent(fraction: float) -> str:
+    """A relative half-width as the CLI prints it: 0.095 → ``9.5 %``."""
+    return f"{100 * fraction:.3g} %"
+
+
+def _width_text(half_width: float | None, relative_half_width: float | None, unit: str) -> str | None:
+    """``± 0.12 J/m^2`` (absolute interval), ``± 9.5 %`` (relative), or None without a width."""
+    if half_width is not None:
+        return f"± {half_width:.3g} {unit}"
+    return f"± {_percent(relative_half_width)}" if relative_half_width is not None else None
 
 
 def _interval_note(result) -> str:  # noqa: ANN001
@@ -190,8 +211,9 @@ def _show_groups(groups: list, unit: str) -> None:
 
 
 def _show_interval(interval: dict, unit: str, report: dict) -> None:
-    if interval.get("half_width") is not None:
-        console.print(f"  {interval['level']:.0%} prediction interval: ± {interval['half_width']:.3g} {unit} "
+    width = _width_text(interval.get("half_width"), interval.get("relative_half_width"), unit)
+    if width is not None:
+        console.print(f"  {interval['level']:.0%} prediction interval: {width} "
                       f"({interval['method']}); coverage on held-out groups {_fmt(interval.get('held_out_coverage'), '.1%')}")
     seconds = (report.get("seconds") or {}).get("total")
     if seconds is not None:
@@ -224,8 +246,9 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
         agree = report["fold_agreement"]
         console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; "
                       f"{agree['agree']} of {agree['n']} folds selected the same form")
-        if v.interval_half_width is not None:
-            console.print(f"  {v.interval_level:.0%} prediction interval ± {v.interval_half_width:.3g} {v.target_unit}")
+        width = _width_text(v.interval_half_width, v.interval_relative_half_width, v.target_unit)
+        if width is not None:
+            console.print(f"  {v.interval_level:.0%} prediction interval {width}")
 
 
 def _split(values: list[str] | None) -> list[str] | None:

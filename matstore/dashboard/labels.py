@@ -22,7 +22,8 @@ from matstore.dashboard.charts import unit_label
 _KIM_ID = re.compile(r"_(MO|SM)_\d{12}_\d{3}$")
 
 #: Words of metric names that make the metric a count or a ratio, never in the target's unit.
-_UNITLESS = {"r2", "r²", "coverage", "agreement", "fraction", "mape", "splits", "folds", "n", "count", "level"}
+_UNITLESS = {"r2", "r²", "coverage", "agreement", "fraction", "mape", "splits", "folds", "n", "count", "level",
+             "relative"}
 #: Words of metric names whose value is in the target unit squared (mean squared errors, losses).
 _SQUARED = {"mse", "loss"}
 
@@ -31,7 +32,8 @@ def metric_unit(name: str, target_unit: str | None) -> str:
     """Unit of a stored fit metric.
 
     ``r2``-like metrics (``train_r2``, ``cv_r2_mean``…), counts (``cv_n_splits``) and
-    coverages are dimensionless; mean squared errors are in the target unit squared;
+    coverages and relative quantities (``interval_relative_half_width``) are dimensionless;
+    mean squared errors are in the target unit squared;
     everything else (RMSE, MAE, residual σ, interval widths) in the target unit.
 
     Parameters

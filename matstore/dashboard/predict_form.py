@@ -125,8 +125,9 @@ def _show_result(version: dict[str, Any], value: float) -> None:
     target = f"{version['target']} = {charts.format_value(value, unit, 5)}"
     if interval is not None:
         level = f"{interval.level:.0%} " if interval.level else ""
-        st.success(f"{target}; {level}prediction interval [{charts.format_value(value + interval.lower, unit, 5)}, "
-                   f"{charts.format_value(value + interval.upper, unit, 5)}] ({interval.how})")
+        lower, upper = interval.bounds(value)
+        st.success(f"{target}; {level}prediction interval [{charts.format_value(lower, unit, 5)}, "
+                   f"{charts.format_value(upper, unit, 5)}] ({interval.how})")
     elif version.get("residual_std"):
         st.success(f"{target} ± {charts.format_value(version['residual_std'], unit, 3)}")
         st.caption("± one standard deviation of the out-of-fold residuals; this version stores no calibrated "

@@ -203,37 +203,66 @@ def group_errors(predictions: pd.DataFrame, *, group: str = "material") -> pd.Da
 
 @dataclass(frozen=True)
 class Interval:
-    """A stored prediction interval: ``value + lower`` … ``value + upper`` at ``level``."""
+    """A stored prediction interval at ``level``, as offsets from the prediction.
+
+    Absolute (``relative`` false): ``value + lower`` … ``value + upper``, offsets in the
+    target unit.  Relative (a relative conformity score ``|y − ŷ|/ŷ``, MAPIE's
+    ``GammaConformityScore``): ``value·(1 + lower)`` … ``value·(1 + upper)``, offsets as
+    dimensionless fractions (``value + lower·|value|`` … so the ends stay ordered for a value
+    ≤ 0).  ``how`` describes the method.
+    """
 
     lower: float
     upper: float
     level: float | None
     how: str
+    relative: bool = False
+
+    def bounds(self, value: float) -> tuple[float, float]:
+        """Lower and upper end around the prediction ``value`` (target unit)."""
+        scale = abs(value) if self.relative else 1.0
+        return value + self.lower * scale, value + self.upper * scale
+
+    def offsets_text(self, unit: str) -> str:
+        """``value -0.12 … +0.12 J/m²`` (absolute) or ``value·(1 ± 9.5 %)`` (relative)."""
+        if self.relative and self.lower == -self.upper:
+            return f"value·(1 ± {100 * self.upper:.3g} %)"
+        if self.relative:
+            return f"value·(1 {100 * self.lower:+.3g} % … {100 * self.upper:+.3g} %)"
+        return f"value {self.lower:+.4g} … {self.upper:+.4g} {unit}".rstrip()
 
 
 def stored_interval(version: Mapping[str, Any]) -> Interval | None:
     """The version's prediction interval (offsets from the prediction) when one is stored.
 
-    Reads the columns ``interval_half_width`` and ``interval_level`` (a symmetric
-    cross-conformal interval ``value ± half_width`` at ``level``), else an ``interval`` object
-    of the fit report with ``half_width`` or ``lower``/``upper`` offsets.  ``None`` when the
-    version has none (fitted before intervals were stored, or the interval failed).
+    Reads the column ``interval_half_width`` (a symmetric cross-conformal interval
+    ``value ± w``, target unit) or ``interval_relative_half_width`` (``value·(1 ± q)``, ``q``
+    a fraction; alembic 0012), with ``interval_level``; else an ``interval`` object of the fit
+    report with ``half_width``, ``relative_half_width`` or ``lower``/``upper`` offsets.
+    ``None`` when the version has none (fitted before intervals were stored, or the interval
+    failed).
     """
     report = fit_report(version)
     described = report.get("interval") if isinstance(report.get("interval"), dict) else {}
     how = str(described.get("method") or "stored interval")
-    if _finite_number(version.get("interval_half_width")):
-        w = float(version["interval_half_width"])
-        return Interval(-w, w, _float(version.get("interval_level")), how)
-    for value in (described, (version.get("metrics") or {}).get("interval")):
-        if not isinstance(value, dict):
-            continue
-        level = _float(value.get("level"))
-        if _finite_number(value.get("half_width")):
-            return Interval(-float(value["half_width"]), float(value["half_width"]), level, how)
-        lower, upper = value.get("lower_offset", value.get("lower")), value.get("upper_offset", value.get("upper"))
-        if _finite_number(lower) and _finite_number(upper):
-            return Interval(float(lower), float(upper), level, how)
+    columns = {"half_width": version.get("interval_half_width"),
+               "relative_half_width": version.get("interval_relative_half_width"),
+               "level": version.get("interval_level")}
+    for value in (columns, described, (version.get("metrics") or {}).get("interval")):
+        if isinstance(value, dict) and (found := _interval_of(value, how)) is not None:
+            return found
+    return None
+
+
+def _interval_of(value: Mapping[str, Any], how: str) -> Interval | None:
+    """The interval one mapping describes (widths or offsets), or None."""
+    level = _float(value.get("level"))
+    for key, relative in (("half_width", False), ("relative_half_width", True)):
+        if _finite_number(value.get(key)):
+            return Interval(-float(value[key]), float(value[key]), level, how, relative)
+    lower, upper = value.get("lower_offset", value.get("lower")), value.get("upper_offset", value.get("upper"))
+    if _finite_number(lower) and _finite_number(upper):
+        return Interval(float(lower), float(upper), level, how)
     return None
 
 

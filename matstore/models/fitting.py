@@ -45,7 +45,9 @@ from matstore.models.factorize import (
 )
 from matstore.models.factorize import part_fit as _part_fit
 from matstore.models.report import (
+    RELATIVE,
     conformal_half_width,
+    conformity_score,
     cross_fit,
     discrepancy,
     fold_records,
@@ -95,7 +97,9 @@ class FitResult:
         ``train_r2, train_rmse, train_mae``; nested CV ``cv_r2, cv_rmse, cv_mae`` (pooled
         out-of-fold), ``cv_r2_mean, cv_r2_std`` (per fold), ``cv_n_splits, cv_failed_folds``; ``fixed_form_cv_r2, fixed_form_cv_rmse,
         fixed_form_cv_mae``; ``fold_agreement`` (fraction of folds that selected the
-        full-data form); ``interval_half_width``, ``interval_coverage`` (held-out groups).
+        full-data form); ``interval_half_width`` (target unit) or
+        ``interval_relative_half_width`` (fraction; the other NaN), ``interval_coverage``
+        (held-out groups).
     cv : dict
         ``scheme`` (e.g. ``"LeaveOneGroupOut (7 groups) by material"``), ``folds`` (see
         :func:`matstore.models.report.fold_records`).
@@ -110,8 +114,10 @@ class FitResult:
     residual_std : float
         Standard deviation (ddof=1) of the nested out-of-fold residuals, target unit.
     interval : dict
-        ``method``, ``level``, ``half_width`` (target unit), ``held_out_coverage``; empty
-        without CV.
+        ``method``, ``score`` (``"absolute"``: ``ŷ ± half_width``, target unit;
+        ``"relative"``: ``ŷ·(1 ± relative_half_width)``, a fraction), ``level``,
+        ``half_width``, ``relative_half_width`` (the one not used is None),
+        ``held_out_coverage``; empty without CV.
     dimension_check : str
     n_rows, n_dropped : int
     orientation_features : list of str
@@ -457,14 +463,33 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
 
 
 def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
-    """The stored prediction interval (half-width from all folds) and its held-out coverage."""
-    out = {"method": "cross-conformal on the nested out-of-fold residuals (MAPIE SplitConformalRegressor, "
-                     "absolute residual)", "level": float(level)}
+    """The stored prediction interval (width from all folds) and its held-out coverage.
+
+    The conformity score follows :func:`matstore.models.report.conformity_score`: relative
+    for a factorised procedure (the estimators of ``nested`` are
+    :class:`~matstore.models.estimators.FactorizedEquation`) with every target and nested
+    out-of-fold prediction > 0, absolute otherwise; the held-out coverage uses the same score.
+
+    Returns
+    -------
+    dict
+        ``method`` (text), ``score`` (``"absolute"`` | ``"relative"``), ``level``,
+        ``half_width`` (target unit; None unless absolute), ``relative_half_width``
+        (fraction; None unless relative), ``held_out_coverage``; ``error`` (and both widths
+        None) when there are too few rows for ``level``.
+    """
+    factorised = any(isinstance(e, FactorizedEquation) for e in nested.estimators)
+    score = conformity_score(factorised, y, nested.oof)
+    text = ("relative residual |y − ŷ|/ŷ, GammaConformityScore(sym=True): ŷ·(1 ± q)" if score == RELATIVE
+            else "absolute residual |y − ŷ|: ŷ ± q")
+    out = {"method": f"cross-conformal on the nested out-of-fold residuals (MAPIE SplitConformalRegressor, {text})",
+           "score": score, "level": float(level), "half_width": None, "relative_half_width": None}
     try:
-        out["half_width"] = conformal_half_width(nested.oof, y, np.arange(len(y)), level)
+        width = conformal_half_width(nested.oof, y, np.arange(len(y)), level, score)
     except ValueError as exc:  # too few rows for that level
-        return out | {"half_width": None, "held_out_coverage": None, "error": str(exc)}
-    return out | {"held_out_coverage": held_out_coverage(nested, y, level)}
+        return out | {"held_out_coverage": None, "error": str(exc)}
+    out["relative_half_width" if score == RELATIVE else "half_width"] = width
+    return out | {"held_out_coverage": held_out_coverage(nested, y, level, score)}
 
 
 def _part_dict(search: EquationSearch, expr: sp.Expr | None = None) -> dict[str, Any]:
@@ -509,6 +534,7 @@ def _metrics(y: np.ndarray, pred: np.ndarray, report: dict[str, Any]) -> dict[st
     out |= {f"fixed_form_cv_{k}": fixed[k] for k in ("r2", "rmse", "mae")}
     out["fold_agreement"] = report["fold_agreement"]["fraction"]
     out["interval_half_width"] = interval.get("half_width")
+    out["interval_relative_half_width"] = interval.get("relative_half_width")
     out["interval_coverage"] = interval.get("held_out_coverage")
     return {k: (float(v) if v is not None else float("nan")) for k, v in out.items()}
 

@@ -16,9 +16,16 @@ equation and the folds of the one CV policy (:func:`matstore.models.cv.make_cv`)
 and calibrated **prediction intervals** by grouped cross-conformal prediction: the
 conformity scores are the nested out-of-fold residuals of the whole procedure (so the
 interval carries the uncertainty of the search and the selection), the quantile is MAPIE's
-(``SplitConformalRegressor``, prefit, absolute residual; the "CV" method of Barber, Candès,
-Ramdas & Tibshirani, Ann. Statist. 49, 486 (2021), doi:10.1214/20-AOS1965), and the
-coverage is measured on held-out groups.
+(``SplitConformalRegressor``, prefit; the "CV" method of Barber, Candès, Ramdas &
+Tibshirani, Ann. Statist. 49, 486 (2021), doi:10.1214/20-AOS1965; MAPIE: Cordier et al.,
+PMLR 204, 549 (2023)), and the coverage is measured on held-out groups with the same score.
+
+The conformity score is chosen by a fixed rule (:func:`conformity_score`), recorded with the
+interval: the **relative** residual ``|y − ŷ|/ŷ`` (MAPIE's ``GammaConformityScore(sym=True)``,
+interval ``ŷ·(1 ± q)``, ``q`` a dimensionless fraction) for a multiplicative model whose
+errors scale with the prediction — a factorised fit ``C(bulk)·g(orientation)`` — when its
+training targets and nested out-of-fold predictions are all > 0; the **absolute** residual
+``|y − ŷ|`` (interval ``ŷ ± q``, ``q`` in the target unit) otherwise.
 """
 
 from __future__ import annotations
@@ -196,18 +203,52 @@ class OutOfFold(BaseEstimator, RegressorMixin):
         return self.oof_[np.asarray(X)[:, 0].astype(int)]
 
 
-def conformal_half_width(oof: np.ndarray, y: np.ndarray, rows: np.ndarray, level: float) -> float:
-    """Half-width of the cross-conformal interval from the nested out-of-fold residuals of ``rows``.
+#: Conformity scores of the stored interval: ``|y − ŷ|`` (target unit) or ``|y − ŷ|/ŷ`` (fraction).
+ABSOLUTE, RELATIVE = "absolute", "relative"
+SCORES = (ABSOLUTE, RELATIVE)
 
-    MAPIE's ``SplitConformalRegressor`` (prefit, absolute residual score) conformalised on
-    the out-of-fold predictions: ``q`` is the ``⌈(n + 1)·level⌉``-th smallest
-    ``|y − ŷ_oof|`` (the "CV" method of Barber et al. 2021), so ``ŷ ± q`` covers a new
-    group's value with probability about ``level``.  Target unit.
+
+def conformity_score(factorised: bool, y: np.ndarray, oof: np.ndarray) -> str:
+    """The conformity score of a fit's interval: :data:`RELATIVE` or :data:`ABSOLUTE`.
+
+    Relative (``|y − ŷ|/ŷ``) for a factorised, multiplicative model ``C(bulk)·g(orientation)``
+    — the material coefficient multiplies every orientation, so its errors scale with the
+    prediction — whose training targets ``y`` and nested out-of-fold predictions ``oof``
+    (shape (n_rows,)) are all finite and strictly positive (the support of MAPIE's Gamma
+    score); absolute (``|y − ŷ|``) otherwise, e.g. for a target that can be ≤ 0 (surface
+    stress, stiffness) or a non-factorised fit.  A fixed rule, not chosen by coverage.
+    """
+    y, oof = np.asarray(y, dtype=float), np.asarray(oof, dtype=float)
+    positive = bool(np.all(np.isfinite(y) & (y > 0)) and np.all(np.isfinite(oof) & (oof > 0)))
+    return RELATIVE if factorised and positive and len(y) else ABSOLUTE
+
+
+def _mapie_score(score: str) -> Any:
+    from mapie.conformity_scores import AbsoluteConformityScore, GammaConformityScore
+
+    if score not in SCORES:
+        raise ValueError(f"unknown conformity score {score!r}: use one of {', '.join(SCORES)}")
+    return GammaConformityScore(sym=True) if score == RELATIVE else AbsoluteConformityScore()
+
+
+def conformal_half_width(oof: np.ndarray, y: np.ndarray, rows: np.ndarray, level: float,
+                         score: str = ABSOLUTE) -> float:
+    """Half-width ``q`` of the cross-conformal interval from the nested out-of-fold predictions of ``rows``.
+
+    MAPIE's ``SplitConformalRegressor`` (prefit, ``conformity_score`` from ``score``)
+    conformalised on the out-of-fold predictions ``oof`` (shape (n_rows,)) of the rows at
+    positions ``rows``: ``q`` is the ``⌈(n + 1)·level⌉``-th smallest score (the "CV" method of
+    Barber et al. 2021), so the interval covers a new group's value with probability about
+    ``level``.  ``score="absolute"``: scores ``|y − ŷ_oof|``, interval ``ŷ ± q``, ``q`` in the
+    target unit.  ``score="relative"``: scores ``|y − ŷ_oof|/ŷ_oof`` (MAPIE's
+    ``GammaConformityScore(sym=True)``, Cordier et al. 2023), interval ``ŷ·(1 ± q)``, ``q`` a
+    dimensionless fraction.
 
     Raises
     ------
     ValueError
-        With fewer than ``max(1/level, 1/(1 − level))`` rows (10 at 90 %).
+        With fewer than ``max(1/level, 1/(1 − level))`` rows (10 at 90 %), an unknown
+        ``score``, or (relative) a target or prediction ≤ 0.
     """
     from mapie.regression import SplitConformalRegressor
 
@@ -215,32 +256,56 @@ def conformal_half_width(oof: np.ndarray, y: np.ndarray, rows: np.ndarray, level
     if len(positions) < max(1.0 / level, 1.0 / (1.0 - level)):
         raise ValueError(f"{len(positions)} rows are too few for a {level:.0%} conformal interval "
                          f"(at least {int(np.ceil(max(1 / level, 1 / (1 - level))))})")
-    mapie = SplitConformalRegressor(OutOfFold(oof).fit(), confidence_level=level, prefit=True)
+    mapie = SplitConformalRegressor(OutOfFold(oof).fit(), confidence_level=level, prefit=True,
+                                    conformity_score=_mapie_score(score))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mapie.conformalize(positions, y[positions[:, 0]])
-        _, bounds = mapie.predict_interval(positions[:1])
-    return float((bounds[0, 1, 0] - bounds[0, 0, 0]) / 2.0)
+        pred, bounds = mapie.predict_interval(positions[:1])
+    width = float((bounds[0, 1, 0] - bounds[0, 0, 0]) / 2.0)
+    return width / float(pred[0]) if score == RELATIVE else width
 
 
-def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float) -> float:
+def interval_bounds(pred: np.ndarray, width: float, score: str = ABSOLUTE) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper ends of the interval around predictions ``pred`` (shape (n,), target unit).
+
+    ``score="absolute"``: ``pred ∓ width`` (``width`` in the target unit);
+    ``score="relative"``: ``pred ∓ width·|pred|`` (``width`` a fraction), i.e. ``pred·(1 ∓ width)``
+    for ``pred > 0`` (a prediction ≤ 0 keeps lower ≤ upper).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``score``.
+    """
+    if score not in SCORES:
+        raise ValueError(f"unknown conformity score {score!r}: use one of {', '.join(SCORES)}")
+    pred = np.asarray(pred, dtype=float)
+    spread = width * np.abs(pred) if score == RELATIVE else np.full_like(pred, width)
+    return pred - spread, pred + spread
+
+
+def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str = ABSOLUTE) -> float:
     """Fraction of rows inside intervals built without their fold (honest coverage).
 
-    For each fold, the half-width comes from the out-of-fold residuals of the *other* folds
-    only (:func:`conformal_half_width`); its held-out rows are then checked against
-    ``ŷ_oof ± q``.
+    For each fold, the half-width comes from the out-of-fold predictions of the *other* folds
+    only (:func:`conformal_half_width` with the same ``score`` as the stored interval); its
+    held-out rows are then checked against ``ŷ_oof ± q`` (absolute) or ``ŷ_oof·(1 ± q)``
+    (relative), see :func:`interval_bounds`.  NaN when no fold has enough rows outside it.
     """
     inside, total = 0, 0
     for test in nested.tests:
         others = np.setdiff1d(np.arange(len(y)), test)
         try:
-            width = conformal_half_width(nested.oof, y, others, level)
+            width = conformal_half_width(nested.oof, y, others, level, score)
         except ValueError:  # too few rows outside this fold
             continue
-        inside += int(np.sum(np.abs(y[test] - nested.oof[test]) <= width))
+        lower, upper = interval_bounds(nested.oof[test], width, score)
+        inside += int(np.sum((lower <= y[test]) & (y[test] <= upper)))
         total += len(test)
     return inside / total if total else float("nan")
 
 
-__all__ = ["DISCREPANCY_R2", "CrossFit", "OutOfFold", "conformal_half_width", "cross_fit", "discrepancy", "fold_records",
-           "held_out_coverage", "per_group_errors", "scores", "selected_form"]
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "conformal_half_width",
+           "conformity_score", "cross_fit", "discrepancy", "fold_records", "held_out_coverage", "interval_bounds",
+           "per_group_errors", "scores", "selected_form"]

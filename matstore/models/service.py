@@ -118,6 +118,7 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         "report": report,
         "interval_level": result.interval.get("level"),
         "interval_half_width": _finite(result.interval.get("half_width")),
+        "interval_relative_half_width": _finite(result.interval.get("relative_half_width")),
     }
     kept = table.loc[result.row_index]
     predictions = [
@@ -205,9 +206,13 @@ class Prediction:
     inputs : dict of str to float
         Feature values used (canonical units).
     lower, upper : float or None
-        The cross-conformal interval ``value ∓ interval_half_width`` of the version.
+        The cross-conformal interval of the version, target unit: ``value ∓ interval_half_width``
+        (absolute score) or ``value·(1 ∓ interval_relative_half_width)`` (relative score, see
+        :func:`interval_columns`).
     level : float or None
         Its confidence level (e.g. 0.9).
+    relative_width : float or None
+        The relative half-width ``q`` (a fraction) when the interval is relative, else None.
     """
 
     value: float
@@ -219,6 +224,7 @@ class Prediction:
     lower: float | None = None
     upper: float | None = None
     level: float | None = None
+    relative_width: float | None = None
 
 
 #: Features that are positive for every mechanically stable crystal (a > 0; Born stability of
@@ -306,7 +312,8 @@ def predict(
         row.update(zip(ORIENTATION_COLUMNS, [*o.miller, *o.normal, o.theta_deg, o.phi_deg], strict=True))
     out = _predict_rows(version, pd.DataFrame([row])).iloc[0]
     return Prediction(float(out["value"]), version.residual_std, version.target_unit, model_name, version.version,
-                      inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level)
+                      inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level,
+                      _finite(version.interval_relative_half_width))
 
 
 def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame:
@@ -319,9 +326,26 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame
     if len(bad):
         where = f"row {frame.index[bad[0]]!r}: " if len(frame) > 1 else ""
         raise PredictionInputError(f"{where}the equation is not a finite real number at these inputs")
-    half = version.interval_half_width
-    lower, upper = (values - half, values + half) if half is not None else (np.nan, np.nan)
+    lower, upper = interval_columns(version, values)
     return pd.DataFrame({"value": values, "lower": lower, "upper": upper}, index=frame.index)
+
+
+def interval_columns(version: EquationVersion, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper ends of the version's stored interval around ``values`` (shape (n,), target unit).
+
+    From whichever width the version stores (at most one is set, alembic 0012):
+    ``interval_half_width`` (target unit) gives ``values ∓ w``; ``interval_relative_half_width``
+    (a fraction ``q``) gives ``values·(1 ∓ q)`` (``values ∓ q·|values|``, so lower ≤ upper
+    even where a value is ≤ 0).  NaN arrays when neither is set.
+    """
+    from matstore.models.report import ABSOLUTE, RELATIVE, interval_bounds
+
+    values = np.asarray(values, dtype=float)
+    if version.interval_half_width is not None:
+        return interval_bounds(values, version.interval_half_width, ABSOLUTE)
+    if version.interval_relative_half_width is not None:
+        return interval_bounds(values, version.interval_relative_half_width, RELATIVE)
+    return np.full_like(values, np.nan), np.full_like(values, np.nan)
 
 
 def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -341,7 +365,8 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
     -------
     DataFrame, shape (n, 6)
         ``value`` (target unit), ``lower`` and ``upper`` (the version's cross-conformal
-        prediction interval; NaN for versions fitted without one), ``level`` (e.g. 0.9),
+        prediction interval, target unit: ``value ∓ w`` or ``value·(1 ∓ q)``, see
+        :func:`interval_columns`; NaN for versions fitted without one), ``level`` (e.g. 0.9),
         ``uncertainty`` (residual σ of the version, same unit) and ``unit``, indexed like
         ``frame``.
 

@@ -55,8 +55,11 @@ class EquationVersion(SQLModel, table=True):
     the dimensional-analysis verdict, the job run, and the honest ``report`` of the fit
     (nested CV of the whole procedure, fixed-form CV of the selected equation, the form
     selected in each fold and their agreement, errors per group) with the grouped
-    cross-conformal prediction interval ``value ± interval_half_width`` at ``interval_level``
-    (alembic revision 0010).
+    cross-conformal prediction interval at ``interval_level`` (alembic revision 0010): either
+    ``value ± interval_half_width`` (absolute conformity score, target unit) or
+    ``value·(1 ± interval_relative_half_width)`` (relative score ``|y − ŷ|/ŷ``, a dimensionless
+    fraction; factorised fits with positive targets, revision 0012) — at most one of the two is
+    set (both NULL without an interval); ``report['interval']['score']`` names the score.
     """
 
     __tablename__ = "equation_version"
@@ -64,6 +67,8 @@ class EquationVersion(SQLModel, table=True):
         UniqueConstraint("model_id", "version"),
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("n_rows >= 0", name="n_rows_nonnegative"),
+        CheckConstraint("interval_half_width IS NULL OR interval_relative_half_width IS NULL",
+                        name="interval_one_width"),
         {"comment": "Fitted versions of equation models with data snapshot, Pareto front and metrics."},
     )
 
@@ -97,6 +102,9 @@ class EquationVersion(SQLModel, table=True):
         Float, comment="Confidence level of the prediction interval, e.g. 0.9"))
     interval_half_width: float | None = Field(default=None, sa_column=Column(
         Float, comment="Half-width of the cross-conformal prediction interval, in target unit"))
+    interval_relative_half_width: float | None = Field(default=None, sa_column=Column(
+        Float, comment="Relative half-width q of the prediction interval value*(1 ± q), a dimensionless "
+                       "fraction (relative conformity score); NULL when interval_half_width is set"))
     job_run_id: int | None = Field(default=None, sa_column=Column(ForeignKey("job_run.id"), index=True))
     created_at: datetime = created_at_field()
 

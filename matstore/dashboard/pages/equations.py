@@ -155,8 +155,7 @@ if view == "report":
     if interval is not None:
         level = f"{interval.level:.0%} " if interval.level else ""
         coverage = (report.get("interval") or {}).get("held_out_coverage")
-        st.caption(f"{level}prediction interval: value {interval.lower:+.4g} … {interval.upper:+.4g} "
-                   f"{charts.unit_label(unit)} ({interval.how})"
+        st.caption(f"{level}prediction interval: {interval.offsets_text(charts.unit_label(unit))} ({interval.how})"
                    + (f"; held-out coverage {coverage:.0%}" if isinstance(coverage, (int, float)) else "") + ".")
     st.markdown("**All metrics**")
     st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
