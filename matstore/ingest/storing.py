@@ -19,21 +19,22 @@ from typing import Any
 from matstore import crud
 from matstore.ingest.property_copy import copy_insert, copy_rows, json_text
 from matstore.ingest.table_report import TableReport
-from matstore.ingest.validating import Value, paused_gc
+from matstore.ingest.validating import Value, paused_gc, row_firsts
 
 _VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", "job_run_id", "details")
 
 
 def _entities(session: Any, values: list[Value], source_id: int, job_run_id: int) -> tuple[dict, dict, dict, dict]:
+    firsts = row_firsts(values)  # one value per row: a row's values share material, method and key
     materials: dict[tuple[str, str], int] = {}
-    for v in values:
+    for v in firsts:
         if (v.formula, v.prototype) not in materials:
             materials[v.formula, v.prototype] = crud.get_or_create_material(session=session, formula=v.formula, prototype=v.prototype)
-    methods = crud.get_or_create_methods(session=session, methods=[(v.method, v.method_kind, v.potential) for v in values])
+    methods = crud.get_or_create_methods(session=session, methods=[(v.method, v.method_kind, v.potential) for v in firsts])
     surfaces = crud.get_or_create_surfaces(session=session, surfaces=[
         (materials[v.formula, v.prototype], v.orientation) for v in values if v.orientation is not None])
     keys: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for v in values:
+    for v in firsts:
         if v.key is not None:
             keys[materials[v.formula, v.prototype], methods[v.method, v.method_kind, v.potential]].append(v.key)
     configurations = {}
@@ -69,13 +70,16 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     bulk: list[tuple] = []
     surface: list[tuple] = []
     configuration: list[tuple] = []
+    row = configuration_id = material_id = method_id = None
     with paused_gc():
         for v in values:
-            material_id = materials[v.formula, v.prototype]
-            method_id = methods[v.method, v.method_kind, v.potential]
+            if v.row != row:  # a row's values share material, method and configuration
+                row, material_id = v.row, materials[v.formula, v.prototype]
+                method_id = methods[v.method, v.method_kind, v.potential]
+                configuration_id = configurations[material_id, method_id, v.key] if v.key is not None else None
             tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, _details(v))
-            if v.key is not None:
-                configuration.append((configurations[material_id, method_id, v.key], *tail))
+            if configuration_id is not None:
+                configuration.append((configuration_id, *tail))
             elif v.orientation is not None:
                 surface.append((surfaces[material_id, v.orientation.key], method_id, *tail))
             else:

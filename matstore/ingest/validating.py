@@ -441,10 +441,21 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
     with paused_gc():  # one Value per cell, none in a cycle
         values = _Validator(path, mapping, table, report).run()
     report.rows = len(table.rows)
-    report.materials = len({(v.formula, v.prototype) for v in values})
-    report.methods = len({v.method for v in values})
-    report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in values if v.key is not None})
+    firsts = row_firsts(values)
+    report.materials = len({(v.formula, v.prototype) for v in firsts})
+    report.methods = len({v.method for v in firsts})
+    report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in firsts if v.key is not None})
     return values
 
 
-__all__ = ["Value", "describe", "issue", "parse_miller", "parse_values", "paused_gc", "spherical_normal"]
+def row_firsts(values: list[Value]) -> list[Value]:
+    """The first of each run of consecutive values from one row.
+
+    Values of one row share their material, method and configuration key, so these are
+    enough to collect the entities of ``values`` (in row order, as :func:`parse_values` gives
+    them: one per row).
+    """
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1].row != v.row]
+
+
+__all__ = ["Value", "describe", "issue", "parse_miller", "parse_values", "paused_gc", "row_firsts", "spherical_normal"]
