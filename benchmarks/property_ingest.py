@@ -19,11 +19,15 @@ new source (the COPY above) and for a stored one (binary COPY into a staging tab
 into ``bulk_property`` and into a twin of it without foreign keys (same columns, checks and
 indexes): the ceiling for this table, and what its five per-row foreign-key checks cost.
 ``--executemany`` also times the former ``INSERT … VALUES`` path
-(:func:`matstore.crud.add_bulk_properties`).  Every timed run starts from empty property tables.
+(:func:`matstore.crud.add_bulk_properties`); ``--experiment`` times ``ingest_table`` on a second
+throw-away database whose property tables check their references once per statement instead
+of by foreign keys (:func:`replace_foreign_keys`), to size what the foreign keys cost end to
+end.  Every timed run starts from empty property tables; end-to-end runs also report CPU
+seconds of the client and of the server processes (server on this host only).
 
 Usage::
 
-    python benchmarks/property_ingest.py --rows 2000 10000 --repeat 3
+    python benchmarks/property_ingest.py --rows 2000 10000 --repeat 3 [--experiment]
 """
 
 from __future__ import annotations
