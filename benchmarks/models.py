@@ -95,10 +95,10 @@ BEFORE = {("EMT", "surface_energy"): 0.597, ("LAMMPS u3", "surface_energy"): 0.9
           ("OpenKIM potentials", "surface_energy"): 0.587, ("EMT", "surface_stress"): 0.692,
           ("LAMMPS u3", "surface_stress"): 0.765}
 SURFACE_TARGETS = ("surface_energy", "surface_stress", "surface_stiffness")
-#: Selections compared: the default, and the previous default criterion of C (with constants
-#: now refused for a dimensional target, so it shows the selection rule alone).
-SELECTIONS = (("stable (default)", {}), ("cv:1se for C, knee for g", {"coefficient_selection": "cv:1se",
-                                                                     "selection": "knee"}))
+#: Selections compared: the default (stable:1se for C, stable for g), the previous default of C
+#: (cv:1se), and stable:1se for g as well.
+SELECTIONS = (("default", {}), ("cv:1se for C (previous default)", {"coefficient_selection": "cv:1se"}),
+              ("stable:1se for C and g", {"selection": "stable:1se"}))
 
 
 def surface_sets(engine, methods: dict[str, list[str]]) -> list[tuple[str, str, object, str]]:
@@ -145,8 +145,15 @@ def _report_row(data: str, target: str, label: str, res, seconds: float) -> list
     before = BEFORE.get((data, target))
     return [data, target, label, "" if before is None or label != SELECTIONS[0][0] else f"{before:.3f}",
             f"{rep['nested_cv']['r2']:.3f}", f"{rep['fixed_form_cv']['r2']:.3f}", f"{agree['agree']}/{agree['n']}",
-            _pct(interval.get("held_out_coverage")), f"{interval.get('half_width') or float('nan'):.3g}",
+            _pct(interval.get("held_out_coverage")), _width(interval),
             _short(res.parts["coefficient"]["text"]), f"{seconds:.0f}"]
+
+
+def _width(interval: dict) -> str:
+    """The interval's half-width: ``± q`` (target unit) or ``± q %`` of the value (relative score)."""
+    if interval.get("relative_half_width") is not None:
+        return f"{100 * interval['relative_half_width']:.3g} %"
+    return f"{interval.get('half_width') or float('nan'):.3g}"
 
 
 def _pct(value) -> str:  # noqa: ANN001
