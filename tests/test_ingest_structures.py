@@ -502,6 +502,44 @@ def test_configuration_references_are_checked_per_statement(engine):
     assert _rows(engine) == (3, 1)
 
 
+def test_delete_waiting_for_a_concurrent_insert_cannot_orphan_it(engine):
+    """Revision 0011's parent-side check cannot be raced: a delete of a source whose row is
+    key-share locked by a concurrent, still open COPY referencing it waits (PostgreSQL locks
+    the row before it fires a BEFORE DELETE row trigger), and once that COPY commits the
+    trigger's fresh snapshot sees its rows and the delete fails, as a foreign key's would."""
+    import threading
+
+    import psycopg
+
+    from matstore import crud
+    from matstore.schema import Source
+
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="2b" * 32).returning(Source.id)).scalar()
+    frame = {"numbers": np.array([29]), "positions": np.full((1, 3), 0.5), "cell": np.eye(3) * 4}
+    outcome: list[BaseException | None] = []
+
+    def delete_source() -> None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM source WHERE id = :i"), {"i": source_id})
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    with engine.begin() as conn:
+        assert write_configurations(conn, [frame], source_id, job) == 1  # holds the source row's key-share lock
+        deleter = threading.Thread(target=delete_source)
+        deleter.start()
+        deleter.join(timeout=1.0)
+        assert deleter.is_alive()  # the delete waits for this transaction
+    deleter.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(getattr(outcome[0], "orig", None), psycopg.errors.ForeignKeyViolation)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM source WHERE id = :i"), {"i": source_id}).scalar() == 1
+
+
 def test_read_back_parsed_block_by_block_equals_one_block(engine, monkeypatch):
     """read_configurations parses the COPY stream in blocks while it arrives; tiny blocks
     (a few rows each, mixed sizes and missing labels) give the same arrays as one block."""

@@ -147,7 +147,7 @@ def queue_engine(session_engine: Engine) -> Iterator[Engine]:
     yield session_engine
     with session_engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {LOG_TABLE}"))
-        conn.execute(text("TRUNCATE job_run RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE configuration, job_run RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(scope="module")
