@@ -78,8 +78,8 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         Engine keyword parameters; ``random_state`` defaults to ``random_state``, and
         ``time_limit`` (engines that have one) to ``time_budget``.
     selection : str, default "stable"
-        Criterion choosing the equation from the validated front (``stable``, ``aicc``,
-        ``knee``, ``cv:1se``, ``within:5%``, ...; see :mod:`matstore.models.selection`).
+        Criterion choosing the equation from the validated front (``stable``, ``stable:1se``,
+        ``aicc``, ``knee``, ``cv:1se``, ``within:5%``, ...; see :mod:`matstore.models.selection`).
         With the sparse engine on a scaling law or at most 20 rows, ``stable`` repeats the
         search on every CV training subsample (and the ``cv`` criteria choose a complexity
         budget that way); otherwise the constants of the front's forms are refitted.
@@ -201,10 +201,11 @@ class EquationSearch(BaseEstimator, RegressorMixin):
     def _repeats_search(self, name: str, kind: str, n_rows: int) -> bool:
         """Whether a cv-based criterion repeats the search in every inner fold.
 
-        It does for the deterministic sparse engine on scaling laws and on small tables (at
+        It does for the deterministic sparse engine on scaling laws, on small tables (at
         most 20 rows, e.g. one coefficient per material), where choosing among forms found
-        on all rows is biased (ESL §7.10.2) and the search is cheap; elsewhere the constants
-        of the front's forms are refitted per fold (the nested CV measures the rest).
+        on all rows is biased (ESL §7.10.2) and the search is cheap, and always for
+        ``stable:Nse``, which votes over the folds' searches; elsewhere the constants of the
+        front's forms are refitted per fold (the nested CV measures the rest).
         """
         from matstore.models.cv import MAX_LEAVE_ONE_GROUP_OUT
 

@@ -703,8 +703,9 @@ def _select_by_criterion(
     if kind in ("cv", "cv_se", "stable_se"):
         if y is None:
             raise ValueError("the cv criterion needs the training targets (y=)")
-        return select_by_cv(valid, X_domain, y, arg or 5.0, groups=groups,
-                            n_se=arg if kind in ("cv_se", "stable_se") else None, random_state=random_state)
+        chosen, label = select_by_cv(valid, X_domain, y, arg or 5.0, groups=groups,
+                                     n_se=arg if kind in ("cv_se", "stable_se") else None, random_state=random_state)
+        return chosen, (f"stable:{arg:g}se without a repeated search: {label}" if kind == "stable_se" else label)
     if kind == "stable":
         if y is None:
             raise ValueError("the stable criterion needs the training targets (y=)")
