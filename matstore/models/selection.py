@@ -342,9 +342,16 @@ def _size_choices(fit_front, size_of, X, y, sizes, folds, margin):  # noqa: ANN0
     return losses, choices
 
 
-def _size_losses(fit_front, size_of, X, y, sizes, folds, margin) -> dict[int, list[float]]:  # noqa: ANN001
-    """Held-out loss per size and fold, the search repeated on each fold's training rows."""
-    return _size_choices(fit_front, size_of, X, y, sizes, folds, margin)[0]
+def _size_by_cv(fit_front, size_of, X, y, sizes, folds, n_se, tolerance_percent, margin):  # noqa: ANN001, ANN202
+    """The size chosen by a cv rule over the repeated search: ``(size, label, losses, choices)``.
+
+    ``n_se`` given: the ``cv:Nse`` rule, else ``cv:X%`` with ``tolerance_percent``;
+    ``losses`` and ``choices`` as returned by :func:`_size_choices`.
+    """
+    losses, choices = _size_choices(fit_front, size_of, X, y, sizes, folds, margin)
+    kind, arg = ("cv_se", n_se) if n_se is not None else ("cv", tolerance_percent)
+    size, label = _choose(losses, [len(te) for _, te in folds], kind, arg, lambda k: k)
+    return size, label, losses, choices
 
 
 def select_size_by_cv(
@@ -407,12 +414,19 @@ def select_size_by_cv(
 
     y = np.asarray(y, dtype=float)
     folds = splits(len(y), groups, n_splits, random_state)
-    per_size = _size_losses(fit_front, size_of, X, y, list(sizes), folds, margin)
+    size, label, per_size, _ = _size_by_cv(fit_front, size_of, X, y, list(sizes), folds, n_se, tolerance_percent,
+                                           margin)
     fold_sizes = [len(te) for _, te in folds]
-    kind = "cv_se" if n_se is not None else "cv"
-    size, label = _choose(per_size, fold_sizes, kind, n_se if n_se is not None else tolerance_percent, lambda k: k)
     means = {k: pooled_mse(v, fold_sizes) for k, v in per_size.items()}
     return size, f"{label} over the model size (search repeated per fold, {_scheme(len(y), groups)})", means
+
+
+def _on_all_rows(cand: Candidate, X, y) -> Candidate | None:  # noqa: ANN001
+    """``cand``'s form with its constants refitted on ``(X, y)``; ``None`` when they are undetermined."""
+    from matstore.models.engines.base import mse_of, refit_constants
+
+    refitted = refit_constants(cand.expr, X, y, strict=True)
+    return None if refitted is None else Candidate(cand.complexity, mse_of(refitted, X, y), refitted)
 
 
 def _majority_form(fold_choices, full: Candidate) -> tuple[str, int, Candidate]:  # noqa: ANN001
@@ -483,19 +497,16 @@ def select_size_stable(
     import numpy as np
 
     from matstore.models.cv import splits
-    from matstore.models.engines.base import mse_of, refit_constants
 
     y = np.asarray(y, dtype=float)
     folds = splits(len(y), groups, n_splits, random_state)
     size_of = attrgetter("complexity")
     sizes = sorted({size_of(c) for c in front})
-    losses, choices = _size_choices(fit_front, size_of, X, y, sizes, folds, margin)
-    size, label = _choose(losses, [len(te) for _, te in folds], "cv_se", n_se, lambda k: k)
+    size, label, _, choices = _size_by_cv(fit_front, size_of, X, y, sizes, folds, n_se, 5.0, margin)
     full, _, _ = select_valid([c for c in front if size_of(c) <= size] or list(front), X, "min_loss", margin=margin)
     form, count, cand = _majority_form(choices[size], full)
     if cand is not full:
-        refitted = refit_constants(cand.expr, X, y, strict=True)
-        cand = full if refitted is None else Candidate(cand.complexity, mse_of(refitted, X, y), refitted)
+        cand = _on_all_rows(cand, X, y) or full
     return cand, (f"stable:{n_se:g}se: complexity <= {size} by {label} (search repeated per fold, "
                   f"{_scheme(len(y), groups)}); form chosen in {count} of {len(folds)} folds")
 
@@ -543,7 +554,7 @@ def select_aicc(front: Sequence[Candidate], n_rows: int) -> Candidate:
 
 def _subsample_choice(front, X, y, fit_front, margin):  # noqa: ANN001, ANN202
     """AICc choice on one subsample: the search repeated (``fit_front``) or the front's forms refitted."""
-    from matstore.models.engines.base import EngineFitError, mse_of, refit_constants
+    from matstore.models.engines.base import EngineFitError
 
     if fit_front is not None:
         try:
@@ -551,11 +562,7 @@ def _subsample_choice(front, X, y, fit_front, margin):  # noqa: ANN001, ANN202
         except (ValueError, EngineFitError):
             return None
     else:
-        cands = []
-        for c in front:
-            refitted = refit_constants(c.expr, X, y, strict=True)
-            if refitted is not None:
-                cands.append(Candidate(c.complexity, mse_of(refitted, X, y), refitted))
+        cands = [r for r in (_on_all_rows(c, X, y) for c in front) if r is not None]
     try:
         return select_aicc(cands, len(y))
     except ValueError:
@@ -593,30 +600,22 @@ def select_stable(front: Sequence[Candidate], X, y, *, groups=None, fit_front=No
     ValueError
         When no subsample and not the full data yield a finite AICc.
     """
-    from collections import Counter
-
     import numpy as np
 
     from matstore.models.cv import splits
-    from matstore.models.engines.base import mse_of, refit_constants
     from matstore.models.expressions import form_of
 
     y = np.asarray(y, dtype=float)
     full = select_aicc(front, len(y))
     folds = splits(len(y), groups, n_splits, random_state)
     choices = [_subsample_choice(front, X.iloc[tr].reset_index(drop=True), y[tr], fit_front, margin) for tr, _ in folds]
-    by_form = {form_of(c.expr): c for c in choices if c is not None}
-    counts = Counter(form_of(c.expr) for c in choices if c is not None)
-    if not counts:
+    form, count, cand = _majority_form(choices, full)
+    if not count:
         return full, "stable: no subsample could choose; aicc on all rows"
-    top = max(counts.values())
-    tied = [f for f, k in counts.items() if k == top]
-    form = form_of(full.expr) if form_of(full.expr) in tied else min(tied, key=lambda f: (by_form[f].complexity, f))
     chosen = next((c for c in front if form_of(c.expr) == form), None)
     if chosen is None:
-        refitted = refit_constants(by_form[form].expr, X, y, strict=True)
-        chosen = full if refitted is None else Candidate(by_form[form].complexity, mse_of(refitted, X, y), refitted)
-    return chosen, f"stable: AICc form chosen in {counts[form]} of {len(folds)} subsamples ({_scheme(len(y), groups)})"
+        chosen = _on_all_rows(cand, X, y) or full
+    return chosen, f"stable: AICc form chosen in {count} of {len(folds)} subsamples ({_scheme(len(y), groups)})"
 
 
 def validate(front: Sequence[Candidate], X_domain, *, margin: float = 0.1,  # noqa: ANN001
