@@ -17,6 +17,7 @@ with one copy; two processes refitting one model after new data arrived end with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -236,13 +237,41 @@ def test_kill_9_mid_ingest_stores_nothing_then_rerun_completes(engine, big_file)
 
 # --- concurrency --------------------------------------------------------------------------------------
 
-def _run_together(*commands: list[str]) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in commands]
+def _run_together(*commands: list[str], gate=None) -> list[subprocess.CompletedProcess]:
+    """Start ``commands`` at once; ``gate`` (a context manager) is held while they start, then left."""
+    with gate or contextlib.nullcontext():
+        procs = [subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for cmd in commands]
     out = []
     for cmd, proc in zip(commands, procs, strict=True):
         stdout, stderr = proc.communicate(timeout=300)
         out.append(subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr))
     return out
+
+
+@contextlib.contextmanager
+def _claims_held_until_both_wait(engine, *, waiters: int = 2):
+    """Hold new ``source`` rows back until ``waiters`` backends wait to claim one, then let them race.
+
+    Process start-up (imports) takes longer than a small ingest, so two processes started
+    together may run one after the other.  An EXCLUSIVE lock on ``source`` lets both read it
+    (``find_source``) but stops both at ``claim_source``'s INSERT; releasing it once both wait
+    makes the two claims contend for the same sha256, whatever the machine's speed.
+    """
+    with engine.connect() as gate:
+        gate.execute(text("LOCK TABLE source IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            wait_for(lambda: _waiting_on_source(engine) >= waiters, timeout=120, interval=0.02,
+                     what=f"{waiters} ingests waiting to claim the source")
+            gate.commit()
+
+
+def _waiting_on_source(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = 'source'::regclass AND NOT granted")).scalar_one()
 
 
 def _overlapped(engine, kind: str) -> bool:
@@ -255,7 +284,7 @@ def _overlapped(engine, kind: str) -> bool:
 def test_same_structure_file_by_two_processes_is_stored_once(engine, tmp_path):
     path = write_extxyz(tmp_path / "shared.extxyz", 6000, seed=7)
     cmd = matstore_cmd("ingest", "structures", str(path), "--method", "emt")
-    results = _run_together(cmd, cmd)
+    results = _run_together(cmd, cmd, gate=_claims_held_until_both_wait(engine))
     for r in results:
         assert r.returncode == 0, r.stdout + r.stderr
     with engine.connect() as conn:
@@ -274,7 +303,7 @@ def test_same_property_table_by_two_processes_is_stored_once(engine, tmp_path):
     table = tmp_path / "shared.csv"
     table.write_text("\n".join(rows) + "\n")
     cmd = matstore_cmd("ingest", "table", str(table), "--mapping", str(SMALL_MAPPING))
-    results = _run_together(cmd, cmd)
+    results = _run_together(cmd, cmd, gate=_claims_held_until_both_wait(engine))
     for r in results:
         assert r.returncode == 0, r.stdout + r.stderr
     with engine.connect() as conn:
