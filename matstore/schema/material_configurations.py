@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Integer,
     Text,
     UniqueConstraint,
 )
@@ -70,12 +71,14 @@ class ConfigurationProperty(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    configuration_id: int = Field(sa_column=Column(BigInteger, ForeignKey("material_configuration.id"), nullable=False, index=True))
-    definition_id: int = Field(sa_column=Column(ForeignKey("property_definition.id"), nullable=False, index=True))
+    # References are checked by triggers once per statement (alembic revision 0013), not by
+    # per-row foreign-key triggers: see that revision.
+    configuration_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True, comment="material_configuration.id (checked by a trigger)"))
+    definition_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="property_definition.id (checked by a trigger)"))
     value: float = Field(sa_column=Column(Float, nullable=False, comment="Value in the definition's canonical unit"))
     uncertainty: float | None = Field(default=None, sa_column=Column(Float))
     flag: str | None = Field(default=None, sa_column=Column(Text, comment="Validation failure kept on purpose, else NULL"))
-    source_id: int = Field(sa_column=Column(ForeignKey("source.id"), nullable=False, index=True))
-    job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
+    source_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="source.id (checked by a trigger)"))
+    job_run_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="job_run.id (checked by a trigger)"))
     details: dict[str, Any] = jsonb_field(comment="Original column, row, raw text and unit")
     created_at: datetime = created_at_field()

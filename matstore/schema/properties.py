@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Integer,
     Text,
     UniqueConstraint,
 )
@@ -86,14 +87,16 @@ class BulkProperty(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    material_id: int = Field(sa_column=Column(ForeignKey("material.id"), nullable=False, index=True))
-    method_id: int = Field(sa_column=Column(ForeignKey("method.id"), nullable=False, index=True))
-    definition_id: int = Field(sa_column=Column(ForeignKey("property_definition.id"), nullable=False, index=True))
+    # References are checked by triggers once per statement (alembic revision 0013), not by
+    # per-row foreign-key triggers: see that revision.
+    material_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="material.id (checked by a trigger)"))
+    method_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="method.id (checked by a trigger)"))
+    definition_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="property_definition.id (checked by a trigger)"))
     value: float = Field(sa_column=Column(Float, nullable=False, comment="Value in the definition's canonical unit"))
     uncertainty: float | None = Field(default=None, sa_column=Column(Float))
     flag: str | None = Field(default=None, sa_column=Column(Text, comment="Validation failure kept on purpose, else NULL"))
-    source_id: int = Field(sa_column=Column(ForeignKey("source.id"), nullable=False, index=True))
-    job_run_id: int = Field(sa_column=Column(ForeignKey("job_run.id"), nullable=False, index=True))
-    configuration_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("configuration.id"), index=True))
+    source_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="source.id (checked by a trigger)"))
+    job_run_id: int = Field(sa_column=Column(Integer, nullable=False, index=True, comment="job_run.id (checked by a trigger)"))
+    configuration_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True, comment="configuration.id (checked by a trigger)"))
     details: dict[str, Any] = jsonb_field(comment="Computation details: fit residuals, strain steps, original unit/column")
     created_at: datetime = created_at_field()
