@@ -98,3 +98,31 @@ def test_relative_interval_column_keeps_existing_widths(empty_database_url: str)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT interval_half_width FROM equation_version")).all() == [(0.125,)]
     engine.dispose()
+
+
+def test_property_reference_checks_round_trip(empty_database_url: str) -> None:
+    """0012 → 0013 → 0012 → 0013: the property tables' foreign keys are replaced by triggers and
+    restored exactly (names, columns, targets); the column comments go and come back."""
+    engine = create_engine(empty_database_url)
+    keys = ("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid::regclass::text LIKE '%\\_property' ORDER BY 1, 2")
+    triggers = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'property\\_references%'"
+    comment = ("SELECT col_description(attrelid, attnum) FROM pg_attribute "
+               "WHERE attrelid = 'bulk_property'::regclass AND attname = 'material_id'")
+    migrations.upgrade(empty_database_url, "0012")
+    with engine.connect() as conn:
+        before = conn.execute(text(keys)).all()
+    assert len(before) == 16
+    migrations.upgrade(empty_database_url, "0013")
+    with engine.connect() as conn:
+        assert conn.execute(text(keys)).all() == []
+        assert conn.execute(text(triggers)).scalar_one() == 3 * 2 + 8 * 2  # property tables; referenced tables
+        assert conn.execute(text(comment)).scalar_one() == "material.id (checked by a trigger)"
+    migrations.downgrade(empty_database_url, "0012")
+    with engine.connect() as conn:
+        assert conn.execute(text(keys)).all() == before
+        assert conn.execute(text(triggers)).scalar_one() == 0
+        assert conn.execute(text(comment)).scalar_one() is None
+    migrations.upgrade(empty_database_url)
+    assert migrations.current_revision(engine) == migrations.head_revision(empty_database_url)
+    engine.dispose()
