@@ -16,18 +16,19 @@ newly claimed source cannot conflict with stored values), and its parse-only par
 (``read_table`` + ``parse_values``).  For the bulk table also the store step alone, both for a
 new source (the COPY above) and for a stored one (binary COPY into a staging table and one
 ``INSERT … ON CONFLICT DO NOTHING``), and, for reference, a plain binary COPY of the same rows
-into ``bulk_property`` and into a twin of it without foreign keys (same columns, checks and
-indexes): the ceiling for this table, and what its five per-row foreign-key checks cost.
+into ``bulk_property`` (its references checked once per statement by triggers, alembic
+revision 0013) and into a twin of it without any reference check (same columns, checks and
+indexes): the ceiling for this table, and what its reference checks cost.
 ``--executemany`` also times the former ``INSERT … VALUES`` path
-(:func:`matstore.crud.add_bulk_properties`); ``--experiment`` times ``ingest_table`` on a second
-throw-away database whose property tables check their references once per statement instead
-of by foreign keys (:func:`replace_foreign_keys`), to size what the foreign keys cost end to
-end.  Every timed run starts from empty property tables; end-to-end runs also report CPU
-seconds of the client and of the server processes (server on this host only).
+(:func:`matstore.crud.add_bulk_properties`); ``--foreign-keys`` times ``ingest_table`` on a
+second throw-away database downgraded to revision 0012, whose property tables still check
+their references with one foreign key each, row by row (:func:`bench_foreign_keys`), to compare
+the two designs in one run.  Every timed run starts from empty property tables; end-to-end runs
+also report CPU seconds of the client and of the server processes (server on this host only).
 
 Usage::
 
-    python benchmarks/property_ingest.py --rows 2000 10000 --repeat 3 [--experiment]
+    python benchmarks/property_ingest.py --rows 2000 10000 --repeat 3 [--foreign-keys]
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def _time_ingest(engine: Any, path: Path, mapping: Path, repeat: int) -> dict[st
 
 
 def bench(url: str, path: Path, mapping: Path, repeat: int, *, executemany: bool = False) -> dict[str, Any]:
-    """Bulk table: end to end, parse only, store only (both COPY paths), plain COPYs with and without foreign keys."""
+    """Bulk table: end to end, parse only, store only (both COPY paths), plain COPYs with and without reference checks."""
     from sqlalchemy import create_engine, text
     from sqlmodel import Session
 
@@ -229,7 +230,7 @@ def bench(url: str, path: Path, mapping: Path, repeat: int, *, executemany: bool
         source_id = crud.claim_source(session=s, kind="file", sha256="c" * 64, uri="bench://bulk")
         s.commit()
     run_id = crud.start_job_run(engine=engine, kind="benchmark", parameters={})
-    with engine.begin() as conn:  # the reference twin: bulk_property's columns, checks and indexes, no foreign keys
+    with engine.begin() as conn:  # the reference twin: bulk_property's columns, checks and indexes, no reference checks
         conn.execute(text("CREATE TABLE bench_bulk_property_nofk (LIKE bulk_property INCLUDING ALL)"))
 
     def clear_bench_rows() -> None:
@@ -306,11 +307,17 @@ def _add_configuration_definitions(engine: Any) -> None:
         s.commit()
 
 
-def bench_experiment(url: str, n_rows: int, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """End-to-end times of both tables with the references checked per statement (:func:`replace_foreign_keys`)."""
+def bench_foreign_keys(url: str, n_rows: int, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """End-to-end times of both tables on ``url`` downgraded to revision 0012 (per-row foreign keys).
+
+    Revision 0013 replaced the property tables' foreign keys by statement-level reference checks;
+    its ``downgrade`` restores the foreign keys, so the same code runs against the former schema.
+    """
     from sqlalchemy import create_engine
 
-    replace_foreign_keys(url)
+    from matstore import migrations
+
+    migrations.downgrade(url, "0012")
     engine = create_engine(url)
     _add_configuration_definitions(engine)
     bulk = _time_ingest(engine, *make_table(n_rows), repeat)
@@ -319,63 +326,13 @@ def bench_experiment(url: str, n_rows: int, repeat: int) -> tuple[dict[str, Any]
     return bulk, per_config
 
 
-def replace_foreign_keys(url: str) -> int:
-    """Experiment (throw-away database only): check the property tables' references per statement.
-
-    Drops every single-column foreign key of ``bulk_property``, ``surface_property`` and
-    ``configuration_property`` and checks the same references with one ``AFTER INSERT … FOR
-    EACH STATEMENT`` trigger per table: over the statement's new rows (a transition table),
-    each referenced id must exist, and is locked ``FOR KEY SHARE`` as PostgreSQL's own check
-    does row by row.  Deletes of referenced rows are not checked here (a migration would need
-    triggers on the referenced tables for that); ingest never deletes.  Returns how many
-    foreign keys were replaced.
-    """
-    import psycopg
-
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute(_STATEMENT_CHECK)
-        keys = conn.execute(
-            "SELECT c.conrelid::regclass::text, c.conname, a.attname, c.confrelid::regclass::text FROM pg_constraint c "
-            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] WHERE c.contype = 'f' "
-            "AND cardinality(c.conkey) = 1 AND c.conrelid::regclass::text IN ('bulk_property', 'surface_property', "
-            "'configuration_property') ORDER BY 1, 3").fetchall()
-        for table in sorted({k[0] for k in keys}):
-            args = ", ".join(f"'{column}', '{target}'" for t, _, column, target in keys if t == table)
-            for t, name, *_ in keys:
-                if t == table:
-                    conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-            conn.execute(f"CREATE TRIGGER check_references AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows "
-                         f"FOR EACH STATEMENT EXECUTE FUNCTION bench_check_references({args})")
-    return len(keys)
-
-
-_STATEMENT_CHECK = """
-CREATE FUNCTION bench_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    wanted bigint;
-    found bigint;
-BEGIN
-    FOR i IN 0 .. TG_NARGS / 2 - 1 LOOP
-        EXECUTE format('SELECT count(DISTINCT %I) FROM new_rows', TG_ARGV[2 * i]) INTO wanted;
-        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %I r WHERE r.id IN (SELECT %I FROM new_rows) FOR KEY SHARE) x',
-                       TG_ARGV[2 * i + 1], TG_ARGV[2 * i]) INTO found;
-        IF found <> wanted THEN
-            RAISE foreign_key_violation USING MESSAGE = format('%s.%s: %s ids not in %s', TG_TABLE_NAME, TG_ARGV[2 * i],
-                                                               wanted - found, TG_ARGV[2 * i + 1]);
-        END IF;
-    END LOOP;
-    RETURN NULL;
-END $$;
-"""
-
-
 STEPS = (("ingest_table (end to end)", "ingest"), ("  read + parse + convert + validate only", "parse"),
          ("  store only, new source (bulk resolve + binary COPY into the table)", "store_new"),
          ("  store only, stored source (binary COPY to staging + INSERT … ON CONFLICT)", "store"),
          ("crud.add_bulk_properties (executemany INSERT, --executemany)", "insert"),
          ("binary COPY into bulk_property (reference)", "copy"),
-         ("binary COPY into bulk_property without its foreign keys (reference)", "copy_nofk"),
-         ("experiment: ingest_table, references checked per statement", "experiment"))
+         ("binary COPY into bulk_property without reference checks (reference)", "copy_nofk"),
+         ("former: ingest_table with per-row foreign keys (revision 0012, --foreign-keys)", "foreign_keys"))
 
 
 def main() -> None:
@@ -385,9 +342,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--executemany", action="store_true", help="also time the former executemany INSERT path (slow)")
-    parser.add_argument("--experiment", action="store_true",
-                        help="also time ingest_table with the property tables' foreign keys checked per statement "
-                             "(a throw-away database; see replace_foreign_keys)")
+    parser.add_argument("--foreign-keys", action="store_true",
+                        help="also time ingest_table with the former per-row foreign keys "
+                             "(a throw-away database downgraded to revision 0012; see bench_foreign_keys)")
     args = parser.parse_args()
     print_machine(args.server)
     table_rows = []
@@ -396,10 +353,10 @@ def main() -> None:
         with temp_database(args.server, keep=args.keep) as url:
             bulk = bench(url, *make_table(n_rows), args.repeat, executemany=args.executemany)
             per_config = bench_configurations(url, *make_configuration_table(n_rows), args.repeat)
-        if args.experiment:
+        if args.foreign_keys:
             with temp_database(args.server, keep=args.keep) as url:
-                for into, result in zip((bulk, per_config), bench_experiment(url, n_rows, args.repeat), strict=True):
-                    into["experiment"], into["experiment_cpu"] = result["ingest"], result["ingest_cpu"]
+                for into, result in zip((bulk, per_config), bench_foreign_keys(url, n_rows, args.repeat), strict=True):
+                    into["foreign_keys"], into["foreign_keys_cpu"] = result["ingest"], result["ingest_cpu"]
         console.print(f"{n_rows:,} rows done in {time.perf_counter() - start:.0f} s")
         for kind, r in (("bulk", bulk), ("per-configuration", per_config)):
             table_rows += _rows(f"{kind}, {n_rows:,} rows × 20", r)
@@ -417,7 +374,7 @@ def _rows(label: str, r: dict[str, Any]) -> list[list[str]]:
             continue
         t = median(r[key])
         cpu = f"{median(r[key + '_cpu']):.2f}" if key + "_cpu" in r else ""
-        rows.append([label, step, f"{t:.2f}", cpu, fmt_rate(r["rows"] / t) if key in ("ingest", "parse", "experiment") else "",
+        rows.append([label, step, f"{t:.2f}", cpu, fmt_rate(r["rows"] / t) if key in ("ingest", "parse", "foreign_keys") else "",
                      fmt_rate(r["values"] / t)])
     return rows
 
