@@ -315,10 +315,11 @@ def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
     line = f"nested CV R² = {num(metrics.get('cv_r2'))}"
     if not report:
         return line
+    from matstore.models.report import agreement_text
     agree, interval = report.get("fold_agreement", {}), report.get("interval", {})
     worst = (report.get("per_group") or [{}])[0]
     line += (f", fixed-form R² = {num(report.get('fixed_form_cv', {}).get('r2'))}, "
-             f"{agree.get('agree')} of {agree.get('n')} folds chose the same form, "
+             f"{agreement_text(agree) or 'no fold agreement'}, "
              f"{num(interval.get('level'), '.0%')} interval ± {_interval_width(interval)} "
              f"(held-out coverage {num(interval.get('held_out_coverage'), '.0%')})")
     if worst.get("group"):

@@ -182,14 +182,14 @@ def _show_report(report: dict, unit: str) -> None:
     if not report:
         console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
         return
+    from matstore.models.report import agreement_text
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
     console.print(f"  cross-validation: {report['cv_scheme']}")
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
                   f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}")
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}")
-    console.print(f"  fold agreement: {agree['agree']} of {agree['n']} folds selected the full-data form "
-                  f"{agree['full_form']}", highlight=False)
+    console.print(f"  fold agreement: {agreement_text(agree)}: {agree['full_form']}", highlight=False)
     if report.get("discrepancy"):
         console.print(f"  [yellow]{report['discrepancy']}[/]", highlight=False)
     folds = Table("fold", "held out", "selected form", "nested R²", "fixed-form R²")
@@ -243,9 +243,9 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
         console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold)")
     report = v.report or {}
     if report:
+        from matstore.models.report import agreement_text
         agree = report["fold_agreement"]
-        console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; "
-                      f"{agree['agree']} of {agree['n']} folds selected the same form")
+        console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; {agreement_text(agree)}")
         width = _width_text(v.interval_half_width, v.interval_relative_half_width, v.target_unit)
         if width is not None:
             console.print(f"  {v.interval_level:.0%} prediction interval {width}")

@@ -134,10 +134,9 @@ def how_obtained(version: Mapping[str, Any]) -> str:
             + "; nested CV re-runs the equation search and selection in each fold")
     if isinstance(report.get("fixed_form_cv"), dict):
         text += "; fixed-form CV keeps the selected form and refits its constants per fold"
-    agreement = report.get("fold_agreement")
-    if isinstance(agreement, dict) and agreement.get("n"):
-        text += f"; {agreement.get('agree')} of {agreement.get('n')} folds selected the full-data form"
-    return text + "."
+    from matstore.models.report import agreement_text
+    agreement = agreement_text(report.get("fold_agreement"))
+    return text + (f"; {agreement}" if agreement else "") + "."
 
 
 def _finite_number(value: Any) -> bool:

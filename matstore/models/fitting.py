@@ -50,11 +50,12 @@ from matstore.models.report import (
     conformity_score,
     cross_fit,
     discrepancy,
+    fold_agreement,
     fold_records,
     held_out_coverage,
     per_group_errors,
     scores,
-    selected_form,
+    selected_forms,
 )
 from matstore.models.selection import parse_criterion
 
@@ -441,21 +442,19 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
     -------
     dict
         ``cv_scheme``, ``nested_cv`` and ``fixed_form_cv`` (``r2``, ``rmse``, ``mae``,
-        ``failed_folds``), ``fold_agreement`` (``agree``, ``n``, ``fraction``,
-        ``full_form``), ``folds``, ``per_group``, ``discrepancy``, ``interval``, and
+        ``failed_folds``), ``fold_agreement`` (:func:`matstore.models.report.fold_agreement`:
+        the whole equation's form, and C's and g's of a factorised model), ``folds``, ``per_group``, ``discrepancy``, ``interval``, and
         ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
     """
     nested = cross_fit(est, X, y, groups, cv)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
-    full_form = selected_form(est)
-    folds = fold_records(nested, fixed, y, groups, full_form)
-    agree = sum(f["same_as_full"] for f in folds)
+    full = selected_forms(est)
+    folds = fold_records(nested, fixed, y, groups, full)
     nested_cv = scores(y, nested.oof) | {"failed_folds": int(sum(nested.failed)), "n_folds": len(folds)}
     fixed_cv = scores(y, fixed.oof) | {"failed_folds": int(sum(fixed.failed))}
     return {
         "cv_scheme": scheme, "nested_cv": nested_cv, "fixed_form_cv": fixed_cv,
-        "fold_agreement": {"agree": int(agree), "n": len(folds), "fraction": agree / len(folds) if folds else None,
-                           "full_form": full_form},
+        "fold_agreement": fold_agreement(folds, full),
         "folds": folds, "per_group": per_group_errors(y, nested.oof, groups),
         "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds),
         "interval": _interval(y, nested, level), "oof": nested.oof,

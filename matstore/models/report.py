@@ -110,26 +110,77 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "mae": float(mean_absolute_error(y[ok], pred[ok]))}
 
 
-def selected_form(estimator: Any) -> str:
-    """The form that decides fold agreement: C's for a factorised model, else the equation's."""
-    part = getattr(estimator, "coefficient_", None)
-    return form_of(part.equation_ if part is not None else estimator.equation_)
+def selected_forms(estimator: Any) -> dict[str, str]:
+    """The forms that decide fold agreement, keyed by part.
+
+    Returns
+    -------
+    dict of str to str
+        ``equation``: the whole equation's form (:func:`~matstore.models.expressions.form_of`);
+        for a factorised model it is ``(C form)*(g form)`` and ``coefficient`` and
+        ``orientation`` hold the two parts' forms as well, so a fold that kept C's form but
+        chose another orientation function g does not count as agreeing.
+    """
+    coefficient, orientation = getattr(estimator, "coefficient_", None), getattr(estimator, "orientation_", None)
+    if coefficient is None or orientation is None:
+        return {"equation": form_of(estimator.equation_)}
+    c_form, g_form = form_of(coefficient.equation_), form_of(orientation.equation_)
+    return {"equation": f"({c_form})*({g_form})", "coefficient": c_form, "orientation": g_form}
+
+
+def fold_agreement(folds: list[dict[str, Any]], full: dict[str, str]) -> dict[str, Any]:
+    """How many folds selected the full-data form: of the whole equation and, factorised, of C and of g.
+
+    Returns
+    -------
+    dict
+        ``agree``, ``n``, ``fraction`` and ``full_form`` (whole equation); for a factorised
+        model also ``coefficient`` and ``orientation``, each ``{"agree", "full_form"}``.
+    """
+    n = len(folds)
+    agree = sum(f["same_as_full"] for f in folds)
+    out: dict[str, Any] = {"agree": int(agree), "n": n, "fraction": agree / n if n else None,
+                           "full_form": full["equation"]}
+    for part in ("coefficient", "orientation"):
+        if part in full:
+            out[part] = {"agree": int(sum(f.get(f"{part}_form") == full[part] for f in folds)), "full_form": full[part]}
+    return out
 
 
 def _held_out(groups: np.ndarray | None, test: np.ndarray) -> list[str]:
     return [] if groups is None else sorted(map(str, pd.unique(groups[test])))[:10]
 
 
+def agreement_text(agreement: dict[str, Any] | None) -> str:
+    """A stored ``fold_agreement`` in words, e.g. ``"3 of 7 folds selected the full-data form (C: 7 of 7, g: 3 of 7)"``.
+
+    Empty for a missing or empty record.  Reports of factorised fits stored before the
+    parts were counted (session 5) compared C's form only and carry no part counts.
+    """
+    if not isinstance(agreement, dict) or not agreement.get("n"):
+        return ""
+    n = agreement["n"]
+    text = f"{agreement.get('agree')} of {n} folds selected the full-data form"
+    parts = [f"{label}: {agreement[key].get('agree')} of {n}" for key, label in (("coefficient", "C"), ("orientation", "g"))
+             if isinstance(agreement.get(key), dict)]
+    return text + (f" ({', '.join(parts)})" if parts else "")
+
+
 def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.ndarray | None,
-                 full_form: str) -> list[dict[str, Any]]:
-    """One record per fold: held-out groups, selected form and equation, nested and fixed-form R²/RMSE."""
+                 full: dict[str, str]) -> list[dict[str, Any]]:
+    """One record per fold: held-out groups, selected form(s) and equation, nested and fixed-form R²/RMSE.
+
+    ``full`` is :func:`selected_forms` of the full-data fit; a factorised fold record also
+    carries ``coefficient_form`` and ``orientation_form``.
+    """
     out = []
     for k, (est, test, bad) in enumerate(zip(nested.estimators, nested.tests, nested.failed, strict=True)):
         fitted = hasattr(est, "equation_")
-        form = selected_form(est) if fitted else ""
-        rec = {"fold": k, "held_out": _held_out(groups, test), "n_test": int(len(test)), "form": form,
-               "equation": sp.sstr(est.equation_) if fitted else "", "same_as_full": form == full_form,
-               "failed": bool(bad)}
+        forms = selected_forms(est) if fitted else {}
+        rec = {"fold": k, "held_out": _held_out(groups, test), "n_test": int(len(test)),
+               "form": forms.get("equation", ""), "equation": sp.sstr(est.equation_) if fitted else "",
+               "same_as_full": forms.get("equation") == full["equation"], "failed": bool(bad)}
+        rec |= {f"{part}_form": forms.get(part, "") for part in ("coefficient", "orientation") if part in full}
         rec |= {f"nested_{m}": v for m, v in _fold_scores(y[test], nested.oof[test]).items()}
         rec |= {f"fixed_form_{m}": v for m, v in _fold_scores(y[test], fixed.oof[test]).items()}
         out.append(rec)
@@ -307,5 +358,5 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
 
 
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "conformal_half_width",
-           "conformity_score", "cross_fit", "discrepancy", "fold_records", "held_out_coverage", "interval_bounds",
-           "per_group_errors", "scores", "selected_form"]
+           "agreement_text", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records", "held_out_coverage", "interval_bounds",
+           "per_group_errors", "scores", "selected_forms"]

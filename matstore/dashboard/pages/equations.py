@@ -136,10 +136,10 @@ if view == "report":
             **{c: st.column_config.NumberColumn(charts.with_unit(c, unit), format="%.4g") for c in ("RMSE", "MAE")}})
         if report.get("discrepancy"):
             st.warning(f"Nested and fixed-form CV differ by more than 0.1 in R²: {report['discrepancy']}")
+    from matstore.models.report import agreement_text
     agreement = report.get("fold_agreement")
-    if isinstance(agreement, dict) and agreement.get("n"):
-        st.caption(f"Fold agreement: {agreement.get('agree')} of {agreement.get('n')} folds selected the "
-                   f"full-data form `{agreement.get('full_form', '')}`.")
+    if agreement_text(agreement):
+        st.caption(f"Fold agreement: {agreement_text(agreement)}: `{agreement.get('full_form', '')}`.")
     if isinstance(report.get("folds"), list) and report["folds"]:
         st.markdown("**Per fold: held-out groups, selected form and scores**")
         folds = pd.DataFrame(report["folds"])
