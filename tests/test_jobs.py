@@ -147,7 +147,9 @@ def queue_engine(session_engine: Engine) -> Iterator[Engine]:
     yield session_engine
     with session_engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {LOG_TABLE}"))
-        conn.execute(text("TRUNCATE configuration, job_run RESTART IDENTITY CASCADE"))
+        # every table referencing job_run by trigger (revisions 0011, 0013) is named with it
+        conn.execute(text("TRUNCATE bulk_property, surface_property, configuration_property, configuration, job_run "
+                          "RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(scope="module")
