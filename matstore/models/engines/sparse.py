@@ -215,16 +215,39 @@ def _add_monomials(
     """Add every monomial of up to ``max_factors`` columns (of the target's dimension, if given) to ``terms``."""
     for j in range(1, max_factors + 1):
         opts = allowed if j == 1 else multi
-        for cols in combinations(list(data), j):
-            for exps in product(*(opts[c] for c in cols)):
-                if dimensions is not None and not _has_dimension(cols, exps, *dimensions):
-                    continue
-                if len(terms.values) >= max_library:
-                    break
-                vals = np.ones(n_samples)
-                for c, e in zip(cols, exps, strict=True):
-                    vals = vals * np.power(data[c], e)
-                terms.add(vals, ("mono", cols, exps))
+        for cols, exps in _monomials(list(data), opts, j, dimensions):
+            if len(terms.values) >= max_library:
+                return
+            vals = np.ones(n_samples)
+            for c, e in zip(cols, exps, strict=True):
+                vals = vals * np.power(data[c], e)
+            terms.add(vals, ("mono", cols, exps))
+
+
+def _monomials(
+    names: list[str], opts: dict[str, list[float]], j: int, dimensions: tuple[Mapping[str, Dim], Dim] | None
+):
+    """``(cols, exps)`` of every ``j``-factor monomial of ``names`` (of the target's dimension, if given), in order."""
+    if dimensions is None:
+        return ((cols, exps) for cols in combinations(names, j) for exps in product(*(opts[c] for c in cols)))
+    dims, target = dimensions
+    return _consistent_monomials(tuple((n, dims[n], tuple(opts[n])) for n in names), j, target)
+
+
+@lru_cache(maxsize=256)
+def _consistent_monomials(
+    columns: tuple[tuple[str, Dim, tuple[float, ...]], ...], j: int, target: Dim
+) -> tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]:
+    """The ``j``-factor monomials of dimension ``target`` of ``columns`` ((name, dimension, exponents) each).
+
+    Cached: a fit builds the same library for every CV fold and size choice (the same columns,
+    dimensions and exponents), and the dimension check of every candidate monomial dominated
+    the library's cost.
+    """
+    opts = {n: exps for n, _, exps in columns}
+    dims = {n: d for n, d, _ in columns}
+    return tuple((cols, exps) for cols in combinations(list(opts), j) for exps in product(*(opts[c] for c in cols))
+                 if _has_dimension(cols, exps, dims, target))
 
 
 def _has_dimension(cols: tuple[str, ...], exps: tuple[float, ...], dims: Mapping[str, Dim], target: Dim) -> bool:
