@@ -135,15 +135,24 @@ def test_stable_1se_reports_how_many_folds_chose_its_form() -> None:
 def test_a_fold_that_keeps_c_but_changes_g_does_not_agree() -> None:
     """Fold agreement of a factorised fit counts the whole form: C's alone would hide a g that
     changes with the held-out metal (EMT τ: C's form in 7 of 7 folds, g's in 0 of 7)."""
-    from matstore.models.report import agreement_text, fold_agreement
+    from matstore.models.report import agreement_text, discrepancy, fold_agreement
 
     full = {"equation": "(c*c12*a)*(c*n_x + c)", "coefficient": "c*c12*a", "orientation": "c*n_x + c"}
-    folds = [{"same_as_full": True, "coefficient_form": "c*c12*a", "orientation_form": "c*n_x + c"},
-             {"same_as_full": False, "coefficient_form": "c*c12*a", "orientation_form": "c*n_x*n_z**3 + c*n_x"},
-             {"same_as_full": False, "coefficient_form": "c*c44*a", "orientation_form": "c*n_x*n_z**3 + c*n_x"}]
+    scores = {"held_out": ["Ag"], "nested_rmse": 0.6, "fixed_form_rmse": 0.3}
+    folds = [{"same_as_full": True, "coefficient_form": "c*c12*a", "orientation_form": "c*n_x + c",
+              "orientation_deviation": 0.0},
+             {"same_as_full": False, "coefficient_form": "c*c12*a", "orientation_form": "c*n_x*n_z**3 + c*n_x",
+              "orientation_deviation": 1.65, "fold": 1, "form": "(c*c12*a)*(c*n_x*n_z**3 + c*n_x)", **scores},
+             {"same_as_full": False, "coefficient_form": "c*c44*a", "orientation_form": "c*n_x*n_z**3 + c*n_x",
+              "orientation_deviation": 0.01}]
     agreement = fold_agreement(folds, full)
     assert (agreement["agree"], agreement["coefficient"]["agree"], agreement["orientation"]["agree"]) == (1, 2, 1)
-    assert agreement_text(agreement) == "1 of 3 folds selected the full-data form (C: 2 of 3, g: 1 of 3)"
+    assert agreement["orientation"]["max_deviation"] == 1.65
+    assert agreement_text(agreement) == ("1 of 3 folds selected the full-data form (C: 2 of 3, g: 1 of 3, "
+                                         "every fold's g within 1.6×rms(g) of the full-data g)")
+    note = discrepancy(0.37, 0.70, [folds[1]], full)
+    assert "fold 1 (Ag): selected (c*c12*a)*(c*n_x*n_z**3 + c*n_x) ≠ full-data form (another g, its values off" in note
+    assert "another C" not in note
     plain = fold_agreement([{"same_as_full": True}], {"equation": "c*x"})
     assert plain == {"agree": 1, "n": 1, "fraction": 1.0, "full_form": "c*x"}
     assert agreement_text(plain) == "1 of 1 folds selected the full-data form" and agreement_text({}) == ""
@@ -195,7 +204,9 @@ def test_report_and_interval_on_a_known_law() -> None:
     assert rep["cv_scheme"] == "LeaveOneGroupOut (7 groups) by material"
     assert abs(rep["nested_cv"]["r2"] - rep["fixed_form_cv"]["r2"]) < 0.01 and rep["discrepancy"] == ""
     # the broken-bond g ∝ 2 n_x + n_y of the synthetic table, found in every fold with C's form
-    assert rep["fold_agreement"] == {
+    agreement = rep["fold_agreement"]
+    assert agreement["orientation"].pop("max_deviation") < 0.02  # every fold's g values within 2 %
+    assert agreement == {
         "agree": 7, "n": 7, "fraction": 1.0,
         "full_form": "(c*cohesive_energy/lattice_constant**2)*(c*normal_x + c*normal_y)",
         "coefficient": {"agree": 7, "full_form": "c*cohesive_energy/lattice_constant**2"},

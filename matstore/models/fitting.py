@@ -53,6 +53,7 @@ from matstore.models.report import (
     fold_agreement,
     fold_records,
     held_out_coverage,
+    orientation_deviation,
     per_group_errors,
     scores,
     selected_forms,
@@ -449,14 +450,14 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
     nested = cross_fit(est, X, y, groups, cv)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
     full = selected_forms(est)
-    folds = fold_records(nested, fixed, y, groups, full)
+    folds = fold_records(nested, fixed, y, groups, full, lambda fold_est: orientation_deviation(fold_est, est, X))
     nested_cv = scores(y, nested.oof) | {"failed_folds": int(sum(nested.failed)), "n_folds": len(folds)}
     fixed_cv = scores(y, fixed.oof) | {"failed_folds": int(sum(fixed.failed))}
     return {
         "cv_scheme": scheme, "nested_cv": nested_cv, "fixed_form_cv": fixed_cv,
         "fold_agreement": fold_agreement(folds, full),
         "folds": folds, "per_group": per_group_errors(y, nested.oof, groups),
-        "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds),
+        "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds, full),
         "interval": _interval(y, nested, level), "oof": nested.oof,
     }
 

@@ -30,7 +30,9 @@ training targets and nested out-of-fold predictions are all > 0; the **absolute*
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +137,8 @@ def fold_agreement(folds: list[dict[str, Any]], full: dict[str, str]) -> dict[st
     -------
     dict
         ``agree``, ``n``, ``fraction`` and ``full_form`` (whole equation); for a factorised
-        model also ``coefficient`` and ``orientation``, each ``{"agree", "full_form"}``.
+        model also ``coefficient`` and ``orientation``, each ``{"agree", "full_form"}``,
+        the latter with ``max_deviation``, the largest fold's :func:`orientation_deviation`.
     """
     n = len(folds)
     agree = sum(f["same_as_full"] for f in folds)
@@ -144,6 +147,9 @@ def fold_agreement(folds: list[dict[str, Any]], full: dict[str, str]) -> dict[st
     for part in ("coefficient", "orientation"):
         if part in full:
             out[part] = {"agree": int(sum(f.get(f"{part}_form") == full[part] for f in folds)), "full_form": full[part]}
+    deviations = [f["orientation_deviation"] for f in folds if f.get("orientation_deviation") is not None]
+    if "orientation" in full and deviations:
+        out["orientation"]["max_deviation"] = max(deviations)
     return out
 
 
@@ -152,7 +158,11 @@ def _held_out(groups: np.ndarray | None, test: np.ndarray) -> list[str]:
 
 
 def agreement_text(agreement: dict[str, Any] | None) -> str:
-    """A stored ``fold_agreement`` in words, e.g. ``"3 of 7 folds selected the full-data form (C: 7 of 7, g: 3 of 7)"``.
+    """A stored ``fold_agreement`` in words.
+
+    E.g. ``"3 of 7 folds selected the full-data form (C: 7 of 7, g: 3 of 7, every fold's g
+    within 0.012×rms(g) of the full-data g)"``; the last part is the largest
+    :func:`orientation_deviation` (the g values at the table's orientations).
 
     Empty for a missing or empty record.  Reports of factorised fits stored before the
     parts were counted (session 5) compared C's form only and carry no part counts.
@@ -163,15 +173,53 @@ def agreement_text(agreement: dict[str, Any] | None) -> str:
     text = f"{agreement.get('agree')} of {n} folds selected the full-data form"
     parts = [f"{label}: {agreement[key].get('agree')} of {n}" for key, label in (("coefficient", "C"), ("orientation", "g"))
              if isinstance(agreement.get(key), dict)]
+    deviation = (agreement.get("orientation") or {}).get("max_deviation")
+    if deviation is not None:
+        parts.append(f"every fold's g within {deviation:.2g}×rms(g) of the full-data g")
     return text + (f" ({', '.join(parts)})" if parts else "")
 
 
+def orientation_deviation(fold_estimator: Any, full_estimator: Any, X: pd.DataFrame) -> float | None:
+    """How far a fold's orientation function g departs from the full-data g, over the data's orientations.
+
+    Forms of g often differ between folds while their values at the orientations in the
+    table barely do (few distinct orientations, many near-equivalent monomials); this says
+    which case a fold is.  Both g are normalised to g(reference) = 1 (see
+    :func:`matstore.models.factorize.normalise_g`).
+
+    Parameters
+    ----------
+    fold_estimator, full_estimator : fitted FactorizedEquation (``orientation_equation_``)
+    X : DataFrame, shape (n_rows, ...)
+        With the orientation descriptor columns of the fit.
+
+    Returns
+    -------
+    float or None
+        ``max |g_fold − g_full| / rms(g_full)`` over the distinct orientations of ``X``
+        (dimensionless; 0.02 means within 2 % of g's typical size); None for a model that
+        is not factorised, a fold that failed, or non-finite values.
+    """
+    from matstore.models.expressions import evaluate
+
+    g_fold, g_full = (getattr(e, "orientation_equation_", None) for e in (fold_estimator, full_estimator))
+    if g_fold is None or g_full is None:
+        return None
+    points = X[list(full_estimator.orientation_features)].astype(float).drop_duplicates().reset_index(drop=True)
+    fold_values, full_values = evaluate(g_fold, points), evaluate(g_full, points)
+    scale = float(np.sqrt(np.mean(full_values**2)))
+    deviation = float(np.max(np.abs(fold_values - full_values))) / scale if scale > 0 else math.nan
+    return deviation if math.isfinite(deviation) else None
+
+
 def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.ndarray | None,
-                 full: dict[str, str]) -> list[dict[str, Any]]:
+                 full: dict[str, str], g_deviation: Callable[[Any], float | None] | None = None,
+                 ) -> list[dict[str, Any]]:
     """One record per fold: held-out groups, selected form(s) and equation, nested and fixed-form R²/RMSE.
 
     ``full`` is :func:`selected_forms` of the full-data fit; a factorised fold record also
-    carries ``coefficient_form`` and ``orientation_form``.
+    carries ``coefficient_form``, ``orientation_form`` and ``orientation_deviation``
+    (``g_deviation(fold_estimator)``, see :func:`orientation_deviation`).
     """
     out = []
     for k, (est, test, bad) in enumerate(zip(nested.estimators, nested.tests, nested.failed, strict=True)):
@@ -181,6 +229,8 @@ def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.nd
                "form": forms.get("equation", ""), "equation": sp.sstr(est.equation_) if fitted else "",
                "same_as_full": forms.get("equation") == full["equation"], "failed": bool(bad)}
         rec |= {f"{part}_form": forms.get(part, "") for part in ("coefficient", "orientation") if part in full}
+        if "orientation" in full and g_deviation is not None:
+            rec["orientation_deviation"] = g_deviation(est) if fitted else None
         rec |= {f"nested_{m}": v for m, v in _fold_scores(y[test], nested.oof[test]).items()}
         rec |= {f"fixed_form_{m}": v for m, v in _fold_scores(y[test], fixed.oof[test]).items()}
         out.append(rec)
@@ -215,17 +265,35 @@ def per_group_errors(y: np.ndarray, oof: np.ndarray, groups: np.ndarray | None) 
     return sorted(out, key=lambda r: -r["rmse"])
 
 
-def discrepancy(nested_r2: float, fixed_r2: float, folds: list[dict[str, Any]]) -> str:
-    """Empty when nested and fixed-form R² agree within 0.1; else the folds and forms responsible."""
+def discrepancy(nested_r2: float, fixed_r2: float, folds: list[dict[str, Any]],
+                full: dict[str, str] | None = None) -> str:
+    """Empty when nested and fixed-form R² agree within 0.1; else the folds and forms responsible.
+
+    ``full`` (:func:`selected_forms` of the full-data fit) lets a factorised fold say which
+    part differs: C's form, or g's (and how far g's values are off).
+    """
     if not (np.isfinite(nested_r2) and np.isfinite(fixed_r2)) or abs(nested_r2 - fixed_r2) <= DISCREPANCY_R2:
         return ""
     def loss(f: dict[str, Any]) -> float:
         return f["nested_rmse"] - f["fixed_form_rmse"]
     worst = sorted((f for f in folds if loss(f) > 0), key=loss, reverse=True)[:3]
     parts = [f"fold {f['fold']} ({', '.join(f['held_out']) or 'rows'}): selected {f['form'] or 'nothing (fit failed)'}"
-             f"{'' if f['same_as_full'] else ' ≠ full-data form'}, RMSE {f['nested_rmse']:.3g} vs "
+             f"{_how_it_differs(f, full or {})}, RMSE {f['nested_rmse']:.3g} vs "
              f"{f['fixed_form_rmse']:.3g} with the full-data form" for f in worst]
     return f"nested R² {nested_r2:.3f} vs fixed-form R² {fixed_r2:.3f}: " + ("; ".join(parts) or "spread over folds")
+
+
+def _how_it_differs(fold: dict[str, Any], full: dict[str, str]) -> str:
+    """``""`` for the full-data form, else `` ≠ full-data form`` and, factorised, which part differs."""
+    if fold["same_as_full"]:
+        return ""
+    parts = []
+    if "coefficient" in full and fold.get("coefficient_form") != full["coefficient"]:
+        parts.append("another C")
+    if "orientation" in full and fold.get("orientation_form") != full["orientation"]:
+        off = fold.get("orientation_deviation")
+        parts.append("another g" + ("" if off is None else f", its values off by up to {off:.2g}×rms(g)"))
+    return " ≠ full-data form" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 class OutOfFold(BaseEstimator, RegressorMixin):
@@ -359,4 +427,5 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
 
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "conformal_half_width",
            "agreement_text", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records", "held_out_coverage", "interval_bounds",
+           "orientation_deviation",
            "per_group_errors", "scores", "selected_forms"]
