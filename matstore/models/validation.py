@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -194,8 +195,7 @@ def check_finite_and_bounded(
     if not report.ok or not names:
         return report
     lo, hi = widened_box(X_domain, names, margin)
-    rng = np.random.default_rng(seed)
-    pts = _domain_points(np.column_stack(cols), lo, hi, margin, n_samples, domain, rng)
+    pts = _domain_points(np.column_stack(cols), lo, hi, margin, n_samples, domain, seed)
     report = _check_domain_points(fn, expr, names, pts, bound)
     if not report.ok or domain == "data":
         return report
@@ -230,19 +230,36 @@ def _check_training_rows(
 
 
 def _domain_points(
-    Z: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float, n_samples: int, domain: str,
-    rng: np.random.Generator,
+    Z: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float, n_samples: int, domain: str, seed: int,
 ) -> np.ndarray:
-    """Training rows ``Z``, shape (n_rows, d), plus samples of the widened domain, shape (n_points, d)."""
+    """Training rows ``Z``, shape (n_rows, d), plus samples of the widened domain, shape (n_points, d).
+
+    ``domain="data"`` points are cached (read-only): every candidate of a front over the same
+    columns and rows is checked on the same points, so they are sampled once.
+    """
     d = Z.shape[1]
     if domain == "data":
-        seg = _data_samples(Z, lo, hi, margin, n_samples, rng)
-        return np.vstack([Z, seg.reshape(-1, d)])
+        Z = np.ascontiguousarray(Z, dtype=float)
+        return _data_points(Z.tobytes(), Z.shape, lo.astype(float).tobytes(), hi.astype(float).tobytes(), margin,
+                            n_samples, seed)
+    rng = np.random.default_rng(seed)
     box = lo + rng.random((n_samples, d)) * (hi - lo)
     if d <= 10:
         corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi, strict=True)], indexing="ij")).reshape(d, -1).T
         box = np.vstack([box, corners])
     return np.vstack([Z, box])
+
+
+@lru_cache(maxsize=16)
+def _data_points(
+    z: bytes, shape: tuple[int, int], lo: bytes, hi: bytes, margin: float, n_samples: int, seed: int
+) -> np.ndarray:
+    """:func:`_domain_points` for ``domain="data"`` from the bytes of ``Z``, ``lo`` and ``hi`` (float64); read-only."""
+    Z = np.frombuffer(z).reshape(shape)
+    seg = _data_samples(Z, np.frombuffer(lo), np.frombuffer(hi), margin, n_samples, np.random.default_rng(seed))
+    pts = np.vstack([Z, seg.reshape(-1, shape[1])])
+    pts.flags.writeable = False
+    return pts
 
 
 def _check_domain_points(fn, expr: sp.Expr, names: list[str], pts: np.ndarray, bound: float) -> ValidationReport:
