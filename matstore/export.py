@@ -13,8 +13,8 @@ fits read).  Every frame's comment line states units and sign conventions:
 
 Numbers are written in the shortest form that reads back to the same float64 (orjson's
 Ryu), so ingesting the exported file again gives the same content hashes and stores nothing
-new.  Frames are read from the store in batches of ids and written as they come: memory does
-not grow with the set.
+new.  Frames are read from the store in batches of ids and written as they come (a worker
+thread reads the next batch while this one is formatted): memory does not grow with the set.
 
 A training set exported with a name is recorded (``training_set``: selection, members in
 file order, :func:`training_set_hash` over their content hashes), and the same name writes
@@ -27,6 +27,8 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from operator import add
@@ -336,14 +338,32 @@ def _batches_of_ids(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield ids[start:start + size]
 
 
-def _write_file(conn: Any, ids: np.ndarray, path: Path, prefix: str, batch_size: int) -> str:
-    """Write the configurations ``ids`` (in order) to ``path``; return their :func:`training_set_hash`."""
+def _read_ahead(conn: Any, ids: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """(ids, arrays of :func:`matstore.ingest.copy.read_configurations`) per batch of ``size`` ids.
+
+    A worker thread reads batch k+1 while the caller formats batch k, so the server's COPY
+    and the client's formatting overlap (the connection is used by that thread alone).
+    """
     from matstore.ingest.copy import read_configurations
 
+    batches = list(_batches_of_ids(ids, size))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matstore-export-read") as pool:
+        def read(k: int) -> Future[dict[str, Any]]:
+            return pool.submit(read_configurations, conn, ids=batches[k].tolist(), include_info=True)
+
+        pending = read(0) if batches else None
+        for k, batch in enumerate(batches):
+            arrays = pending.result()
+            pending = read(k + 1) if k + 1 < len(batches) else None
+            yield batch, arrays
+
+
+def _write_file(conn: Any, ids: np.ndarray, path: Path, prefix: str, batch_size: int) -> str:
+    """Write the configurations ``ids`` (in order) to ``path``; return their :func:`training_set_hash`."""
     digest = hashlib.sha256(_SET_HASH_TAG)
-    with open(path, "wb") as handle:
-        for batch in _batches_of_ids(ids, batch_size):
-            arrays = read_configurations(conn, ids=batch.tolist(), include_info=True)
+    # closing: a failure here stops the read-ahead at once, before the caller rolls back.
+    with open(path, "wb") as handle, closing(_read_ahead(conn, ids, batch_size)) as batches:
+        for batch, arrays in batches:
             if not np.array_equal(arrays["id"], batch):
                 raise ExportError("configurations of the selection vanished while exporting")
             handle.write(_batch_text(arrays, prefix))

@@ -578,8 +578,8 @@ def write_configurations(
     return inserted, np.array([by_hash[h] for h in hashes], dtype=np.int64)
 
 
-def _copy_batches(cur: Any, batches: Iterable[Sequence[dict[str, Any]]], ids: tuple[int | None, int, int]) -> tuple[int, int] | None:
-    """One binary COPY of all batches inside a savepoint: (frames, inserted), or ``None`` on a unique violation.
+def _copy_batches(cur: Any, chunks: Iterable[_Chunk], ids: tuple[int | None, int, int]) -> tuple[int, int] | None:
+    """One binary COPY of all chunks (one per batch) inside a savepoint: (frames, inserted), or ``None`` on a unique violation.
 
     Repeats within a batch are dropped; a repeat across batches or of a stored frame makes the
     COPY fail with a unique violation, which the caller answers with the batch-by-batch path.
@@ -589,15 +589,14 @@ def _copy_batches(cur: Any, batches: Iterable[Sequence[dict[str, Any]]], ids: tu
     def send(copy: Any) -> tuple[int, int]:
         frames = inserted = 0
         copy.write(_SIGNATURE)
-        for batch in batches:
-            chunk = _Chunk(batch, 0, len(batch))
+        for chunk in chunks:
             keep = _first_occurrences(chunk.hashes)
             for group in chunk.groups:
                 rows = np.flatnonzero(keep[group.index])
                 if len(rows):
                     for part in _copy_rows(group, rows, chunk.frames, chunk.hashes, ids):
                         copy.write(part)
-            frames += len(batch)
+            frames += len(chunk.frames)
             inserted += int(keep.sum())
         copy.write(_TRAILER)
         return frames, inserted
@@ -659,9 +658,11 @@ def write_configuration_stream(
         first = next(iterator, None)
         if first is None:
             return 0, 0
+        head = _Chunk(first, 0, len(first))  # hashed once: for the lookup and for the COPY
         with raw.cursor() as cur:
-            if not _existing_hashes(cur, content_hashes(first)):
-                done = _copy_batches(cur, chain([first], iterator), ids)
+            if not _existing_hashes(cur, head.hashes):
+                rest = (_Chunk(batch, 0, len(batch)) for batch in iterator)
+                done = _copy_batches(cur, chain([head], rest), ids)
                 if done is not None:
                     return done
     finally:
