@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
-from itertools import combinations, product
+from itertools import chain, combinations, product
 from math import comb
 from typing import Any, ClassVar
 
@@ -290,12 +290,26 @@ def _subset_rss(G: np.ndarray, b: np.ndarray, yy: float, subsets: np.ndarray) ->
     Gs = G[subsets[:, :, None], subsets[:, None, :]]
     bs = b[subsets]
     k = subsets.shape[1]
-    ridge = 1e-12 * np.eye(k)
+    Gs += 1e-12 * np.eye(k)  # a ridge against exactly collinear columns (Gs is a fresh copy)
     try:
-        coef = np.linalg.solve(Gs + ridge, bs[..., None])[..., 0]
+        coef = np.linalg.solve(Gs, bs[..., None])[..., 0]
     except np.linalg.LinAlgError:
         coef = np.stack([np.linalg.lstsq(g, v, rcond=None)[0] for g, v in zip(Gs, bs, strict=True)])
     return np.maximum(yy - np.einsum("mk,mk->m", coef, bs), 0.0)
+
+
+@lru_cache(maxsize=8)
+def _combinations(n: int, k: int) -> np.ndarray:
+    """Every ``k``-subset of ``range(n)`` in lexicographic order, shape (comb(n, k), k); cached, read-only.
+
+    The ℓ0 search enumerates the same subsets of its screened pool (up to ``max_combinations``
+    rows) in every fit of a cross-validation; building them from a list of tuples took longer
+    than solving the least-squares problems.
+    """
+    out = np.fromiter(chain.from_iterable(combinations(range(n), k)), dtype=np.intp, count=comb(n, k) * k)
+    out = out.reshape(-1, k)
+    out.flags.writeable = False
+    return out
 
 
 class SparseEngine(SymbolicEngine):
@@ -473,7 +487,8 @@ class SparseEngine(SymbolicEngine):
             # screening: features most correlated with the residual of the best (k-1)-model
             score = np.abs(A.T @ residual)
             order = np.lexsort((np.arange(p), -score))
-            fresh = [int(i) for i in order if int(i) not in pool]
+            taken = set(pool)
+            fresh = [int(i) for i in order if int(i) not in taken]
             pool.extend(fresh[: int(self.screen)])
             # shrink the pool (keep earliest = most relevant) until combinations are affordable
             size = len(pool)
@@ -487,7 +502,7 @@ class SparseEngine(SymbolicEngine):
                 subsets = idx[:, None]
                 rss_sel = rss[idx]
             else:
-                loc = np.array(list(combinations(range(len(sub)), k)), dtype=np.intp)
+                loc = _combinations(len(sub), k)
                 if len(loc) == 0:
                     break
                 subsets = sub[loc]
