@@ -31,7 +31,8 @@ def fit(
         None, help="Seconds for the whole fit, every cross-validation fold included (default 60)."),
     seed: int | None = typer.Option(None, help="Random seed."),
     selection: str | None = typer.Option(
-        None, help="Criterion: stable (default), stable:1se, aicc, knee, best, within:5%, cv:5%, cv:1se, min_loss."),
+        None, help="Criterion (factorised fits: of g): stable (default), stable:1se (default for g), aicc, knee, best, "
+                   "within:5%, cv:5%, cv:1se, min_loss."),
     coefficient_form: str | None = typer.Option(
         None, help="Factorised fits: auto (scaling law when units allow), scaling or free (the engine's own search)."),
     coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default stable:1se."),

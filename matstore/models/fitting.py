@@ -58,7 +58,7 @@ from matstore.models.report import (
     scores,
     selected_forms,
 )
-from matstore.models.selection import parse_criterion
+from matstore.models.selection import default_selection, parse_criterion
 
 FACTORIZATIONS = (None, "orientation")
 #: Share of ``time_budget`` given to engine runs (the rest: validation, fixed-form CV, intervals).
@@ -240,7 +240,7 @@ def make_estimator(
     factorize: str | None = None,
     engine: str = "sparse",
     engine_params: dict[str, Any] | None = None,
-    selection: str = "stable",
+    selection: str | None = None,
     seed: int = 0,
     margin: float = 0.1,
     material: str | None = None,
@@ -265,8 +265,9 @@ def make_estimator(
     engine : str, default "sparse"
         Engine of the search (and of g; C as a scaling law always uses ``sparse``).
     engine_params : dict, optional
-    selection : str, default "stable"
-        Criterion of the equation (factorised fits: of g).
+    selection : str, optional
+        Criterion of the equation (factorised fits: of g); default
+        :func:`matstore.models.selection.default_selection` (``stable``; ``stable:1se`` for g).
     seed : int
         ``random_state`` of engines and of shuffled folds.
     margin : float
@@ -305,6 +306,7 @@ def make_estimator(
     if factorize not in FACTORIZATIONS:
         raise ValueError(f"factorize must be one of {FACTORIZATIONS}, got {factorize!r}")
     engine_class(engine)  # KeyError early for unknown names
+    selection = selection or default_selection(factorize)
     for criterion in (selection, coefficient_selection or selection):
         parse_criterion(criterion)
     units = dict(feature_units or {})

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matstore.hashing import sha256_json
 
@@ -38,8 +38,10 @@ class FitSpec(BaseModel):
         :func:`matstore.models.fitting.fit_equation`)
     seed: random seed (same data + spec + seed ⇒ same equation)
     selection: criterion choosing the equation (factorised fits: g) from the Pareto front;
-        default ``stable`` (stability selection over the CV folds), or ``knee``,
-        ``within:5%``, ``cv:1se``... (see :mod:`matstore.models.selection`)
+        default ``stable`` (stability selection over the CV folds) for a direct fit and
+        ``stable:1se`` for g (:func:`matstore.models.selection.default_selection`; the spec
+        stores the resolved name), or ``knee``, ``within:5%``, ``cv:1se``... (see
+        :mod:`matstore.models.selection`)
     coefficient_form: factorised fits only: ``auto`` (a dimensionally homogeneous scaling law
         of the bulk features when their units allow, else the engine's free search),
         ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`
@@ -69,7 +71,7 @@ class FitSpec(BaseModel):
     engine_params: dict[str, Any] = Field(default_factory=dict)
     time_budget: float = Field(default=60.0, gt=0)
     seed: int = 0
-    selection: str = "stable"
+    selection: str | None = None
     coefficient_form: Literal["auto", "scaling", "free"] = "auto"
     coefficient_selection: str = "stable:1se"
     n_splits: int | None = Field(default=None, ge=2)
@@ -80,11 +82,21 @@ class FitSpec(BaseModel):
 
     @field_validator("selection", "coefficient_selection")
     @classmethod
-    def _criterion(cls, value: str) -> str:
+    def _criterion(cls, value: str | None) -> str | None:
         from matstore.models.selection import parse_criterion
 
-        parse_criterion(value)
+        if value is not None:
+            parse_criterion(value)
         return value
+
+    @model_validator(mode="after")
+    def _default_selection(self) -> FitSpec:
+        """Resolve an unset ``selection`` to the default of the fit's kind, stored as such."""
+        from matstore.models.selection import default_selection
+
+        if self.selection is None:
+            self.selection = default_selection(self.factorize)
+        return self
 
     @field_validator("features")
     @classmethod
