@@ -124,9 +124,11 @@ def pareto_filter(candidates: Iterable[Candidate], *, rtol: float = 1e-9, atol: 
     from itertools import groupby
 
     finite = sorted((c for c in candidates if np.isfinite(c.loss)), key=lambda c: (c.complexity, c.loss))
-    # ties of (complexity, loss) broken by the srepr, computed for the ties only (it is slow)
-    finite = [c for _, tied in groupby(finite, key=lambda c: (c.complexity, c.loss))
-              for c in sorted(tied, key=lambda c: (len(sp.srepr(c.expr)), sp.srepr(c.expr)))]
+    # ties of (complexity, loss) broken by the srepr, computed for the ties only (it is slow:
+    # sorted() calls its key even on a one-element group)
+    groups = [list(tied) for _, tied in groupby(finite, key=lambda c: (c.complexity, c.loss))]
+    finite = [c for tied in groups
+              for c in (tied if len(tied) == 1 else sorted(tied, key=lambda c: (len(sp.srepr(c.expr)), sp.srepr(c.expr))))]
     kept: list[Candidate] = []
     for cand in finite:
         if kept and cand.complexity == kept[-1].complexity:
