@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,7 +81,21 @@ def test_reader_role_name_is_validated(session_engine) -> None:
         grant_reader(session_engine, 'x"; DROP TABLE material; --')
 
 
-def test_embedded_default_starts_reuses_and_stops(tmp_path: Path) -> None:
+@pytest.fixture()
+def embedded_dir() -> Iterator[Path]:
+    """A data directory outside pytest's ``pytest-of-<user>``.
+
+    Run as root, the embedded server runs as the system user ``pgserver``, which must
+    traverse every parent of its data directory; pgserver opens them (g+rx, o+rx), but a
+    pytest session starting meanwhile resets ``pytest-of-root`` to 0700 (its own guard), so
+    under ``tmp_path`` the test failed whenever another pytest ran on the machine.
+    """
+    with tempfile.TemporaryDirectory(prefix="matstore-embedded-test-") as directory:
+        yield Path(directory)
+
+
+def test_embedded_default_starts_reuses_and_stops(embedded_dir: Path) -> None:
+    tmp_path = embedded_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATSTORE_")}
     env.update(MATSTORE_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")
     try:
