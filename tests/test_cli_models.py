@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import text
 
 from tests.test_cli_db import run_cli, server_env
 from tests.test_models_store import populate, true_gamma
@@ -68,7 +69,7 @@ def test_fit_coefficient_form_and_folds_flags(engine, database_url: str) -> None
     env = server_env(database_url)
     run_cli("fit", "--name", "free_c", "--target", "surface_energy", "--features", "lattice_constant", "cohesive_energy",
             "--method", "synth", "--factorize", "orientation", "--engine", "sparse", "--coefficient-form", "free",
-            "--coefficient-selection", "cv:5%", "--n-splits", "3", env=env)
+            "--coefficient-selection", "cv:5%", "--n-splits", "3", "--selection", "knee", env=env)
     shown = run_cli("models", "show", "free_c", env=env).stdout
     assert "form free" in shown and "selected by cv:5%" in shown and "GroupKFold(3)" in shown
     bad = run_cli("fit", "--name", "bad_c", "--target", "surface_energy", "--features", "lattice_constant",
@@ -79,10 +80,14 @@ def test_fit_coefficient_form_and_folds_flags(engine, database_url: str) -> None
 def test_fit_from_yaml_spec(engine, database_url: str, tmp_path) -> None:
     populate(engine)
     spec = tmp_path / "spec.yaml"
+    # knee and three folds keep the fit to seconds (the default stable:1se over 7 folds took 20 s)
     spec.write_text("name: from_yaml\ntarget: surface_energy\nfeatures: [lattice_constant, cohesive_energy]\n"
-                    "methods: [synth]\nfactorize: orientation\nengine: sparse\nseed: 1\n")
+                    "methods: [synth]\nfactorize: orientation\nengine: sparse\nseed: 1\nselection: knee\nn_splits: 3\n")
     out = run_cli("fit", "--spec", str(spec), env=server_env(database_url)).stdout
     assert "from_yaml: created (version 1)" in out
+    with engine.connect() as conn:  # the YAML's fields are the stored spec
+        stored = conn.execute(text("SELECT spec FROM equation_model WHERE name = 'from_yaml'")).scalar_one()
+    assert (stored["selection"], stored["n_splits"], stored["seed"], stored["engine"]) == ("knee", 3, 1, "sparse")
 
 
 def test_bad_spec_is_a_clear_error(engine, database_url: str, tmp_path) -> None:
