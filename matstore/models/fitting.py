@@ -446,8 +446,8 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
     dict
         ``cv_scheme``, ``nested_cv`` and ``fixed_form_cv`` (``r2``, ``rmse``, ``mae``,
         ``failed_folds``), ``fold_agreement`` (:func:`matstore.models.report.fold_agreement`:
-        the whole equation's form, and C's and g's of a factorised model), ``folds``, ``per_group``, ``discrepancy``, ``interval``, and
-        ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
+        the whole equation's form, and C's and g's of a factorised model), ``folds``,
+        ``per_group``, ``discrepancy``, ``interval``, and ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
     """
     nested = cross_fit(est, X, y, groups, cv)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)

@@ -425,7 +425,7 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
     return inside / total if total else float("nan")
 
 
-__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "conformal_half_width",
-           "agreement_text", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records", "held_out_coverage", "interval_bounds",
-           "orientation_deviation",
-           "per_group_errors", "scores", "selected_forms"]
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "agreement_text",
+           "conformal_half_width", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records",
+           "held_out_coverage", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
+           "selected_forms"]
