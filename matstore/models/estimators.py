@@ -48,6 +48,8 @@ from matstore.models.factorize import (
     reference_descriptors,
 )
 from matstore.models.selection import (
+    DEFAULT_COEFFICIENT_SELECTION,
+    DEFAULT_ORIENTATION_SELECTION,
     parse_criterion,
     select_size_by_cv,
     select_size_stable,
@@ -271,7 +273,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     coefficient : EquationSearch, optional
         Search for C(bulk); default ``EquationSearch(form="auto", selection="stable:1se")``.
     orientation : EquationSearch, optional
-        Search for g(orientation); default ``EquationSearch(selection="knee")``.
+        Search for g(orientation); default ``EquationSearch(selection="stable:1se")``.
     material : str, default "material"
         Column of ``X`` with one coefficient per value.
     bulk_features : sequence of str
@@ -328,8 +330,8 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
 
     def _parts(self) -> tuple[EquationSearch, EquationSearch]:
         coefficient = (clone(self.coefficient) if self.coefficient is not None
-                       else EquationSearch(form="auto", selection="stable:1se"))
-        orientation = clone(self.orientation) if self.orientation is not None else EquationSearch(selection="knee")
+                       else EquationSearch(form="auto", selection=DEFAULT_COEFFICIENT_SELECTION))
+        orientation = clone(self.orientation) if self.orientation is not None else EquationSearch(selection=DEFAULT_ORIENTATION_SELECTION)
         if self.time_budget is not None:
             orientation.set_params(time_budget=self.time_budget)
         return coefficient, orientation

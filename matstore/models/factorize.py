@@ -50,6 +50,7 @@ import sympy as sp
 
 from matstore import orientation as ori
 from matstore.models.engines.base import Candidate, evaluate_expr, real_or_nan
+from matstore.models.selection import DEFAULT_COEFFICIENT_SELECTION, DEFAULT_ORIENTATION_SELECTION
 
 #: Descriptor columns produced by :func:`orientation_descriptors`.
 DESCRIPTOR_COLUMNS = ("normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
@@ -369,8 +370,8 @@ def fit_factorized(
     engine: str = "sparse",
     engine_params: dict[str, Any] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
-    selection: str = "knee",
-    coefficient_selection: str | None = "stable:1se",
+    selection: str = DEFAULT_ORIENTATION_SELECTION,
+    coefficient_selection: str | None = DEFAULT_COEFFICIENT_SELECTION,
     coefficient: str = "lsq",
     reference: Sequence[float] | None = (1, 1, 1),
     margin: float = 0.1,
@@ -403,7 +404,7 @@ def fit_factorized(
         Parameters of the coefficient engine (and of the orientation engine unless
         ``orientation_engine_params`` is given).
     orientation_engine_params : dict, optional
-    selection : str
+    selection : str, default "stable:1se"
         Criterion for g (and for C when ``coefficient_selection`` is None); see
         :mod:`matstore.models.selection`.
     coefficient_selection : str or None, default "stable:1se"

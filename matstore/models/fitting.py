@@ -58,7 +58,11 @@ from matstore.models.report import (
     scores,
     selected_forms,
 )
-from matstore.models.selection import default_selection, parse_criterion
+from matstore.models.selection import (
+    DEFAULT_COEFFICIENT_SELECTION,
+    default_selection,
+    parse_criterion,
+)
 
 FACTORIZATIONS = (None, "orientation")
 #: Share of ``time_budget`` given to engine runs (the rest: validation, fixed-form CV, intervals).
@@ -247,7 +251,7 @@ def make_estimator(
     orientation_features: Sequence[str] | None = None,
     orientation_engine_params: dict[str, Any] | None = None,
     coefficient: str = "lsq",
-    coefficient_selection: str | None = "stable:1se",
+    coefficient_selection: str | None = DEFAULT_COEFFICIENT_SELECTION,
     coefficient_form: str = "auto",
     reference_orientation: Sequence[float] | None = (1, 1, 1),
     feature_units: dict[str, Any] | None = None,

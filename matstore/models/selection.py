@@ -84,8 +84,10 @@ CRITERIA = ("stable", "stable:Nse", "aicc", "knee", "best", "within:X%", "min_lo
 
 #: Default criterion of an equation fitted directly (``factorize=None``).
 DEFAULT_SELECTION = "stable"
-#: Default criterion of g(orientation) in a factorised fit (C's is ``stable:1se`` too).
+#: Default criterion of g(orientation) in a factorised fit.
 DEFAULT_ORIENTATION_SELECTION = "stable:1se"
+#: Default criterion of the coefficient C(bulk) in a factorised fit.
+DEFAULT_COEFFICIENT_SELECTION = "stable:1se"
 
 
 def default_selection(factorize: str | None) -> str:

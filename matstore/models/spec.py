@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matstore.hashing import sha256_json
+from matstore.models.selection import DEFAULT_COEFFICIENT_SELECTION
 
 
 class SpecError(ValueError):
@@ -73,7 +74,7 @@ class FitSpec(BaseModel):
     seed: int = 0
     selection: str | None = None
     coefficient_form: Literal["auto", "scaling", "free"] = "auto"
-    coefficient_selection: str = "stable:1se"
+    coefficient_selection: str = DEFAULT_COEFFICIENT_SELECTION
     n_splits: int | None = Field(default=None, ge=2)
     group_by: str = Field(default="material", min_length=1)
     interval_level: float = Field(default=0.9, gt=0, lt=1)
