@@ -95,9 +95,9 @@ BEFORE = {("EMT", "surface_energy"): 0.597, ("LAMMPS u3", "surface_energy"): 0.9
           ("OpenKIM potentials", "surface_energy"): 0.587, ("EMT", "surface_stress"): 0.692,
           ("LAMMPS u3", "surface_stress"): 0.765}
 SURFACE_TARGETS = ("surface_energy", "surface_stress", "surface_stiffness")
-#: Selections compared: the default (stable:1se for C and g), the previous default of g (stable,
-#: until session 5), and the default of C until session 4 (cv:1se).
-SELECTIONS = (("default", {}), ("stable for g (previous default)", {"selection": "stable"}),
+#: Procedures compared: the default (a one-monomial scaling law C, stable:1se for C and g), C as
+#: a sum of up to three monomials (the default until session 5), and cv:1se for C (until session 4).
+SELECTIONS = (("default", {}), ("C of up to 3 terms (session 5 default)", {"coefficient_terms": 3}),
               ("cv:1se for C", {"coefficient_selection": "cv:1se"}))
 
 

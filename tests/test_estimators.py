@@ -50,8 +50,10 @@ def coefficient_table(seed: int, n: int = 7, scatter: float = 0.12) -> tuple[pd.
     return X, y.to_numpy()
 
 
-def scaling_search(selection: str = "stable") -> EquationSearch:
-    return EquationSearch(form="scaling", selection=selection, feature_units=UNITS, target_unit="J/m^2")
+def scaling_search(selection: str = "stable", terms: int = 3) -> EquationSearch:
+    """A scaling-law search; up to three monomials, the library the selection criteria were measured on."""
+    return EquationSearch(form="scaling", selection=selection, feature_units=UNITS, target_unit="J/m^2",
+                          scaling_terms=terms)
 
 
 # ----------------------------------------------------------------------------- contract
@@ -303,3 +305,35 @@ def test_time_budget_bounds_the_whole_fit() -> None:
     wall = time.perf_counter() - t0
     assert wall <= 1.1 * 10, res.timings
     assert res.report["time_budget"] == 10
+
+
+# ----------------------------------------------------------------------------- scaling-law terms
+
+
+def test_scaling_law_is_one_monomial_unless_more_terms_are_asked_for() -> None:
+    """C = 9.25·E_c/a² + 0.01·C44·a (two monomials of J/m², 0.1 % scatter): the default keeps
+    one monomial (C = k·Π x^p); ``scaling_terms=2`` recovers both constants."""
+    X, _ = coefficient_table(seed=3, n=9, scatter=0.0)
+    y = (9.25 * X.cohesive_energy / X.lattice_constant**2 + 0.01 * X.c44 * X.lattice_constant).to_numpy()
+    y = y * (1 + 0.001 * np.random.default_rng(3).standard_normal(len(y)))
+    default = EquationSearch(form="scaling", selection="stable:1se", feature_units=UNITS, target_unit="J/m^2")
+    one = default.fit(X, y, groups=np.arange(len(y)))
+    assert len(sp.Add.make_args(one.equation_)) == 1
+    two = scaling_search("stable:1se", terms=2).fit(X, y, groups=np.arange(len(y)))
+    terms = two.equation_.as_coefficients_dict()
+    assert float(terms[E / A**2]) == pytest.approx(9.25, rel=0.02)
+    assert float(terms[sp.Symbol("c44") * A]) == pytest.approx(0.01, rel=0.02)
+
+
+def test_specs_stored_before_coefficient_terms_refit_as_they_were() -> None:
+    """A stored spec without ``coefficient_terms`` loads with 3 (its fitting behaviour) and keeps its hash."""
+    from matstore.hashing import sha256_json
+    from matstore.models.spec import FitSpec
+
+    stored = {"name": "g", "target": "surface_energy", "features": ["cohesive_energy", "lattice_constant"],
+              "factorize": "orientation", "engine": "sparse", "selection": "stable:1se"}
+    old = FitSpec.from_stored(stored)
+    assert old.coefficient_terms == 3 and FitSpec(**stored).coefficient_terms == 1
+    assert old.fit_options()["coefficient_terms"] == 3
+    dumped = old.model_dump(exclude={"name", "description", "coefficient_terms"})
+    assert old.sha256() == sha256_json(dumped) != FitSpec(**stored).sha256()

@@ -36,6 +36,8 @@ def fit(
     coefficient_form: str | None = typer.Option(
         None, help="Factorised fits: auto (scaling law when units allow), scaling or free (the engine's own search)."),
     coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default stable:1se."),
+    coefficient_terms: int | None = typer.Option(
+        None, help="Factorised fits: most monomials in a scaling-law C(bulk) (default 1: C = k·Π x_i^p_i)."),
     n_splits: int | None = typer.Option(
         None, "--n-splits", help="Cross-validation folds (default: leave one material out, up to 20 materials)."),
     group_by: str | None = typer.Option(
@@ -51,7 +53,8 @@ def fit(
 
     fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
                   engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
-                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection, n_splits=n_splits,
+                  coefficient_form=coefficient_form, coefficient_selection=coefficient_selection,
+                  coefficient_terms=coefficient_terms, n_splits=n_splits,
                   group_by=group_by, interval_level=interval_level)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})

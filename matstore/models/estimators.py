@@ -39,6 +39,7 @@ from matstore.models.engines.base import Candidate, SymbolicEngine, engine_class
 from matstore.models.expressions import evaluate
 from matstore.models.factorize import (
     DEFAULT_ORIENTATION_FEATURES,
+    DEFAULT_SCALING_TERMS,
     DESCRIPTOR_COLUMNS,
     add_orientation_descriptors,
     coefficient_engine,
@@ -101,6 +102,9 @@ class EquationSearch(BaseEstimator, RegressorMixin):
     target_unit : str, optional
     n_splits : int, optional
         Folds of the inner CV of cv-based criteria (:func:`matstore.models.cv.make_cv`).
+    scaling_terms : int, default 1
+        Most monomials of a scaling law (``form`` ``"scaling"`` or ``"auto"``); one gives
+        ``k·Π x_i^p_i`` (:data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).
 
     Attributes
     ----------
@@ -122,7 +126,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
     def __init__(self, engine: str = "sparse", engine_params: dict[str, Any] | None = None, selection: str = "stable",
                  form: str = "free", time_budget: float | None = None, random_state: int = 0, margin: float = 0.1,
                  feature_units: dict[str, str] | None = None, target_unit: str | None = None,
-                 n_splits: int | None = None) -> None:
+                 n_splits: int | None = None, scaling_terms: int = DEFAULT_SCALING_TERMS) -> None:
         self.engine = engine
         self.engine_params = engine_params
         self.selection = selection
@@ -133,13 +137,14 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.feature_units = feature_units
         self.target_unit = target_unit
         self.n_splits = n_splits
+        self.scaling_terms = scaling_terms
 
     def _engine_setup(self, columns: list[str]) -> tuple[str, dict[str, Any], str]:
         """Engine name, its parameters and the recorded form."""
         if self.form not in ("free", "scaling", "auto"):
             raise ValueError(f"form must be 'free', 'scaling' or 'auto', got {self.form!r}")
         name, params, form = coefficient_engine(self.form, self.engine, self.engine_params, columns,
-                                                self.feature_units, self.target_unit)
+                                                self.feature_units, self.target_unit, self.scaling_terms)
         defaults = engine_class(name).default_parameters
         if "random_state" in defaults:
             params.setdefault("random_state", self.random_state)

@@ -40,6 +40,7 @@ from matstore.models.estimators import EquationSearch, FactorizedEquation
 from matstore.models.expressions import evaluate, parse_srepr
 from matstore.models.factorize import (
     DEFAULT_ORIENTATION_FEATURES,
+    DEFAULT_SCALING_TERMS,
     DESCRIPTOR_COLUMNS,
     add_orientation_descriptors,
 )
@@ -253,6 +254,7 @@ def make_estimator(
     coefficient: str = "lsq",
     coefficient_selection: str | None = DEFAULT_COEFFICIENT_SELECTION,
     coefficient_form: str = "auto",
+    coefficient_terms: int = DEFAULT_SCALING_TERMS,
     reference_orientation: Sequence[float] | None = (1, 1, 1),
     feature_units: dict[str, Any] | None = None,
     target_unit: str | None = None,
@@ -289,6 +291,8 @@ def make_estimator(
         budget in most subsamples (measured better than ``stable`` on the calculators'
         surface data, docs/models.md).
     coefficient_form : {"auto", "scaling", "free"}, default "auto"
+    coefficient_terms : int, default 1
+        Most monomials of a scaling-law C (:data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).
     reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
     feature_units : dict, optional
         pint units of the features.
@@ -322,7 +326,7 @@ def make_estimator(
         raise ValueError("factorize='orientation' needs a material column (material= or groups=)")
     return FactorizedEquation(
         coefficient=EquationSearch(**common, engine_params=engine_params, form=coefficient_form,
-                                   selection=coefficient_selection or selection,
+                                   selection=coefficient_selection or selection, scaling_terms=coefficient_terms,
                                    feature_units={f: units[f] for f in features if f in units} or None,
                                    target_unit=target_unit),
         orientation=EquationSearch(**common, selection=selection, engine_params=(

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matstore.hashing import sha256_json
+from matstore.models.factorize import DEFAULT_SCALING_TERMS, LEGACY_SCALING_TERMS
 from matstore.models.selection import DEFAULT_COEFFICIENT_SELECTION
 
 
@@ -46,6 +47,9 @@ class FitSpec(BaseModel):
     coefficient_form: factorised fits only: ``auto`` (a dimensionally homogeneous scaling law
         of the bulk features when their units allow, else the engine's free search),
         ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`
+    coefficient_terms: factorised fits with a scaling-law C only: most monomials in C (default
+        1, ``C = k·Π x_i^p_i``; :data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).  Specs
+        stored before this field existed load with 3, the number they were fitted with
     coefficient_selection: factorised fits only: criterion for C(bulk) (default ``stable:1se``:
         the one-standard-error rule over the complexity budget, the search repeated on every
         leave-one-material-out subsample, and the form those subsamples chose most often; a constant is never a candidate for a dimensional
@@ -75,6 +79,7 @@ class FitSpec(BaseModel):
     selection: str | None = None
     coefficient_form: Literal["auto", "scaling", "free"] = "auto"
     coefficient_selection: str = DEFAULT_COEFFICIENT_SELECTION
+    coefficient_terms: int = Field(default=DEFAULT_SCALING_TERMS, ge=1, le=4)
     n_splits: int | None = Field(default=None, ge=2)
     group_by: str = Field(default="material", min_length=1)
     interval_level: float = Field(default=0.9, gt=0, lt=1)
@@ -113,12 +118,22 @@ class FitSpec(BaseModel):
         ``random_state``; the rest keep their names.
         """
         keep = ("engine", "engine_params", "factorize", "selection", "coefficient_form", "coefficient_selection",
-                "n_splits", "time_budget", "interval_level", "seed")
+                "coefficient_terms", "n_splits", "time_budget", "interval_level", "seed")
         return {k: getattr(self, k) for k in keep}
 
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> FitSpec:
+        """A spec as stored with a version; fields added since keep the behaviour it was fitted with."""
+        return cls(**{"coefficient_terms": LEGACY_SCALING_TERMS, **stored})
+
     def sha256(self) -> str:
-        """Canonical hash of everything but the name and description."""
-        return sha256_json(self.model_dump(exclude={"name", "description"}))
+        """Canonical hash of everything but the name and description.
+
+        A field added later is left out at the value specs stored before it behaved as
+        (``coefficient_terms`` 3), so their versions keep their hash and refit as unchanged.
+        """
+        exclude = {"name", "description"} | ({"coefficient_terms"} if self.coefficient_terms == LEGACY_SCALING_TERMS else set())
+        return sha256_json(self.model_dump(exclude=exclude))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> FitSpec:

@@ -172,7 +172,7 @@ def load_spec(engine: Engine, name: str) -> FitSpec:
         model = session.execute(select(EquationModel).where(EquationModel.name == name)).scalar_one_or_none()
         if model is None:
             raise ModelNotFoundError(f"no equation model {name!r}")
-        return FitSpec(**model.spec)
+        return FitSpec.from_stored(model.spec)
 
 
 def list_models(engine: Engine) -> list[dict[str, Any]]:
