@@ -567,6 +567,37 @@ def test_read_back_parsed_block_by_block_equals_one_block(engine, monkeypatch):
             np.testing.assert_array_equal(value, blocks[key], err_msg=key)
 
 
+def test_read_back_is_in_id_order_whatever_the_physical_order(engine):
+    """The server does not sort (read_configurations orders by id itself): rows moved on disk
+    by an UPDATE come back in id order, their atoms and info with them."""
+    from sqlalchemy import text
+
+    from matstore import crud
+    from matstore.schema import Source
+
+    rng = np.random.default_rng(11)
+    frames = [{"numbers": np.full(n, 29), "positions": rng.normal(size=(n, 3)), "cell": np.eye(3) * 7,
+               "energy": float(i), "info": {"i": i}} for i, n in enumerate([4, 1, 3, 2, 5])]
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="3c" * 32).returning(Source.id)).scalar()
+        _, ids = write_configurations(conn, frames, source_id, job, return_ids=True)
+        other = conn.execute(Source.__table__.insert().values(kind="file", sha256="3d" * 32).returning(Source.id)).scalar()
+        # An UPDATE of an indexed column writes new row versions at the end of the heap
+        # (not in place): physical order 2, 3, 4, 0, 1.
+        conn.execute(text("UPDATE configuration SET source_id = :o WHERE id = ANY(:ids)"), {"o": other, "ids": ids[:2].tolist()})
+    with engine.connect() as conn:
+        physical = conn.execute(text("SELECT id FROM configuration WHERE job_run_id = :j"), {"j": job}).scalars().all()
+        back = read_configurations(conn, job_run_id=job, include_info=True)
+    assert physical != sorted(physical)
+    assert back["id"].tolist() == sorted(ids.tolist())
+    assert back["n_atoms"].tolist() == [4, 1, 3, 2, 5] and back["energy"].tolist() == [0, 1, 2, 3, 4]
+    assert [info["i"] for info in back["info"]] == [0, 1, 2, 3, 4]
+    for i, frame in enumerate(frames):
+        a, b = back["offsets"][i], back["offsets"][i + 1]
+        assert np.array_equal(back["positions"][a:b], frame["positions"])
+
+
 def test_parse_ahead_hands_over_in_order_and_stops_cleanly():
     """run_ahead: items produced in a worker until the consumer starts, then by the consumer;
     order kept across the hand-over, errors arrive after the items before them, close() stops."""
