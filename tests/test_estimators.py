@@ -214,6 +214,7 @@ def test_report_and_interval_on_a_known_law() -> None:
         "coefficient": {"agree": 7, "full_form": "c*cohesive_energy/lattice_constant**2"},
         "orientation": {"agree": 7, "full_form": "c*normal_x + c*normal_y"}}
     assert [f["held_out"] for f in rep["folds"]] == [[f"M{i}"] for i in range(7)]
+    assert rep["product_ceiling_r2"] > 0.99  # a product of a material and an orientation part
     assert sorted(g["group"] for g in rep["per_group"]) == [f"M{i}" for i in range(7)]
     assert all(g["mean_relative_error"] < 0.05 for g in rep["per_group"])
     interval = res.interval  # factorised, γ > 0: the relative score, interval ŷ·(1 ± q)
@@ -337,3 +338,23 @@ def test_specs_stored_before_coefficient_terms_refit_as_they_were() -> None:
     assert old.fit_options()["coefficient_terms"] == 3
     dumped = old.model_dump(exclude={"name", "description", "coefficient_terms"})
     assert old.sha256() == sha256_json(dumped) != FitSpec(**stored).sha256()
+
+
+def test_product_ceiling_is_the_best_rank_one_fit() -> None:
+    """The ceiling of C·g on a full material × orientation table is the Eckart–Young bound:
+    1 − Σ_{i≥2} σ_i² / Σ(y − ȳ)², σ the singular values of the table (here with a (111)-like
+    orientation whose sign differs between materials, as the surface stiffness has)."""
+    from matstore.models.factorize import product_ceiling
+
+    rng = np.random.default_rng(4)
+    C, g = rng.uniform(2, 6, 5), rng.uniform(0.5, 1.5, 8)
+    Y = np.outer(C, g)
+    materials = np.repeat([f"M{i}" for i in range(5)], 8)
+    data = pd.DataFrame({"material": materials, "orientation_key": np.tile([f"o{j}" for j in range(8)], 5)})
+    assert product_ceiling(data, Y.ravel(), "material") == pytest.approx(1.0, abs=1e-12)
+    Y[:, 0] = rng.normal(0, 3, 5)  # one orientation not proportional to C
+    sigma = np.linalg.svd(Y, compute_uv=False)
+    y = Y.ravel()
+    expected = 1 - np.sum(sigma[1:] ** 2) / np.sum((y - y.mean()) ** 2)
+    assert product_ceiling(data, y, "material") == pytest.approx(expected, abs=1e-9)
+    assert expected < 0.99

@@ -194,6 +194,9 @@ def _show_report(report: dict, unit: str) -> None:
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}")
     console.print(f"  fold agreement: {agreement_text(agree)}: {agree['full_form']}", highlight=False)
+    if report.get("product_ceiling_r2") is not None:
+        console.print(f"  ceiling of any C(bulk)·g(orientation): R² {_fmt(report['product_ceiling_r2'])} "
+                      "(free value per material and orientation, training rows)")
     if report.get("discrepancy"):
         console.print(f"  [yellow]{report['discrepancy']}[/]", highlight=False)
     folds = Table("fold", "held out", "selected form", "nested R²", "fixed-form R²")

@@ -288,6 +288,40 @@ def initial_coefficients(data: pd.DataFrame, y: np.ndarray, material: str, orien
     return C, method, f"g({ref['orientation_key']})=1" if has_ref else "mean g over orientations = 1"
 
 
+def product_ceiling(data: pd.DataFrame, y: np.ndarray, material: str) -> float | None:
+    """R² of the best product ``C_m · g_o`` with a free value per material and per orientation.
+
+    No equation ``C(bulk) · g(orientation)`` fits the rows better (both factors of any such
+    equation are among these free values), so this in-sample R² is the ceiling of the
+    factorised model on the table: where it is low, the target is not a product of a material
+    and an orientation part (e.g. a surface stiffness whose (111) value changes sign from
+    metal to metal while other orientations do not), whatever the search finds.
+
+    Parameters
+    ----------
+    data : DataFrame, shape (n_rows, ...)
+        With the ``material`` column and ``orientation_key``.
+    y : ndarray, shape (n_rows,)
+
+    Returns
+    -------
+    float or None
+        None when no orientation occurs more than once per two rows (then the free
+        per-orientation model has as many values as rows and says nothing).
+    """
+    keys = data["orientation_key"]
+    orientations = pd.unique(keys)
+    if len(orientations) > len(y) / 2:
+        return None
+    materials = pd.unique(data[material])
+    mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
+    one_hot = np.zeros((len(y), len(orientations)))
+    one_hot[np.arange(len(y)), pd.Categorical(keys, categories=orientations).codes] = 1.0
+    C, g = _rank1_als(y, mat_idx, len(materials), one_hot)
+    total = float(np.sum((y - y.mean()) ** 2))
+    return None if total <= 0 else 1.0 - float(np.sum((y - C[mat_idx] * g) ** 2)) / total
+
+
 def normalise_g(g_expr: sp.Expr, data: pd.DataFrame, orientation_features: Sequence[str],
                 ref: dict[str, Any] | None) -> sp.Expr:
     """Rescale g so that g(reference) = 1, or its mean over the distinct orientations when no row has the reference."""
