@@ -568,8 +568,7 @@ def test_read_back_parsed_block_by_block_equals_one_block(engine, monkeypatch):
 
 
 def test_read_back_is_in_id_order_whatever_the_physical_order(engine):
-    """The server does not sort (read_configurations orders by id itself): rows moved on disk
-    by an UPDATE come back in id order, their atoms and info with them."""
+    """Rows moved on disk by an UPDATE come back in id order, their atoms and info with them."""
     from sqlalchemy import text
 
     from matstore import crud

@@ -790,15 +790,13 @@ def read_configurations(
     sql = f"SELECT {_READ_COLUMNS} FROM configuration"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id"
     if limit is not None:
-        sql += f" ORDER BY id LIMIT {int(limit)}"
+        sql += f" LIMIT {int(limit)}"
     raw = _raw_connection(conn)
     with raw.cursor() as cur:
         with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params or None) as copy:
-            # Without a LIMIT the rows are put in id order here, not by the server: its sort
-            # was a fifth of the server's time (docs/benchmarks.md §6, session 6), and rows
-            # mostly arrive in id order already.
-            result = _in_id_order(_parse_stream(copy))
+            result = _parse_stream(copy)
         if include_info:
             info_sql = "SELECT info::text FROM configuration" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
             if limit is not None:
@@ -806,22 +804,6 @@ def read_configurations(
             cur.execute(info_sql, params or None, prepare=False)
             result["info"] = [_json_loads(row[0]) for row in cur.fetchall()]  # type: ignore[assignment]
     return result
-
-
-def _in_id_order(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The arrays of :func:`read_configurations` with frames (and their atoms) sorted by ``id``."""
-    ids = arrays["id"]
-    if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
-        return arrays
-    order = np.argsort(ids, kind="stable")
-    n_atoms, offsets = arrays["n_atoms"][order], arrays["offsets"]
-    new_offsets = np.zeros(len(order) + 1, dtype=np.int64)
-    np.cumsum(n_atoms, out=new_offsets[1:])
-    atoms = np.repeat(offsets[:-1][order] - new_offsets[:-1], n_atoms) + np.arange(int(new_offsets[-1]))
-    out = {key: arrays[key][order] for key in ("id", "content_sha256", "cell", "pbc", "energy", "virial")}
-    out.update({key: arrays[key][atoms] for key in ("numbers", "positions", "forces")})
-    out["n_atoms"], out["offsets"] = n_atoms, new_offsets
-    return out
 
 
 def _json_loads(text: str) -> Any:
