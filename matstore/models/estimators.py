@@ -88,8 +88,8 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         search on every CV training subsample (and the ``cv`` criteria choose a complexity
         budget that way); otherwise the constants of the front's forms are refitted.
     form : {"free", "scaling", "auto"}, default "free"
-        ``"scaling"``: a sum of monomials of the features, each with the target's dimension,
-        pure-number coefficients, no intercept (the sparse engine's dimensional library);
+        ``"scaling"``: a sum of at most ``scaling_terms`` monomials of the features, each with
+        the target's dimension, pure-number coefficients, no intercept (the sparse engine's dimensional library);
         needs ``feature_units`` and ``target_unit``.  ``"auto"``: scaling when the units
         allow, else free (the reason is recorded in ``form_``).  A constant is never a
         scaling law of a dimensional target and is refused.

@@ -21,10 +21,10 @@ orientation):
     reference orientation, so that the mean of ``g`` over the distinct orientations is 1);
 (c) ``C_m`` are re-estimated by least squares given the selected ``g``, and ``C`` is fitted
     as a closed-form function of the bulk features (one row per material).  By default
-    (``coefficient_form="auto"`` with units known) C is a *scaling law*: a sum of monomials
-    of the bulk features, each with the target's dimension, with dimensionless coefficients
-    and no intercept (the sparse engine's dimensional library), e.g. the broken-bond
-    ``γ = k · E_c / a²``.  With ``coefficient_form="free"`` the chosen engine searches any
+    (``coefficient_form="auto"`` with units known) C is a *scaling law*: one monomial of the
+    bulk features with the target's dimension times a dimensionless constant (a sum of up to
+    ``coefficient_terms`` such monomials when asked for), no intercept (the sparse engine's
+    dimensional library), e.g. the broken-bond ``γ = k · E_c / a²``.  With ``coefficient_form="free"`` the chosen engine searches any
     form.  A handful of materials cannot support a free form: on the FCC metals (6–7 per
     calculator) the sparse engine's free forms extrapolated to an unseen metal with
     leave-one-material-out R² −0.18 (EMT) and 0.47 (LAMMPS u3), the scaling law with 0.60
