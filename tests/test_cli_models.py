@@ -85,11 +85,12 @@ def test_fit_from_yaml_spec(engine, database_url: str, tmp_path) -> None:
     # knee and three folds keep the fit to seconds (the default stable:1se over 7 folds took 20 s)
     spec.write_text("name: from_yaml\ntarget: surface_energy\nfeatures: [lattice_constant, cohesive_energy]\n"
                     "methods: [synth]\nfactorize: orientation\nengine: sparse\nseed: 1\nselection: knee\nn_splits: 3\n")
-    out = run_cli("fit", "--spec", str(spec), env=server_env(database_url)).stdout
+    out = run_cli("fit", "--spec", str(spec), "--coefficient-terms", "2", env=server_env(database_url)).stdout
     assert "from_yaml: created (version 1)" in out
     with engine.connect() as conn:  # the YAML's fields are the stored spec
         stored = conn.execute(text("SELECT spec FROM equation_model WHERE name = 'from_yaml'")).scalar_one()
     assert (stored["selection"], stored["n_splits"], stored["seed"], stored["engine"]) == ("knee", 3, 1, "sparse")
+    assert stored["coefficient_terms"] == 2  # a flag overrides the file
 
 
 def test_bad_spec_is_a_clear_error(engine, database_url: str, tmp_path) -> None:
