@@ -597,6 +597,91 @@ def test_read_back_is_in_id_order_whatever_the_physical_order(engine):
         assert np.array_equal(back["positions"][a:b], frame["positions"])
 
 
+def _psycopg(database_url: str):
+    import psycopg
+
+    return psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"))
+
+
+def _store_frames(engine, sizes: list[int], seed: int = 2):
+    from matstore import crud
+    from matstore.schema import Source
+
+    rng = np.random.default_rng(seed)
+    frames = [{"numbers": np.full(n, 47), "positions": rng.normal(size=(n, 3)), "cell": np.eye(3) * 8,
+               "energy": float(i), "forces": rng.normal(size=(n, 3)) if i % 3 else None, "info": {"i": i}}
+              for i, n in enumerate(sizes)]
+    job = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with engine.begin() as conn:
+        source_id = conn.execute(Source.__table__.insert().values(kind="file", sha256="4e" * 32).returning(Source.id)).scalar()
+        write_configurations(conn, frames, source_id, job)
+    return frames, source_id
+
+
+def test_large_read_split_over_two_backends_equals_one_backend(engine, database_url, monkeypatch):
+    """A read from a connection with no transaction open is split at the median id over two
+    backends on one snapshot; it gives the arrays of a read inside a transaction (one backend)."""
+    import matstore.ingest.copy as copy_module
+
+    frames, source_id = _store_frames(engine, [3, 3, 1, 4, 4, 4, 2, 5, 1])
+    monkeypatch.setattr(copy_module, "SPLIT_READ_MIN_FRAMES", 4)
+    twins = []
+    real_twin = copy_module.snapshot_twin
+
+    def recording_twin(raw):
+        twins.append(raw)
+        return real_twin(raw)
+
+    monkeypatch.setattr(copy_module, "snapshot_twin", recording_twin)
+    from psycopg.pq import TransactionStatus
+
+    with _psycopg(database_url) as conn:
+        conn.commit()
+        split = read_configurations(conn, source_id=source_id, include_info=True)
+        assert len(twins) == 1 and conn.info.transaction_status == TransactionStatus.IDLE
+        conn.execute("SELECT 1")  # a transaction is open: one backend
+        whole = read_configurations(conn, source_id=source_id, include_info=True)
+        assert len(twins) == 1
+    with _psycopg(database_url) as fresh:
+        by_ids = read_configurations(fresh, ids=whole["id"][::2].tolist())
+    assert split["id"].tolist() == sorted(split["id"].tolist()) and len(split["id"]) == 9
+    for key, value in whole.items():
+        if key == "info":
+            assert split[key] == value == [{"i": i} for i in range(9)]
+        else:
+            np.testing.assert_array_equal(split[key], value, err_msg=key)
+    np.testing.assert_array_equal(by_ids["energy"], [0, 2, 4, 6, 8])
+    assert len(twins) == 2  # a list of ids of 5 ≥ 4 frames is split too
+
+
+def test_snapshot_twin_sees_what_the_first_connection_sees(engine, database_url):
+    """A row committed by a third connection after the snapshot is seen by neither connection;
+    the second connection's transaction is read-only."""
+    import psycopg
+
+    from matstore.ingest.snapshot import repeatable_read, snapshot_twin
+
+    _, source_id = _store_frames(engine, [2, 2, 2])
+    count = "SELECT count(*) FROM configuration"
+    with _psycopg(database_url) as first, _psycopg(database_url) as third:
+        first.commit()
+        with repeatable_read(first):
+            seen = first.execute(count).fetchone()[0]  # the snapshot is taken here
+            third.execute("INSERT INTO configuration (source_id, job_run_id, n_atoms, numbers, positions, cell, pbc, "
+                          "content_sha256, formula) SELECT source_id, job_run_id, n_atoms, numbers, positions, cell, pbc, "
+                          "repeat('f', 64), formula FROM configuration LIMIT 1")
+            third.commit()
+            with snapshot_twin(first) as second:
+                assert second.execute(count).fetchone()[0] == seen == 3
+                with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                    second.execute("DELETE FROM configuration")
+        assert first.execute(count).fetchone()[0] == 4
+    with pytest.raises(ValueError, match="no transaction open"), _psycopg(database_url) as busy:
+        busy.execute("SELECT 1")
+        with repeatable_read(busy):
+            pass
+
+
 def test_parse_ahead_hands_over_in_order_and_stops_cleanly():
     """run_ahead: items produced in a worker until the consumer starts, then by the consumer;
     order kept across the hand-over, errors arrive after the items before them, close() stops."""
