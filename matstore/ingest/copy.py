@@ -765,7 +765,8 @@ def read_configurations(
     On a connection with no transaction open, the read runs in a ``REPEATABLE READ`` transaction
     (ended before returning), and a selection of at least :data:`SPLIT_READ_MIN_FRAMES` frames
     is read in two halves by two backends on one snapshot (:mod:`matstore.ingest.snapshot`):
-    1.4–1.5× faster on 2 cores (docs/benchmarks.md §6, session 6).  Inside a transaction it
+    1.3× faster on 2 cores for 20,000 66-atom frames, 43–50k against 37–38k frames/s
+    (docs/benchmarks.md §6, run J).  Inside a transaction it
     is one ``COPY`` in that transaction, which sees its uncommitted rows.
 
     Parameters

@@ -89,8 +89,8 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         budget that way); otherwise the constants of the front's forms are refitted.
     form : {"free", "scaling", "auto"}, default "free"
         ``"scaling"``: a sum of at most ``scaling_terms`` monomials of the features, each with
-        the target's dimension, pure-number coefficients, no intercept (the sparse engine's dimensional library);
-        needs ``feature_units`` and ``target_unit``.  ``"auto"``: scaling when the units
+        the target's dimension, pure-number coefficients, no intercept (the sparse engine's
+        dimensional library); needs ``feature_units`` and ``target_unit``.  ``"auto"``: scaling when the units
         allow, else free (the reason is recorded in ``form_``).  A constant is never a
         scaling law of a dimensional target and is refused.
     time_budget : float, optional

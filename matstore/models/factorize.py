@@ -24,9 +24,9 @@ orientation):
     (``coefficient_form="auto"`` with units known) C is a *scaling law*: one monomial of the
     bulk features with the target's dimension times a dimensionless constant (a sum of up to
     ``coefficient_terms`` such monomials when asked for), no intercept (the sparse engine's
-    dimensional library), e.g. the broken-bond ``γ = k · E_c / a²``.  With ``coefficient_form="free"`` the chosen engine searches any
-    form.  A handful of materials cannot support a free form: on the FCC metals (6–7 per
-    calculator) the sparse engine's free forms extrapolated to an unseen metal with
+    dimensional library), e.g. the broken-bond ``γ = k · E_c / a²``.  With
+    ``coefficient_form="free"`` the chosen engine searches any form.  A handful of materials
+    cannot support a free form: on the FCC metals (6–7 per calculator) the sparse engine's free forms extrapolated to an unseen metal with
     leave-one-material-out R² −0.18 (EMT) and 0.47 (LAMMPS u3), the scaling law with 0.60
     and 0.93 (docs/benchmarks.md);
 (d) the combined equation ``y = C(bulk) · g(orientation)`` is one SymPy expression.
@@ -476,8 +476,8 @@ def fit_factorized(
         ``random_state`` passed to engines that have one.
     coefficient_form : {"auto", "scaling", "free"}, default "auto"
         ``"scaling"``: C is a sum of at most ``coefficient_terms`` monomials of the bulk
-        features, each with the target's dimension, without intercept; needs ``feature_units`` and ``target_unit``.  ``"free"``: C is searched
-        by ``engine`` like g.  ``"auto"``: ``"scaling"`` when every bulk feature and the
+        features, each with the target's dimension, without intercept; needs
+        ``feature_units`` and ``target_unit``.  ``"free"``: C is searched by ``engine`` like g.  ``"auto"``: ``"scaling"`` when every bulk feature and the
         target have units and some monomial has the target's dimension, else ``"free"``.
     coefficient_terms : int, default 1
         Most monomials of a scaling-law C (:data:`DEFAULT_SCALING_TERMS`).
