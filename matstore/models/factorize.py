@@ -26,9 +26,9 @@ orientation):
     ``coefficient_terms`` such monomials when asked for), no intercept (the sparse engine's
     dimensional library), e.g. the broken-bond ``γ = k · E_c / a²``.  With
     ``coefficient_form="free"`` the chosen engine searches any form.  A handful of materials
-    cannot support a free form: on the FCC metals (6–7 per calculator) the sparse engine's free forms extrapolated to an unseen metal with
-    leave-one-material-out R² −0.18 (EMT) and 0.47 (LAMMPS u3), the scaling law with 0.60
-    and 0.93 (docs/benchmarks.md);
+    cannot support a free form: on the FCC metals (6–7 per calculator) the sparse engine's
+    free forms extrapolated to an unseen metal with leave-one-material-out R² −0.18 (EMT)
+    and 0.47 (LAMMPS u3), the scaling law with 0.60 and 0.93 (docs/benchmarks.md, session 2);
 (d) the combined equation ``y = C(bulk) · g(orientation)`` is one SymPy expression.
 
 Orientation descriptors (columns of the surface table, see :mod:`matstore.orientation`):
