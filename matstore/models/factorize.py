@@ -28,7 +28,7 @@ orientation):
     ``coefficient_form="free"`` the chosen engine searches any form.  A handful of materials
     cannot support a free form: on the FCC metals (6–7 per calculator) the sparse engine's
     free forms extrapolated to an unseen metal with leave-one-material-out R² −0.18 (EMT)
-    and 0.47 (LAMMPS u3), the scaling law with 0.60 and 0.93 (docs/benchmarks.md, session 2);
+    and 0.47 (LAMMPS u3), the scaling law with 0.60 and 0.93 (docs/benchmarks.md §4, run of 2026-11-21);
 (d) the combined equation ``y = C(bulk) · g(orientation)`` is one SymPy expression.
 
 Orientation descriptors (columns of the surface table, see :mod:`matstore.orientation`):
