@@ -74,6 +74,21 @@ def test_fit_coefficient_form_and_folds_flags(engine, database_url: str) -> None
             "--coefficient-selection", "cv:5%", "--n-splits", "3", "--selection", "knee", env=env)
     shown = run_cli("models", "show", "free_c", env=env).stdout
     assert "form free" in shown and "selected by cv:5%" in shown and "GroupKFold(3)" in shown
+    # transfer: each equation on the other's training data; the diagonal is its training R²
+    run_cli("fit", "--name", "law_c", "--target", "surface_energy", "--features", "lattice_constant", "cohesive_energy",
+            "--method", "synth", "--factorize", "orientation", "--engine", "sparse", "--n-splits", "3",
+            "--selection", "knee", env=env)
+    out = run_cli("models", "transfer", "free_c", "law_c@production", "law_c", env=env, check=False)
+    assert out.returncode == 1 and "no such version or alias" in out.stderr  # law_c was not promoted
+    table = run_cli("models", "transfer", "free_c", "law_c", env=env).stdout
+    with engine.connect() as conn:
+        train = dict(conn.execute(text("SELECT m.name, (v.metrics->>'train_r2')::float FROM equation_version v "
+                                       "JOIN equation_model m ON m.id = v.model_id")).all())
+    rows = {line.split("│")[1].strip(): [float(x) for x in line.split("│")[2:4]]
+            for line in table.splitlines() if line.startswith("│")}
+    assert rows["free_c"][0] == pytest.approx(train["free_c"], abs=1e-3)
+    assert rows["law_c"][1] == pytest.approx(train["law_c"], abs=1e-3)
+    assert rows["free_c"][1] == pytest.approx(rows["free_c"][0], abs=1e-3)  # the same synthetic rows
     bad = run_cli("fit", "--name", "bad_c", "--target", "surface_energy", "--features", "lattice_constant",
                   "--factorize", "orientation", "--coefficient-selection", "cv:lots", env=env, check=False)
     assert bad.returncode == 1 and "unknown selection criterion 'cv:lots'" in bad.stderr

@@ -1,4 +1,4 @@
-"""``matstore fit``, ``refit``, ``predict`` and ``models list|show|promote``."""
+"""``matstore fit``, ``refit``, ``predict`` and ``models list|show|transfer|promote``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.table import Table
 
 from matstore.cli.common import cli_errors, console, engine
 
-models_app = typer.Typer(help="Equation models: list, show, promote.", no_args_is_help=True)
+models_app = typer.Typer(help="Equation models: list, show, transfer, promote.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -226,6 +226,20 @@ def _show_interval(interval: dict, unit: str, report: dict) -> None:
     if seconds is not None:
         budget = report.get("time_budget")
         console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else ""))
+
+
+@models_app.command("transfer")
+def transfer(refs: list[str] = typer.Argument(..., help="Two or more NAME, NAME:VERSION or NAME@ALIAS of one target.")) -> None:
+    """R² of each equation on every other model's training data, not refitted (rows: equations)."""
+    from matstore.models.transfer import stored_equations, transfer_matrix
+
+    with cli_errors():
+        eng = engine()
+        matrix = transfer_matrix(eng, stored_equations(eng, refs))
+    table = Table("equation ↓ / data of →", *matrix.columns, title="R² without refitting (diagonal: training R²)")
+    for name, row in matrix.iterrows():
+        table.add_row(name, *("—" if value != value else f"{value:.3f}" for value in row))
+    console.print(table)
 
 
 @models_app.command("promote")

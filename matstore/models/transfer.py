@@ -76,6 +76,25 @@ def transfer_matrix(engine: Engine, fitted: Sequence[FittedEquation]) -> pd.Data
     return pd.DataFrame(values, index=[f.name for f in fitted], columns=[f.name for f in fitted])
 
 
+def stored_equations(engine: Engine, refs: Sequence[str]) -> list[FittedEquation]:
+    """The versions named by ``refs`` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``) with their models' specs.
+
+    Raises
+    ------
+    matstore.models.versioning.ModelNotFoundError
+        A reference matches no version.
+    """
+    from sqlmodel import Session
+
+    from matstore.models.versioning import load_spec, resolve
+
+    with Session(engine) as session:
+        versions = [resolve(session, ref) for ref in refs]
+        sreprs = [v.equation_srepr for v in versions]
+    return [FittedEquation(ref, srepr, load_spec(engine, ref.split("@")[0].split(":")[0]))
+            for ref, srepr in zip(refs, sreprs, strict=True)]
+
+
 def _r2_on(srepr: str, table: pd.DataFrame) -> float:
     """R² of the equation on the table's ``target`` (NaN when a column is missing or nothing is defined)."""
     from sklearn.metrics import r2_score
@@ -92,4 +111,4 @@ def _r2_on(srepr: str, table: pd.DataFrame) -> float:
     return float(r2_score(table["target"].to_numpy(dtype=float)[ok], predicted[ok]))
 
 
-__all__ = ["FittedEquation", "transfer_matrix"]
+__all__ = ["FittedEquation", "stored_equations", "transfer_matrix"]
