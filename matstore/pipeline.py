@@ -6,8 +6,9 @@ wheel is installed) → ingest the OpenKIM indicator-property table when its fil
 (one each per calculator; γ also across the OpenKIM potentials) and the strength model →
 promote them → evaluate the surface-energy equations on each other's data (transfer,
 :mod:`matstore.models.transfer`) → report (nested and fixed-form CV, fold agreement,
-interval coverage, worst group; see :mod:`matstore.models.report`).  Each stage records its own ``job_run`` rows; a stage that cannot run (LAMMPS not
-installed, dataset not reachable) is reported as skipped with the reason, never silently.
+interval coverage, worst group; see :mod:`matstore.models.report`).  Each stage records its
+own ``job_run`` rows; a stage that cannot run (LAMMPS not installed, dataset not reachable)
+is reported as skipped with the reason, never silently.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from matstore.models.spec import FitSpec
+from matstore.models.transfer import FittedEquation
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +208,13 @@ def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[s
     return reports
 
 
-def _fitted(specs: list[FitSpec], reports: list[StageReport]) -> list[Any]:
+def _fitted(specs: list[FitSpec], reports: list[StageReport]) -> list[FittedEquation]:
     """The equations of ``specs`` whose fit stage succeeded, with their specs."""
-    from matstore.models.transfer import FittedEquation
-
     done = {r.name: r for r in reports if r.status == "done"}
     return [FittedEquation(s.name, done[f"fit:{s.name}"].data["srepr"], s) for s in specs if f"fit:{s.name}" in done]
 
 
-def _transfer(engine: Engine, fitted: list[Any]) -> StageReport:
+def _transfer(engine: Engine, fitted: list[FittedEquation]) -> StageReport:
     """R² of every surface-energy equation on every calculator's surfaces, not refitted (one line)."""
     from matstore.models.transfer import transfer_matrix
 

@@ -230,11 +230,15 @@ def _show_interval(interval: dict, unit: str, report: dict) -> None:
 
 @models_app.command("transfer")
 def transfer(refs: list[str] = typer.Argument(..., help="Two or more NAME, NAME:VERSION or NAME@ALIAS of one target.")) -> None:
-    """R² of each equation on every other model's training data, not refitted (rows: equations)."""
+    """R² of each equation on every other model's training data, not refitted (rows: equations).
+
+    Runs as a login that can only read (:func:`matstore.db.reader_engine`), as ``matstore sql`` does.
+    """
+    from matstore.db import reader_engine
     from matstore.models.transfer import stored_equations, transfer_matrix
 
     with cli_errors():
-        eng = engine()
+        eng = reader_engine()
         matrix = transfer_matrix(eng, stored_equations(eng, refs))
     table = Table("equation ↓ / data of →", *matrix.columns, title="R² without refitting (diagonal: training R²)")
     for name, row in matrix.iterrows():
