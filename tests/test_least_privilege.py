@@ -136,6 +136,18 @@ def test_configured_reader_url_must_not_be_stronger(cli, monkeypatch, database_u
     assert "is a superuser" in result.output and "grant-reader" in result.output
 
 
+@pytest.mark.parametrize("args", [("models", "list"), ("models", "show", "any"), ("models", "transfer", "a", "b"),
+                                  ("predict", "any", "--material", "Cu", "--method", "emt"), ("vocab", "list")])
+def test_read_only_model_commands_connect_as_the_reader(cli, monkeypatch, database_url, args):
+    """Listing, showing, comparing and evaluating equations only read: they go through the
+    reader login, so a configured reader URL that is a superuser is refused as for ``sql``."""
+    monkeypatch.setenv("MATSTORE_READER_URL", database_url)  # the superuser
+    get_settings.cache_clear()
+    result = cli(*args)
+    assert result.exit_code == 1, result.output
+    assert "is a superuser" in result.output
+
+
 def test_non_superuser_without_createrole_is_refused(cli, monkeypatch, admin, database_url, engine):
     """A main URL that may neither read-only-log-in nor create a reader: a clear refusal, no fallback."""
     from sqlalchemy.engine import make_url

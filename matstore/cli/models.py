@@ -93,11 +93,12 @@ def predict(
     fitted without one.  Non-finite or
     out-of-range inputs are refused with a one-line error (exit status 1).
     """
+    from matstore.db import reader_engine
     from matstore.models.service import predict as run_predict
 
     with cli_errors():
         overrides = dict(_parse_assignment(s) for s in set_values or [])
-        result = run_predict(engine(), ref, material=material, method=method, miller=hkl,
+        result = run_predict(reader_engine(), ref, material=material, method=method, miller=hkl,
                              configuration=configuration, overrides=overrides)
     where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else (f" [{configuration}]" if configuration else "")
     console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: "
@@ -138,10 +139,11 @@ def _interval_note(result) -> str:  # noqa: ANN001
 @models_app.command("list")
 def list_models() -> None:
     """List equation models with their versions and aliases."""
+    from matstore.db import reader_engine
     from matstore.models.versioning import list_models as run_list
 
     with cli_errors():
-        rows = run_list(engine())
+        rows = run_list(reader_engine())
     table = Table("model", "target", "unit", "versions", "latest", "aliases")
     for r in rows:
         table.add_row(r["name"], r["target"], r["target_unit"], str(r["versions"]), str(r["latest"] or ""), r["aliases"] or "")
@@ -153,9 +155,10 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     """Print an equation (text and LaTeX), its metrics, parts and lineage."""
     from sqlmodel import Session
 
+    from matstore.db import reader_engine
     from matstore.models.versioning import aliases_of, lineage, resolve
 
-    with cli_errors(), Session(engine()) as session:
+    with cli_errors(), Session(reader_engine()) as session:
         v = resolve(session, ref)
         aliases, chain = aliases_of(session, v), lineage(session, v)
     console.print(f"[bold]{ref}[/] → version {v.version} ({', '.join(aliases) or 'no alias'}); lineage {' ← '.join(map(str, chain))}")

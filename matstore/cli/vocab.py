@@ -21,9 +21,9 @@ def list_command(
 ) -> None:
     """List property definitions: name, unit, scope, symbol, built-in or user, description."""
     from matstore import crud
-    from matstore.db import session_scope
+    from matstore.db import reader_engine, session_scope
 
-    with cli_errors(), session_scope(engine()) as session:
+    with cli_errors(), session_scope(reader_engine()) as session:
         rows = [(d.name, d.unit, d.scope, d.symbol or "", "built-in" if d.builtin else "user", d.description)
                 for d in crud.list_definitions(session=session, scope=scope)]
     table = Table(title="property definitions", title_justify="left")
