@@ -173,9 +173,7 @@ def _pct(value) -> str:  # noqa: ANN001
 
 def transfer_rows(equations: dict, sets) -> list[list]:  # noqa: ANN001
     """R² of each γ equation on every other γ dataset, without refitting (rows: fitted on; columns: used on)."""
-    from sklearn.metrics import r2_score
-
-    from matstore.models.fitting import predict
+    from matstore.models.transfer import r2_on
 
     tables = {data: ts.table.dropna(subset=["target", *BULK]) for data, target, ts, _ in sets
               if target == "surface_energy"}
@@ -183,9 +181,7 @@ def transfer_rows(equations: dict, sets) -> list[list]:  # noqa: ANN001
     for source, res in equations.items():
         row = [source, _short(res.text)]
         for data, table in tables.items():
-            pred = predict(res.srepr, table)
-            ok = np.isfinite(pred)
-            row.append(f"{r2_score(table['target'][ok], pred[ok]):.2f}" + ("" if data != source else " (train)"))
+            row.append(f"{r2_on(res.srepr, table):.2f}" + ("" if data != source else " (train)"))
         rows.append(row)
     return rows, list(tables)
 

@@ -816,6 +816,11 @@ def _filters(ids: Sequence[int] | None, source_id: int | None, job_run_id: int |
     return where, params
 
 
+def _where_sql(where: list[str]) -> str:
+    """`` WHERE a AND b`` of the conditions, or an empty string."""
+    return " WHERE " + " AND ".join(where) if where else ""
+
+
 def _read_split(raw: Any, where: list[str], params: list[Any], include_info: bool,
                 n_rows: int | None) -> dict[str, np.ndarray]:
     """Read in two halves of the id range, one per backend, on one snapshot (in a REPEATABLE READ transaction).
@@ -825,7 +830,7 @@ def _read_split(raw: Any, where: list[str], params: list[Any], include_info: boo
     client parses both.  Below :data:`SPLIT_READ_MIN_FRAMES` frames, or when no second
     connection can be opened, one backend reads all.
     """
-    condition = " WHERE " + " AND ".join(where) if where else ""
+    condition = _where_sql(where)
     if n_rows is None:
         n_rows = raw.execute(f"SELECT count(*) FROM configuration{condition}", params or None).fetchone()[0]
     if n_rows < SPLIT_READ_MIN_FRAMES:
@@ -838,13 +843,13 @@ def _read_split(raw: Any, where: list[str], params: list[Any], include_info: boo
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matstore-read") as pool:
             upper = pool.submit(_read_rows, other, [*where, "id > %s"], [*params, middle], include_info)
             lower = _read_rows(raw, [*where, "id <= %s"], [*params, middle], include_info)
-            return _joined(lower, upper.result())
+            return _concatenated([lower, upper.result()])
 
 
 def _read_rows(raw: Any, where: list[str], params: list[Any], include_info: bool,
                limit: int | None = None) -> dict[str, np.ndarray]:
     """One ``COPY ... TO STDOUT (FORMAT BINARY)`` of the rows matching ``where``, in id order."""
-    condition = " WHERE " + " AND ".join(where) if where else ""
+    condition = _where_sql(where)
     tail = " ORDER BY id" + ("" if limit is None else f" LIMIT {int(limit)}")
     with raw.cursor() as cur:
         with cur.copy(f"COPY (SELECT {_READ_COLUMNS} FROM configuration{condition}{tail}) TO STDOUT (FORMAT BINARY)",
@@ -854,16 +859,6 @@ def _read_rows(raw: Any, where: list[str], params: list[Any], include_info: bool
             cur.execute(f"SELECT info::text FROM configuration{condition}{tail}", params or None, prepare=False)
             result["info"] = [_json_loads(row[0]) for row in cur.fetchall()]  # type: ignore[assignment]
     return result
-
-
-def _joined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """The arrays of two reads, ``first``'s frames before ``second``'s (offsets recomputed)."""
-    out = {key: np.concatenate([first[key], second[key]]) for key in _CONCATENATED}
-    out["offsets"] = np.zeros(len(out["n_atoms"]) + 1, dtype=np.int64)
-    np.cumsum(out["n_atoms"], out=out["offsets"][1:])
-    if "info" in first:
-        out["info"] = first["info"] + second["info"]
-    return out
 
 
 def _json_loads(text: str) -> Any:
@@ -901,11 +896,16 @@ def _parse_stream(copy: Iterable[Any]) -> dict[str, np.ndarray]:
             parts, size = [], 0
     buf = b"".join([header, *parts])
     blocks.append(_parse_rows(buf))
-    if len(blocks) == 1:
-        return blocks[0]
-    out = {key: np.concatenate([b[key] for b in blocks]) for key in _CONCATENATED}
+    return blocks[0] if len(blocks) == 1 else _concatenated(blocks)
+
+
+def _concatenated(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The arrays of several reads of frames, in order (offsets recomputed; ``info`` lists joined if present)."""
+    out = {key: np.concatenate([p[key] for p in parts]) for key in _CONCATENATED}
     out["offsets"] = np.zeros(len(out["n_atoms"]) + 1, dtype=np.int64)
     np.cumsum(out["n_atoms"], out=out["offsets"][1:])
+    if all("info" in p for p in parts):
+        out["info"] = [info for p in parts for info in p["info"]]
     return out
 
 

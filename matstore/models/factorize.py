@@ -315,9 +315,7 @@ def product_ceiling(data: pd.DataFrame, y: np.ndarray, material: str) -> float |
         return None
     materials = pd.unique(data[material])
     mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
-    one_hot = np.zeros((len(y), len(orientations)))
-    one_hot[np.arange(len(y)), pd.Categorical(keys, categories=orientations).codes] = 1.0
-    C, g = _rank1_als(y, mat_idx, len(materials), one_hot)
+    C, g = _rank1_als(y, mat_idx, len(materials), _design(data, (), keys))  # one-hot: orientations repeat
     total = float(np.sum((y - y.mean()) ** 2))
     return None if total <= 0 else 1.0 - float(np.sum((y - C[mat_idx] * g) ** 2)) / total
 

@@ -72,7 +72,7 @@ def transfer_matrix(engine: Engine, fitted: Sequence[FittedEquation]) -> pd.Data
                                          methods=f.spec.methods, include_flagged=f.spec.include_flagged,
                                          ).table.dropna(subset=["target"])
               for f in fitted}
-    values = [[_r2_on(f.srepr, tables[other.name]) for other in fitted] for f in fitted]
+    values = [[r2_on(f.srepr, tables[other.name]) for other in fitted] for f in fitted]
     return pd.DataFrame(values, index=[f.name for f in fitted], columns=[f.name for f in fitted])
 
 
@@ -95,8 +95,12 @@ def stored_equations(engine: Engine, refs: Sequence[str]) -> list[FittedEquation
             for ref, srepr in zip(refs, sreprs, strict=True)]
 
 
-def _r2_on(srepr: str, table: pd.DataFrame) -> float:
-    """R² of the equation on the table's ``target`` (NaN when a column is missing or nothing is defined)."""
+def r2_on(srepr: str, table: pd.DataFrame) -> float:
+    """R² of the equation (``sympy.srepr``) on ``table['target']``, shape (n_rows,), not refitted.
+
+    Rows where the equation is undefined are left out; NaN when a column it uses is missing
+    or fewer than two rows are defined.
+    """
     from sklearn.metrics import r2_score
 
     from matstore.models.fitting import predict
@@ -111,4 +115,4 @@ def _r2_on(srepr: str, table: pd.DataFrame) -> float:
     return float(r2_score(table["target"].to_numpy(dtype=float)[ok], predicted[ok]))
 
 
-__all__ = ["FittedEquation", "stored_equations", "transfer_matrix"]
+__all__ = ["FittedEquation", "r2_on", "stored_equations", "transfer_matrix"]
