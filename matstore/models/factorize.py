@@ -295,7 +295,11 @@ def product_ceiling(data: pd.DataFrame, y: np.ndarray, material: str) -> float |
     equation are among these free values), so this in-sample R² is the ceiling of the
     factorised model on the table: where it is low, the target is not a product of a material
     and an orientation part (e.g. a surface stiffness whose (111) value changes sign from
-    metal to metal while other orientations do not), whatever the search finds.
+    metal to metal while other orientations do not), whatever the search finds.  For a full
+    material × orientation table it is the Eckart–Young bound of the best rank-1
+    approximation, 1 − Σ_{i≥2} σ_i² / Σ(y − ȳ)² with σ the table's singular values (Eckart &
+    Young, Psychometrika 1, 211 (1936)); here it is found by alternating least squares, so
+    incomplete tables work too.  Dimensionless.
 
     Parameters
     ----------
