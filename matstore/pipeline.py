@@ -348,9 +348,10 @@ def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
     from matstore.models.report import agreement_text
     agree, interval = report.get("fold_agreement", {}), report.get("interval", {})
     worst = (report.get("per_group") or [{}])[0]
-    ceiling = report.get("product_ceiling_r2")
+    ceiling, two = report.get("product_ceiling_r2"), report.get("two_product_ceiling_r2")
     line += (f", fixed-form R² = {num(report.get('fixed_form_cv', {}).get('r2'))}"
-             + ("" if ceiling is None else f" (ceiling of any C·g {num(ceiling)})") + ", "
+             + ("" if ceiling is None else f" (ceiling of any C·g {num(ceiling)}"
+                + ("" if two is None else f", of C₁·g₁ + C₂·g₂ {num(two)}") + ")") + ", "
              f"{agreement_text(agree) or 'no fold agreement'}, "
              f"{num(interval.get('level'), '.0%')} interval ± {_interval_width(interval)} "
              f"(held-out coverage {num(interval.get('held_out_coverage'), '.0%')})")

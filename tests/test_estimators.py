@@ -358,3 +358,26 @@ def test_product_ceiling_is_the_best_rank_one_fit() -> None:
     expected = 1 - np.sum(sigma[1:] ** 2) / np.sum((y - y.mean()) ** 2)
     assert product_ceiling(data, y, "material") == pytest.approx(expected, abs=1e-9)
     assert expected < 0.99
+
+
+def test_two_product_ceiling_fits_a_sum_of_two_products_also_with_missing_cells() -> None:
+    """A table C₁·g₁ + C₂·g₂ whose second pattern flips sign between materials (as the surface
+    stiffness's (111) value does): rank 1 cannot fit it, rank 2 fits it exactly, on the full
+    table (Eckart–Young: 1 − Σ_{i≥3} σ_i² / Σ(y − ȳ)²) and with cells removed (alternating
+    least squares)."""
+    from matstore.models.factorize import product_ceiling
+
+    rng = np.random.default_rng(7)
+    C1, g1 = rng.uniform(2, 6, 6), rng.uniform(0.5, 1.5, 9)
+    C2, g2 = rng.normal(0, 2, 6), rng.normal(0, 1, 9)
+    Y = np.outer(C1, g1) + np.outer(C2, g2)
+    data = pd.DataFrame({"material": np.repeat([f"M{i}" for i in range(6)], 9),
+                         "orientation_key": np.tile([f"o{j}" for j in range(9)], 6)})
+    y = Y.ravel()
+    sigma = np.linalg.svd(Y, compute_uv=False)
+    assert product_ceiling(data, y, "material") == pytest.approx(1 - np.sum(sigma[1:] ** 2) / np.sum((y - y.mean()) ** 2),
+                                                                 abs=1e-9)
+    assert product_ceiling(data, y, "material") < 0.95
+    assert product_ceiling(data, y, "material", rank=2) == pytest.approx(1.0, abs=1e-9)
+    keep = rng.random(len(y)) > 0.2  # about a fifth of the cells missing
+    assert product_ceiling(data[keep], y[keep], "material", rank=2) == pytest.approx(1.0, abs=1e-6)

@@ -189,7 +189,7 @@ def _show_report(report: dict, unit: str) -> None:
     if not report:
         console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
         return
-    from matstore.models.report import agreement_text
+    from matstore.models.report import agreement_text, ceiling_text
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
     console.print(f"  cross-validation: {report['cv_scheme']}")
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
@@ -197,9 +197,8 @@ def _show_report(report: dict, unit: str) -> None:
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}")
     console.print(f"  fold agreement: {agreement_text(agree)}: {agree['full_form']}", highlight=False)
-    if report.get("product_ceiling_r2") is not None:
-        console.print(f"  ceiling of any C(bulk)·g(orientation): R² {_fmt(report['product_ceiling_r2'])} "
-                      "(free value per material and orientation, training rows)")
+    if ceiling_text(report):
+        console.print(f"  ceiling: {ceiling_text(report)}", highlight=False)
     if report.get("discrepancy"):
         console.print(f"  [yellow]{report['discrepancy']}[/]", highlight=False)
     folds = Table("fold", "held out", "selected form", "nested R²", "fixed-form R²")

@@ -134,10 +134,9 @@ def how_obtained(version: Mapping[str, Any]) -> str:
             + "; nested CV re-runs the equation search and selection in each fold")
     if isinstance(report.get("fixed_form_cv"), dict):
         text += "; fixed-form CV keeps the selected form and refits its constants per fold"
+    from matstore.models.report import agreement_text, ceiling_text
     if _finite_number(report.get("product_ceiling_r2")):
-        text += (f"; no C(bulk)·g(orientation) can exceed training R² {report['product_ceiling_r2']:.3f} on these rows "
-                 "(free value per material and orientation)")
-    from matstore.models.report import agreement_text
+        text += f"; {ceiling_text(report)}"
     agreement = agreement_text(report.get("fold_agreement"))
     return text + (f"; {agreement}" if agreement else "") + "."
 

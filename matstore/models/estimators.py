@@ -307,6 +307,9 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     product_ceiling_r2_ : float or None
         R² of the best free product C_m · g_o on the training rows, the most any
         C(bulk) · g(orientation) can reach (:func:`~matstore.models.factorize.product_ceiling`).
+    two_product_ceiling_r2_ : float or None
+        The same for a sum of two products C₁·g₁ + C₂·g₂ (``rank=2``): far above
+        ``product_ceiling_r2_``, the target mixes two orientation patterns differently per material.
     """
 
     def __init__(self, coefficient: EquationSearch | None = None, orientation: EquationSearch | None = None,
@@ -388,6 +391,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.selection_ = self.coefficient_.selection_
         self.front_ = self._combined_front(data, yv)
         self.product_ceiling_r2_ = product_ceiling(data, yv, self.material)
+        self.two_product_ceiling_r2_ = product_ceiling(data, yv, self.material, rank=2)
         return self
 
     def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:

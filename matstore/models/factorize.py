@@ -288,40 +288,81 @@ def initial_coefficients(data: pd.DataFrame, y: np.ndarray, material: str, orien
     return C, method, f"g({ref['orientation_key']})=1" if has_ref else "mean g over orientations = 1"
 
 
-def product_ceiling(data: pd.DataFrame, y: np.ndarray, material: str) -> float | None:
-    """R² of the best product ``C_m · g_o`` with a free value per material and per orientation.
+def product_ceiling(data: pd.DataFrame, y: np.ndarray, material: str, rank: int = 1) -> float | None:
+    """R² of the best sum of ``rank`` products ``Σ_k C_mk · g_ok`` with free values per material and orientation.
 
-    No equation ``C(bulk) · g(orientation)`` fits the rows better (both factors of any such
-    equation are among these free values), so this in-sample R² is the ceiling of the
-    factorised model on the table: where it is low, the target is not a product of a material
-    and an orientation part (e.g. a surface stiffness whose (111) value changes sign from
-    metal to metal while other orientations do not), whatever the search finds.  For a full
-    material × orientation table it is the Eckart–Young bound of the best rank-1
-    approximation, 1 − Σ_{i≥2} σ_i² / Σ(y − ȳ)² with σ the table's singular values (Eckart &
-    Young, Psychometrika 1, 211 (1936)); here it is found by alternating least squares, so
-    incomplete tables work too.  Dimensionless.
+    With ``rank=1`` no equation ``C(bulk) · g(orientation)`` fits the rows better (both factors
+    of any such equation are among these free values), so this in-sample R² is the ceiling of
+    the factorised model on the table: where it is low, the target is not a product of a
+    material and an orientation part (e.g. a surface stiffness whose (111) value changes sign
+    from metal to metal while other orientations do not), whatever the search finds.  With
+    ``rank=2`` it is the ceiling of a sum of two such products, ``C₁·g₁ + C₂·g₂``: a high
+    value there next to a low rank-1 ceiling says the target has two independent
+    orientation patterns whose mix differs from metal to metal.  For a full material ×
+    orientation table it is the Eckart–Young bound of the best rank-``rank`` approximation,
+    1 − Σ_{i>rank} σ_i² / Σ(y − ȳ)² with σ the table's singular values (Eckart & Young,
+    Psychometrika 1, 211 (1936)); incomplete tables (or repeated cells) are fitted by
+    alternating least squares started from that SVD.  Dimensionless.
 
     Parameters
     ----------
     data : DataFrame, shape (n_rows, ...)
         With the ``material`` column and ``orientation_key``.
     y : ndarray, shape (n_rows,)
+    material : str
+    rank : int, default 1
 
     Returns
     -------
     float or None
         None when no orientation occurs more than once per two rows (then the free
-        per-orientation model has as many values as rows and says nothing).
+        per-orientation model has as many values as rows and says nothing), or when the
+        target does not vary.
     """
     keys = data["orientation_key"]
     orientations = pd.unique(keys)
-    if len(orientations) > len(y) / 2:
-        return None
-    materials = pd.unique(data[material])
-    mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
-    C, g = _rank1_als(y, mat_idx, len(materials), _design(data, (), keys))  # one-hot: orientations repeat
     total = float(np.sum((y - y.mean()) ** 2))
-    return None if total <= 0 else 1.0 - float(np.sum((y - C[mat_idx] * g) ** 2)) / total
+    if len(orientations) > len(y) / 2 or total <= 0:
+        return None
+    m = pd.Categorical(data[material], categories=pd.unique(data[material])).codes.astype(int)
+    o = pd.Categorical(keys, categories=orientations).codes.astype(int)
+    fitted = _low_rank_fit(np.asarray(y, dtype=float), m, o, rank)
+    return 1.0 - float(np.sum((y - fitted) ** 2)) / total
+
+
+def _low_rank_fit(y: np.ndarray, m: np.ndarray, o: np.ndarray, rank: int, iters: int = 500) -> np.ndarray:
+    """Least-squares ``y_i ≈ Σ_k C[m_i, k] · G[o_i, k]`` (shape (n_rows,)): SVD of the cell means, then ALS."""
+    n_m, n_o = int(m.max()) + 1, int(o.max()) + 1
+    sums, counts = np.zeros((n_m, n_o)), np.zeros((n_m, n_o))
+    np.add.at(sums, (m, o), y)
+    np.add.at(counts, (m, o), 1.0)
+    table = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
+    table = np.where(np.isnan(table), np.nanmean(table, axis=0, keepdims=True), table)
+    U, s, Vt = np.linalg.svd(table, full_matrices=False)
+    r = min(rank, len(s))
+    C, G = U[:, :r] * s[:r], Vt[:r].T
+    if np.all(counts == 1):
+        return np.einsum("ik,ik->i", C[m], G[o])  # full table, one row per cell: the SVD is optimal
+    prev = np.inf
+    for _ in range(iters):
+        C = _rowwise_lstsq(y, m, G[o], n_m)
+        G = _rowwise_lstsq(y, o, C[m], n_o)
+        fitted = np.einsum("ik,ik->i", C[m], G[o])
+        loss = float(np.sum((y - fitted) ** 2))
+        if prev - loss <= 1e-12 * max(1.0, loss):
+            break
+        prev = loss
+    return fitted
+
+
+def _rowwise_lstsq(y: np.ndarray, idx: np.ndarray, A: np.ndarray, n: int) -> np.ndarray:
+    """For every value j of ``idx``: the least-squares ``x_j`` of ``A[idx == j] @ x_j ≈ y[idx == j]``, shape (n, k)."""
+    k = A.shape[1]
+    AtA, Aty = np.zeros((n, k, k)), np.zeros((n, k))
+    np.add.at(AtA, idx, A[:, :, None] * A[:, None, :])
+    np.add.at(Aty, idx, A * y[:, None])
+    ridge = 1e-12 * (np.trace(AtA, axis1=1, axis2=2)[:, None, None] + 1e-300) * np.eye(k)
+    return np.linalg.solve(AtA + ridge, Aty[:, :, None])[:, :, 0]
 
 
 def normalise_g(g_expr: sp.Expr, data: pd.DataFrame, orientation_features: Sequence[str],

@@ -455,8 +455,9 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         ``cv_scheme``, ``nested_cv`` and ``fixed_form_cv`` (``r2``, ``rmse``, ``mae``,
         ``failed_folds``), ``fold_agreement`` (:func:`matstore.models.report.fold_agreement`:
         the whole equation's form, and C's and g's of a factorised model), ``folds``,
-        ``per_group``, ``discrepancy``, ``interval``, ``product_ceiling_r2`` (factorised fits:
-        :func:`matstore.models.factorize.product_ceiling`), and ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
+        ``per_group``, ``discrepancy``, ``interval``, ``product_ceiling_r2`` and
+        ``two_product_ceiling_r2`` (factorised fits: :func:`matstore.models.factorize.product_ceiling`
+        with rank 1 and 2), and ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
     """
     nested = cross_fit(est, X, y, groups, cv)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
@@ -474,9 +475,9 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
 
 
 def _ceiling(est: Any) -> dict[str, Any]:
-    """``product_ceiling_r2`` of a factorised fit (none for a direct fit, or without repeated orientations)."""
-    value = getattr(est, "product_ceiling_r2_", None)
-    return {} if value is None else {"product_ceiling_r2": float(value)}
+    """``product_ceiling_r2`` and ``two_product_ceiling_r2`` of a factorised fit (none for a direct fit, or without repeated orientations)."""
+    values = {key: getattr(est, f"{key}_", None) for key in ("product_ceiling_r2", "two_product_ceiling_r2")}
+    return {key: float(value) for key, value in values.items() if value is not None}
 
 
 def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:

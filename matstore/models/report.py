@@ -179,6 +179,23 @@ def agreement_text(agreement: dict[str, Any] | None) -> str:
     return text + (f" ({', '.join(parts)})" if parts else "")
 
 
+def ceiling_text(report: dict[str, Any] | None) -> str:
+    """The product ceilings of a stored factorised-fit report in words; empty when it has none.
+
+    E.g. ``"no C(bulk)·g(orientation) can exceed training R² 0.875 on these rows, a sum of two
+    such products 0.999 (free value per material and orientation)"``
+    (:func:`matstore.models.factorize.product_ceiling`).  Reports stored before session 7 carry
+    the first ceiling only.
+    """
+    one = (report or {}).get("product_ceiling_r2")
+    if one is None:
+        return ""
+    two = report.get("two_product_ceiling_r2")
+    return (f"no C(bulk)·g(orientation) can exceed training R² {one:.3f} on these rows"
+            + ("" if two is None else f", a sum of two such products C₁·g₁ + C₂·g₂ {two:.3f}")
+            + " (free value per material and orientation)")
+
+
 def orientation_deviation(fold_estimator: Any, full_estimator: Any, X: pd.DataFrame) -> float | None:
     """How far a fold's orientation function g departs from the full-data g, over the data's orientations.
 
@@ -425,7 +442,7 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
     return inside / total if total else float("nan")
 
 
-__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "agreement_text",
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "agreement_text", "ceiling_text",
            "conformal_half_width", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records",
            "held_out_coverage", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
            "selected_forms"]
