@@ -38,12 +38,14 @@ class DatabaseInfo:
     counts: dict[str, int]
 
 
-def describe(engine: Engine, *, embedded: bool) -> DatabaseInfo:
+def describe(engine: Engine, *, embedded: bool, shown: Engine | None = None) -> DatabaseInfo:
     """Server version, schema revision and row counts of the database behind ``engine``.
 
-    The URL is returned with its password masked.
+    ``engine`` only reads (``matstore db info`` passes the reader login's); ``shown`` is the
+    engine whose URL is reported (default ``engine``), returned with its password masked.
     """
-    url = engine.url.render_as_string(hide_password=True)
+    shown = shown or engine
+    url = shown.url.render_as_string(hide_password=True)
     with engine.connect() as conn:
         version = conn.execute(text("SHOW server_version")).scalar_one()
         database = conn.execute(text("SELECT current_database()")).scalar_one()
@@ -55,7 +57,7 @@ def describe(engine: Engine, *, embedded: bool) -> DatabaseInfo:
                           "configuration", "equation_version", "job_run"):
                 counts[table] = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
     return DatabaseInfo(url, embedded, version, database, revision,
-                        migrations.head_revision(engine.url.render_as_string(hide_password=False)), counts)
+                        migrations.head_revision(shown.url.render_as_string(hide_password=False)), counts)
 
 
 def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> bool:

@@ -137,10 +137,12 @@ def test_configured_reader_url_must_not_be_stronger(cli, monkeypatch, database_u
 
 
 @pytest.mark.parametrize("args", [("models", "list"), ("models", "show", "any"), ("models", "transfer", "a", "b"),
-                                  ("predict", "any", "--material", "Cu", "--method", "emt"), ("vocab", "list")])
+                                  ("predict", "any", "--material", "Cu", "--method", "emt"), ("vocab", "list"),
+                                  ("db", "info")])
 def test_read_only_model_commands_connect_as_the_reader(cli, monkeypatch, database_url, args):
-    """Listing, showing, comparing and evaluating equations only read: they go through the
-    reader login, so a configured reader URL that is a superuser is refused as for ``sql``."""
+    """Listing, showing, comparing and evaluating equations, and describing the database, only
+    read: they go through the reader login, so a configured reader URL that is a superuser is
+    refused as for ``sql``."""
     monkeypatch.setenv("MATSTORE_READER_URL", database_url)  # the superuser
     get_settings.cache_clear()
     result = cli(*args)

@@ -22,13 +22,14 @@ def migrate() -> None:
 
 @app.command()
 def info() -> None:
-    """Which database is in use, its server version, schema revision and row counts."""
+    """Which database is in use, its server version, schema revision and row counts (read as the reader login)."""
     from matstore.admin import describe
     from matstore.config import get_settings
+    from matstore.db import reader_engine
 
     with cli_errors():
         settings = get_settings()
-        details = describe(engine(), embedded=settings.embedded)
+        details = describe(reader_engine(), embedded=settings.embedded, shown=engine())
     kind = f"embedded PostgreSQL in {settings.embedded_dir}" if details.embedded else "server"
     table = Table(show_header=False, box=None)
     table.add_row("database", f"{details.url} ({kind})")
