@@ -86,13 +86,13 @@ def stored_equations(engine: Engine, refs: Sequence[str]) -> list[FittedEquation
     """
     from sqlmodel import Session
 
-    from matstore.models.versioning import load_spec, resolve
+    from matstore.models.versioning import resolve
+    from matstore.schema import EquationModel
 
     with Session(engine) as session:
         versions = [resolve(session, ref) for ref in refs]
-        sreprs = [v.equation_srepr for v in versions]
-    return [FittedEquation(ref, srepr, load_spec(engine, ref.split("@")[0].split(":")[0]))
-            for ref, srepr in zip(refs, sreprs, strict=True)]
+        return [FittedEquation(ref, v.equation_srepr, FitSpec.from_stored(session.get(EquationModel, v.model_id).spec))
+                for ref, v in zip(refs, versions, strict=True)]
 
 
 def r2_on(srepr: str, table: pd.DataFrame) -> float:
