@@ -67,12 +67,9 @@ def snapshot_twin(raw: Any) -> Iterator[Any]:
     try:
         other = psycopg.connect(raw.info.dsn, password=raw.info.password, autocommit=True)
     except psycopg.Error:
-        other = None
-    if other is None:
         yield None
         return
-    with other, other.transaction():
-        other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with other, repeatable_read(other):
         other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         yield other
 
