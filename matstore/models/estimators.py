@@ -46,7 +46,6 @@ from matstore.models.factorize import (
     coefficients_given_g,
     initial_coefficients,
     normalise_g,
-    product_ceiling,
     reference_descriptors,
 )
 from matstore.models.selection import (
@@ -304,12 +303,6 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     normalization_, coefficient_method_, selection_ : str
     front_ : list of Candidate
         Each valid C candidate times the selected g (complexity C + g + 1).
-    product_ceiling_r2_ : float or None
-        R² of the best free product C_m · g_o on the training rows, the most any
-        C(bulk) · g(orientation) can reach (:func:`~matstore.models.factorize.product_ceiling`).
-    two_product_ceiling_r2_ : float or None
-        The same for a sum of two products C₁·g₁ + C₂·g₂ (``rank=2``): far above
-        ``product_ceiling_r2_``, the target mixes two orientation patterns differently per material.
     """
 
     def __init__(self, coefficient: EquationSearch | None = None, orientation: EquationSearch | None = None,
@@ -390,8 +383,6 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.normalized_ = pd.Series(yv / C[mat_idx], name="normalized")
         self.selection_ = self.coefficient_.selection_
         self.front_ = self._combined_front(data, yv)
-        self.product_ceiling_r2_ = product_ceiling(data, yv, self.material)
-        self.two_product_ceiling_r2_ = product_ceiling(data, yv, self.material, rank=2)
         return self
 
     def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:

@@ -43,6 +43,7 @@ from matstore.models.factorize import (
     DEFAULT_SCALING_TERMS,
     DESCRIPTOR_COLUMNS,
     add_orientation_descriptors,
+    product_ceiling,
 )
 from matstore.models.factorize import part_fit as _part_fit
 from matstore.models.report import (
@@ -471,12 +472,20 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         "folds": folds, "per_group": per_group_errors(y, nested.oof, groups),
         "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds, full),
         "interval": _interval(y, nested, level), "oof": nested.oof,
-    } | _ceiling(est)
+    } | _ceilings(est, X, y)
 
 
-def _ceiling(est: Any) -> dict[str, Any]:
-    """``product_ceiling_r2`` and ``two_product_ceiling_r2`` of a factorised fit (none for a direct fit, or without repeated orientations)."""
-    values = {key: getattr(est, f"{key}_", None) for key in ("product_ceiling_r2", "two_product_ceiling_r2")}
+def _ceilings(est: Any, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+    """``product_ceiling_r2`` and ``two_product_ceiling_r2`` of the rows of a factorised fit.
+
+    Properties of the table, not of a fit: computed once here, not in every fold's fit.  None
+    for a direct fit, or without repeated orientations
+    (:func:`matstore.models.factorize.product_ceiling`).
+    """
+    if not isinstance(est, FactorizedEquation):
+        return {}
+    values = {key: product_ceiling(X, y, est.material, rank=rank)
+              for key, rank in (("product_ceiling_r2", 1), ("two_product_ceiling_r2", 2))}
     return {key: float(value) for key, value in values.items() if value is not None}
 
 
