@@ -95,9 +95,12 @@ BEFORE = {("EMT", "surface_energy"): 0.597, ("LAMMPS u3", "surface_energy"): 0.9
           ("OpenKIM potentials", "surface_energy"): 0.587, ("EMT", "surface_stress"): 0.692,
           ("LAMMPS u3", "surface_stress"): 0.765}
 SURFACE_TARGETS = ("surface_energy", "surface_stress", "surface_stiffness")
-#: Procedures compared: the default (a one-monomial scaling law C, stable:1se for C and g), C as
-#: a sum of up to three monomials (the default until session 5), and cv:1se for C (until session 4).
-SELECTIONS = (("default", {}), ("C of up to 3 terms (session 5 default)", {"coefficient_terms": 3}),
+#: Procedures compared: the default (a one-monomial scaling law C, stable:1se for C and g), a sum
+#: of at most two products s_j(bulk)·g_j(orientation) of natural scales (what the pipeline fits,
+#: session 8), C as a sum of up to three monomials (the default until session 5), and cv:1se for C
+#: (until session 4).
+SELECTIONS = (("default", {}), ("sum of ≤ 2 products (pipeline)", {"products": 2}),
+              ("C of up to 3 terms (session 5 default)", {"coefficient_terms": 3}),
               ("cv:1se for C", {"coefficient_selection": "cv:1se"}))
 
 
@@ -134,8 +137,8 @@ def report_rows(sets) -> tuple[list[list], dict]:  # noqa: ANN001
                 rows.append([data, target, label, "failed", "", "", "", "", "", "", f"{exc}"[:60], ""])
                 continue
             rows.append(_report_row(data, target, label, res, time.perf_counter() - t))
-            if options == {} and target == "surface_energy":
-                equations[data] = res
+            if target == "surface_energy" and options in ({}, {"products": 2}):
+                equations[data + ("" if not options else " (sum)")] = res
     return rows, equations
 
 
@@ -147,7 +150,14 @@ def _report_row(data: str, target: str, label: str, res, seconds: float) -> list
             f"{rep['nested_cv']['r2']:.3f}", f"{rep['fixed_form_cv']['r2']:.3f}",
             _ceilings(rep), _agreement(agree),
             _pct(interval.get("held_out_coverage")), _width(interval),
-            _short(res.parts["coefficient"]["text"]), f"{seconds:.0f}"]
+            _material_part(res.parts), f"{seconds:.0f}"]
+
+
+def _material_part(parts: dict) -> str:
+    """C(bulk) of one product, or the scales of a sum of products joined by ``+``."""
+    if "products" in parts:
+        return " + ".join(f"{p['scale']}·g{j}" for j, p in enumerate(parts["products"], start=1))
+    return _short(parts["coefficient"]["text"])
 
 
 def _ceilings(rep: dict) -> str:
@@ -187,7 +197,7 @@ def transfer_rows(equations: dict, sets) -> list[list]:  # noqa: ANN001
     for source, res in equations.items():
         row = [source, _short(res.text)]
         for data, table in tables.items():
-            row.append(f"{r2_on(res.srepr, table):.2f}" + ("" if data != source else " (train)"))
+            row.append(f"{r2_on(res.srepr, table):.2f}" + ("" if data != source.split(" (")[0] else " (train)"))
         rows.append(row)
     return rows, list(tables)
 

@@ -38,6 +38,9 @@ def fit(
     coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default stable:1se."),
     coefficient_terms: int | None = typer.Option(
         None, help="Factorised fits: most monomials in a scaling-law C(bulk) (default 1: C = k·Π x_i^p_i)."),
+    products: int | None = typer.Option(
+        None, help="Factorised fits: most products s_j(bulk)·g_j(orientation) in the sum (default 1; 2 for targets "
+                   "such as surface stress and stiffness that are not one product)."),
     n_splits: int | None = typer.Option(
         None, "--n-splits", help="Cross-validation folds (default: leave one material out, up to 20 materials)."),
     group_by: str | None = typer.Option(
@@ -54,7 +57,7 @@ def fit(
     fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
                   engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
                   coefficient_form=coefficient_form, coefficient_selection=coefficient_selection,
-                  coefficient_terms=coefficient_terms, n_splits=n_splits,
+                  coefficient_terms=coefficient_terms, products=products, n_splits=n_splits,
                   group_by=group_by, interval_level=interval_level)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
@@ -156,6 +159,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     from sqlmodel import Session
 
     from matstore.db import reader_engine
+    from matstore.models.report import parts_lines
     from matstore.models.versioning import aliases_of, lineage, resolve
 
     with cli_errors(), Session(reader_engine()) as session:
@@ -164,12 +168,8 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     console.print(f"[bold]{ref}[/] → version {v.version} ({', '.join(aliases) or 'no alias'}); lineage {' ← '.join(map(str, chain))}")
     console.print(f"  y [{v.target_unit}] = {v.equation_text}")
     console.print(f"  LaTeX: {v.equation_latex}", highlight=False)
-    for part, info in (v.parts or {}).items():
-        if isinstance(info, dict) and info.get("text"):
-            how = ", ".join(x for x in (info.get("form") and f"form {info['form']}",
-                                         info.get("engine") and f"engine {info['engine']}",
-                                         info.get("criterion") and f"selected by {info['criterion']}") if x)
-            console.print(f"  {part}: {info['text']}" + (f"  [dim]({how})[/]" if how else ""))
+    for line, how in parts_lines(v.parts):
+        console.print(f"  {line}" + (f"  [dim]({how})[/]" if how else ""))
     console.print(f"  selected by: {v.selection_criterion}; engine {v.engine}; seed {v.seed}; rows {v.n_rows}")
     console.print(f"  dimensions: {v.dimension_check}")
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")

@@ -48,6 +48,7 @@ def pipeline(
 def _print_report(eng, reports) -> None:  # noqa: ANN001
     from matstore.admin import describe
     from matstore.config import get_settings
+    from matstore.models.report import parts_lines
 
     table = Table("stage", "status", "seconds", "detail", title="matstore pipeline")
     colours = {"done": "green", "skipped": "yellow", "failed": "red"}
@@ -60,9 +61,8 @@ def _print_report(eng, reports) -> None:  # noqa: ANN001
         if r.name.startswith("fit:") and r.status == "done":
             m = r.data.get("metrics", {})
             console.print(f"[bold]{r.data['model']}@production[/] (version {r.data['version']}): y = {r.data['equation']}")
-            for part, info_part in (r.data.get("parts") or {}).items():
-                if isinstance(info_part, dict) and info_part.get("text"):
-                    console.print(f"    {part}: {info_part['text']}")
+            for line, _ in parts_lines(r.data.get("parts")):
+                console.print(f"    {line}")
             shown = {k: m[k] for k in ("r2", "cv_r2", "cv_rmse", "cv_mae") if k in m}
             console.print("    " + ", ".join(f"{k} = {v:.3g}" for k, v in shown.items()))
     console.print("Open the dashboard: [bold]matstore dashboard[/] (then http://localhost:8501); "

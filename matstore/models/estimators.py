@@ -35,6 +35,7 @@ import sympy as sp
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from matstore.models.cv import splits
 from matstore.models.engines.base import Candidate, SymbolicEngine, engine_class, get_engine, mse_of
 from matstore.models.expressions import evaluate
 from matstore.models.factorize import (
@@ -46,7 +47,16 @@ from matstore.models.factorize import (
     coefficients_given_g,
     initial_coefficients,
     normalise_g,
+    orientation_basis,
     reference_descriptors,
+    scale_expr,
+)
+from matstore.models.products import (
+    DEFAULT_PRODUCTS,
+    fit_weights,
+    material_multipliers,
+    scale_library,
+    select_scales,
 )
 from matstore.models.selection import (
     DEFAULT_COEFFICIENT_SELECTION,
@@ -320,18 +330,9 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.time_budget = time_budget
 
     def _check(self, X: pd.DataFrame) -> pd.DataFrame:
-        bad = [f for f in self.orientation_features if f not in DESCRIPTOR_COLUMNS]
-        if bad:
-            raise ValueError(f"orientation features must be among {DESCRIPTOR_COLUMNS}, got {bad}")
         if self.coefficient_method not in ("lsq", "reference"):
             raise ValueError(f"coefficient_method must be 'lsq' or 'reference', got {self.coefficient_method!r}")
-        missing = [c for c in [self.material, *self.bulk_features] if c not in X.columns]
-        if missing:
-            raise ValueError(f"table lacks column(s) {missing}")
-        data = add_orientation_descriptors(X).reset_index(drop=True)
-        if data[self.material].nunique() < 2:
-            raise ValueError("factorisation needs at least two materials")
-        return data
+        return _long_table(X, self.material, self.bulk_features, self.orientation_features)
 
     def _parts(self) -> tuple[EquationSearch, EquationSearch]:
         coefficient = (clone(self.coefficient) if self.coefficient is not None
@@ -400,10 +401,161 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         return evaluate(self.equation_, X.reset_index(drop=True))
 
 
+class SumOfProducts(BaseEstimator, RegressorMixin):
+    """``y(material, orientation) = Σ_j s_j(bulk) · g_j(orientation)``: natural scales of the bulk times orientation functions.
+
+    For a target that is not one product (its (111) value changes sign from metal to
+    metal while other orientations keep theirs, as surface stress and stiffness do), see
+    :mod:`matstore.models.products`.  Steps: (a) the scales ``s_j`` (one bulk property
+    brought to the target's dimension, e.g. ``c44·lattice_constant`` for N/m) and their
+    number (1 … ``max_products``) are chosen by leave-one-group-out CV with the ``g_j``
+    free per orientation and the one-standard-error rule; (b) each ``g_j`` is searched by
+    ``orientation`` on its free values; (c) one amplitude per product is refitted by least
+    squares with the equations of (b); (d) the sum is one SymPy expression.
+
+    Parameters
+    ----------
+    orientation : EquationSearch, optional
+        Search for each g_j; default ``EquationSearch(selection="stable:1se")``.
+    material : str, default "material"
+        Column of ``X`` naming the material of each row.
+    bulk_features : sequence of str
+        Columns of ``X`` the scales may use (constant within a material).
+    orientation_features : sequence of str, default ("normal_x", "normal_y", "normal_z")
+    max_products : int, default 2
+        Most products in the sum.
+    feature_units : dict of str to str
+        pint units of the bulk features (required: the scales have the target's dimension).
+    target_unit : str
+    n_se : float, default 1.0
+        Standard errors of the rule choosing the number of products.
+    time_budget : float, optional
+        Seconds for the whole fit, split among the g_j searches.
+
+    Attributes
+    ----------
+    equation_ : sympy.Expr
+    scales_ : list of sympy.Expr
+        The chosen scales (target unit, no constant).
+    orientations_ : list of EquationSearch
+        The fitted g_j searches; ``orientation_equations_`` are the g_j with their amplitude.
+    scale_selection_ : dict
+        :func:`matstore.models.products.select_scales`' record.
+    selection_ : str
+    front_ : list of Candidate
+        The selected sum (one candidate: its complexity, training MSE, equation).
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: missing columns or units, fewer than two materials, no scale with the
+        target's dimension, or no valid g_j.
+    """
+
+    def __init__(self, orientation: EquationSearch | None = None, material: str = "material",
+                 bulk_features: Sequence[str] = (), orientation_features: Sequence[str] = DEFAULT_ORIENTATION_FEATURES,
+                 max_products: int = DEFAULT_PRODUCTS, feature_units: dict[str, str] | None = None,
+                 target_unit: str | None = None, n_se: float = 1.0, time_budget: float | None = None) -> None:
+        self.orientation = orientation
+        self.material = material
+        self.bulk_features = bulk_features
+        self.orientation_features = orientation_features
+        self.max_products = max_products
+        self.feature_units = feature_units
+        self.target_unit = target_unit
+        self.n_se = n_se
+        self.time_budget = time_budget
+
+    def fit(self, X: pd.DataFrame, y: Any, groups: Any = None) -> SumOfProducts:
+        """Choose the scales, search each g_j and refit the amplitudes on a long table.
+
+        Parameters
+        ----------
+        X : DataFrame, shape (n_rows, ...)
+            Material column, bulk features, orientation columns.
+        y : array-like, shape (n_rows,)
+        groups : array-like, shape (n_rows,), optional
+            What the scale choice's folds hold out together (default: the material).
+
+        Returns
+        -------
+        self
+        """
+        data, yv = _long_table(X, self.material, self.bulk_features, self.orientation_features), np.asarray(y, dtype=float)
+        materials = pd.unique(data[self.material])
+        mat_idx = pd.Categorical(data[self.material], categories=materials).codes.astype(int)
+        bulk = data.groupby(self.material, sort=False)[list(self.bulk_features)].mean().loc[materials]
+        values, exprs = scale_library(bulk.reset_index(drop=True), dict(self.feature_units or {}), self.target_unit)
+        P = orientation_basis(data, self.orientation_features, data["orientation_key"])
+        folds = splits(len(yv), data[self.material].to_numpy() if groups is None else np.asarray(groups))
+        chosen, self.scale_selection_ = select_scales(yv, values[mat_idx], P, folds, self.max_products, self.n_se)
+        self.scales_ = [exprs[i] for i in chosen]
+        scale_rows = values[mat_idx][:, list(chosen)]
+        g_values = P @ fit_weights(yv, scale_rows, P).T
+        Xg = data[list(self.orientation_features)].astype(float)
+        search_groups = data[self.material].to_numpy() if groups is None else np.asarray(groups)
+        y_material = yv / material_multipliers(yv, np.einsum("rk,rk->r", scale_rows, g_values), mat_idx)[mat_idx]
+        self.orientations_ = [self._orientation_search(len(chosen)).fit(
+            Xg, _partial_target(y_material, scale_rows, g_values, j), groups=search_groups) for j in range(len(chosen))]
+        self._combine(yv, scale_rows, Xg)
+        self.selection_ = self.scale_selection_["criterion"]
+        self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
+        return self
+
+    def _orientation_search(self, n_products: int) -> EquationSearch:
+        search = clone(self.orientation) if self.orientation is not None else EquationSearch(
+            selection=DEFAULT_ORIENTATION_SELECTION)
+        if self.time_budget is not None:
+            search.set_params(time_budget=self.time_budget / n_products)
+        return search
+
+    def _combine(self, y: np.ndarray, scale_rows: np.ndarray, Xg: pd.DataFrame) -> None:
+        """Amplitudes of the products by least squares; ``equation_`` and ``orientation_equations_``."""
+        g_rows = np.column_stack([evaluate(o.equation_, Xg) for o in self.orientations_])
+        amplitude, *_ = np.linalg.lstsq(scale_rows * g_rows, y, rcond=None)
+        self.orientation_equations_ = [scale_expr(o.equation_, a) for o, a in zip(self.orientations_, amplitude, strict=True)]
+        self.equation_ = sp.Add(*[s * g for s, g in zip(self.scales_, self.orientation_equations_, strict=True)])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Values of ``equation_``, shape (n_rows,); descriptors are computed from the orientation columns."""
+        check_is_fitted(self, "equation_")
+        if {str(s) for s in self.equation_.free_symbols} & set(DESCRIPTOR_COLUMNS) - set(X.columns):
+            X = add_orientation_descriptors(X)
+        return evaluate(self.equation_, X.reset_index(drop=True))
+
+
+def _partial_target(y: np.ndarray, scale_rows: np.ndarray, g_values: np.ndarray, j: int) -> np.ndarray:
+    """What g_j must give on each row, shape (n_rows,): ``(y − Σ_{i≠j} s_i·ĝ_i) / s_j`` with the free ĝ_i."""
+    others = np.delete(np.arange(scale_rows.shape[1]), j)
+    rest = np.einsum("rk,rk->r", scale_rows[:, others], g_values[:, others])
+    return (y - rest) / scale_rows[:, j]
+
+
+def _long_table(X: pd.DataFrame, material: str, bulk_features: Sequence[str], orientation_features: Sequence[str]
+                ) -> pd.DataFrame:
+    """``X`` with orientation descriptors and a fresh index, after checking the columns a factorised fit needs.
+
+    Raises
+    ------
+    ValueError
+        An unknown orientation feature, a missing column, or fewer than two materials.
+    """
+    bad = [f for f in orientation_features if f not in DESCRIPTOR_COLUMNS]
+    if bad:
+        raise ValueError(f"orientation features must be among {DESCRIPTOR_COLUMNS}, got {bad}")
+    missing = [c for c in [material, *bulk_features] if c not in X.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}")
+    data = add_orientation_descriptors(X).reset_index(drop=True)
+    if data[material].nunique() < 2:
+        raise ValueError("factorisation needs at least two materials")
+    return data
+
+
 def _complexity(expr: sp.Expr) -> int:
     from matstore.models.engines.base import expression_complexity
 
     return expression_complexity(expr)
 
 
-__all__ = ["CONSTANT_REFUSED", "EquationSearch", "FactorizedEquation"]
+__all__ = ["CONSTANT_REFUSED", "EquationSearch", "FactorizedEquation", "SumOfProducts"]

@@ -228,8 +228,8 @@ def _rank1_als(y: np.ndarray, mat_idx: np.ndarray, n_mat: int, P: np.ndarray, it
     return C, g
 
 
-def _design(desc: pd.DataFrame, features: Sequence[str], keys: pd.Series) -> np.ndarray:
-    """Design of the non-parametric g: one-hot of repeated orientations, else quadratic."""
+def orientation_basis(desc: pd.DataFrame, features: Sequence[str], keys: pd.Series) -> np.ndarray:
+    """Basis of a non-parametric g, shape (n_rows, n_basis): one-hot of repeated orientations (``keys``), else quadratic in the standardised ``features``."""
     n = len(desc)
     uniq = pd.unique(keys)
     if len(uniq) <= n / 2:
@@ -273,7 +273,7 @@ def initial_coefficients(data: pd.DataFrame, y: np.ndarray, material: str, orien
     mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
     keys = data["orientation_key"]
     has_ref = ref is not None and bool((keys == ref["orientation_key"]).any())
-    C, g_np = _rank1_als(y, mat_idx, len(materials), _design(data, orientation_features, keys))
+    C, g_np = _rank1_als(y, mat_idx, len(materials), orientation_basis(data, orientation_features, keys))
     method = coefficient
     if coefficient == "reference":
         ref_rows = (keys == ref["orientation_key"]).to_numpy() if has_ref else np.zeros(len(keys), dtype=bool)

@@ -36,7 +36,7 @@ import sympy as sp
 from matstore.models.cv import FixedForm, make_cv
 from matstore.models.dimensions import check_dimensions
 from matstore.models.engines.base import Candidate, engine_class, round_floats, versions
-from matstore.models.estimators import EquationSearch, FactorizedEquation
+from matstore.models.estimators import EquationSearch, FactorizedEquation, SumOfProducts
 from matstore.models.expressions import evaluate, parse_srepr
 from matstore.models.factorize import (
     DEFAULT_ORIENTATION_FEATURES,
@@ -240,6 +240,10 @@ def _front_dicts(front: Sequence[Candidate], rejected: Sequence[tuple[Candidate,
     return out
 
 
+#: The estimators of ``factorize="orientation"``: one product C·g, or a sum of products.
+FACTORISED = (FactorizedEquation, SumOfProducts)
+
+
 def make_estimator(
     features: Sequence[str],
     *,
@@ -256,11 +260,12 @@ def make_estimator(
     coefficient_selection: str | None = DEFAULT_COEFFICIENT_SELECTION,
     coefficient_form: str = "auto",
     coefficient_terms: int = DEFAULT_SCALING_TERMS,
+    products: int = 1,
     reference_orientation: Sequence[float] | None = (1, 1, 1),
     feature_units: dict[str, Any] | None = None,
     target_unit: str | None = None,
     time_budget: float | None = None,
-) -> EquationSearch | FactorizedEquation:
+) -> EquationSearch | FactorizedEquation | SumOfProducts:
     """The fitting procedure as an unfitted estimator; the options of ``matstore fit``.
 
     Parameters
@@ -294,6 +299,11 @@ def make_estimator(
     coefficient_form : {"auto", "scaling", "free"}, default "auto"
     coefficient_terms : int, default 1
         Most monomials of a scaling-law C (:data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).
+    products : int, default 1
+        Factorised fits: most products in ``y = Σ_j s_j(bulk) · g_j(orientation)``.  1 is
+        the single product C(bulk)·g(orientation) (:class:`FactorizedEquation`); 2 or more
+        a :class:`~matstore.models.estimators.SumOfProducts` of natural scales, their number
+        chosen by cross-validation (needs units).
     reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
     feature_units : dict, optional
         pint units of the features.
@@ -325,14 +335,19 @@ def make_estimator(
                               feature_units=units or None, target_unit=target_unit)
     if material is None:
         raise ValueError("factorize='orientation' needs a material column (material= or groups=)")
+    orientation = EquationSearch(**common, selection=selection, engine_params=(
+        orientation_engine_params if orientation_engine_params is not None else engine_params))
+    if products > 1:
+        return SumOfProducts(orientation=orientation, material=material, bulk_features=tuple(features),
+                             orientation_features=tuple(orientation_features or DEFAULT_ORIENTATION_FEATURES),
+                             max_products=products, feature_units={f: units[f] for f in features if f in units},
+                             target_unit=target_unit, time_budget=time_budget)
     return FactorizedEquation(
         coefficient=EquationSearch(**common, engine_params=engine_params, form=coefficient_form,
                                    selection=coefficient_selection or selection, scaling_terms=coefficient_terms,
                                    feature_units={f: units[f] for f in features if f in units} or None,
                                    target_unit=target_unit),
-        orientation=EquationSearch(**common, selection=selection, engine_params=(
-            orientation_engine_params if orientation_engine_params is not None else engine_params)),
-        material=material, bulk_features=tuple(features),
+        orientation=orientation, material=material, bulk_features=tuple(features),
         orientation_features=tuple(orientation_features or DEFAULT_ORIENTATION_FEATURES),
         reference=None if reference_orientation is None else tuple(reference_orientation),
         coefficient_method=coefficient, time_budget=time_budget)
@@ -482,7 +497,7 @@ def _ceilings(est: Any, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
     for a direct fit, or without repeated orientations
     (:func:`matstore.models.factorize.product_ceiling`).
     """
-    if not isinstance(est, FactorizedEquation):
+    if not isinstance(est, FACTORISED):
         return {}
     values = {key: product_ceiling(X, y, est.material, rank=rank)
               for key, rank in (("product_ceiling_r2", 1), ("two_product_ceiling_r2", 2))}
@@ -505,7 +520,7 @@ def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
         (fraction; None unless relative), ``held_out_coverage``; ``error`` (and both widths
         None) when there are too few rows for ``level``.
     """
-    factorised = any(isinstance(e, FactorizedEquation) for e in nested.estimators)
+    factorised = any(isinstance(e, FACTORISED) for e in nested.estimators)
     score = conformity_score(factorised, y, nested.oof)
     text = ("relative residual |y − ŷ|/ŷ, GammaConformityScore(sym=True): ŷ·(1 ± q)" if score == RELATIVE
             else "absolute residual |y − ŷ|: ŷ ± q")
@@ -530,6 +545,10 @@ def _part_dict(search: EquationSearch, expr: sp.Expr | None = None) -> dict[str,
 
 
 def _parts(est: Any) -> dict[str, Any]:
+    if isinstance(est, SumOfProducts):
+        return {"products": [{"scale": sp.sstr(s), "scale_srepr": sp.srepr(s)} | {"orientation": _part_dict(o, g)}
+                             for s, o, g in zip(est.scales_, est.orientations_, est.orientation_equations_, strict=True)],
+                "scale_selection": est.scale_selection_}
     if not isinstance(est, FactorizedEquation):
         return {}
     return {
@@ -574,7 +593,7 @@ def _result(est: Any, data: pd.DataFrame, target: str, features: list[str], opti
     oof = report.pop("oof", np.full(len(y), np.nan))
     resid = (y - oof) if report else (y - pred)
     resid = resid[np.isfinite(resid)]
-    rejected = [] if isinstance(est, FactorizedEquation) else est.rejected_
+    rejected = [] if isinstance(est, FACTORISED) else est.rejected_
     return FitResult(
         target=target, features=features, engine=options.get("engine", "sparse"),
         engine_params=dict(options.get("engine_params") or {}), factorize=options.get("factorize"),
@@ -585,7 +604,7 @@ def _result(est: Any, data: pd.DataFrame, target: str, features: list[str], opti
         oof_predictions=oof, predictions=pred, row_index=row_index,
         residual_std=float(np.std(resid, ddof=1)) if len(resid) > 1 else float("nan"),
         dimension_check=_dimension_verdict(expr, options), n_rows=len(data), n_dropped=n_dropped,
-        orientation_features=list(est.orientation_features) if isinstance(est, FactorizedEquation) else [],
+        orientation_features=list(est.orientation_features) if isinstance(est, FACTORISED) else [],
         timings=timings, versions=versions(), report=report, interval=report.get("interval", {}),
     )
 

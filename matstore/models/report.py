@@ -123,6 +123,12 @@ def selected_forms(estimator: Any) -> dict[str, str]:
         ``orientation`` hold the two parts' forms as well, so a fold that kept C's form but
         chose another orientation function g does not count as agreeing.
     """
+    scales = getattr(estimator, "scales_", None)
+    if scales is not None:  # a sum of products: the scales as a set, the g_j in the scales' order
+        order = sorted(range(len(scales)), key=lambda j: form_of(scales[j]))
+        return {"equation": form_of(estimator.equation_),
+                "coefficient": " + ".join(form_of(scales[j]) for j in order),
+                "orientation": " | ".join(form_of(estimator.orientations_[j].equation_) for j in order)}
     coefficient, orientation = getattr(estimator, "coefficient_", None), getattr(estimator, "orientation_", None)
     if coefficient is None or orientation is None:
         return {"equation": form_of(estimator.equation_)}
@@ -177,6 +183,32 @@ def agreement_text(agreement: dict[str, Any] | None) -> str:
     if deviation is not None:
         parts.append(f"every fold's g within {deviation:.2g}×rms(g) of the full-data g")
     return text + (f" ({', '.join(parts)})" if parts else "")
+
+
+def parts_lines(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The parts of a stored factorised fit as ``(line, how it was chosen)`` pairs, one per part.
+
+    One product: ``("coefficient: 3.97*cohesive_energy/lattice_constant**2", "form scaling,
+    engine sparse, selected by stable:1se")`` and the same for ``orientation``.  A sum of
+    products (:class:`~matstore.models.estimators.SumOfProducts`): one line per product
+    ``s_j · g_j`` with g's criterion, then the scales' choice.  Empty for a direct fit.
+    """
+    out = []
+    for part, info in (parts or {}).items():
+        if isinstance(info, dict) and info.get("text"):
+            out.append((f"{part}: {info['text']}", _how(info)))
+    for j, term in enumerate((parts or {}).get("products") or [], start=1):
+        g = term.get("orientation") or {}
+        out.append((f"product {j}: ({term.get('scale')}) · ({g.get('text')})", _how(g)))
+    selection = (parts or {}).get("scale_selection")
+    if isinstance(selection, dict):
+        out.append((f"products: {selection.get('products')}", str(selection.get("criterion") or "")))
+    return out
+
+
+def _how(info: dict[str, Any]) -> str:
+    return ", ".join(x for x in (info.get("form") and f"form {info['form']}", info.get("engine") and f"engine {info['engine']}",
+                                 info.get("criterion") and f"selected by {info['criterion']}") if x)
 
 
 def ceiling_text(report: dict[str, Any] | None) -> str:
@@ -442,7 +474,7 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
     return inside / total if total else float("nan")
 
 
-__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "agreement_text", "ceiling_text",
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "agreement_text", "ceiling_text", "parts_lines",
            "conformal_half_width", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records",
            "held_out_coverage", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
            "selected_forms"]

@@ -50,6 +50,10 @@ class FitSpec(BaseModel):
     coefficient_terms: factorised fits with a scaling-law C only: most monomials in C (default
         1, ``C = k·Π x_i^p_i``; :data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).  Specs
         stored before this field existed load with 3, the number they were fitted with
+    products: factorised fits only: most products in ``y = Σ_j s_j(bulk) · g_j(orientation)``
+        (default 1: one product C(bulk)·g(orientation)); 2 or more fits a sum of natural
+        scales of the bulk times orientation functions, their number chosen by
+        leave-one-group-out CV (:class:`matstore.models.estimators.SumOfProducts`; needs units)
     coefficient_selection: factorised fits only: criterion for C(bulk) (default ``stable:1se``:
         the one-standard-error rule over the complexity budget, the search repeated on every
         leave-one-material-out subsample, and the form those subsamples chose most often; a constant is never a candidate for a dimensional
@@ -80,6 +84,7 @@ class FitSpec(BaseModel):
     coefficient_form: Literal["auto", "scaling", "free"] = "auto"
     coefficient_selection: str = DEFAULT_COEFFICIENT_SELECTION
     coefficient_terms: int = Field(default=DEFAULT_SCALING_TERMS, ge=1, le=4)
+    products: int = Field(default=1, ge=1, le=3)
     n_splits: int | None = Field(default=None, ge=2)
     group_by: str = Field(default="material", min_length=1)
     interval_level: float = Field(default=0.9, gt=0, lt=1)
@@ -118,7 +123,7 @@ class FitSpec(BaseModel):
         ``random_state``; the rest keep their names.
         """
         keep = ("engine", "engine_params", "factorize", "selection", "coefficient_form", "coefficient_selection",
-                "coefficient_terms", "n_splits", "time_budget", "interval_level", "seed")
+                "coefficient_terms", "products", "n_splits", "time_budget", "interval_level", "seed")
         return {k: getattr(self, k) for k in keep}
 
     @classmethod
@@ -130,9 +135,11 @@ class FitSpec(BaseModel):
         """Canonical hash of everything but the name and description.
 
         A field added later is left out at the value specs stored before it behaved as
-        (``coefficient_terms`` 3), so their versions keep their hash and refit as unchanged.
+        (``coefficient_terms`` 3, ``products`` 1), so their versions keep their hash and refit
+        as unchanged.
         """
         exclude = {"name", "description"} | ({"coefficient_terms"} if self.coefficient_terms == LEGACY_SCALING_TERMS else set())
+        exclude |= {"products"} if self.products == 1 else set()
         return sha256_json(self.model_dump(exclude=exclude))
 
     @classmethod

@@ -66,6 +66,12 @@ if isinstance(coefficient, dict) and isinstance(orientation, dict):
     st.latex(rf"{target_tex} = C \cdot g")
     st.latex("C = " + shown_latex(coefficient.get("srepr"), coefficient.get("latex")))
     st.latex("g = " + shown_latex(orientation.get("srepr"), orientation.get("latex")))
+elif parts.get("products"):  # a sum of products s_j(bulk) · g_j(orientation)
+    st.latex(f"{target_tex} = " + " + ".join(rf"s_{j} \cdot g_{j}" for j in range(1, len(parts["products"]) + 1)))
+    for j, term in enumerate(parts["products"], start=1):
+        g_part = term.get("orientation") or {}
+        st.latex(rf"s_{j} = " + shown_latex(term.get("scale_srepr"), term.get("scale")) + r",\quad "
+                 + rf"g_{j} = " + shown_latex(g_part.get("srepr"), g_part.get("latex")))
 else:
     st.latex(f"{target_tex} = " + shown_latex(v["equation_srepr"], v["equation_latex"]))
 st.caption("Constants shown with 4 significant digits; the stored equation keeps full precision "
