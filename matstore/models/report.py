@@ -43,7 +43,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import cross_validate
 
-from matstore.models.expressions import form_of
+from matstore.models.expressions import evaluate, form_of
 
 #: Nested and fixed-form R² further apart than this are explained fold by fold.
 DISCREPANCY_R2 = 0.1
@@ -238,7 +238,9 @@ def orientation_deviation(fold_estimator: Any, full_estimator: Any, X: pd.DataFr
 
     Parameters
     ----------
-    fold_estimator, full_estimator : fitted FactorizedEquation (``orientation_equation_``)
+    fold_estimator, full_estimator : fitted FactorizedEquation (``orientation_equation_``), or
+        SumOfProducts (``orientation_equations_``: each g_j is compared when both chose the
+        same scales; the largest departure is returned)
     X : DataFrame, shape (n_rows, ...)
         With the orientation descriptor columns of the fit.
 
@@ -247,18 +249,33 @@ def orientation_deviation(fold_estimator: Any, full_estimator: Any, X: pd.DataFr
     float or None
         ``max |g_fold − g_full| / rms(g_full)`` over the distinct orientations of ``X``
         (dimensionless; 0.02 means within 2 % of g's typical size); None for a model that
-        is not factorised, a fold that failed, or non-finite values.
+        is not factorised, a fold that failed, a sum whose fold chose other scales, or
+        non-finite values.
     """
-    from matstore.models.expressions import evaluate
-
-    g_fold, g_full = (getattr(e, "orientation_equation_", None) for e in (fold_estimator, full_estimator))
-    if g_fold is None or g_full is None:
+    pairs = _orientation_pairs(fold_estimator, full_estimator)
+    if not pairs:
         return None
     points = X[list(full_estimator.orientation_features)].astype(float).drop_duplicates().reset_index(drop=True)
-    fold_values, full_values = evaluate(g_fold, points), evaluate(g_full, points)
-    scale = float(np.sqrt(np.mean(full_values**2)))
-    deviation = float(np.max(np.abs(fold_values - full_values))) / scale if scale > 0 else math.nan
+    deviations = [_relative_departure(evaluate(g_fold, points), evaluate(g_full, points)) for g_fold, g_full in pairs]
+    deviation = max(deviations)
     return deviation if math.isfinite(deviation) else None
+
+
+def _orientation_pairs(fold_estimator: Any, full_estimator: Any) -> list[tuple[Any, Any]]:
+    """(fold g, full-data g) to compare: the one g of a product; each g_j of a sum with the same scales."""
+    one = [getattr(e, "orientation_equation_", None) for e in (fold_estimator, full_estimator)]
+    if None not in one:
+        return [tuple(one)]
+    scales = [getattr(e, "scales_", None) for e in (fold_estimator, full_estimator)]
+    if None in scales or set(scales[0]) != set(scales[1]):
+        return []
+    fold = dict(zip(scales[0], fold_estimator.orientation_equations_, strict=True))
+    return [(fold[s], g) for s, g in zip(scales[1], full_estimator.orientation_equations_, strict=True)]
+
+
+def _relative_departure(fold_values: np.ndarray, full_values: np.ndarray) -> float:
+    scale = float(np.sqrt(np.mean(full_values**2)))
+    return float(np.max(np.abs(fold_values - full_values))) / scale if scale > 0 else math.nan
 
 
 def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.ndarray | None,
