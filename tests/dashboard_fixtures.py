@@ -45,6 +45,7 @@ EMT_MILLER = [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0)]
 SURFACE_MODEL = "surface_energy_emt"
 STRENGTH_MODEL = "strength_openkim"
 CONFIG_MODEL = "divacancy_emt"
+STRESS_MODEL = "surface_stress_emt"
 BULK_FEATURES = ["lattice_constant", "cohesive_energy", "c44"]
 STRENGTH_FEATURES = ["vacancy_migration_energy", "surface_energy_111", "unstable_stacking_fault_energy"]
 
@@ -59,6 +60,7 @@ class Store:
     strength_model_id: int
     config_model_id: int
     n_flagged_strength: int
+    stress_model_id: int
 
 
 def _specs() -> list[FitSpec]:
@@ -70,7 +72,10 @@ def _specs() -> list[FitSpec]:
                        description="Strength of the OpenKIM potentials from indicator properties")
     divacancy = FitSpec(name=CONFIG_MODEL, target="divacancy_energy", features=["vv_distance"], engine="sparse",
                         seed=0, description="Divacancy energy from the vacancy-vacancy distance (fixture law)")
-    return [surface, strength, divacancy]
+    stress = FitSpec(name=STRESS_MODEL, target="surface_stress", features=BULK_FEATURES, methods=["emt"],
+                     factorize="orientation", products=2, engine="sparse", seed=0,
+                     description="Surface stress of EMT metals as a sum of products s_j(bulk)·g_j(orientation)")
+    return [surface, strength, divacancy, stress]
 
 
 #: Per-configuration law of the fixture table: E_f = 2.5 − 0.3·d (eV, d in Å).
@@ -133,7 +138,8 @@ def build_store(url: str, dataset_dir: Path) -> Store:
         flagged = conn.execute(text(
             "SELECT count(*) FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id "
             "WHERE d.name = 'strength' AND p.flag IS NOT NULL")).scalar_one()
-    return Store(url, engine, ids[SURFACE_MODEL], ids[STRENGTH_MODEL], ids[CONFIG_MODEL], int(flagged))
+    return Store(url, engine, ids[SURFACE_MODEL], ids[STRENGTH_MODEL], ids[CONFIG_MODEL], int(flagged),
+                 ids[STRESS_MODEL])
 
 
 _BUILT: dict[str, Store] = {}

@@ -40,6 +40,7 @@ from tests.dashboard_fixtures import (  # noqa: F401
     CONFIG_SLOPE,
     N_CONFIGURATIONS,
     STRENGTH_MODEL,
+    STRESS_MODEL,
     SURFACE_MODEL,
     Store,
     dashboard_store,
@@ -127,7 +128,7 @@ def test_every_page_runs(store: Store, page: str) -> None:
 def test_fit_runs_are_listed_with_their_model(store: Store) -> None:
     at = run_page("jobs")
     runs = at.dataframe[0].value
-    assert set(runs.loc[runs["kind"] == "fit", "model"]) == {SURFACE_MODEL, STRENGTH_MODEL, CONFIG_MODEL}
+    assert set(runs.loc[runs["kind"] == "fit", "model"]) == {SURFACE_MODEL, STRENGTH_MODEL, CONFIG_MODEL, STRESS_MODEL}
     assert set(runs.loc[runs["kind"] != "fit", "model"]) == {""}  # blank, not "None"
 
 
@@ -194,6 +195,18 @@ def test_selected_star_matches_the_criterion_front(store: Store) -> None:
     bound = criteria[0].split("complexity <=")[-1].split(".")[0].strip()
     if bound.isdigit():
         assert star_c <= int(bound)
+
+
+def test_a_sum_of_products_shows_each_scale_and_orientation_function(store: Store) -> None:
+    at = run_page("equations", model=str(store.stress_model_id))
+    latex = [x.value for x in at.latex]
+    with store.engine.connect() as conn:
+        parts = conn.execute(text("SELECT parts FROM equation_version WHERE model_id = :m"),
+                             {"m": store.stress_model_id}).scalar_one()
+    k = len(parts["products"])
+    assert "= " + " + ".join(rf"s_{j} \cdot g_{j}" for j in range(1, k + 1)) in latex[0]
+    assert [f"s_{j} = " in x and f"g_{j} = " in x for j, x in enumerate(latex[1:k + 1], start=1)] == [True] * k
+    assert not at.exception
 
 
 def test_constants_shown_with_four_significant_digits(store: Store) -> None:

@@ -12,7 +12,7 @@ from matstore.models import EquationSearch, FactorizedEquation
 from matstore.models.estimators import SumOfProducts
 from matstore.models.fitting import fit_equation
 from matstore.models.products import fold_losses, scale_library, select_scales
-from matstore.models.report import parts_lines
+from matstore.models.report import ceiling_text, parts_lines
 from matstore.models.spec import FitSpec
 from tests.test_models_core import surface_table
 
@@ -68,6 +68,8 @@ def test_sum_of_two_products_is_found_where_one_product_fails() -> None:
     assert two.report["nested_cv"]["r2"] > 0.97 and two.report["fixed_form_cv"]["r2"] > 0.97
     assert one.report["nested_cv"]["r2"] < two.report["nested_cv"]["r2"] - 0.1
     assert two.report["product_ceiling_r2"] < 0.99 < two.report["two_product_ceiling_r2"]
+    assert ceiling_text(one.report).endswith("try a sum, --products 2")  # the single product is told
+    assert "--products" not in ceiling_text(two.report)
     agreement = two.report["fold_agreement"]
     assert agreement["coefficient"]["agree"] == 7  # the scales in every fold
     assert agreement["orientation"]["max_deviation"] < 0.3  # each fold's g_j near the full-data g_j

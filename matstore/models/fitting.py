@@ -473,7 +473,7 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         the whole equation's form, and C's and g's of a factorised model), ``folds``,
         ``per_group``, ``discrepancy``, ``interval``, ``product_ceiling_r2`` and
         ``two_product_ceiling_r2`` (factorised fits: :func:`matstore.models.factorize.product_ceiling`
-        with rank 1 and 2), and ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
+        with rank 1 and 2), ``sum_of_products`` (factorised fits: whether it is a :class:`SumOfProducts`), and ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
     """
     nested = cross_fit(est, X, y, groups, cv)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
@@ -491,7 +491,7 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
 
 
 def _ceilings(est: Any, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
-    """``product_ceiling_r2`` and ``two_product_ceiling_r2`` of the rows of a factorised fit.
+    """``product_ceiling_r2`` and ``two_product_ceiling_r2`` of the rows of a factorised fit, and ``sum_of_products``.
 
     Properties of the table, not of a fit: computed once here, not in every fold's fit.  None
     for a direct fit, or without repeated orientations
@@ -501,7 +501,8 @@ def _ceilings(est: Any, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
         return {}
     values = {key: product_ceiling(X, y, est.material, rank=rank)
               for key, rank in (("product_ceiling_r2", 1), ("two_product_ceiling_r2", 2))}
-    return {key: float(value) for key, value in values.items() if value is not None}
+    return ({key: float(value) for key, value in values.items() if value is not None}
+            | {"sum_of_products": isinstance(est, SumOfProducts)})
 
 
 def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:

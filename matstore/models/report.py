@@ -47,6 +47,9 @@ from matstore.models.expressions import evaluate, form_of
 
 #: Nested and fixed-form R² further apart than this are explained fold by fold.
 DISCREPANCY_R2 = 0.1
+#: Training-R² gain of the two-product over the one-product ceiling above which a single-product
+#: report suggests a sum of products (a fifth of τ's and S's variance on the calculators' data).
+SUM_HINT_R2 = 0.05
 
 
 @dataclass
@@ -217,15 +220,19 @@ def ceiling_text(report: dict[str, Any] | None) -> str:
     E.g. ``"no C(bulk)·g(orientation) can exceed training R² 0.875 on these rows, a sum of two
     such products 0.999 (free value per material and orientation)"``
     (:func:`matstore.models.factorize.product_ceiling`).  Reports stored before session 7 carry
-    the first ceiling only.
+    the first ceiling only.  When a sum of two products reaches at least
+    :data:`SUM_HINT_R2` more than one product and the fit is a single product, the text
+    suggests ``--products 2`` (:class:`~matstore.models.estimators.SumOfProducts`).
     """
     one = (report or {}).get("product_ceiling_r2")
     if one is None:
         return ""
     two = report.get("two_product_ceiling_r2")
+    hint = (two is not None and two - one >= SUM_HINT_R2 and not report.get("sum_of_products"))
     return (f"no C(bulk)·g(orientation) can exceed training R² {one:.3f} on these rows"
             + ("" if two is None else f", a sum of two such products C₁·g₁ + C₂·g₂ {two:.3f}")
-            + " (free value per material and orientation)")
+            + " (free value per material and orientation)"
+            + ("; the target is not one product: try a sum, --products 2" if hint else ""))
 
 
 def orientation_deviation(fold_estimator: Any, full_estimator: Any, X: pd.DataFrame) -> float | None:
@@ -491,7 +498,7 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
     return inside / total if total else float("nan")
 
 
-__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "CrossFit", "OutOfFold", "agreement_text", "ceiling_text", "parts_lines",
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text", "ceiling_text", "parts_lines",
            "conformal_half_width", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records",
            "held_out_coverage", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
            "selected_forms"]
