@@ -90,6 +90,12 @@ def test_fit_coefficient_form_and_folds_flags(engine, database_url: str) -> None
     assert rows["free_c"][0] == pytest.approx(train["free_c"], abs=1e-3)
     assert rows["law_c"][1] == pytest.approx(train["law_c"], abs=1e-3)
     assert rows["free_c"][1] == pytest.approx(rows["free_c"][0], abs=1e-3)  # the same synthetic rows
+    run_cli("fit", "--name", "sum_c", "--target", "surface_energy", "--features", "lattice_constant", "cohesive_energy",
+            "--method", "synth", "--factorize", "orientation", "--engine", "sparse", "--n-splits", "3",
+            "--products", "2", env=env)
+    shown = run_cli("models", "show", "sum_c", env=env).stdout
+    assert "product 1: (cohesive_energy/lattice_constant**2) · (" in shown  # γ is one product: the rule keeps one
+    assert "products: 1" in shown and "1-SE rule on the number of products" in shown
     bad = run_cli("fit", "--name", "bad_c", "--target", "surface_energy", "--features", "lattice_constant",
                   "--factorize", "orientation", "--coefficient-selection", "cv:lots", env=env, check=False)
     assert bad.returncode == 1 and "unknown selection criterion 'cv:lots'" in bad.stderr

@@ -118,6 +118,8 @@ def test_estimator_shape_and_spec_option() -> None:
     assert spec.fit_options()["products"] == 2
     with pytest.raises(ValueError):
         FitSpec(name="tau", target="surface_stress", features=["c11"], products=0)
+    with pytest.raises(ValueError, match="needs factorize"):
+        FitSpec(name="tau", target="surface_stress", features=["c11"], products=2)
     from matstore.models.fitting import make_estimator
 
     assert isinstance(make_estimator(["c11"], factorize="orientation", material="m", products=1), FactorizedEquation)

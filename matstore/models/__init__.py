@@ -2,7 +2,7 @@
 
 Public API
 ----------
-- Estimators: :class:`EquationSearch`, :class:`FactorizedEquation` (scikit-learn shape);
+- Estimators: :class:`EquationSearch`, :class:`FactorizedEquation`, :class:`SumOfProducts` (scikit-learn shape);
   :class:`FixedForm` (an equation's form, constants refitted) and :func:`make_cv` (the one
   CV policy).
 - :func:`fit_equation` → :class:`FitResult` (with the honest ``report``: nested and
@@ -37,7 +37,7 @@ from matstore.models.engines import (
     get_engine,
     versions,
 )
-from matstore.models.estimators import EquationSearch, FactorizedEquation
+from matstore.models.estimators import EquationSearch, FactorizedEquation, SumOfProducts
 from matstore.models.expressions import ExpressionError, form_of, parse_srepr
 from matstore.models.factorize import (
     FactorizationResult,
@@ -73,6 +73,7 @@ __all__ = [
     "FactorizationResult",
     "FitResult",
     "PartFit",
+    "SumOfProducts",
     "SymbolicEngine",
     "ValidationReport",
     "add_orientation_descriptors",

@@ -410,8 +410,10 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
     brought to the target's dimension, e.g. ``c44·lattice_constant`` for N/m) and their
     number (1 … ``max_products``) are chosen by leave-one-group-out CV with the ``g_j``
     free per orientation and the one-standard-error rule; (b) each ``g_j`` is searched by
-    ``orientation`` on its free values; (c) one amplitude per product is refitted by least
-    squares with the equations of (b); (d) the sum is one SymPy expression.
+    ``orientation`` on all rows, its target ``(y/λ_m − Σ_{i≠j} s_i·ĝ_i)/s_j`` (the free ĝ_i
+    of the other products, λ_m each material's level that the scales miss; for one product
+    this is ``y/C_m`` of :class:`FactorizedEquation`); (c) one amplitude per product is
+    refitted by least squares with the equations of (b); (d) the sum is one SymPy expression.
 
     Parameters
     ----------
@@ -496,7 +498,7 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         search_groups = data[self.material].to_numpy() if groups is None else np.asarray(groups)
         y_material = yv / material_multipliers(yv, np.einsum("rk,rk->r", scale_rows, g_values), mat_idx)[mat_idx]
         self.orientations_ = [self._orientation_search(len(chosen)).fit(
-            Xg, _partial_target(y_material, scale_rows, g_values, j), groups=search_groups) for j in range(len(chosen))]
+            *_partial_target(Xg, y_material, scale_rows, g_values, j, search_groups)) for j in range(len(chosen))]
         self._combine(yv, scale_rows, Xg)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
@@ -524,11 +526,16 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         return evaluate(self.equation_, X.reset_index(drop=True))
 
 
-def _partial_target(y: np.ndarray, scale_rows: np.ndarray, g_values: np.ndarray, j: int) -> np.ndarray:
-    """What g_j must give on each row, shape (n_rows,): ``(y − Σ_{i≠j} s_i·ĝ_i) / s_j`` with the free ĝ_i."""
+def _partial_target(Xg: pd.DataFrame, y: np.ndarray, scale_rows: np.ndarray, g_values: np.ndarray, j: int,
+                    groups: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(X, target, groups)`` of the g_j search: ``(y − Σ_{i≠j} s_i·ĝ_i) / s_j`` with the free ĝ_i.
+
+    Rows where the scale s_j is zero say nothing about g_j and are left out.
+    """
     others = np.delete(np.arange(scale_rows.shape[1]), j)
     rest = np.einsum("rk,rk->r", scale_rows[:, others], g_values[:, others])
-    return (y - rest) / scale_rows[:, j]
+    keep = scale_rows[:, j] != 0
+    return Xg[keep].reset_index(drop=True), (y - rest)[keep] / scale_rows[keep, j], groups[keep]
 
 
 def _long_table(X: pd.DataFrame, material: str, bulk_features: Sequence[str], orientation_features: Sequence[str]

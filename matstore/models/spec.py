@@ -109,6 +109,12 @@ class FitSpec(BaseModel):
             self.selection = default_selection(self.factorize)
         return self
 
+    @model_validator(mode="after")
+    def _products_need_factorize(self) -> FitSpec:
+        if self.products > 1 and self.factorize is None:
+            raise ValueError("products > 1 needs factorize: orientation (a sum of s_j(bulk)·g_j(orientation))")
+        return self
+
     @field_validator("features")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
