@@ -34,3 +34,16 @@ def test_layers_import_one_way() -> None:
                 if stripped.startswith(("import ", "from ")) and any(f" {f}" in stripped + " " for f in forbidden):
                     offenders.append(f"{path.relative_to(REPO_ROOT)}:{number}: {stripped}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_sqlalchemy_runs_without_its_compiled_rows_under_matstore() -> None:
+    """Importing matstore before SQLAlchemy switches the compiled result rows off (matstore/__init__.py)."""
+    import os
+
+    code = "import matstore, sqlalchemy.util._has_cy as h; print(h.HAS_CYEXTENSION)"
+    env = {k: v for k, v in os.environ.items() if k != "DISABLE_SQLALCHEMY_CEXT_RUNTIME"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"
+    from sqlalchemy.util import _has_cy
+
+    assert _has_cy.HAS_CYEXTENSION is False  # the tests run as the product does
