@@ -303,7 +303,8 @@ def make_estimator(
         Factorised fits: most products in ``y = Σ_j s_j(bulk) · g_j(orientation)``.  1 is
         the single product C(bulk)·g(orientation) (:class:`FactorizedEquation`); 2 or more
         a :class:`~matstore.models.estimators.SumOfProducts` of natural scales, their number
-        chosen by cross-validation (needs units).
+        chosen by cross-validation (needs units; the ``coefficient*`` options and
+        ``reference_orientation`` do not apply to it).
     reference_orientation : (3,) Miller index or normal, default (1, 1, 1)
     feature_units : dict, optional
         pint units of the features.
