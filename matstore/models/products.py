@@ -163,10 +163,10 @@ def select_scales(y: np.ndarray, scale_rows: np.ndarray, P: np.ndarray, folds: S
     k = min(k for k in best if best[k][0] <= limit)
     n = float(sizes.sum())
     record = {"products": k, "cv_mse": {str(j): best[j][0] / n for j in sorted(best)},
-              "criterion": f"scales by leave-one-group-out CV, {n_se:g}-SE rule on the number of products "
-                           f"({len(folds)} folds)"}
+              "criterion": f"scales by cross-validation over {len(folds)} group folds, {n_se:g}-SE rule on the "
+                           "number of products"}
     return best[k][2], record
 
 
-__all__ = ["DEFAULT_PRODUCTS", "SCALE_EXPONENTS", "SCALE_FACTORS", "fit_weights", "fold_losses", "material_multipliers", "product_design",
-           "scale_library", "select_scales"]
+__all__ = ["DEFAULT_PRODUCTS", "SCALE_EXPONENTS", "SCALE_FACTORS", "fit_weights", "fold_losses", "material_multipliers",
+           "product_design", "scale_library", "select_scales"]
