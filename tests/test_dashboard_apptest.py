@@ -207,6 +207,9 @@ def test_a_sum_of_products_shows_each_scale_and_orientation_function(store: Stor
     assert "= " + " + ".join(rf"s_{j} \cdot g_{j}" for j in range(1, k + 1)) in latex[0]
     assert [f"s_{j} = " in x and f"g_{j} = " in x for j, x in enumerate(latex[1:k + 1], start=1)] == [True] * k
     assert not at.exception
+    at = run_page("equations", model=str(store.stress_model_id), view="g")  # one map per product
+    maps = [title(f) for f in figures(at) if "over the stereographic triangle" in title(f)]
+    assert [m.split(" over")[0] for m in maps] == [f"g_{j}" for j in range(1, k + 1)] and not at.exception
 
 
 def test_constants_shown_with_four_significant_digits(store: Store) -> None:

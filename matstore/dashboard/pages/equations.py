@@ -112,23 +112,32 @@ if view == "parity":
     left.plotly_chart(charts.parity_plot(predictions, target=v["target"], unit=unit), width="stretch")
     right.plotly_chart(charts.residuals_by_material(predictions, unit=unit), width="stretch")
 
-if view == "g":
+def draw_orientation_function(part: dict | None, name: str, note: str) -> None:
+    """The map of one orientation function (``g``, or ``g_j`` of a sum) over the standard triangle."""
     try:
-        g = read_orientation_function(orientation)
+        g = read_orientation_function(part)
     except expressions.ExpressionError as exc:
         st.info(str(exc))
-    else:
-        st.latex("g = " + shown_latex(orientation.get("srepr"), orientation.get("latex")))
-        normals = triangle_grid(45)
-        values = g.evaluate(normals)
-        if not np.isfinite(values).any():
-            st.info("g is not a finite real number anywhere in the triangle.")
-        else:
-            variables = ", ".join(g.variables) or "constant"
-            st.plotly_chart(charts.orientation_function_map(
-                normals, values, title=f"g over the stereographic triangle (variables: {variables})"), width="stretch")
-            st.caption(f"g ranges from {np.nanmin(values):.4g} to {np.nanmax(values):.4g} over the triangle "
-                       f"(dimensionless; normalisation: {orientation.get('normalization', 'not stored')}).")
+        return
+    st.latex(f"{name} = " + shown_latex(part.get("srepr"), part.get("latex")))
+    normals = triangle_grid(45)
+    values = g.evaluate(normals)
+    if not np.isfinite(values).any():
+        st.info(f"{name} is not a finite real number anywhere in the triangle.")
+        return
+    variables = ", ".join(g.variables) or "constant"
+    st.plotly_chart(charts.orientation_function_map(
+        normals, values, title=f"{name} over the stereographic triangle (variables: {variables})"), width="stretch")
+    st.caption(f"{name} ranges from {np.nanmin(values):.4g} to {np.nanmax(values):.4g} over the triangle ({note}).")
+
+
+if view == "g" and parts.get("products"):  # a sum: one map per product s_j · g_j
+    for j, term in enumerate(parts["products"], start=1):
+        draw_orientation_function(term.get("orientation"), f"g_{j}",
+                                  f"the factor of s_{j} = {term.get('scale')}, dimensionless")
+elif view == "g":
+    draw_orientation_function(orientation, "g", "dimensionless; normalisation: "
+                              + str((orientation or {}).get("normalization", "not stored")))
 
 if view == "report":
     report = reports.fit_report(v)
