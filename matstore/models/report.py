@@ -48,7 +48,7 @@ from matstore.models.expressions import evaluate, form_of
 #: Nested and fixed-form R² further apart than this are explained fold by fold.
 DISCREPANCY_R2 = 0.1
 #: Training-R² gain of the two-product over the one-product ceiling above which a single-product
-#: report suggests a sum of products (a fifth of τ's and S's variance on the calculators' data).
+#: report suggests a sum of products (on the calculators' data τ and S gain 0.05–0.25, γ ≤ 0.005).
 SUM_HINT_R2 = 0.05
 
 
