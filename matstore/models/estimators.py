@@ -46,6 +46,7 @@ from matstore.models.factorize import (
     coefficient_engine,
     coefficients_given_g,
     initial_coefficients,
+    material_codes,
     normalise_g,
     orientation_basis,
     reference_descriptors,
@@ -337,10 +338,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     def _parts(self) -> tuple[EquationSearch, EquationSearch]:
         coefficient = (clone(self.coefficient) if self.coefficient is not None
                        else EquationSearch(form="auto", selection=DEFAULT_COEFFICIENT_SELECTION))
-        orientation = clone(self.orientation) if self.orientation is not None else EquationSearch(selection=DEFAULT_ORIENTATION_SELECTION)
-        if self.time_budget is not None:
-            orientation.set_params(time_budget=self.time_budget)
-        return coefficient, orientation
+        return coefficient, _orientation_search(self.orientation, self.time_budget)
 
     def fit(self, X: pd.DataFrame, y: Any, groups: Any = None) -> FactorizedEquation:
         """Fit both factors on a long table (one row per material and orientation).
@@ -365,8 +363,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         """
         data, yv = self._check(X), np.asarray(y, dtype=float).reshape(-1)
         coefficient, orientation = self._parts()
-        materials = pd.unique(data[self.material])
-        mat_idx = pd.Categorical(data[self.material], categories=materials).codes.astype(int)
+        materials, mat_idx, bulk = _per_material(data, self.material, self.bulk_features)
         ref = reference_descriptors(self.reference)
         C, self.coefficient_method_, self.normalization_ = initial_coefficients(
             data, yv, self.material, self.orientation_features, ref, self.coefficient_method)
@@ -374,9 +371,8 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.orientation_ = orientation.fit(Xg, yv / C[mat_idx], groups=groups)
         g_expr = normalise_g(self.orientation_.equation_, data, self.orientation_features, ref)
         C2 = coefficients_given_g(yv, evaluate(g_expr, Xg), mat_idx, C)
-        bulk = data.groupby(self.material, sort=False)[list(self.bulk_features)].mean().loc[materials]
         c_groups = materials if groups is None else pd.Series(np.asarray(groups)).groupby(mat_idx).first().to_numpy()
-        self.coefficient_ = coefficient.fit(bulk.astype(float).reset_index(drop=True), C2, groups=c_groups)
+        self.coefficient_ = coefficient.fit(bulk, C2, groups=c_groups)
         self.orientation_equation_ = g_expr
         self.equation_ = self.coefficient_.equation_ * g_expr
         self.coefficients_ = pd.Series(C2, index=materials, name="C")
@@ -484,32 +480,25 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         self
         """
         data, yv = _long_table(X, self.material, self.bulk_features, self.orientation_features), np.asarray(y, dtype=float)
-        materials = pd.unique(data[self.material])
-        mat_idx = pd.Categorical(data[self.material], categories=materials).codes.astype(int)
-        bulk = data.groupby(self.material, sort=False)[list(self.bulk_features)].mean().loc[materials]
-        values, exprs = scale_library(bulk.reset_index(drop=True), dict(self.feature_units or {}), self.target_unit)
+        _, mat_idx, bulk = _per_material(data, self.material, self.bulk_features)
+        values, exprs = scale_library(bulk, dict(self.feature_units or {}), self.target_unit)
+        library_rows = values[mat_idx]
         P = orientation_basis(data, self.orientation_features, data["orientation_key"])
-        folds = splits(len(yv), data[self.material].to_numpy() if groups is None else np.asarray(groups))
-        chosen, self.scale_selection_ = select_scales(yv, values[mat_idx], P, folds, self.max_products, self.n_se)
+        row_groups = data[self.material].to_numpy() if groups is None else np.asarray(groups)
+        chosen, self.scale_selection_ = select_scales(yv, library_rows, P, splits(len(yv), row_groups),
+                                                      self.max_products, self.n_se)
         self.scales_ = [exprs[i] for i in chosen]
-        scale_rows = values[mat_idx][:, list(chosen)]
+        scale_rows = library_rows[:, list(chosen)]
         g_values = P @ fit_weights(yv, scale_rows, P).T
         Xg = data[list(self.orientation_features)].astype(float)
-        search_groups = data[self.material].to_numpy() if groups is None else np.asarray(groups)
         y_material = yv / material_multipliers(yv, np.einsum("rk,rk->r", scale_rows, g_values), mat_idx)[mat_idx]
-        self.orientations_ = [self._orientation_search(len(chosen)).fit(
-            *_partial_target(Xg, y_material, scale_rows, g_values, j, search_groups)) for j in range(len(chosen))]
+        budget = None if self.time_budget is None else self.time_budget / len(chosen)
+        self.orientations_ = [_orientation_search(self.orientation, budget).fit(
+            *_partial_target(Xg, y_material, scale_rows, g_values, j, row_groups)) for j in range(len(chosen))]
         self._combine(yv, scale_rows, Xg)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
         return self
-
-    def _orientation_search(self, n_products: int) -> EquationSearch:
-        search = clone(self.orientation) if self.orientation is not None else EquationSearch(
-            selection=DEFAULT_ORIENTATION_SELECTION)
-        if self.time_budget is not None:
-            search.set_params(time_budget=self.time_budget / n_products)
-        return search
 
     def _combine(self, y: np.ndarray, scale_rows: np.ndarray, Xg: pd.DataFrame) -> None:
         """Amplitudes of the products by least squares; ``equation_`` and ``orientation_equations_``."""
@@ -524,6 +513,22 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         if {str(s) for s in self.equation_.free_symbols} & set(DESCRIPTOR_COLUMNS) - set(X.columns):
             X = add_orientation_descriptors(X)
         return evaluate(self.equation_, X.reset_index(drop=True))
+
+
+def _orientation_search(template: EquationSearch | None, time_budget: float | None) -> EquationSearch:
+    """An unfitted search for an orientation function: a clone of ``template`` (default ``stable:1se``), with its budget."""
+    search = clone(template) if template is not None else EquationSearch(selection=DEFAULT_ORIENTATION_SELECTION)
+    if time_budget is not None:
+        search.set_params(time_budget=time_budget)
+    return search
+
+
+def _per_material(data: pd.DataFrame, material: str, bulk_features: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Materials, each row's index among them, and the bulk features per material (their mean; a fresh index)."""
+    materials, mat_idx = material_codes(data, material)
+    bulk = data.groupby(material, sort=False)[list(bulk_features)].mean().loc[materials]
+    return materials, mat_idx, bulk.astype(float).reset_index(drop=True)
 
 
 def _partial_target(Xg: pd.DataFrame, y: np.ndarray, scale_rows: np.ndarray, g_values: np.ndarray, j: int,

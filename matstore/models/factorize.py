@@ -245,6 +245,12 @@ def orientation_basis(desc: pd.DataFrame, features: Sequence[str], keys: pd.Seri
     return np.column_stack(cols)
 
 
+def material_codes(data: pd.DataFrame, material: str) -> tuple[np.ndarray, np.ndarray]:
+    """The materials in order of first appearance, shape (n_materials,), and each row's index among them, shape (n_rows,)."""
+    materials = pd.unique(data[material])
+    return materials, pd.Categorical(data[material], categories=materials).codes.astype(int)
+
+
 def initial_coefficients(data: pd.DataFrame, y: np.ndarray, material: str, orientation_features: Sequence[str],
                          ref: dict[str, Any] | None, coefficient: str) -> tuple[np.ndarray, str, str]:
     """Step (a): one coefficient ``C_m`` per material, before any equation for g is known.
@@ -269,8 +275,7 @@ def initial_coefficients(data: pd.DataFrame, y: np.ndarray, material: str, orien
     normalization : str
         ``"g(hkl:1,1,1)=1"`` or ``"mean g over orientations = 1"``.
     """
-    materials = pd.unique(data[material])
-    mat_idx = pd.Categorical(data[material], categories=materials).codes.astype(int)
+    materials, mat_idx = material_codes(data, material)
     keys = data["orientation_key"]
     has_ref = ref is not None and bool((keys == ref["orientation_key"]).any())
     C, g_np = _rank1_als(y, mat_idx, len(materials), orientation_basis(data, orientation_features, keys))
@@ -324,7 +329,7 @@ def product_ceiling(data: pd.DataFrame, y: np.ndarray, material: str, rank: int 
     total = float(np.sum((y - y.mean()) ** 2))
     if len(orientations) > len(y) / 2 or total <= 0:
         return None
-    m = pd.Categorical(data[material], categories=pd.unique(data[material])).codes.astype(int)
+    _, m = material_codes(data, material)
     o = pd.Categorical(keys, categories=orientations).codes.astype(int)
     fitted = _low_rank_fit(np.asarray(y, dtype=float), m, o, rank)
     return 1.0 - float(np.sum((y - fitted) ** 2)) / total
