@@ -230,6 +230,8 @@ def test_report_and_interval_on_a_known_law() -> None:
     tests = [np.flatnonzero(table["material"].isin(f["held_out"]).to_numpy()) for f in rep["folds"]]
     nested = CrossFit(oof, [None] * len(tests), tests, [False] * len(tests))
     assert interval["held_out_coverage"] == held_out_coverage(nested, y, 0.9, "relative")
+    spread = interval["held_out_coverage_spread"]  # one fold per held-out metal
+    assert spread["folds"] == 7 and spread["min"] <= interval["held_out_coverage"] <= spread["max"]
 
 
 def test_signed_target_keeps_the_absolute_interval() -> None:
@@ -271,6 +273,23 @@ def test_conformity_score_rule_and_held_out_coverage() -> None:
     assert held_out_coverage(nested, y, 0.9, "relative") == pytest.approx(inside / 60)
 
 
+
+def test_coverage_spread_over_held_out_groups() -> None:
+    """Six equal folds covering 10, 10, 10, 10, 5 and 7 of 10 rows: pooled 52/60, folds 50–100 %,
+    the cluster standard error sqrt(6/5 · Σ (c_f − c)²/36) by hand."""
+    from matstore.models.report import coverage_spread, coverage_text
+
+    inside, total = np.array([10, 10, 10, 10, 5, 7.0]), np.full(6, 10.0)
+    spread = coverage_spread(inside, total)
+    c = inside / 10
+    assert spread["min"] == 0.5 and spread["max"] == 1.0 and spread["folds"] == 6
+    assert spread["standard_error"] == pytest.approx(np.sqrt(6 / 5 * np.sum((c - 52 / 60) ** 2) / 36))
+    assert coverage_spread(inside[:1], total[:1]) is None
+    text = coverage_text({"held_out_coverage": 52 / 60, "held_out_coverage_spread": spread})
+    assert text == f"87 % ± {spread['standard_error']:.0%} (folds 50 %–100 %)".replace(" %", "%")
+    assert coverage_text({}) == "—"
+
+
 def test_discrepancy_names_the_folds_responsible() -> None:
     from matstore.models.report import discrepancy
 
@@ -306,6 +325,26 @@ def test_time_budget_bounds_the_whole_fit() -> None:
     wall = time.perf_counter() - t0
     assert wall <= 1.1 * 10, res.timings
     assert res.report["time_budget"] == 10
+    assert "time_budget_floor" not in res.report  # the budget was large enough
+
+
+def test_a_budget_below_the_fits_least_time_is_reported_with_its_reason() -> None:
+    """2 s for Operon with two nested-CV folds: three runs of at least 1 s each cannot fit; the
+    report says the least time and why (the runs counted, the fixed cost per fit)."""
+    pytest.importorskip("pyoperon")
+    from matstore.models.report import budget_floor_text
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.uniform(1, 3, (40, 2)), columns=["x1", "x2"])
+    table = X.assign(y=2.0 * X.x1 * X.x2)
+    res = fit_equation(table, "y", ["x1", "x2"], engine="operon", selection="knee", n_splits=2, time_budget=2)
+    floor = res.report["time_budget_floor"]
+    assert floor["engine_runs"] == 3  # the full fit and two folds, one time-limited run each
+    assert floor["floor_seconds"] >= 3.0 > 2.0
+    assert 0.0 <= floor["fixed_seconds_per_fit"] < floor["floor_seconds"]
+    assert res.timings["total"] >= 0.9 * floor["floor_seconds"]  # the floor is a lower bound, not a guess
+    text = budget_floor_text(floor, 2)
+    assert text.startswith("the 2 s budget is below this fit's least time") and "3 time-limited engine runs" in text
 
 
 # ----------------------------------------------------------------------------- scaling-law terms

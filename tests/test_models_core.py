@@ -481,3 +481,30 @@ def test_select_size_by_cv_repeats_the_search_in_each_fold():
     # grouped folds hold whole groups out
     folds = splits(6, np.array(["a", "a", "b", "b", "c", "c"]))
     assert sorted(sorted(map(int, te)) for _, te in folds) == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_refit_constants_solves_linear_forms_exactly_and_nonlinear_ones_by_least_squares():
+    """Linear constants: the exact least-squares solution; nonlinear ones converge; CV refits predict the same."""
+    from matstore.models.engines.base import _constant_template, refit_constants, refit_predict
+    from matstore.models.expressions import evaluate
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"x": rng.uniform(0.5, 2.0, 40), "z": rng.uniform(0.5, 2.0, 40)})
+    x, z = sp.symbols("x z")
+    y = 2.5 * X.x**2 - 0.75 * X.z + 0.1 + rng.normal(0, 0.01, 40)
+    linear = sp.Float(1.0) * x**2 + sp.Float(-1.0) * z + sp.Float(0.5)
+    assert _constant_template(linear).linear
+    A = np.column_stack([X.x**2, X.z, np.ones(40)])
+    exact, *_ = np.linalg.lstsq(A, y, rcond=None)
+    refitted = refit_constants(linear, X, y.to_numpy())
+    np.testing.assert_allclose(evaluate(refitted, X), A @ exact, rtol=1e-12)
+    nonlinear = sp.Float(2.0) * x / (sp.Float(1.0) + sp.Float(0.5) * z)  # distinct values: one constant each
+    assert not _constant_template(nonlinear).linear
+    y2 = 3.0 * X.x / (1.0 + 0.2 * X.z)
+    got = refit_constants(nonlinear, X, y2.to_numpy())
+    np.testing.assert_allclose(evaluate(got, X), y2, rtol=1e-6)
+    train, test = X.iloc[:30], X.iloc[30:]
+    held_out = refit_predict(linear, train, y.to_numpy()[:30], test)
+    np.testing.assert_allclose(held_out, evaluate(refit_constants(linear, train, y.to_numpy()[:30], strict=True), test),
+                               rtol=1e-12)
+    assert refit_predict(linear, X.iloc[:2], y.to_numpy()[:2], test) is None  # 3 constants, 2 rows

@@ -220,14 +220,20 @@ def _show_groups(groups: list, unit: str) -> None:
 
 
 def _show_interval(interval: dict, unit: str, report: dict) -> None:
+    from matstore.models.report import coverage_text
+
     width = _width_text(interval.get("half_width"), interval.get("relative_half_width"), unit)
     if width is not None:
         console.print(f"  {interval['level']:.0%} prediction interval: {width} "
-                      f"({interval['method']}); coverage on held-out groups {_fmt(interval.get('held_out_coverage'), '.1%')}")
+                      f"({interval['method']}); coverage on held-out groups {coverage_text(interval)}")
     seconds = (report.get("seconds") or {}).get("total")
     if seconds is not None:
         budget = report.get("time_budget")
         console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else ""))
+        if report.get("time_budget_floor"):
+            from matstore.models.report import budget_floor_text
+
+            console.print(f"  {budget_floor_text(report['time_budget_floor'], budget)}", highlight=False)
 
 
 @models_app.command("transfer")

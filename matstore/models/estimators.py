@@ -132,6 +132,11 @@ class EquationSearch(BaseEstimator, RegressorMixin):
     feature_names_in_ : ndarray of str, shape (n_features,)
     n_features_in_ : int
     fit_seconds_ : float
+    engine_seconds_ : float
+        Seconds inside the engine's run on all rows (the rest of ``fit_seconds_``: checks,
+        constant refits, selection).
+    time_limited_runs_ : int
+        1 when that run had a time limit (engines with ``time_limit``), else 0.
     """
 
     def __init__(self, engine: str = "sparse", engine_params: dict[str, Any] | None = None, selection: str = "stable",
@@ -196,7 +201,10 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         kind, _ = parse_criterion(self.selection)
         name, params, self.form_ = self._engine_setup(list(X.columns))
         self.engine_name_ = name
-        front, refused = self._refuse_constants(list(get_engine(name, **params).fit(X, yv).pareto_front_))
+        t_engine = time.perf_counter()
+        engine_front = list(get_engine(name, **params).fit(X, yv).pareto_front_)
+        self.engine_seconds_, self.time_limited_runs_ = time.perf_counter() - t_engine, int("time_limit" in params)
+        front, refused = self._refuse_constants(engine_front)
         if not front:
             raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
         groups = None if groups is None else np.asarray(groups)
@@ -314,6 +322,8 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     normalization_, coefficient_method_, selection_ : str
     front_ : list of Candidate
         Each valid C candidate times the selected g (complexity C + g + 1).
+    engine_seconds_, time_limited_runs_ : float, int
+        Summed over both searches (:class:`EquationSearch`).
     """
 
     def __init__(self, coefficient: EquationSearch | None = None, orientation: EquationSearch | None = None,
@@ -380,6 +390,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.normalized_ = pd.Series(yv / C[mat_idx], name="normalized")
         self.selection_ = self.coefficient_.selection_
         self.front_ = self._combined_front(data, yv)
+        self.engine_seconds_, self.time_limited_runs_ = _engine_use([self.coefficient_, self.orientation_])
         return self
 
     def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
@@ -442,6 +453,8 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
     selection_ : str
     front_ : list of Candidate
         The selected sum (one candidate: its complexity, training MSE, equation).
+    engine_seconds_, time_limited_runs_ : float, int
+        Summed over the g_j searches (:class:`EquationSearch`).
 
     Raises
     ------
@@ -496,6 +509,7 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         self.orientations_ = [_orientation_search(self.orientation, budget).fit(
             *_partial_target(Xg, y_material, scale_rows, g_values, j, row_groups)) for j in range(len(chosen))]
         self._combine(yv, scale_rows, Xg)
+        self.engine_seconds_, self.time_limited_runs_ = _engine_use(self.orientations_)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
         return self
@@ -513,6 +527,11 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         if {str(s) for s in self.equation_.free_symbols} & set(DESCRIPTOR_COLUMNS) - set(X.columns):
             X = add_orientation_descriptors(X)
         return evaluate(self.equation_, X.reset_index(drop=True))
+
+
+def _engine_use(searches: Sequence[EquationSearch]) -> tuple[float, int]:
+    """Seconds inside engine runs and the number of time-limited runs of fitted searches."""
+    return sum(s.engine_seconds_ for s in searches), sum(s.time_limited_runs_ for s in searches)
 
 
 def _orientation_search(template: EquationSearch | None, time_budget: float | None) -> EquationSearch:

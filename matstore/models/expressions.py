@@ -112,7 +112,8 @@ def lambdify_expr(expr: sp.Expr, names: Sequence[str]) -> Callable[..., Any]:
 
 @lru_cache(maxsize=4096)
 def _compiled(expr: sp.Expr, names: tuple[str, ...]) -> Callable[..., Any]:
-    return sp.lambdify([sp.Symbol(n) for n in names], expr, modules="numpy")
+    # docstring_limit=0: no docstring, which would print the expression (half the compile time)
+    return sp.lambdify([sp.Symbol(n) for n in names], expr, modules="numpy", docstring_limit=0)
 
 
 def real_or_nan(values: np.ndarray) -> np.ndarray:
@@ -148,9 +149,18 @@ def evaluate_raw(expr: sp.Expr, X: pd.DataFrame | Mapping[str, np.ndarray]) -> n
     names = sorted(str(s) for s in expr.free_symbols)
     cols = [np.asarray(X[nm], dtype=float) for nm in names]
     n = len(X) if isinstance(X, pd.DataFrame) else (len(next(iter(X.values()))) if X else 1)
+    return call_compiled(lambdify_expr(expr, names), cols, n)
+
+
+def call_compiled(function: Callable[..., Any], args: Sequence[Any], n: int) -> np.ndarray:
+    """Values of a compiled expression (:func:`lambdify_expr`) on ``n`` rows, complex results kept.
+
+    ``args`` are its arguments in order (scalars or arrays of shape (n,)); returns an array
+    of shape (n,); invalid operations give NaN/inf silently.
+    """
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = np.asarray(lambdify_expr(expr, names)(*cols))
+        out = np.asarray(function(*args))
     if out.dtype == object:
         try:
             out = out.astype(complex)
@@ -233,6 +243,7 @@ __all__ = [
     "evaluate",
     "evaluate_point",
     "evaluate_raw",
+    "call_compiled",
     "form_of",
     "lambdify_expr",
     "parse_srepr",

@@ -50,11 +50,12 @@ from matstore.models.report import (
     RELATIVE,
     conformal_half_width,
     conformity_score,
+    coverage_spread,
     cross_fit,
     discrepancy,
     fold_agreement,
+    fold_coverage,
     fold_records,
-    held_out_coverage,
     orientation_deviation,
     per_group_errors,
     scores,
@@ -69,6 +70,8 @@ from matstore.models.selection import (
 FACTORIZATIONS = (None, "orientation")
 #: Share of ``time_budget`` given to engine runs (the rest: validation, fixed-form CV, intervals).
 ENGINE_SHARE = 0.85
+#: Shortest engine run with a time limit (Operon's ``max_time`` is in whole seconds, at least 1).
+MIN_RUN_SECONDS = 1.0
 #: Prediction-interval level stored with every version (``--interval-level``).
 DEFAULT_INTERVAL_LEVEL = 0.9
 
@@ -421,27 +424,41 @@ def fit_equation(
     est.fit(X, y, groups=g)
     t_fit = time.perf_counter() - t0
     report: dict[str, Any] = {}
-    if time_budget is not None and n_folds:
-        est.set_params(time_budget=_fold_budget(float(time_budget), t_fit, run_budget, n_folds))
+    plan = _fold_plan(float(time_budget), t_fit, est, n_folds) if time_budget is not None and n_folds else None
+    if plan is not None:
+        est.set_params(time_budget=plan["fold_engine_seconds"])
     if cv is not None:
         report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level)
         report["time_budget"] = time_budget
+        if plan is not None and plan["floor_seconds"] > time_budget:
+            report["time_budget_floor"] = plan
     timings = {"fit": t_fit, "cv": time.perf_counter() - t0 - t_fit, "total": time.perf_counter() - t_start}
     return _result(est, data, target, features, options, report, row_index, n_dropped, timings)
 
 
-def _fold_budget(time_budget: float, t_fit: float, run_budget: float, n_folds: int) -> float:
+def _fold_plan(time_budget: float, t_fit: float, est: Any, n_folds: int) -> dict[str, float]:
     """Engine seconds of each nested-CV fold, so that the whole fit ends within ``time_budget``.
 
-    The full-data fit took ``t_fit`` seconds for ``run_budget`` engine seconds; the rest of it
-    (validation, polishing, selection) is taken as a fixed cost per fit, paid again by every
-    fold, and the folds share what is left of ``ENGINE_SHARE · time_budget``.  At least 1 s
-    (Operon's smallest time limit): when the fixed cost alone exceeds the budget, the fit
-    runs over it (``report['seconds']`` says by how much).
+    The full-data fit took ``t_fit`` seconds, ``est.engine_seconds_`` of them inside engine
+    runs; the rest (validation, polishing, selection) is taken as a fixed cost per fit,
+    paid again by every fold, and the folds share what is left of ``ENGINE_SHARE ·
+    time_budget``.  Each time-limited run (``est.time_limited_runs_`` per fit) takes at
+    least :data:`MIN_RUN_SECONDS` (Operon's smallest time limit).
+
+    Returns
+    -------
+    dict
+        ``fold_engine_seconds`` (the folds' ``time_budget``), ``floor_seconds`` (the least
+        wall time of the full fit and the folds: fixed costs plus the shortest runs),
+        ``engine_runs`` (time-limited runs of the whole fit) and ``fixed_seconds_per_fit``.
     """
-    fixed = max(0.0, t_fit - run_budget)
+    runs = int(getattr(est, "time_limited_runs_", 0))
+    fixed = max(0.0, t_fit - float(getattr(est, "engine_seconds_", 0.0)))
     left = ENGINE_SHARE * time_budget - t_fit
-    return max(1.0, left / n_folds - fixed)
+    shortest = MIN_RUN_SECONDS * runs
+    return {"fold_engine_seconds": max(shortest, MIN_RUN_SECONDS, left / n_folds - fixed),
+            "floor_seconds": t_fit + n_folds * (fixed + shortest),
+            "engine_runs": runs * (n_folds + 1), "fixed_seconds_per_fit": fixed}
 
 
 def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
@@ -519,7 +536,8 @@ def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
     dict
         ``method`` (text), ``score`` (``"absolute"`` | ``"relative"``), ``level``,
         ``half_width`` (target unit; None unless absolute), ``relative_half_width``
-        (fraction; None unless relative), ``held_out_coverage``; ``error`` (and both widths
+        (fraction; None unless relative), ``held_out_coverage`` and its
+        ``held_out_coverage_spread`` over the folds (:func:`~matstore.models.report.coverage_spread`); ``error`` (and both widths
         None) when there are too few rows for ``level``.
     """
     factorised = any(isinstance(e, FACTORISED) for e in nested.estimators)
@@ -533,7 +551,9 @@ def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
     except ValueError as exc:  # too few rows for that level
         return out | {"held_out_coverage": None, "error": str(exc)}
     out["relative_half_width" if score == RELATIVE else "half_width"] = width
-    return out | {"held_out_coverage": held_out_coverage(nested, y, level, score)}
+    inside, total = fold_coverage(nested, y, level, score)
+    return out | {"held_out_coverage": float(inside.sum() / total.sum()) if total.sum() else float("nan"),
+                  "held_out_coverage_spread": coverage_spread(inside, total)}
 
 
 def _part_dict(search: EquationSearch, expr: sp.Expr | None = None) -> dict[str, Any]:

@@ -235,6 +235,19 @@ def ceiling_text(report: dict[str, Any] | None) -> str:
             + ("; the target is not one product: try a sum, --products 2" if hint else ""))
 
 
+def budget_floor_text(floor: dict[str, float], budget: float | None) -> str:
+    """Why a fit ran over its ``--time-budget``, in words (``report['time_budget_floor']``).
+
+    E.g. ``"the 20 s budget is below this fit's least time, ≈ 45 s: 16 time-limited engine
+    runs of at least 1 s, and ≈ 1.6 s of checks and selection per fit"``.
+    """
+    least = f"the {budget:g} s budget is below this fit's least time, ≈ {floor['floor_seconds']:.0f} s"
+    runs = int(floor.get("engine_runs", 0))
+    parts = ([f"{runs} time-limited engine runs of at least 1 s"] if runs else []) + [
+        f"≈ {floor['fixed_seconds_per_fit']:.1f} s of checks and selection per fit"]
+    return f"{least}: {', and '.join(parts)}"
+
+
 def orientation_deviation(fold_estimator: Any, full_estimator: Any, X: pd.DataFrame) -> float | None:
     """How far a fold's orientation function g departs from the full-data g, over the data's orientations.
 
@@ -485,7 +498,16 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
     held-out rows are then checked against ``ŷ_oof ± q`` (absolute) or ``ŷ_oof·(1 ± q)``
     (relative), see :func:`interval_bounds`.  NaN when no fold has enough rows outside it.
     """
-    inside, total = 0, 0
+    inside, total = fold_coverage(nested, y, level, score)
+    return float(inside.sum() / total.sum()) if total.sum() else float("nan")
+
+
+def fold_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str = ABSOLUTE) -> tuple[np.ndarray, np.ndarray]:
+    """Rows inside their held-out interval and rows held out, per fold (shapes (n_folds,)).
+
+    As :func:`held_out_coverage`; folds with too few rows outside them are left out.
+    """
+    inside, total = [], []
     for test in nested.tests:
         others = np.setdiff1d(np.arange(len(y)), test)
         try:
@@ -493,12 +515,40 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
         except ValueError:  # too few rows outside this fold
             continue
         lower, upper = interval_bounds(nested.oof[test], width, score)
-        inside += int(np.sum((lower <= y[test]) & (y[test] <= upper)))
-        total += len(test)
-    return inside / total if total else float("nan")
+        inside.append(int(np.sum((lower <= y[test]) & (y[test] <= upper))))
+        total.append(len(test))
+    return np.asarray(inside, dtype=float), np.asarray(total, dtype=float)
 
 
-__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text", "ceiling_text", "parts_lines",
+def coverage_text(interval: dict[str, Any]) -> str:
+    """The held-out coverage of a stored interval with its spread, e.g. ``"83 % ± 7 % (folds 54–100 %)"``; ``"—"`` without one."""
+    value = interval.get("held_out_coverage")
+    if value is None or not np.isfinite(value):
+        return "—"
+    spread = interval.get("held_out_coverage_spread")
+    if not spread:
+        return f"{value:.0%}"
+    return f"{value:.0%} ± {spread['standard_error']:.0%} (folds {spread['min']:.0%}–{spread['max']:.0%})"
+
+
+def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] | None:
+    """How far the held-out coverage can be read: its spread over the held-out groups.
+
+    Coverage is pooled over folds that hold out whole groups, so with few groups it moves in
+    steps of a whole group.  Returns the lowest and highest coverage of one fold and the
+    standard error of the pooled coverage with the folds as clusters
+    (``sqrt(k/(k−1) · Σ_f (n_f/N)² (c_f − c)²)``, the cluster-robust form of the binomial
+    error); None with fewer than two folds.
+    """
+    if len(total) < 2:
+        return None
+    per_fold, pooled, weight = inside / total, inside.sum() / total.sum(), total / total.sum()
+    k = len(total)
+    se = float(np.sqrt(k / (k - 1) * np.sum(weight**2 * (per_fold - pooled) ** 2)))
+    return {"min": float(per_fold.min()), "max": float(per_fold.max()), "standard_error": se, "folds": k}
+
+
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text", "budget_floor_text", "ceiling_text", "parts_lines",
            "conformal_half_width", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records",
-           "held_out_coverage", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
+           "held_out_coverage", "fold_coverage", "coverage_spread", "coverage_text", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
            "selected_forms"]

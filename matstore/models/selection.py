@@ -207,13 +207,12 @@ def _fold_loss(expr, X, y, train, test) -> float:  # noqa: ANN001
     """Held-out MSE of ``expr``'s form with constants refitted on ``train``; ``inf`` if undetermined."""
     import numpy as np
 
-    from matstore.models.engines.base import refit_constants
-    from matstore.models.expressions import evaluate
+    from matstore.models.engines.base import refit_predict
 
-    refitted = refit_constants(expr, X.iloc[train], y[train], strict=True) if len(train) else None
-    if refitted is None:
+    predicted = refit_predict(expr, X.iloc[train], y[train], X.iloc[test]) if len(train) else None
+    if predicted is None:
         return math.inf
-    err = evaluate(refitted, X.iloc[test]) - y[test]
+    err = predicted - y[test]
     return float(np.mean(err**2)) if np.all(np.isfinite(err)) else math.inf
 
 

@@ -151,7 +151,7 @@ if view == "report":
             **{c: st.column_config.NumberColumn(charts.with_unit(c, unit), format="%.4g") for c in ("RMSE", "MAE")}})
         if report.get("discrepancy"):
             st.warning(f"Nested and fixed-form CV differ by more than 0.1 in R²: {report['discrepancy']}")
-    from matstore.models.report import agreement_text
+    from matstore.models.report import agreement_text, coverage_text
     agreement = report.get("fold_agreement")
     if agreement_text(agreement):
         st.caption(f"Fold agreement: {agreement_text(agreement)}: `{agreement.get('full_form', '')}`.")
@@ -169,9 +169,9 @@ if view == "report":
     interval = reports.stored_interval(v)
     if interval is not None:
         level = f"{interval.level:.0%} " if interval.level else ""
-        coverage = (report.get("interval") or {}).get("held_out_coverage")
+        coverage = coverage_text(report.get("interval") or {})
         st.caption(f"{level}prediction interval: {interval.offsets_text(charts.unit_label(unit))} ({interval.how})"
-                   + (f"; held-out coverage {coverage:.0%}" if isinstance(coverage, (int, float)) else "") + ".")
+                   + ("" if coverage == "—" else f"; held-out coverage {coverage}") + ".")
     st.markdown("**All metrics**")
     st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
 

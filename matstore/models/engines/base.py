@@ -35,6 +35,7 @@ import platform
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,8 +43,8 @@ import pandas as pd
 import sympy as sp
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from matstore.models.expressions import call_compiled, lambdify_expr, real_or_nan
 from matstore.models.expressions import evaluate_raw as evaluate_expr
-from matstore.models.expressions import lambdify_expr, real_or_nan
 
 
 class EngineSetupError(RuntimeError):
@@ -139,14 +140,79 @@ def pareto_filter(candidates: Iterable[Candidate], *, rtol: float = 1e-9, atol: 
     return kept
 
 
+@dataclass(frozen=True)
+class _ConstantTemplate:
+    """``expr`` with its free Float constants replaced by parameters, compiled once.
+
+    ``linear`` when ``expr = offset(X) + Σ_k c_k·basis_k(X)``: its least-squares constants
+    are one linear solve.
+    """
+
+    start: np.ndarray  # shape (n_params,), the constants of ``expr``
+    template: sp.Expr
+    names: tuple[str, ...]  # the feature columns it reads
+    linear: bool
+    function: Any  # compiled template: f(*constants, *columns)
+
+    def values(self, theta: np.ndarray, cols: list[np.ndarray], n: int) -> np.ndarray:
+        """Real template values on ``n`` rows, shape (n,); NaN where undefined.
+
+        Call inside ``np.errstate(all="ignore")``: this runs in the inner loop of the
+        least-squares solver, so the usual float64 result skips the generic conversion.
+        """
+        out = self.function(*theta, *cols)
+        if isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (n,):
+            return out
+        return real_or_nan(call_compiled(self.function, [*theta, *cols], n))
+
+    def basis(self, cols: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Of a linear template: ``offset`` (shape (n,)) and ``basis`` (shape (n, n_params)), by evaluation."""
+        offset = self.values(np.zeros(len(self.start)), cols, n)
+        return offset, np.column_stack([self.values(e, cols, n) - offset for e in np.eye(len(self.start))])
+
+
+def _is_linear(expr: sp.Expr, params: frozenset[sp.Symbol]) -> bool:
+    """Whether ``expr`` is affine in ``params``, read from its tree (conservative: ``False`` when unsure)."""
+    if not (expr.free_symbols & params) or expr in params:
+        return True
+    if isinstance(expr, sp.Add):
+        return all(_is_linear(a, params) for a in expr.args)
+    if isinstance(expr, sp.Mul):
+        holding = [a for a in expr.args if a.free_symbols & params]
+        return len(holding) == 1 and _is_linear(holding[0], params)
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _constant_template(expr: sp.Expr) -> _ConstantTemplate | None:
+    """The :class:`_ConstantTemplate` of ``expr``; ``None`` when it has no free Float constant.
+
+    Float exponents stay fixed.  Cached: cross-validation refits the same forms in every fold.
+    """
+    floats = sorted(
+        {f for f in expr.atoms(sp.Float) if not any(isinstance(p, sp.Pow) and p.exp == f for p in expr.atoms(sp.Pow))},
+        key=lambda f: (float(f), str(f)),
+    )
+    if not floats:
+        return None
+    params = tuple(sp.symbols(f"__c0:{len(floats)}"))
+    template = expr.xreplace(dict(zip(floats, params, strict=True)))
+    names = tuple(sorted(str(s) for s in expr.free_symbols))
+    return _ConstantTemplate(np.array([float(f) for f in floats]), template, names,
+                             _is_linear(template, frozenset(params)),
+                             lambdify_expr(template, [str(p) for p in params] + list(names)))
+
+
 def refit_constants(
     expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = 200, strict: bool = False
 ) -> sp.Expr | None:
     """Re-optimise the Float constants of ``expr`` by float64 least squares.
 
     Backends such as Operon optimise constants in float32; this polishes them.  Exponents
-    are left fixed.  The original is returned when optimisation fails or does not improve
-    the training MSE.
+    are left fixed.  Constants that enter linearly (``expr = offset + Σ c_k·basis_k``) are
+    solved for exactly (:func:`numpy.linalg.lstsq`); the others by
+    :func:`scipy.optimize.least_squares` (trust-region reflective).  The original is returned when optimisation fails or does not improve the
+    training MSE.
 
     Parameters
     ----------
@@ -164,41 +230,75 @@ def refit_constants(
     -------
     sympy.Expr or None
     """
-    from scipy.optimize import least_squares
-
-    floats = sorted(
-        {f for f in expr.atoms(sp.Float) if not any(isinstance(p, sp.Pow) and p.exp == f for p in expr.atoms(sp.Pow))},
-        key=lambda f: (float(f), str(f)),
-    )
-    if not floats:
+    tpl = _constant_template(expr)
+    if tpl is None:
         return expr
-    if len(floats) > len(y) or (len(floats) == len(y) and not strict):
+    theta = _refitted(tpl, X, np.asarray(y, dtype=float), max_nfev, strict)
+    if theta is None:
         return None if strict else expr
-    params = sp.symbols(f"__c0:{len(floats)}")
-    template = expr.xreplace(dict(zip(floats, params, strict=True)))
-    names = sorted(str(s) for s in expr.free_symbols)
-    cols = [np.asarray(X[n], dtype=float) for n in names]
-    fn = lambdify_expr(template, [str(p) for p in params] + names)
-    yv = np.asarray(y, dtype=float)
+    return tpl.template.xreplace({sp.Symbol(f"__c{k}"): sp.Float(float(v), 15) for k, v in enumerate(theta)})
+
+
+def refit_predict(expr: sp.Expr, X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame) -> np.ndarray | None:
+    """Predictions on ``X_test`` (shape (n_test,)) of ``expr``'s form, its constants refitted on the training rows.
+
+    :func:`refit_constants` with ``strict=True`` (``None`` when the training rows cannot
+    determine the constants), evaluated without compiling the refitted equation anew:
+    cross-validation calls it once per form and fold.  NaN where the equation is undefined.
+    """
+    tpl = _constant_template(expr)
+    if tpl is None:
+        return real_or_nan(evaluate_expr(expr, X_test))
+    theta = _refitted(tpl, X_train, np.asarray(y_train, dtype=float), 200, True)
+    if theta is None:
+        return None
+    with np.errstate(all="ignore"):
+        return tpl.values(theta, [np.asarray(X_test[n], dtype=float) for n in tpl.names], len(X_test)).copy()
+
+
+def _refitted(tpl: _ConstantTemplate, X: pd.DataFrame, y: np.ndarray, max_nfev: int, strict: bool) -> np.ndarray | None:
+    """Least-squares constants of ``tpl`` on ``(X, y)``; ``None`` for :func:`refit_constants`' fallbacks."""
+    n_params = len(tpl.start)
+    if n_params > len(y) or (n_params == len(y) and not strict):
+        return None
+    cols = [np.asarray(X[n], dtype=float) for n in tpl.names]
 
     def resid(theta: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            out = np.broadcast_to(np.asarray(fn(*theta, *cols), dtype=float), yv.shape) - yv
+        out = tpl.values(theta, cols, len(y)) - y
         return np.where(np.isfinite(out), out, 1e150)
 
-    x0 = np.array([float(f) for f in floats])
-    before = float(np.mean(resid(x0) ** 2))
+    with np.errstate(all="ignore"):
+        theta = _linear_solution(tpl, cols, y) if tpl.linear else None
+        if theta is None:
+            theta = _nonlinear_solution(tpl, resid, max_nfev)
+        if theta is None:
+            return None
+        r = resid(theta)
+        after = float(np.mean(r**2)) if np.all(np.abs(r) < 1e150) else float("inf")
+        if strict or not np.isfinite(after):
+            return theta if np.isfinite(after) else None
+        return theta if after <= float(np.mean(resid(tpl.start) ** 2)) else None
+
+
+def _linear_solution(tpl: _ConstantTemplate, cols: list[np.ndarray], y: np.ndarray) -> np.ndarray | None:
+    """Least-squares constants of a linear template; ``None`` where its columns are not finite."""
+    offset, basis = tpl.basis(cols, len(y))
+    if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(basis))):
+        return None
+    theta, *_ = np.linalg.lstsq(basis, y - offset, rcond=None)
+    return theta
+
+
+def _nonlinear_solution(tpl: _ConstantTemplate, resid: Any, max_nfev: int) -> np.ndarray | None:
+    """Trust-region least squares from the current constants; ``None`` when it fails."""
+    from scipy.optimize import least_squares
+
     try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sol = least_squares(resid, x0, method="trf", max_nfev=max_nfev, x_scale="jac")
+            return least_squares(resid, tpl.start, method="trf", max_nfev=max_nfev, x_scale="jac").x
     except (ValueError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError):
-        return None if strict else expr
-    new = template.xreplace({p: sp.Float(float(v), 15) for p, v in zip(params, sol.x, strict=True)})
-    after = float(np.mean(resid(sol.x) ** 2)) if np.all(np.abs(resid(sol.x)) < 1e150) else float("inf")
-    if strict:
-        return new if np.isfinite(after) else None
-    return new if np.isfinite(after) and after <= before else expr
+        return None
 
 
 def prune_small_terms(expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, rtol: float = 1e-10) -> sp.Expr:
@@ -437,6 +537,7 @@ __all__ = [
     "prune_small_terms",
     "real_or_nan",
     "refit_constants",
+    "refit_predict",
     "register_engine",
     "round_floats",
     "versions",
