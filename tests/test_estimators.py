@@ -342,7 +342,7 @@ def test_a_budget_below_the_fits_least_time_is_reported_with_its_reason() -> Non
     assert floor["engine_runs"] == 3  # the full fit and two folds, one time-limited run each
     assert floor["floor_seconds"] >= 3.0 > 2.0
     assert 0.0 <= floor["fixed_seconds_per_fit"] < floor["floor_seconds"]
-    assert res.timings["total"] >= 0.9 * floor["floor_seconds"]  # the floor is a lower bound, not a guess
+    assert floor["floor_seconds"] <= res.timings["total"]  # measured: the runs' seconds above their shortest removed
     text = budget_floor_text(floor, 2)
     assert text.startswith("the 2 s budget is below this fit's least time") and "3 time-limited engine runs" in text
 

@@ -132,11 +132,12 @@ class EquationSearch(BaseEstimator, RegressorMixin):
     feature_names_in_ : ndarray of str, shape (n_features,)
     n_features_in_ : int
     fit_seconds_ : float
-    engine_seconds_ : float
-        Seconds inside the engine's run on all rows (the rest of ``fit_seconds_``: checks,
-        constant refits, selection).
     time_limited_runs_ : int
-        1 when that run had a time limit (engines with ``time_limit``), else 0.
+        1 when the engine's run had a time limit (engines with ``time_limit``), else 0.
+    time_limited_seconds_ : float
+        Seconds of that run spent under its time limit (at most the limit the engine applied;
+        0 without one).  The rest of ``fit_seconds_`` (the engine's own set-up and polishing,
+        checks, constant refits, selection) does not shrink with the budget.
     """
 
     def __init__(self, engine: str = "sparse", engine_params: dict[str, Any] | None = None, selection: str = "stable",
@@ -202,9 +203,11 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         name, params, self.form_ = self._engine_setup(list(X.columns))
         self.engine_name_ = name
         t_engine = time.perf_counter()
-        engine_front = list(get_engine(name, **params).fit(X, yv).pareto_front_)
-        self.engine_seconds_, self.time_limited_runs_ = time.perf_counter() - t_engine, int("time_limit" in params)
-        front, refused = self._refuse_constants(engine_front)
+        engine = get_engine(name, **params).fit(X, yv)
+        self.time_limited_runs_ = int("time_limit" in params)
+        limit = float(getattr(engine, "time_limit_applied_", params.get("time_limit", 0.0)))
+        self.time_limited_seconds_ = min(time.perf_counter() - t_engine, limit) if self.time_limited_runs_ else 0.0
+        front, refused = self._refuse_constants(list(engine.pareto_front_))
         if not front:
             raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
         groups = None if groups is None else np.asarray(groups)
@@ -322,7 +325,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     normalization_, coefficient_method_, selection_ : str
     front_ : list of Candidate
         Each valid C candidate times the selected g (complexity C + g + 1).
-    engine_seconds_, time_limited_runs_ : float, int
+    time_limited_runs_, time_limited_seconds_ : int, float
         Summed over both searches (:class:`EquationSearch`).
     """
 
@@ -390,7 +393,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.normalized_ = pd.Series(yv / C[mat_idx], name="normalized")
         self.selection_ = self.coefficient_.selection_
         self.front_ = self._combined_front(data, yv)
-        self.engine_seconds_, self.time_limited_runs_ = _engine_use([self.coefficient_, self.orientation_])
+        self.time_limited_runs_, self.time_limited_seconds_ = _engine_use([self.coefficient_, self.orientation_])
         return self
 
     def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
@@ -453,7 +456,7 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
     selection_ : str
     front_ : list of Candidate
         The selected sum (one candidate: its complexity, training MSE, equation).
-    engine_seconds_, time_limited_runs_ : float, int
+    time_limited_runs_, time_limited_seconds_ : int, float
         Summed over the g_j searches (:class:`EquationSearch`).
 
     Raises
@@ -509,7 +512,7 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         self.orientations_ = [_orientation_search(self.orientation, budget).fit(
             *_partial_target(Xg, y_material, scale_rows, g_values, j, row_groups)) for j in range(len(chosen))]
         self._combine(yv, scale_rows, Xg)
-        self.engine_seconds_, self.time_limited_runs_ = _engine_use(self.orientations_)
+        self.time_limited_runs_, self.time_limited_seconds_ = _engine_use(self.orientations_)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
         return self
@@ -529,9 +532,9 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         return evaluate(self.equation_, X.reset_index(drop=True))
 
 
-def _engine_use(searches: Sequence[EquationSearch]) -> tuple[float, int]:
-    """Seconds inside engine runs and the number of time-limited runs of fitted searches."""
-    return sum(s.engine_seconds_ for s in searches), sum(s.time_limited_runs_ for s in searches)
+def _engine_use(searches: Sequence[EquationSearch]) -> tuple[int, float]:
+    """Time-limited engine runs of fitted searches and the seconds they spent under their limits."""
+    return sum(s.time_limited_runs_ for s in searches), sum(s.time_limited_seconds_ for s in searches)
 
 
 def _orientation_search(template: EquationSearch | None, time_budget: float | None) -> EquationSearch:

@@ -424,41 +424,56 @@ def fit_equation(
     est.fit(X, y, groups=g)
     t_fit = time.perf_counter() - t0
     report: dict[str, Any] = {}
-    plan = _fold_plan(float(time_budget), t_fit, est, n_folds) if time_budget is not None and n_folds else None
-    if plan is not None:
-        est.set_params(time_budget=plan["fold_engine_seconds"])
+    if time_budget is not None and n_folds:
+        est.set_params(time_budget=_fold_budget(float(time_budget), t_fit, est, n_folds))
     if cv is not None:
         report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level)
         report["time_budget"] = time_budget
-        if plan is not None and plan["floor_seconds"] > time_budget:
-            report["time_budget_floor"] = plan
     timings = {"fit": t_fit, "cv": time.perf_counter() - t0 - t_fit, "total": time.perf_counter() - t_start}
+    floor = _least_time(timings["total"], report.pop("time_limited", None), n_folds + 1)
+    if time_budget is not None and floor is not None and floor["floor_seconds"] > time_budget:
+        report["time_budget_floor"] = floor
     return _result(est, data, target, features, options, report, row_index, n_dropped, timings)
 
 
-def _fold_plan(time_budget: float, t_fit: float, est: Any, n_folds: int) -> dict[str, float]:
+def _fold_budget(time_budget: float, t_fit: float, est: Any, n_folds: int) -> float:
     """Engine seconds of each nested-CV fold, so that the whole fit ends within ``time_budget``.
 
-    The full-data fit took ``t_fit`` seconds, ``est.engine_seconds_`` of them inside engine
-    runs; the rest (validation, polishing, selection) is taken as a fixed cost per fit,
-    paid again by every fold, and the folds share what is left of ``ENGINE_SHARE ·
-    time_budget``.  Each time-limited run (``est.time_limited_runs_`` per fit) takes at
-    least :data:`MIN_RUN_SECONDS` (Operon's smallest time limit).
+    The full-data fit took ``t_fit`` seconds, ``est.time_limited_seconds_`` of them in
+    engine runs under a time limit; the rest (the engines' set-up and polishing, validation,
+    selection) is taken as a fixed cost per fit, paid again by every fold, and the folds
+    share what is left of ``ENGINE_SHARE · time_budget``.  At least
+    :data:`MIN_RUN_SECONDS` per time-limited run (Operon's smallest time limit).
+    """
+    fixed = max(0.0, t_fit - float(getattr(est, "time_limited_seconds_", 0.0)))
+    shortest = MIN_RUN_SECONDS * max(1, int(getattr(est, "time_limited_runs_", 0)))
+    return max(shortest, (ENGINE_SHARE * time_budget - t_fit) / n_folds - fixed)
+
+
+def _least_time(total: float, use: dict[str, float] | None, n_fits: int) -> dict[str, float] | None:
+    """The least wall time of a fit that ran ``total`` seconds: its time-limited runs at their shortest.
+
+    ``use`` (``runs``, ``seconds``) are the time-limited engine runs of the full-data fit and
+    the nested-CV folds and the seconds they spent under their limits
+    (:func:`time_limited_use`).  Measured, so never above ``total``.
 
     Returns
     -------
-    dict
-        ``fold_engine_seconds`` (the folds' ``time_budget``), ``floor_seconds`` (the least
-        wall time of the full fit and the folds: fixed costs plus the shortest runs),
-        ``engine_runs`` (time-limited runs of the whole fit) and ``fixed_seconds_per_fit``.
+    dict or None
+        ``floor_seconds``, ``engine_runs`` and ``fixed_seconds_per_fit`` (what does not
+        shrink with the budget, per fit of ``n_fits``); None without ``use``.
     """
-    runs = int(getattr(est, "time_limited_runs_", 0))
-    fixed = max(0.0, t_fit - float(getattr(est, "engine_seconds_", 0.0)))
-    left = ENGINE_SHARE * time_budget - t_fit
-    shortest = MIN_RUN_SECONDS * runs
-    return {"fold_engine_seconds": max(shortest, MIN_RUN_SECONDS, left / n_folds - fixed),
-            "floor_seconds": t_fit + n_folds * (fixed + shortest),
-            "engine_runs": runs * (n_folds + 1), "fixed_seconds_per_fit": fixed}
+    if not use:
+        return None
+    runs, shortest = int(use["runs"]), MIN_RUN_SECONDS * int(use["runs"])
+    floor = total - max(0.0, float(use["seconds"]) - shortest)
+    return {"floor_seconds": floor, "engine_runs": runs, "fixed_seconds_per_fit": max(0.0, floor - shortest) / n_fits}
+
+
+def time_limited_use(estimators: Sequence[Any]) -> dict[str, float]:
+    """Time-limited engine runs of fitted estimators (None entries: failed folds) and their seconds under the limits."""
+    fitted = [e for e in estimators if e is not None and hasattr(e, "time_limited_runs_")]
+    return {"runs": sum(e.time_limited_runs_ for e in fitted), "seconds": sum(e.time_limited_seconds_ for e in fitted)}
 
 
 def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
@@ -491,7 +506,10 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         the whole equation's form, and C's and g's of a factorised model), ``folds``,
         ``per_group``, ``discrepancy``, ``interval``, ``product_ceiling_r2`` and
         ``two_product_ceiling_r2`` (factorised fits: :func:`matstore.models.factorize.product_ceiling`
-        with rank 1 and 2), ``sum_of_products`` (factorised fits: whether it is a :class:`SumOfProducts`), and ``oof`` (nested out-of-fold predictions, shape (n_rows,), removed before storing).
+        with rank 1 and 2), ``sum_of_products`` (factorised fits: whether it is a :class:`SumOfProducts`),
+        ``oof`` (nested out-of-fold predictions, shape (n_rows,)) and ``time_limited``
+        (:func:`time_limited_use` of the full fit and the folds); the last two are removed
+        before storing.
     """
     nested = cross_fit(est, X, y, groups, cv)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
@@ -505,6 +523,7 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         "folds": folds, "per_group": per_group_errors(y, nested.oof, groups),
         "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds, full),
         "interval": _interval(y, nested, level), "oof": nested.oof,
+        "time_limited": time_limited_use([est, *nested.estimators]),
     } | _ceilings(est, X, y)
 
 
@@ -536,9 +555,9 @@ def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
     dict
         ``method`` (text), ``score`` (``"absolute"`` | ``"relative"``), ``level``,
         ``half_width`` (target unit; None unless absolute), ``relative_half_width``
-        (fraction; None unless relative), ``held_out_coverage`` and its
-        ``held_out_coverage_spread`` over the folds (:func:`~matstore.models.report.coverage_spread`); ``error`` (and both widths
-        None) when there are too few rows for ``level``.
+        (fraction; None unless relative), ``held_out_coverage`` and its spread over the
+        folds, ``held_out_coverage_spread`` (:func:`~matstore.models.report.coverage_spread`);
+        ``error`` (and both widths None) when there are too few rows for ``level``.
     """
     factorised = any(isinstance(e, FACTORISED) for e in nested.estimators)
     score = conformity_score(factorised, y, nested.oof)

@@ -521,7 +521,7 @@ def fold_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str = AB
 
 
 def coverage_text(interval: dict[str, Any]) -> str:
-    """The held-out coverage of a stored interval with its spread, e.g. ``"83 % ± 7 % (folds 54–100 %)"``; ``"—"`` without one."""
+    """The held-out coverage of a stored interval with its spread, e.g. ``"83% ± 7% (folds 54%–100%)"``; ``"—"`` without one."""
     value = interval.get("held_out_coverage")
     if value is None or not np.isfinite(value):
         return "—"
@@ -548,7 +548,8 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
     return {"min": float(per_fold.min()), "max": float(per_fold.max()), "standard_error": se, "folds": k}
 
 
-__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text", "budget_floor_text", "ceiling_text", "parts_lines",
-           "conformal_half_width", "conformity_score", "cross_fit", "discrepancy", "fold_agreement", "fold_records",
-           "held_out_coverage", "fold_coverage", "coverage_spread", "coverage_text", "interval_bounds", "orientation_deviation", "per_group_errors", "scores",
+__all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text",
+           "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
+           "coverage_text", "cross_fit", "discrepancy", "fold_agreement", "fold_coverage", "fold_records",
+           "held_out_coverage", "interval_bounds", "orientation_deviation", "parts_lines", "per_group_errors", "scores",
            "selected_forms"]

@@ -140,7 +140,7 @@ def pareto_filter(candidates: Iterable[Candidate], *, rtol: float = 1e-9, atol: 
     return kept
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _ConstantTemplate:
     """``expr`` with its free Float constants replaced by parameters, compiled once.
 
@@ -211,8 +211,8 @@ def refit_constants(
     Backends such as Operon optimise constants in float32; this polishes them.  Exponents
     are left fixed.  Constants that enter linearly (``expr = offset + Σ c_k·basis_k``) are
     solved for exactly (:func:`numpy.linalg.lstsq`); the others by
-    :func:`scipy.optimize.least_squares` (trust-region reflective).  The original is returned when optimisation fails or does not improve the
-    training MSE.
+    :func:`scipy.optimize.least_squares` (trust-region reflective).  The original is
+    returned when optimisation fails or does not improve the training MSE.
 
     Parameters
     ----------

@@ -182,6 +182,7 @@ class OperonEngine(SymbolicEngine):
         except ImportError as exc:  # pragma: no cover - pyoperon is a dependency
             raise EngineSetupError(f"pyoperon is not importable ({exc}); pip install pyoperon") from exc
         seed = 0 if self.random_state is None else int(self.random_state)
+        self.time_limit_applied_ = max(1, int(float(self.time_limit)))  # whole seconds, never above the limit
         return SymbolicRegressor(
             allowed_symbols=self.allowed_symbols,
             objectives=list(self.objectives),
@@ -191,7 +192,7 @@ class OperonEngine(SymbolicEngine):
             generations=int(self.generations),
             max_evaluations=int(self.max_evaluations),
             max_length=int(self.max_length),
-            max_time=max(1, int(float(self.time_limit))),  # whole seconds, never above the limit
+            max_time=self.time_limit_applied_,
             n_threads=int(self.n_threads),
             random_state=seed,
         )
