@@ -189,10 +189,6 @@ def _width(interval: dict) -> str:
     return f"{interval.get('half_width') or float('nan'):.3g}"
 
 
-def _pct(value) -> str:  # noqa: ANN001
-    return "—" if value is None else f"{value:.0%}"
-
-
 def transfer_rows(equations: dict, sets) -> list[list]:  # noqa: ANN001
     """R² of each γ equation on every other γ dataset, without refitting (rows: fitted on; columns: used on)."""
     from matstore.models.transfer import r2_on
