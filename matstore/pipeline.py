@@ -353,7 +353,7 @@ def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
     line = f"nested CV R² = {num(metrics.get('cv_r2'))}"
     if not report:
         return line
-    from matstore.models.report import agreement_text, coverage_text
+    from matstore.models.report import agreement_text, budget_floor_text, coverage_text
     agree, interval = report.get("fold_agreement", {}), report.get("interval", {})
     worst = (report.get("per_group") or [{}])[0]
     ceiling, two = report.get("product_ceiling_r2"), report.get("two_product_ceiling_r2")
@@ -366,6 +366,5 @@ def _report_line(metrics: dict[str, Any], report: dict[str, Any]) -> str:
     if worst.get("group"):
         line += f"; worst group {worst['group']} (RMSE {num(worst.get('rmse'), '.3g')})"
     if report.get("time_budget_floor"):
-        from matstore.models.report import budget_floor_text
         line += f"; {budget_floor_text(report['time_budget_floor'], report.get('time_budget'))}"
     return line + (f"; {report['discrepancy']}" if report.get("discrepancy") else "")

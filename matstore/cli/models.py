@@ -220,7 +220,7 @@ def _show_groups(groups: list, unit: str) -> None:
 
 
 def _show_interval(interval: dict, unit: str, report: dict) -> None:
-    from matstore.models.report import coverage_text
+    from matstore.models.report import budget_floor_text, coverage_text
 
     width = _width_text(interval.get("half_width"), interval.get("relative_half_width"), unit)
     if width is not None:
@@ -231,8 +231,6 @@ def _show_interval(interval: dict, unit: str, report: dict) -> None:
         budget = report.get("time_budget")
         console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else ""))
         if report.get("time_budget_floor"):
-            from matstore.models.report import budget_floor_text
-
             console.print(f"  {budget_floor_text(report['time_budget_floor'], budget)}", highlight=False)
 
 
