@@ -133,7 +133,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
     n_features_in_ : int
     fit_seconds_ : float
     time_limited_runs_ : int
-        1 when the engine's run had a time limit (engines with ``time_limit``), else 0.
+        1 when the engine's run had a time limit (engines with a ``time_limit``), else 0.
     time_limited_seconds_ : float
         Seconds of that run spent under its time limit (at most the limit the engine applied;
         0 without one).  The rest of ``fit_seconds_`` (the engine's own set-up and polishing,
@@ -204,9 +204,9 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.engine_name_ = name
         t_engine = time.perf_counter()
         engine = get_engine(name, **params).fit(X, yv)
-        self.time_limited_runs_ = int("time_limit" in params)
-        limit = float(getattr(engine, "time_limit_applied_", params.get("time_limit", 0.0)))
-        self.time_limited_seconds_ = min(time.perf_counter() - t_engine, limit) if self.time_limited_runs_ else 0.0
+        limit = getattr(engine, "time_limit_applied_", getattr(engine, "time_limit", None))
+        self.time_limited_runs_ = int(limit is not None)
+        self.time_limited_seconds_ = 0.0 if limit is None else min(time.perf_counter() - t_engine, float(limit))
         front, refused = self._refuse_constants(list(engine.pareto_front_))
         if not front:
             raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
@@ -393,7 +393,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.normalized_ = pd.Series(yv / C[mat_idx], name="normalized")
         self.selection_ = self.coefficient_.selection_
         self.front_ = self._combined_front(data, yv)
-        self.time_limited_runs_, self.time_limited_seconds_ = _engine_use([self.coefficient_, self.orientation_])
+        self.time_limited_runs_, self.time_limited_seconds_ = time_limited_use([self.coefficient_, self.orientation_])
         return self
 
     def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
@@ -512,7 +512,7 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         self.orientations_ = [_orientation_search(self.orientation, budget).fit(
             *_partial_target(Xg, y_material, scale_rows, g_values, j, row_groups)) for j in range(len(chosen))]
         self._combine(yv, scale_rows, Xg)
-        self.time_limited_runs_, self.time_limited_seconds_ = _engine_use(self.orientations_)
+        self.time_limited_runs_, self.time_limited_seconds_ = time_limited_use(self.orientations_)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
         return self
@@ -532,9 +532,14 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         return evaluate(self.equation_, X.reset_index(drop=True))
 
 
-def _engine_use(searches: Sequence[EquationSearch]) -> tuple[int, float]:
-    """Time-limited engine runs of fitted searches and the seconds they spent under their limits."""
-    return sum(s.time_limited_runs_ for s in searches), sum(s.time_limited_seconds_ for s in searches)
+def time_limited_use(estimators: Sequence[Any]) -> tuple[int, float]:
+    """Time-limited engine runs of fitted estimators and the seconds they spent under their limits.
+
+    Sums ``time_limited_runs_`` and ``time_limited_seconds_``; ``None`` entries (failed CV
+    folds) and estimators without them count nothing.
+    """
+    fitted = [e for e in estimators if e is not None and hasattr(e, "time_limited_runs_")]
+    return sum(e.time_limited_runs_ for e in fitted), sum(e.time_limited_seconds_ for e in fitted)
 
 
 def _orientation_search(template: EquationSearch | None, time_budget: float | None) -> EquationSearch:

@@ -36,7 +36,12 @@ import sympy as sp
 from matstore.models.cv import FixedForm, make_cv
 from matstore.models.dimensions import check_dimensions
 from matstore.models.engines.base import Candidate, engine_class, round_floats, versions
-from matstore.models.estimators import EquationSearch, FactorizedEquation, SumOfProducts
+from matstore.models.estimators import (
+    EquationSearch,
+    FactorizedEquation,
+    SumOfProducts,
+    time_limited_use,
+)
 from matstore.models.expressions import evaluate, parse_srepr
 from matstore.models.factorize import (
     DEFAULT_ORIENTATION_FEATURES,
@@ -58,6 +63,7 @@ from matstore.models.report import (
     fold_records,
     orientation_deviation,
     per_group_errors,
+    pooled_coverage,
     scores,
     selected_forms,
 )
@@ -450,12 +456,12 @@ def _fold_budget(time_budget: float, t_fit: float, est: Any, n_folds: int) -> fl
     return max(shortest, (ENGINE_SHARE * time_budget - t_fit) / n_folds - fixed)
 
 
-def _least_time(total: float, use: dict[str, float] | None, n_fits: int) -> dict[str, float] | None:
+def _least_time(total: float, use: tuple[int, float] | None, n_fits: int) -> dict[str, float] | None:
     """The least wall time of a fit that ran ``total`` seconds: its time-limited runs at their shortest.
 
-    ``use`` (``runs``, ``seconds``) are the time-limited engine runs of the full-data fit and
-    the nested-CV folds and the seconds they spent under their limits
-    (:func:`time_limited_use`).  Measured, so never above ``total``.
+    ``use`` (runs, seconds) are the time-limited engine runs of the full-data fit and the
+    nested-CV folds and the seconds they spent under their limits
+    (:func:`~matstore.models.estimators.time_limited_use`).  Measured, so never above ``total``.
 
     Returns
     -------
@@ -463,17 +469,12 @@ def _least_time(total: float, use: dict[str, float] | None, n_fits: int) -> dict
         ``floor_seconds``, ``engine_runs`` and ``fixed_seconds_per_fit`` (what does not
         shrink with the budget, per fit of ``n_fits``); None without ``use``.
     """
-    if not use:
+    if use is None:
         return None
-    runs, shortest = int(use["runs"]), MIN_RUN_SECONDS * int(use["runs"])
-    floor = total - max(0.0, float(use["seconds"]) - shortest)
+    runs, seconds = use
+    shortest = MIN_RUN_SECONDS * runs
+    floor = total - max(0.0, seconds - shortest)
     return {"floor_seconds": floor, "engine_runs": runs, "fixed_seconds_per_fit": max(0.0, floor - shortest) / n_fits}
-
-
-def time_limited_use(estimators: Sequence[Any]) -> dict[str, float]:
-    """Time-limited engine runs of fitted estimators (None entries: failed folds) and their seconds under the limits."""
-    fitted = [e for e in estimators if e is not None and hasattr(e, "time_limited_runs_")]
-    return {"runs": sum(e.time_limited_runs_ for e in fitted), "seconds": sum(e.time_limited_seconds_ for e in fitted)}
 
 
 def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
@@ -508,7 +509,7 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         ``two_product_ceiling_r2`` (factorised fits: :func:`matstore.models.factorize.product_ceiling`
         with rank 1 and 2), ``sum_of_products`` (factorised fits: whether it is a :class:`SumOfProducts`),
         ``oof`` (nested out-of-fold predictions, shape (n_rows,)) and ``time_limited``
-        (:func:`time_limited_use` of the full fit and the folds); the last two are removed
+        (:func:`~matstore.models.estimators.time_limited_use` of the full fit and the folds); the last two are removed
         before storing.
     """
     nested = cross_fit(est, X, y, groups, cv)
@@ -571,7 +572,7 @@ def _interval(y: np.ndarray, nested: Any, level: float) -> dict[str, Any]:
         return out | {"held_out_coverage": None, "error": str(exc)}
     out["relative_half_width" if score == RELATIVE else "half_width"] = width
     inside, total = fold_coverage(nested, y, level, score)
-    return out | {"held_out_coverage": float(inside.sum() / total.sum()) if total.sum() else float("nan"),
+    return out | {"held_out_coverage": pooled_coverage(inside, total),
                   "held_out_coverage_spread": coverage_spread(inside, total)}
 
 

@@ -498,7 +498,11 @@ def held_out_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str 
     held-out rows are then checked against ``ŷ_oof ± q`` (absolute) or ``ŷ_oof·(1 ± q)``
     (relative), see :func:`interval_bounds`.  NaN when no fold has enough rows outside it.
     """
-    inside, total = fold_coverage(nested, y, level, score)
+    return pooled_coverage(*fold_coverage(nested, y, level, score))
+
+
+def pooled_coverage(inside: np.ndarray, total: np.ndarray) -> float:
+    """Rows inside their intervals over rows held out, summed over folds (shapes (n_folds,)); NaN without rows."""
     return float(inside.sum() / total.sum()) if total.sum() else float("nan")
 
 
@@ -542,7 +546,7 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
     """
     if len(total) < 2:
         return None
-    per_fold, pooled, weight = inside / total, inside.sum() / total.sum(), total / total.sum()
+    per_fold, pooled, weight = inside / total, pooled_coverage(inside, total), total / total.sum()
     k = len(total)
     se = float(np.sqrt(k / (k - 1) * np.sum(weight**2 * (per_fold - pooled) ** 2)))
     return {"min": float(per_fold.min()), "max": float(per_fold.max()), "standard_error": se, "folds": k}
@@ -551,5 +555,5 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text",
            "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
            "coverage_text", "cross_fit", "discrepancy", "fold_agreement", "fold_coverage", "fold_records",
-           "held_out_coverage", "interval_bounds", "orientation_deviation", "parts_lines", "per_group_errors", "scores",
+           "held_out_coverage", "interval_bounds", "orientation_deviation", "parts_lines", "per_group_errors", "pooled_coverage", "scores",
            "selected_forms"]

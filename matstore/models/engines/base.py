@@ -203,8 +203,12 @@ def _constant_template(expr: sp.Expr) -> _ConstantTemplate | None:
                              lambdify_expr(template, [str(p) for p in params] + list(names)))
 
 
+#: Function evaluations of the nonlinear least-squares refit of an equation's constants.
+REFIT_MAX_NFEV = 200
+
+
 def refit_constants(
-    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = 200, strict: bool = False
+    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = REFIT_MAX_NFEV, strict: bool = False
 ) -> sp.Expr | None:
     """Re-optimise the Float constants of ``expr`` by float64 least squares.
 
@@ -249,7 +253,7 @@ def refit_predict(expr: sp.Expr, X_train: pd.DataFrame, y_train: np.ndarray, X_t
     tpl = _constant_template(expr)
     if tpl is None:
         return real_or_nan(evaluate_expr(expr, X_test))
-    theta = _refitted(tpl, X_train, np.asarray(y_train, dtype=float), 200, True)
+    theta = _refitted(tpl, X_train, np.asarray(y_train, dtype=float), REFIT_MAX_NFEV, True)
     if theta is None:
         return None
     with np.errstate(all="ignore"):
