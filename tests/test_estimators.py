@@ -329,22 +329,45 @@ def test_time_budget_bounds_the_whole_fit() -> None:
 
 
 def test_a_budget_below_the_fits_least_time_is_reported_with_its_reason() -> None:
-    """2 s for Operon with two nested-CV folds: three runs of at least 1 s each cannot fit; the
-    report says the least time and why (the runs counted, the fixed cost per fit)."""
+    """0.8 s for Operon with two nested-CV folds: the full-data run alone takes 1 s (pyoperon's
+    clock counts whole seconds); the report says the least time and why (the runs counted,
+    their least seconds, the fixed cost per fit)."""
     pytest.importorskip("pyoperon")
     from matstore.models.report import budget_floor_text
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.uniform(1, 3, (40, 2)), columns=["x1", "x2"])
     table = X.assign(y=2.0 * X.x1 * X.x2)
-    res = fit_equation(table, "y", ["x1", "x2"], engine="operon", selection="knee", n_splits=2, time_budget=2)
+    res = fit_equation(table, "y", ["x1", "x2"], engine="operon", selection="knee", n_splits=2, time_budget=0.8,
+                       engine_params={"generations": 100000, "max_evaluations": 10**9})
     floor = res.report["time_budget_floor"]
     assert floor["engine_runs"] == 3  # the full fit and two folds, one time-limited run each
-    assert floor["floor_seconds"] >= 3.0 > 2.0
+    # the full fit's run is at least 1 s; the folds' runs were paced below a second each
+    assert 1.0 < floor["engine_floor_seconds"] < 2.0
+    assert floor["floor_seconds"] > 1.0 > 0.8
     assert 0.0 <= floor["fixed_seconds_per_fit"] < floor["floor_seconds"]
     assert floor["floor_seconds"] <= res.timings["total"]  # measured: the runs' seconds above their shortest removed
-    text = budget_floor_text(floor, 2)
-    assert text.startswith("the 2 s budget is below this fit's least time") and "3 time-limited engine runs" in text
+    text = budget_floor_text(floor, 0.8)
+    assert text.startswith("the 0.8 s budget is below this fit's least time") and "3 time-limited engine runs" in text
+
+
+def test_operon_meets_a_sub_second_limit_by_capping_generations() -> None:
+    """pyoperon counts whole seconds: with a measured rate, a 0.2 s limit becomes a generation cap,
+    and two such runs are the same run (it ends on generations, not on the clock)."""
+    pytest.importorskip("pyoperon")
+    from matstore.models.engines.operon import MIN_PACED_GENERATIONS, OperonEngine
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.uniform(1, 3, (40, 2)), columns=["x1", "x2"])
+    y = 2.0 * X.x1 * X.x2
+    endless = {"generations": 100000, "max_evaluations": 10**9}
+    full = OperonEngine(time_limit=1, **endless).fit(X, y)
+    rate = full.generation_rate_
+    assert full.time_limit_applied_ == 1.0 and full.generations_run_ == pytest.approx(rate, rel=0.2)  # a 1 s run
+    runs = [OperonEngine(time_limit=0.2, generation_rate=rate, **endless).fit(X, y) for _ in range(2)]
+    assert runs[0].generations_run_ == max(MIN_PACED_GENERATIONS, int(rate * 0.2))
+    assert runs[0].time_limit_applied_ == 0.2 and runs[0].shortest_run_seconds_ == pytest.approx(MIN_PACED_GENERATIONS / rate)
+    assert runs[0].raw_models_ == runs[1].raw_models_
 
 
 # ----------------------------------------------------------------------------- scaling-law terms

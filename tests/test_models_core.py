@@ -508,3 +508,28 @@ def test_refit_constants_solves_linear_forms_exactly_and_nonlinear_ones_by_least
     np.testing.assert_allclose(held_out, evaluate(refit_constants(linear, train, y.to_numpy()[:30], strict=True), test),
                                rtol=1e-12)
     assert refit_predict(linear, X.iloc[:2], y.to_numpy()[:2], test) is None  # 3 constants, 2 rows
+
+
+def test_refit_jacobian_is_scipys_forward_difference_in_one_call():
+    """The batched Jacobian of a constant refit equals scipy's "2-point" one, also where the
+    template does not broadcast (a Piecewise) and where the residual is not finite."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    from matstore.models.engines.base import _constant_template, _masked_residual
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame({"x": rng.uniform(0.5, 2.0, 30), "z": rng.uniform(-1.0, 2.0, 30)})
+    x, z = sp.symbols("x z")
+    y = rng.normal(size=30)
+    forms = [sp.Float(2.0) * x / (sp.Float(1.0) + sp.Float(0.5) * z),  # broadcasts
+             sp.Float(1.5) * sp.sqrt(z) + sp.Float(-0.3) * x,  # NaN where z < 0
+             sp.Piecewise((sp.Float(2.0) * x, z > 0), (sp.Float(-1.0) * x ** 2, True))]
+    for form in forms:
+        tpl = _constant_template(form)
+        cols = [X[n].to_numpy() for n in tpl.names]
+        with np.errstate(all="ignore"):
+            got = tpl.jacobian(tpl.start, cols, y)
+            want = approx_derivative(lambda t, tpl=tpl, cols=cols: _masked_residual(tpl.values(t, cols, 30), y),
+                                     tpl.start, method="2-point")
+        assert got.shape == (30, len(tpl.start))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

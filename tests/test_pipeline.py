@@ -169,8 +169,9 @@ def test_report_line_prints_the_coverage_spread_and_a_budget_too_small() -> None
     report = {"fold_agreement": {"agree": 3, "n": 3}, "fixed_form_cv": {"r2": 0.9}, "time_budget": 20,
               "interval": {"level": 0.9, "score": "absolute", "half_width": 0.12, "held_out_coverage": 0.83,
                            "held_out_coverage_spread": {"min": 0.0, "max": 1.0, "standard_error": 0.17, "folds": 6}},
-              "time_budget_floor": {"floor_seconds": 64.4, "engine_runs": 16, "fixed_seconds_per_fit": 6.0}}
+              "time_budget_floor": {"floor_seconds": 64.4, "engine_runs": 16, "engine_floor_seconds": 3.4,
+                                    "fixed_seconds_per_fit": 6.0}}
     line = _report_line({}, report)
     assert "(held-out coverage 83% ± 17% (folds 0%–100%))" in line
-    assert ("the 20 s budget is below this fit's least time, ≈ 64 s: 16 time-limited engine runs of at least 1 s, "
-            "and ≈ 6.0 s of checks and selection per fit") in line
+    assert ("the 20 s budget is below this fit's least time, ≈ 64 s: 16 time-limited engine runs of at least 3.4 s "
+            "in all, and ≈ 6.0 s of checks and selection per fit") in line

@@ -104,7 +104,12 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         allow, else free (the reason is recorded in ``form_``).  A constant is never a
         scaling law of a dimensional target and is refused.
     time_budget : float, optional
-        Seconds for this fit's engine run (engines with a ``time_limit``).
+        Seconds for this fit's engine run (engines with a ``time_limit``; at least one second
+        unless ``engine_rate`` is given).
+    engine_rate : float, optional
+        Generations per second of this engine on these data, measured by an earlier fit
+        (``engine_rate_``).  Engines with a ``generation_rate`` (Operon) then meet a
+        ``time_budget`` below one second by capping their generations.
     random_state : int, default 0
     margin : float, default 0.1
         Domain widening of the numerical checks.
@@ -138,10 +143,16 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         Seconds of that run spent under its time limit (at most the limit the engine applied;
         0 without one).  The rest of ``fit_seconds_`` (the engine's own set-up and polishing,
         checks, constant refits, selection) does not shrink with the budget.
+    time_limited_floor_ : float
+        The least seconds that run could have taken under any limit (the engine's
+        ``shortest_run_seconds_``, else 1 s; 0 without a limit).
+    engine_rate_ : float or None
+        The engine's generations per second in this fit (``generation_rate_``), else None.
     """
 
     def __init__(self, engine: str = "sparse", engine_params: dict[str, Any] | None = None, selection: str = "stable",
-                 form: str = "free", time_budget: float | None = None, random_state: int = 0, margin: float = 0.1,
+                 form: str = "free", time_budget: float | None = None, engine_rate: float | None = None,
+                 random_state: int = 0, margin: float = 0.1,
                  feature_units: dict[str, str] | None = None, target_unit: str | None = None,
                  n_splits: int | None = None, scaling_terms: int = DEFAULT_SCALING_TERMS) -> None:
         self.engine = engine
@@ -149,6 +160,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.selection = selection
         self.form = form
         self.time_budget = time_budget
+        self.engine_rate = engine_rate
         self.random_state = random_state
         self.margin = margin
         self.feature_units = feature_units
@@ -165,8 +177,11 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         defaults = engine_class(name).default_parameters
         if "random_state" in defaults:
             params.setdefault("random_state", self.random_state)
+        paced = "generation_rate" in defaults and self.engine_rate is not None
+        if paced:
+            params.setdefault("generation_rate", float(self.engine_rate))
         if "time_limit" in defaults and self.time_budget is not None:
-            params.setdefault("time_limit", max(1.0, float(self.time_budget)))
+            params.setdefault("time_limit", float(self.time_budget) if paced else max(1.0, float(self.time_budget)))
         return name, params, form
 
     def _refuse_constants(self, front: list[Candidate]) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
@@ -204,9 +219,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.engine_name_ = name
         t_engine = time.perf_counter()
         engine = get_engine(name, **params).fit(X, yv)
-        limit = getattr(engine, "time_limit_applied_", getattr(engine, "time_limit", None))
-        self.time_limited_runs_ = int(limit is not None)
-        self.time_limited_seconds_ = 0.0 if limit is None else min(time.perf_counter() - t_engine, float(limit))
+        self._record_time_limit(engine, time.perf_counter() - t_engine)
         front, refused = self._refuse_constants(list(engine.pareto_front_))
         if not front:
             raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
@@ -226,6 +239,14 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.n_features_in_ = X.shape[1]
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _record_time_limit(self, engine: Any, seconds: float) -> None:
+        """``time_limited_runs_``, ``time_limited_seconds_``, ``time_limited_floor_`` and ``engine_rate_`` of the engine run."""
+        limit = getattr(engine, "time_limit_applied_", getattr(engine, "time_limit", None))
+        self.time_limited_runs_ = int(limit is not None)
+        self.time_limited_seconds_ = 0.0 if limit is None else min(seconds, float(limit))
+        self.time_limited_floor_ = 0.0 if limit is None else float(getattr(engine, "shortest_run_seconds_", 1.0))
+        self.engine_rate_ = getattr(engine, "generation_rate_", None)
 
     def _repeats_search(self, name: str, kind: str, n_rows: int) -> bool:
         """Whether a cv-based criterion repeats the search in every inner fold.
@@ -325,8 +346,10 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     normalization_, coefficient_method_, selection_ : str
     front_ : list of Candidate
         Each valid C candidate times the selected g (complexity C + g + 1).
-    time_limited_runs_, time_limited_seconds_ : int, float
+    time_limited_runs_, time_limited_seconds_, time_limited_floor_ : int, float, float
         Summed over both searches (:class:`EquationSearch`).
+    engine_rate_ : float or None
+        The slower of their ``engine_rate_``.
     """
 
     def __init__(self, coefficient: EquationSearch | None = None, orientation: EquationSearch | None = None,
@@ -393,7 +416,7 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         self.normalized_ = pd.Series(yv / C[mat_idx], name="normalized")
         self.selection_ = self.coefficient_.selection_
         self.front_ = self._combined_front(data, yv)
-        self.time_limited_runs_, self.time_limited_seconds_ = time_limited_use([self.coefficient_, self.orientation_])
+        _record_time_limits(self, [self.coefficient_, self.orientation_])
         return self
 
     def _combined_front(self, data: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
@@ -456,8 +479,10 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
     selection_ : str
     front_ : list of Candidate
         The selected sum (one candidate: its complexity, training MSE, equation).
-    time_limited_runs_, time_limited_seconds_ : int, float
+    time_limited_runs_, time_limited_seconds_, time_limited_floor_ : int, float, float
         Summed over the g_j searches (:class:`EquationSearch`).
+    engine_rate_ : float or None
+        The slowest of their ``engine_rate_``.
 
     Raises
     ------
@@ -512,7 +537,7 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         self.orientations_ = [_orientation_search(self.orientation, budget).fit(
             *_partial_target(Xg, y_material, scale_rows, g_values, j, row_groups)) for j in range(len(chosen))]
         self._combine(yv, scale_rows, Xg)
-        self.time_limited_runs_, self.time_limited_seconds_ = time_limited_use(self.orientations_)
+        _record_time_limits(self, self.orientations_)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
         return self
@@ -532,14 +557,34 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         return evaluate(self.equation_, X.reset_index(drop=True))
 
 
-def time_limited_use(estimators: Sequence[Any]) -> tuple[int, float]:
-    """Time-limited engine runs of fitted estimators and the seconds they spent under their limits.
+def time_limited_use(estimators: Sequence[Any]) -> tuple[int, float, float]:
+    """Time-limited engine runs of fitted estimators, the seconds they spent under their limits and their least seconds.
 
-    Sums ``time_limited_runs_`` and ``time_limited_seconds_``; ``None`` entries (failed CV
-    folds) and estimators without them count nothing.
+    Sums ``time_limited_runs_``, ``time_limited_seconds_`` and ``time_limited_floor_``;
+    ``None`` entries (failed CV folds) and estimators without them count nothing.
     """
     fitted = [e for e in estimators if e is not None and hasattr(e, "time_limited_runs_")]
-    return sum(e.time_limited_runs_ for e in fitted), sum(e.time_limited_seconds_ for e in fitted)
+    return (sum(e.time_limited_runs_ for e in fitted), sum(e.time_limited_seconds_ for e in fitted),
+            sum(getattr(e, "time_limited_floor_", 1.0 * e.time_limited_runs_) for e in fitted))
+
+
+def engine_rate_of(estimator: Any) -> float | None:
+    """The slowest ``engine_rate_`` (generations per second) of a fitted estimator; None when it has none."""
+    rate = getattr(estimator, "engine_rate_", None)
+    return float(rate) if rate else None
+
+
+def set_engine_rate(estimator: Any, rate: float | None) -> Any:
+    """Set ``engine_rate`` of every :class:`EquationSearch` in ``estimator`` (nested ones included); returns it."""
+    keys = [k for k in estimator.get_params(deep=True) if k.rsplit("__", 1)[-1] == "engine_rate"]
+    return estimator.set_params(**dict.fromkeys(keys, rate))
+
+
+def _record_time_limits(composite: Any, parts: Sequence[Any]) -> None:
+    """A composite estimator's ``time_limited_*`` (sums over its fitted ``parts``) and ``engine_rate_`` (their slowest)."""
+    composite.time_limited_runs_, composite.time_limited_seconds_, composite.time_limited_floor_ = time_limited_use(parts)
+    rates = [r for r in (engine_rate_of(p) for p in parts) if r is not None]
+    composite.engine_rate_ = min(rates) if rates else None
 
 
 def _orientation_search(template: EquationSearch | None, time_budget: float | None) -> EquationSearch:

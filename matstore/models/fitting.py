@@ -14,7 +14,9 @@ string (never a pickle).
 ``0.85 · time_budget``, scaled by the overhead the full fit showed (validation, polishing,
 selection); the last 15 % cover the fixed-form CV and the intervals.  It applies to engines
 with a time limit (Operon, PySR; at least 1 s per engine run); the deterministic sparse
-engine has none and is usually far below.
+engine has none and is usually far below.  Operon's clock counts whole seconds: the folds get
+the generations per second the full fit measured (``engine_rate_``), so a fold's run below
+one second is a generation cap (:mod:`matstore.models.engines.operon`).
 
 Same data + options + seed give the same selected equation and hash for the deterministic
 engines (``sparse``; ``operon`` with ``n_threads=1`` and a generation budget that ends
@@ -40,6 +42,8 @@ from matstore.models.estimators import (
     EquationSearch,
     FactorizedEquation,
     SumOfProducts,
+    engine_rate_of,
+    set_engine_rate,
     time_limited_use,
 )
 from matstore.models.expressions import evaluate, parse_srepr
@@ -78,6 +82,8 @@ FACTORIZATIONS = (None, "orientation")
 ENGINE_SHARE = 0.85
 #: Shortest engine run with a time limit (Operon's ``max_time`` is in whole seconds, at least 1).
 MIN_RUN_SECONDS = 1.0
+#: Shortest fold budget passed to engines that pace their runs (they apply their own least run).
+MIN_PACED_SECONDS = 0.01
 #: Prediction-interval level stored with every version (``--interval-level``).
 DEFAULT_INTERVAL_LEVEL = 0.9
 
@@ -431,6 +437,7 @@ def fit_equation(
     t_fit = time.perf_counter() - t0
     report: dict[str, Any] = {}
     if time_budget is not None and n_folds:
+        set_engine_rate(est, engine_rate_of(est))
         est.set_params(time_budget=_fold_budget(float(time_budget), t_fit, est, n_folds))
     if cv is not None:
         report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level)
@@ -449,32 +456,36 @@ def _fold_budget(time_budget: float, t_fit: float, est: Any, n_folds: int) -> fl
     engine runs under a time limit; the rest (the engines' set-up and polishing, validation,
     selection) is taken as a fixed cost per fit, paid again by every fold, and the folds
     share what is left of ``ENGINE_SHARE · time_budget``.  At least
-    :data:`MIN_RUN_SECONDS` per time-limited run (Operon's smallest time limit).
+    :data:`MIN_RUN_SECONDS` per time-limited run (Operon's smallest time limit), unless the
+    engines pace their runs (a measured ``engine_rate_``): they then apply their own least run.
     """
     fixed = max(0.0, t_fit - float(getattr(est, "time_limited_seconds_", 0.0)))
-    shortest = MIN_RUN_SECONDS * max(1, int(getattr(est, "time_limited_runs_", 0)))
+    paced = engine_rate_of(est) is not None
+    shortest = MIN_PACED_SECONDS if paced else MIN_RUN_SECONDS * max(1, int(getattr(est, "time_limited_runs_", 0)))
     return max(shortest, (ENGINE_SHARE * time_budget - t_fit) / n_folds - fixed)
 
 
-def _least_time(total: float, use: tuple[int, float] | None, n_fits: int) -> dict[str, float] | None:
+def _least_time(total: float, use: tuple[int, float, float] | None, n_fits: int) -> dict[str, float] | None:
     """The least wall time of a fit that ran ``total`` seconds: its time-limited runs at their shortest.
 
-    ``use`` (runs, seconds) are the time-limited engine runs of the full-data fit and the
-    nested-CV folds and the seconds they spent under their limits
-    (:func:`~matstore.models.estimators.time_limited_use`).  Measured, so never above ``total``.
+    ``use`` (runs, seconds, least seconds) are the time-limited engine runs of the full-data
+    fit and the nested-CV folds, the seconds they spent under their limits and the least
+    they could have spent (:func:`~matstore.models.estimators.time_limited_use`).  Measured,
+    so never above ``total``.
 
     Returns
     -------
     dict or None
-        ``floor_seconds``, ``engine_runs`` and ``fixed_seconds_per_fit`` (what does not
-        shrink with the budget, per fit of ``n_fits``); None without ``use``.
+        ``floor_seconds``, ``engine_runs``, ``engine_floor_seconds`` (the runs at their
+        shortest) and ``fixed_seconds_per_fit`` (what does not shrink with the budget, per
+        fit of ``n_fits``); None without ``use``.
     """
     if use is None:
         return None
-    runs, seconds = use
-    shortest = MIN_RUN_SECONDS * runs
+    runs, seconds, shortest = use
     floor = total - max(0.0, seconds - shortest)
-    return {"floor_seconds": floor, "engine_runs": runs, "fixed_seconds_per_fit": max(0.0, floor - shortest) / n_fits}
+    return {"floor_seconds": floor, "engine_runs": runs, "engine_floor_seconds": shortest,
+            "fixed_seconds_per_fit": max(0.0, floor - shortest) / n_fits}
 
 
 def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],

@@ -239,11 +239,12 @@ def budget_floor_text(floor: dict[str, float], budget: float | None) -> str:
     """Why a fit ran over its ``--time-budget``, in words (``report['time_budget_floor']``).
 
     E.g. ``"the 20 s budget is below this fit's least time, ≈ 45 s: 16 time-limited engine
-    runs of at least 1 s, and ≈ 1.6 s of checks and selection per fit"``.
+    runs of at least 16.0 s in all, and ≈ 1.6 s of checks and selection per fit"``.
     """
     least = f"the {budget:g} s budget is below this fit's least time, ≈ {floor['floor_seconds']:.0f} s"
     runs = int(floor.get("engine_runs", 0))
-    parts = ([f"{runs} time-limited engine runs of at least 1 s"] if runs else []) + [
+    shortest = float(floor.get("engine_floor_seconds", runs))
+    parts = ([f"{runs} time-limited engine runs of at least {shortest:.1f} s in all"] if runs else []) + [
         f"≈ {floor['fixed_seconds_per_fit']:.1f} s of checks and selection per fit"]
     return f"{least}: {', and '.join(parts)}"
 

@@ -165,10 +165,42 @@ class _ConstantTemplate:
             return out
         return real_or_nan(call_compiled(self.function, [*theta, *cols], n))
 
+    def jacobian(self, theta: np.ndarray, cols: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+        """Forward-difference Jacobian of :func:`_masked_residual` in ``theta``, shape (n, n_params).
+
+        The steps are scipy's ``"2-point"`` ones; all constants are stepped in one
+        broadcast call of the compiled template (one call per constant when the template
+        does not broadcast).  Call inside ``np.errstate(all="ignore")``.
+        """
+        n, k = len(y), len(theta)
+        step = _FD_STEP * np.where(theta >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(theta))
+        step = (theta + step) - theta
+        stepped = theta + np.diag(step)  # row j: theta with constant j moved by step[j]
+        try:
+            out = np.broadcast_to(self.function(*(stepped[:, j:j + 1] for j in range(k)), *cols), (k, n))
+        except (TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError):
+            out = None
+        if out is None or out.dtype != np.float64:
+            out = np.stack([self.values(row, cols, n) for row in stepped])
+        moved = _masked_residual(out, y)
+        return ((moved - _masked_residual(self.values(theta, cols, n), y)) / step[:, None]).T
+
     def basis(self, cols: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
         """Of a linear template: ``offset`` (shape (n,)) and ``basis`` (shape (n, n_params)), by evaluation."""
         offset = self.values(np.zeros(len(self.start)), cols, n)
         return offset, np.column_stack([self.values(e, cols, n) - offset for e in np.eye(len(self.start))])
+
+
+#: Relative step of the forward differences (scipy's ``"2-point"`` default, √ machine ε).
+_FD_STEP = float(np.sqrt(np.finfo(float).eps))
+#: What a non-finite residual is replaced by, so that the least-squares solver steps away from it.
+_NON_FINITE_RESIDUAL = 1e150
+
+
+def _masked_residual(values: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``values − y`` with non-finite entries replaced by :data:`_NON_FINITE_RESIDUAL`; the shape of ``values``."""
+    out = values - y
+    return np.where(np.isfinite(out), out, _NON_FINITE_RESIDUAL)
 
 
 def _is_linear(expr: sp.Expr, params: frozenset[sp.Symbol]) -> bool:
@@ -268,17 +300,16 @@ def _refitted(tpl: _ConstantTemplate, X: pd.DataFrame, y: np.ndarray, max_nfev: 
     cols = [np.asarray(X[n], dtype=float) for n in tpl.names]
 
     def resid(theta: np.ndarray) -> np.ndarray:
-        out = tpl.values(theta, cols, len(y)) - y
-        return np.where(np.isfinite(out), out, 1e150)
+        return _masked_residual(tpl.values(theta, cols, len(y)), y)
 
     with np.errstate(all="ignore"):
         theta = _linear_solution(tpl, cols, y) if tpl.linear else None
         if theta is None:
-            theta = _nonlinear_solution(tpl, resid, max_nfev)
+            theta = _nonlinear_solution(tpl, resid, lambda t: tpl.jacobian(t, cols, y), max_nfev)
         if theta is None:
             return None
         r = resid(theta)
-        after = float(np.mean(r**2)) if np.all(np.abs(r) < 1e150) else float("inf")
+        after = float(np.mean(r**2)) if np.all(np.abs(r) < _NON_FINITE_RESIDUAL) else float("inf")
         if strict or not np.isfinite(after):
             return theta if np.isfinite(after) else None
         return theta if after <= float(np.mean(resid(tpl.start) ** 2)) else None
@@ -293,14 +324,14 @@ def _linear_solution(tpl: _ConstantTemplate, cols: list[np.ndarray], y: np.ndarr
     return theta
 
 
-def _nonlinear_solution(tpl: _ConstantTemplate, resid: Any, max_nfev: int) -> np.ndarray | None:
+def _nonlinear_solution(tpl: _ConstantTemplate, resid: Any, jac: Any, max_nfev: int) -> np.ndarray | None:
     """Trust-region least squares from the current constants; ``None`` when it fails."""
     from scipy.optimize import least_squares
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return least_squares(resid, tpl.start, method="trf", max_nfev=max_nfev, x_scale="jac").x
+            return least_squares(resid, tpl.start, jac=jac, method="trf", max_nfev=max_nfev, x_scale="jac").x
     except (ValueError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError):
         return None
 

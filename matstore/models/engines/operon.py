@@ -22,6 +22,11 @@ Determinism: results are reproducible for a fixed ``random_state`` when ``n_thre
 the run ends on ``generations``/``max_evaluations`` rather than on ``time_limit``; the time
 limit is a safety cap.
 
+Time limits: pyoperon's clock counts whole seconds, so a limit below one second is met by
+capping the generations instead, at ``generation_rate`` (generations per second measured by
+an earlier run on the same data, ``generation_rate_``); such a paced run ends on its
+generations and is reproducible for that rate.
+
 References
 ----------
 .. [1] B. Burlacu, G. Kronberger, M. Kommenda, "Operon C++: an efficient genetic
@@ -32,6 +37,7 @@ References
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from typing import Any, ClassVar
 
@@ -49,6 +55,9 @@ from matstore.models.engines.base import (
     prune_small_terms,
     refit_constants,
 )
+
+#: Generations of the shortest paced run (a time limit below one second met by a generation cap).
+MIN_PACED_GENERATIONS = 5
 
 #: Functions pyoperon's infix formatter may print, as SymPy callables.
 _OPERON_FUNCTIONS: dict[str, Any] = {
@@ -121,7 +130,12 @@ class OperonEngine(SymbolicEngine):
     max_length : int, default 30
         Largest tree length.
     time_limit : float, default 30
-        Wall-clock cap in seconds (rounded up to whole seconds for pyoperon).
+        Wall-clock cap in seconds (whole seconds, at least one, for pyoperon; below one
+        second with ``generation_rate``, a generation cap).
+    generation_rate : float, optional
+        Generations per second of an earlier run on the same data (``generation_rate_``).
+        With a ``time_limit`` below one second the run is capped at
+        ``max(MIN_PACED_GENERATIONS, generation_rate · time_limit)`` generations.
     n_threads : int, default 1
         Worker threads; > 1 is faster but not reproducible.
     random_state : int, default 0
@@ -133,6 +147,15 @@ class OperonEngine(SymbolicEngine):
     pareto_front_ : list of Candidate
     raw_models_ : list of str
         The pyoperon model strings (placeholders ``X0…``), for provenance.
+    time_limit_applied_ : float
+        The limit the run had, seconds (whole seconds unless paced).
+    shortest_run_seconds_ : float
+        The least time a run under that kind of limit takes: 1 s, or
+        :data:`MIN_PACED_GENERATIONS` generations of a paced run.
+    generations_run_ : int or None
+        Generations the run went through (None when pyoperon reports none).
+    generation_rate_ : float or None
+        Generations per second of this run (None when pyoperon reports no generations).
     """
 
     name: ClassVar[str] = "operon"
@@ -145,6 +168,7 @@ class OperonEngine(SymbolicEngine):
         "max_evaluations": 500000,
         "max_length": 30,
         "time_limit": 30.0,
+        "generation_rate": None,
         "n_threads": 1,
         "random_state": 0,
         "polish": True,
@@ -160,6 +184,7 @@ class OperonEngine(SymbolicEngine):
         max_evaluations: int = 500000,
         max_length: int = 30,
         time_limit: float = 30.0,
+        generation_rate: float | None = None,
         n_threads: int = 1,
         random_state: int | None = 0,
         polish: bool = True,
@@ -172,6 +197,7 @@ class OperonEngine(SymbolicEngine):
         self.max_evaluations = max_evaluations
         self.max_length = max_length
         self.time_limit = time_limit
+        self.generation_rate = generation_rate
         self.n_threads = n_threads
         self.random_state = random_state
         self.polish = polish
@@ -182,24 +208,33 @@ class OperonEngine(SymbolicEngine):
         except ImportError as exc:  # pragma: no cover - pyoperon is a dependency
             raise EngineSetupError(f"pyoperon is not importable ({exc}); pip install pyoperon") from exc
         seed = 0 if self.random_state is None else int(self.random_state)
-        self.time_limit_applied_ = max(1, int(float(self.time_limit)))  # whole seconds, never above the limit
+        generations = self._limit_generations()
         return SymbolicRegressor(
             allowed_symbols=self.allowed_symbols,
             objectives=list(self.objectives),
             optimizer_iterations=int(self.optimizer_iterations),
             population_size=int(self.population_size),
             pool_size=int(self.population_size),
-            generations=int(self.generations),
+            generations=generations,
             max_evaluations=int(self.max_evaluations),
             max_length=int(self.max_length),
-            max_time=self.time_limit_applied_,
+            max_time=max(1, int(self.time_limit_applied_)),
             n_threads=int(self.n_threads),
             random_state=seed,
         )
 
+    def _limit_generations(self) -> int:
+        """Generations of this run; sets ``time_limit_applied_`` and ``shortest_run_seconds_``."""
+        limit, rate = float(self.time_limit), self.generation_rate
+        if rate is None or not np.isfinite(rate) or rate <= 0 or limit >= 1.0:
+            self.time_limit_applied_ = float(max(1, int(limit)))  # whole seconds, never above the limit
+            self.shortest_run_seconds_ = 1.0
+            return int(self.generations)
+        self.time_limit_applied_ = limit
+        self.shortest_run_seconds_ = MIN_PACED_GENERATIONS / float(rate)
+        return min(int(self.generations), max(MIN_PACED_GENERATIONS, int(float(rate) * max(limit, 0.0))))
+
     def _fit_front(self, X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
-        names = list(X.columns)
-        placeholders = [f"X{i}" for i in range(len(names))]
         attempts = [
             (np.ascontiguousarray(X.to_numpy(dtype=np.float64)), np.ascontiguousarray(y, dtype=np.float64)),
             (np.ascontiguousarray(X.to_numpy(dtype=np.float32)), np.ascontiguousarray(y, dtype=np.float32)),
@@ -209,9 +244,11 @@ class OperonEngine(SymbolicEngine):
         for Xa, ya in attempts:
             reg = self._make_regressor()
             try:
+                t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     reg.fit(Xa, ya)
+                self._measure_rate(reg, time.perf_counter() - t0)
                 break
             except TypeError as exc:  # dtype problems inside the wrapper: retry
                 last = exc
@@ -222,7 +259,18 @@ class OperonEngine(SymbolicEngine):
                 raise EngineFitError(f"operon failed while fitting: {type(exc).__name__}: {exc}") from exc
         if reg is None:
             raise EngineFitError(f"operon failed while fitting (dtype retries exhausted): {last}")
+        return self._candidates(reg, X, y)
 
+    def _measure_rate(self, reg: Any, seconds: float) -> None:
+        """``generations_run_`` and ``generation_rate_`` (per second) of the run that just ended."""
+        generations = getattr(reg, "stats_", {}).get("generations")
+        self.generations_run_ = None if generations is None else int(generations)
+        self.generation_rate_ = float(generations) / seconds if generations and seconds > 0 else None
+
+    def _candidates(self, reg: Any, X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
+        """The fitted front as polished SymPy candidates, plus the constant model."""
+        names = list(X.columns)
+        placeholders = [f"X{i}" for i in range(len(names))]
         cands: list[Candidate] = []
         raw: list[str] = []
         for model in getattr(reg, "pareto_front_", []):
@@ -250,4 +298,4 @@ class OperonEngine(SymbolicEngine):
         return cands
 
 
-__all__ = ["OperonEngine", "operon_string_to_sympy"]
+__all__ = ["MIN_PACED_GENERATIONS", "OperonEngine", "operon_string_to_sympy"]
