@@ -351,6 +351,29 @@ def test_a_budget_below_the_fits_least_time_is_reported_with_its_reason() -> Non
     assert text.startswith("the 0.8 s budget is below this fit's least time") and "3 time-limited engine runs" in text
 
 
+def test_an_operon_coefficient_shares_the_factorised_budget() -> None:
+    """A free-form C searched by Operon, as well as g: each search gets half of ``time_budget``
+    (C used to run under Operon's own 30 s limit, outside the budget)."""
+    pytest.importorskip("pyoperon")
+    rng = np.random.default_rng(1)
+    normals = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0], [2, 1, 1], [3, 1, 0]], dtype=float)
+    normals = np.sort(normals / np.linalg.norm(normals, axis=1, keepdims=True), axis=1)[:, ::-1]
+    bulk = pd.DataFrame({"material": list("ABCDEF"), "cohesive_energy": rng.uniform(2.5, 6.5, 6),
+                         "lattice_constant": rng.uniform(3.5, 4.2, 6)})
+    X = bulk.merge(pd.DataFrame(normals, columns=["normal_x", "normal_y", "normal_z"]), how="cross")
+    y = X.cohesive_energy / X.lattice_constant**2 * (2 * X.normal_x + X.normal_y)
+    endless = {"generations": 100000, "max_evaluations": 10**9}
+    search = EquationSearch(engine="operon", engine_params=endless, selection="knee")
+    est = FactorizedEquation(coefficient=clone(search).set_params(form="free"), orientation=search,
+                             bulk_features=("cohesive_energy", "lattice_constant"), time_budget=4)
+    t0 = time.perf_counter()
+    est.fit(X, y.to_numpy())
+    assert time.perf_counter() - t0 < 8.0
+    assert est.coefficient_.time_limited_runs_ == est.orientation_.time_limited_runs_ == 1
+    assert est.coefficient_.time_limited_seconds_ <= 2.0 and est.orientation_.time_limited_seconds_ <= 2.0
+    assert est.time_limited_floor_ == 2.0  # two unpaced runs of at least 1 s
+
+
 def test_operon_meets_a_sub_second_limit_by_capping_generations() -> None:
     """pyoperon counts whole seconds: with a measured rate, a 0.2 s limit becomes a generation cap,
     and two such runs are the same run (it ends on generations, not on the clock)."""

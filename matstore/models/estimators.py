@@ -184,6 +184,17 @@ class EquationSearch(BaseEstimator, RegressorMixin):
             params.setdefault("time_limit", float(self.time_budget) if paced else max(1.0, float(self.time_budget)))
         return name, params, form
 
+    def has_time_limit(self, columns: Sequence[str]) -> bool:
+        """Whether this search on features ``columns`` runs an engine with a time limit (one that takes ``time_budget``).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`fit` for a bad ``form`` or a scaling law without units.
+        """
+        name, _, _ = self._engine_setup(list(columns))
+        return "time_limit" in engine_class(name).default_parameters
+
     def _refuse_constants(self, front: list[Candidate]) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
         if not (self.form_ == "scaling" and _is_dimensional(self.target_unit)):
             return front, []
@@ -332,8 +343,9 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
     reference : (3,) Miller index or normal, default (1, 1, 1); None for mean normalisation
     coefficient_method : {"lsq", "reference"}, default "lsq"
     time_budget : float, optional
-        Seconds for the whole fit; given to the orientation search (the coefficient search
-        is the deterministic sparse engine for scaling laws).
+        Seconds for the whole fit; given to the orientation search, or half to each search
+        when the coefficient's engine has a time limit too (a free-form C by Operon; a
+        scaling law is the deterministic sparse engine).
 
     Attributes
     ----------
@@ -372,9 +384,14 @@ class FactorizedEquation(BaseEstimator, RegressorMixin):
         return _long_table(X, self.material, self.bulk_features, self.orientation_features)
 
     def _parts(self) -> tuple[EquationSearch, EquationSearch]:
+        """Unfitted clones of both searches; the budget is halved when C's engine has a time limit too."""
         coefficient = (clone(self.coefficient) if self.coefficient is not None
                        else EquationSearch(form="auto", selection=DEFAULT_COEFFICIENT_SELECTION))
-        return coefficient, _orientation_search(self.orientation, self.time_budget)
+        share = self.time_budget
+        if share is not None and coefficient.has_time_limit(list(self.bulk_features)):
+            share = share / 2.0
+            coefficient.set_params(time_budget=share)
+        return coefficient, _orientation_search(self.orientation, share)
 
     def fit(self, X: pd.DataFrame, y: Any, groups: Any = None) -> FactorizedEquation:
         """Fit both factors on a long table (one row per material and orientation).
