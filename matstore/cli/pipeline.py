@@ -19,7 +19,7 @@ def pipeline(
     calculator: list[str] | None = typer.Option(None, "--calculator", help="Calculators (default: emt lammps)."),
     workers: int = typer.Option(2, help="Processes for the compute stage."),
     fit_engine: str = typer.Option("operon", "--engine", help="Symbolic-regression engine for the surface model."),
-    time_budget: float = typer.Option(60.0, help="Seconds per engine fit."),
+    time_budget: float = typer.Option(60.0, help="Seconds for each fit, its nested-CV folds included."),
     seed: int = typer.Option(0),
     dataset: str | None = typer.Option("strength_covariance", help="Dataset to ingest ('' to skip)."),
     vacancy_clusters: bool = typer.Option(
