@@ -149,3 +149,23 @@ def test_orientations_that_never_repeat_between_metals() -> None:
     truth = 0.1 * a * (c11 * 0.01 * (1 + nx) + c44 * 0.03 * (nz - 0.3))
     point = {a: 3.8, c11: 200.0, c44: 80.0, nx: 0.8, sp.Symbol("normal_y"): 0.52, nz: 0.3}
     assert float(res.expr.subs(point)) == pytest.approx(float(truth.subs(point)), rel=0.03)
+
+
+def test_one_hot_weights_equal_the_dense_minimum_norm_solution() -> None:
+    """With one-hot orientations the g_j values are one k × k problem per orientation: the same
+    minimum-norm least squares as the dense design, also for an orientation without rows
+    (weight 0) and one whose rows cannot separate the two scales (one material)."""
+    from matstore.models.products import _one_hot_codes, fit_weights, product_design
+
+    rng = np.random.default_rng(5)
+    codes = np.concatenate([np.tile(np.arange(12), 6), [12]])  # 12 orientations × 6 materials, one seen once
+    P = np.zeros((len(codes), 14))  # column 13: an orientation no row has
+    P[np.arange(len(codes)), codes] = 1.0
+    scales = rng.uniform(50, 500, (len(codes), 2))
+    y = rng.normal(size=len(codes))
+    dense, *_ = np.linalg.lstsq(product_design(scales, P), y, rcond=None)
+    got = fit_weights(y, scales, P)
+    assert got.shape == (2, 14)
+    np.testing.assert_allclose(got, dense.reshape(2, 14), rtol=1e-9, atol=1e-15)
+    assert np.all(got[:, 13] == 0.0)
+    assert _one_hot_codes(np.column_stack([np.ones(4), np.linspace(0, 1, 4)])) is None  # a quadratic basis: dense

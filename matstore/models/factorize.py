@@ -99,6 +99,8 @@ def orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
     DataFrame, shape (n_rows, 6), same index
         ``normal_x, normal_y, normal_z`` (unit normal, ``n_x >= n_y >= n_z >= 0``),
         ``theta_deg, phi_deg`` (degrees) and ``orientation_key`` (``hkl:1,1,1`` or ``n:…``).
+        Computed once per distinct orientation entry (a long table repeats each one per
+        material).
 
     Raises
     ------
@@ -108,11 +110,15 @@ def orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
     miller, normal, angles = _find(table, "miller"), _find(table, "normal"), _find(table, "angles")
     if miller is None and normal is None and angles is None:
         raise ori.OrientationError("table has no Miller-index, normal or angle columns")
-    rows = []
-    for _, row in table.iterrows():
-        o = orientation_of_row(row, miller, normal, angles)
+    used = [c for cols in (miller, normal, angles) if cols is not None for c in cols]
+    group = table.groupby(used, dropna=False, sort=False).ngroup().to_numpy() if len(table) else np.zeros(0, int)
+    rows = []  # one per distinct orientation entry, in order of first appearance
+    labels = table.index.tolist()
+    for pos in np.unique(group, return_index=True)[1]:
+        o = orientation_of_row(table.iloc[pos].rename(labels[pos]), miller, normal, angles)
         rows.append((*o.normal, o.theta_deg, o.phi_deg, o.key))
-    return pd.DataFrame(rows, columns=[*DESCRIPTOR_COLUMNS, "orientation_key"], index=table.index)
+    per_group = pd.DataFrame(rows, columns=[*DESCRIPTOR_COLUMNS, "orientation_key"])
+    return per_group.iloc[group].set_axis(table.index)
 
 
 def add_orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:

@@ -81,9 +81,40 @@ def product_design(scales: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 
 def fit_weights(y: np.ndarray, scales: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Least-squares (minimum-norm) weights ``w``, shape (k, n_basis): ``g_j`` values are ``P @ w[j]``."""
+    """Least-squares (minimum-norm) weights ``w``, shape (k, n_basis): ``g_j`` values are ``P @ w[j]``.
+
+    With a one-hot ``P`` (each row one orientation) the problem splits into one k × k
+    problem per orientation, solved together (:func:`_one_hot_weights`); otherwise one
+    dense least-squares solve of :func:`product_design`.
+    """
+    codes = _one_hot_codes(P)
+    if codes is not None:
+        return _one_hot_weights(y, scales, codes, P.shape[1])
     w, *_ = np.linalg.lstsq(product_design(scales, P), y, rcond=None)
     return w.reshape(scales.shape[1], P.shape[1])
+
+
+def _one_hot_codes(P: np.ndarray) -> np.ndarray | None:
+    """Each row's column of a one-hot ``P`` (shape (n_rows,)); None when ``P`` is not one-hot."""
+    if P.size == 0 or not np.all((P == 0.0) | (P == 1.0)) or not np.all(P.sum(axis=1) == 1.0):
+        return None
+    return P.argmax(axis=1)
+
+
+def _one_hot_weights(y: np.ndarray, scales: np.ndarray, codes: np.ndarray, n_basis: int) -> np.ndarray:
+    """Minimum-norm least-squares weights, shape (k, n_basis), of ``y_r ≈ Σ_j scales[r, j] · w[j, codes[r]]``.
+
+    Orientations do not share weights, so the minimum-norm solution is each orientation's
+    own: the pseudo-inverse of its k × k normal equations (an orientation without rows
+    gets 0).  Equal to the dense solve of :func:`product_design` where each orientation's
+    rows determine its k weights well (condition number ≪ 10⁷).
+    """
+    k = scales.shape[1]
+    gram = np.zeros((n_basis, k, k))
+    np.add.at(gram, codes, scales[:, :, None] * scales[:, None, :])
+    moment = np.zeros((n_basis, k))
+    np.add.at(moment, codes, scales * y[:, None])
+    return np.einsum("okl,ol->ko", np.linalg.pinv(gram, hermitian=True), moment)
 
 
 def material_multipliers(y: np.ndarray, fitted: np.ndarray, mat_idx: np.ndarray) -> np.ndarray:
