@@ -20,7 +20,9 @@ Measures, on one database (created here, or ``--database URL`` with data already
    and folds, and the share of the OpenKIM variance that lies between elements.
 4. **Time budget** (with ``--engines operon``): Operon fits of EMT γ and τ, one product and
    a sum of two, wall time against each ``--time-budget``, and the least time the fit
-   reports when the budget cannot cover it.
+   reports when the budget cannot cover it; the same on a table of the published data's
+   shape (7 metals × 300 unit normals, a known sum of two products), with the sparse engine
+   beside it.
 
 Run: ``python benchmarks/models.py [--engines sparse operon] [--time-budget 60 20]``.
 The compute stage runs first when the database has no EMT data (about 2 minutes on 2 cores).
@@ -254,6 +256,47 @@ def budget_rows(sets, budget: float) -> list[list]:  # noqa: ANN001
     return rows
 
 
+def published_size_table(ts, n_orientations: int = 300, seed: int = 0):  # noqa: ANN001, ANN201
+    """A table of the published surface data's shape: the metals of ``ts`` × ``n_orientations`` random normals.
+
+    The target is a known sum of two products, τ-like (N/m): 1e-4·C11·a·(2n_x + n_y) +
+    1e-3·C44·a·(n_z − 0.3), with 2 % noise; every normal appears once per metal, as in a
+    table given as unit normals.
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    bulk = ts.table.groupby("material")[BULK].first().reset_index()
+    v = np.abs(rng.normal(size=(n_orientations, 3)))
+    v = -np.sort(-v / np.linalg.norm(v, axis=1, keepdims=True), axis=1)
+    table = bulk.merge(pd.DataFrame(v, columns=ORIENTATION), how="cross")
+    scale = 1e-3 * table.lattice_constant
+    table["target"] = scale * (0.1 * table.c11 * (2 * table.normal_x + table.normal_y) + table.c44 * (table.normal_z - 0.3))
+    table["target"] *= 1 + 0.02 * rng.standard_normal(len(table))
+    return table
+
+
+def published_size_rows(sets, budgets: list[float]) -> list[list]:  # noqa: ANN001
+    """Operon at each budget, and the sparse engine, on :func:`published_size_table` (7 metals × 300 normals)."""
+    ts = next(ts for data, target, ts, _ in sets if data == "EMT" and target == "surface_stress")
+    table = published_size_table(ts)
+    units = {"feature_units": {f: ts.units[f] for f in BULK}, "target_unit": ts.units["target"]}
+    rows = []
+    for engine, budget in [*(("operon", b) for b in budgets), ("sparse", None)]:
+        for products in (1, 2):
+            t = time.perf_counter()
+            res = fit_equation(table, "target", BULK, engine=engine, factorize="orientation", groups="material",
+                               material="material", seed=0, time_budget=budget, products=products, **units)
+            wall = time.perf_counter() - t
+            floor = res.report.get("time_budget_floor")
+            rows.append([f"{len(table)} rows", f"{engine}, {products} product{'s' if products > 1 else ''}",
+                         "—" if budget is None else f"{budget:g}", f"{wall:.1f}",
+                         "—" if budget is None else f"{wall / budget:.2f}",
+                         "—" if floor is None else f"{floor['floor_seconds']:.0f}",
+                         f"{res.report['nested_cv']['r2']:.3f}", f"{res.report['fixed_form_cv']['r2']:.3f}"])
+    return rows
+
+
 def _short(text: str, digits: int = 3) -> str:
     """An equation's text with its numbers rounded to ``digits`` significant figures."""
     import sympy as sp
@@ -327,6 +370,10 @@ def main() -> None:
                      "fixed-form R²"]
             print_table("Time budget of the whole fit (CV folds included)", bcols, brows)
             console.print(markdown_table(bcols, brows))
+            prows = published_size_rows(sets, args.time_budget)
+            print_table("A table of the published data's shape: 7 metals × 300 normals, a known sum of two products",
+                        bcols, prows)
+            console.print(markdown_table(bcols, prows))
         if args.strength:
             krows = strength_rows(engine, args.engines, args.time_budget[0])
             kcols = ["model", "selection", "rows", "5-fold CV R²", "CV RMSE", "fit s", "equation"]
