@@ -36,7 +36,14 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from matstore.models.cv import splits
-from matstore.models.engines.base import Candidate, SymbolicEngine, engine_class, get_engine, mse_of
+from matstore.models.engines.base import (
+    MIN_RUN_SECONDS,
+    Candidate,
+    SymbolicEngine,
+    engine_class,
+    get_engine,
+    mse_of,
+)
 from matstore.models.expressions import evaluate
 from matstore.models.factorize import (
     DEFAULT_ORIENTATION_FEATURES,
@@ -181,7 +188,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         if paced:
             params.setdefault("generation_rate", float(self.engine_rate))
         if "time_limit" in defaults and self.time_budget is not None:
-            params.setdefault("time_limit", float(self.time_budget) if paced else max(1.0, float(self.time_budget)))
+            params.setdefault("time_limit", float(self.time_budget) if paced else max(MIN_RUN_SECONDS, float(self.time_budget)))
         return name, params, form
 
     def has_time_limit(self, columns: Sequence[str]) -> bool:
@@ -256,7 +263,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         limit = getattr(engine, "time_limit_applied_", getattr(engine, "time_limit", None))
         self.time_limited_runs_ = int(limit is not None)
         self.time_limited_seconds_ = 0.0 if limit is None else min(seconds, float(limit))
-        self.time_limited_floor_ = 0.0 if limit is None else float(getattr(engine, "shortest_run_seconds_", 1.0))
+        self.time_limited_floor_ = 0.0 if limit is None else float(getattr(engine, "shortest_run_seconds_", MIN_RUN_SECONDS))
         self.engine_rate_ = getattr(engine, "generation_rate_", None)
 
     def _repeats_search(self, name: str, kind: str, n_rows: int) -> bool:
@@ -582,11 +589,11 @@ def time_limited_use(estimators: Sequence[Any]) -> tuple[int, float, float]:
     """
     fitted = [e for e in estimators if e is not None and hasattr(e, "time_limited_runs_")]
     return (sum(e.time_limited_runs_ for e in fitted), sum(e.time_limited_seconds_ for e in fitted),
-            sum(getattr(e, "time_limited_floor_", 1.0 * e.time_limited_runs_) for e in fitted))
+            sum(e.time_limited_floor_ for e in fitted))
 
 
 def engine_rate_of(estimator: Any) -> float | None:
-    """The slowest ``engine_rate_`` (generations per second) of a fitted estimator; None when it has none."""
+    """``engine_rate_`` (generations per second) of a fitted estimator (a composite's is its slowest search's); None without one."""
     rate = getattr(estimator, "engine_rate_", None)
     return float(rate) if rate else None
 

@@ -37,7 +37,13 @@ import sympy as sp
 
 from matstore.models.cv import FixedForm, make_cv
 from matstore.models.dimensions import check_dimensions
-from matstore.models.engines.base import Candidate, engine_class, round_floats, versions
+from matstore.models.engines.base import (
+    MIN_RUN_SECONDS,
+    Candidate,
+    engine_class,
+    round_floats,
+    versions,
+)
 from matstore.models.estimators import (
     EquationSearch,
     FactorizedEquation,
@@ -80,8 +86,6 @@ from matstore.models.selection import (
 FACTORIZATIONS = (None, "orientation")
 #: Share of ``time_budget`` given to engine runs (the rest: validation, fixed-form CV, intervals).
 ENGINE_SHARE = 0.85
-#: Shortest engine run with a time limit (Operon's ``max_time`` is in whole seconds, at least 1).
-MIN_RUN_SECONDS = 1.0
 #: Shortest fold budget passed to engines that pace their runs (they apply their own least run).
 MIN_PACED_SECONDS = 0.01
 #: Prediction-interval level stored with every version (``--interval-level``).

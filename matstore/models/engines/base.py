@@ -235,6 +235,10 @@ def _constant_template(expr: sp.Expr) -> _ConstantTemplate | None:
                              lambdify_expr(template, [str(p) for p in params] + list(names)))
 
 
+#: Shortest engine run under a wall-clock limit, seconds (pyoperon's ``max_time`` counts whole
+#: seconds, at least 1); engines that pace their runs by generations go below it.
+MIN_RUN_SECONDS = 1.0
+
 #: Function evaluations of the nonlinear least-squares refit of an equation's constants.
 REFIT_MAX_NFEV = 200
 
@@ -557,6 +561,7 @@ def register_engine(name: str, target: str) -> None:
 
 
 __all__ = [
+    "MIN_RUN_SECONDS",
     "Candidate",
     "EngineFitError",
     "EngineSetupError",

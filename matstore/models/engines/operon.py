@@ -46,6 +46,7 @@ import pandas as pd
 import sympy as sp
 
 from matstore.models.engines.base import (
+    MIN_RUN_SECONDS,
     Candidate,
     EngineFitError,
     EngineSetupError,
@@ -226,9 +227,9 @@ class OperonEngine(SymbolicEngine):
     def _limit_generations(self) -> int:
         """Generations of this run; sets ``time_limit_applied_`` and ``shortest_run_seconds_``."""
         limit, rate = float(self.time_limit), self.generation_rate
-        if rate is None or not np.isfinite(rate) or rate <= 0 or limit >= 1.0:
+        if rate is None or not np.isfinite(rate) or rate <= 0 or limit >= MIN_RUN_SECONDS:
             self.time_limit_applied_ = float(max(1, int(limit)))  # whole seconds, never above the limit
-            self.shortest_run_seconds_ = 1.0
+            self.shortest_run_seconds_ = MIN_RUN_SECONDS
             return int(self.generations)
         self.time_limit_applied_ = limit
         self.shortest_run_seconds_ = MIN_PACED_GENERATIONS / float(rate)
