@@ -88,6 +88,30 @@ def test_fit_returns_self_with_learned_attributes_and_is_deterministic() -> None
     assert sp.srepr(again.equation_) == sp.srepr(est.equation_)
 
 
+def test_reselect_chooses_again_on_a_new_target_without_a_new_search() -> None:
+    """Backfitting's step (``SumOfProducts``): the front searched for y = 2a is re-scored on
+    y = 2a + 3b.  With ``cv:1se`` the choice is among the searched forms, their constants
+    refitted; ``stable:1se`` repeats its cheap per-fold searches and finds 2a + 3b itself."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.uniform(1, 2, 60), "b": rng.uniform(1, 2, 60)})
+    y1, y2 = 2 * X.a + 0.01 * rng.standard_normal(60), 2 * X.a + 3 * X.b + 0.01 * rng.standard_normal(60)
+    with pytest.raises(NotFittedError):
+        EquationSearch().reselect(X, y1)
+    est = EquationSearch(selection="cv:1se").fit(X, y1)
+    searched = {form_of(c.expr) for c in est.front_}
+    assert est.equation_.free_symbols == {sp.Symbol("a")}
+    assert np.corrcoef(est.predict(X), y2)[0, 1] ** 2 < 0.5
+    assert est.reselect(X, y2) is est
+    assert form_of(est.equation_) in searched and "b" in {str(v) for v in est.equation_.free_symbols}
+    assert np.corrcoef(est.predict(X), y2)[0, 1] ** 2 > 0.95
+    with pytest.raises(ValueError, match="features fit saw"):
+        est.reselect(X[["b", "a"]], y2)
+    stable = EquationSearch(selection="stable:1se").fit(X, y1).reselect(X, y2)
+    a, b = sp.symbols("a b")
+    assert float(stable.equation_.coeff(a)) == pytest.approx(2.0, rel=0.01)
+    assert float(stable.equation_.coeff(b)) == pytest.approx(3.0, rel=0.01)
+
+
 # ----------------------------------------------------------------------------- constants and stability
 
 
