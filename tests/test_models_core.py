@@ -220,6 +220,25 @@ def test_orientation_descriptors_from_normals_and_angles():
     assert irrational["orientation_key"].iloc[0].startswith("n:")
 
 
+def test_descriptors_are_computed_once_for_a_table_and_its_folds(monkeypatch):
+    """A table ``add_orientation_descriptors`` prepared (it wrote ``orientation_key``) keeps its
+    descriptors in every fold; a row without them is computed afresh."""
+    from matstore.models import factorize
+
+    prepared = factorize.add_orientation_descriptors(surface_table())
+    fold = prepared.iloc[::2]
+
+    def fail(table):  # noqa: ANN001, ANN202
+        raise AssertionError("descriptors recomputed")
+
+    monkeypatch.setattr(factorize, "orientation_descriptors", fail)
+    pd.testing.assert_frame_equal(factorize.add_orientation_descriptors(fold), fold)
+    blank = fold.copy()
+    blank.loc[blank.index[0], "orientation_key"] = None
+    with pytest.raises(AssertionError, match="recomputed"):
+        factorize.add_orientation_descriptors(blank)
+
+
 def test_factorisation_recovers_broken_bond_model():
     table = surface_table()
     res = fit_equation(

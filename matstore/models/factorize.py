@@ -122,7 +122,16 @@ def orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``table`` with the descriptor columns (re)computed, see :func:`orientation_descriptors`."""
+    """Copy of ``table`` with the descriptor columns (re)computed, see :func:`orientation_descriptors`.
+
+    A table that already holds them, with no blank, together with the ``orientation_key``
+    column only this function writes (e.g. a cross-validation fold of a table it prepared), is
+    copied as it is: a fit and each of its folds then compute the descriptors once, not once
+    per fold (0.6 s per fold on 2,100 distinct normals).
+    """
+    computed = [*DESCRIPTOR_COLUMNS, "orientation_key"]
+    if set(computed) <= set(table.columns) and not table[computed].isna().to_numpy().any():
+        return table.copy()
     desc = orientation_descriptors(table)
     out = table.copy()
     for c in desc.columns:
