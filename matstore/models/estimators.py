@@ -44,7 +44,7 @@ from matstore.models.engines.base import (
     get_engine,
     mse_of,
     pareto_filter,
-    refit_constants,
+    refit_candidate,
 )
 from matstore.models.expressions import evaluate
 from matstore.models.factorize import (
@@ -286,9 +286,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         X, yv = SymbolicEngine._check_X_y(X, y)
         if list(X.columns) != list(self.feature_names_in_):
             raise ValueError(f"reselect needs the features fit saw ({list(self.feature_names_in_)}), got {list(X.columns)}")
-        refitted = (refit_constants(c.expr, X, yv) for c in self.front_)
-        front = pareto_filter(Candidate(c.complexity, mse_of(e, X, yv), e) for c, e in zip(self.front_, refitted, strict=True)
-                              if e is not None)
+        front = pareto_filter(c for c in (refit_candidate(c, X, yv, strict=False) for c in self.front_) if c is not None)
         if not front:
             raise ValueError("no form of the front is finite on the new target")
         name, params, _ = self._engine_setup(list(X.columns))
@@ -612,14 +610,13 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         budget = None if self.time_budget is None else self.time_budget / len(chosen)
         self.orientations_ = [_orientation_search(self.orientation, budget).fit(
             *_partial_target(Xg, y_material, scale_rows, g_values, j, row_groups)) for j in range(len(chosen))]
-        self._backfit(Xg, y_material, scale_rows, row_groups)
-        self._combine(yv, scale_rows, Xg)
+        self._combine(yv, scale_rows, self._backfit(Xg, y_material, scale_rows, row_groups))
         _record_time_limits(self, self.orientations_)
         self.selection_ = self.scale_selection_["criterion"]
         self.front_ = [Candidate(_complexity(self.equation_), mse_of(self.equation_, data, yv), self.equation_)]
         return self
 
-    def _backfit(self, Xg: pd.DataFrame, y: np.ndarray, scale_rows: np.ndarray, groups: np.ndarray) -> None:
+    def _backfit(self, Xg: pd.DataFrame, y: np.ndarray, scale_rows: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """One backfitting pass: each g_j re-chosen on ``(y − Σ_{i≠j} s_i·g_i) / s_j`` with the other g_i's equations.
 
         The first searches see the other products' free values ĝ_i, whose estimation error
@@ -630,23 +627,24 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         (:meth:`EquationSearch.reselect`), in order, each with the latest equations of the others.
         A g_j keeps its first choice where the others' equations are not finite on the table or
         no form of its front passes the checks on the new target.  More passes were worse
-        (docs/models.md, "Backfitting").
+        (docs/models.md, "Backfitting").  Returns the g_j equations' values on ``Xg``, shape
+        (n_rows, n_products).
         """
-        if len(self.orientations_) < 2:
-            return
         g_rows = np.column_stack([evaluate(o.equation_, Xg) for o in self.orientations_])
+        if len(self.orientations_) < 2:
+            return g_rows
         for j, search in enumerate(self.orientations_):
             if not np.all(np.isfinite(g_rows)):
-                return
+                return g_rows
             try:
                 search.reselect(*_partial_target(Xg, y, scale_rows, g_rows, j, groups))
             except ValueError:
                 continue
             g_rows[:, j] = evaluate(search.equation_, Xg)
+        return g_rows
 
-    def _combine(self, y: np.ndarray, scale_rows: np.ndarray, Xg: pd.DataFrame) -> None:
-        """Amplitudes of the products by least squares; ``equation_`` and ``orientation_equations_``."""
-        g_rows = np.column_stack([evaluate(o.equation_, Xg) for o in self.orientations_])
+    def _combine(self, y: np.ndarray, scale_rows: np.ndarray, g_rows: np.ndarray) -> None:
+        """Amplitudes of the products by least squares (``g_rows``: the g_j values, shape (n_rows, n_products)); ``equation_`` and ``orientation_equations_``."""
         amplitude, *_ = np.linalg.lstsq(scale_rows * g_rows, y, rcond=None)
         self.orientation_equations_ = [scale_expr(o.equation_, a) for o, a in zip(self.orientations_, amplitude, strict=True)]
         self.equation_ = sp.Add(*[s * g for s, g in zip(self.scales_, self.orientation_equations_, strict=True)])

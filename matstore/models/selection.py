@@ -77,7 +77,7 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
-from matstore.models.engines.base import Candidate
+from matstore.models.engines.base import Candidate, refit_candidate
 
 CRITERIA = ("stable", "stable:Nse", "aicc", "knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
 
@@ -444,14 +444,6 @@ def select_size_by_cv(
     return size, f"{label} over the model size (search repeated per fold, {_scheme(len(y), groups)})", means
 
 
-def _on_all_rows(cand: Candidate, X, y) -> Candidate | None:  # noqa: ANN001
-    """``cand``'s form with its constants refitted on ``(X, y)``; ``None`` when they are undetermined."""
-    from matstore.models.engines.base import mse_of, refit_constants
-
-    refitted = refit_constants(cand.expr, X, y, strict=True)
-    return None if refitted is None else Candidate(cand.complexity, mse_of(refitted, X, y), refitted)
-
-
 def _majority_form(fold_choices, full: Candidate) -> tuple[str, int, Candidate]:  # noqa: ANN001
     """The form chosen in most folds (ties: the full-data form, then the simpler); its count and a candidate of it."""
     from collections import Counter
@@ -529,7 +521,7 @@ def select_size_stable(
     full, _, _ = select_valid([c for c in front if size_of(c) <= size] or list(front), X, "min_loss", margin=margin)
     form, count, cand = _majority_form(choices[size], full)
     if cand is not full:
-        cand = _on_all_rows(cand, X, y) or full
+        cand = refit_candidate(cand, X, y) or full
     return cand, (f"stable:{n_se:g}se: complexity <= {size} by {label} (search repeated per fold, "
                   f"{_scheme(len(y), groups)}); form chosen in {count} of {len(folds)} folds")
 
@@ -585,7 +577,7 @@ def _subsample_choice(front, X, y, fit_front, margin):  # noqa: ANN001, ANN202
         except (ValueError, EngineFitError):
             return None
     else:
-        cands = [r for r in (_on_all_rows(c, X, y) for c in front) if r is not None]
+        cands = [r for r in (refit_candidate(c, X, y) for c in front) if r is not None]
     try:
         return select_aicc(cands, len(y))
     except ValueError:
@@ -637,7 +629,7 @@ def select_stable(front: Sequence[Candidate], X, y, *, groups=None, fit_front=No
         return full, "stable: no subsample could choose; aicc on all rows"
     chosen = next((c for c in front if form_of(c.expr) == form), None)
     if chosen is None:
-        chosen = _on_all_rows(cand, X, y) or full
+        chosen = refit_candidate(cand, X, y) or full
     return chosen, f"stable: AICc form chosen in {count} of {len(folds)} subsamples ({_scheme(len(y), groups)})"
 
 

@@ -279,6 +279,16 @@ def refit_constants(
     return tpl.template.xreplace({sp.Symbol(f"__c{k}"): sp.Float(float(v), 15) for k, v in enumerate(theta)})
 
 
+def refit_candidate(cand: Candidate, X: pd.DataFrame, y: np.ndarray, *, strict: bool = True) -> Candidate | None:
+    """``cand``'s form with its constants refitted on ``(X, y)`` and its training MSE on them.
+
+    :func:`refit_constants` (``strict`` as there); ``None`` when it returns ``None`` (strict:
+    the rows cannot determine the constants or the refitted form is not finite on them).
+    """
+    refitted = refit_constants(cand.expr, X, y, strict=strict)
+    return None if refitted is None else Candidate(cand.complexity, mse_of(refitted, X, y), refitted)
+
+
 def refit_predict(expr: sp.Expr, X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame) -> np.ndarray | None:
     """Predictions on ``X_test`` (shape (n_test,)) of ``expr``'s form, its constants refitted on the training rows.
 
