@@ -282,8 +282,10 @@ def refit_constants(
 def refit_candidate(cand: Candidate, X: pd.DataFrame, y: np.ndarray, *, strict: bool = True) -> Candidate | None:
     """``cand``'s form with its constants refitted on ``(X, y)`` and its training MSE on them.
 
-    :func:`refit_constants` (``strict`` as there); ``None`` when it returns ``None`` (strict:
-    the rows cannot determine the constants or the refitted form is not finite on them).
+    ``X``: DataFrame, shape (n_samples, n_features); ``y``: shape (n_samples,), in the target's
+    unit (the MSE in its square).  :func:`refit_constants` (``strict`` as there); ``None`` when
+    it returns ``None`` (strict: the rows cannot determine the constants or the refitted form
+    is not finite on them).  Raises nothing of its own.
     """
     refitted = refit_constants(cand.expr, X, y, strict=strict)
     return None if refitted is None else Candidate(cand.complexity, mse_of(refitted, X, y), refitted)
