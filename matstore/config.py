@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         checked like it: a URL whose role can do more than read is refused.
     reader_password:
         Password for the login ``matstore db grant-reader`` makes (``MATSTORE_READER_PASSWORD``).
+    fit_jobs:
+        Processes that run the nested-CV folds of one fit side by side (``MATSTORE_FIT_JOBS``);
+        ``None``: the CPUs this process may use, at most one per fold.  Set 1 where several
+        fits share a machine (e.g. several procrastinate workers).
     """
 
     model_config = SettingsConfigDict(env_prefix="MATSTORE_", env_file=".env", extra="ignore")
@@ -97,6 +101,7 @@ class Settings(BaseSettings):
     reader_url: str | None = None
     dashboard_database_url: str | None = None
     reader_password: str | None = None
+    fit_jobs: int | None = Field(default=None, ge=1)
 
     @field_validator("reader_password")
     @classmethod

@@ -258,6 +258,45 @@ def test_report_and_interval_on_a_known_law() -> None:
     assert spread["folds"] == 7 and spread["min"] <= interval["held_out_coverage"] <= spread["max"]
 
 
+def test_folds_fitted_side_by_side_give_what_one_after_another_gives() -> None:
+    """The nested-CV folds in two worker processes: the same equation, out-of-fold predictions,
+    fold forms and interval as in one process (the sparse engine is deterministic)."""
+    from tests.test_models_core import surface_table
+
+    table = surface_table(n_materials=5, seed=3)
+    table["surface_energy"] *= 1 + 0.02 * np.random.default_rng(5).standard_normal(len(table))
+    runs = [fit_equation(table, "surface_energy", list(UNITS), factorize="orientation", groups="material",
+                         feature_units=UNITS, target_unit="J/m^2", n_jobs=jobs) for jobs in (1, 2)]
+    serial, parallel = runs
+    assert serial.report["fold_jobs"] == 1 and parallel.report["fold_jobs"] == 2
+    assert parallel.srepr == serial.srepr
+    np.testing.assert_array_equal(parallel.oof_predictions, serial.oof_predictions)
+    assert [f["equation"] for f in parallel.report["folds"]] == [f["equation"] for f in serial.report["folds"]]
+    assert parallel.interval == serial.interval
+
+
+def test_fold_jobs_follow_the_argument_then_the_setting_then_the_cpus(monkeypatch) -> None:
+    """``n_jobs``, else ``MATSTORE_FIT_JOBS``, else the usable CPUs; never more than the folds."""
+    import os
+
+    from matstore.config import get_settings
+    from matstore.models.fitting import fold_jobs
+
+    monkeypatch.delenv("MATSTORE_FIT_JOBS", raising=False)
+    get_settings.cache_clear()
+    assert fold_jobs(None, 50) == min(len(os.sched_getaffinity(0)), 50)
+    assert fold_jobs(3, 7) == 3 and fold_jobs(16, 7) == 7 and fold_jobs(None, 1) == 1
+    monkeypatch.setenv("MATSTORE_FIT_JOBS", "1")
+    get_settings.cache_clear()
+    try:
+        assert fold_jobs(None, 7) == 1 and fold_jobs(2, 7) == 2
+    finally:
+        monkeypatch.delenv("MATSTORE_FIT_JOBS")
+        get_settings.cache_clear()
+    with pytest.raises(ValueError, match="n_jobs must be at least 1"):
+        fold_jobs(0, 7)
+
+
 def test_signed_target_keeps_the_absolute_interval() -> None:
     """A factorised fit of a target with values < 0 (like τ or S) gets ŷ ± q in the target unit."""
     from tests.test_models_core import surface_table

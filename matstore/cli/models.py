@@ -229,7 +229,9 @@ def _show_interval(interval: dict, unit: str, report: dict) -> None:
     seconds = (report.get("seconds") or {}).get("total")
     if seconds is not None:
         budget = report.get("time_budget")
-        console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else ""))
+        jobs = report.get("fold_jobs")
+        console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else "")
+                      + (f", CV folds {jobs} at a time" if jobs and jobs > 1 else ""))
         if report.get("time_budget_floor"):
             console.print(f"  {budget_floor_text(report['time_budget_floor'], budget)}", highlight=False)
 

@@ -9,14 +9,18 @@ errors per group and a grouped cross-conformal prediction interval.  Folds come 
 CV policy (:func:`matstore.models.cv.make_cv`).  The equation is stored as a SymPy ``srepr``
 string (never a pickle).
 
-``time_budget`` bounds the whole fit: the full-data fit gets ``0.85 · time_budget /
-(n_folds + 1)`` seconds of engine time, and the nested-CV folds share what it left of
-``0.85 · time_budget``, scaled by the overhead the full fit showed (validation, polishing,
-selection); the last 15 % cover the fixed-form CV and the intervals.  It applies to engines
-with a time limit (Operon, PySR; at least 1 s per engine run); the deterministic sparse
-engine has none and is usually far below.  Operon's clock counts whole seconds: the folds get
-the generations per second the full fit measured (``engine_rate_``), so a fold's run below
-one second is a generation cap (:mod:`matstore.models.engines.operon`).
+The nested-CV folds run side by side in ``n_jobs`` worker processes (:func:`fold_jobs`:
+``n_jobs``, else ``MATSTORE_FIT_JOBS``, else the usable CPUs when the folds one after another
+would take more than :data:`PARALLEL_MIN_SECONDS`), in ``rounds = ⌈n_folds / n_jobs⌉``
+rounds.  ``time_budget`` bounds the whole fit: the full-data fit gets
+``0.85 · time_budget / (rounds + 1)`` seconds of engine time, and each round of folds shares
+what it left of ``0.85 · time_budget`` after the workers started, less the overhead the full
+fit showed (validation, polishing, selection); the last 15 % cover the fixed-form CV and the
+intervals.  It applies to engines with a time limit (Operon, PySR; at least 1 s per engine
+run); the deterministic sparse engine has none and is usually far below.  Operon's clock
+counts whole seconds: the folds get the generations per second the full fit measured
+(``engine_rate_``), so a fold's run below one second is a generation cap
+(:mod:`matstore.models.engines.operon`).
 
 Same data + options + seed give the same selected equation and hash for the deterministic
 engines (``sparse``; ``operon`` with ``n_threads=1`` and a generation budget that ends
@@ -76,6 +80,7 @@ from matstore.models.report import (
     pooled_coverage,
     scores,
     selected_forms,
+    start_workers,
 )
 from matstore.models.selection import (
     DEFAULT_COEFFICIENT_SELECTION,
@@ -84,6 +89,9 @@ from matstore.models.selection import (
 )
 
 FACTORIZATIONS = (None, "orientation")
+#: Seconds the nested-CV folds would take one after another (estimated from the full-data
+#: fit) above which they run in worker processes by default: starting the workers costs 2–4 s.
+PARALLEL_MIN_SECONDS = 10.0
 #: Share of ``time_budget`` given to engine runs (the rest: validation, fixed-form CV, intervals).
 ENGINE_SHARE = 0.85
 #: Shortest fold budget passed to engines that pace their runs (they apply their own least run).
@@ -132,7 +140,8 @@ class FitResult:
         :func:`matstore.models.report.fold_records`).
     report : dict
         ``cv_scheme``, ``nested_cv``, ``fixed_form_cv``, ``fold_agreement``, ``folds``,
-        ``per_group``, ``discrepancy``, ``interval``, ``time_budget``, ``seconds``.
+        ``per_group``, ``discrepancy``, ``interval``, ``time_budget``, ``fold_jobs`` (processes
+        that ran the folds), ``seconds``.
     oof_predictions : ndarray, shape (n_rows,)
         Nested out-of-fold predictions aligned with ``row_index`` (NaN without CV).
     predictions : ndarray, shape (n_rows,)
@@ -383,6 +392,7 @@ def fit_equation(
     cross_validate: bool = True,
     interval_level: float = DEFAULT_INTERVAL_LEVEL,
     time_budget: float | None = None,
+    n_jobs: int | None = None,
     **options: Any,
 ) -> FitResult:
     """Fit the procedure of :func:`make_estimator` on ``table`` and report it honestly.
@@ -406,6 +416,10 @@ def fit_equation(
         Confidence level of the stored cross-conformal prediction interval.
     time_budget : float, optional
         Seconds for the whole fit, nested-CV folds included (see the module docstring).
+    n_jobs : int, optional
+        Processes that fit the nested-CV folds side by side (:func:`fold_jobs`; default
+        ``MATSTORE_FIT_JOBS``, else the usable CPUs).  The folds' results do not depend on it
+        for deterministic engines.
     **options
         Keyword parameters of :func:`make_estimator` (``engine``, ``factorize``,
         ``selection``, ``seed``, ``material``, ``feature_units``, ``target_unit``, ...).
@@ -433,63 +447,97 @@ def fit_equation(
     seed = options.get("seed", 0)
     cv, scheme = make_cv(len(data), g, n_splits, seed) if cross_validate else (None, "")
     n_folds = cv.get_n_splits(data, y, g) if cv is not None else 0
-    run_budget = None if time_budget is None else ENGINE_SHARE * float(time_budget) / (n_folds + 1)
+    rounds = -(-n_folds // fold_jobs(n_jobs, n_folds))  # the folds run side by side, at most this many rounds
+    run_budget = None if time_budget is None else ENGINE_SHARE * float(time_budget) / (rounds + 1)
     est = make_estimator(features, time_budget=run_budget, **options)
     X = data if options.get("factorize") else data[features].astype(float)
     t0 = time.perf_counter()
     est.fit(X, y, groups=g)
     t_fit = time.perf_counter() - t0
+    jobs = fold_jobs(n_jobs, n_folds, t_fit)
+    rounds, t_workers = -(-n_folds // jobs), start_workers(jobs)
     report: dict[str, Any] = {}
     if time_budget is not None and n_folds:
         set_engine_rate(est, engine_rate_of(est))
-        est.set_params(time_budget=_fold_budget(float(time_budget), t_fit, est, n_folds))
+        est.set_params(time_budget=_fold_budget(float(time_budget), t_fit, est, rounds, t_workers))
     if cv is not None:
-        report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level)
-        report["time_budget"] = time_budget
+        report = fit_report(est, X, y, g, cv, scheme + (f" by {groups}" if groups else ""), interval_level, jobs)
+        report["time_budget"], report["fold_jobs"] = time_budget, jobs
     timings = {"fit": t_fit, "cv": time.perf_counter() - t0 - t_fit, "total": time.perf_counter() - t_start}
-    floor = _least_time(timings["total"], report.pop("time_limited", None), n_folds + 1)
+    floor = _least_time(timings["total"], report.pop("time_limited", None), jobs, rounds + 1)
     if time_budget is not None and floor is not None and floor["floor_seconds"] > time_budget:
         report["time_budget_floor"] = floor
     return _result(est, data, target, features, options, report, row_index, n_dropped, timings)
 
 
-def _fold_budget(time_budget: float, t_fit: float, est: Any, n_folds: int) -> float:
+def fold_jobs(n_jobs: int | None, n_folds: int, fit_seconds: float | None = None) -> int:
+    """Processes for the nested-CV folds, at most ``n_folds``.
+
+    ``n_jobs``, else ``MATSTORE_FIT_JOBS``; unset, the usable CPUs when the folds one after
+    another would take longer than :data:`PARALLEL_MIN_SECONDS` (``fit_seconds``, the
+    full-data fit's wall time, × ``n_folds``; ``None``: assumed so), else 1.
+
+    Raises
+    ------
+    ValueError
+        ``n_jobs`` below 1.
+    """
+    import os
+
+    from matstore.config import get_settings
+
+    if n_jobs is not None and n_jobs < 1:
+        raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
+    asked = n_jobs or get_settings().fit_jobs
+    if asked is None and fit_seconds is not None and fit_seconds * n_folds < PARALLEL_MIN_SECONDS:
+        asked = 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(asked or cpus, n_folds or 1))
+
+
+def _fold_budget(time_budget: float, t_fit: float, est: Any, rounds: int, t_workers: float = 0.0) -> float:
     """Engine seconds of each nested-CV fold, so that the whole fit ends within ``time_budget``.
 
     The full-data fit took ``t_fit`` seconds, ``est.time_limited_seconds_`` of them in
     engine runs under a time limit; the rest (the engines' set-up and polishing, validation,
-    selection) is taken as a fixed cost per fit, paid again by every fold, and the folds
-    share what is left of ``ENGINE_SHARE · time_budget``.  At least
+    selection) is taken as a fixed cost per fit, paid again by every fold.  The folds run in
+    ``rounds`` rounds, :func:`fold_jobs` at a time, after ``t_workers`` seconds starting
+    their worker processes, and each round shares what is left of
+    ``ENGINE_SHARE · time_budget``.  At least
     :data:`MIN_RUN_SECONDS` per time-limited run (Operon's smallest time limit), unless the
     engines pace their runs (a measured ``engine_rate_``): they then apply their own least run.
     """
     fixed = max(0.0, t_fit - float(getattr(est, "time_limited_seconds_", 0.0)))
     paced = engine_rate_of(est) is not None
     shortest = MIN_PACED_SECONDS if paced else MIN_RUN_SECONDS * max(1, int(getattr(est, "time_limited_runs_", 0)))
-    return max(shortest, (ENGINE_SHARE * time_budget - t_fit) / n_folds - fixed)
+    return max(shortest, (ENGINE_SHARE * time_budget - t_fit - t_workers) / rounds - fixed)
 
 
-def _least_time(total: float, use: tuple[int, float, float] | None, n_fits: int) -> dict[str, float] | None:
+def _least_time(total: float, uses: tuple[tuple[int, float, float], tuple[int, float, float]] | None, jobs: int,
+                n_rounds: int) -> dict[str, float] | None:
     """The least wall time of a fit that ran ``total`` seconds: its time-limited runs at their shortest.
 
-    ``use`` (runs, seconds, least seconds) are the time-limited engine runs of the full-data
-    fit and the nested-CV folds, the seconds they spent under their limits and the least
-    they could have spent (:func:`~matstore.models.estimators.time_limited_use`).  Measured,
+    ``uses``: (runs, seconds, least seconds) of the full-data fit and of the nested-CV folds,
+    the time-limited engine runs, the seconds they spent under their limits and the least
+    they could have spent (:func:`~matstore.models.estimators.time_limited_use`).  The folds
+    ran ``jobs`` side by side, so their seconds count 1/``jobs`` of the wall time.  Measured,
     so never above ``total``.
 
     Returns
     -------
     dict or None
-        ``floor_seconds``, ``engine_runs``, ``engine_floor_seconds`` (the runs at their
-        shortest) and ``fixed_seconds_per_fit`` (what does not shrink with the budget, per
-        fit of ``n_fits``); None without ``use``.
+        ``floor_seconds``, ``engine_runs``, ``engine_floor_seconds`` (wall seconds of the runs
+        at their shortest) and ``fixed_seconds_per_fit`` (what does not shrink with the
+        budget, per round of ``n_rounds``: the full fit, then the folds ``jobs`` at a time);
+        None without ``uses``.
     """
-    if use is None:
+    if uses is None:
         return None
-    runs, seconds, shortest = use
-    floor = total - max(0.0, seconds - shortest)
-    return {"floor_seconds": floor, "engine_runs": runs, "engine_floor_seconds": shortest,
-            "fixed_seconds_per_fit": max(0.0, floor - shortest) / n_fits}
+    (runs, seconds, shortest), (fold_runs, fold_seconds, fold_shortest) = uses
+    floor = total - max(0.0, seconds - shortest) - max(0.0, fold_seconds - fold_shortest) / jobs
+    wall_shortest = shortest + fold_shortest / jobs
+    return {"floor_seconds": floor, "engine_runs": runs + fold_runs, "engine_floor_seconds": wall_shortest,
+            "fixed_seconds_per_fit": max(0.0, floor - wall_shortest) / n_rounds}
 
 
 def _complete_rows(table: pd.DataFrame, target: str, features: list[str], options: dict[str, Any],
@@ -511,8 +559,10 @@ def _complete_rows(table: pd.DataFrame, target: str, features: list[str], option
 
 
 def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any, scheme: str,
-               level: float) -> dict[str, Any]:
+               level: float, n_jobs: int | None = None) -> dict[str, Any]:
     """Nested CV, fixed-form CV, per-fold forms, per-group errors and the interval of a fitted procedure.
+
+    ``n_jobs``: processes for the nested-CV folds (:func:`~matstore.models.report.cross_fit`).
 
     Returns
     -------
@@ -524,10 +574,10 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         ``two_product_ceiling_r2`` (factorised fits: :func:`matstore.models.factorize.product_ceiling`
         with rank 1 and 2), ``sum_of_products`` (factorised fits: whether it is a :class:`SumOfProducts`),
         ``oof`` (nested out-of-fold predictions, shape (n_rows,)) and ``time_limited``
-        (:func:`~matstore.models.estimators.time_limited_use` of the full fit and the folds); the last two are removed
+        (:func:`~matstore.models.estimators.time_limited_use` of the full fit, and of the folds); the last two are removed
         before storing.
     """
-    nested = cross_fit(est, X, y, groups, cv)
+    nested = cross_fit(est, X, y, groups, cv, n_jobs)
     fixed = cross_fit(FixedForm(sp.srepr(est.equation_)), X, y, groups, cv)
     full = selected_forms(est)
     folds = fold_records(nested, fixed, y, groups, full, lambda fold_est: orientation_deviation(fold_est, est, X))
@@ -539,7 +589,7 @@ def fit_report(est: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | No
         "folds": folds, "per_group": per_group_errors(y, nested.oof, groups),
         "discrepancy": discrepancy(nested_cv["r2"], fixed_cv["r2"], folds, full),
         "interval": _interval(y, nested, level), "oof": nested.oof,
-        "time_limited": time_limited_use([est, *nested.estimators]),
+        "time_limited": (time_limited_use([est]), time_limited_use(nested.estimators)),
     } | _ceilings(est, X, y)
 
 

@@ -242,6 +242,14 @@ MIN_RUN_SECONDS = 1.0
 #: Function evaluations of the nonlinear least-squares refit of an equation's constants.
 REFIT_MAX_NFEV = 200
 
+#: Relative cost change at which a refit of constants stops (scipy's ``ftol``): scipy's
+#: default for constants that are stored, looser for the refits that only score a form on a
+#: cross-validation fold (:func:`refit_predict`).  Over-parameterised forms (a rational with
+#: a redundant scale) crawl along flat directions: at 1e-5 they stop within 0.3 % of the
+#: optimal MSE, eight times sooner (docs/models.md, "Time budget").
+REFIT_FTOL = 1e-8
+SCORING_FTOL = 1e-5
+
 
 def refit_constants(
     expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = REFIT_MAX_NFEV, strict: bool = False
@@ -295,20 +303,22 @@ def refit_predict(expr: sp.Expr, X_train: pd.DataFrame, y_train: np.ndarray, X_t
     """Predictions on ``X_test`` (shape (n_test,)) of ``expr``'s form, its constants refitted on the training rows.
 
     :func:`refit_constants` with ``strict=True`` (``None`` when the training rows cannot
-    determine the constants), evaluated without compiling the refitted equation anew:
-    cross-validation calls it once per form and fold.  NaN where the equation is undefined.
+    determine the constants) stopping at :data:`SCORING_FTOL`, evaluated without compiling
+    the refitted equation anew: cross-validation calls it once per form and fold.  NaN where
+    the equation is undefined.
     """
     tpl = _constant_template(expr)
     if tpl is None:
         return real_or_nan(evaluate_expr(expr, X_test))
-    theta = _refitted(tpl, X_train, np.asarray(y_train, dtype=float), REFIT_MAX_NFEV, True)
+    theta = _refitted(tpl, X_train, np.asarray(y_train, dtype=float), REFIT_MAX_NFEV, True, SCORING_FTOL)
     if theta is None:
         return None
     with np.errstate(all="ignore"):
         return tpl.values(theta, [np.asarray(X_test[n], dtype=float) for n in tpl.names], len(X_test)).copy()
 
 
-def _refitted(tpl: _ConstantTemplate, X: pd.DataFrame, y: np.ndarray, max_nfev: int, strict: bool) -> np.ndarray | None:
+def _refitted(tpl: _ConstantTemplate, X: pd.DataFrame, y: np.ndarray, max_nfev: int, strict: bool,
+              ftol: float = REFIT_FTOL) -> np.ndarray | None:
     """Least-squares constants of ``tpl`` on ``(X, y)``; ``None`` for :func:`refit_constants`' fallbacks."""
     n_params = len(tpl.start)
     if n_params > len(y) or (n_params == len(y) and not strict):
@@ -321,7 +331,7 @@ def _refitted(tpl: _ConstantTemplate, X: pd.DataFrame, y: np.ndarray, max_nfev: 
     with np.errstate(all="ignore"):
         theta = _linear_solution(tpl, cols, y) if tpl.linear else None
         if theta is None:
-            theta = _nonlinear_solution(tpl, resid, lambda t: tpl.jacobian(t, cols, y), max_nfev)
+            theta = _nonlinear_solution(tpl, resid, lambda t: tpl.jacobian(t, cols, y), max_nfev, ftol)
         if theta is None:
             return None
         r = resid(theta)
@@ -340,14 +350,15 @@ def _linear_solution(tpl: _ConstantTemplate, cols: list[np.ndarray], y: np.ndarr
     return theta
 
 
-def _nonlinear_solution(tpl: _ConstantTemplate, resid: Any, jac: Any, max_nfev: int) -> np.ndarray | None:
-    """Trust-region least squares from the current constants; ``None`` when it fails."""
+def _nonlinear_solution(tpl: _ConstantTemplate, resid: Any, jac: Any, max_nfev: int, ftol: float) -> np.ndarray | None:
+    """Trust-region least squares from the current constants, stopping at ``ftol``; ``None`` when it fails."""
     from scipy.optimize import least_squares
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return least_squares(resid, tpl.start, jac=jac, method="trf", max_nfev=max_nfev, x_scale="jac").x
+            return least_squares(resid, tpl.start, jac=jac, method="trf", max_nfev=max_nfev, ftol=ftol,
+                                 x_scale="jac").x
     except (ValueError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError):
         return None
 
