@@ -80,7 +80,6 @@ from matstore.models.report import (
     pooled_coverage,
     scores,
     selected_forms,
-    start_workers,
 )
 from matstore.models.selection import (
     DEFAULT_COEFFICIENT_SELECTION,
@@ -418,8 +417,9 @@ def fit_equation(
         Seconds for the whole fit, nested-CV folds included (see the module docstring).
     n_jobs : int, optional
         Processes that fit the nested-CV folds side by side (:func:`fold_jobs`; default
-        ``MATSTORE_FIT_JOBS``, else the usable CPUs).  The folds' results do not depend on it
-        for deterministic engines.
+        ``MATSTORE_FIT_JOBS``, else the usable CPUs when the folds one after another would
+        take over :data:`PARALLEL_MIN_SECONDS`).  The folds' results do not depend on it for
+        deterministic engines.
     **options
         Keyword parameters of :func:`make_estimator` (``engine``, ``factorize``,
         ``selection``, ``seed``, ``material``, ``feature_units``, ``target_unit``, ...).
@@ -455,7 +455,7 @@ def fit_equation(
     est.fit(X, y, groups=g)
     t_fit = time.perf_counter() - t0
     jobs = fold_jobs(n_jobs, n_folds, t_fit)
-    rounds, t_workers = -(-n_folds // jobs), start_workers(jobs)
+    rounds, t_workers = -(-n_folds // jobs), _start_workers(jobs)
     report: dict[str, Any] = {}
     if time_budget is not None and n_folds:
         set_engine_rate(est, engine_rate_of(est))
@@ -493,6 +493,28 @@ def fold_jobs(n_jobs: int | None, n_folds: int, fit_seconds: float | None = None
         asked = 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(asked or cpus, n_folds or 1))
+
+
+def _warm() -> bool:
+    """Run in a fresh worker: unpickling it imports this module, and so matstore's fitting core."""
+    return True
+
+
+def _start_workers(n_jobs: int) -> float:
+    """Start ``n_jobs`` worker processes for the nested-CV folds and import matstore in them; seconds it took.
+
+    A fresh worker spends seconds importing SymPy, scikit-learn and the engines; joblib's
+    reusable loky executor, which :func:`~matstore.models.report.cross_fit` then uses, keeps
+    it for the folds (and the next fit in this process), so a warm start takes milliseconds.
+    ``n_jobs`` 1: nothing to start, 0.0.
+    """
+    if n_jobs <= 1:
+        return 0.0
+    from joblib import Parallel, delayed
+
+    t0 = time.perf_counter()
+    Parallel(n_jobs=n_jobs)(delayed(_warm)() for _ in range(n_jobs))
+    return time.perf_counter() - t0
 
 
 def _fold_budget(time_budget: float, t_fit: float, est: Any, rounds: int, t_workers: float = 0.0) -> float:

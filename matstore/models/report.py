@@ -109,30 +109,6 @@ def cross_fit(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray
     return CrossFit(oof, list(res["estimator"]), list(res["indices"]["test"]), failed)
 
 
-def _import_estimators() -> bool:
-    import matstore.models.estimators  # noqa: F401 - what a fold's fit needs first (SymPy, scikit-learn)
-
-    return True
-
-
-def start_workers(n_jobs: int) -> float:
-    """Start ``n_jobs`` worker processes for :func:`cross_fit` and import matstore in them; seconds it took.
-
-    A fresh worker spends seconds importing SymPy, scikit-learn and the engines; joblib's
-    reusable loky executor keeps it for the next :func:`cross_fit` (and the next fit in this
-    process), so a warm start takes milliseconds.  ``n_jobs`` 1: nothing to start, 0.0.
-    """
-    if n_jobs <= 1:
-        return 0.0
-    import time
-
-    from joblib import Parallel, delayed
-
-    t0 = time.perf_counter()
-    Parallel(n_jobs=n_jobs)(delayed(_import_estimators)() for _ in range(n_jobs))
-    return time.perf_counter() - t0
-
-
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """``r2``, ``rmse``, ``mae`` (target unit) over the finite predictions; NaN with fewer than 2."""
     ok = np.isfinite(pred)
@@ -584,4 +560,4 @@ __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "C
            "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
            "coverage_text", "cross_fit", "discrepancy", "fold_agreement", "fold_coverage", "fold_records",
            "held_out_coverage", "interval_bounds", "orientation_deviation", "parts_lines", "per_group_errors", "pooled_coverage", "scores",
-           "selected_forms", "start_workers"]
+           "selected_forms"]
