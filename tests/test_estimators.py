@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sympy as sp
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import LeaveOneGroupOut, cross_validate
 from sklearn.utils.estimator_checks import (
@@ -275,16 +275,50 @@ def test_folds_fitted_side_by_side_give_what_one_after_another_gives() -> None:
     assert parallel.interval == serial.interval
 
 
+class _DiesInAWorker(RegressorMixin, BaseEstimator):
+    """The training mean, except in a worker process, which it kills (as the kernel does when memory runs out)."""
+
+    def __init__(self, parent: int = 0) -> None:
+        self.parent = parent
+
+    def fit(self, X, y, groups=None):  # noqa: ANN001, ANN201
+        import os
+
+        if os.getpid() != self.parent:
+            os._exit(1)
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X):  # noqa: ANN001, ANN201
+        return np.full(len(X), self.mean_)
+
+
+def test_folds_are_fitted_again_in_this_process_when_a_worker_dies() -> None:
+    """A fold's worker killed mid-fit breaks the pool: the folds are fitted again here, none lost."""
+    import os
+
+    from matstore.models.report import cross_fit
+
+    X = pd.DataFrame({"x": np.arange(12.0)})
+    y, groups = np.arange(12.0), np.repeat(np.arange(4), 3)
+    res = cross_fit(_DiesInAWorker(os.getpid()), X, y, groups, LeaveOneGroupOut(), n_jobs=2)
+    assert not any(res.failed) and len(res.estimators) == 4
+    # each held-out group of three predicted by the mean of the other nine
+    np.testing.assert_allclose(res.oof, [(66.0 - y[groups == g].sum()) / 9 for g in groups])
+
+
 def test_fold_jobs_follow_the_argument_then_the_setting_then_the_cpus(monkeypatch) -> None:
     """``n_jobs``, else ``MATSTORE_FIT_JOBS``, else the usable CPUs; never more than the folds."""
     import os
+
+    from joblib import cpu_count
 
     from matstore.config import get_settings
     from matstore.models.fitting import fold_jobs
 
     monkeypatch.delenv("MATSTORE_FIT_JOBS", raising=False)
     get_settings.cache_clear()
-    assert fold_jobs(None, 50) == min(len(os.sched_getaffinity(0)), 50)
+    assert fold_jobs(None, 50) == min(cpu_count(), len(os.sched_getaffinity(0)), 50)
     assert fold_jobs(3, 7) == 3 and fold_jobs(16, 7) == 7 and fold_jobs(None, 1) == 1
     monkeypatch.setenv("MATSTORE_FIT_JOBS", "1")
     get_settings.cache_clear()

@@ -454,8 +454,8 @@ def fit_equation(
     t0 = time.perf_counter()
     est.fit(X, y, groups=g)
     t_fit = time.perf_counter() - t0
-    jobs = fold_jobs(n_jobs, n_folds, t_fit)
-    rounds, t_workers = -(-n_folds // jobs), _start_workers(jobs)
+    jobs, t_workers = _start_workers(fold_jobs(n_jobs, n_folds, t_fit))
+    rounds = -(-n_folds // jobs)
     report: dict[str, Any] = {}
     if time_budget is not None and n_folds:
         set_engine_rate(est, engine_rate_of(est))
@@ -473,8 +473,9 @@ def fit_equation(
 def fold_jobs(n_jobs: int | None, n_folds: int, fit_seconds: float | None = None) -> int:
     """Processes for the nested-CV folds, at most ``n_folds``.
 
-    ``n_jobs``, else ``MATSTORE_FIT_JOBS``; unset, the usable CPUs when the folds one after
-    another would take longer than :data:`PARALLEL_MIN_SECONDS` (``fit_seconds``, the
+    ``n_jobs``, else ``MATSTORE_FIT_JOBS``; unset, the usable CPUs (``joblib.cpu_count``: the
+    process's CPU affinity and a container's CPU quota) when the folds one after another
+    would take longer than :data:`PARALLEL_MIN_SECONDS` (``fit_seconds``, the
     full-data fit's wall time, × ``n_folds``; ``None``: assumed so), else 1.
 
     Raises
@@ -482,7 +483,7 @@ def fold_jobs(n_jobs: int | None, n_folds: int, fit_seconds: float | None = None
     ValueError
         ``n_jobs`` below 1.
     """
-    import os
+    from joblib import cpu_count
 
     from matstore.config import get_settings
 
@@ -491,8 +492,7 @@ def fold_jobs(n_jobs: int | None, n_folds: int, fit_seconds: float | None = None
     asked = n_jobs or get_settings().fit_jobs
     if asked is None and fit_seconds is not None and fit_seconds * n_folds < PARALLEL_MIN_SECONDS:
         asked = 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(asked or cpus, n_folds or 1))
+    return max(1, min(asked or cpu_count(), n_folds or 1))
 
 
 def _warm() -> bool:
@@ -500,21 +500,31 @@ def _warm() -> bool:
     return True
 
 
-def _start_workers(n_jobs: int) -> float:
-    """Start ``n_jobs`` worker processes for the nested-CV folds and import matstore in them; seconds it took.
+def _start_workers(n_jobs: int) -> tuple[int, float]:
+    """Start ``n_jobs`` worker processes for the nested-CV folds and import matstore in them.
 
     A fresh worker spends seconds importing SymPy, scikit-learn and the engines; joblib's
     reusable loky executor, which :func:`~matstore.models.report.cross_fit` then uses, keeps
     it for the folds (and the next fit in this process), so a warm start takes milliseconds.
-    ``n_jobs`` 1: nothing to start, 0.0.
+
+    Returns
+    -------
+    (jobs, seconds)
+        ``n_jobs``, or 1 where no worker process could be started (no process may be
+        spawned, say): the folds then run in this process; and the seconds it took.
     """
     if n_jobs <= 1:
-        return 0.0
+        return 1, 0.0
+    from concurrent.futures import BrokenExecutor
+
     from joblib import Parallel, delayed
 
     t0 = time.perf_counter()
-    Parallel(n_jobs=n_jobs)(delayed(_warm)() for _ in range(n_jobs))
-    return time.perf_counter() - t0
+    try:
+        Parallel(n_jobs=n_jobs)(delayed(_warm)() for _ in range(n_jobs))
+    except (BrokenExecutor, OSError):
+        return 1, time.perf_counter() - t0
+    return n_jobs, time.perf_counter() - t0
 
 
 def _fold_budget(time_budget: float, t_fit: float, est: Any, rounds: int, t_workers: float = 0.0) -> float:

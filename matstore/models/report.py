@@ -85,18 +85,15 @@ def cross_fit(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray
     Runs :func:`sklearn.model_selection.cross_validate` (``groups`` go to the splitter and,
     split per fold, to ``fit``), so a model-selecting estimator is nested CV by construction.
     ``n_jobs`` > 1 fits the folds in that many worker processes (joblib's loky backend); the
-    fitted fold estimators come back pickled.
+    fitted fold estimators come back pickled.  A worker that dies (killed for memory, say)
+    breaks the pool: the folds are then fitted again in this process.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            res = cross_validate(estimator, X, y, groups=groups, cv=cv, scoring=_no_score, return_estimator=True,
-                                 return_indices=True, error_score=np.nan, n_jobs=n_jobs,
-                                 params={"groups": groups} if groups is not None else None)
-        except ValueError:  # every fold failed (e.g. one material left to train on): all penalised
-            folds = list(cv.split(X, y, groups))
-            res = {"estimator": [clone(estimator) for _ in folds],
-                   "indices": {"train": [tr for tr, _ in folds], "test": [te for _, te in folds]}}
+    from concurrent.futures import BrokenExecutor
+
+    try:
+        res = _validate(estimator, X, y, groups, cv, n_jobs)
+    except BrokenExecutor:
+        res = _validate(estimator, X, y, groups, cv, None)
     oof, failed = np.full(len(y), np.nan), []
     for est, train, test in zip(res["estimator"], res["indices"]["train"], res["indices"]["test"], strict=True):
         try:
@@ -107,6 +104,21 @@ def cross_fit(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray
         oof[test] = pred if ok else float(np.mean(y[train]))
         failed.append(not ok)
     return CrossFit(oof, list(res["estimator"]), list(res["indices"]["test"]), failed)
+
+
+def _validate(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any,
+              n_jobs: int | None) -> dict[str, Any]:
+    """``cross_validate``'s fold estimators and indices; every fold unfitted when every fit failed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return cross_validate(estimator, X, y, groups=groups, cv=cv, scoring=_no_score, return_estimator=True,
+                                  return_indices=True, error_score=np.nan, n_jobs=n_jobs,
+                                  params={"groups": groups} if groups is not None else None)
+        except ValueError:  # every fold failed (e.g. one material left to train on): all penalised
+            folds = list(cv.split(X, y, groups))
+            return {"estimator": [clone(estimator) for _ in folds],
+                    "indices": {"train": [tr for tr, _ in folds], "test": [te for _, te in folds]}}
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
