@@ -448,6 +448,22 @@ def test_a_budget_below_the_fits_least_time_is_reported_with_its_reason() -> Non
     assert text.startswith("the 0.8 s budget is below this fit's least time") and "3 time-limited engine runs" in text
 
 
+def test_the_chosen_equation_has_its_constants_refitted_to_the_stored_tolerance() -> None:
+    """Operon's front is polished only to ``SCORING_FTOL`` (enough to choose a form); the equation
+    the search keeps is refitted to ``REFIT_FTOL``: another refit lowers its MSE by < 1e-9 of
+    it, and the stored front holds that equation."""
+    pytest.importorskip("pyoperon")
+    from matstore.models.engines.base import mse_of, refit_constants
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.uniform(1, 3, (80, 2)), columns=["x1", "x2"])
+    y = (3.0 * X.x1 / (1.0 + 0.2 * X.x2) * (1 + 0.01 * rng.standard_normal(80))).to_numpy()
+    est = EquationSearch(engine="operon", selection="min_loss", time_budget=2, random_state=0).fit(X, y)
+    stored = mse_of(est.equation_, X, y)
+    assert mse_of(refit_constants(est.equation_, X, y), X, y) >= stored * (1 - 1e-9)
+    assert any(c.expr == est.equation_ and c.loss == stored for c in est.front_)
+
+
 def test_an_operon_coefficient_shares_the_factorised_budget() -> None:
     """A free-form C searched by Operon, as well as g: each search gets half of ``time_budget``
     (C used to run under Operon's own 30 s limit, outside the budget)."""

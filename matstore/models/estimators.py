@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from matstore.models.cv import splits
 from matstore.models.engines.base import (
     MIN_RUN_SECONDS,
+    SCORING_FTOL,
     Candidate,
     SymbolicEngine,
     engine_class,
@@ -244,6 +245,8 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         if not front:
             raise ValueError(f"no candidate left on the front ({CONSTANT_REFUSED})")
         chosen, crit, rejected = self._select(front, X, yv, None if groups is None else np.asarray(groups), name, params)
+        if getattr(engine, "polish", False):  # the engine polished its front to SCORING_FTOL only
+            chosen, front = _polished(chosen, front, X, yv)
         self.equation_, self.selection_ = chosen.expr, crit
         self.front_, self.rejected_ = front, refused + rejected
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
@@ -286,11 +289,13 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         X, yv = SymbolicEngine._check_X_y(X, y)
         if list(X.columns) != list(self.feature_names_in_):
             raise ValueError(f"reselect needs the features fit saw ({list(self.feature_names_in_)}), got {list(X.columns)}")
-        front = pareto_filter(c for c in (refit_candidate(c, X, yv, strict=False) for c in self.front_) if c is not None)
+        front = pareto_filter(c for c in (refit_candidate(c, X, yv, strict=False, ftol=SCORING_FTOL)
+                                          for c in self.front_) if c is not None)
         if not front:
             raise ValueError("no form of the front is finite on the new target")
         name, params, _ = self._engine_setup(list(X.columns))
         chosen, crit, rejected = self._select(front, X, yv, None if groups is None else np.asarray(groups), name, params)
+        chosen, front = _polished(chosen, front, X, yv)
         self.equation_, self.selection_ = chosen.expr, f"{crit}; re-chosen for a new target (backfitting)"
         self.front_ = front
         self.rejected_ = [r for r in self.rejected_ if r[1] == CONSTANT_REFUSED] + rejected
@@ -655,6 +660,20 @@ class SumOfProducts(BaseEstimator, RegressorMixin):
         if {str(s) for s in self.equation_.free_symbols} & set(DESCRIPTOR_COLUMNS) - set(X.columns):
             X = add_orientation_descriptors(X)
         return evaluate(self.equation_, X.reset_index(drop=True))
+
+
+def _polished(chosen: Candidate, front: list[Candidate], X: pd.DataFrame,
+              y: np.ndarray) -> tuple[Candidate, list[Candidate]]:
+    """The chosen candidate with its constants refitted to ``REFIT_FTOL``, and the front with it in its place.
+
+    A polishing engine's front (Operon's ``polish``) and a re-chosen front are refitted only to
+    ``SCORING_FTOL``: enough to choose among forms, not for the constants that are stored.
+    Kept as it is unless the refit lowers its training MSE.
+    """
+    better = refit_candidate(chosen, X, y, strict=False)
+    if better is None or not better.loss < chosen.loss:
+        return chosen, front
+    return better, [better if c is chosen else c for c in front]
 
 
 def time_limited_use(estimators: Sequence[Any]) -> tuple[int, float, float]:

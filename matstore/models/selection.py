@@ -77,7 +77,7 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
-from matstore.models.engines.base import Candidate, refit_candidate
+from matstore.models.engines.base import SCORING_FTOL, Candidate, refit_candidate
 
 CRITERIA = ("stable", "stable:Nse", "aicc", "knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
 
@@ -577,7 +577,7 @@ def _subsample_choice(front, X, y, fit_front, margin):  # noqa: ANN001, ANN202
         except (ValueError, EngineFitError):
             return None
     else:
-        cands = [r for r in (refit_candidate(c, X, y) for c in front) if r is not None]
+        cands = [r for r in (refit_candidate(c, X, y, ftol=SCORING_FTOL) for c in front) if r is not None]
     try:
         return select_aicc(cands, len(y))
     except ValueError:

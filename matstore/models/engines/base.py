@@ -243,16 +243,19 @@ MIN_RUN_SECONDS = 1.0
 REFIT_MAX_NFEV = 200
 
 #: Relative cost change at which a refit of constants stops (scipy's ``ftol``): scipy's
-#: default for constants that are stored, looser for the refits that only score a form on a
-#: cross-validation fold (:func:`refit_predict`).  Over-parameterised forms (a rational with
-#: a redundant scale) crawl along flat directions: at 1e-5 they stop within 0.3 % of the
-#: optimal MSE, eight times sooner (docs/models.md, "Time budget").
+#: default for constants that are stored, looser for the refits that only score a form (on a
+#: cross-validation fold, :func:`refit_predict`; an engine's front, before
+#: :class:`~matstore.models.estimators.EquationSearch` refits the chosen one's to
+#: :data:`REFIT_FTOL`).  Over-parameterised forms (a rational with a redundant scale) crawl
+#: along flat directions: at 1e-5 they stop within 0.3 % of the optimal MSE, eight times
+#: sooner (docs/models.md, "Time budget").
 REFIT_FTOL = 1e-8
 SCORING_FTOL = 1e-5
 
 
 def refit_constants(
-    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = REFIT_MAX_NFEV, strict: bool = False
+    expr: sp.Expr, X: pd.DataFrame, y: np.ndarray, *, max_nfev: int = REFIT_MAX_NFEV, strict: bool = False,
+    ftol: float = REFIT_FTOL,
 ) -> sp.Expr | None:
     """Re-optimise the Float constants of ``expr`` by float64 least squares.
 
@@ -273,6 +276,9 @@ def refit_constants(
         Cross-validation use: return ``None`` when the rows cannot determine the constants
         (fewer rows than constants) or the refitted equation is not finite on them, and
         never fall back to the original constants (they may have seen held-out rows).
+    ftol : float, default :data:`REFIT_FTOL`
+        Relative cost change at which the nonlinear refit stops (:data:`SCORING_FTOL` for
+        constants that only score a form).
 
     Returns
     -------
@@ -281,21 +287,22 @@ def refit_constants(
     tpl = _constant_template(expr)
     if tpl is None:
         return expr
-    theta = _refitted(tpl, X, np.asarray(y, dtype=float), max_nfev, strict)
+    theta = _refitted(tpl, X, np.asarray(y, dtype=float), max_nfev, strict, ftol)
     if theta is None:
         return None if strict else expr
     return tpl.template.xreplace({sp.Symbol(f"__c{k}"): sp.Float(float(v), 15) for k, v in enumerate(theta)})
 
 
-def refit_candidate(cand: Candidate, X: pd.DataFrame, y: np.ndarray, *, strict: bool = True) -> Candidate | None:
+def refit_candidate(cand: Candidate, X: pd.DataFrame, y: np.ndarray, *, strict: bool = True,
+                    ftol: float = REFIT_FTOL) -> Candidate | None:
     """``cand``'s form with its constants refitted on ``(X, y)`` and its training MSE on them.
 
     ``X``: DataFrame, shape (n_samples, n_features); ``y``: shape (n_samples,), in the target's
-    unit (the MSE in its square).  :func:`refit_constants` (``strict`` as there); ``None`` when
-    it returns ``None`` (strict: the rows cannot determine the constants or the refitted form
-    is not finite on them).  Raises nothing of its own.
+    unit (the MSE in its square).  :func:`refit_constants` (``strict`` and ``ftol`` as there);
+    ``None`` when it returns ``None`` (strict: the rows cannot determine the constants or the
+    refitted form is not finite on them).  Raises nothing of its own.
     """
-    refitted = refit_constants(cand.expr, X, y, strict=strict)
+    refitted = refit_constants(cand.expr, X, y, strict=strict, ftol=ftol)
     return None if refitted is None else Candidate(cand.complexity, mse_of(refitted, X, y), refitted)
 
 

@@ -6,8 +6,9 @@ Settings follow what was measured on pyoperon 0.6.2: multi-objective NSGA-II
 defaults recovered 0 of 3, so those are the defaults here.  The whole non-dominated front
 (``pareto_front_`` of the pyoperon estimator) is converted to SymPy expressions over the
 real feature names, its float32 constants are re-optimised in float64
-(:func:`~matstore.models.engines.base.refit_constants`), and negligible additive constants
-are pruned.
+(:func:`~matstore.models.engines.base.refit_constants` to ``SCORING_FTOL``; the equation
+an :class:`~matstore.models.estimators.EquationSearch` chooses is refitted to
+``REFIT_FTOL``), and negligible additive constants are pruned.
 
 Known behaviours handled here:
 
@@ -47,6 +48,7 @@ import sympy as sp
 
 from matstore.models.engines.base import (
     MIN_RUN_SECONDS,
+    SCORING_FTOL,
     Candidate,
     EngineFitError,
     EngineSetupError,
@@ -286,7 +288,7 @@ class OperonEngine(SymbolicEngine):
             except ValueError:
                 continue
             if self.polish:
-                expr = refit_constants(expr, X, y)
+                expr = refit_constants(expr, X, y, ftol=SCORING_FTOL)  # the chosen one's again, to REFIT_FTOL
                 expr = prune_small_terms(expr, X, y)
             loss = mse_of(expr, X, y)
             if np.isfinite(loss):
