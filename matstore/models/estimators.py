@@ -668,12 +668,13 @@ def _polished(chosen: Candidate, front: list[Candidate], X: pd.DataFrame,
 
     A polishing engine's front (Operon's ``polish``) and a re-chosen front are refitted only to
     ``SCORING_FTOL``: enough to choose among forms, not for the constants that are stored.
-    Kept as it is unless the refit lowers its training MSE.
+    Kept as it is unless the refit lowers its training MSE; the front is filtered again, as a
+    more complex form may no longer be better than it.
     """
     better = refit_candidate(chosen, X, y, strict=False)
     if better is None or not better.loss < chosen.loss:
         return chosen, front
-    return better, [better if c is chosen else c for c in front]
+    return better, pareto_filter(better if c is chosen else c for c in front)
 
 
 def time_limited_use(estimators: Sequence[Any]) -> tuple[int, float, float]:
