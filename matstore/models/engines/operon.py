@@ -17,7 +17,10 @@ Known behaviours handled here:
   here beyond the training rows — callers run
   :func:`matstore.models.validation.is_finite_and_bounded` on each candidate;
 - its wrapper may raise a dtype ``TypeError`` inside ``fit`` for float64 inputs on some
-  data: the fit is retried with C-contiguous float64, then float32 arrays.
+  data: the fit is retried with C-contiguous float64, then float32 arrays.  pyoperon 0.6.2
+  raises it in its post-processing, after the whole run (``FitLeastSquares`` of float32
+  predictions against the float64 target), so a retry gets what is left of the time limit,
+  at least 1 s, instead of the whole limit again (which doubled such runs).
 
 Determinism: results are reproducible for a fixed ``random_state`` when ``n_threads=1`` and
 the run ends on ``generations``/``max_evaluations`` rather than on ``time_limit``; the time
@@ -244,8 +247,12 @@ class OperonEngine(SymbolicEngine):
         ]
         reg = None
         last: Exception | None = None
+        started = time.perf_counter()
         for Xa, ya in attempts:
             reg = self._make_regressor()
+            if last is not None:  # a retry: what is left of the limit (at least pyoperon's 1 s)
+                left = self.time_limit_applied_ - (time.perf_counter() - started)
+                reg.set_params(max_time=max(1, int(left)))
             try:
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
