@@ -387,6 +387,29 @@ def test_operon_retries_dtype_type_error(product_data, monkeypatch):
     assert calls == [np.float64, np.float32] and eng.pareto_front_
 
 
+def test_operon_retry_after_a_whole_failed_run_gets_what_is_left_of_the_limit(product_data, monkeypatch):
+    """pyoperon 0.6.2 raises its float64 TypeError after the whole run: the float32 retry then
+    runs under pyoperon's least limit (1 s), not the whole 3 s again."""
+    import time
+
+    from pyoperon.sklearn import SymbolicRegressor
+
+    limits = []
+    original = SymbolicRegressor.fit
+
+    def late_failure(self, X, y):
+        limits.append(self.max_time)
+        if X.dtype == np.float64:
+            time.sleep(2.5)  # most of the 3 s limit spent, then the post-processing fails
+            raise TypeError("FitLeastSquares(): incompatible function arguments")
+        return original(self, X, y)
+
+    monkeypatch.setattr(SymbolicRegressor, "fit", late_failure)
+    X, y = product_data
+    eng = get_engine("operon", time_limit=3, generations=5, population_size=100).fit(X, y)
+    assert limits == [3, 1] and eng.pareto_front_
+
+
 def test_factorised_result_has_parts_and_front():
     table = surface_table(n_materials=5, seed=9)
     res = fit_equation(table, "surface_energy", ["cohesive_energy", "lattice_constant"],
