@@ -260,8 +260,9 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         The backfitting step of additive models (Hastie & Tibshirani, *Generalized Additive
         Models*, 1990, §4.3): a term is re-chosen on the partial residual of the other terms'
         current equations.  Each form of ``front_`` has its constants refitted to ``(X, y)``
-        (:func:`~matstore.models.engines.base.refit_constants`), the front is filtered to its
-        Pareto-optimal forms again, and the criterion of :meth:`fit` chooses among them.  The
+        (:func:`~matstore.models.engines.base.refit_constants`, to ``SCORING_FTOL``), the front
+        is filtered to its Pareto-optimal forms again, the criterion of :meth:`fit` chooses among
+        them, and the chosen form's constants are refitted to ``REFIT_FTOL``.  The
         engine's search is not re-run (its time was spent in :meth:`fit`); criteria that
         repeat a cheap search in every inner fold (``stable:1se`` with the sparse engine) do
         repeat it on the new target.
