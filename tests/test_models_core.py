@@ -27,7 +27,12 @@ from matstore.models import (
     versions,
 )
 from matstore.models.engines.base import expression_complexity, pareto_filter
-from matstore.orientation import broken_bond_g, distinct_miller_indices, from_miller
+from matstore.orientation import (
+    OrientationError,
+    broken_bond_g,
+    distinct_miller_indices,
+    from_miller,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRENGTH_CSV = REPO_ROOT.parent / "shared" / "data" / "strength_covariance" / "data" / "models_w_props.csv"
@@ -218,6 +223,16 @@ def test_orientation_descriptors_from_normals_and_angles():
     np.testing.assert_allclose(d1[cols].to_numpy(), d3[cols].to_numpy(), atol=1e-9)
     irrational = orientation_descriptors(pd.DataFrame({"theta_deg": [20.0], "phi_deg": [10.0]}))
     assert irrational["orientation_key"].iloc[0].startswith("n:")
+    mixed = pd.DataFrame(  # each row from the first kind it has: Miller, else normal, else angles
+        {"h": [1, None, None], "k": [1, None, None], "l": [1, None, None], "n_x": [None, 0.0, None],
+         "n_y": [None, -3.0, None], "n_z": [None, 3.0, None], "theta": [None, 9.0, 45.0], "phi": [None, 9.0, 0.0]},
+        index=["r1", "r2", "r3"],
+    )
+    assert orientation_descriptors(mixed)["orientation_key"].tolist() == ["hkl:1,1,1", "hkl:1,1,0", "hkl:1,1,0"]
+    with pytest.raises(OrientationError, match=r"row 'r2'.*zero"):
+        orientation_descriptors(mixed.assign(n_z=[None, 0.0, None], n_y=[None, 0.0, None]))
+    with pytest.raises(OrientationError, match=r"row 'r3' has no"):
+        orientation_descriptors(mixed.assign(theta=[None, None, None]))
 
 
 def test_descriptors_are_computed_once_for_a_table_and_its_folds(monkeypatch):

@@ -15,6 +15,7 @@ from matstore.orientation import (
     from_angles,
     from_miller,
     from_normal,
+    from_normals,
     in_plane_frame,
 )
 
@@ -80,3 +81,24 @@ def test_surface_frame_is_orthonormal() -> None:
         e1, e2, n = in_plane_frame(miller)
         frame = np.vstack([e1, e2, n])
         assert np.allclose(frame @ frame.T, np.eye(3), atol=1e-12)
+
+
+def test_many_normals_at_once_match_one_by_one() -> None:
+    """from_normals (one vectorised rational-index search) equals from_normal row by row:
+    the same Miller index for rational normals in any octant and scale, the same reduced
+    normal and angles for irrational ones, and it names the first bad row."""
+    rng = np.random.default_rng(3)
+    rational = rng.integers(-12, 13, size=(200, 3)).astype(float)
+    rational = rational[np.abs(rational).sum(axis=1) > 0] * rng.uniform(0.1, 5.0, size=(1, 1))
+    irrational = rng.normal(size=(200, 3))
+    normals = np.vstack([rational, irrational, [[13.0, 1.0, 0.0]]])  # (13,1,0): past max_miller
+    many = from_normals(normals)
+    one_by_one = [from_normal(v) for v in normals]
+    assert [o.miller for o in many] == [o.miller for o in one_by_one]
+    assert all(o.miller is not None for o in many[: len(rational)])
+    assert many[-1].miller is None and from_normal([13, 1, 0], max_miller=13).miller == (13, 1, 0)
+    np.testing.assert_allclose([o.normal for o in many], [o.normal for o in one_by_one], atol=1e-15)
+    np.testing.assert_allclose([o.theta_deg for o in many], [o.theta_deg for o in one_by_one], atol=1e-12)
+    assert from_normals(np.array([[0.0, -2.0, 2.0]]))[0].miller == (1, 1, 0)
+    with pytest.raises(OrientationError, match=r"row 1"):
+        from_normals(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))

@@ -73,15 +73,37 @@ def _find(table: pd.DataFrame, kind: str) -> tuple[str, ...] | None:
     return None
 
 
-def orientation_of_row(row: pd.Series, miller, normal, angles) -> ori.Orientation:
-    """Orientation of one table row from Miller indices, normal or angles (first present)."""
-    if miller is not None and all(pd.notna(row[c]) for c in miller):
-        return ori.from_miller(*(row[c] for c in miller))
-    if normal is not None and all(pd.notna(row[c]) for c in normal):
-        return ori.from_normal([float(row[c]) for c in normal])
-    if angles is not None and all(pd.notna(row[c]) for c in angles):
-        return ori.from_angles(float(row[angles[0]]), float(row[angles[1]]))
-    raise ori.OrientationError(f"row {row.name!r} has no Miller index, normal or angles")
+def _complete(table: pd.DataFrame, cols: tuple[str, ...] | None) -> np.ndarray:
+    if cols is None:
+        return np.zeros(len(table), dtype=bool)
+    return table[list(cols)].notna().all(axis=1).to_numpy()
+
+
+def _orientations(table: pd.DataFrame, miller, normal, angles) -> list[ori.Orientation]:
+    """Orientation of each row from its Miller indices, else its normal, else its angles.
+
+    The normals go through :func:`matstore.orientation.from_normals` in one call.
+    """
+    has_miller = _complete(table, miller)
+    has_normal = _complete(table, normal) & ~has_miller
+    has_angles = _complete(table, angles) & ~has_miller & ~has_normal
+    lacking = ~(has_miller | has_normal | has_angles)
+    if lacking.any():
+        raise ori.OrientationError(f"row {table.index[lacking][0]!r} has no Miller index, normal or angles")
+    out: list[ori.Orientation | None] = [None] * len(table)
+    if has_normal.any():
+        vectors = table.loc[has_normal, list(normal)].to_numpy(dtype=float)
+        bad = ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
+        if bad.any():
+            label = table.index[has_normal][bad][0]
+            raise ori.OrientationError(f"row {label!r}: the normal {vectors[bad][0].tolist()} is zero or not finite")
+        for i, o in zip(np.flatnonzero(has_normal), ori.from_normals(vectors), strict=True):
+            out[i] = o
+    for i in np.flatnonzero(has_miller):
+        out[i] = ori.from_miller(*(table[c].iloc[i] for c in miller))
+    for i in np.flatnonzero(has_angles):
+        out[i] = ori.from_angles(float(table[angles[0]].iloc[i]), float(table[angles[1]].iloc[i]))
+    return out  # type: ignore[return-value]
 
 
 def orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
@@ -112,11 +134,8 @@ def orientation_descriptors(table: pd.DataFrame) -> pd.DataFrame:
         raise ori.OrientationError("table has no Miller-index, normal or angle columns")
     used = [c for cols in (miller, normal, angles) if cols is not None for c in cols]
     group = table.groupby(used, dropna=False, sort=False).ngroup().to_numpy() if len(table) else np.zeros(0, int)
-    rows = []  # one per distinct orientation entry, in order of first appearance
-    labels = table.index.tolist()
-    for pos in np.unique(group, return_index=True)[1]:
-        o = orientation_of_row(table.iloc[pos].rename(labels[pos]), miller, normal, angles)
-        rows.append((*o.normal, o.theta_deg, o.phi_deg, o.key))
+    first = table.iloc[np.unique(group, return_index=True)[1]]  # one row per distinct entry
+    rows = [(*o.normal, o.theta_deg, o.phi_deg, o.key) for o in _orientations(first, miller, normal, angles)]
     per_group = pd.DataFrame(rows, columns=[*DESCRIPTOR_COLUMNS, "orientation_key"])
     return per_group.iloc[group].set_axis(table.index)
 
