@@ -425,6 +425,29 @@ def test_operon_retry_after_a_whole_failed_run_gets_what_is_left_of_the_limit(pr
     assert limits == [3, 1] and eng.pareto_front_
 
 
+def test_operon_fits_a_read_only_target_in_float64_on_the_first_try(monkeypatch):
+    """The cause of pyoperon 0.6.2's late float64 TypeError: a read-only target (pandas'
+    copy-on-write views are read-only).  The engine passes writeable copies, so the first,
+    float64 run succeeds and no float32 retry is needed."""
+    pytest.importorskip("pyoperon")
+    from pyoperon.sklearn import SymbolicRegressor
+
+    dtypes = []
+    original = SymbolicRegressor.fit
+
+    def record(self, X, y):
+        dtypes.append((X.dtype, y.dtype, y.flags.writeable))
+        return original(self, X, y)
+
+    monkeypatch.setattr(SymbolicRegressor, "fit", record)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.uniform(1, 3, (60, 2)), columns=["x1", "x2"])
+    y = (2.0 * X.x1 * X.x2 + 0.01 * rng.standard_normal(60)).to_numpy()
+    y.setflags(write=False)
+    eng = get_engine("operon", time_limit=1, generations=20, population_size=100).fit(X, y)
+    assert dtypes == [(np.float64, np.float64, True)] and eng.pareto_front_
+
+
 def test_factorised_result_has_parts_and_front():
     table = surface_table(n_materials=5, seed=9)
     res = fit_equation(table, "surface_energy", ["cohesive_energy", "lattice_constant"],

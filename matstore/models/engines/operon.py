@@ -16,11 +16,12 @@ Known behaviours handled here:
 - with division allowed it readily returns equations with poles: they are *not* filtered
   here beyond the training rows — callers run
   :func:`matstore.models.validation.is_finite_and_bounded` on each candidate;
-- its wrapper may raise a dtype ``TypeError`` inside ``fit`` for float64 inputs on some
-  data: the fit is retried with C-contiguous float64, then float32 arrays.  pyoperon 0.6.2
-  raises it in its post-processing, after the whole run (``FitLeastSquares`` of float32
-  predictions against the float64 target), so a retry gets what is left of the time limit,
-  at least 1 s, instead of the whole limit again (which doubled such runs).
+- pyoperon 0.6.2 raises a ``TypeError`` in its post-processing, after the whole run, when
+  the target array is read-only: ``FitLeastSquares`` takes float32 predictions and the
+  float64 target, and its binding converts the target to float32 only when it may write to
+  it.  pandas' copy-on-write hands out read-only views, so the engine passes writeable
+  float64 copies of ``X`` and ``y``.  Any other ``TypeError`` of the wrapper is retried once
+  with float32 arrays, under what is left of the time limit (at least 1 s).
 
 Determinism: results are reproducible for a fixed ``random_state`` when ``n_threads=1`` and
 the run ends on ``generations``/``max_evaluations`` rather than on ``time_limit``; the time
@@ -84,6 +85,11 @@ _OPERON_FUNCTIONS: dict[str, Any] = {
     "fmin": sp.Min,
     "fmax": sp.Max,
 }
+
+
+def _writeable(values: Any, dtype: type) -> np.ndarray:
+    """A C-contiguous, writeable copy of ``values`` as ``dtype`` (see the module notes)."""
+    return np.array(values, dtype=dtype, order="C", copy=True)
 
 
 def operon_string_to_sympy(text: str, names: list[str]) -> sp.Expr:
@@ -241,9 +247,9 @@ class OperonEngine(SymbolicEngine):
         return min(int(self.generations), max(MIN_PACED_GENERATIONS, int(float(rate) * max(limit, 0.0))))
 
     def _fit_front(self, X: pd.DataFrame, y: np.ndarray) -> list[Candidate]:
-        attempts = [
-            (np.ascontiguousarray(X.to_numpy(dtype=np.float64)), np.ascontiguousarray(y, dtype=np.float64)),
-            (np.ascontiguousarray(X.to_numpy(dtype=np.float32)), np.ascontiguousarray(y, dtype=np.float32)),
+        attempts = [  # writeable copies: pandas' copy-on-write hands out read-only views
+            (_writeable(X.to_numpy(), np.float64), _writeable(y, np.float64)),
+            (_writeable(X.to_numpy(), np.float32), _writeable(y, np.float32)),
         ]
         reg = None
         last: Exception | None = None
