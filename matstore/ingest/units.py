@@ -3,7 +3,10 @@
 All conversions of ingested values go through :func:`convert`, which converts a column of
 values from the unit a table uses to the canonical unit of a property definition (see
 :mod:`matstore.schema.vocabulary`).  ``eV/Å²`` → ``J/m²`` multiplies by 16.021766...;
-``eV`` and ``eV/atom`` are interchangeable (``atom`` is a dimensionless count here).
+``eV`` and ``eV/atom`` are interchangeable (``atom`` is a dimensionless count here), and a
+molar unit converts per particle: ``kJ/mol`` → ``eV/atom`` multiplies by 0.0103642697 (1/N_A,
+see :func:`matstore.units.convert_quantity`).  Published spellings (``J m-2``, ``eV/Å2``,
+``Ha``, ``10^-6/K``, ``1e-3 J/m^2``) are read as :mod:`matstore.units` describes.
 
 :data:`PLAUSIBLE_RANGES` is the one place that says which values are physically
 impossible or implausible for each definition, in canonical units.
@@ -17,32 +20,41 @@ from typing import NamedTuple
 import numpy as np
 import pint
 
-from matstore.units import normalise_unit, parse_unit, unit_registry
+from matstore.units import (
+    convert_quantity,
+    normalise_unit,
+    parse_quantity,
+    parse_unit,
+    unit_registry,
+)
 
 
 def conversion_factor(from_unit: str, to_unit: str) -> float:
     """Multiplicative factor from ``from_unit`` to ``to_unit`` (e.g. eV/Å² → J/m²: 16.0217663).
 
+    A leading number in ``from_unit`` is a scale (``1e-3 J/m^2`` → ``J/m^2``: 0.001). A molar
+    unit converts per particle and back (``kJ/mol`` → ``eV/atom``: 0.0103642697, i.e. 1/N_A
+    with N_A the Avogadro constant, CODATA 2018; see :func:`matstore.units.convert_quantity`).
     A bare ``A`` in ``from_unit`` is read as ångström when that gives ``to_unit``'s dimension
-    (``eV/A^2`` → ``J/m²``), see :func:`matstore.units.parse_unit`.
+    (``eV/A^2`` → ``J/m²``), see :func:`matstore.units.parse_quantity`.
 
     Raises
     ------
     ValueError
-        If a unit is unknown or not a unit at all (``1/0``, ``__import__('os')``), a bare ``A``
-        is ambiguous, the dimensions differ, or the conversion has an offset (temperatures in
-        °C), which a factor cannot express.
+        One line naming the unit: it is unknown or not a unit at all (``1/0``,
+        ``__import__('os')``, ``J - 2``), a bare ``A`` is ambiguous, the dimensions differ, or
+        the conversion has an offset (temperatures in °C), which a factor cannot express.
     """
     ureg = unit_registry()
-    dst = parse_unit(to_unit)
-    src = parse_unit(from_unit, expected=dst)  # decides what a bare "A" means
+    dst = parse_quantity(to_unit)
+    src = parse_quantity(from_unit, expected=dst.units)  # decides what a bare "A" means
     try:
-        factor = ureg.Quantity(1.0, src).to(dst).magnitude
-        offset = ureg.Quantity(0.0, src).to(dst).magnitude
-    except pint.errors.DimensionalityError as exc:
+        factor = convert_quantity(src, dst.units).magnitude / dst.magnitude
+        offset = convert_quantity(ureg.Quantity(0.0, src.units), dst.units).magnitude
+    except (pint.errors.DimensionalityError, pint.errors.OffsetUnitCalculusError) as exc:
         raise ValueError(
-            f"unit {from_unit!r} ({ureg.get_dimensionality(src)}) cannot be converted to "
-            f"{to_unit!r} ({ureg.get_dimensionality(dst)})"
+            f"unit {from_unit!r} ({src.dimensionality}) cannot be converted to "
+            f"{to_unit!r} ({dst.dimensionality})"
         ) from exc
     if offset != 0.0:
         raise ValueError(f"conversion {from_unit!r} → {to_unit!r} has an offset; give the column in an absolute unit")
@@ -152,6 +164,7 @@ __all__ = [
     "conversion_factor",
     "convert",
     "normalise_unit",
+    "parse_quantity",
     "parse_unit",
     "plausible",
     "unit_registry",
