@@ -44,7 +44,8 @@ def fit(
     n_splits: int | None = typer.Option(
         None, "--n-splits", help="Cross-validation folds (default: leave one material out, up to 20 materials)."),
     group_by: str | None = typer.Option(
-        None, "--group-by", help="What CV folds hold out together: material (default), method or a column."),
+        None, "--group-by", help="What CV folds hold out together: material (default), method, chemical_system "
+                                 "(e.g. Ce-La-O-P), configuration_key, a feature, or any stored property (not an input)."),
     interval_level: float | None = typer.Option(
         None, "--interval-level", help="Level of the stored cross-conformal prediction interval (default 0.9)."),
     spec_file: Path | None = typer.Option(None, "--spec", help="YAML file with the same fields."),
@@ -81,31 +82,42 @@ def refit(name: str = typer.Argument(..., help="Model to refit with its stored s
 
 def predict(
     ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS"),
-    material: str = typer.Option(..., help="Material formula, e.g. Cu."),
-    method: str = typer.Option(..., help="Method whose bulk properties are the inputs, e.g. emt."),
+    material: str = typer.Option(..., help="Material formula, e.g. Cu or La0.5Y0.5PO4 (need not be stored)."),
+    method: str = typer.Option(..., help="Method whose stored values are the inputs, e.g. emt."),
     hkl: tuple[int, int, int] | None = typer.Option(None, "--hkl", help="Miller index h k l."),
+    normal: tuple[float, float, float] | None = typer.Option(
+        None, "--normal", help="Surface normal x y z (any length and octant)."),
+    angles: tuple[float, float] | None = typer.Option(
+        None, "--angles", help="THETA PHI in degrees: θ from [100], φ about [100] from (001), in the standard triangle."),
     configuration: str | None = typer.Option(
         None, "--configuration", help="Key of a material configuration, for per-configuration models (e.g. V3:0.7071-0.7071-1.0000)."),
-    set_values: list[str] | None = typer.Option(None, "--set", help="Override an input: NAME=VALUE (canonical unit)."),
+    set_values: list[str] | None = typer.Option(
+        None, "--set", help="Give or override an input of the equation: NAME=VALUE (canonical unit)."),
 ) -> None:
     """Evaluate a stored equation and print the value with unit and prediction interval.
 
-    The ± is the half-width of the version's cross-conformal interval (its level in
-    brackets): in the target unit, or in percent of the value for a relative interval
-    (``value·(1 ± q)``, factorised fits of a positive target); the residual σ for versions
-    fitted without one.  Non-finite or
-    out-of-range inputs are refused with a one-line error (exit status 1).
+    Only the inputs the equation uses are needed; composition descriptors are computed from
+    ``--material``'s formula.  A surface model needs one of ``--hkl``, ``--normal`` or
+    ``--angles``.  The ± is the half-width of the version's cross-conformal interval (its
+    level in brackets): in the target unit, or in percent of the value for a relative
+    interval (``value·(1 ± q)``, factorised fits of a positive target); the residual σ for
+    versions fitted without one.  Unknown ``--set`` names, non-finite or out-of-range inputs
+    are refused with a one-line error (exit status 1).
     """
+    from rich.markup import escape
+
     from matstore.db import reader_engine
     from matstore.models.service import predict as run_predict
 
     with cli_errors():
         overrides = dict(_parse_assignment(s) for s in set_values or [])
-        result = run_predict(reader_engine(), ref, material=material, method=method, miller=hkl,
-                             configuration=configuration, overrides=overrides)
-    where = f" ({hkl[0]},{hkl[1]},{hkl[2]})" if hkl else (f" [{configuration}]" if configuration else "")
-    console.print(f"{result.model}:{result.version}  {material}{where} [{method}]: "
-                  f"[bold]{_value_text(result)}[/]{_interval_note(result)}")
+        result = run_predict(reader_engine(), ref, material=material, method=method, miller=hkl, normal=normal,
+                             angles=angles, configuration=configuration, overrides=overrides)
+    where = f" {result.orientation.label}" if result.orientation is not None else ""
+    where += f" [{configuration}]" if configuration else ""
+    # escape: "[method]" is user text, not Rich markup (unescaped, a lower-case method vanished)
+    console.print(escape(f"{result.model}:{result.version}  {material}{where} [{method}]: ")
+                  + f"[bold]{escape(_value_text(result))}[/]{escape(_interval_note(result))}", highlight=False)
 
 
 def _value_text(result) -> str:  # noqa: ANN001
@@ -159,7 +171,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     from sqlmodel import Session
 
     from matstore.db import reader_engine
-    from matstore.models.report import parts_lines
+    from matstore.models.report import criterion_text, parts_lines
     from matstore.models.versioning import aliases_of, lineage, resolve
 
     with cli_errors(), Session(reader_engine()) as session:
@@ -170,10 +182,11 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     console.print(f"  LaTeX: {v.equation_latex}", highlight=False)
     for line, how in parts_lines(v.parts):
         console.print(f"  {line}" + (f"  [dim]({how})[/]" if how else ""))
-    console.print(f"  selected by: {v.selection_criterion}; engine {v.engine}; seed {v.seed}; rows {v.n_rows}")
+    console.print(f"  selected by: {criterion_text(v.selection_criterion)}; engine {v.engine}; seed {v.seed}; "
+                  f"rows {v.n_rows}", highlight=False)
     console.print(f"  dimensions: {v.dimension_check}")
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
-    _show_report(v.report or {}, v.target_unit)
+    _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"))
     table = Table("metric", "value")
     for key, value in sorted((v.metrics or {}).items()):
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
@@ -184,19 +197,19 @@ def _fmt(value, spec: str = ".3f") -> str:  # noqa: ANN001
     return "—" if value is None else format(value, spec)
 
 
-def _show_report(report: dict, unit: str) -> None:
-    """Nested and fixed-form CV, fold agreement, the discrepancy note, folds, groups, interval, time."""
+def _show_report(report: dict, unit: str, group_by: str | None = None) -> None:
+    """Grouping and folds, nested and fixed-form CV, fold agreement, the discrepancy note, folds, groups, interval, time."""
     if not report:
         console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
         return
-    from matstore.models.report import agreement_text, ceiling_text
+    from matstore.models.report import ceiling_text, grouping_text, nested_agreement_text
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
-    console.print(f"  cross-validation: {report['cv_scheme']}")
+    console.print(f"  cross-validation: {grouping_text(report['cv_scheme'], group_by)}", highlight=False)
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
                   f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}")
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}")
-    console.print(f"  fold agreement: {agreement_text(agree)}: {agree['full_form']}", highlight=False)
+    console.print(f"  {nested_agreement_text(agree, report.get('folds'))}", highlight=False)
     if ceiling_text(report):
         console.print(f"  ceiling: {ceiling_text(report)}", highlight=False)
     if report.get("discrepancy"):
@@ -272,9 +285,10 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, {outcome.dropped} dropped for missing features")
     console.print(f"  y [{v.target_unit}] = {v.equation_text}")
     cv = (v.metrics or {}).get("cv_r2")
-    if cv is not None:
-        console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold)")
     report = v.report or {}
+    if cv is not None:
+        console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold; "
+                      f"{report.get('cv_scheme') or (v.metrics or {}).get('cv_scheme', '')})", highlight=False)
     if report:
         from matstore.models.report import agreement_text
         agree = report["fold_agreement"]

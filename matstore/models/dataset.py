@@ -12,8 +12,16 @@ several sources give one, in canonical units:
 - composition descriptors (:mod:`matstore.composition`, e.g. ``mean_electronegativity``) are
   computed from each row's material composition and join any target.
 
-``group_by`` names the cross-validation groups: ``material``, ``method`` or any column of the
-table (``configuration_key``, an orientation or feature column, ...).
+Every table has a ``chemical_system`` column, the sorted elements of the row's material
+(pymatgen's ``Composition.chemical_system``, e.g. ``Ce-La-O-P`` for ``La0.5Ce0.5PO4``): all
+compositions of a solid-solution series share it.  It is derived from ``material`` and so is
+left out of the snapshot hash.
+
+``group_by`` names the cross-validation groups (:data:`GROUP_BY_CHOICES`): ``material``,
+``method``, ``chemical_system``, ``configuration_key`` (per-configuration targets), any
+feature or orientation column, or any stored property name.  A property that is not a
+feature is fetched as one more column, for grouping only: it is never an input of the
+equation, and a row without its value is dropped (listed in ``dropped``).
 """
 
 from __future__ import annotations
@@ -28,7 +36,11 @@ from matstore.hashing import sha256_json
 
 #: Orientation descriptor columns of surface targets (see matstore.orientation).
 ORIENTATION_COLUMNS = ("miller_h", "miller_k", "miller_l", "normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
-KEY_COLUMNS = ("material", "method", "material_id", "method_id", "surface_id", "configuration_id", "configuration_key")
+KEY_COLUMNS = ("material", "method", "material_id", "method_id", "surface_id", "configuration_id", "configuration_key",
+               "chemical_system")
+#: What ``group_by`` accepts, in words (the one-line error of an unknown grouping lists it).
+GROUP_BY_CHOICES = ("material, method, chemical_system, configuration_key (per-configuration targets), "
+                    "a feature or orientation column, or a stored property name (matstore vocab list)")
 #: Scopes whose values are stored per material and method (``bulk_property``).
 MATERIAL_SCOPES = ("bulk", "defect", "mechanical")
 
@@ -121,6 +133,7 @@ class TrainingSet:
     dropped: rows dropped for missing features, with the missing names
     group_by: the column naming the cross-validation groups
     groups: (n_rows,) group label of every row (``table[group_by]``)
+    grouping: stored properties fetched only to group by (not features, never inputs)
     """
 
     table: pd.DataFrame
@@ -131,6 +144,7 @@ class TrainingSet:
     dropped: list[dict] = field(default_factory=list)
     group_by: str = "material"
     groups: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    grouping: list[str] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:
@@ -202,36 +216,76 @@ def build_training_set(
     include_flagged
         Also use values stored with a validation flag.
     group_by
-        Column whose values are the cross-validation groups: ``material``, ``method`` or
-        any column of the table (e.g. ``configuration_key``, ``miller_h``, a feature).
+        What the cross-validation folds hold out together (:data:`GROUP_BY_CHOICES`):
+        ``material``, ``method``, ``chemical_system``, a column of the table (e.g.
+        ``configuration_key``, ``miller_h``, a feature) or a stored property that is not a
+        feature, fetched for grouping only.
 
     Raises
     ------
     DatasetError
         If a property name is not in the vocabulary, a feature cannot join the target, no
-        complete row exists, or ``group_by`` is not a column of the table.
+        complete row exists, or ``group_by`` is none of the accepted groupings (one line
+        listing them).
     """
     with engine.connect() as conn:
-        known = _units(conn, [target, *features])
+        known = _units(conn, [target, *features, group_by])
         _check_names(conn, known, [target, *features])
-        kinds = _feature_kinds(known, target, features)
+        _feature_kinds(known, target, features)  # a feature's own error before the grouping's
+        grouping = _grouping_properties(conn, known, target, features, group_by)
+        fetched = _feature_kinds(known, target, [*features, *grouping])
         scope = known[target][1]
         # ``features`` binds the material-level names only; the snapshot records the full list.
-        params = {"target": target, "features": kinds["material"], "methods": methods, "include_flagged": include_flagged,
-                  "configuration_features": kinds["configuration"]}
+        params = {"target": target, "features": fetched["material"], "methods": methods,
+                  "include_flagged": include_flagged, "configuration_features": fetched["configuration"]}
         target_sql = {"surface": SURFACE_TARGET_SQL, "configuration": CONFIGURATION_TARGET_SQL}.get(scope, BULK_TARGET_SQL)
-        targets, long, per_config, compositions = _fetch_stored(conn, target_sql, params, kinds)
-    targets = _with_composition(targets, kinds["composition"], compositions)
-    table, dropped = _join_features(targets, long, per_config, features, kinds)
+        targets, long, per_config, compositions = _fetch_stored(conn, target_sql, params, fetched)
+    targets = _with_chemical_system(_with_composition(targets, fetched["composition"], compositions), compositions)
+    table, dropped = _join_features(targets, long, per_config, [*features, *grouping], fetched)
     if table.empty:
         raise DatasetError(f"no row of {target!r} has all features {features}; first missing: {dropped[:3]}")
     if group_by not in table.columns:
-        raise DatasetError(f"group_by {group_by!r} is not a column of the training table (columns: {', '.join(table.columns)})")
-    query = _training_query(target_sql, bool(kinds["configuration"]))
-    units = {n: known[n][0] for n in features} | {"target": known[target][0]}
+        raise DatasetError(f"group_by {group_by!r} is not a column of this {scope}-scope training table; "
+                           f"give {GROUP_BY_CHOICES}")
+    query = _training_query(target_sql, bool(fetched["configuration"]))
+    units = {n: known[n][0] for n in [*features, *grouping]} | {"target": known[target][0]}
     snapshot_params = {"target": target, "features": features, "methods": methods, "include_flagged": include_flagged}
+    if grouping:
+        snapshot_params["grouping"] = grouping
     return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
-                       group_by, table[group_by].to_numpy())
+                       group_by, table[group_by].to_numpy(), grouping)
+
+
+def _grouping_properties(conn, known: dict[str, tuple[str, str]], target: str, features: list[str],  # noqa: ANN001
+                         group_by: str) -> list[str]:
+    """The stored property to fetch for grouping only: ``[group_by]``, or ``[]`` when no fetch is needed.
+
+    Nothing is fetched for ``material``, ``method``, ``chemical_system``, key and
+    orientation columns and features (already columns of the table).
+
+    Raises
+    ------
+    DatasetError
+        ``group_by`` is the target, a surface property, a per-configuration property of a
+        target that is not per configuration, or none of :data:`GROUP_BY_CHOICES` (with the
+        closest vocabulary name, if any).
+    """
+    if group_by in (*KEY_COLUMNS, *ORIENTATION_COLUMNS, *features):
+        return []
+    if group_by not in known:
+        import difflib
+
+        vocabulary = conn.execute(text("SELECT name FROM property_definition")).scalars().all()
+        near = difflib.get_close_matches(group_by, [*vocabulary, "material", "method", "chemical_system"], n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise DatasetError(f"group_by {group_by!r} is unknown{hint}: give {GROUP_BY_CHOICES}")
+    scope, target_scope = known[group_by][1], known[target][1]
+    if group_by == target:
+        raise DatasetError(f"group_by {group_by!r} is the target; group by material, chemical_system or another property")
+    if scope == "surface" or (scope == "configuration" and target_scope != "configuration"):
+        raise DatasetError(f"group_by {group_by!r} is a {scope} property and cannot group {target_scope}-scope rows; "
+                           "give a bulk property, a composition descriptor or chemical_system")
+    return [group_by]
 
 
 def _fetch_stored(
@@ -247,8 +301,7 @@ def _fetch_stored(
     per_config = pd.DataFrame(conn.execute(text(CONFIGURATION_FEATURES_SQL), params).mappings().all()) \
         if kinds["configuration"] else pd.DataFrame()
     compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")),
-                                     {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all()) \
-        if kinds["composition"] else {}
+                                     {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all())
     return targets, long, per_config, compositions
 
 
@@ -266,6 +319,31 @@ def _with_composition(targets: pd.DataFrame, names: list[str], compositions: dic
         values = {mid: composition_descriptor(name, comp or {}) for mid, comp in compositions.items()}
         targets[name] = targets["material_id"].map(values).astype(float)
     return targets
+
+
+def _with_chemical_system(targets: pd.DataFrame, compositions: dict[int, dict]) -> pd.DataFrame:
+    """Target rows with ``chemical_system``: the sorted elements of each material, e.g. ``Ce-La-O-P``.
+
+    From the stored composition (pymatgen's ``Composition.chemical_system``), else from the
+    formula (:func:`matstore.composition.parse_formula`); a material whose name is no
+    formula is its own system.
+    """
+    from pymatgen.core import Composition
+
+    from matstore.composition import FormulaError, parse_formula
+
+    def system(material_id: int, formula: str) -> str:
+        composition = compositions.get(material_id)
+        if not composition:
+            try:
+                composition = parse_formula(formula).composition
+            except FormulaError:
+                return formula
+        return Composition(composition).chemical_system
+
+    pairs = targets[["material_id", "material"]].drop_duplicates("material_id")
+    systems = {mid: system(int(mid), formula) for mid, formula in pairs.itertuples(index=False)}
+    return targets.assign(chemical_system=targets["material_id"].map(systems))
 
 
 def _join_features(targets: pd.DataFrame, long: pd.DataFrame, per_config: pd.DataFrame, features: list[str],
@@ -322,8 +400,15 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
     """Feature values of one row as a training set would join them (for ``predict``).
 
     Newest unflagged value of each material-level feature of (material, method), of each
-    configuration-scope feature of the configuration ``configuration_key`` (when given),
-    and the composition descriptors of the material.  Features with no value are absent.
+    configuration-scope feature of the configuration ``configuration_key``, and the
+    composition descriptors (:data:`matstore.composition.DESCRIPTORS`) of the material.
+    Features with no value are absent.
+
+    Composition descriptors are computed as :func:`_with_composition` computes them for
+    training: from the stored composition of ``material`` when it is in the store, else from
+    the formula itself (:func:`matstore.composition.parse_formula`, the same amounts a stored
+    material would have), so a new composition such as ``La0.5Y0.5PO4`` needs no ``--set``.
+    A descriptor an element lacks the datum for (NaN) is absent.
 
     Parameters
     ----------
@@ -334,7 +419,51 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
     features
         Property names (any scope but surface).
     configuration_key
-        Key of a material configuration, for configuration-scope features.
+        Key of a configuration of (material, method), for configuration-scope features.
+
+    Returns
+    -------
+    dict of feature name to value (canonical units).
+
+    Raises
+    ------
+    DatasetError
+        ``configuration_key`` is not a configuration of (material, method), or
+        configuration-scope features are asked for without a key (the message lists the
+        closest stored keys); or a composition descriptor is asked for and ``material`` is
+        neither stored nor a chemical formula.
+    """
+    formula = _stored_formula(material)
+    with engine.connect() as conn:
+        known = _units(conn, features)
+        per_configuration = [f for f in features if known.get(f, ("", ""))[1] == "configuration"]
+        if configuration_key is not None or per_configuration:
+            _check_configuration(conn, formula, method, configuration_key, per_configuration)
+        rows = conn.execute(text(STORED_INPUTS_SQL), {"material": formula, "method": method, "names": features,
+                                                      "key": configuration_key}).all()
+        composition = conn.execute(text("SELECT composition FROM material WHERE formula = :f ORDER BY id LIMIT 1"),
+                                   {"f": formula}).scalar()
+    out = {r.name: float(r.value) for r in rows}
+    return out | _descriptor_inputs(material, composition, features)
+
+
+def _stored_formula(material: str) -> str:
+    """The reduced formula ``material`` is stored under (the text itself when it is no formula)."""
+    from matstore.composition import FormulaError, parse_formula
+
+    try:
+        return parse_formula(material).formula
+    except FormulaError:
+        return material
+
+
+def _descriptor_inputs(material: str, composition: dict | None, features: list[str]) -> dict[str, float]:
+    """Finite composition descriptors among ``features``: of the stored ``composition``, else of the formula.
+
+    Raises
+    ------
+    DatasetError
+        A descriptor is asked for and ``material`` is neither stored nor a chemical formula.
     """
     from matstore.composition import (
         DESCRIPTORS,
@@ -343,25 +472,55 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
         parse_formula,
     )
 
-    try:
-        formula = parse_formula(material).formula
-    except FormulaError:
-        formula = material
-    with engine.connect() as conn:
-        rows = conn.execute(text(STORED_INPUTS_SQL), {"material": formula, "method": method, "names": features,
-                                                      "key": configuration_key}).all()
-        composition = conn.execute(text("SELECT composition FROM material WHERE formula = :f ORDER BY id LIMIT 1"),
-                                   {"f": formula}).scalar()
-    out = {r.name: float(r.value) for r in rows}
-    for name in features:
-        if name in DESCRIPTORS and composition:
-            out[name] = composition_descriptor(name, composition)
-    return out
+    names = [f for f in features if f in DESCRIPTORS]
+    if names and not composition:
+        try:
+            composition = parse_formula(material).composition
+        except FormulaError as exc:
+            raise DatasetError(f"cannot compute {', '.join(names)} of {material!r}: {exc}") from None
+    values = {name: composition_descriptor(name, composition) for name in names}
+    return {name: value for name, value in values.items() if np.isfinite(value)}
+
+
+def _check_configuration(conn, formula: str, method: str, key: str | None,  # noqa: ANN001
+                         per_configuration: list[str]) -> None:
+    """Refuse a key that is no configuration of (formula, method), or a missing key that is needed.
+
+    The message lists up to five stored keys, the closest to ``key`` first (:mod:`difflib`).
+
+    Raises
+    ------
+    DatasetError
+        One line naming the key, material and method, and the stored keys.
+    """
+    import difflib
+
+    keys = conn.execute(text(
+        "SELECT DISTINCT mc.key FROM material_configuration mc JOIN material m ON m.id = mc.material_id "
+        "JOIN method me ON me.id = mc.method_id WHERE m.formula = :f AND me.name = :method ORDER BY mc.key"),
+        {"f": formula, "method": method}).scalars().all()
+    if key is not None and key in keys:
+        return
+    near = [k for k in keys if key.lower() in k.lower()] + difflib.get_close_matches(key, keys, n=5, cutoff=0.3) \
+        if key is not None else []
+    shown = list(dict.fromkeys([*near, *keys]))[:5]
+    listed = f"stored keys: {', '.join(shown)}{f', … ({len(keys)} in all)' if len(keys) > 5 else ''}" \
+        if keys else "none is stored"
+    where = f"for {formula} under method {method!r}"
+    if key is None:
+        raise DatasetError(f"{', '.join(per_configuration)} {'are' if len(per_configuration) > 1 else 'is'} "
+                           f"per configuration: give a configuration key (--configuration); {where} {listed}")
+    raise DatasetError(f"no configuration {key!r} {where}; {listed}")
 
 
 def snapshot_sha256(table: pd.DataFrame, query: str, params: dict) -> str:
-    """sha256 over the sorted rows (rounded to 12 significant digits), the query and its parameters."""
-    data_columns = [c for c in table.columns if c not in ("material_id", "method_id", "surface_id", "configuration_id")]
+    """sha256 over the sorted rows (rounded to 12 significant digits), the query and its parameters.
+
+    Database ids and ``chemical_system`` (a function of ``material``) are left out, so a
+    snapshot hash does not depend on them.
+    """
+    data_columns = [c for c in table.columns
+                    if c not in ("material_id", "method_id", "surface_id", "configuration_id", "chemical_system")]
     rows = table[data_columns].astype(object).where(table[data_columns].notna(), None).values.tolist()
     canonical = sorted(
         [[(float(f"{v:.12g}") if isinstance(v, float) else v) for v in row] for row in rows], key=repr

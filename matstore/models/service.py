@@ -25,8 +25,8 @@ from matstore.models.dataset import (
 )
 from matstore.models.spec import FitSpec
 from matstore.models.versioning import VersionOutcome, load_spec, resolve, store_version
-from matstore.orientation import from_miller
-from matstore.schema import EquationModel, EquationVersion
+from matstore.orientation import Orientation, from_angles, from_miller, from_normal
+from matstore.schema import EquationModel, EquationVersion, PropertyDefinition
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +134,43 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
 def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str | None:
     """Column whose values the CV folds hold out together, or ``None`` for shuffled KFold.
 
-    ``spec.group_by`` names a column of the training table (``material``, ``method``, or one
-    added by the training-set builder, e.g. ``cv_group``).  With the default ``material``,
-    surface and configuration targets and factorised fits are grouped, since they have many
-    rows per material and the honest score is that of an unseen material; a bulk target has
-    one row per material and potential, and is scored by shuffled folds, as before.  A table
-    of one material falls back to shuffled folds.
+    ``spec.group_by`` names a column of the training table (``material``, ``method``,
+    ``chemical_system``, a key, feature or orientation column, or a stored property fetched
+    for grouping only; :func:`matstore.models.dataset.build_training_set`).  Any value but
+    the default ``material`` is used as asked.  With ``material``:
+
+    - surface and configuration targets and factorised fits are grouped by material (many
+      rows per material; the honest score is that of an unseen material);
+    - a bulk target whose table has several compositions of one chemical system (a solid
+      solution series such as La1-xCexPO4) is grouped by ``chemical_system``: shuffled folds
+      would train on x = 0.25 and 0.75 and test on 0.5 of the same series, an optimistic
+      score for a scientist predicting an unseen system (docs/models.md, "Groups");
+    - other bulk targets (one composition per system, e.g. elemental metals computed with
+      several potentials) keep shuffled KFold, as before.
+
+    A table of one group falls back to shuffled folds.  The report's ``cv_scheme`` names
+    the grouping used (``... by chemical_system``) or the shuffled KFold.
+
+    Raises
+    ------
+    ValueError
+        ``spec.group_by`` is not a column of ``table`` (one line listing the accepted ones).
     """
+    from matstore.models.dataset import GROUP_BY_CHOICES
+
     column = next((c for c in ("cv_group", spec.group_by) if c in table.columns), None)
     if column is None:
-        raise ValueError(f"--group-by {spec.group_by!r}: the training table has no such column "
-                         f"(columns: {', '.join(map(str, table.columns))})")
-    grouped = (spec.group_by != "material" or training.target_scope in ("surface", "configuration")
-               or spec.factorize)
-    return column if grouped and table[column].nunique() > 1 else None
+        raise ValueError(f"--group-by {spec.group_by!r} is not a column of the training table; give {GROUP_BY_CHOICES}")
+    if column == "material" and not (training.target_scope in ("surface", "configuration") or spec.factorize):
+        column = "chemical_system" if _several_per_system(table) else None
+    return column if column is not None and table[column].nunique() > 1 else None
+
+
+def _several_per_system(table: pd.DataFrame) -> bool:
+    """Whether some chemical system holds more than one composition (material) of the table."""
+    if "chemical_system" not in table.columns or table["chemical_system"].nunique() < 2:
+        return False
+    return bool(table.groupby("chemical_system")["material"].nunique().max() > 1)
 
 
 def _domain(table: pd.DataFrame, features: list[str]) -> dict[str, dict[str, float]]:
@@ -213,6 +236,9 @@ class Prediction:
         Its confidence level (e.g. 0.9).
     relative_width : float or None
         The relative half-width ``q`` (a fraction) when the interval is relative, else None.
+    orientation : matstore.orientation.Orientation or None
+        The surface orientation predicted at, reduced to the standard triangle; None for a
+        prediction that does not depend on one.
     """
 
     value: float
@@ -225,6 +251,7 @@ class Prediction:
     upper: float | None = None
     level: float | None = None
     relative_width: float | None = None
+    orientation: Orientation | None = None
 
 
 #: Features that are positive for every mechanically stable crystal (a > 0; Born stability of
@@ -241,9 +268,10 @@ class PredictionInputError(ValueError):
 def check_inputs(version: EquationVersion, frame: pd.DataFrame) -> None:
     """Refuse non-finite inputs, and values of a sign the training data never had.
 
-    A feature in :data:`POSITIVE_FEATURES`, or whose training values were all positive
-    (``version.report['domain']``), must be > 0; one whose training values were all
-    negative, < 0.
+    Only the features the equation uses (:func:`equation_inputs`) are checked: an input it
+    ignores cannot make its value unphysical.  A feature in :data:`POSITIVE_FEATURES`, or
+    whose training values were all positive (``version.report['domain']``), must be > 0; one
+    whose training values were all negative, < 0.
 
     Raises
     ------
@@ -251,7 +279,7 @@ def check_inputs(version: EquationVersion, frame: pd.DataFrame) -> None:
         Naming the row, the feature, the value and the allowed range (one line).
     """
     domain = (version.report or {}).get("domain", {})
-    for name in [f["name"] for f in version.features]:
+    for name in equation_inputs(version):
         if name not in frame.columns:
             continue
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
@@ -276,44 +304,119 @@ def predict(
     material: str,
     method: str,
     miller: tuple[int, int, int] | None = None,
+    normal: tuple[float, float, float] | None = None,
+    angles: tuple[float, float] | None = None,
     configuration: str | None = None,
     overrides: dict[str, float] | None = None,
 ) -> Prediction:
     """Evaluate a stored equation (from its SymPy form) for a material/method (and surface).
 
-    Feature values are read from the store as a training set joins them
-    (:func:`matstore.models.dataset.stored_inputs`): the newest unflagged value of each bulk
-    property of ``material`` computed with ``method``, the composition descriptors of the
-    material, and, for per-configuration models, the values of the configuration with key
-    ``configuration``; ``overrides`` replace or supply them.
+    Only the features the equation uses (:func:`equation_inputs`) are needed: each is taken
+    from ``overrides`` when given there, else read from the store as a training set joins it
+    (:func:`matstore.models.dataset.stored_inputs`): the newest unflagged bulk value of
+    ``material`` computed with ``method``, the configuration ``configuration``'s value for
+    per-configuration features, and composition descriptors from the material's stored
+    composition or, for a material not in the store, from its formula.  An orientation-dependent
+    equation needs exactly one of ``miller``, ``normal`` (any length and octant) or ``angles``
+    (θ, φ in degrees in the standard triangle, :func:`matstore.orientation.from_angles`).
 
     Raises
     ------
     matstore.models.versioning.ModelNotFoundError
         If ``ref`` names no version.
     PredictionInputError
-        A feature value is not finite or out of range, or the equation is undefined there.
+        A used feature's value is not finite or out of range, or the equation is undefined there.
+    matstore.orientation.OrientationError
+        The normal is zero or the angles lie outside the standard triangle.
+    matstore.models.dataset.DatasetError
+        ``configuration`` is no configuration of (material, method), or one is needed and missing.
     ValueError
-        If a feature value is missing or the equation needs an orientation and none is given.
+        An override names no input of the equation, a used feature has no value, or the
+        orientation is missing, given twice, or given to a model that does not depend on it.
     """
     with Session(engine) as session:
         version = resolve(session, ref)
-        model_name = session.get(EquationModel, version.model_id).name
-    features = [f["name"] for f in version.features]
-    inputs = stored_inputs(engine, material=material, method=method, features=features,
-                           configuration_key=configuration)
-    inputs.update(overrides or {})
-    missing = [f for f in features if f not in inputs]
+        model = session.get(EquationModel, version.model_id)
+        target_scope = session.execute(select(PropertyDefinition.scope)
+                                       .where(PropertyDefinition.name == model.target)).scalar()
+    label = f"{model.name}:{version.version}"
+    needed = equation_inputs(version)
+    overrides = dict(overrides or {})
+    _check_overrides(label, needed, overrides)
+    orientation = _orientation(label, version, target_scope, miller=miller, normal=normal, angles=angles)
+    inputs = stored_inputs(engine, material=material, method=method, configuration_key=configuration,
+                           features=[f for f in needed if f not in overrides]) | overrides
+    missing = [f for f in needed if f not in inputs]
     if missing:
-        raise ValueError(f"no stored {', '.join(missing)} for {material} with method {method!r}; give them with --set NAME=VALUE")
+        raise ValueError(f"no stored {', '.join(missing)} for {material} with method {method!r} "
+                         f"(needed by {label}); give them with --set NAME=VALUE")
     row = dict(inputs)
-    if miller is not None:
-        o = from_miller(*miller)
-        row.update(zip(ORIENTATION_COLUMNS, [*o.miller, *o.normal, o.theta_deg, o.phi_deg], strict=True))
+    if orientation is not None:
+        row.update(zip(ORIENTATION_COLUMNS, [*(orientation.miller or (np.nan,) * 3), *orientation.normal,
+                                              orientation.theta_deg, orientation.phi_deg], strict=True))
     out = _predict_rows(version, pd.DataFrame([row])).iloc[0]
-    return Prediction(float(out["value"]), version.residual_std, version.target_unit, model_name, version.version,
+    return Prediction(float(out["value"]), version.residual_std, version.target_unit, model.name, version.version,
                       inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level,
-                      _finite(version.interval_relative_half_width))
+                      _finite(version.interval_relative_half_width), orientation)
+
+
+def equation_inputs(version: EquationVersion) -> list[str]:
+    """The features of ``version`` that its equation uses, in the fit spec's order.
+
+    A fit spec may list features the selected equation does not use (e.g. c11, c12, c44 beside
+    4.49·E_c·(1.16 n_x + 0.57 n_y)/a²); ``predict`` needs and range-checks only these.
+    """
+    from matstore.models.expressions import parse_srepr
+
+    used = {str(s) for s in parse_srepr(version.equation_srepr).free_symbols}
+    return [f["name"] for f in version.features if f["name"] in used]
+
+
+def _uses_orientation(version: EquationVersion) -> bool:
+    """Whether the equation has an orientation descriptor (normal_x … phi_deg) among its symbols."""
+    from matstore.models.expressions import parse_srepr
+
+    return bool({str(s) for s in parse_srepr(version.equation_srepr).free_symbols} & set(ORIENTATION_COLUMNS))
+
+
+def _check_overrides(label: str, needed: list[str], overrides: dict[str, float]) -> None:
+    """Refuse an override that is not an input of the equation (one line, with the accepted names)."""
+    unknown = next((name for name in overrides if name not in needed), None)
+    if unknown is None:
+        return
+    hint = "; give the orientation with --hkl, --normal or --angles" if unknown in ORIENTATION_COLUMNS else ""
+    raise ValueError(f"--set {unknown}: not an input of {label}'s equation (accepted: {', '.join(needed) or 'none'}){hint}")
+
+
+def _orientation(label: str, version: EquationVersion, target_scope: str | None, *,
+                 miller: tuple[int, int, int] | None, normal: tuple[float, float, float] | None,
+                 angles: tuple[float, float] | None) -> Orientation | None:
+    """The one orientation given, reduced to the standard triangle, or None for a bulk prediction.
+
+    Raises
+    ------
+    ValueError
+        More than one of ``miller``, ``normal``, ``angles``; none for an equation that depends on
+        the orientation; one for a model of a target that is not a surface property and whose
+        equation does not depend on it.
+    matstore.orientation.OrientationError
+        A zero or non-finite normal, angles outside the standard triangle.
+    """
+    given = {flag: value for flag, value in (("--hkl", miller), ("--normal", normal), ("--angles", angles))
+             if value is not None}
+    if len(given) > 1:
+        raise ValueError(f"give one orientation, not {' and '.join(given)}")
+    uses = _uses_orientation(version)
+    if not given:
+        if uses:
+            raise ValueError(f"model {label} predicts a surface property: give --hkl, --normal or --angles")
+        return None
+    if not uses and target_scope != "surface":
+        raise ValueError(f"model {label} predicts a {target_scope or 'non-surface'} property that does not depend "
+                         f"on orientation: {next(iter(given))} does not apply")
+    if miller is not None:
+        return from_miller(*miller)
+    return from_normal(list(normal)) if normal is not None else from_angles(*angles)
 
 
 def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame:
@@ -356,8 +459,8 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
     engine : SQLAlchemy engine of the store
     ref : ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``
     frame : DataFrame, shape (n, ...)
-        Columns named as the equation's features (canonical units, see
-        ``equation_version.features``) and, for orientation-dependent equations, the surface's
+        Columns named as the features the equation uses (canonical units, see
+        :func:`equation_inputs` and ``equation_version.features``) and, for orientation-dependent equations, the surface's
         Miller indices (``miller_h/k/l``), normal (``normal_x/y/z``) or angles
         (``theta_deg``, ``phi_deg``).
 
@@ -375,11 +478,18 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
     matstore.models.versioning.ModelNotFoundError
         If ``ref`` names no version.
     KeyError
-        If a column the equation needs is missing.
+        If a feature column the equation uses is missing (others may be absent).
+    ValueError
+        If the equation depends on the orientation and ``frame`` has no orientation columns.
     PredictionInputError
         If a row has a non-finite or out-of-range input (the message names the row).
     """
     with Session(engine) as session:
         version = resolve(session, ref)
+    orientation_columns = ({"miller_h", "miller_k", "miller_l"}, {"normal_x", "normal_y", "normal_z"},
+                           {"theta_deg", "phi_deg"})
+    if _uses_orientation(version) and not any(c <= set(frame.columns) for c in orientation_columns):
+        raise ValueError(f"{ref} predicts a surface property: give columns miller_h, miller_k, miller_l, "
+                         "or normal_x, normal_y, normal_z, or theta_deg, phi_deg")
     out = _predict_rows(version, frame)
     return out.assign(level=version.interval_level, uncertainty=version.residual_std, unit=version.target_unit)
