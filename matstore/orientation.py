@@ -101,26 +101,36 @@ def from_miller(h: int, k: int, l: int) -> Orientation:  # noqa: E741 - crystall
     return Orientation(tuple(float(c) for c in normal), theta, phi, miller)  # type: ignore[arg-type]
 
 
-def from_normal(normal: np.ndarray | list[float], *, max_miller: int = 12, tol: float = 1e-6) -> Orientation:
+def from_normal(normal: np.ndarray | list[float], *, max_miller: int = 12, tol: float = 1e-6,
+                tol_deg: float | None = None) -> Orientation:
     """Orientation of a surface given by its normal vector (any length, any octant).
 
     The Miller index is set when some integer vector with entries up to ``max_miller`` is
-    parallel to the normal within ``tol`` (in the unit-vector components).
+    parallel to the normal within ``tol`` (in the unit-vector components), or, when
+    ``tol_deg`` is given, within that angle in degrees (then ``tol`` is not used); the
+    lowest such index wins (see :func:`from_normals`).
 
     Raises
     ------
     OrientationError
         If the normal is zero or not finite.
     """
-    return from_normals(np.asarray(normal, dtype=float).reshape(1, 3), max_miller=max_miller, tol=tol)[0]
+    return from_normals(np.asarray(normal, dtype=float).reshape(1, 3), max_miller=max_miller, tol=tol,
+                        tol_deg=tol_deg)[0]
 
 
-def from_normals(normals: np.ndarray, *, max_miller: int = 12, tol: float = 1e-6) -> list[Orientation]:
+def from_normals(normals: np.ndarray, *, max_miller: int = 12, tol: float = 1e-6,
+                 tol_deg: float | None = None) -> list[Orientation]:
     """Orientations of many surface normals at once; :func:`from_normal` of each row.
 
     Parameters
     ----------
     normals : (n, 3) float array, any length and octant per row
+    max_miller : largest Miller index searched
+    tol : largest difference of the unit-vector components for a normal to be given a Miller index
+    tol_deg : if given, the largest angle (degrees) between the normal and the plane normal
+        instead of ``tol``; a normal is then snapped to the lowest-index plane within it
+        (lowest largest index, e.g. (1,1,1) before (12,12,11)) and stored as that plane.
 
     Returns
     -------
@@ -140,7 +150,7 @@ def from_normals(normals: np.ndarray, *, max_miller: int = 12, tol: float = 1e-6
         where = f" (row {i})" if len(vec) > 1 else ""
         raise OrientationError(f"surface normal must be a finite non-zero vector, got {vec[i].tolist()}{where}")
     rep = np.sort(np.abs(vec / norm[:, None]), axis=1)[:, ::-1]
-    millers = _rational_millers(rep, max_miller=max_miller, tol=tol)
+    millers = _rational_millers(rep, max_miller=max_miller, tol=tol, tol_deg=tol_deg)
     out = []
     for r, m in zip(rep, millers, strict=True):
         if m[0] > 0:
@@ -151,8 +161,11 @@ def from_normals(normals: np.ndarray, *, max_miller: int = 12, tol: float = 1e-6
     return out
 
 
-def from_angles(theta_deg: float, phi_deg: float, *, max_miller: int = 12, tol: float = 1e-6) -> Orientation:
+def from_angles(theta_deg: float, phi_deg: float, *, max_miller: int = 12, tol: float = 1e-6,
+                tol_deg: float | None = None) -> Orientation:
     """Orientation from stereographic-triangle angles (θ from [100], φ about [100]).
+
+    ``max_miller``, ``tol`` and ``tol_deg`` as in :func:`from_normal`.
 
     Raises
     ------
@@ -170,24 +183,28 @@ def from_angles(theta_deg: float, phi_deg: float, *, max_miller: int = 12, tol: 
         raise OrientationError(
             f"angles θ={theta_deg}°, φ={phi_deg}° lie outside the standard triangle [100]-[110]-[111]"
         )
-    return from_normal(normal, max_miller=max_miller, tol=tol)
+    return from_normal(normal, max_miller=max_miller, tol=tol, tol_deg=tol_deg)
 
 
-def _rational_millers(rep: np.ndarray, *, max_miller: int, tol: float) -> np.ndarray:
+def _rational_millers(rep: np.ndarray, *, max_miller: int, tol: float, tol_deg: float | None = None) -> np.ndarray:
     """(n, 3) int: the smallest integer vector parallel to each row of ``rep`` within ``tol``
     (largest entry up to ``max_miller``), or zeros where there is none.
 
     Each row is scaled so its largest component is n = 1 … ``max_miller`` and rounded; the
-    first n whose rounded unit vector matches the row wins.
+    first n whose rounded unit vector matches the row wins.  With ``tol_deg`` the match is an
+    angle below ``tol_deg`` degrees (chord |u − rep| < 2 sin(tol_deg/2)) instead of every
+    component within ``tol``.
     """
     found = np.zeros(rep.shape, dtype=np.int64)
     done = np.zeros(len(rep), dtype=bool)
+    chord = None if tol_deg is None else 2.0 * math.sin(math.radians(tol_deg) / 2.0)
     for n in range(1, max_miller + 1):
         rounded = np.rint(rep / rep[:, :1] * n)
         length = np.linalg.norm(rounded, axis=1)
         ok = ~done & (rounded >= 0).all(axis=1) & (length > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ok &= np.max(np.abs(rounded / length[:, None] - rep), axis=1) < tol
+            diff = rounded / length[:, None] - rep
+            ok &= (np.max(np.abs(diff), axis=1) < tol) if chord is None else (np.linalg.norm(diff, axis=1) < chord)
         found[ok] = rounded[ok].astype(np.int64)
         done |= ok
     return found

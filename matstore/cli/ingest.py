@@ -92,6 +92,11 @@ def _print_table_reports(reports: list[Any], title: str) -> None:
             console.print(_issues_table(f"skipped values of {Path(r.path).name} (not stored)", r.skipped))
         if r.dropped_rows:
             console.print(_dropped_table(f"dropped rows of {Path(r.path).name} (no value stored)", r.dropped_rows))
+        for note in r.notes:
+            console.print(f"note ({Path(r.path).name}): {note}", markup=False)
+        for old in r.superseded:
+            console.print(f"superseded source {old['source_id']}: its {old['values_flagged']} values stay stored, flagged "
+                          f"'superseded by source {r.source_id} (job run {r.job_run_id})'", markup=False)
         if r.report_file:
             console.print(f"complete report of {Path(r.path).name}: {r.report_file}")
 
@@ -110,17 +115,20 @@ def table(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Property table (CSV or whitespace text).")],
     mapping: Annotated[Path, typer.Option("--mapping", "-m", exists=True, dir_okay=False, help="Mapping YAML (columns → property definitions, units; see docs/ingest.md).")],
     report_file: Annotated[Path | None, typer.Option("--report", help="Also write the complete report (every flagged, skipped value and dropped row) as JSON here.")] = None,
+    supersede: Annotated[list[int] | None, typer.Option("--supersede", metavar="SOURCE_ID", help="A stored source this table replaces (repeatable): its values stay stored, flagged as superseded, and fits use this table's.")] = None,
 ) -> None:
     """Store a property table mapped column by column to property definitions.
 
     Mapping format with worked examples (derived columns, per-configuration keys, spherical angles, repeated per-material columns): docs/ingest.md.
 
     Property names: `matstore vocab list`; new ones: `matstore vocab add`.
+
+    The same file under another mapping, or a value that conflicts with one stored from another source for the same material, method and property, is refused; `--supersede SOURCE_ID` replaces that source (docs/ingest.md, "Re-ingesting and conflicts").
     """
     from matstore.ingest.table import ingest_table
 
     with cli_errors():
-        report = ingest_table(file, mapping, engine=engine(), report_path=report_file)
+        report = ingest_table(file, mapping, engine=engine(), report_path=report_file, supersede=supersede or ())
     _print_table_reports([report], "ingest table")
 
 

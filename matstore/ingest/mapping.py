@@ -25,6 +25,8 @@ and the key path.
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
@@ -127,28 +129,42 @@ class DerivedSpec(_Model):
 class OrientationSpec(_Model):
     """Per-row orientation columns of a surface value (exactly one kind).
 
-    ``angle_columns`` are read with ``convention``: ``triangle`` (default; θ from [100] and φ
-    about [100] in the standard stereographic triangle, :func:`matstore.orientation.from_angles`)
-    or ``spherical`` (the normal's polar angle θ from [001] and azimuth φ from [100]:
-    n = (sin θ cos φ, sin θ sin φ, cos θ)).  Angles are in ``angle_unit`` (deg or rad).
+    ``miller_column`` holds the whole index in one cell (``111``, ``(1 1 0)``, ``1̄10``);
+    ``miller_columns`` names three columns h, k, l.  ``angle_columns`` are read with
+    ``convention``: ``triangle`` (default; θ from [100] and φ about [100] in the standard
+    stereographic triangle, :func:`matstore.orientation.from_angles`) or ``spherical`` (the
+    normal's polar angle θ from [001] and azimuth φ from [100]: n = (sin θ cos φ, sin θ sin φ,
+    cos θ)).  Angles are in ``angle_unit`` (deg or rad).  ``miller_tolerance_deg`` (normals and
+    angles only; 0 < tol ≤ 5°) stores a normal within that angle of a Miller plane as the
+    lowest-index such plane; by default only exact (1e-6) matches are.
     """
 
     miller_column: str | None = None
+    miller_columns: tuple[str, str, str] | None = None
     normal_columns: tuple[str, str, str] | None = None
     angle_columns: tuple[str, str] | None = None
     convention: Literal["triangle", "spherical"] = "triangle"
     angle_unit: Literal["deg", "rad"] = "deg"
+    miller_tolerance_deg: float | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> OrientationSpec:
-        given = [self.miller_column, self.normal_columns, self.angle_columns]
+        given = [self.miller_column, self.miller_columns, self.normal_columns, self.angle_columns]
         if sum(g is not None for g in given) != 1:
-            raise ValueError("give exactly one of miller_column, normal_columns (3 names), angle_columns (2 names)")
+            raise ValueError("give exactly one of miller_column, miller_columns (3 names), normal_columns (3 names), "
+                             "angle_columns (2 names)")
+        tol = self.miller_tolerance_deg
+        if tol is not None and not 0 < tol <= 5:
+            raise ValueError(f"miller_tolerance_deg must be > 0 and <= 5 (degrees), got {tol}")
+        if tol is not None and (self.miller_column or self.miller_columns):
+            raise ValueError("miller_tolerance_deg applies to normal_columns and angle_columns, not to Miller indices")
         return self
 
     def columns(self) -> tuple[str, ...]:
         """Table columns this orientation reads."""
-        return (self.miller_column,) if self.miller_column else (self.normal_columns or self.angle_columns or ())
+        if self.miller_column:
+            return (self.miller_column,)
+        return self.miller_columns or self.normal_columns or self.angle_columns or ()
 
 
 class TargetSpec(_Model):
@@ -353,16 +369,48 @@ def _check_size(node: yaml.Node | None, path: Path) -> None:
 
 
 def _validation_error(exc: ValidationError, path: str | Path | None) -> MappingError:
-    first = exc.errors()[0]
+    """One :class:`MappingError` for pydantic's errors: an unknown key first (a misspelt key
+    also makes the key it meant "missing"), with the nearest allowed key as a hint."""
+    errors = exc.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-after", "TargetSpec", "list["))]
     dotted = ".".join(loc) or "mapping"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "missing":
-        message = "required key missing"
+        close = difflib.get_close_matches(loc[-1], _allowed_keys(loc[:-1]), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        message = f"unknown key {loc[-1]!r}{hint}"
+        dotted = ".".join(loc[:-1])
+        text = f"{dotted}: {message}" if dotted else message
+    else:
+        message = "required key missing" if first["type"] == "missing" else message
+        text = f"{dotted}: {message}"
     column = loc[1] if len(loc) > 1 and loc[0] in ("columns", "derived") else None
-    return MappingError(f"{dotted}: {message}", path=path, line=_line_of(path, loc), column=column)
+    return MappingError(text, path=path, line=_line_of(path, loc), column=column)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside a type annotation (``X | None``, ``list[X]``, ``dict[str, X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _allowed_keys(parent: list[str]) -> list[str]:
+    """The keys allowed at ``parent`` (a key path of :class:`MappingSpec`; list indices and
+    column names are stepped over), for an unknown key's hint."""
+    models: list[type[BaseModel]] = [MappingSpec]
+    keyed = False  # the next part is a dict key (a column name), not a field
+    for part in parent:
+        if keyed or part.isdigit():
+            keyed = False
+            continue
+        field_info = next((m.model_fields[part] for m in models if part in m.model_fields), None)
+        if field_info is None:
+            return []
+        models = _models_in(field_info.annotation)
+        keyed = typing.get_origin(field_info.annotation) is dict
+    return sorted({name for m in models for name in m.model_fields})
 
 
 def _line_of(path: str | Path | None, loc: list[str]) -> int | None:

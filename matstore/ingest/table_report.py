@@ -28,7 +28,10 @@ class TableReport:
         column, definition, value and reason; dropped_rows: rows of which no value was stored,
         with the reasons (blank, skipped values)
     materials, methods, configurations: distinct materials, methods and configurations
+    notes: advice on what was stored, one line each (e.g. rounded angles stored as irrational
+        orientations next to a low-index plane, and the mapping option that snaps them)
     report_file: where :meth:`write` put the complete report, if asked
+    superseded: sources this table replaced, ``{"source_id", "values_flagged"}`` each
     """
 
     path: str
@@ -52,7 +55,9 @@ class TableReport:
     flagged: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     dropped_rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     report_file: str | None = None
+    superseded: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def inserted(self) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from matstore.orientation import (
     from_angles,
     from_miller,
     from_normal,
+    from_normals,
 )
 from matstore.schema.provenance import METHOD_KINDS
 
@@ -86,6 +88,8 @@ class _RowContext:
     new: int = 0
     repeats: list[tuple[Value, Value]] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
+    oriented: set[str] = field(default_factory=set)  # columns with a per-row orientation found by a target
+    unoriented: list[ColumnEntry] = field(default_factory=list)  # targets with a value but blank orientation cells
 
 
 def issue(v: Value, reason: str) -> dict[str, Any]:
@@ -123,6 +127,7 @@ class _Validator:
             ctx = self.row_context(r, line, cells)
             for entry in self.mapping.entries:
                 self.cell(ctx, entry)
+            self.check_oriented(ctx)
             self.finish_row(ctx)
         if self.errors:
             v, reason = self.errors[0]
@@ -167,29 +172,53 @@ class _Validator:
             raise ParseError(f"unparsable number {text[:40]!r}", **self.where(ctx, column)) from None
 
     def orientation(self, ctx: _RowContext, spec: OrientationSpec) -> Orientation | None:
+        """The row's orientation from ``spec``'s columns; ``None`` when one of them is blank."""
         if spec.miller_column:
             text = ctx.cells[self.index[spec.miller_column]]
             return parse_miller(text, **self.where(ctx, spec.miller_column)) if text.strip() else None
+        if spec.miller_columns:
+            return self.miller_from_columns(ctx, spec.miller_columns)
         columns = spec.normal_columns or spec.angle_columns or ()
         comps = [self.number(ctx, c) for c in columns]
         if any(c is None for c in comps):
             return None
+        tol_deg = spec.miller_tolerance_deg
         try:
             if spec.normal_columns:
-                return from_normal(comps)  # type: ignore[arg-type]
+                return from_normal(comps, tol_deg=tol_deg)  # type: ignore[arg-type]
             if spec.convention == "spherical":
-                return from_normal(spherical_normal(*comps, unit=spec.angle_unit))  # type: ignore[arg-type]
+                return from_normal(spherical_normal(*comps, unit=spec.angle_unit), tol_deg=tol_deg)  # type: ignore[arg-type]
             theta, phi = (math.degrees(a) for a in comps) if spec.angle_unit == "rad" else comps  # type: ignore[misc]
-            return from_angles(theta, phi)  # type: ignore[arg-type]
+            return from_angles(theta, phi, tol_deg=tol_deg)  # type: ignore[arg-type]
         except OrientationError as exc:
             raise ParseError(f"invalid orientation: {exc}", **self.where(ctx, columns[0])) from None
+
+    def miller_from_columns(self, ctx: _RowContext, columns: tuple[str, str, str]) -> Orientation | None:
+        """(h k l) from three columns (``miller_columns``); ``None`` when one is blank."""
+        texts = [ctx.cells[self.index[c]].strip() for c in columns]
+        if not all(texts):
+            return None
+        ints = []
+        for column, text in zip(columns, texts, strict=True):
+            try:
+                ints.append(miller_integer(text))
+            except ValueError as exc:
+                raise ParseError(f"not a Miller index: {exc}", **self.where(ctx, column)) from None
+        try:
+            return from_miller(*ints)
+        except OrientationError as exc:
+            raise ParseError(f"not a Miller index: {exc}", **self.where(ctx, columns[0])) from None
 
     def cell(self, ctx: _RowContext, entry: ColumnEntry) -> None:
         number = self.number(ctx, entry.column)
         orientation = entry.orientation
         if number is not None and entry.orientation_columns is not None:
             orientation = self.orientation(ctx, entry.orientation_columns)
-        if number is None or (entry.scope == "surface" and orientation is None):
+            if orientation is None:
+                ctx.unoriented.append(entry)
+                return
+            ctx.oriented.add(entry.column)
+        if number is None:
             self.report.missing += 1
             ctx.issues.append(f"{entry.column}: blank")
             return
@@ -209,6 +238,28 @@ class _Validator:
         ctx.new += 1
         self.report.values += 1
         self.check(ctx, value)
+
+    def check_oriented(self, ctx: _RowContext) -> None:
+        """Refuse a surface value that no target of its column could orient in this row.
+
+        A column may have several targets, each reading the rows where its orientation
+        columns are filled (long tables mixing Miller indices, normals and angles); a value
+        none of them can place is an error, never dropped silently.
+
+        Raises
+        ------
+        ParseError
+            Naming the row, line, the first blank orientation column, and all of them.
+        """
+        missing = [e for e in ctx.unoriented if e.column not in ctx.oriented]
+        if not missing:
+            return
+        column = missing[0].column
+        blanks = [", ".join(c for c in e.orientation_columns.columns() if not ctx.cells[self.index[c]].strip())  # type: ignore[union-attr]
+                  for e in missing if e.column == column]
+        raw = ctx.cells[self.index[column]].strip()
+        raise ParseError(f"{column} has a value ({raw}) but its orientation ({'; or '.join(blanks)}) is blank",
+                         **self.where(ctx, blanks[0].split(", ")[0]))
 
     def check(self, ctx: _RowContext, value: Value) -> None:
         entry = value.entry
@@ -403,25 +454,105 @@ def spherical_normal(theta: float, phi: float, *, unit: str = "deg") -> tuple[fl
     return (math.sin(t) * math.cos(p), math.sin(t) * math.sin(p), math.cos(t))
 
 
+#: A digit followed by a combining macron (U+0304) or overline (U+0305): the overbar of a negative index.
+_OVERBAR = re.compile("([0-9])[\u0304\u0305]")
+MILLER_FORMS = "111, (1 1 0), [2,1,0], 1;-1;0 or 1̄10"
+
+
+def miller_integer(text: str) -> int:
+    """One Miller index from its text: ``1``, ``-1``, ``−1`` (U+2212), ``1̄`` (overbar) or an integral float ``1.0``.
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason, if the text is not an integer.
+    """
+    value = _OVERBAR.sub(r"-\1", text.strip()).replace("\u2212", "-")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not an integer") from None
+    if not number.is_integer():
+        raise ValueError(f"{text.strip()!r} is not an integer")
+    return int(number)
+
+
+def miller_indices(text: str) -> tuple[int, int, int]:
+    """(h, k, l) of a Miller-index cell, not reduced.
+
+    Accepted: ``111``, ``-110``, ``(1 1 0)``, ``[2,1,0]``, ``1;-1;0``, overbars ``1̄10`` (a
+    combining macron U+0304 or overline U+0305 after the digit: −1), the minus sign U+2212,
+    and one integral number such as ``111.0`` or ``11.0`` (a derived h*100+k*10+l with
+    0 ≤ h, k, l ≤ 9), read as its three digits (``011``).
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason naming the accepted forms.
+    """
+    value = _OVERBAR.sub(r"-\1", text.strip()).replace("\u2212", "-").strip("()[]{}").strip()
+    if re.fullmatch(r"[0-9]+\.0*", value):
+        digits = value.split(".")[0].lstrip("0") or "0"
+        if len(digits) > 3:
+            raise ValueError(f"one number is read as three digits h k l, and {text.strip()!r} has {len(digits)}; "
+                             f"give {MILLER_FORMS}")
+        value = digits.zfill(3)
+    if re.fullmatch(r"(-?[0-9]){3}", value):
+        return tuple(int(x) for x in re.findall(r"-?[0-9]", value))  # type: ignore[return-value]
+    parts = [x for x in re.split(r"[\s,;]+", value) if x]
+    if len(parts) != 3:
+        raise ValueError(f"{text.strip()!r} is not three indices; give {MILLER_FORMS}")
+    return tuple(miller_integer(x) for x in parts)  # type: ignore[return-value]
+
+
 def parse_miller(text: str, *, path: Path, row: int, line: int, column: str) -> Orientation:
-    """Orientation of a Miller-index cell: ``111``, ``(1 1 0)``, ``[2,1,0]``, ``1;-1;0``.
+    """Orientation of a Miller-index cell (the forms of :func:`miller_indices`).
 
     Raises
     ------
     ParseError
-        If the cell is not three integers, or (0,0,0).
+        If the cell is not three integers, or (0,0,0); one line naming file, row, line and column.
     """
-    import re
-
-    value = text.strip().strip("()[]{}")
     try:
-        ints = [int(x) for x in re.findall(r"-?\d", value)] if re.fullmatch(r"(-?\d){3}", value) \
-            else [int(x) for x in re.split(r"[\s,;]+", value) if x]
-        if len(ints) != 3:
-            raise ValueError
-        return from_miller(*ints)
+        return from_miller(*miller_indices(text))
     except (ValueError, OrientationError) as exc:
-        raise ParseError(f"not a Miller index: {text.strip()!r} {exc}".rstrip(), path=path, row=row, line=line, column=column) from None
+        raise ParseError(f"not a Miller index: {exc}", path=path, row=row, line=line, column=column) from None
+
+
+def near_miller_notes(values: list[Value], *, max_index: int = 3, within_deg: float = 0.1) -> list[str]:
+    """Notes on stored irrational orientations that lie within ``within_deg`` of a plane with indices ≤ ``max_index``.
+
+    Published angles and normals are often rounded (θ = 54.7° for (1,1,1)); such a value is
+    stored as an irrational orientation, apart from the exact plane, unless the mapping sets
+    ``orientation.miller_tolerance_deg``.  One note per plane, most orientations first, e.g.
+    "24 values at 12 orientations within 0.036° of (1,1,1) were not stored as (1,1,1); set ...".
+    """
+    irrational: dict[str, tuple[Orientation, int]] = {}  # key → (orientation, values stored at it)
+    for v in values:
+        if v.orientation is not None and v.orientation.miller is None:
+            o, n = irrational.get(v.orientation.key, (v.orientation, 0))
+            irrational[v.orientation.key] = (o, n + 1)
+    if not irrational:
+        return []
+    normals = np.array([o.normal for o, _ in irrational.values()])
+    near = from_normals(normals, max_miller=max_index, tol_deg=within_deg)
+    found: dict[tuple[int, int, int], list[tuple[float, int]]] = {}  # plane → (angle °, values) per orientation
+    for normal, (_, count), plane in zip(normals, irrational.values(), near, strict=True):
+        if plane.miller is not None:
+            chord = float(np.linalg.norm(normal - np.asarray(plane.normal)))
+            found.setdefault(plane.miller, []).append((math.degrees(2 * math.asin(min(1.0, chord / 2))), count))
+    notes = []
+    for miller, near_it in sorted(found.items(), key=lambda item: (-len(item[1]), item[0])):
+        label = "(" + ",".join(str(i) for i in miller) + ")"
+        n_values = sum(c for _, c in near_it)
+        notes.append(f"{_plural(n_values, 'value')} at {_plural(len(near_it), 'orientation')} within "
+                     f"{max(a for a, _ in near_it):.2g}° of {label} were not stored as {label}; "
+                     f"set orientation.miller_tolerance_deg: {within_deg:g} in the mapping to snap them")
+    return notes
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def parse_values(path: str | Path, mapping: Mapping, table: Table, report: TableReport) -> list[Value]:
@@ -445,6 +576,8 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
     report.materials = len({(v.formula, v.prototype) for v in firsts})
     report.methods = len({v.method for v in firsts})
     report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in firsts if v.key is not None})
+    if any(e.scope == "surface" for e in mapping.entries):
+        report.notes.extend(near_miller_notes(values))
     return values
 
 
@@ -458,4 +591,5 @@ def row_firsts(values: list[Value]) -> list[Value]:
     return [v for i, v in enumerate(values) if i == 0 or values[i - 1].row != v.row]
 
 
-__all__ = ["Value", "describe", "issue", "parse_miller", "parse_values", "paused_gc", "row_firsts", "spherical_normal"]
+__all__ = ["Value", "describe", "issue", "miller_indices", "miller_integer", "near_miller_notes", "parse_miller", "parse_values",
+           "paused_gc", "row_firsts", "spherical_normal"]
