@@ -115,7 +115,7 @@ def add_definition(
     try:
         parse_unit(unit)
     except Exception as exc:  # noqa: BLE001 - pint raises many kinds (ZeroDivisionError for "1/0")
-        raise VocabularyError(f"definition {name}: not a unit: {unit!r} ({exc.__class__.__name__})") from None
+        raise VocabularyError(f"definition {name}: not a unit: {unit!r} ({exc})") from None
     # ON CONFLICT: two writers adding one name at once serialise on the unique index.
     stmt = insert(PropertyDefinition).values(
         name=name, unit=unit, scope=scope, symbol=symbol, builtin=False,
