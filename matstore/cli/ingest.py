@@ -60,6 +60,9 @@ def structures(
     for r in reports:
         table.add_row(Path(r.path).name, r.status, str(r.frames), str(r.inserted), str(r.duplicates), str(r.job_run_id))
     console.print(table)
+    for r in reports:
+        for note in r.notes:
+            console.print(f"note ({Path(r.path).name}): {note}", markup=False)
 
 
 def _print_table_reports(reports: list[Any], title: str) -> None:

@@ -220,7 +220,8 @@ def frame_from_parsed(
         ``numbers`` (N,) int64, ``positions`` (N, 3) Å, ``cell`` (3, 3) Å (rows are vectors),
         ``pbc`` (3,) bool, ``energy`` eV or None, ``forces`` (N, 3) eV/Å or None, ``virial``
         (3, 3) eV or None, ``stress`` (6,) Voigt eV/Å³ or None (only without a virial: see
-        :func:`virials_from_stress`), ``info`` dict.
+        :func:`virials_from_stress`), ``info`` dict, and ``unstored_arrays`` (names of the
+        per-atom columns that are not stored, e.g. ASE's ``energies``) when there are any.
 
     Raises
     ------
@@ -245,7 +246,7 @@ def frame_from_parsed(
     else:
         raise ValueError("the frame has neither a species nor a Z column")
     prefix = _label_prefix(info, arrays)
-    return {
+    frame = {
         "numbers": numbers,
         "positions": np.asarray(arrays["pos"], dtype=float),
         "cell": cell,
@@ -253,6 +254,16 @@ def frame_from_parsed(
         **_labels(info, arrays, prefix),
         "info": _metadata(info, prefix, index),
     }
+    unstored = _unstored_arrays(arrays, prefix)
+    if unstored:
+        frame["unstored_arrays"] = unstored
+    return frame
+
+
+def _unstored_arrays(arrays: dict[str, Any], prefix: str) -> tuple[str, ...]:
+    """Names of the per-atom columns that are not stored (all but species/Z, pos and the forces read)."""
+    forces = prefix + "forces" if prefix + "forces" in arrays else prefix + "force"
+    return tuple(k for k in arrays if k not in ("species", "Z", "pos", forces))
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def _frame_from_structure(structure: Any, index: int, **labels: Any) -> dict[str
         numbers.append(int(getattr(site.specie, "Z", 0)))
     info = {"frame": index}
     info.update({k: v for k, v in labels.pop("info", {}).items()})
+    unstored = tuple(structure.site_properties)  # e.g. POSCAR velocities, selective_dynamics; CIF magmom
     return {
         "numbers": np.array(numbers, dtype=np.int64),
         "positions": np.array(structure.cart_coords, dtype=float),
@@ -154,6 +155,7 @@ def _frame_from_structure(structure: Any, index: int, **labels: Any) -> dict[str
         "pbc": np.array(getattr(structure.lattice, "pbc", (True, True, True)), dtype=bool),
         "info": info,
         **labels,
+        **({"unstored_arrays": unstored} if unstored else {}),
     }
 
 
@@ -247,7 +249,38 @@ def _read_ase(path: Path, fmt: str | None) -> list[dict[str, Any]]:
         raise ParseError(f"ASE could not read the file: {exc.__class__.__name__}: {exc}", path=path) from exc
     if not isinstance(images, list):
         images = [images]
-    return [frame_from_atoms(atoms, k) for k, atoms in enumerate(images)]
+    frames = []
+    for k, atoms in enumerate(images):
+        frame = frame_from_atoms(atoms, k)
+        frame.update(unstored_of_atoms(atoms))
+        frames.append(frame)
+    return frames
+
+
+#: Calculator results that :func:`frame_from_atoms` stores (as energy, forces and virial).
+_STORED_RESULTS = frozenset({"energy", "free_energy", "forces", "stress", "virial"})
+#: Per-atom calculator results (as ``ase.io.extxyz.per_atom_properties`` lists them).
+_PER_ATOM_RESULTS = frozenset({"energies", "forces", "stresses", "charges", "magmoms", "born_effective_charges"})
+
+
+def unstored_of_atoms(atoms: Any) -> dict[str, tuple[str, ...]]:
+    """What of an ASE ``Atoms`` is not stored by :func:`frame_from_atoms`, by name.
+
+    Returns
+    -------
+    dict
+        ``unstored_arrays``: per-atom arrays (``atoms.arrays`` but numbers, positions and the
+        forces read; per-atom calculator results such as ``energies``, ``magmoms``, ``charges``)
+        and ``unstored_results``: other per-frame calculator results (``dipole``, ``magmom``);
+        each key only when not empty.
+    """
+    results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    stored = {"numbers", "positions"} | ({"forces"} if results.get("forces") is None else set())
+    arrays = [k for k in atoms.arrays if k not in stored]
+    per_atom = [k for k in results if k not in _STORED_RESULTS and k in _PER_ATOM_RESULTS]
+    others = [k for k in results if k not in _STORED_RESULTS and k not in per_atom]
+    out = {"unstored_arrays": tuple(dict.fromkeys(arrays + per_atom)), "unstored_results": tuple(others)}
+    return {k: v for k, v in out.items() if v}
 
 
 def _read_cif(path: Path) -> list[dict[str, Any]]:
@@ -438,6 +471,9 @@ class StructureReport:
     frames: frames read; inserted: configuration rows added; duplicates: frames whose
         content hash was already stored (or repeated in the file)
     source_id, job_run_id, method_id: provenance of the rows
+    unstored_arrays, unstored_results: per-atom arrays (e.g. ASE's ``energies``) and other
+        calculator results the file holds but ``configuration`` has no column for, each with
+        the number of frames that have it; ``notes`` says so in words
     """
 
     path: str
@@ -452,10 +488,33 @@ class StructureReport:
     format: str | None = None
     flagged: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    unstored_arrays: dict[str, int] = field(default_factory=dict)
+    unstored_results: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per kind of data read but not stored, e.g. "per-atom arrays not stored: energies (3 of 3 frames)"."""
+        out = []
+        for what, counts in (("per-atom arrays", self.unstored_arrays), ("calculator results", self.unstored_results)):
+            if counts:
+                names = ", ".join(f"{name} ({n} of {self.frames} frames)" for name, n in counts.items())
+                out.append(f"{what} not stored: {names}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (stored as the job run's summary)."""
-        return asdict(self)
+        """JSON-ready dict (stored as the job run's summary), with ``notes``."""
+        return {**asdict(self), "notes": self.notes}
+
+
+def _counting_unstored(frames: Iterable[dict[str, Any]], report: StructureReport) -> Iterator[dict[str, Any]]:
+    """``frames`` with their ``unstored_*`` keys taken out and counted into ``report`` (one whole pass)."""
+    counts: dict[str, dict[str, int]] = {"unstored_arrays": {}, "unstored_results": {}}
+    for frame in frames:
+        for key, names in counts.items():
+            for name in frame.pop(key, ()):
+                names[name] = names.get(name, 0) + 1
+        yield frame
+    report.unstored_arrays, report.unstored_results = counts["unstored_arrays"], counts["unstored_results"]
 
 
 #: Atoms per write batch at most (about 100 MB of frame arrays).
@@ -504,7 +563,8 @@ def _ingest_new_source(
         if method:
             report.method_id = crud.get_or_create_method(session=session, name=method, kind=method_kind)
         report.frames, report.inserted = write_configuration_stream(
-            session, lambda: _batches(frames(), max(1, int(chunk_size))), source_id, run_id, report.method_id,
+            session, lambda: _batches(_counting_unstored(frames(), report), max(1, int(chunk_size))), source_id, run_id,
+            report.method_id,
         )
         report.duplicates = report.frames - report.inserted
         session.execute(update(Source).where(Source.id == source_id).values(details={**details, "frames": report.frames}))
@@ -645,4 +705,5 @@ __all__ = [
     "iter_frames",
     "read_frames",
     "stress_to_virial",
+    "unstored_of_atoms",
 ]
