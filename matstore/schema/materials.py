@@ -12,11 +12,12 @@ from matstore.schema.base import created_at_field, jsonb_field
 
 
 class Material(SQLModel, table=True):
-    """A material: reduced formula (``Cu``, ``AlNi``, ``MoS2``, ``La0.5Ce0.5PO4``) and prototype.
+    """A material: canonical formula (``Cu``, ``AlNi``, ``MoS2``, ``LaCeP2O8``) and prototype.
 
-    ``formula`` is the reduced formula of pymatgen's ``Composition`` (elements ordered by
-    electronegativity, amounts of 1 omitted; see :func:`matstore.composition.parse_formula`)
-    and ``composition`` its element amounts, e.g. ``{"La": 0.5, "Ce": 0.5, "P": 1, "O": 4}``.
+    ``formula`` is the smallest whole-number formula of the composition (elements ordered by
+    electronegativity, amounts of 1 omitted; ``La0.5Ce0.5PO4`` → ``LaCeP2O8``, see
+    :func:`matstore.composition.parse_formula`; earlier versions stored fractional spellings
+    as written) and ``composition`` its element amounts, e.g. ``{"La": 1, "Ce": 1, "P": 2, "O": 8}``.
     Unique by (formula, prototype).  ``prototype`` is a Strukturbericht-free lower-case
     name (fcc, bcc, hcp, diamond, sc, ...) or ``unknown`` for structure sets.
     """
