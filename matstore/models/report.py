@@ -31,7 +31,9 @@ training targets and nested out-of-fold predictions are all > 0; the **absolute*
 from __future__ import annotations
 
 import math
+import re
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,14 +195,91 @@ def agreement_text(agreement: dict[str, Any] | None) -> str:
     """
     if not isinstance(agreement, dict) or not agreement.get("n"):
         return ""
+    return f"{agreement.get('agree')} of {agreement['n']} folds selected the full-data form{_part_counts(agreement)}"
+
+
+def _part_counts(agreement: dict[str, Any]) -> str:
+    """`` (C: 7 of 7, g: 3 of 7, every fold's g within …)`` of a factorised fit's agreement; empty otherwise."""
     n = agreement["n"]
-    text = f"{agreement.get('agree')} of {n} folds selected the full-data form"
     parts = [f"{label}: {agreement[key].get('agree')} of {n}" for key, label in (("coefficient", "C"), ("orientation", "g"))
              if isinstance(agreement.get(key), dict)]
     deviation = (agreement.get("orientation") or {}).get("max_deviation")
     if deviation is not None:
         parts.append(f"every fold's g within {deviation:.2g}×rms(g) of the full-data g")
-    return text + (f" ({', '.join(parts)})" if parts else "")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def nested_agreement_text(agreement: dict[str, Any] | None, folds: list[dict[str, Any]] | None = None) -> str:
+    """The nested-CV folds' own selections, in words that say what they count.
+
+    Each nested-CV fold re-ran the whole search and selection without its held-out rows; this
+    counts the folds whose selection is the full-data form, and names what the others chose
+    (most frequent first, at most three forms), e.g. ``"nested CV: 1 of 4 held-out folds
+    re-selected the full-data form: a*x; the others chose a*x + b (2), a (1)"``.  Not to be
+    confused with the subsamples of stability selection (:func:`criterion_text`), which are
+    counted on all rows.  Empty for a missing or empty record.
+    """
+    if not isinstance(agreement, dict) or not agreement.get("n"):
+        return ""
+    text = (f"nested CV: {agreement.get('agree')} of {agreement['n']} held-out folds re-selected the full-data form"
+            f"{_part_counts(agreement)}: {agreement.get('full_form', '')}")
+    others = Counter(f.get("form") or "nothing (failed)" for f in folds or [] if not f.get("same_as_full"))
+    if others:
+        shown = [f"{form} ({count})" for form, count in others.most_common(3)]
+        text += f"; the others chose {', '.join(shown)}" + (", …" if len(others) > 3 else "")
+    return text
+
+
+def grouping_text(cv_scheme: str | None, group_by: str | None) -> str:
+    """What the folds of a stored report held out together, and why, in one line.
+
+    Parameters
+    ----------
+    cv_scheme
+        The report's ``cv_scheme``, e.g. ``"LeaveOneGroupOut (4 groups) by chemical_system"``.
+    group_by
+        The spec's ``group_by`` (``hyperparameters['group_by']``), e.g. ``"material"``.
+
+    E.g. ``"LeaveOneGroupOut (4 groups) by chemical_system (the default for a bulk target
+    whose chemical systems hold several compositions)"``, or for shuffled folds
+    ``"KFold(5, shuffle, random_state=0), not grouped: rows of one material may be in
+    training and test folds"``.
+    """
+    scheme = str(cv_scheme or "")
+    if not scheme:
+        return ""
+    if " by " not in scheme:
+        return f"{scheme}, not grouped: rows of one material may be in training and test folds"
+    used = scheme.rsplit(" by ", 1)[1]
+    if used == "chemical_system" and group_by in (None, "material"):
+        return f"{scheme} (the default for a bulk target whose chemical systems hold several compositions)"
+    return scheme if group_by in (None, used) else f"{scheme} (--group-by {group_by})"
+
+
+#: Stored criteria of stability selection (:func:`matstore.models.selection.select_stable`,
+#: ``select_stable_se``) and their wording for a reader.
+_STABLE = re.compile(r"^stable: AICc form chosen in (\d+) of (\d+) subsamples \((.*)\)$")
+_STABLE_SE = re.compile(r"; form chosen in (\d+) of (\d+) folds$")
+
+
+def criterion_text(criterion: str | None) -> str:
+    """A stored selection criterion in words that say what its counts count.
+
+    Stability selection chooses on all rows: its counts are of *subsamples* (all rows but
+    one fold each), not of the nested-CV folds (:func:`nested_agreement_text`).  E.g.
+    ``"stable: AICc form chosen in 4 of 4 subsamples (LeaveOneGroupOut (4 groups))"`` reads
+    ``"stable — stability selection on all rows: the AICc chose this form in 4 of 4
+    subsamples (each all rows but one fold of LeaveOneGroupOut (4 groups))"``.  Other
+    criteria are returned as stored.
+    """
+    text = str(criterion or "")
+    match = _STABLE.match(text)
+    if match:
+        k, n, scheme = match.groups()
+        return (f"stable — stability selection on all rows: the AICc chose this form in {k} of {n} subsamples "
+                f"(each all rows but one fold of {scheme})")
+    return _STABLE_SE.sub(lambda m: f"; stability selection on all rows: the searches of {m[1]} of {m[2]} "
+                                    "subsamples (all rows but one fold each) chose this form", text)
 
 
 def parts_lines(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -226,7 +305,7 @@ def parts_lines(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 def _how(info: dict[str, Any]) -> str:
     return ", ".join(x for x in (info.get("form") and f"form {info['form']}", info.get("engine") and f"engine {info['engine']}",
-                                 info.get("criterion") and f"selected by {info['criterion']}") if x)
+                                 info.get("criterion") and f"selected by {criterion_text(info['criterion'])}") if x)
 
 
 def ceiling_text(report: dict[str, Any] | None) -> str:
@@ -569,6 +648,7 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
 
 
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text",
+           "criterion_text", "grouping_text", "nested_agreement_text",
            "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
            "coverage_text", "cross_fit", "discrepancy", "fold_agreement", "fold_coverage", "fold_records",
            "held_out_coverage", "interval_bounds", "orientation_deviation", "parts_lines", "per_group_errors", "pooled_coverage", "scores",

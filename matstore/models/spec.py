@@ -58,12 +58,16 @@ class FitSpec(BaseModel):
         the one-standard-error rule over the complexity budget, the search repeated on every
         leave-one-material-out subsample, and the form those subsamples chose most often; a constant is never a candidate for a dimensional
         target)
-    n_splits: folds of cross-validation (grouped by material when the target spans materials);
-        default: leave-one-material-out up to 20 materials (else 10 group folds), 5-fold
-        for ungrouped targets
+    n_splits: folds of cross-validation; default: leave one group out up to 20 groups (else
+        10 group folds), 5 shuffled folds for ungrouped targets
     group_by: what the cross-validation folds hold out together: ``material`` (default),
-        ``method`` or a column of the training table (passed to
-        :func:`matstore.models.dataset.build_training_set` where it supports it)
+        ``method``, ``chemical_system`` (the sorted elements, e.g. ``Ce-La-O-P``: all
+        compositions of a solid-solution series in one fold), ``configuration_key``, a
+        feature or orientation column, or any stored property name (fetched for grouping
+        only, never an input); see :func:`matstore.models.dataset.build_training_set`.  The
+        default ``material`` groups surface, configuration and factorised fits by material,
+        and bulk targets by ``chemical_system`` when a system has several compositions in the
+        table, else not at all (shuffled KFold; :func:`matstore.models.service._cv_groups`)
     interval_level: confidence level of the stored cross-conformal prediction interval
         (default 0.9)
     include_flagged: use values flagged at ingest (default: no)
