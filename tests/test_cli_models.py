@@ -47,7 +47,7 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
     nested = re.search(r"nested CV \(whole procedure re-run per fold\): R² ([0-9.]+)", shown)
     fixed = re.search(r"fixed-form CV \(selected form, constants refitted per fold\): R² ([0-9.]+)", shown)
     assert float(nested.group(1)) > 0.99 and float(fixed.group(1)) > 0.99
-    agreement = re.search(r"fold agreement: 7 of 7 folds selected the full-data form \(C: 7 of 7, g: 7 of 7, "
+    agreement = re.search(r"nested CV: 7 of 7 held-out folds re-selected the full-data form \(C: 7 of 7, g: 7 of 7, "
                           r"every fold's g within ([0-9.e-]+)×rms\(g\) of the full-data g\): "
                           r"\(c\*cohesive_energy/lattice_constant\*\*2\)\*\(", shown)
     assert agreement and float(agreement.group(1)) < 0.02
