@@ -134,6 +134,15 @@ MAPPING_CASES = {
                          E.ParseError, r"small_table\.csv, row 2, line 3, column 'r': derived column 'r': division by zero"),
     "unknown_definition": (_BASE + "columns:\n  Ec_eV: {definition: cohesive_enrgy, unit: eV}\n",
                            E.MappingError, r"unknown_definition\.yaml, line 4, column 'Ec_eV': .*unknown property definition 'cohesive_enrgy'; did you mean cohesive_energy.*matstore vocab add"),
+    "misspelt_key": (_BASE + "colums:\n  a_A: {definition: lattice_constant, unit: angstrom}\n",
+                     E.MappingError, r"^[^,]*misspelt_key\.yaml, line 3: unknown key 'colums' \(did you mean 'columns'\?\)$"),
+    "misspelt_nested_key": (_BASE + "columns:\n  g: {definition: surface_energy, unit: J/m^2, orientation: {miler_column: hkl}}\n",
+                            E.MappingError, r"misspelt_nested_key\.yaml, line 4, column 'g': columns\.g\.orientation: "
+                            r"unknown key 'miler_column' \(did you mean 'miller_column'\?\)$"),
+    "tolerance_on_miller": (_BASE + "columns:\n  g: {definition: surface_energy, unit: J/m^2, "
+                            "orientation: {miller_column: hkl, miller_tolerance_deg: 0.1}}\n",
+                            E.MappingError, r"tolerance_on_miller\.yaml, line 4, column 'g': columns\.g\.orientation: "
+                            r"miller_tolerance_deg applies to normal_columns and angle_columns"),
     "conflicting_rows": (_BASE + "columns:\n  a_A: {definition: lattice_constant, unit: angstrom}\n",
                          E.DuplicateRowError, r"conflicts\.csv, row 2, line 3, column 'a_A': conflicting values: lattice_constant of Cu .* 3\.6 here but 3\.615 in row 1 \(line 2\).*on_duplicate: keep_first"),
 }
@@ -183,3 +192,59 @@ def test_a_row_repeating_another_entirely_is_refused_even_with_blanks(engine, tm
     table.write_text("element,method,a_A,hkl,g\nCu,E,3.615,111,\nCu,E,3.615,100,1.3\nCu,E,3.615,111,\n")
     with pytest.raises(E.DuplicateRowError, match=r"t\.csv, row 3, line 4, column 'a_A': duplicated row: lattice_constant of Cu .* row 1 \(line 2\)"):
         ingest_table(table, mapping, engine=engine)
+
+
+_SURFACE = "material: {column: metal, prototype: fcc}\nmethod: {name: EAM, kind: interatomic_potential}\ncolumns:\n"
+
+# (orientation of gamma, table, pattern naming file, row, line, column and reason)
+SURFACE_CASES = {
+    "blank hkl": ("{miller_column: hkl}", "metal,a,Ec,hkl,gamma\nCu,3.615,3.49,111,1.22\nCu,3.615,3.49,,1.40\nNi,3.52,4.44,,1.9\n",
+                  r"t\.csv, row 2, line 3, column 'hkl': gamma has a value \(1\.40\) but its orientation \(hkl\) is blank$"),
+    "blank k": ("{miller_columns: [h, k, l]}", "metal,a,Ec,h,k,l,gamma\nCu,3.615,3.49,1,1,1,1.22\nNi,3.52,4.44,1,,0,1.9\n",
+                r"t\.csv, row 2, line 3, column 'k': gamma has a value \(1\.9\) but its orientation \(k\) is blank$"),
+    "blank phi": ("{angle_columns: [theta, phi]}", "metal,a,Ec,theta,phi,gamma\nCu,3.615,3.49,30,,1.22\n",
+                  r"t\.csv, row 1, line 2, column 'phi': gamma has a value \(1\.22\) but its orientation \(phi\) is blank$"),
+    "float index": ("{miller_column: hkl}", "metal,a,Ec,hkl,gamma\nCu,3.615,3.49,1.5 1 0,1.22\n",
+                    r"t\.csv, row 1, line 2, column 'hkl': not a Miller index: '1\.5' is not an integer$"),
+    "four digits": ("{miller_column: hkl}", "metal,a,Ec,hkl,gamma\nCu,3.615,3.49,1110.0,1.22\n",
+                    r"t\.csv, row 1, line 2, column 'hkl': not a Miller index: one number is read as three digits h k l, "
+                    r"and '1110\.0' has 4; give 111, \(1 1 0\), \[2,1,0\], 1;-1;0 or 1̄10$"),
+    "zero plane": ("{miller_columns: [h, k, l]}", "metal,a,Ec,h,k,l,gamma\nCu,3.615,3.49,0,0.0,0,1.22\n",
+                   r"t\.csv, row 1, line 2, column 'h': not a Miller index: Miller index \(0,0,0\) is not a plane$"),
+}
+
+
+@pytest.mark.parametrize("case", list(SURFACE_CASES))
+def test_surface_value_without_a_usable_orientation_is_one_line_and_writes_nothing(populated, tmp_path, case):
+    """A surface value whose orientation is blank or not a Miller index stops the ingest (it was dropped, reported
+    as a blank value); bulk values of the same table are not stored either."""
+    orientation, table_text, pattern = SURFACE_CASES[case]
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(_SURFACE + "  a: {definition: lattice_constant, unit: angstrom}\n  Ec: {definition: cohesive_energy, unit: eV/atom}\n"
+                       f"  gamma: {{definition: surface_energy, unit: J/m^2, orientation: {orientation}}}\n")
+    table = tmp_path / "t.csv"
+    table.write_text(table_text)
+    before = _checksums(populated)
+    with pytest.raises(E.ParseError) as info:
+        ingest_table(table, mapping, engine=populated)
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert _checksums(populated) == before
+
+
+def test_blank_orientation_cli_exits_1_with_one_line(populated, tmp_path):
+    from matstore.cli import app
+
+    mapping, table = tmp_path / "m.yaml", tmp_path / "t.csv"
+    mapping.write_text(_SURFACE + "  gamma: {definition: surface_energy, unit: J/m^2, orientation: {miller_column: hkl}}\n")
+    table.write_text("metal,hkl,gamma\nCu,111,1.22\nCu,,1.40\n")
+    result = CliRunner().invoke(app, ["ingest", "table", str(table), "--mapping", str(mapping)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and "row 2, line 3, column 'hkl': gamma has a value (1.40) but its orientation (hkl) is blank" in lines[0]
+
+
+def test_a_value_placed_by_another_target_of_its_column_is_not_an_error(engine):
+    """Long form (tests/data/good/surface_long): each row fills one of three orientation kinds; the other
+    targets' blank orientation cells are neither errors nor counted as blank values."""
+    report = ingest_table(GOOD / "surface_long.csv", GOOD / "surface_long.yaml", engine=engine)
+    assert (report.surface_inserted, report.missing, report.dropped_rows) == (5, 0, [])

@@ -191,3 +191,94 @@ def test_surface_table_through_a_mapping_alone_and_factorised_fit(engine, databa
     with engine.connect() as conn:
         worst = conn.execute(text("SELECT max(abs(predicted - observed) / observed) FROM model_predictions WHERE model = 'gamma_sph'")).scalar()
     assert worst < 0.02
+
+
+# --- orientations as published: rounded angles, separate h k l columns, overbars ----------------
+
+_SURFACE_BASE = "material: {column: metal, prototype: fcc}\nmethod: {name: EAM, kind: interatomic_potential}\ncolumns:\n"
+
+
+def _surface_keys(engine) -> list[tuple[str, str, float]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT m.formula, su.orientation_key, p.value FROM surface_property p JOIN surface su ON su.id = p.surface_id "
+            "JOIN material m ON m.id = su.material_id ORDER BY 1, 3")).all()]
+
+
+def test_miller_tolerance_snaps_angle_to_the_lowest_index_plane():
+    """tol_deg: an angle, not components; the default stays exact; the lowest largest index wins."""
+    from matstore.ingest.validating import spherical_normal
+    from matstore.orientation import from_angles, from_normals
+
+    near_111, near_211 = spherical_normal(54.7, 45.0), spherical_normal(35.26, 45.0)  # 0.036° and 0.0044° off
+    assert from_normal(near_111).miller is None and from_normal(near_211).miller is None
+    assert from_normal(near_111, tol_deg=0.1).miller == (1, 1, 1)
+    assert from_normal(near_111, tol_deg=0.03).miller is None  # 0.036° is outside 0.03°
+    assert from_normal(near_211, tol_deg=0.01).miller == (2, 1, 1)
+    snapped = from_normal(near_111, tol_deg=0.1)
+    assert snapped.normal == pytest.approx((3 ** -0.5,) * 3, abs=1e-15) and snapped.key == "hkl:1,1,1"
+    # (4,4,3.6) is 2.79° from (1,1,1), 2.98° from (5,5,4), 0.73° from (8,8,7), 0.32° from (9,9,8):
+    # the lowest index within the angle wins, not the nearest plane.
+    assert from_normal([4, 4, 3.6], tol_deg=5).miller == (1, 1, 1)
+    assert from_normal([4, 4, 3.6], tol_deg=1).miller == (8, 8, 7)
+    assert [o.miller for o in from_normals(np.array([near_111, near_211]), tol_deg=0.1)] == [(1, 1, 1), (2, 1, 1)]
+    assert from_angles(54.7, 45.0, tol_deg=0.1).miller == (1, 1, 1)
+
+
+def test_rounded_published_angles_are_noted_then_snapped_with_the_mapping_option(engine, tmp_path):
+    table = tmp_path / "rounded.csv"
+    table.write_text("metal,theta,phi,gamma\nCu,54.7,45,1.22\nCu,35.26,45,1.39\nCu,12.5,33,1.31\nNi,54.7,45,1.9\n")
+    mapping = tmp_path / "rounded.yaml"
+    orientation = "{angle_columns: [theta, phi], convention: spherical%s}"
+    mapping.write_text(_SURFACE_BASE + f"  gamma: {{definition: surface_energy, unit: J/m^2, orientation: {orientation % ''}}}\n")
+    report = ingest_table(table, mapping, engine=engine)
+    assert report.notes == [
+        "2 values at 1 orientation within 0.036° of (1,1,1) were not stored as (1,1,1); "
+        "set orientation.miller_tolerance_deg: 0.1 in the mapping to snap them",
+        "1 value at 1 orientation within 0.0044° of (2,1,1) was not stored as (2,1,1); "
+        "set orientation.miller_tolerance_deg: 0.1 in the mapping to snap them",
+    ]
+    assert all(key.startswith("n:") for _, key, _ in _surface_keys(engine))  # (12.5°, 33°) is near no plane: no note
+
+    table2 = tmp_path / "rounded_again.csv"
+    table2.write_text(table.read_text().replace("Ni,54.7", "Ag,54.7356"))
+    mapping.write_text(_SURFACE_BASE + "  gamma: {definition: surface_energy, unit: J/m^2, orientation: "
+                       + orientation % ", miller_tolerance_deg: 0.1" + "}\n")
+    report = ingest_table(table2, mapping, engine=engine)
+    assert report.notes == [] and report.surface_inserted == 4
+    stored = [row for row in _surface_keys(engine) if not row[1].startswith("n:")]
+    assert stored == [("Ag", "hkl:1,1,1", pytest.approx(1.9)), ("Cu", "hkl:1,1,1", pytest.approx(1.22)),
+                      ("Cu", "hkl:2,1,1", pytest.approx(1.39))]
+
+
+def test_miller_columns_overbars_and_integral_floats(engine, tmp_path):
+    """Separate h, k, l columns; 1̄10 (U+0304 and U+0305) and U+2212 as −1; a derived h*100+k*10+l (111.0, 11.0)."""
+    table = tmp_path / "hkl.csv"
+    table.write_text("metal,h,k,l,hkl,g1,g2\n"
+                     "Cu,1,1,1,1\u030410,1.22,2.0\n"
+                     "Cu,2,\u22121,0,(1\u0305 0 0),1.40,2.1\n"
+                     "Ni,1.0,1,0,\u22121 1 1,1.9,2.2\n")
+    mapping = tmp_path / "hkl.yaml"
+    mapping.write_text(_SURFACE_BASE
+                       + "  g1: {definition: surface_energy, unit: J/m^2, orientation: {miller_columns: [h, k, l]}}\n"
+                       + "  g2: {definition: surface_stress, unit: N/m, orientation: {miller_column: hkl}}\n")
+    report = ingest_table(table, mapping, engine=engine)
+    assert report.surface_inserted == 6
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT material, property, miller_h, miller_k, miller_l, value FROM property_values "
+                                 "WHERE scope = 'surface' ORDER BY property, value")).all()
+    assert [tuple(r[:5]) for r in rows] == [
+        ("Cu", "surface_energy", 1, 1, 1), ("Cu", "surface_energy", 2, 1, 0), ("Ni", "surface_energy", 1, 1, 0),
+        ("Cu", "surface_stress", 1, 1, 0), ("Cu", "surface_stress", 1, 0, 0), ("Ni", "surface_stress", 1, 1, 1)]
+
+    derived = tmp_path / "derived.csv"
+    derived.write_text("metal,h,k,l,g1\nAg,1,1,1,1.22\nAg,0,1,1,1.30\nAg,2,1,0,1.40\n")
+    mapping.write_text(_SURFACE_BASE.replace("columns:\n", "derived:\n  hkl: {expr: 'h*100 + k*10 + l'}\ncolumns:\n")
+                       + "  g1: {definition: surface_energy, unit: J/m^2, orientation: {miller_column: hkl}}\n")
+    report = ingest_table(derived, mapping, engine=engine)
+    assert report.surface_inserted == 3
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT su.miller_h, su.miller_k, su.miller_l FROM surface_property p "
+                                "JOIN surface su ON su.id = p.surface_id WHERE p.source_id = :s ORDER BY p.value"),
+                           {"s": report.source_id}).all()
+    assert [tuple(r) for r in got] == [(1, 1, 1), (1, 1, 0), (2, 1, 0)]  # 11.0 is (0,1,1) = (1,1,0)

@@ -713,3 +713,34 @@ def test_parse_ahead_hands_over_in_order_and_stops_cleanly():
     time.sleep(0.02)
     unused.close()
     assert not unused._thread.is_alive()
+
+
+def test_per_atom_arrays_not_stored_are_named_in_the_report(engine, tmp_path):
+    """ASE's per-atom ``energies`` (and a MACE_forces column next to REF_forces) have no column in
+    ``configuration``: they are named, with their frame counts, in the report, its notes and the
+    job run's summary, through the C parser and through ASE, never dropped silently."""
+    import ase.io
+
+    images = _emt_images(3, repeat=1)
+    for atoms in images:
+        atoms.calc.results["energies"] = atoms.get_potential_energies()
+    path = tmp_path / "energies.extxyz"
+    ase.io.write(path, images)
+    assert "energies:R:1" in path.read_text().splitlines()[1]
+    report = ingest_structure_file(path, engine=engine)
+    assert (report.inserted, report.unstored_arrays, report.unstored_results) == (3, {"energies": 3}, {})
+    assert report.notes == ["per-atom arrays not stored: energies (3 of 3 frames)"]
+    with engine.connect() as conn:
+        summary = conn.execute(text("SELECT summary FROM job_run WHERE id = :i"), {"i": report.job_run_id}).scalar_one()
+    assert summary["unstored_arrays"] == {"energies": 3} and summary["notes"] == report.notes
+
+    again = tmp_path / "energies_ase.extxyz"
+    again.write_text(path.read_text() + "\n")  # other bytes, same frames: a new source, through ASE
+    report = ingest_structure_file(again, engine=engine, format="ase")
+    assert (report.inserted, report.duplicates, report.unstored_arrays) == (0, 3, {"energies": 3})
+
+    mace = tmp_path / "mace.extxyz"
+    mace.write_text('1\nLattice="4 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3:REF_forces:R:3:MACE_forces:R:3 '
+                    'REF_energy=-1.5 pbc="T T T"\nAl 0 0 0 0.5 0 0 0.4 0 0\n')
+    report = ingest_structure_file(mace, engine=engine)
+    assert report.notes == ["per-atom arrays not stored: MACE_forces (1 of 1 frames)"]
