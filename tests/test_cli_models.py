@@ -57,7 +57,8 @@ def test_fit_show_promote_predict_refit(engine, database_url: str, tmp_path) -> 
     assert re.search(r"90% prediction interval: ± [0-9.e+-]+ %", shown)
     assert "coverage on held-out groups" in shown
     assert re.search(r"90% prediction interval ± [0-9.e+-]+ %", out)  # the fit's own summary
-    for bad, reason in (("c44=nan", "c44 = nan is not a finite number"), ("c44=-5", "c44 = -5 is out of range"),
+    for bad, reason in (("cohesive_energy=nan", "cohesive_energy = nan is not a finite number"),
+                        ("cohesive_energy=-5", "cohesive_energy = -5 is out of range"),
                         ("lattice_constant=0", "lattice_constant = 0 is out of range")):
         refused = run_cli("predict", "g@production", "--material", "Cu", "--method", "synth", "--hkl", "1", "1", "1",
                           "--set", bad, env=env, check=False)

@@ -138,8 +138,8 @@ def test_factorized_fit_versions_promotes_and_predicts(engine) -> None:
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"c44": float("nan")}, "c44 = nan is not a finite number"),
-    ({"c44": -40.0}, "c44 = -40 is out of range: must be > 0"),
+    ({"cohesive_energy": float("nan")}, "cohesive_energy = nan is not a finite number"),  # C44 is unused by the equation
+    ({"cohesive_energy": -3.0}, "cohesive_energy = -3 is out of range: must be > 0"),
     ({"lattice_constant": 0.0}, "lattice_constant = 0 is out of range: must be > 0 (training range 3.52 … 4.09)"),
 ])
 def test_predict_refuses_non_finite_and_out_of_range_inputs(engine, overrides, message) -> None:
