@@ -546,7 +546,7 @@ def near_miller_notes(values: list[Value], *, max_index: int = 3, within_deg: fl
         label = "(" + ",".join(str(i) for i in miller) + ")"
         n_values = sum(c for _, c in near_it)
         notes.append(f"{_plural(n_values, 'value')} at {_plural(len(near_it), 'orientation')} within "
-                     f"{max(a for a, _ in near_it):.2g}° of {label} were not stored as {label}; "
+                     f"{max(a for a, _ in near_it):.2g}° of {label} {'was' if n_values == 1 else 'were'} not stored as {label}; "
                      f"set orientation.miller_tolerance_deg: {within_deg:g} in the mapping to snap them")
     return notes
 
