@@ -60,7 +60,7 @@ def describe(engine: Engine, *, embedded: bool, shown: Engine | None = None) -> 
                         migrations.head_revision(shown.url.render_as_string(hide_password=False)), counts)
 
 
-def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> bool:
+def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> str:
     """Make ``name`` a login member of the ``matstore_reader`` group, and nothing more.
 
     The login gets ``default_transaction_read_only = on``; its privileges come from the group
@@ -76,13 +76,15 @@ def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> b
     name:
         Login role to create or update.
     password:
-        Its password; ``None`` makes a login without one (it can log in only where
-        ``pg_hba.conf`` trusts it), which the CLI reports loudly.
+        Its password; ``None`` keeps an existing login's password and makes a new login
+        without one (it can log in only where ``pg_hba.conf`` trusts it), which the CLI
+        reports loudly.
 
     Returns
     -------
-    bool
-        Whether a password was set.
+    str
+        ``"set"`` (``password`` was set), ``"kept"`` (an existing login kept its password)
+        or ``"none"`` (a new login without a password).
 
     Raises
     ------
@@ -109,9 +111,9 @@ def grant_reader(engine: Engine, name: str, *, password: str | None = None) -> b
     with psycopg.connect(libpq_url(engine.url), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (roles.READER,)).fetchone():
             raise ReaderUnavailableError(f"the group role {roles.READER} does not exist: run `matstore db migrate`")
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            if reasons := privilege_violations(conn, name):
-                raise ValueError(f"role {name} {'; '.join(reasons)}: grant-reader makes SELECT-only logins and "
-                                 "will not call this one a reader; choose a new name")
+        existed = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+        if existed and (reasons := privilege_violations(conn, name)):
+            raise ValueError(f"role {name} {'; '.join(reasons)}: grant-reader makes SELECT-only logins and "
+                             "will not call this one a reader; choose a new name")
         create_reader_login(conn, name, password)
-    return password is not None
+    return "set" if password is not None else "kept" if existed else "none"

@@ -38,32 +38,82 @@ log = logging.getLogger(__name__)
 #: The login matstore creates and uses when no reader URL is configured.
 MANAGED_LOGIN = "matstore_sql_reader"
 
-#: Predefined roles a reader may hold: they only read statistics or settings.
-HARMLESS_GROUPS = frozenset({roles.READER, "pg_read_all_data", "pg_read_all_stats", "pg_read_all_settings",
-                             "pg_stat_scan_tables", "pg_monitor"})
+#: Roles a reader may be a member of.  No predefined role: ``pg_read_all_data`` reads every
+#: table of every database, ``pg_monitor``/``pg_read_all_stats`` other sessions' query text,
+#: ``pg_read_all_settings`` server paths, ``pg_stat_scan_tables`` takes long locks.
+HARMLESS_GROUPS = frozenset({roles.READER})
 
-_READ_ONLY_OPTION = "-cdefault_transaction_read_only=on"  # no space: URL query encoding
+#: Role-level bounds of the managed reader login and of every ``grant-reader`` login, so each
+#: read-only path is bounded, not only ``matstore sql`` (which also sets its own, lower,
+#: per-transaction timeout).  ``temp_file_limit`` can be set only by a superuser, and a
+#: reader cannot lift it.
+READER_ROLE_SETTINGS = {
+    "statement_timeout": "60s",
+    "idle_in_transaction_session_timeout": "60s",
+    "temp_file_limit": "1GB",
+}
+
+#: Connection options of every reader URL (no space inside an option: URL query encoding).
+_READ_ONLY_OPTION = "-cdefault_transaction_read_only=on"
 
 
 class ReaderUnavailableError(RuntimeError):
     """No login that can only read is available, and matstore refuses to read as a stronger one."""
 
 
-_VIOLATIONS = """
+#: Cluster-wide checks: role attributes, memberships, and in *every* database, CREATE,
+#: ownership, and TEMPORARY granted to the role or a group (not PUBLIC's default).
+_ROLE_VIOLATIONS = """
 SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,
   ARRAY(SELECT g.rolname::text FROM pg_roles g
         WHERE g.oid <> r.oid AND pg_has_role(r.oid, g.oid, 'MEMBER') ORDER BY 1),
-  ARRAY(SELECT c.relname::text FROM pg_class c
-        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-          AND has_table_privilege(r.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') ORDER BY 1 LIMIT 5),
-  has_schema_privilege(r.oid, 'public', 'CREATE'),
-  has_database_privilege(r.oid, current_database(), 'CREATE, TEMPORARY')
+  ARRAY(SELECT d.datname::text FROM pg_database d
+        WHERE d.datdba = r.oid OR has_database_privilege(r.oid, d.oid, 'CREATE')
+           OR EXISTS (SELECT FROM aclexplode(d.datacl) a
+                      WHERE a.grantee <> 0 AND a.privilege_type = 'TEMPORARY' AND pg_has_role(r.oid, a.grantee, 'MEMBER'))
+        ORDER BY 1 LIMIT 5),
+  has_database_privilege(r.oid, current_database(), 'TEMPORARY')
 FROM pg_roles r WHERE r.rolname = %s
+"""
+
+#: Checks in the current database: writes to any relation (also column grants and
+#: sequences), CREATE on any schema, owned objects, SECURITY DEFINER functions it may call.
+_OBJECT_VIOLATIONS = """
+WITH r AS (SELECT oid FROM pg_roles WHERE rolname = %s),
+user_ns AS (SELECT oid, nspname FROM pg_namespace
+            WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%%'
+              AND nspname NOT LIKE 'pg\_temp\_%%')
+SELECT
+  ARRAY(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace, r
+        WHERE (c.relkind IN ('r', 'p', 'v', 'm', 'f')
+               AND (has_table_privilege(r.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+                    OR has_any_column_privilege(r.oid, c.oid, 'INSERT, UPDATE, REFERENCES')))
+           OR (c.relkind = 'S' AND has_sequence_privilege(r.oid, c.oid, 'USAGE, UPDATE'))
+        ORDER BY 1 LIMIT 5),
+  ARRAY(SELECT n.nspname::text FROM pg_namespace n, r
+        WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1 LIMIT 5),
+  ARRAY(SELECT o FROM (
+          SELECT 'schema ' || nspname AS o FROM pg_namespace, r WHERE nspowner = r.oid
+          UNION ALL SELECT 'relation ' || c.oid::regclass::text FROM pg_class c, r
+                    WHERE c.relowner = r.oid AND c.relpersistence <> 't'
+          UNION ALL SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p, r WHERE p.proowner = r.oid
+          UNION ALL SELECT 'large object ' || l.oid FROM pg_largeobject_metadata l, r WHERE l.lomowner = r.oid
+        ) owned ORDER BY 1 LIMIT 5),
+  ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace, r
+        WHERE p.prosecdef AND has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1 LIMIT 5)
 """
 
 
 def privilege_violations(conn: psycopg.Connection, role: str) -> list[str]:
     """What ``role`` can do beyond reading the store (empty list: a proper reader).
+
+    Checked: role attributes (superuser, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS);
+    membership of any role but ``matstore_reader`` (predefined roles included); in every
+    database of the server, ownership, ``CREATE`` and ``TEMPORARY`` granted to it or a group;
+    in this database, ``TEMPORARY`` (also through ``PUBLIC``), any write privilege on a table,
+    view or sequence of any schema (column grants included), ``CREATE`` on any schema,
+    ownership of any schema, relation, function or large object, and ``EXECUTE`` on a
+    ``SECURITY DEFINER`` function.  Tables of *other* databases are not visible from here.
 
     Parameters
     ----------
@@ -75,23 +125,27 @@ def privilege_violations(conn: psycopg.Connection, role: str) -> list[str]:
     Returns
     -------
     list[str]
-        Human-readable reasons, e.g. ``["is a superuser", "may write to material, source"]``.
+        Human-readable reasons, e.g. ``["is a superuser"]`` or
+        ``["may write to public.material", "may create objects in schema matstore_extra"]``.
     """
-    row = conn.execute(_VIOLATIONS, (role,)).fetchone()
+    row = conn.execute(_ROLE_VIOLATIONS, (role,)).fetchone()
     if row is None:
         return [f"role {role} does not exist"]
-    superuser, createrole, createdb, replication, bypassrls, groups, writable, create_schema, create_db = row
+    superuser, createrole, createdb, replication, bypassrls, groups, databases, temporary = row
     if superuser:
         return ["is a superuser"]  # everything else follows
-    flags = {"is a superuser": superuser, "may create roles": createrole, "may create databases": createdb,
+    flags = {"may create roles": createrole, "may create databases": createdb,
              "is a replication role": replication, "bypasses row-level security": bypassrls,
-             "may create objects in schema public": create_schema,
-             "may create schemas or temporary tables in the database": create_db}
+             "may create temporary tables in this database": temporary}
     reasons = [reason for reason, held in flags.items() if held]
     if extra := sorted(set(groups) - HARMLESS_GROUPS):
         reasons.append(f"is a member of {', '.join(extra)}")
-    if writable:
-        reasons.append(f"may write to {', '.join(writable)}")
+    if databases:
+        reasons.append(f"owns, may create in or make temporary tables in database {', '.join(databases)}")
+    writable, schemas, owned, definers = conn.execute(_OBJECT_VIOLATIONS, (role,)).fetchone()
+    lists = {"may write to": writable, "may create objects in schema": schemas, "owns": owned,
+             "may execute SECURITY DEFINER function": definers}
+    reasons += [f"{label} {', '.join(items)}" for label, items in lists.items() if items]
     return reasons
 
 
@@ -112,10 +166,12 @@ def reader_url(settings: Settings | None = None, *, dashboard: bool = False) -> 
         main URL's role may not create one.
     """
     settings = settings or get_settings()
-    configured = (settings.dashboard_database_url if dashboard else None) or settings.reader_url
+    from_dashboard = dashboard and bool(settings.dashboard_database_url)
+    configured = settings.dashboard_database_url if from_dashboard else settings.reader_url
+    source = "MATSTORE_DASHBOARD_DATABASE_URL (--reader-url)" if from_dashboard else "MATSTORE_READER_URL"
     key = (configured, settings.database_url, str(settings.data_dir))
     if key not in _checked:  # checked once per process, like the engine it feeds
-        _checked[key] = _configured_reader(configured) if configured else _managed_reader(settings)
+        _checked[key] = _configured_reader(configured, source) if configured else _managed_reader(settings)
     return _checked[key]
 
 
@@ -123,9 +179,9 @@ def reader_url(settings: Settings | None = None, *, dashboard: bool = False) -> 
 _checked: dict[tuple[str | None, str | None, str], str] = {}
 
 
-def _configured_reader(configured: str) -> str:
+def _configured_reader(configured: str, source: str) -> str:
     url = _with_read_only_option(configured)
-    _refuse_if_stronger(url, source="MATSTORE_READER_URL")
+    _refuse_if_stronger(url, source=source)
     return url
 
 
@@ -200,7 +256,13 @@ def _provision(main: URL, password: str) -> None:
 
 
 def create_reader_login(conn: psycopg.Connection, name: str, password: str | None) -> None:
-    """Create or update login ``name`` as a member of the reader group only (``password`` may be None)."""
+    """Create or update login ``name`` as a member of the reader group only, with the reader bounds.
+
+    ``password`` ``None`` keeps an existing login's password (a new login gets none).  The
+    login gets ``default_transaction_read_only = on`` and :data:`READER_ROLE_SETTINGS`;
+    ``temp_file_limit`` needs a superuser, so a ``CREATEROLE`` administrator's run skips it
+    with a warning.  ``conn`` must be in autocommit mode.
+    """
     ident = sql.Identifier(name)
     try:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
@@ -208,10 +270,16 @@ def create_reader_login(conn: psycopg.Connection, name: str, password: str | Non
         pass  # made earlier, or by a concurrent session
     # Sent via psycopg with the literal composed client-side; never through SQLAlchemy, whose
     # errors echo the statement ("[SQL: ALTER ROLE ... PASSWORD '...']").
-    secret = sql.Literal(password) if password is not None else sql.SQL("NULL")
+    secret = sql.SQL(" PASSWORD {}").format(sql.Literal(password)) if password is not None else sql.SQL("")
     conn.execute(sql.SQL("ALTER ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                         "NOBYPASSRLS PASSWORD {}").format(ident, secret))
+                         "NOBYPASSRLS{}").format(ident, secret))
     conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(ident))
+    for setting, value in READER_ROLE_SETTINGS.items():
+        try:
+            conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(ident, sql.Identifier(setting), sql.Literal(value)))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("%s: %s not set (only a superuser may set it); set it as a superuser: "
+                        "ALTER ROLE %s SET %s = '%s'", name, setting, name, setting, value)
     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles.READER), ident))
 
 

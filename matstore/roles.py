@@ -9,8 +9,12 @@ are ``NOLOGIN`` and login roles are their members):
     job queue, no large-object function (``lo_*`` is revoked from ``PUBLIC`` in the database).
     ``matstore sql`` and the dashboard connect as a login member of this group.
 ``matstore_writer``
-    ``SELECT/INSERT/UPDATE/DELETE`` on the tables, the sequences and ``EXECUTE`` on the job
-    queue's functions: ingest, fits and workers.
+    ``SELECT/INSERT/UPDATE/DELETE`` on the store's tables, ``USAGE/SELECT/UPDATE`` on the
+    sequences, ``EXECUTE`` on the job queue's functions and ``TEMPORARY`` (COPY staging):
+    ingest, fits and workers, which run as this group (:func:`matstore.db.writer_engine`).
+    Revision 0014 narrows it (:func:`narrow_writer_sql`): ``alembic_version`` and the views
+    read-only, ``job_run`` (the audit trail) insert-only but for its outcome columns,
+    ``procrastinate_events`` insert-only.
 ``matstore_owner``
     The group whose members run the migrations (own the schema).
 
@@ -88,6 +92,39 @@ def revoke_sql(database: str) -> list[str]:
         f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC",
     ]
 
+
+
+#: ``job_run`` columns a writer may update: a run's outcome, never what or who ran.
+JOB_RUN_OUTCOME_COLUMNS = ("status", "finished_at", "error", "summary")
+
+#: Relations a writer only reads or appends to (revision 0014), by what is revoked.
+_WRITER_NARROWED = {
+    "alembic_version": "INSERT, UPDATE, DELETE",  # migrations only
+    "job_run": "UPDATE, DELETE",  # the audit trail: append, then record the outcome
+    "procrastinate_events": "UPDATE, DELETE",  # appended by the queue's triggers; cascades run as the owner
+}
+
+
+def narrow_writer_sql(views: list[str]) -> list[str]:
+    """Revision 0014: take from ``matstore_writer`` what no writer path needs.
+
+    ``views`` are the quoted names of the views in ``public`` (writing through a view is no
+    path of matstore's).  procrastinate's worker keeps ``SELECT/INSERT/UPDATE/DELETE`` on
+    ``procrastinate_jobs``, ``_workers`` and ``_periodic_defers``: its functions
+    (``procrastinate_fetch_job``, ``..._unregister_worker``, ``..._defer_periodic_job``) run
+    as the caller and update and delete rows there.
+    """
+    statements = [f"REVOKE {privileges} ON {table} FROM {WRITER}" for table, privileges in _WRITER_NARROWED.items()]
+    statements.append(f"GRANT UPDATE ({', '.join(JOB_RUN_OUTCOME_COLUMNS)}) ON job_run TO {WRITER}")
+    statements += [f"REVOKE INSERT, UPDATE, DELETE ON {view} FROM {WRITER}" for view in views]
+    return statements
+
+
+def widen_writer_sql(views: list[str]) -> list[str]:
+    """Undo :func:`narrow_writer_sql` (revision 0014's downgrade)."""
+    statements = [f"REVOKE UPDATE ({', '.join(JOB_RUN_OUTCOME_COLUMNS)}) ON job_run FROM {WRITER}"]
+    tables = list(_WRITER_NARROWED) + views
+    return statements + [f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {WRITER}" for table in tables]
 
 
 #: Large-object functions: a SELECT-only role could otherwise store data (``lo_from_bytea``)

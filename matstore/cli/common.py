@@ -38,7 +38,18 @@ def one_line(message: str) -> str:
 
 
 def engine():  # noqa: ANN201
-    """The configured engine (embedded server started on demand)."""
-    from matstore.db import get_engine
+    """The writers' engine: the configured database, every connection as ``matstore_writer``.
 
-    return get_engine()
+    Ingest, fit, refit, promote, ``vocab add``, ``export`` and the workers use it (embedded
+    server started on demand); see :func:`matstore.db.writer_engine`.
+    """
+    from matstore.db import writer_engine
+
+    return writer_engine()
+
+
+def owner_engine():  # noqa: ANN201
+    """The configured database as the URL's own login: ``db migrate`` and ``db grant-reader`` only."""
+    from matstore.db import owner_engine as owner
+
+    return owner()

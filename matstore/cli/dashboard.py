@@ -45,22 +45,25 @@ def dashboard_command(
     port: int = typer.Option(8501, "--port", min=1, max=65535, help="TCP port."),
     reader_url: str | None = typer.Option(
         None, "--reader-url", envvar="MATSTORE_DASHBOARD_DATABASE_URL", show_default=False,
-        help="Database URL of a SELECT-only role (see `matstore db grant-reader`); "
-             "default: the main database URL, used in READ ONLY transactions.",
+        help="Database URL of a login of matstore_reader only (see `matstore db grant-reader`); refused if it "
+             "can do more. Default: MATSTORE_READER_URL, else matstore's own reader login (never the main URL).",
     ),
 ) -> None:
-    """Start the dashboard (Streamlit) on the configured store, read-only."""
-    env = dict(os.environ)
+    """Start the dashboard (Streamlit) on the configured store, read-only, as a reader login.
+
+    The reader login is checked here, before Streamlit starts: a URL that can do more than
+    read (a superuser, a writer) is refused with a one-line error, not on the first page.
+    """
     with cli_errors():
-        from matstore.config import normalise_database_url
+        from matstore.config import get_settings, normalise_database_url
+        from matstore.readers import reader_url as checked_reader_url
 
         if reader_url:
-            env["MATSTORE_DASHBOARD_DATABASE_URL"] = normalise_database_url(reader_url)
-        elif not env.get("MATSTORE_DATABASE_URL"):
-            # Start the embedded server here, once, so the app finds it running.
-            from matstore.db import resolve_url
-
-            resolve_url()
+            os.environ["MATSTORE_DASHBOARD_DATABASE_URL"] = normalise_database_url(reader_url)
+            get_settings.cache_clear()
+        # Starts the embedded server when no URL is set, and provisions or checks the reader login.
+        checked_reader_url(get_settings(), dashboard=True)
+    env = dict(os.environ)
     console.print(f"matstore dashboard on [bold]http://{host}:{port}[/] (Ctrl-C stops it)")
     command = streamlit_command(host=host, port=port)
     console.file.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from matstore.cli.common import cli_errors, console, engine
+from matstore.cli.common import cli_errors, console, owner_engine
 
 app = typer.Typer(help="Database: migrate, describe, roles, embedded server.", no_args_is_help=True)
 
@@ -16,7 +16,7 @@ def migrate() -> None:
     from matstore.admin import migrate as run_migrate
 
     with cli_errors():
-        revision = run_migrate(engine())
+        revision = run_migrate(owner_engine())
     console.print(f"database at revision [bold]{revision}[/]")
 
 
@@ -29,7 +29,7 @@ def info() -> None:
 
     with cli_errors():
         settings = get_settings()
-        details = describe(reader_engine(), embedded=settings.embedded, shown=engine())
+        details = describe(reader_engine(), embedded=settings.embedded, shown=owner_engine())
     kind = f"embedded PostgreSQL in {settings.embedded_dir}" if details.embedded else "server"
     table = Table(show_header=False, box=None)
     table.add_row("database", f"{details.url} ({kind})")
@@ -51,9 +51,11 @@ def grant_reader(
     from matstore.cli.common import err_console
 
     with cli_errors():
-        with_password = run_grant(engine(), name, password=password)
+        secret = run_grant(owner_engine(), name, password=password)
     console.print(f"login [bold]{name}[/] is a member of matstore_reader: it can SELECT and nothing else")
-    if not with_password:
+    if secret == "kept":
+        console.print(f"{name} keeps its password (set MATSTORE_READER_PASSWORD to change it)", highlight=False)
+    elif secret == "none":
         err_console.print(f"[bold yellow]warning:[/] {name} has NO password (set MATSTORE_READER_PASSWORD): it can "
                           "log in only where pg_hba.conf trusts the connection", highlight=False)
 

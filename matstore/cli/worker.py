@@ -16,10 +16,10 @@ from matstore.cli.common import cli_errors, console, engine
 jobs_app = typer.Typer(help="The job queue: status, defer a task, check a schedule file.", no_args_is_help=True)
 
 
-def _require_queue_schema() -> None:
+def _require_queue_schema(eng=None) -> None:  # noqa: ANN001
     from sqlalchemy import text
 
-    with engine().connect() as conn:
+    with (eng or engine()).connect() as conn:
         if conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
             raise RuntimeError("the database has no job queue tables; run `matstore db migrate` first")
 
@@ -104,12 +104,15 @@ def status(
     failed: int = typer.Option(10, help="Show this many of the most recent failed jobs."),
     within: float = typer.Option(60.0, help="Workers with a heartbeat this recent count as alive."),
 ) -> None:
-    """Workers alive, jobs per queue and status, and recent failures."""
+    """Workers alive, jobs per queue and status, and recent failures (read as the reader login)."""
     from sqlalchemy import text
 
+    from matstore.db import reader_engine
+
     with cli_errors():
-        _require_queue_schema()
-        with engine().connect() as conn:
+        reader = reader_engine()
+        _require_queue_schema(reader)
+        with reader.connect() as conn:
             workers = conn.execute(text(
                 "SELECT id, extract(epoch FROM now() - last_heartbeat) FROM procrastinate_workers ORDER BY id"
             )).all()
@@ -123,7 +126,7 @@ def status(
             ), {"n": failed}).all()
         from matstore.jobs.dispatch import job_errors
 
-        errors = job_errors([r[0] for r in recent], engine())
+        errors = job_errors([r[0] for r in recent], reader)
     alive = [w for w in workers if w[1] <= within]
     console.print(f"workers alive: [bold]{len(alive)}[/] (of {len(workers)} registered)")
     for worker_id, age in workers:

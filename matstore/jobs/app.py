@@ -71,10 +71,22 @@ def database_conninfo() -> str:
 
     Called by the connection pool each time it opens a connection, so a worker follows
     ``MATSTORE_DATABASE_URL`` as it is when the app is opened, not when it is imported.
-    """
-    from matstore.db import resolve_url
+    Every queue connection runs as ``matstore_writer`` (``options=-c role=matstore_writer``),
+    like :func:`matstore.db.writer_engine`'s; the first call checks that the login may.
 
-    return libpq_url(resolve_url())
+    Raises
+    ------
+    matstore.db.WriterUnavailableError
+        If the group is missing or the URL's login is not a member of it.
+    """
+    from matstore.db import resolve_url, writer_engine
+    from matstore.roles import WRITER
+
+    with writer_engine().connect():  # checks membership once per process, with a clear message
+        pass
+    url = make_url(resolve_url())
+    options = f"{url.query.get('options', '')} -c role={WRITER}".strip()
+    return libpq_url(url.update_query_dict({"options": options}).render_as_string(hide_password=False))
 
 
 def make_connector(
