@@ -123,16 +123,36 @@ def test_default_groups_a_solid_solution_by_chemical_system(store):
     assert version.metrics["cv_scheme"] == report["cv_scheme"]
     held = _folds_hold_whole_groups(report, systems)
     assert sorted(h[0] for h in held) == sorted(set(systems.values()))
-    explicit = fit_model(store, _spec(name="dh_cs", group_by="chemical_system")).version
-    assert explicit.report["cv_scheme"] == report["cv_scheme"]
-    assert explicit.metrics["cv_r2"] == pytest.approx(version.metrics["cv_r2"], abs=1e-9)
+
+
+def test_default_rule_of_bulk_targets():
+    """Grouped by chemical system only where a system holds several compositions; as asked otherwise."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from matstore.models.service import _cv_groups
+
+    bulk, surface = SimpleNamespace(target_scope="bulk"), SimpleNamespace(target_scope="surface")
+    metals = pd.DataFrame({"material": ["Cu", "Cu", "Ni", "Ni"], "method": ["u3", "emt"] * 2,
+                           "chemical_system": ["Cu", "Cu", "Ni", "Ni"]})  # one element, two potentials
+    assert _cv_groups(metals, _spec(), bulk) is None  # shuffled KFold, as before
+    assert _cv_groups(metals, _spec(), surface) == "material"
+    assert _cv_groups(metals, _spec(group_by="chemical_system"), bulk) == "chemical_system"
+    assert _cv_groups(metals, _spec(group_by="method"), bulk) == "method"
+    series = pd.DataFrame({"material": ["CuNi", "Cu3Ni", "AgAu", "Ag3Au"], "method": ["emt"] * 4,
+                           "chemical_system": ["Cu-Ni", "Cu-Ni", "Ag-Au", "Ag-Au"]})
+    assert _cv_groups(series, _spec(), bulk) == "chemical_system"
+    assert _cv_groups(series.iloc[:2], _spec(), bulk) is None  # one system: nothing to hold out
+    with pytest.raises(ValueError, match=r"^--group-by 'colour' is not a column of the training table; give material, "):
+        _cv_groups(series, _spec(group_by="colour"), bulk)
 
 
 def test_group_by_a_stored_property_that_is_not_a_feature(store):
     from matstore.models.dataset import build_training_set
     from matstore.models.service import fit_model
 
-    systems = populate_series(store, without_host=stored("La", "Ce", 0.5))
+    populate_series(store, without_host=stored("La", "Ce", 0.5))
     ts = build_training_set(store, target="mixing_enthalpy", features=FEATURES, group_by="host_radius")
     assert ts.grouping == ["host_radius"] and ts.units["host_radius"] == "angstrom"
     assert ts.dropped == [{"material": stored("La", "Ce", 0.5), "method": "synthetic", "missing": ["host_radius"]}]
@@ -151,7 +171,6 @@ def test_group_by_a_stored_property_that_is_not_a_feature(store):
     held = _folds_hold_whole_groups(version.report, labels)
     assert len(held) == len(hosts) and version.n_rows == 20
     assert version.hyperparameters["group_by"] == "host_radius"
-    del systems
 
 
 @pytest.mark.parametrize(("group_by", "message"), [
