@@ -64,6 +64,8 @@ def fronts(version: Mapping[str, Any]) -> list[Front]:
     Losses are training mean squared errors: target unit² for C and the combined equation,
     dimensionless for the normalised g.
     """
+    from matstore.models.report import criterion_text
+
     unit = unit_label(version.get("target_unit"))
     squared = f"training MSE (({unit})²)" if unit else "training MSE"
     out = []
@@ -75,7 +77,7 @@ def fronts(version: Mapping[str, Any]) -> list[Front]:
             table = pd.DataFrame(part.get("front") or [])
             out.append(Front(title, table, _selected_row(table, srepr=part.get("srepr"), text=part.get("text"),
                                                    complexity=part.get("complexity")),
-                             loss, str(part.get("criterion") or "")))
+                             loss, criterion_text(part.get("criterion"))))
         combined_title = "C · g (complexity of C + complexity of g + 1)"
     else:
         combined_title = "equation"
@@ -83,7 +85,7 @@ def fronts(version: Mapping[str, Any]) -> list[Front]:
     table = pd.DataFrame(front if isinstance(front, list) else [])
     out.append(Front(combined_title, table, _selected_row(table, srepr=version.get("equation_srepr"),
                                                            text=version.get("equation_text")),
-                     squared, str(version.get("selection_criterion") or "")))
+                     squared, criterion_text(version.get("selection_criterion"))))
     return out
 
 
@@ -129,15 +131,17 @@ def how_obtained(version: Mapping[str, Any]) -> str:
     if not scheme:
         return "No cross-validation stored (training errors only)."
     folds, failed = metrics.get("cv_n_splits"), metrics.get("cv_failed_folds")
-    text = (f"Cross-validation: {scheme}" + (f", {int(folds)} folds" if _finite_number(folds) else "")
+    from matstore.models.report import ceiling_text, grouping_text, nested_agreement_text
+
+    group_by = (version.get("hyperparameters") or {}).get("group_by")
+    text = (f"Cross-validation: {grouping_text(scheme, group_by)}" + (f", {int(folds)} folds" if _finite_number(folds) else "")
             + (f", {int(failed)} failed" if _finite_number(failed) and failed else "")
             + "; nested CV re-runs the equation search and selection in each fold")
     if isinstance(report.get("fixed_form_cv"), dict):
         text += "; fixed-form CV keeps the selected form and refits its constants per fold"
-    from matstore.models.report import agreement_text, ceiling_text
     if _finite_number(report.get("product_ceiling_r2")):
         text += f"; {ceiling_text(report)}"
-    agreement = agreement_text(report.get("fold_agreement"))
+    agreement = nested_agreement_text(report.get("fold_agreement"))
     return text + (f"; {agreement}" if agreement else "") + "."
 
 

@@ -84,8 +84,10 @@ cols[0].metric(charts.with_unit("Residual σ", unit), charts.format_value(v["res
                help="standard deviation of the out-of-fold residuals (training residuals without CV)")
 for col, key in zip(cols[1:], headline, strict=True):
     col.metric(labels.metric_label(key), labels.format_metric(key, metrics[key], unit))
+from matstore.models.report import criterion_text  # noqa: E402 - loaded with the page, as below
+
 st.caption(f"{reports.how_obtained(v)} Engine {v['engine']} · {int(v['n_rows'])} training rows · "
-           f"selected by: {v['selection_criterion']} · dimensions: {v['dimension_check'] or 'not checked'} · "
+           f"selected by: {criterion_text(v['selection_criterion'])} · dimensions: {v['dimension_check'] or 'not checked'} · "
            f"dataset sha256 {v['dataset_sha256'][:12]}…")
 
 # One view at a time (kept in the URL as ``view``): only its figures are computed and drawn.
@@ -151,10 +153,10 @@ if view == "report":
             **{c: st.column_config.NumberColumn(charts.with_unit(c, unit), format="%.4g") for c in ("RMSE", "MAE")}})
         if report.get("discrepancy"):
             st.warning(f"Nested and fixed-form CV differ by more than 0.1 in R²: {report['discrepancy']}")
-    from matstore.models.report import agreement_text, coverage_text
-    agreement = report.get("fold_agreement")
-    if agreement_text(agreement):
-        st.caption(f"Fold agreement: {agreement_text(agreement)}: `{agreement.get('full_form', '')}`.")
+    from matstore.models.report import coverage_text, nested_agreement_text
+    agreement = nested_agreement_text(report.get("fold_agreement"), report.get("folds"))
+    if agreement:
+        st.caption(f"{agreement[0].upper()}{agreement[1:]}.")
     if isinstance(report.get("folds"), list) and report["folds"]:
         st.markdown("**Per fold: held-out groups, selected form and scores**")
         folds = pd.DataFrame(report["folds"])
