@@ -303,3 +303,32 @@ def test_concurrent_table_ingest_stores_one_copy(engine):
     assert _scalar(engine, "SELECT count(*) FROM bulk_property") == 11
     assert _scalar(engine, "SELECT count(*) FROM source") == 1
     assert _scalar(engine, "SELECT count(*) FROM method") == 2
+
+
+def test_a_dataset_stored_under_an_earlier_shipped_mapping(engine, openkim, strength_data_dir, tmp_path, monkeypatch):
+    """A release whose shipped mapping reads a dataset file differently (here the DFT method
+    label): the dataset ingest is refused naming the stored source, and with --supersede that
+    source's values are flagged, never deleted, and the other file stays as it is."""
+    import matstore.data as shipped
+    from matstore.ingest import registry
+
+    original = shipped.mapping_path
+    changed = tmp_path / "dft_strength_covariance.yaml"
+    changed.write_text(original("dft_strength_covariance").read_text().replace("  name: DFT\n", "  name: DFT-PW91\n"))
+    monkeypatch.setattr(shipped, "mapping_path", lambda name: changed if name.startswith("dft_") else original(name))
+    dft_source = _scalar(engine, "SELECT id FROM source WHERE uri LIKE '%/data/dft.csv'")
+    bulk = _scalar(engine, "SELECT count(*) FROM bulk_property")
+    with pytest.raises(IngestError, match=rf"already stored as source {dft_source} under another mapping"):
+        ingest_dataset("strength_covariance", engine=engine, dataset_dir=strength_data_dir)
+    assert _scalar(engine, "SELECT count(*) FROM bulk_property") == bulk
+    with pytest.raises(DatasetUnavailableError, match=r"--supersede \[999\]: not a stored reading"):
+        ingest_dataset("strength_covariance", engine=engine, dataset_dir=strength_data_dir, supersede=[999])
+    report = registry.ingest_dataset("strength_covariance", engine=engine, dataset_dir=strength_data_dir,
+                                     supersede=[dft_source])
+    assert [t.status for t in report.tables] == ["already stored", "inserted"]
+    flagged = _scalar(engine, "SELECT count(*) FROM bulk_property WHERE source_id = :s AND flag LIKE 'superseded%'",
+                      s=dft_source)
+    unflagged_old = _scalar(engine, "SELECT count(*) FROM bulk_property WHERE source_id = :s AND flag IS NULL", s=dft_source)
+    assert flagged > 0 and unflagged_old == 0
+    assert _scalar(engine, "SELECT count(DISTINCT p.id) FROM bulk_property p JOIN method me ON me.id = p.method_id "
+                           "WHERE me.name = 'DFT-PW91'") == flagged

@@ -139,10 +139,12 @@ def table(
 def dataset(
     name: str = typer.Argument(..., help="Registered dataset, e.g. strength_covariance."),
     dataset_dir: Annotated[Path | None, typer.Option("--dataset-dir", help="Local mirror of the repository (default: MATSTORE_DATASET_DIR).")] = None,
+    supersede: Annotated[list[int] | None, typer.Option(
+        "--supersede", help="SOURCE_ID stored under an earlier shipped mapping that this ingest replaces (its values stay, flagged).")] = None,
 ) -> None:
     """Fetch a registered dataset (pinned commit, sha256-checked) and ingest it with its shipped mappings."""
     from matstore.ingest.registry import ingest_dataset
 
     with cli_errors():
-        report = ingest_dataset(name, engine=engine(), dataset_dir=dataset_dir)
+        report = ingest_dataset(name, engine=engine(), dataset_dir=dataset_dir, supersede=tuple(supersede or ()))
     _print_table_reports(report.tables, f"ingest dataset {name} @ {report.commit[:12]}")

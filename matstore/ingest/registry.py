@@ -13,6 +13,7 @@ network is never used (tests point it at ``../shared/data/strength_covariance``)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,7 @@ def ingest_dataset(
     engine: Any = None,
     dataset_dir: str | Path | None = None,
     files: list[str] | None = None,
+    supersede: list[int] | tuple[int, ...] = (),
 ) -> DatasetReport:
     """Fetch a registered dataset and ingest its tables with their shipped mappings.
 
@@ -205,6 +207,10 @@ def ingest_dataset(
         Local mirror overriding ``MATSTORE_DATASET_DIR``.
     files
         Repository paths to ingest (default: every file with a mapping).
+    supersede
+        Stored source ids that this ingest replaces (see :func:`matstore.ingest.table.ingest_table`):
+        needed when a file is stored under an earlier version of its shipped mapping (a
+        release that reads the dataset differently).  The old values stay stored, flagged.
 
     Returns
     -------
@@ -217,7 +223,8 @@ def ingest_dataset(
     ChecksumError
         If a file's sha256 differs from the pinned one.
     IngestError
-        If a table does not match its mapping.
+        If a table does not match its mapping, or a file is stored under another mapping
+        and ``supersede`` does not name that source (the message gives its id).
     """
     from matstore.data import mapping_path
     from matstore.db import get_engine
@@ -232,6 +239,7 @@ def ingest_dataset(
             raise DatasetUnavailableError(f"dataset {name!r} has no mapped files {sorted(unknown)}")
     # Fetch everything first, so that a missing file fails before anything is stored.
     local = {f.path: fetch(name, f.path, dataset_dir=dataset_dir) for f in wanted}
+    replaced = _supersede_by_file(engine, name, wanted, supersede)
     report = DatasetReport(name=name, commit=dataset.commit)
     for f in wanted:
         overrides = {
@@ -239,9 +247,31 @@ def ingest_dataset(
             "doi": dataset.doi, "repository": dataset.repository, "path": f.path,
         }
         report.tables.append(
-            ingest_table(local[f.path], mapping_path(f.mapping), engine=engine, source=overrides, job_kind="ingest_dataset")  # type: ignore[arg-type]
+            ingest_table(local[f.path], mapping_path(f.mapping), engine=engine, source=overrides, job_kind="ingest_dataset",  # type: ignore[arg-type]
+                         supersede=replaced[f.path])
         )
     return report
+
+
+def _supersede_by_file(engine: Any, name: str, wanted: list[DatasetFile], supersede: Sequence[int]) -> dict[str, list[int]]:
+    """The ``supersede`` ids split by the file whose stored reading each one is.
+
+    Raises
+    ------
+    DatasetUnavailableError
+        An id is not a stored reading of any of the dataset's files.
+    """
+    from sqlalchemy.orm import Session
+
+    from matstore.ingest.table import stored_readings
+
+    with Session(engine) as session:
+        of_file = {f.path: {r.source_id for r in stored_readings(session, f.sha256)} for f in wanted}
+    unknown = sorted(set(supersede) - set().union(*of_file.values()))
+    if unknown:
+        raise DatasetUnavailableError(f"--supersede {unknown}: not a stored reading of a file of dataset {name!r}; "
+                                      "nothing stored")
+    return {path: sorted(set(supersede) & ids) for path, ids in of_file.items()}
 
 
 __all__ = [
