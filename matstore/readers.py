@@ -100,7 +100,8 @@ SELECT
           UNION ALL SELECT 'large object ' || l.oid FROM pg_largeobject_metadata l, r WHERE l.lomowner = r.oid
         ) owned ORDER BY 1 LIMIT 5),
   ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace, r
-        WHERE p.prosecdef AND has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1 LIMIT 5)
+        WHERE p.prosecdef AND p.proowner <> r.oid AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+        ORDER BY 1 LIMIT 5)
 """
 
 
@@ -229,9 +230,17 @@ def _can_log_in(url: str) -> bool:
     try:
         with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
             member = conn.execute("SELECT pg_has_role(session_user, %s, 'MEMBER')", (roles.READER,)).fetchone()[0]
-            return bool(member) and not privilege_violations(conn, MANAGED_LOGIN)
+            return bool(member) and _has_role_settings(conn) and not privilege_violations(conn, MANAGED_LOGIN)
     except psycopg.OperationalError:
         return False
+
+
+def _has_role_settings(conn: psycopg.Connection) -> bool:
+    """Whether the session user has every bound of :data:`READER_ROLE_SETTINGS` as a role default."""
+    row = conn.execute("SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = 0 "
+                       "AND setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user)").fetchone()
+    wanted = {f"{name}={value}" for name, value in READER_ROLE_SETTINGS.items()}
+    return row is not None and wanted <= set(row[0] or ())
 
 
 def _provision(main: URL, password: str) -> None:

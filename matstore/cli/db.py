@@ -44,7 +44,7 @@ def info() -> None:
 @app.command("grant-reader")
 def grant_reader(
     name: str = typer.Argument(..., help="Role to create, e.g. matstore_reader"),
-    password: str | None = typer.Option(None, envvar="MATSTORE_READER_PASSWORD", help="Login password (from the environment)."),
+    password: str | None = typer.Option(None, envvar="MATSTORE_READER_PASSWORD", help="Login password (from the environment); unset: an existing login keeps its own."),
 ) -> None:
     """Make NAME a login member of matstore_reader (SELECT only); for MATSTORE_READER_URL and the dashboard."""
     from matstore.admin import grant_reader as run_grant
