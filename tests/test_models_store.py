@@ -176,6 +176,14 @@ def test_new_data_creates_exactly_one_new_version(engine) -> None:
     outcome = refit_model(engine, "gamma_synth")
     assert outcome.created and outcome.version.version == 2
     assert outcome.reason == "data snapshot changed"
+    # the two sources disagree on every γ (not on the bulk features): said with the fit, newest used
+    assert len(outcome.conflicts) == 7 * 13
+    ag100 = true_gamma(*METALS["Ag"][:2], (1, 0, 0))
+    assert outcome.conflicts[0] == (f"surface_energy of Ag hkl:1,0,0 by synth: 2 values from {ag100:.6g} to "
+                                    f"{1.1 * ag100:.6g} (sources 1, 2); the newest is used")
+    with engine.connect() as conn:
+        summary = conn.execute(text("SELECT summary FROM job_run WHERE kind = 'refit' ORDER BY id DESC LIMIT 1")).scalar()
+    assert len(summary["conflicting_values"]) == 50 and summary["conflicting_values"][0] == outcome.conflicts[0]
     with Session(engine) as s:
         v2 = resolve(s, "gamma_synth")
         assert v2.version == 2 and v2.parent_id == resolve(s, "gamma_synth:1").id

@@ -280,9 +280,16 @@ def promote_cmd(
 
 
 def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
+    from rich.markup import escape
+
     v = outcome.version
     verb = "created" if outcome.created else "no new version"
     console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, {outcome.dropped} dropped for missing features")
+    for line in outcome.conflicts[:3]:
+        console.print(f"  [yellow]warning:[/] conflicting stored values: {escape(line)}")
+    if len(outcome.conflicts) > 3:
+        console.print(f"  [yellow]warning:[/] {len(outcome.conflicts) - 3} more keys with conflicting values "
+                      "(job run summary: conflicting_values)")
     console.print(f"  y [{v.target_unit}] = {v.equation_text}")
     cv = (v.metrics or {}).get("cv_r2")
     report = v.report or {}

@@ -113,6 +113,35 @@ GROUP BY p.material_id, p.method_id, d.name
 """
 
 
+#: Unflagged values of one key that disagree (relative 1e-6): a store filled before table
+#: ingest refused cross-source conflicts, or by ``ingest compute`` and a table under one
+#: method name.  Checked apart from the recorded training query (its text is hashed).
+CONFLICTS_SQL = """
+SELECT key, property, min(value) AS low, max(value) AS high, count(*) AS n,
+       array_agg(DISTINCT source_id ORDER BY source_id) AS sources
+FROM (
+  SELECT m.formula || ' by ' || me.name AS key, d.name AS property, p.value, p.source_id
+  FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
+  JOIN property_definition d ON d.id = p.definition_id
+  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
+  UNION ALL
+  SELECT m.formula || ' ' || su.orientation_key || ' by ' || me.name, d.name, p.value, p.source_id
+  FROM surface_property p JOIN surface su ON su.id = p.surface_id JOIN material m ON m.id = su.material_id
+  JOIN method me ON me.id = p.method_id JOIN property_definition d ON d.id = p.definition_id
+  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
+  UNION ALL
+  SELECT m.formula || ' [' || mc.key || '] by ' || me.name, d.name, p.value, p.source_id
+  FROM configuration_property p JOIN material_configuration mc ON mc.id = p.configuration_id
+  JOIN material m ON m.id = mc.material_id JOIN method me ON me.id = mc.method_id
+  JOIN property_definition d ON d.id = p.definition_id
+  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
+) AS v
+GROUP BY key, property
+HAVING max(value) - min(value) > 1e-6 * greatest(abs(max(value)), abs(min(value)))
+ORDER BY property, key
+"""
+
+
 class DatasetError(ValueError):
     """The training table cannot be built (unknown property, no rows, an impossible join)."""
 
@@ -134,6 +163,7 @@ class TrainingSet:
     group_by: the column naming the cross-validation groups
     groups: (n_rows,) group label of every row (``table[group_by]``)
     grouping: stored properties fetched only to group by (not features, never inputs)
+    conflicts: keys whose unflagged values disagree, one line each (the newest is used)
     """
 
     table: pd.DataFrame
@@ -145,6 +175,7 @@ class TrainingSet:
     group_by: str = "material"
     groups: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     grouping: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:
@@ -239,6 +270,7 @@ def build_training_set(
         params = {"target": target, "features": fetched["material"], "methods": methods,
                   "include_flagged": include_flagged, "configuration_features": fetched["configuration"]}
         target_sql = {"surface": SURFACE_TARGET_SQL, "configuration": CONFIGURATION_TARGET_SQL}.get(scope, BULK_TARGET_SQL)
+        conflicts = _conflicts(conn, [target, *fetched["material"], *fetched["configuration"]], params)
         targets, long, per_config, compositions = _fetch_stored(conn, target_sql, params, fetched)
     targets = _with_chemical_system(_with_composition(targets, fetched["composition"], compositions), compositions)
     table, dropped = _join_features(targets, long, per_config, [*features, *grouping], fetched)
@@ -253,7 +285,7 @@ def build_training_set(
     if grouping:
         snapshot_params["grouping"] = grouping
     return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
-                       group_by, table[group_by].to_numpy(), grouping)
+                       group_by, table[group_by].to_numpy(), grouping, conflicts)
 
 
 def _grouping_properties(conn, known: dict[str, tuple[str, str]], target: str, features: list[str],  # noqa: ANN001
@@ -286,6 +318,19 @@ def _grouping_properties(conn, known: dict[str, tuple[str, str]], target: str, f
         raise DatasetError(f"group_by {group_by!r} is a {scope} property and cannot group {target_scope}-scope rows; "
                            "give a bulk property, a composition descriptor or chemical_system")
     return [group_by]
+
+
+def _conflicts(conn, names: list[str], params: dict) -> list[str]:  # noqa: ANN001
+    """The keys whose unflagged values of ``names`` disagree (relative 1e-6), one line each.
+
+    The training queries take the newest value of each key: where two disagree, the newest
+    decides the fit.  Table ingest refuses such a value from another source; a store filled
+    before that check, or by ``ingest compute`` recomputing under one method name, can still
+    hold them.  They are reported with the fit (job run summary, CLI), not refused.
+    """
+    rows = conn.execute(text(CONFLICTS_SQL), {**params, "names": names, "include_flagged": False}).all()
+    return [f"{r.property} of {r.key}: {r.n} values from {r.low:.6g} to {r.high:.6g} (sources "
+            f"{', '.join(map(str, r.sources))}); the newest is used" for r in rows]
 
 
 def _fetch_stored(

@@ -33,13 +33,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """What a fit or refit did: the version (new or unchanged), why, and the training set size."""
+    """What a fit or refit did: the version (new or unchanged), why, the training set size and any
+    keys whose stored values conflict (:attr:`~matstore.models.dataset.TrainingSet.conflicts`)."""
 
     version: Any
     created: bool
     reason: str
     n_rows: int
     dropped: int
+    conflicts: tuple[str, ...] = ()
 
 
 def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome:
@@ -59,11 +61,17 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         training = build_training_set(engine, target=spec.target, features=spec.features, methods=spec.methods,
                                       include_flagged=spec.include_flagged, group_by=spec.group_by)
         run.summary.update(n_rows=training.n_rows, dropped=len(training.dropped), dataset_sha256=training.sha256)
+        if training.conflicts:
+            run.summary["conflicting_values"] = training.conflicts[:50]
+            log.warning("%d keys hold conflicting values; the newest is used: %s", len(training.conflicts),
+                        training.conflicts[0])
+        conflicts = tuple(training.conflicts)
         unchanged = _unchanged(engine, spec, training)
         if unchanged is not None:
             run.status = "skipped"
             run.summary["reason"] = unchanged.reason
-            return FitOutcome(unchanged.version, False, unchanged.reason, training.n_rows, len(training.dropped))
+            return FitOutcome(unchanged.version, False, unchanged.reason, training.n_rows, len(training.dropped),
+                              conflicts)
         values, predictions = _fit_values(spec, training)
         outcome = store_version(engine, spec=spec, training=training, values=values,
                                 predictions=predictions, job_run_id=run.id)
@@ -71,7 +79,8 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
                            metrics=outcome.version.metrics)
         if not outcome.created:
             run.status = "skipped"
-        return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped))
+        return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped),
+                          conflicts)
 
 
 def refit_model(engine: Engine, name: str) -> FitOutcome:
