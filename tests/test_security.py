@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -172,9 +173,11 @@ def test_mapping_values_are_data_not_sql(store, cli, tmp_path):
     fresh = iter(range(1000))
 
     def new_table() -> Path:
-        """The small table with one value changed: a new sha256, so the mapping is fully applied."""
+        """The small table under new method names: a new sha256, so the mapping is fully applied (a
+        changed value under the same method would be refused as conflicting with the stored one)."""
         path = tmp_path / f"table_{next(fresh)}.csv"
-        path.write_text(table.read_text().replace("3.615", f"3.615{next(fresh):03d}"))
+        n = next(fresh)
+        path.write_text(table.read_text().replace("EAM_A", f"EAM_A{n}").replace("EAM_B", f"EAM_B{n}"))
         return path
 
     for payload in INJECTIONS:
@@ -201,7 +204,7 @@ def test_mapping_values_are_data_not_sql(store, cli, tmp_path):
     path = tmp_path / "data.yaml"
     path.write_text(yaml.safe_dump(mapping))
     csv = new_table()
-    csv.write_text(csv.read_text().replace("EAM_B", payload))
+    csv.write_text(re.sub(r"EAM_B\d+", lambda _: payload, csv.read_text()))
     before = checksums(store)
     result = cli("ingest", "table", str(csv), "--mapping", str(path))
     assert result.exit_code == 0, result.output
@@ -275,7 +278,7 @@ def test_password_never_logged_or_stored(engine, database_url, tmp_path):
     good = tmp_path / "good.extxyz"
     good.write_text((GOOD / "cu_emt.extxyz").read_text().replace("0.05292157", "0.05292158"))  # a new source
     table = tmp_path / "table.csv"
-    table.write_text((GOOD / "small_table.csv").read_text().replace("3.615", "3.6151"))
+    table.write_text((GOOD / "small_table.csv").read_text().replace("EAM_", "EAM_new_"))
     runs = [
         (["ingest", "structures", str(good), "--method", "emt"], url, 0),
         (["ingest", "structures", str(BAD / "truncated.extxyz")], url, 1),
