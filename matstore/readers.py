@@ -81,8 +81,8 @@ FROM pg_roles r WHERE r.rolname = %s
 _OBJECT_VIOLATIONS = """
 WITH r AS (SELECT oid FROM pg_roles WHERE rolname = %s),
 user_ns AS (SELECT oid, nspname FROM pg_namespace
-            WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%%'
-              AND nspname NOT LIKE 'pg\_temp\_%%')
+            WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_toast%%'
+              AND nspname NOT LIKE 'pg\\_temp\\_%%')
 SELECT
   ARRAY(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace, r
         WHERE (c.relkind IN ('r', 'p', 'v', 'm', 'f')
