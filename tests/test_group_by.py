@@ -50,7 +50,8 @@ def store(engine):
     """The test store; the definitions added here are removed afterwards (the vocabulary outlives truncation)."""
     yield engine
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE bulk_property, vocabulary_addition RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE bulk_property, configuration_property, material_configuration, vocabulary_addition "
+                          "RESTART IDENTITY CASCADE"))
         conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
 
 
@@ -249,5 +250,61 @@ def test_selection_texts_say_what_they_count():
     assert nested_agreement_text({}, folds) == ""
     assert grouping_text("KFold(5, shuffle, random_state=0)", "material") == (
         "KFold(5, shuffle, random_state=0), not grouped: rows of one material may be in training and test folds")
+    assert grouping_text("KFold(5, shuffle, random_state=0)", "material", 3) == (
+        "KFold(5, shuffle, random_state=0), not grouped although 3 materials have several rows: rows of one "
+        "material are in training and test folds (--group-by chemical_system holds materials out; for elements "
+        "one group per element)")
+    assert grouping_text("KFold(5, shuffle, random_state=0)", "material", 0) == (
+        "KFold(5, shuffle, random_state=0), not grouped: every material has one row, so each fold holds out "
+        "whole materials")
     assert grouping_text("LeaveOneGroupOut (3 groups) by host_radius", "host_radius") == (
         "LeaveOneGroupOut (3 groups) by host_radius")
+
+
+#: Host materials of the per-configuration table: each has the same 12 arrangements 3v:0 … 3v:11.
+HOSTS = {"MoS2": 0.0, "WSe2": 0.4, "BN": -0.3}
+KEYS = [f"3v:{i}" for i in range(12)]
+
+
+def populate_configurations(engine) -> None:
+    """Store ``formation_energy`` (eV) and ``d_vv_1`` (Å) of every key of :data:`KEYS` in every host of :data:`HOSTS`.
+
+    formation_energy = 1.5·d_vv_1 + the host's offset; d_vv_1 differs between hosts for one key.
+    """
+    run = crud.start_job_run(engine=engine, kind="test", parameters={})
+    with Session(engine) as s:
+        crud.add_definition(session=s, name="d_vv_1", unit="angstrom", scope="configuration", job_run_id=run)
+        method = crud.get_or_create_method(session=s, name="synthetic", kind="model")
+        source = crud.claim_source(session=s, kind="computation", sha256="8" * 64)
+        for h, (host, offset) in enumerate(HOSTS.items()):
+            material = crud.get_or_create_material(session=s, formula=host)
+            values = {key: {"d_vv_1": 3.0 + 0.1 * i + 0.05 * h, "formation_energy": 1.5 * (3.0 + 0.1 * i + 0.05 * h) + offset}
+                      for i, key in enumerate(KEYS)}
+            crud.add_configuration_values(session=s, material_id=material, method_id=method, source_id=source,
+                                          job_run_id=run, values=values)
+        s.commit()
+
+
+def test_group_by_configuration_key_holds_out_one_configuration_of_one_material(store):
+    """``--group-by configuration_key``: 3v:17 of MoS2 and 3v:17 of BN are two groups, labelled ``MoS2 [3v:17]``."""
+    from matstore.models.report import grouping_text
+    from matstore.models.service import fit_model
+
+    populate_configurations(store)
+    version = fit_model(store, _spec(name="tmd3v", target="formation_energy", features=["d_vv_1"],
+                                     group_by="configuration_key")).version
+    report = version.report
+    assert version.n_rows == 36
+    assert report["cv_scheme"] == "GroupKFold(10) by configuration"
+    held = [label for f in report["folds"] for label in f["held_out"]]
+    expected = {f"{host} [{key}]" for host in HOSTS for key in KEYS}
+    assert sorted(held) == sorted(expected)  # each configuration of each host in exactly one fold (≤ 4 per fold)
+    assert {g["group"] for g in report["per_group"]} == expected and all(g["n"] == 1 for g in report["per_group"])
+    assert grouping_text(report["cv_scheme"], "configuration_key") == (
+        "GroupKFold(10) by configuration: one configuration of one material per group, e.g. MoS2 [3v:17] "
+        "(--group-by configuration_key)")
+    # a version fitted before: one group per bare key, the same key of every host held out together
+    assert grouping_text("GroupKFold(10) by configuration_key", "configuration_key") == (
+        "GroupKFold(10) by configuration_key: each configuration key held out in every material that has it "
+        "together (as fitted before configurations were grouped per material)")
+    assert version.hyperparameters["group_by"] == "configuration_key"

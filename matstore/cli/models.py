@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from matstore.cli.common import cli_errors, console, engine
@@ -62,20 +63,22 @@ def fit(
                   group_by=group_by, interval_level=interval_level)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
-        with console.status(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget, CV folds included)"):
+        with console.status(escape(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget, CV folds included)")):
             outcome = fit_model(engine(), spec)
         if promote_to and outcome.version is not None:
             from matstore.models.versioning import promote
 
             promote(engine(), name=spec.name, version=outcome.version.version, alias=promote_to)
     _report_outcome(spec.name, outcome)
+    if group_by == "material":
+        _warn_ungrouped_bulk(spec.target, outcome.version)
 
 
 def refit(name: str = typer.Argument(..., help="Model to refit with its stored spec.")) -> None:
     """Re-run a model's stored spec; a new version only when data or spec changed."""
     from matstore.models.service import refit_model
 
-    with cli_errors(), console.status(f"refitting {name}"):
+    with cli_errors(), console.status(escape(f"refitting {name}")):
         outcome = refit_model(engine(), name)
     _report_outcome(name, outcome)
 
@@ -104,8 +107,6 @@ def predict(
     versions fitted without one.  Unknown ``--set`` names, non-finite or out-of-range inputs
     are refused with a one-line error (exit status 1).
     """
-    from rich.markup import escape
-
     from matstore.db import reader_engine
     from matstore.models.service import predict as run_predict
 
@@ -161,7 +162,8 @@ def list_models() -> None:
         rows = run_list(reader_engine())
     table = Table("model", "target", "unit", "versions", "latest", "aliases")
     for r in rows:
-        table.add_row(r["name"], r["target"], r["target_unit"], str(r["versions"]), str(r["latest"] or ""), r["aliases"] or "")
+        table.add_row(*(escape(str(x)) for x in (r["name"], r["target"], r["target_unit"], r["versions"],
+                                                  r["latest"] or "", r["aliases"] or "")))
     console.print(table)
 
 
@@ -177,46 +179,96 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     with cli_errors(), Session(reader_engine()) as session:
         v = resolve(session, ref)
         aliases, chain = aliases_of(session, v), lineage(session, v)
-    console.print(f"[bold]{ref}[/] → version {v.version} ({', '.join(aliases) or 'no alias'}); lineage {' ← '.join(map(str, chain))}")
-    console.print(f"  y [{v.target_unit}] = {v.equation_text}")
-    console.print(f"  LaTeX: {v.equation_latex}", highlight=False)
+        repeated = _repeated_materials(session, v.id)
+    console.print(f"[bold]{escape(ref)}[/] → version {v.version} ({escape(', '.join(aliases) or 'no alias')}); "
+                  f"lineage {' ← '.join(map(str, chain))}")
+    _print_equation(v.target_unit, v.equation_text)
+    console.print(f"  LaTeX: {v.equation_latex}", markup=False, highlight=False)
     for line, how in parts_lines(v.parts):
-        console.print(f"  {line}" + (f"  [dim]({how})[/]" if how else ""))
+        console.print(f"  {escape(line)}" + (f"  [dim]({escape(how)})[/]" if how else ""))
     console.print(f"  selected by: {criterion_text(v.selection_criterion)}; engine {v.engine}; seed {v.seed}; "
-                  f"rows {v.n_rows}", highlight=False)
-    console.print(f"  dimensions: {v.dimension_check}")
+                  f"rows {v.n_rows}", markup=False, highlight=False)
+    console.print(f"  dimensions: {v.dimension_check}", markup=False)
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
-    _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"))
+    _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"), repeated)
     table = Table("metric", "value")
     for key, value in sorted((v.metrics or {}).items()):
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        table.add_row(escape(key), f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
     console.print(table)
+
+
+def _print_equation(unit: str, equation: str) -> None:
+    """``  y [eV] = …``: the unit and equation as text, not Rich markup (``[eV]`` is no style tag)."""
+    console.print(f"  y [{unit}] = {equation}", markup=False)
+
+
+def _repeated_materials(session, version_id: int) -> int:  # noqa: ANN001
+    """How many materials have more than one training row (e.g. one per method) in version ``version_id``.
+
+    Counted from the version's stored predictions (one per training row), so versions fitted
+    before this count was shown have it too.
+    """
+    from sqlalchemy import func, select
+
+    from matstore.schema import EquationPrediction
+
+    per_material = (select(EquationPrediction.material_id).where(EquationPrediction.version_id == version_id)
+                    .group_by(EquationPrediction.material_id).having(func.count() > 1).subquery())
+    return int(session.execute(select(func.count()).select_from(per_material)).scalar_one())
+
+
+def _warn_ungrouped_bulk(target: str, version) -> None:  # noqa: ANN001
+    """Warn when an explicit ``--group-by material`` left a bulk target's folds ungrouped (shuffled KFold).
+
+    ``FitSpec.group_by`` defaults to ``material``, and for a bulk target of one composition per
+    chemical system that default means shuffled folds (:func:`matstore.models.service._cv_groups`);
+    a user who asked for material grouping is told what the folds did and how to hold materials out.
+    """
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from matstore.models.report import grouping_text
+    from matstore.schema import PropertyDefinition
+
+    scheme = (version.report or {}).get("cv_scheme") or (version.metrics or {}).get("cv_scheme") or ""
+    if not scheme or " by " in scheme:
+        return
+    with Session(engine()) as session:
+        scope = session.execute(select(PropertyDefinition.scope).where(PropertyDefinition.name == target)).scalar()
+        if scope is None or scope in ("surface", "configuration"):
+            return
+        repeated = _repeated_materials(session, version.id)
+    console.print("  [yellow]warning:[/] " + escape(f"--group-by material did not group the folds of bulk target "
+                                                     f"{target}: {grouping_text(scheme, 'material', repeated)}"),
+                  highlight=False)
 
 
 def _fmt(value, spec: str = ".3f") -> str:  # noqa: ANN001
     return "—" if value is None else format(value, spec)
 
 
-def _show_report(report: dict, unit: str, group_by: str | None = None) -> None:
+def _show_report(report: dict, unit: str, group_by: str | None = None, repeated: int | None = None) -> None:
     """Grouping and folds, nested and fixed-form CV, fold agreement, the discrepancy note, folds, groups, interval, time."""
     if not report:
         console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
         return
     from matstore.models.report import ceiling_text, grouping_text, nested_agreement_text
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
-    console.print(f"  cross-validation: {grouping_text(report['cv_scheme'], group_by)}", highlight=False)
+    console.print(f"  cross-validation: {grouping_text(report['cv_scheme'], group_by, repeated)}", markup=False,
+                  highlight=False)
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
-                  f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}")
+                  f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}", markup=False)
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
-                  f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}")
-    console.print(f"  {nested_agreement_text(agree, report.get('folds'))}", highlight=False)
+                  f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}", markup=False)
+    console.print(f"  {nested_agreement_text(agree, report.get('folds'))}", markup=False, highlight=False)
     if ceiling_text(report):
-        console.print(f"  ceiling: {ceiling_text(report)}", highlight=False)
+        console.print(f"  ceiling: {ceiling_text(report)}", markup=False, highlight=False)
     if report.get("discrepancy"):
-        console.print(f"  [yellow]{report['discrepancy']}[/]", highlight=False)
+        console.print(f"  [yellow]{escape(report['discrepancy'])}[/]", highlight=False)
     folds = Table("fold", "held out", "selected form", "nested R²", "fixed-form R²")
     for f in report.get("folds", []):
-        folds.add_row(str(f["fold"]), ", ".join(f["held_out"])[:30], f["form"][:60] + ("" if f["same_as_full"] else " ≠"),
+        folds.add_row(str(f["fold"]), escape(", ".join(f["held_out"])[:40]),
+                      escape(f["form"][:60] + ("" if f["same_as_full"] else " ≠")),
                       _fmt(f.get("nested_r2")), _fmt(f.get("fixed_form_r2")))
     console.print(folds)
     _show_groups(report.get("per_group", []), unit)
@@ -226,9 +278,9 @@ def _show_report(report: dict, unit: str, group_by: str | None = None) -> None:
 def _show_groups(groups: list, unit: str) -> None:
     if not groups:
         return
-    table = Table("group (worst first)", "rows", f"RMSE ({unit})", "mean rel. error", "R²")
+    table = Table("group (worst first)", "rows", escape(f"RMSE ({unit})"), "mean rel. error", "R²")
     for g in groups[:10]:
-        table.add_row(g["group"], str(g["n"]), _fmt(g["rmse"], ".3g"), _fmt(g["mean_relative_error"], ".1%"), _fmt(g["r2"]))
+        table.add_row(escape(str(g["group"])), str(g["n"]), _fmt(g["rmse"], ".3g"), _fmt(g["mean_relative_error"], ".1%"), _fmt(g["r2"]))
     console.print(table)
 
 
@@ -238,7 +290,7 @@ def _show_interval(interval: dict, unit: str, report: dict) -> None:
     width = _width_text(interval.get("half_width"), interval.get("relative_half_width"), unit)
     if width is not None:
         console.print(f"  {interval['level']:.0%} prediction interval: {width} "
-                      f"({interval['method']}); coverage on held-out groups {coverage_text(interval)}")
+                      f"({interval['method']}); coverage on held-out groups {coverage_text(interval)}", markup=False)
     seconds = (report.get("seconds") or {}).get("total")
     if seconds is not None:
         budget = report.get("time_budget")
@@ -246,7 +298,7 @@ def _show_interval(interval: dict, unit: str, report: dict) -> None:
         console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else "")
                       + (f", CV folds {jobs} at a time" if jobs and jobs > 1 else ""))
         if report.get("time_budget_floor"):
-            console.print(f"  {budget_floor_text(report['time_budget_floor'], budget)}", highlight=False)
+            console.print(f"  {budget_floor_text(report['time_budget_floor'], budget)}", markup=False, highlight=False)
 
 
 @models_app.command("transfer")
@@ -261,9 +313,10 @@ def transfer(refs: list[str] = typer.Argument(..., help="Two or more NAME, NAME:
     with cli_errors():
         eng = reader_engine()
         matrix = transfer_matrix(eng, stored_equations(eng, refs))
-    table = Table("equation ↓ / data of →", *matrix.columns, title="R² without refitting (diagonal: training R²)")
+    table = Table("equation ↓ / data of →", *(escape(str(c)) for c in matrix.columns),
+                  title="R² without refitting (diagonal: training R²)")
     for name, row in matrix.iterrows():
-        table.add_row(name, *("—" if value != value else f"{value:.3f}" for value in row))
+        table.add_row(escape(str(name)), *("—" if value != value else f"{value:.3f}" for value in row))
     console.print(table)
 
 
@@ -276,33 +329,33 @@ def promote_cmd(
 
     with cli_errors():
         promote(engine(), name=name, version=version, alias=alias)
-    console.print(f"{name}@{alias} → version {version}")
+    console.print(f"{name}@{alias} → version {version}", markup=False)
 
 
 def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
-    from rich.markup import escape
-
+    """The fit or refit summary: version, reason, conflicts, equation with unit, CV scores, interval (user text escaped)."""
     v = outcome.version
     verb = "created" if outcome.created else "no new version"
-    console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, {outcome.dropped} dropped for missing features")
+    console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, "
+                  f"{outcome.dropped} dropped for missing features", markup=False)
     for line in outcome.conflicts[:3]:
         console.print(f"  [yellow]warning:[/] conflicting stored values: {escape(line)}")
     if len(outcome.conflicts) > 3:
         console.print(f"  [yellow]warning:[/] {len(outcome.conflicts) - 3} more keys with conflicting values "
                       "(job run summary: conflicting_values)")
-    console.print(f"  y [{v.target_unit}] = {v.equation_text}")
+    _print_equation(v.target_unit, v.equation_text)
     cv = (v.metrics or {}).get("cv_r2")
     report = v.report or {}
     if cv is not None:
         console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold; "
-                      f"{report.get('cv_scheme') or (v.metrics or {}).get('cv_scheme', '')})", highlight=False)
+                      f"{report.get('cv_scheme') or (v.metrics or {}).get('cv_scheme', '')})", markup=False, highlight=False)
     if report:
         from matstore.models.report import agreement_text
         agree = report["fold_agreement"]
-        console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; {agreement_text(agree)}")
+        console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; {agreement_text(agree)}", markup=False)
         width = _width_text(v.interval_half_width, v.interval_relative_half_width, v.target_unit)
         if width is not None:
-            console.print(f"  {v.interval_level:.0%} prediction interval {width}")
+            console.print(f"  {v.interval_level:.0%} prediction interval {width}", markup=False)
 
 
 def _split(values: list[str] | None) -> list[str] | None:

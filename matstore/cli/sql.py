@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 
 import typer
@@ -33,10 +34,18 @@ def sql_command(
 
 
 def _write_csv(rows) -> None:  # noqa: ANN001
+    """The streamed rows as CSV on stdout: jsonb values (dict, list) as JSON text, NULL as an empty field."""
     writer = csv.writer(sys.stdout)
     writer.writerow(rows.columns)
     for batch in rows.batches:
-        writer.writerows(batch)
+        writer.writerows([[_json(v) for v in row] for row in batch])
+
+
+def _json(value: object) -> object:
+    """A dict or list (a jsonb or array value) as JSON text, e.g. ``{"raw": "1.3036", "row": 1}``; others as they are."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 
 
 def _print_tables(rows) -> None:  # noqa: ANN001
@@ -61,8 +70,11 @@ def _note_truncated(limit: int) -> None:
 
 
 def _fmt(value: object) -> str:
+    """A table cell: empty for NULL, 6 significant digits for floats, JSON for jsonb and arrays; as text, not markup."""
+    from rich.markup import escape
+
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return escape(str(_json(value)))

@@ -157,7 +157,13 @@ def defer_command(
     wait: bool = typer.Option(False, "--wait", help="Block until the job finished."),
     timeout: float | None = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
 ) -> None:
-    """Queue one task, e.g. ``matstore jobs defer refit_model -k name=tau_fit``."""
+    """Queue one task, e.g. ``matstore jobs defer refit_model -k name=tau_fit``.
+
+    A periodic task (``refit_changed``, ``scan_drop_dir`` …) takes the cron tick as ``timestamp``;
+    deferred by hand without ``-k timestamp=…`` it gets the current time (Unix seconds).
+    """
+    from rich.markup import escape
+
     from matstore.jobs.dispatch import TaskCall, defer, job_errors, wait_for_jobs
 
     arguments: dict[str, object] = {}
@@ -171,14 +177,37 @@ def defer_command(
             arguments[key] = value
     with cli_errors():
         _require_queue_schema()
+        note = _default_timestamp(task, arguments)
         (job_id,) = defer(TaskCall(task, arguments))
-        console.print(f"deferred {task} as job [bold]{job_id}[/]")
+        console.print(f"deferred {escape(task)} as job [bold]{job_id}[/]{escape(note)}")
         if wait:
             (outcome,) = wait_for_jobs([job_id], timeout_s=timeout)
             if outcome.status != "succeeded":
                 error = job_errors([job_id], engine()).get(job_id, "no job_run row: see the worker's log")
                 raise RuntimeError(f"job {job_id} ({task}) {outcome.status}: {error}")
             console.print(f"job {job_id}: [bold]{outcome.status}[/]")
+
+
+def _default_timestamp(task: str, arguments: dict[str, object]) -> str:
+    """Set ``arguments['timestamp']`` to now (Unix seconds) for a periodic task deferred by hand without one.
+
+    Periodic tasks take the cron tick as a required ``timestamp`` (procrastinate passes it);
+    by hand there is no tick, so the time of deferral stands in.  Returns the note the CLI
+    prints (``" (timestamp=1765130000: now)"``), or ``""`` when nothing was added (the task
+    is unknown, takes no ``timestamp``, or was given one).
+    """
+    import inspect
+    import time
+
+    from matstore.jobs.app import app
+
+    app.perform_import_paths()
+    known = app.tasks.get(task)
+    parameter = inspect.signature(known.func).parameters.get("timestamp") if known is not None else None
+    if parameter is None or parameter.default is not inspect.Parameter.empty or "timestamp" in arguments:
+        return ""
+    arguments["timestamp"] = int(time.time())
+    return f" (timestamp={arguments['timestamp']}: now)"
 
 
 @jobs_app.command("check-schedule")

@@ -230,7 +230,7 @@ def nested_agreement_text(agreement: dict[str, Any] | None, folds: list[dict[str
     return text
 
 
-def grouping_text(cv_scheme: str | None, group_by: str | None) -> str:
+def grouping_text(cv_scheme: str | None, group_by: str | None, repeated: int | None = None) -> str:
     """What the folds of a stored report held out together, and why, in one line.
 
     Parameters
@@ -239,21 +239,44 @@ def grouping_text(cv_scheme: str | None, group_by: str | None) -> str:
         The report's ``cv_scheme``, e.g. ``"LeaveOneGroupOut (4 groups) by chemical_system"``.
     group_by
         The spec's ``group_by`` (``hyperparameters['group_by']``), e.g. ``"material"``.
+    repeated
+        For shuffled folds: how many materials have more than one training row (e.g. one per
+        method); ``None`` when not known.
 
     E.g. ``"LeaveOneGroupOut (4 groups) by chemical_system (the default for a bulk target
     whose chemical systems hold several compositions)"``, or for shuffled folds
-    ``"KFold(5, shuffle, random_state=0), not grouped: rows of one material may be in
-    training and test folds"``.
+    ``"KFold(5, shuffle, random_state=0), not grouped although 3 materials have several rows:
+    rows of one material are in training and test folds (--group-by chemical_system holds
+    materials out; for elements one group per element)"``.
     """
     scheme = str(cv_scheme or "")
     if not scheme:
         return ""
     if " by " not in scheme:
-        return f"{scheme}, not grouped: rows of one material may be in training and test folds"
+        return _ungrouped_text(scheme, repeated)
     used = scheme.rsplit(" by ", 1)[1]
     if used == "chemical_system" and group_by in (None, "material"):
         return f"{scheme} (the default for a bulk target whose chemical systems hold several compositions)"
+    if used == "configuration":
+        return f"{scheme}: one configuration of one material per group, e.g. MoS2 [3v:17] (--group-by configuration_key)"
+    if used == "configuration_key":
+        return (f"{scheme}: each configuration key held out in every material that has it together (as fitted "
+                "before configurations were grouped per material)")
     return scheme if group_by in (None, used) else f"{scheme} (--group-by {group_by})"
+
+
+#: How to hold materials out of a bulk fit whose folds were not grouped (CLI warning, ``grouping_text``).
+HOLD_OUT_MATERIALS = "--group-by chemical_system holds materials out; for elements one group per element"
+
+
+def _ungrouped_text(scheme: str, repeated: int | None) -> str:
+    """Shuffled folds in words: whether rows of one material were in training and test folds."""
+    if repeated is None:
+        return f"{scheme}, not grouped: rows of one material may be in training and test folds"
+    if repeated == 0:
+        return f"{scheme}, not grouped: every material has one row, so each fold holds out whole materials"
+    return (f"{scheme}, not grouped although {repeated} material{'s have' if repeated > 1 else ' has'} several rows: "
+            f"rows of one material are in training and test folds ({HOLD_OUT_MATERIALS})")
 
 
 #: Stored criteria of stability selection (:func:`matstore.models.selection.select_stable`,

@@ -103,7 +103,7 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     """Run the fitting core and map its result onto EquationVersion columns and prediction rows."""
     from matstore.models.fitting import fit_equation
 
-    table, coefficient_key = _coefficient_key(training.table, spec)
+    table, coefficient_key = _coefficient_key(_with_configuration_groups(training.table, spec), spec)
     result = fit_equation(
         table, "target", spec.features, **spec.fit_options(), groups=_cv_groups(table, spec, training),
         material=coefficient_key if spec.factorize else None,
@@ -140,13 +140,22 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     return values, predictions
 
 
+#: Column of the groups of ``--group-by configuration_key``: one configuration of one material,
+#: labelled ``MoS2 [3v:17]`` (:func:`_with_configuration_groups`).
+CONFIGURATION_GROUP = "configuration"
+
+
 def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str | None:
     """Column whose values the CV folds hold out together, or ``None`` for shuffled KFold.
 
     ``spec.group_by`` names a column of the training table (``material``, ``method``,
     ``chemical_system``, a key, feature or orientation column, or a stored property fetched
     for grouping only; :func:`matstore.models.dataset.build_training_set`).  Any value but
-    the default ``material`` is used as asked.  With ``material``:
+    the default ``material`` is used as asked, except that ``configuration_key`` holds out
+    one configuration of one material (column :data:`CONFIGURATION_GROUP`, added by
+    :func:`_with_configuration_groups`): a key such as ``3v:17`` names an arrangement that
+    every host material may have, and grouping by the bare key would hold out the 3v:17 of
+    all hosts together.  With ``material``:
 
     - surface and configuration targets and factorised fits are grouped by material (many
       rows per material; the honest score is that of an unseen material);
@@ -170,9 +179,24 @@ def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str
     column = next((c for c in ("cv_group", spec.group_by) if c in table.columns), None)
     if column is None:
         raise ValueError(f"--group-by {spec.group_by!r} is not a column of the training table; give {GROUP_BY_CHOICES}")
+    if column == "configuration_key" and CONFIGURATION_GROUP in table.columns:
+        column = CONFIGURATION_GROUP
     if column == "material" and not (training.target_scope in ("surface", "configuration") or spec.factorize):
         column = "chemical_system" if _several_per_system(table) else None
     return column if column is not None and table[column].nunique() > 1 else None
+
+
+def _with_configuration_groups(table: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
+    """``table`` with column :data:`CONFIGURATION_GROUP` = ``material [key]`` when grouped by ``configuration_key``.
+
+    One group per configuration of one material, e.g. ``MoS2 [3v:17]``: the rows of that
+    configuration under every method are held out together (the same arrangement computed
+    twice is one configuration), while the 3v:17 of another host is another group.  Any
+    other grouping, or a table without configuration keys, is returned unchanged.
+    """
+    if spec.group_by != "configuration_key" or "configuration_key" not in table.columns:
+        return table
+    return table.assign(**{CONFIGURATION_GROUP: table["material"] + " [" + table["configuration_key"].astype(str) + "]"})
 
 
 def _several_per_system(table: pd.DataFrame) -> bool:
