@@ -467,3 +467,23 @@ def test_group_errors_from_predictions() -> None:
                           "predicted": [1.1, 1.9, 3.0], "cv_predicted": [1.2, 1.8, 2.5]})
     table = reports.group_errors(frame).set_index("material")
     assert table.loc["Cu", "cv_rmse"] == pytest.approx(0.2) and table.loc["Ni", "cv_mean_error"] == pytest.approx(-0.5)
+
+
+def test_a_failed_run_without_a_model_is_listed(store: Store) -> None:
+    """A failed ingest (no model, no finish time) next to the fits: its expander names it without
+    a model and shows its error (pandas 3 read SQL NULL text as NaN, which is truthy)."""
+    with store.engine.begin() as conn:
+        run_id = conn.execute(text("INSERT INTO job_run (kind, code_version, host, status, error) "
+                                   "VALUES ('ingest_table', '0', 'h', 'failed', 'bad.csv, row 2: not a number') "
+                                   "RETURNING id")).scalar_one()
+    queries.clear_caches()  # the run is new to the cached job list
+    try:
+        at = run_page("jobs")
+        assert not at.error, [e.value for e in at.error]
+        label = next(e.label for e in at.expander if e.label.startswith(f"Run {run_id} "))
+        assert label.startswith(f"Run {run_id} (ingest_table) failed at ") and "nan" not in label
+        assert "bad.csv, row 2: not a number" in [c.value for c in at.code]
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(text("DELETE FROM job_run WHERE id = :i"), {"i": run_id})
+        queries.clear_caches()

@@ -60,7 +60,19 @@ def engine() -> Engine:
 def _frame(sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
     with read_only_connection(engine(), timeout_ms=get_settings().statement_timeout_ms) as conn:
         result = conn.execute(text(sql), params or {})
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return _sql_nulls(pd.DataFrame(result.fetchall(), columns=list(result.keys())))
+
+
+def _sql_nulls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as objects with ``None`` for SQL NULL.
+
+    pandas 3 infers its ``str`` dtype for text and turns ``None`` into NaN, which is truthy:
+    a page's ``value or "–"`` would show ``nan`` and ``" " + value if value`` would fail.
+    """
+    for column in frame.columns:
+        if frame[column].dtype != object and pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
 
 
 def _like(search: str) -> str:

@@ -26,8 +26,10 @@ else:
     )
     failed = runs[runs["status"] == "failed"]
     for run in failed.itertuples():
-        with st.expander(f"Run {run.id} ({run.kind}{' ' + run.model if run.model else ''}) failed at {run.finished_at or run.started_at}"):
-            st.code(run.error or "(no error text)", language="text")
+        model, ended = labels.text_or_blank(run.model), labels.text_or_blank(run.finished_at)
+        with st.expander(f"Run {run.id} ({run.kind}{' ' + model if model else ''}) failed at "
+                         f"{ended or labels.text_or_blank(run.started_at)}"):
+            st.code(labels.text_or_blank(run.error) or "(no error text)", language="text")
             st.json({"parameters": run.parameters, "summary": run.summary}, expanded=False)
 
 st.subheader("Task queue")
