@@ -26,6 +26,7 @@ and the key path.
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
@@ -49,6 +50,23 @@ from matstore.schema.provenance import METHOD_KINDS
 from matstore.schema.vocabulary import DEFINITIONS_BY_NAME
 
 OnInvalid = Literal["error", "flag", "skip"]
+#: How a table's tensor components are framed: ``matstore`` (the in-plane frame of the reduced
+#: index, :func:`matstore.orientation.in_plane_frame`), or e1 in crystal axes as three column
+#: names or three numbers.
+FrameSpec = Literal["matstore"] | tuple[float, float, float] | tuple[str, str, str]
+#: A surface definition whose name ends in two or four axis indices is a tensor component
+#: (τ_11, S_1122, Voigt S_66): its value depends on the in-plane frame, not only on the surface.
+_COMPONENT = re.compile(r"_(?:[1-6]{2}|[1-3]{4})$")
+
+
+def is_tensor_component(name: str, scope: str) -> bool:
+    """True for a frame-dependent tensor component: a surface definition named ``…_ij`` or ``…_ijkl``.
+
+    ``surface_stress_11``, ``surface_stress_12``, ``surface_stiffness_66`` (Voigt) or a user's
+    ``surface_stiffness_1122`` are; the invariants ``surface_stress`` (τ11 + τ22)/2 and
+    ``surface_stiffness`` are not, nor is any bulk definition (``surface_energy_111``).
+    """
+    return scope == "surface" and _COMPONENT.search(name) is not None
 MAX_MAPPING_BYTES = 1_000_000
 MAX_YAML_NODES = 20_000
 
@@ -136,7 +154,9 @@ class OrientationSpec(_Model):
     normal's polar angle θ from [001] and azimuth φ from [100]: n = (sin θ cos φ, sin θ sin φ,
     cos θ)).  Angles are in ``angle_unit`` (deg or rad).  ``miller_tolerance_deg`` (normals and
     angles only; 0 < tol ≤ 5°) stores a normal within that angle of a Miller plane as the
-    lowest-index such plane; by default only exact (1e-6) matches are.
+    lowest-index such plane; by default only exact (1e-6) matches are.  ``frame`` (tensor
+    components only, see :func:`is_tensor_component`) declares the in-plane frame of the
+    values: ``matstore`` or e1 in crystal axes (three columns or three numbers).
     """
 
     miller_column: str | None = None
@@ -146,6 +166,7 @@ class OrientationSpec(_Model):
     convention: Literal["triangle", "spherical"] = "triangle"
     angle_unit: Literal["deg", "rad"] = "deg"
     miller_tolerance_deg: float | None = None
+    frame: FrameSpec | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> OrientationSpec:
@@ -162,9 +183,14 @@ class OrientationSpec(_Model):
 
     def columns(self) -> tuple[str, ...]:
         """Table columns this orientation reads."""
-        if self.miller_column:
-            return (self.miller_column,)
-        return self.miller_columns or self.normal_columns or self.angle_columns or ()
+        given = (self.miller_column,) if self.miller_column else (
+            self.miller_columns or self.normal_columns or self.angle_columns or ())
+        return (*given, *self.frame_columns())
+
+    def frame_columns(self) -> tuple[str, ...]:
+        """The three columns of e1 when ``frame`` names columns, else ``()``."""
+        frame = self.frame
+        return frame if isinstance(frame, tuple) and all(isinstance(c, str) for c in frame) else ()  # type: ignore[return-value]
 
 
 class TargetSpec(_Model):
@@ -176,6 +202,7 @@ class TargetSpec(_Model):
     normal: tuple[float, float, float] | None = None
     angles: tuple[float, float] | None = None
     orientation: OrientationSpec | None = None
+    frame: Literal["matstore"] | tuple[float, float, float] | None = None
     uncertainty_column: str | None = None
     on_invalid: OnInvalid | None = None
 
@@ -248,6 +275,9 @@ class ColumnEntry:
     orientation_columns: OrientationSpec | None = None
     uncertainty_column: str | None = None
     on_invalid: str = "error"
+    component: bool = False
+    frame: Any = None  # FrameSpec: "matstore", e1 as 3 numbers or 3 column names; None: undeclared
+    given_normal: tuple[float, float, float] | None = None  # a constant orientation as the mapping wrote it
 
 
 @dataclass
@@ -469,11 +499,52 @@ def _resolve(column: str, target: TargetSpec, spec: MappingSpec, vocabulary: Abc
     if definition.scope == "surface" and spec.key is not None:
         raise MappingError(f"{ctx}: surface values cannot be per-configuration (drop `key:` or map them in another table)",
                            **where())
+    component = is_tensor_component(target.definition, definition.scope)
+    frame = _frame(target, orientation, component, ctx, where)
     return ColumnEntry(
         column=column, definition=target.definition, unit=target.unit, factor=factor, canonical_unit=definition.unit,
         scope=definition.scope, orientation=orientation, orientation_columns=target.orientation,
         uncertainty_column=target.uncertainty_column, on_invalid=target.on_invalid or spec.on_invalid,
+        component=component, frame=frame, given_normal=_given_normal(target, orientation),
     )
+
+
+def _given_normal(target: TargetSpec, orientation: Orientation | None) -> tuple[float, float, float] | None:
+    """A constant orientation as written (Miller indices or normal, not reduced); angles as their normal."""
+    given = target.miller or target.normal
+    if given is not None:
+        return tuple(float(c) for c in given)  # type: ignore[return-value]
+    return orientation.normal if orientation is not None else None
+
+
+def _frame(target: TargetSpec, orientation: Orientation | None, component: bool, ctx: str,
+           where: Callable[[], dict[str, Any]]) -> Any:
+    """The declared frame of a target (``None``: undeclared), checked against its definition and orientation."""
+    frame = target.orientation.frame if target.orientation is not None else target.frame
+    if target.orientation is not None and target.frame is not None:
+        raise MappingError(f"{ctx}: with per-row orientation columns, declare the frame inside them "
+                           "(orientation: {..., frame: ...})", **where())
+    if frame is not None and not component:
+        raise MappingError(f"{ctx}: frame applies to tensor components (surface definitions named ..._ij or ..._ijkl); "
+                           f"{target.definition} does not depend on the in-plane frame", **where())
+    if frame == "matstore" and orientation is not None and orientation.miller is None:
+        raise MappingError(f"{ctx}: frame: matstore needs a Miller plane, and {orientation.label} is irrational; "
+                           "give e1 instead (frame: [e1x, e1y, e1z])", **where())
+    if isinstance(frame, tuple) and not isinstance(frame[0], str):
+        norm = sum(c * c for c in frame) ** 0.5
+        if not norm > 0:
+            raise MappingError(f"{ctx}: frame: e1 {list(frame)} is the zero vector", **where())
+        normal = target.normal or target.miller
+        if normal is not None:
+            cosine = abs(sum(a * b for a, b in zip(frame, normal, strict=True))) / norm / sum(c * c for c in normal) ** 0.5
+            if cosine > FRAME_TOLERANCE:
+                raise MappingError(f"{ctx}: frame: e1 {list(frame)} is not in the surface plane {list(normal)} "
+                                   f"(|cos| = {cosine:.3g} > {FRAME_TOLERANCE:g})", **where())
+    return frame
+
+
+#: Largest |cos| between a declared e1 and the normal: 1e-3, about 0.06° from the plane (rounded tables).
+FRAME_TOLERANCE = 1e-3
 
 
 def _constant_orientation(target: TargetSpec, ctx: str, where: Callable[[], dict[str, Any]]) -> Orientation | None:
@@ -493,6 +564,7 @@ def _constant_orientation(target: TargetSpec, ctx: str, where: Callable[[], dict
 
 
 __all__ = [
+    "FRAME_TOLERANCE",
     "ColumnEntry",
     "DerivedSpec",
     "KeySpec",
@@ -504,5 +576,6 @@ __all__ = [
     "RowFlagSpec",
     "SourceSpec",
     "TargetSpec",
+    "is_tensor_component",
     "load_mapping",
 ]

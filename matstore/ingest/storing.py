@@ -29,7 +29,7 @@ from matstore import crud
 from matstore.ingest.errors import IngestError
 from matstore.ingest.property_copy import copy_insert, copy_rows, json_text
 from matstore.ingest.table_report import TableReport
-from matstore.ingest.validating import Value, describe, paused_gc, row_firsts
+from matstore.ingest.validating import Value, config_key, describe, paused_gc, row_firsts
 
 _VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", "job_run_id", "details")
 
@@ -52,14 +52,14 @@ def _entities(session: Any, values: list[Value], source_id: int, job_run_id: int
     methods = crud.get_or_create_methods(session=session, methods=[(v.method, v.method_kind, v.potential) for v in firsts])
     surfaces = crud.get_or_create_surfaces(session=session, surfaces=[
         (materials[v.formula, v.prototype], v.orientation) for v in values if v.orientation is not None])
-    keys: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for v in firsts:
-        if v.key is not None:
-            keys[materials[v.formula, v.prototype], methods[v.method, v.method_kind, v.potential]].append(v.key)
+    keys: dict[tuple[int, int], dict[str, None]] = defaultdict(dict)  # configurations with a configuration value
+    for v in values:
+        if config_key(v) is not None:
+            keys[materials[v.formula, v.prototype], methods[v.method, v.method_kind, v.potential]][v.key] = None  # type: ignore[index]
     configurations = {}
     for (material_id, method_id), group in keys.items():
         ids = crud.get_or_create_configurations(session=session, material_id=material_id, method_id=method_id,
-                                                keys=group, source_id=source_id, job_run_id=job_run_id)
+                                                keys=list(group), source_id=source_id, job_run_id=job_run_id)
         configurations.update({(material_id, method_id, k): i for k, i in ids.items()})
     return materials, methods, surfaces, configurations
 
@@ -70,7 +70,9 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
 
     Values already stored for the same (entity, definition, source) are left as they are
     and counted in ``report.duplicates`` (as is any value whose stored key repeats an earlier
-    value's, of which the first is kept; validated values never do).
+    value's, of which the first is kept; validated values never do).  Each value goes to the
+    table of its definition's scope: a bulk column of a per-configuration table is the
+    material's (``bulk_property``), stored once per material and method.
 
     Parameters
     ----------
@@ -90,16 +92,15 @@ def store_values(session: Any, values: list[Value], report: TableReport, *, sour
     materials, methods, surfaces, configurations = _entities(session, values, source_id, job_run_id)
     rows: dict[str, list[tuple]] = {table: [] for table in _KEYS}
     of: dict[str, list[Value]] = {table: [] for table in _KEYS}  # the value of each row, for messages
-    row = configuration_id = material_id = method_id = None
+    row = material_id = method_id = None
     with paused_gc():
         for v in values:
-            if v.row != row:  # a row's values share material, method and configuration
+            if v.row != row:  # a row's values share material, method and configuration key
                 row, material_id = v.row, materials[v.formula, v.prototype]
                 method_id = methods[v.method, v.method_kind, v.potential]
-                configuration_id = configurations[material_id, method_id, v.key] if v.key is not None else None
             tail = (definition_ids[v.entry.definition], v.value, v.uncertainty, v.flag, source_id, job_run_id, _details(v))
-            if configuration_id is not None:
-                table, head = "configuration_property", (configuration_id,)
+            if v.entry.scope == "configuration":
+                table, head = "configuration_property", (configurations[material_id, method_id, v.key],)
             elif v.orientation is not None:
                 table, head = "surface_property", (surfaces[material_id, v.orientation.key], method_id)
             else:
@@ -151,6 +152,8 @@ def check_conflicts(session: Any, rows: dict[str, list[tuple]], values: dict[str
             if r[width + 3] is not None:  # a flagged value feeds no fit
                 continue
             for other in stored.get(r[:width + 1], ()):
+                if v.entry.component and not same_frame(v.frame, other.frame):
+                    continue  # components in different (or unknown) frames are not comparable
                 if abs(other.value - r[width + 1]) > CONFLICT_RTOL * max(abs(other.value), abs(r[width + 1])):
                     found.append((v, other))
                     break
@@ -173,7 +176,7 @@ def _stored_values(session: Any, table: str, rows: list[tuple], source_id: int) 
     where = " AND ".join(f"p.{k} = ANY(CAST(:{k} AS bigint[]))" for k in keys)
     params = {k: sorted({r[i] for r in rows}) for i, k in enumerate(keys)}
     result = session.execute(text(
-        f"SELECT {', '.join(f'p.{k}' for k in keys)}, p.value, p.source_id, p.job_run_id, "
+        f"SELECT {', '.join(f'p.{k}' for k in keys)}, p.value, p.source_id, p.job_run_id, p.details->'frame' AS frame, "
         "coalesce(s.details->>'file', s.description, s.uri, s.kind) AS label "
         f"FROM {table} p JOIN source s ON s.id = p.source_id "
         f"WHERE {where} AND p.flag IS NULL AND p.source_id <> :source_id ORDER BY p.id"),
@@ -226,8 +229,29 @@ def supersede_sources(session: Any, source_ids: list[int], *, by_source_id: int,
     return out
 
 
+def same_frame(a: Any, b: Any, *, tol: float = 1e-6) -> bool:
+    """True when two ``details.frame`` are declared (dicts with ``e1`` and ``normal``, crystal axes) and equal to ``tol``.
+
+    Computed surfaces and tables declaring ``frame:`` store such dicts; an undeclared frame (a
+    string) or none equals no frame, so such components are never compared.
+    """
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return False
+    try:
+        return all(abs(float(x) - float(y)) <= tol for k in ("e1", "normal") for x, y in zip(a[k], b[k], strict=True))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def _details(v: Value) -> str:
-    """``json_text({"column", "line", "raw", "row", "unit"})`` of a value, built from cached parts (hot path)."""
+    """``json_text({"column", "line", "raw", "row", "unit"})`` of a value, built from cached parts (hot path).
+
+    A tensor component also holds ``frame`` (its in-plane frame, or ``"source (undeclared)"``)
+    and ``given_normal`` (the table's normal, not reduced).
+    """
+    if v.frame is not None:
+        return json_text({"column": v.column, "frame": v.frame, "given_normal": v.given_normal, "line": v.line,
+                          "raw": v.raw, "row": v.row, "unit": v.entry.unit})
     head, tail = _detail_parts(v.column, v.entry.unit)
     return f"{head}{v.line},\"raw\":{_json_string(v.raw)},\"row\":{v.row}{tail}"
 
@@ -254,4 +278,4 @@ def _copy_new(session: Any, table: str, keys: tuple[str, ...], rows: list[tuple]
     return copy_rows(session, table, (*keys, *_VALUE_COLUMNS), first)
 
 
-__all__ = ["CONFLICT_RTOL", "check_conflicts", "store_values", "supersede_sources"]
+__all__ = ["CONFLICT_RTOL", "check_conflicts", "same_frame", "store_values", "supersede_sources"]

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from matstore.ingest.errors import (
     ParseError,
     UnknownElementError,
 )
-from matstore.ingest.mapping import ColumnEntry, Mapping, OrientationSpec
+from matstore.ingest.mapping import FRAME_TOLERANCE, ColumnEntry, Mapping, OrientationSpec
 from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.units import check_value, plausible
@@ -47,6 +48,7 @@ from matstore.orientation import (
     from_miller,
     from_normal,
     from_normals,
+    in_plane_frame,
 )
 from matstore.schema.provenance import METHOD_KINDS
 
@@ -71,6 +73,22 @@ class Value:
     key: str | None = None
     composition: dict[str, float] = field(default_factory=dict)
     flag: str | None = None
+    frame: Any = None  # tensor components: details.frame (a dict e1, e2, normal, or UNDECLARED_FRAME)
+    given_normal: list[float] | None = None  # tensor components: the normal as the table gave it, not reduced
+    frame_id: tuple | None = None  # tensor components: values of equal frame_id are in one frame
+
+
+#: ``details.frame`` of a tensor component whose frame the mapping does not declare.
+UNDECLARED_FRAME = "source (undeclared)"
+
+
+def config_key(v: Value) -> str | None:
+    """The configuration a value belongs to: its row's key for a configuration-scope value, else ``None``.
+
+    A bulk column of a per-configuration table (a band gap repeated on every configuration
+    row) is the material's, stored once per material and method.
+    """
+    return v.key if v.entry.scope == "configuration" else None
 
 
 @dataclass(slots=True)
@@ -100,7 +118,8 @@ def issue(v: Value, reason: str) -> dict[str, Any]:
         "value": v.value if math.isfinite(v.value) else str(v.value),
         "unit": v.entry.canonical_unit, "reason": reason,
         **({"orientation": v.orientation.label} if v.orientation is not None else {}),
-        **({"key": v.key} if v.key is not None else {}),
+        **({"given_normal": v.given_normal} if v.given_normal is not None else {}),
+        **({"key": config_key(v)} if config_key(v) is not None else {}),
     }
 
 
@@ -171,11 +190,20 @@ class _Validator:
         except ValueError:
             raise ParseError(f"unparsable number {text[:40]!r}", **self.where(ctx, column)) from None
 
-    def orientation(self, ctx: _RowContext, spec: OrientationSpec) -> Orientation | None:
-        """The row's orientation from ``spec``'s columns; ``None`` when one of them is blank."""
+    def orientation(self, ctx: _RowContext, spec: OrientationSpec) -> tuple[Orientation, list[float]] | None:
+        """The row's orientation from ``spec``'s columns and the normal as given (Miller indices as
+        written, a normal's components, or the unit normal of angles), shape (3,); ``None`` when a
+        cell is blank."""
         if spec.miller_column:
             text = ctx.cells[self.index[spec.miller_column]]
-            return parse_miller(text, **self.where(ctx, spec.miller_column)) if text.strip() else None
+            if not text.strip():
+                return None
+            where = self.where(ctx, spec.miller_column)
+            try:
+                given = miller_indices(text)
+            except ValueError as exc:
+                raise ParseError(f"not a Miller index: {exc}", **where) from None
+            return parse_miller(text, **where), [float(i) for i in given]
         if spec.miller_columns:
             return self.miller_from_columns(ctx, spec.miller_columns)
         columns = spec.normal_columns or spec.angle_columns or ()
@@ -185,16 +213,18 @@ class _Validator:
         tol_deg = spec.miller_tolerance_deg
         try:
             if spec.normal_columns:
-                return from_normal(comps, tol_deg=tol_deg)  # type: ignore[arg-type]
+                return from_normal(comps, tol_deg=tol_deg), comps  # type: ignore[arg-type,return-value]
             if spec.convention == "spherical":
-                return from_normal(spherical_normal(*comps, unit=spec.angle_unit), tol_deg=tol_deg)  # type: ignore[arg-type]
+                normal = spherical_normal(*comps, unit=spec.angle_unit)  # type: ignore[arg-type]
+                return from_normal(normal, tol_deg=tol_deg), list(normal)
             theta, phi = (math.degrees(a) for a in comps) if spec.angle_unit == "rad" else comps  # type: ignore[misc]
-            return from_angles(theta, phi, tol_deg=tol_deg)  # type: ignore[arg-type]
+            found = from_angles(theta, phi, tol_deg=tol_deg)  # type: ignore[arg-type]
+            return found, list(found.normal)
         except OrientationError as exc:
             raise ParseError(f"invalid orientation: {exc}", **self.where(ctx, columns[0])) from None
 
-    def miller_from_columns(self, ctx: _RowContext, columns: tuple[str, str, str]) -> Orientation | None:
-        """(h k l) from three columns (``miller_columns``); ``None`` when one is blank."""
+    def miller_from_columns(self, ctx: _RowContext, columns: tuple[str, str, str]) -> tuple[Orientation, list[float]] | None:
+        """(h k l) from three columns (``miller_columns``) and the indices as written; ``None`` when one is blank."""
         texts = [ctx.cells[self.index[c]].strip() for c in columns]
         if not all(texts):
             return None
@@ -205,18 +235,60 @@ class _Validator:
             except ValueError as exc:
                 raise ParseError(f"not a Miller index: {exc}", **self.where(ctx, column)) from None
         try:
-            return from_miller(*ints)
+            return from_miller(*ints), [float(i) for i in ints]
         except OrientationError as exc:
             raise ParseError(f"not a Miller index: {exc}", **self.where(ctx, columns[0])) from None
 
+    def frame(self, ctx: _RowContext, entry: ColumnEntry, orientation: Orientation,
+              given: list[float]) -> tuple[Any, tuple]:
+        """``details.frame`` of a tensor component in this row and its identity (equal: the same frame).
+
+        Undeclared: :data:`UNDECLARED_FRAME`, identified by the given normal's direction (a
+        source is taken to frame one written normal one way).  ``matstore``: the frame (e1, e2,
+        n) of :func:`~matstore.orientation.in_plane_frame` of the reduced index, one per
+        surface.  Declared e1 (columns or numbers, crystal axes): e1 made orthogonal to the given
+        normal n and normalised, e2 = n × e1; identified by (e1, n).
+
+        Raises
+        ------
+        ParseError
+            ``matstore`` on an irrational orientation; a blank or unparsable e1 cell; e1 further
+            than :data:`~matstore.ingest.mapping.FRAME_TOLERANCE` (|cos|) from the plane, or zero.
+        """
+        n = np.asarray(given, dtype=float) / np.linalg.norm(given)
+        spec = entry.orientation_columns
+        column = spec.columns()[0] if spec is not None else entry.column
+        if entry.frame is None:
+            return UNDECLARED_FRAME, ("source", *np.round(n, 6).tolist())
+        if entry.frame == "matstore":
+            if orientation.miller is None:
+                raise ParseError(f"frame: matstore needs a Miller plane, and {orientation.label} is irrational; "
+                                 "give e1 instead (frame: [e1x, e1y, e1z])", **self.where(ctx, column))
+            return _matstore_frame(orientation.miller), ("matstore",)
+        names = spec.frame_columns() if spec is not None else ()
+        e1 = [self.number(ctx, c) for c in names] if names else list(entry.frame)
+        if any(c is None for c in e1):
+            blank = next(c for c, x in zip(names, e1, strict=True) if x is None)
+            raise ParseError(f"{entry.column} is a tensor component and its frame column {blank!r} is blank", **self.where(ctx, blank))
+        e1 = np.asarray(e1, dtype=float)
+        norm = float(np.linalg.norm(e1))
+        cosine = abs(float(e1 @ n)) / norm if norm > 0 else math.inf
+        if not cosine <= FRAME_TOLERANCE:
+            raise ParseError(f"frame e1 {e1.tolist()} is not in the surface plane of the normal {given} "
+                             f"(|cos| = {cosine:.3g} > {FRAME_TOLERANCE:g})", **self.where(ctx, names[0] if names else column))
+        e1 = e1 - (e1 @ n) * n
+        e1 /= np.linalg.norm(e1)
+        return _frame_dict(e1, np.cross(n, e1), n, "mapping"), ("e1", *np.round(e1, 6).tolist(), *np.round(n, 6).tolist())
+
     def cell(self, ctx: _RowContext, entry: ColumnEntry) -> None:
         number = self.number(ctx, entry.column)
-        orientation = entry.orientation
+        orientation, given = entry.orientation, entry.given_normal
         if number is not None and entry.orientation_columns is not None:
-            orientation = self.orientation(ctx, entry.orientation_columns)
-            if orientation is None:
+            found = self.orientation(ctx, entry.orientation_columns)
+            if found is None:
                 ctx.unoriented.append(entry)
                 return
+            orientation, given = found
             ctx.oriented.add(entry.column)
         if number is None:
             self.report.missing += 1
@@ -229,8 +301,15 @@ class _Validator:
         value = Value(ctx.row, ctx.line, entry.column, entry, ctx.formula, ctx.prototype, ctx.method, ctx.kind,
                       ctx.potential, ctx.cells[self.index[entry.column]].strip(), number * entry.factor, uncertainty,
                       orientation, ctx.key, ctx.composition)
-        identity = (ctx.formula, ctx.prototype, ctx.method, ctx.key, entry.definition, orientation.key if orientation else None)
+        if entry.component and orientation is not None and given is not None:
+            value.given_normal = list(given)
+            value.frame, value.frame_id = self.frame(ctx, entry, orientation, list(given))
+        identity = (ctx.formula, ctx.prototype, ctx.method, config_key(value), entry.definition,
+                    orientation.key if orientation else None)
         first = self.seen.get(identity)
+        if first is not None and first.frame_id != value.frame_id:
+            self.other_frame(ctx, value, first)
+            return
         if first is not None:
             ctx.repeats.append((value, first))
             return
@@ -238,6 +317,21 @@ class _Validator:
         ctx.new += 1
         self.report.values += 1
         self.check(ctx, value)
+
+    def other_frame(self, ctx: _RowContext, value: Value, first: Value) -> None:
+        """Skip (and report) a tensor component of a surface given earlier in another frame.
+
+        Components in two frames are not compared (they differ by the rotation between the
+        frames), and one source holds one value per surface, method and definition: the first
+        row's is stored, with its frame.
+        """
+        why = (f"another frame: {describe(value)} is given in row {first.row} (normal {_vector(first.given_normal)}) and "
+               f"here (normal {_vector(value.given_normal)}), frames {_frame_label(first)} and {_frame_label(value)}; "
+               f"components in different frames are not compared; row {first.row}'s is stored (one value per surface, "
+               "method and source)")
+        self.report.skipped.append(issue(value, why))
+        self.report.values += 1
+        ctx.issues.append(f"{value.column}: {why}")
 
     def check_oriented(self, ctx: _RowContext) -> None:
         """Refuse a surface value that no target of its column could orient in this row.
@@ -337,8 +431,8 @@ def _clean_table_values(validator: _Validator) -> list[Value] | None:
     mapping, table = validator.mapping, validator.table
     entries = mapping.entries
     if mapping.spec.row_flags or any(e.orientation_columns is not None or (e.scope == "surface" and e.orientation is None)
-                                     for e in entries):
-        return None
+                                     or e.component or (mapping.keyed and e.scope != "configuration") for e in entries):
+        return None  # per-row orientations and frames, and per-material columns of keyed tables, are decided per cell
     targets = {(e.definition, e.orientation.key if e.orientation else None) for e in entries}
     try:
         contexts = [validator.row_context(r, line, cells)
@@ -432,8 +526,46 @@ def _emit_values(report: TableReport, contexts: list[_RowContext], columns: list
 def describe(value: Value) -> str:
     """"c44 of Cu (fcc) by EAM_A on (1,1,1) [configuration k]" for messages."""
     on = f" on {value.orientation.label}" if value.orientation else ""
-    key = f" in configuration {value.key!r}" if value.key is not None else ""
+    key = f" in configuration {config_key(value)!r}" if config_key(value) is not None else ""
     return f"{value.entry.definition} of {value.formula} ({value.prototype}) by {value.method}{on}{key}"
+
+
+@lru_cache(maxsize=1024)
+def _matstore_frame(miller: tuple[int, int, int]) -> dict[str, Any]:
+    """``details.frame`` of matstore's in-plane frame of a reduced index (shared: never mutated)."""
+    return _frame_dict(*in_plane_frame(miller), "matstore")
+
+
+def _frame_dict(e1: np.ndarray, e2: np.ndarray, normal: np.ndarray, declared: str) -> dict[str, Any]:
+    """``details.frame`` of a declared frame: e1, e2, normal (each (3,), crystal axes) and who declared it."""
+    return {"e1": e1.tolist(), "e2": e2.tolist(), "normal": normal.tolist(), "declared": declared}
+
+
+def _vector(v: list[float] | None) -> str:
+    return "(" + ",".join(f"{c:g}" for c in v) + ")" if v is not None else "?"
+
+
+def _frame_label(v: Value) -> str:
+    return v.frame if isinstance(v.frame, str) else f"e1 {_vector([round(c, 4) for c in v.frame['e1']])}"
+
+
+def frame_notes(values: list[Value], other_frames: int) -> list[str]:
+    """Notes on tensor components stored in a frame the mapping does not declare, and on those given in two frames."""
+    undeclared: dict[str, int] = {}
+    for v in values:
+        if v.frame == UNDECLARED_FRAME:
+            undeclared[v.entry.definition] = undeclared.get(v.entry.definition, 0) + 1
+    notes = []
+    if undeclared:
+        listed = ", ".join(f"{n} {d}" for d, n in undeclared.items())
+        notes.append(f"tensor components stored in the source's undeclared in-plane frame ({listed}): details.frame = "
+                     f"'{UNDECLARED_FRAME}', details.given_normal = the table's normal; they are compared with no other "
+                     "frame's values. Declare it with orientation.frame: matstore (matstore's in_plane_frame of the reduced "
+                     "index) or frame: [e1x, e1y, e1z] (e1 in crystal axes)")
+    if other_frames:
+        notes.append(f"{_plural(other_frames, 'tensor component')} given again in another frame of the same surface "
+                     "were not stored (listed in skipped); the first row's frame is stored")
+    return notes
 
 
 def duplicate_message(value: Value, first: Value, *, conflict: bool) -> str:
@@ -578,6 +710,8 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
     report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in firsts if v.key is not None})
     if any(e.scope == "surface" for e in mapping.entries):
         report.notes.extend(near_miller_notes(values))
+    if any(e.component for e in mapping.entries):
+        report.notes.extend(frame_notes(values, sum(1 for s in report.skipped if s["reason"].startswith("another frame"))))
     return values
 
 
@@ -591,5 +725,5 @@ def row_firsts(values: list[Value]) -> list[Value]:
     return [v for i, v in enumerate(values) if i == 0 or values[i - 1].row != v.row]
 
 
-__all__ = ["Value", "describe", "issue", "miller_indices", "miller_integer", "near_miller_notes", "parse_miller", "parse_values",
+__all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "frame_notes", "issue", "miller_indices", "miller_integer", "near_miller_notes", "parse_miller", "parse_values",
            "paused_gc", "row_firsts", "spherical_normal"]
