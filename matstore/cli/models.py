@@ -240,7 +240,7 @@ def _warn_ungrouped_bulk(target: str, version) -> None:  # noqa: ANN001
         repeated = _repeated_materials(session, version.id)
     console.print("  [yellow]warning:[/] " + escape(f"--group-by material did not group the folds of bulk target "
                                                      f"{target}: {grouping_text(scheme, 'material', repeated)}"),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 def _fmt(value, spec: str = ".3f") -> str:  # noqa: ANN001
@@ -255,7 +255,7 @@ def _show_report(report: dict, unit: str, group_by: str | None = None, repeated:
     from matstore.models.report import ceiling_text, grouping_text, nested_agreement_text
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
     console.print(f"  cross-validation: {grouping_text(report['cv_scheme'], group_by, repeated)}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
                   f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}", markup=False)
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
