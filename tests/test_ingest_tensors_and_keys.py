@@ -247,3 +247,27 @@ def test_disagreeing_bulk_repeats_of_a_keyed_table_are_one_line_errors(store, tm
         "paper) is 1.9 here but 1.8 in row 1 (line 2); fix the table, or set `on_duplicate: keep_first` to keep row 1's")
     with store.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM property_values WHERE method LIKE 'DFT-PBE (2D%'")).scalar() == 0
+
+
+def test_constant_orientation_takes_its_frame_beside_it(tmp_path):
+    """miller: [1,1,1] with frame: [1,-1,0]: e1 = [1,-1,0]/√2, e2 = n × e1 = [1,1,-2]/√6; an e1 out of the plane is refused."""
+    from matstore.ingest.reading import read_table
+    from matstore.ingest.table import load_mapping
+    from matstore.ingest.table_report import TableReport
+    from matstore.ingest.validating import parse_values
+
+    path = _write(tmp_path, "c.csv", ["metal,t11", "Cu,1.5"])
+
+    def mapping(frame):
+        return {"material": {"column": "metal", "prototype": "fcc"}, "method": {"name": "x"},
+                "columns": {"t11": {"definition": "surface_stress_11", "unit": "N/m", "miller": [1, 1, 1], "frame": frame}}}
+
+    parsed = load_mapping(mapping([1, -1, 0]))
+    value = parse_values(path, parsed, read_table(path, parsed), TableReport(path=str(path), sha256="", mapping=""))[0]
+    np.testing.assert_allclose([value.frame["e1"], value.frame["e2"]],
+                               [np.array([1, -1, 0]) / 2 ** 0.5, np.array([1, 1, -2]) / 6 ** 0.5], atol=1e-12)
+    assert value.given_normal == [1.0, 1.0, 1.0] and value.frame["declared"] == "mapping"
+    with pytest.raises(MappingError) as err:
+        load_mapping(mapping([1, 0, 0]))
+    assert str(err.value) == ("column 't11': columns.t11: frame: e1 [1.0, 0.0, 0.0] is not in the surface plane [1, 1, 1] "
+                              "(|cos| = 0.577 > 0.001)")
