@@ -18,7 +18,8 @@ compositions of a solid-solution series share it.  It is derived from ``material
 left out of the snapshot hash.
 
 ``group_by`` names the cross-validation groups (:data:`GROUP_BY_CHOICES`): ``material``,
-``method``, ``chemical_system``, ``configuration_key`` (per-configuration targets), any
+``method``, ``chemical_system``, ``configuration_key`` (per-configuration targets; the folds
+hold out one configuration of one material, :func:`matstore.models.service._cv_groups`), any
 feature or orientation column, or any stored property name.  A property that is not a
 feature is fetched as one more column, for grouping only: it is never an input of the
 equation, and a row without its value is dropped (listed in ``dropped``).
@@ -161,7 +162,10 @@ class TrainingSet:
     sha256: sha256 over the sorted rows and the query text
     dropped: rows dropped for missing features, with the missing names
     group_by: the column naming the cross-validation groups
-    groups: (n_rows,) group label of every row (``table[group_by]``)
+    groups: (n_rows,) value of that column in every row (``table[group_by]``); the folds'
+        groups are chosen from it by :func:`matstore.models.service._cv_groups` (the bulk
+        default rule; ``configuration_key`` holds out one configuration of one material,
+        ``MoS2 [3v:17]``, not the bare key shared by every host)
     grouping: stored properties fetched only to group by (not features, never inputs)
     conflicts: keys whose unflagged values disagree, one line each (the newest is used)
     """
