@@ -707,7 +707,9 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
     firsts = row_firsts(values)
     report.materials = len({(v.formula, v.prototype) for v in firsts})
     report.methods = len({v.method for v in firsts})
-    report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in firsts if v.key is not None})
+    keyed = mapping.keyed and any(e.scope != "configuration" for e in mapping.entries)  # rows may hold no configuration value
+    report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in (values if keyed else firsts)
+                                 if config_key(v) is not None})
     if any(e.scope == "surface" for e in mapping.entries):
         report.notes.extend(near_miller_notes(values))
     if any(e.component for e in mapping.entries):
