@@ -25,11 +25,13 @@ class TableReport:
     duplicate_rows: rows repeating an earlier row's values, kept out under
         ``on_duplicate: keep_first`` (their values are listed in ``skipped``)
     flagged: values stored with a flag; skipped: values left out, each with row, line,
-        column, definition, value and reason; dropped_rows: rows of which no value was stored,
+        column, definition, value and reason (also a tensor component given again in another
+        in-plane frame of the same surface, with its ``given_normal``); dropped_rows: rows of which no value was stored,
         with the reasons (blank, skipped values)
     materials, methods, configurations: distinct materials, methods and configurations
     notes: advice on what was stored, one line each (e.g. rounded angles stored as irrational
-        orientations next to a low-index plane, and the mapping option that snaps them)
+        orientations next to a low-index plane, and the mapping option that snaps them; tensor
+        components stored in the source's undeclared frame)
     report_file: where :meth:`write` put the complete report, if asked
     superseded: sources this table replaced, ``{"source_id", "values_flagged"}`` each
     """
