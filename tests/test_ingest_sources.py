@@ -197,3 +197,20 @@ def test_cli_prints_the_refusal_and_the_superseded_source(engine, tmp_path):
     assert result.exit_code == 0, result.output
     assert "superseded source 1: its 6 values stay stored, flagged 'superseded by source 2 (job run" in " ".join(result.output.split())
     assert _counts(engine) == (12, 6, 2, 0)
+
+
+def test_the_wide_view_shows_what_a_fit_uses_after_a_supersede(engine, tmp_path):
+    """A superseding mapping that leaves out a column: bulk_properties_wide shows the new reading's
+    values and no value for the dropped column (revision 0015: flagged values are left out, as
+    fits leave them out); property_values still lists the old, flagged value."""
+    stress = _write(tmp_path, "stress.csv", STRESS)
+    old = ingest_table(stress, MAP_WIDE | {"derived": {"Ec": {"expr": "-CHE"}}}, engine=engine)
+    only_a = MAP_WIDE | {"columns": {"a": MAP_WIDE["columns"]["a"]}}
+    ingest_table(stress, only_a, engine=engine, supersede=[old.source_id])
+    with engine.connect() as conn:
+        wide = conn.execute(text("SELECT lattice_constant, cohesive_energy FROM bulk_properties_wide "
+                                 "WHERE material = 'Cu' AND method = 'DFT-PBE'")).one()
+        kept = conn.execute(text("SELECT value, flag FROM property_values WHERE material = 'Cu' "
+                                 "AND property = 'cohesive_energy'")).one()
+    assert wide.lattice_constant == pytest.approx(3.615, rel=1e-12) and wide.cohesive_energy is None
+    assert kept.value == pytest.approx(3.49, rel=1e-12) and kept.flag.startswith("superseded by source")

@@ -7,8 +7,10 @@ checks that the views in the database equal these definitions.
 - ``property_values``: every bulk, surface and per-configuration value in long form with unit
   and provenance (``configuration_key`` names the material configuration of ``configuration``
   scope values; ``configuration_id`` is the atomic structure a value was computed on).
-- ``bulk_properties_wide``: one row per material × method, one column per bulk property.
-- ``surface_properties_wide``: one row per surface × method with orientation and γ, τ, S.
+- ``bulk_properties_wide``: one row per material × method, one column per bulk property (the
+  newest unflagged value: what a fit uses; since revision 0015).
+- ``surface_properties_wide``: one row per surface × method with orientation and γ, τ, S
+  (likewise).
 - ``model_predictions``: observed vs predicted (and out-of-fold) values per equation version,
   with the configuration key of configuration-scope targets.
 """
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 from matstore.schema.vocabulary import PROPERTY_DEFINITIONS
 
-_NEWEST = "(array_agg(p.value ORDER BY p.created_at DESC, p.id DESC) FILTER (WHERE d.name = '{name}'))[1] AS {name}"
+#: The newest unflagged value of a property (flagged ones, e.g. superseded readings, are left
+#: out as fits leave them out; ``property_values`` lists them with their flag).
+_NEWEST = ("(array_agg(p.value ORDER BY p.created_at DESC, p.id DESC) FILTER (WHERE d.name = '{name}' "
+           "AND p.flag IS NULL))[1] AS {name}")
 
 
 def _wide_columns(scopes: tuple[str, ...]) -> str:
