@@ -68,11 +68,15 @@ class Selection:
     material
         A formula (``Cu``, ``NiAl``): configurations whose composition reduces to it, and
         those linked to a stored material of that formula (``material_configuration``).
+    config_type
+        The frame's ``config_type`` as its file gave it (extxyz info, stored in
+        ``configuration.info``), e.g. ``rattled_bulk``: the usual grouping of MLIP training data.
     """
 
     method: str | None = None
     source: str | None = None
     material: str | None = None
+    config_type: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         """The filters that are set (stored as ``training_set.selection``)."""
@@ -200,9 +204,22 @@ def select_configuration_ids(conn: Any, selection: Selection) -> np.ndarray:
                 "JOIN material m ON m.id = mc.material_id WHERE m.formula = %s))"
             )
             params += [_formulas_of_material(cur, selection.material), selection.material]
+        if selection.config_type is not None:
+            _check_config_type(cur, selection.config_type)
+            where.append("c.info->>'config_type' = %s")
+            params.append(selection.config_type)
         sql = "SELECT c.id FROM configuration c" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.id"
         cur.execute(sql, params, prepare=False)
         return np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+
+
+def _check_config_type(cur: Any, config_type: str) -> None:
+    """Raise :class:`ExportError` naming the stored ``config_type`` values when none is ``config_type``."""
+    cur.execute("SELECT DISTINCT info->>'config_type' FROM configuration WHERE info ? 'config_type' ORDER BY 1")
+    stored = [r[0] for r in cur.fetchall()]
+    if config_type not in stored:
+        known = ", ".join(stored[:10]) + (", …" if len(stored) > 10 else "") if stored else "none"
+        raise ExportError(f"no configuration has config_type {config_type!r} (stored config_types: {known})")
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -442,7 +459,7 @@ def export_structures(
     engine
         SQLAlchemy engine of the store.
     selection
-        Filters (method, source, material); default: every configuration.
+        Filters (method, source, material, config_type); default: every configuration.
     name
         Training-set name.  New: the selected members and their :func:`training_set_hash` are
         recorded.  Already recorded: its members are written again (the filters, if given,

@@ -187,6 +187,21 @@ def test_selection_by_source_and_material(stored, tmp_path):
             export_structures(tmp_path / "x.extxyz", engine=engine, selection=bad)
 
 
+def test_selection_by_config_type(stored, tmp_path):
+    """The six Cu frames carry config_type rattled_bulk in their extxyz info; the NiAl ones none."""
+    import ase.io
+
+    engine, _ = stored
+    report = export_structures(tmp_path / "r.extxyz", engine=engine, selection=Selection(config_type="rattled_bulk"))
+    frames = ase.io.read(tmp_path / "r.extxyz", index=":")
+    assert report.frames == 6 and {f.info["config_type"] for f in frames} == {"rattled_bulk"}
+    assert report.selection == {"config_type": "rattled_bulk"}
+    with pytest.raises(ExportError, match="no configuration matches"):
+        export_structures(tmp_path / "x.extxyz", engine=engine, selection=Selection(config_type="rattled_bulk", method="DFT-PBE"))
+    with pytest.raises(ExportError, match=r"^no configuration has config_type 'surface' \(stored config_types: rattled_bulk\)$"):
+        export_structures(tmp_path / "x.extxyz", engine=engine, selection=Selection(config_type="surface"))
+
+
 def test_cli_prints_virial_counts_per_method(stored, tmp_path):
     from matstore.cli import app
 

@@ -24,6 +24,7 @@ def structures(
     method: str | None = typer.Option(None, "--method", help="Only configurations labelled by this method, e.g. emt or DFT-PBE."),
     source: str | None = typer.Option(None, "--source", help="Only configurations of this source file (its sha256, or ≥ 8 leading hex digits)."),
     material: str | None = typer.Option(None, "--material", help="Only configurations whose composition reduces to this formula, e.g. Cu or NiAl."),
+    config_type: str | None = typer.Option(None, "--config-type", help="Only frames whose file gave this config_type, e.g. rattled_bulk."),
     prefix: str = typer.Option("REF_", "--prefix", help="Label key prefix: REF_ gives REF_energy/REF_forces/REF_virial/REF_stress (MACE); '' gives energy/forces/virial/stress."),
     name: str | None = typer.Option(None, "--name", help="Record the set under this name, or write the set recorded under it again."),
 ) -> None:
@@ -35,7 +36,7 @@ def structures(
 
     with cli_errors():
         report = export_structures(
-            out, engine=engine(), selection=Selection(method=method, source=source, material=material), name=name, prefix=prefix,
+            out, engine=engine(), selection=Selection(method=method, source=source, material=material, config_type=config_type), name=name, prefix=prefix,
         )
     table = Table("method", "frames with virial", "frames without virial", title=f"exported {report.frames} frames → {out}", title_justify="left")
     for method_name in sorted(set(report.with_virial) | set(report.without_virial)):
