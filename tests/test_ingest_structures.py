@@ -314,8 +314,9 @@ def test_copy_partial_duplicates_and_bad_frame(engine):
         assert read_configurations(conn)["energy"].tolist() == [float(i) for i in range(9)]
 
 
-def test_vasprun_steps_convert_stress_to_virial(tmp_path, monkeypatch):
-    """vasprun.xml via pymatgen: VASP's stress (kBar, opposite sign to ASE) becomes W = −V·σ."""
+def test_vasprun_steps_convert_stress_to_virial(tmp_path, monkeypatch, caplog):
+    """vasprun.xml via pymatgen: VASP's stress (kBar, opposite sign to ASE) becomes W = −V·σ;
+    pymatgen's warnings (e.g. an unconverged run) become one log line each, naming the file."""
     import pymatgen.io.vasp as pmg_vasp
     from ase.units import GPa
     from pymatgen.core import Lattice, Structure
@@ -326,13 +327,20 @@ def test_vasprun_steps_convert_stress_to_virial(tmp_path, monkeypatch):
 
     class FakeVasprun:
         def __init__(self, filename, **kwargs):
+            import warnings
+
+            warnings.warn("vasprun.xml is an unconverged VASP run.\n  Electronic convergence reached: False.",
+                          pmg_vasp.outputs.UnconvergedVASPWarning, stacklevel=1)
             self.ionic_steps = [{"structure": structure, "e_0_energy": -14.9, "e_fr_energy": -15.0,
                                  "forces": forces.tolist(), "stress": stress_kbar.tolist()}]
 
     monkeypatch.setattr(pmg_vasp, "Vasprun", FakeVasprun)
     path = tmp_path / "vasprun.xml"
     path.write_text("<modeling/>")
-    (frame,) = read_frames(path)
+    with caplog.at_level("WARNING", logger="matstore.ingest.structures"):
+        (frame,) = read_frames(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: UnconvergedVASPWarning: vasprun.xml is an unconverged VASP run. Electronic convergence reached: False."]
     sigma_ase = -0.1 * GPa * stress_kbar  # eV/Å³, as ase.io.vasp.read_vasp_xml converts it
     np.testing.assert_allclose(frame["virial"], -structure.volume * sigma_ase, rtol=1e-14)
     assert frame["virial"][0, 0] == pytest.approx(structure.volume * 0.1 * GPa * 10.0)  # compressive kBar → positive W

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -313,9 +314,14 @@ def _read_vasprun(path: Path) -> list[dict[str, Any]]:
     from pymatgen.io.vasp import Vasprun
 
     try:
-        run = Vasprun(str(path), parse_dos=False, parse_eigen=False, parse_projected_eigen=False, parse_potcar_file=False)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. UnconvergedVASPWarning: one log line each
+            warnings.simplefilter("always")
+            run = Vasprun(str(path), parse_dos=False, parse_eigen=False, parse_projected_eigen=False,
+                          parse_potcar_file=False)
     except Exception as exc:  # noqa: BLE001
         raise ParseError(f"pymatgen could not read vasprun.xml: {exc}", path=path) from exc
+    for warning in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        log.warning("%s: %s", path, " ".join(warning.split()))
     frames = []
     for k, step in enumerate(run.ionic_steps):
         structure = step["structure"]
