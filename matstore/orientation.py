@@ -65,8 +65,9 @@ class Orientation:
         return f"θ={self.theta_deg:.2f}°,φ={self.phi_deg:.2f}°"
 
 
-def _representative(vector: np.ndarray) -> np.ndarray:
-    return np.sort(np.abs(vector))[::-1]
+def _representative(vectors: np.ndarray) -> np.ndarray:
+    """The m-3m representative of each vector (last axis): absolute values, sorted descending."""
+    return np.sort(np.abs(vectors), axis=-1)[..., ::-1]
 
 
 def angles_of(normal: np.ndarray) -> tuple[float, float]:
@@ -149,7 +150,7 @@ def from_normals(normals: np.ndarray, *, max_miller: int = 12, tol: float = 1e-6
         i = int(np.flatnonzero(bad)[0])
         where = f" (row {i})" if len(vec) > 1 else ""
         raise OrientationError(f"surface normal must be a finite non-zero vector, got {vec[i].tolist()}{where}")
-    rep = np.sort(np.abs(vec / norm[:, None]), axis=1)[:, ::-1]
+    rep = _representative(vec / norm[:, None])
     millers = _rational_millers(rep, max_miller=max_miller, tol=tol, tol_deg=tol_deg)
     out = []
     for r, m in zip(rep, millers, strict=True):

@@ -83,6 +83,17 @@ def engine(session_engine: Engine) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def user_vocabulary_engine(engine: Engine) -> Iterator[Engine]:
+    """:func:`engine`, and afterwards the definitions a test added are removed too (the vocabulary
+    outlives the truncation of the data tables, and their values must go first)."""
+    yield engine
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE configuration_property, material_configuration, bulk_property, surface_property, "
+                          "vocabulary_addition RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+
+
+@pytest.fixture
 def db_session(session_engine: Engine) -> Iterator:
     """A SQLModel session inside a transaction that is rolled back after the test."""
     from sqlmodel import Session

@@ -99,16 +99,14 @@ _MAPPING = ("material: {column: formula, prototype: unknown}\nmethod: {name: cal
 
 
 @pytest.fixture
-def mixing(engine):
+def mixing(user_vocabulary_engine):
     """The test store with the user definition mixing_enthalpy (kJ/mol, bulk), removed afterwards."""
+    engine = user_vocabulary_engine
     with Session(engine) as session:
         run = crud.start_job_run(engine=engine, kind="test", parameters={})
         crud.add_definition(session=session, name="mixing_enthalpy", unit="kJ/mol", scope="bulk", job_run_id=run)
         session.commit()
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE bulk_property, vocabulary_addition RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+    return engine
 
 
 def test_aliases_in_one_file_are_a_conflict_named_by_row(mixing, tmp_path):

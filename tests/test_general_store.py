@@ -11,13 +11,9 @@ from matstore.composition import FormulaError, composition_descriptor, parse_for
 
 
 @pytest.fixture
-def store(engine):
-    """The test store; user definitions are removed afterwards (the vocabulary outlives truncation)."""
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE configuration_property, material_configuration, bulk_property, surface_property, "
-                          "vocabulary_addition RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+def store(user_vocabulary_engine):
+    """The test store; user definitions are removed afterwards."""
+    return user_vocabulary_engine
 
 
 def _scalar(engine, sql, **params):

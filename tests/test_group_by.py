@@ -46,13 +46,9 @@ def mixing_enthalpy(a: str, b: str, x: float, radius: float) -> float:
 
 
 @pytest.fixture
-def store(engine):
-    """The test store; the definitions added here are removed afterwards (the vocabulary outlives truncation)."""
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE bulk_property, configuration_property, material_configuration, vocabulary_addition "
-                          "RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+def store(user_vocabulary_engine):
+    """The test store; the definitions added here are removed afterwards."""
+    return user_vocabulary_engine
 
 
 def populate_series(engine, *, without_host: str | None = None) -> dict[str, str]:

@@ -29,12 +29,9 @@ E0, A = 1.5, 2.0
 
 
 @pytest.fixture
-def store(engine):
-    """The test store; user definitions are removed afterwards (the vocabulary outlives truncation)."""
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE configuration_property, material_configuration, vocabulary_addition RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+def store(user_vocabulary_engine):
+    """The test store; user definitions are removed afterwards."""
+    return user_vocabulary_engine
 
 
 def _vocab_add(*args: str) -> str:

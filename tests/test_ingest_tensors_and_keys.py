@@ -180,16 +180,13 @@ GAPS = {"MoS2": 1.80, "WSe2": 1.62, "BN": 5.95}
 
 
 @pytest.fixture
-def store(engine):
+def store(user_vocabulary_engine):
     """The test store with band_gap (bulk) and d_vv_1..3 (configuration), added with the CLI as a user adds them;
     user definitions are removed afterwards (the vocabulary outlives truncation)."""
     _vocab_add("band_gap", "--unit", "eV", "--scope", "bulk")
     for name in ("d_vv_1", "d_vv_2", "d_vv_3"):
         _vocab_add(name, "--unit", "angstrom", "--scope", "configuration")
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE bulk_property, configuration_property, material_configuration, vocabulary_addition RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+    return user_vocabulary_engine
 
 
 def _keyed_table(tmp_path, gap_of):

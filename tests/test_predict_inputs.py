@@ -173,13 +173,9 @@ def test_composition_descriptors_of_a_new_formula(engine, database_url) -> None:
 
 
 @pytest.fixture
-def defects(engine):
-    """The synthetic per-configuration table (E_f = E0 + A·d1/d2) ingested and fitted; user definitions removed after."""
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE configuration_property, material_configuration, vocabulary_addition "
-                          "RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM property_definition WHERE NOT builtin"))
+def defects(user_vocabulary_engine):
+    """The store of the synthetic per-configuration table (E_f = E0 + A·d1/d2); user definitions removed after."""
+    return user_vocabulary_engine
 
 
 def test_configuration_keys_are_checked_with_close_keys_listed(defects, tmp_path) -> None:

@@ -198,12 +198,11 @@ class _Validator:
             text = ctx.cells[self.index[spec.miller_column]]
             if not text.strip():
                 return None
-            where = self.where(ctx, spec.miller_column)
             try:
                 given = miller_indices(text)
-            except ValueError as exc:
-                raise ParseError(f"not a Miller index: {exc}", **where) from None
-            return parse_miller(text, **where), [float(i) for i in given]
+                return from_miller(*given), [float(i) for i in given]
+            except (ValueError, OrientationError) as exc:
+                raise ParseError(f"not a Miller index: {exc}", **self.where(ctx, spec.miller_column)) from None
         if spec.miller_columns:
             return self.miller_from_columns(ctx, spec.miller_columns)
         columns = spec.normal_columns or spec.angle_columns or ()
@@ -591,6 +590,11 @@ _OVERBAR = re.compile("([0-9])[\u0304\u0305]")
 MILLER_FORMS = "111, (1 1 0), [2,1,0], 1;-1;0 or 1̄10"
 
 
+def _ascii_minus(text: str) -> str:
+    """``text`` with overbars (``1̄`` → ``-1``) and the minus sign U+2212 written as ASCII ``-``."""
+    return _OVERBAR.sub(r"-\1", text).replace("\u2212", "-")
+
+
 def miller_integer(text: str) -> int:
     """One Miller index from its text: ``1``, ``-1``, ``−1`` (U+2212), ``1̄`` (overbar) or an integral float ``1.0``.
 
@@ -599,7 +603,7 @@ def miller_integer(text: str) -> int:
     ValueError
         With a one-line reason, if the text is not an integer.
     """
-    value = _OVERBAR.sub(r"-\1", text.strip()).replace("\u2212", "-")
+    value = _ascii_minus(text.strip())
     try:
         number = float(value)
     except ValueError:
@@ -622,7 +626,7 @@ def miller_indices(text: str) -> tuple[int, int, int]:
     ValueError
         With a one-line reason naming the accepted forms.
     """
-    value = _OVERBAR.sub(r"-\1", text.strip()).replace("\u2212", "-").strip("()[]{}").strip()
+    value = _ascii_minus(text.strip()).strip("()[]{}").strip()
     if re.fullmatch(r"[0-9]+\.0*", value):
         digits = value.split(".")[0].lstrip("0") or "0"
         if len(digits) > 3:
@@ -635,20 +639,6 @@ def miller_indices(text: str) -> tuple[int, int, int]:
     if len(parts) != 3:
         raise ValueError(f"{text.strip()!r} is not three indices; give {MILLER_FORMS}")
     return tuple(miller_integer(x) for x in parts)  # type: ignore[return-value]
-
-
-def parse_miller(text: str, *, path: Path, row: int, line: int, column: str) -> Orientation:
-    """Orientation of a Miller-index cell (the forms of :func:`miller_indices`).
-
-    Raises
-    ------
-    ParseError
-        If the cell is not three integers, or (0,0,0); one line naming file, row, line and column.
-    """
-    try:
-        return from_miller(*miller_indices(text))
-    except (ValueError, OrientationError) as exc:
-        raise ParseError(f"not a Miller index: {exc}", path=path, row=row, line=line, column=column) from None
 
 
 def near_miller_notes(values: list[Value], *, max_index: int = 3, within_deg: float = 0.1) -> list[str]:
@@ -727,5 +717,5 @@ def row_firsts(values: list[Value]) -> list[Value]:
     return [v for i, v in enumerate(values) if i == 0 or values[i - 1].row != v.row]
 
 
-__all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "frame_notes", "issue", "miller_indices", "miller_integer", "near_miller_notes", "parse_miller", "parse_values",
+__all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "frame_notes", "issue", "miller_indices", "miller_integer", "near_miller_notes", "parse_values",
            "paused_gc", "row_firsts", "spherical_normal"]
