@@ -30,13 +30,10 @@ from matstore.ingest.errors import IngestError
 from matstore.ingest.property_copy import copy_insert, copy_rows, json_text
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.validating import Value, config_key, describe, paused_gc, row_firsts
+from matstore.schema.properties import CONFLICT_RTOL
 
 _VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", "job_run_id", "details")
 
-#: Relative tolerance within which a value agrees with one another source stored for the same
-#: entity, method and definition: |a − b| ≤ CONFLICT_RTOL · max(|a|, |b|).  It lets the same
-#: number through in another unit (3.615 Å and 0.3615 nm); any other published digit conflicts.
-CONFLICT_RTOL = 1e-6
 
 #: The key columns (after ``definition_id``) of each property table, for conflicts.
 _KEYS = {"bulk_property": ("material_id", "method_id"), "surface_property": ("surface_id", "method_id"),

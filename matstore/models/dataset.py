@@ -34,6 +34,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from matstore.hashing import sha256_json
+from matstore.schema.properties import CONFLICT_RTOL
 
 #: Orientation descriptor columns of surface targets (see matstore.orientation).
 ORIENTATION_COLUMNS = ("miller_h", "miller_k", "miller_l", "normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
@@ -138,7 +139,7 @@ FROM (
   WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
 ) AS v
 GROUP BY key, property
-HAVING max(value) - min(value) > 1e-6 * greatest(abs(max(value)), abs(min(value)))
+HAVING max(value) - min(value) > """ + repr(CONFLICT_RTOL) + """ * greatest(abs(max(value)), abs(min(value)))
 ORDER BY property, key
 """
 
@@ -325,7 +326,7 @@ def _grouping_properties(conn, known: dict[str, tuple[str, str]], target: str, f
 
 
 def _conflicts(conn, names: list[str], params: dict) -> list[str]:  # noqa: ANN001
-    """The keys whose unflagged values of ``names`` disagree (relative 1e-6), one line each.
+    """The keys whose unflagged values of ``names`` disagree (beyond ``CONFLICT_RTOL``), one line each.
 
     The training queries take the newest value of each key: where two disagree, the newest
     decides the fit.  Table ingest refuses such a value from another source; a store filled

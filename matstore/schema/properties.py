@@ -20,6 +20,13 @@ from sqlmodel import Field, SQLModel
 
 from matstore.schema.base import created_at_field, finite_check, jsonb_field
 
+#: Relative tolerance within which two stored values of one property of one entity and method
+#: agree: |a − b| ≤ CONFLICT_RTOL · max(|a|, |b|).  It lets the same number through in another
+#: unit (3.615 Å and 0.3615 nm); any other published digit conflicts.  Ingest refuses a
+#: value from another source beyond it (:func:`matstore.ingest.storing.check_conflicts`); a fit
+#: reports stored values beyond it (:func:`matstore.models.dataset.build_training_set`).
+CONFLICT_RTOL = 1e-6
+
 PROPERTY_SCOPES = ("bulk", "surface", "configuration", "composition", "defect", "mechanical")
 
 
