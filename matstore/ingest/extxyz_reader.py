@@ -28,7 +28,10 @@ What Python adds around it:
   ``matstore export structures`` writes) are read instead.
 
 Units: positions and cell in Å, energy in eV, forces in eV/Å, virial in eV, stress in eV/Å³
-(positive in tension, ASE's convention); the virial from a stress is W = −V·σ.
+(positive in tension, ASE's convention); the virial from a stress is W = −V·σ.  A frame that
+gives both a virial and a stress keeps its virial only if the two agree
+(:func:`virial_stress_differences`, :data:`VIRIAL_STRESS_RTOL`, :data:`VIRIAL_STRESS_ATOL`);
+otherwise it is refused (:class:`FrameLabelError`), never stored with one of them dropped.
 """
 
 from __future__ import annotations
@@ -100,14 +103,20 @@ def _as_matrix(value: Any, name: str) -> np.ndarray:
 _VOIGT_INDEX = np.array([0, 4, 8, 5, 2, 1])
 
 
-def _voigt(stress: Any) -> np.ndarray:
-    """Stress as ASE's calculator holds it: Voigt (xx, yy, zz, yz, xz, xy), eV/Å³."""
+def _stress(stress: Any) -> np.ndarray:
+    """The stress as the file gives it, eV/Å³: Voigt (6,) (xx, yy, zz, yz, xz, xy) or (3, 3)
+    (9 numbers in column order)."""
     arr = np.asarray(stress, dtype=float)
     if arr.shape == (6,):
         return arr
     if arr.size != 9:
         raise ValueError(f"stress must have 6 (Voigt) or 9 numbers, got {arr.size}")
-    return _as_matrix(arr, "stress").reshape(9)[_VOIGT_INDEX]
+    return _as_matrix(arr, "stress")
+
+
+def _voigt(stress: np.ndarray) -> np.ndarray:
+    """Stress as ASE's extxyz reader gives it to its calculator: Voigt (6,), the upper triangle of a 3×3."""
+    return stress if stress.shape == (6,) else stress.reshape(9)[_VOIGT_INDEX]
 
 
 _PREFIXED_LABEL_KEYS = tuple((prefix, tuple(prefix + key for key in LABEL_KEYS)) for prefix in _LABEL_PREFIXES)
@@ -132,22 +141,23 @@ def _number(value: Any, what: str) -> float:
 
 
 def _labels(info: dict[str, Any], arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """energy (eV), forces (N, 3) eV/Å, virial (3, 3) eV and stress (6,) Voigt eV/Å³ of one frame.
+    """energy (eV), forces (N, 3) eV/Å, virial (3, 3) eV and stress ((6,) Voigt or (3, 3), eV/Å³) of one frame.
 
-    The stress is returned only when there is no virial; :func:`virials_from_stress` turns it
-    into W = −V·σ for a whole batch at once.
+    The stress is returned whenever the frame has one; :func:`virials_from_stress` turns it
+    into W = −V·σ for a whole batch at once, or, when the frame has a virial too, checks that
+    the two agree.
     """
     energy = info.get(prefix + "energy", info.get(prefix + "free_energy"))
     forces = arrays.get(prefix + "forces", arrays.get(prefix + "force"))
     virial = info.get(prefix + "virial")
-    stress = info.get(prefix + "stress") if virial is None else None
+    stress = info.get(prefix + "stress")
     labels = {
         "energy": None if energy is None else _number(energy, "energy"),
         "forces": None if forces is None else np.asarray(forces, dtype=float),
         "virial": None if virial is None else _as_matrix(virial, "virial"),
     }
     if stress is not None:
-        labels["stress"] = _voigt(stress)
+        labels["stress"] = _stress(stress)
     return labels
 
 
@@ -155,30 +165,163 @@ def _labels(info: dict[str, Any], arrays: dict[str, Any], prefix: str) -> dict[s
 _VOIGT_TO_MATRIX = np.array([[0, 5, 4], [5, 1, 3], [4, 3, 2]])
 
 
-def virials_from_stress(frames: list[dict[str, Any]]) -> int | None:
-    """Replace each frame's ``stress`` (6,) eV/Å³ by ``virial`` W = −V·σ (3, 3) eV, in place.
+#: Flat (row-major) indices that fill a 3×3 matrix from its diagonal and upper triangle.
+_UPPER_TO_MATRIX = np.array([[0, 1, 2], [1, 4, 5], [2, 5, 8]])
 
-    V = |det(cell)| (Å³).  One batched ``numpy.linalg.det`` for all frames gives the same
-    numbers bit for bit as :func:`matstore.ingest.labels.stress_to_virial` frame by frame (the
-    path through ASE), so content hashes do not depend on the reader.
+#: Relative tolerance within which a frame's virial W and its −V·σ agree: the largest element
+#: difference may be ``VIRIAL_STRESS_RTOL`` times the larger Frobenius norm of the two, plus
+#: :data:`VIRIAL_STRESS_ATOL`.  The same value as ``matstore.schema.properties.CONFLICT_RTOL``
+#: (the store's one tolerance for two readings of a number; not imported here, which would load
+#: the whole schema into the reader): the same number printed in full (ASE, ``matstore export
+#: structures``) passes, any other published digit conflicts.
+VIRIAL_STRESS_RTOL = 1e-6
+#: Absolute part of the virial/stress tolerance, eV: lets a frame at zero stress through with
+#: round-off; 1 µeV over a 100 Å³ cell is 1.6 kPa, far below the precision of any computed stress.
+VIRIAL_STRESS_ATOL = 1e-6
+
+_COMPONENT = (("xx", "xy", "xz"), ("yx", "yy", "yz"), ("zx", "zy", "zz"))
+
+
+class FrameLabelError(ValueError):
+    """A frame's labels cannot be stored: ``index`` is its position in the batch checked."""
+
+    def __init__(self, reason: str, index: int) -> None:
+        super().__init__(reason)
+        self.index = index
+
+
+def virial_stress_differences(
+    virials: np.ndarray, stresses: list[np.ndarray], volumes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Compare frames' virials W with the virials −V·σ of their stresses.
+
+    A stress given as 3×3 is compared element by element with W.  A Voigt stress (6,) holds
+    no lower triangle: it is compared with W's diagonal and upper triangle (how ASE's extxyz
+    reader and this reader fold a 3×3 stress) or with W's symmetric part (how
+    ``ase.stress.full_3x3_to_voigt_6_stress`` folds it), whichever is closer; for a symmetric W,
+    the usual case, the two are the same.
+
+    Parameters
+    ----------
+    virials : (k, 3, 3) float, eV
+    stresses : k arrays of shape (6,) (Voigt xx, yy, zz, yz, xz, xy) or (3, 3), eV/Å³, positive in tension
+    volumes : (k,) float, Å³ (cell volumes, > 0)
 
     Returns
     -------
-    int or None
-        Position in ``frames`` of the first frame whose stress comes with a cell of no volume
-        (then nothing is converted), else ``None``.
+    difference : (k,) float, eV
+        Largest |ΔW| element of each frame.
+    tolerance : (k,) float, eV
+        ``VIRIAL_STRESS_RTOL · max(‖W‖, ‖V·σ‖) + VIRIAL_STRESS_ATOL`` (Frobenius norms); the
+        frame's two labels agree when ``difference <= tolerance``.
+    compared : (k, 3, 3) float, eV
+        W as compared (itself, or its upper-triangle or symmetric fold for a Voigt stress).
+    from_stress : (k, 3, 3) float, eV
+        −V·σ.
+    """
+    sigma, full = _stress_matrices(stresses)
+    return _differences(np.asarray(virials, dtype=float).reshape(len(stresses), 3, 3), sigma, full, volumes)
+
+
+def _stress_matrices(stresses: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(k, 3, 3) stresses from k arrays (6,) Voigt or (3, 3), and (k,) bool: which were 3×3."""
+    full = np.array([s.shape == (3, 3) for s in stresses], dtype=bool)
+    if full.all():
+        return np.stack(stresses), full
+    if not full.any():
+        return np.stack(stresses)[:, _VOIGT_TO_MATRIX], full
+    sigma = np.empty((len(stresses), 3, 3))
+    sigma[full] = np.stack([s for s in stresses if s.shape == (3, 3)])
+    sigma[~full] = np.stack([s for s in stresses if s.shape != (3, 3)])[:, _VOIGT_TO_MATRIX]
+    return sigma, full
+
+
+def _differences(
+    virials: np.ndarray, sigma: np.ndarray, full: np.ndarray, volumes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`virial_stress_differences` of virials (k, 3, 3) and stresses as (k, 3, 3) (``full``: given as 3×3)."""
+    k = len(virials)
+    from_stress = -np.asarray(volumes, dtype=float)[:, None, None] * sigma
+    upper = virials.reshape(k, 9)[:, _UPPER_TO_MATRIX]
+    symmetric = 0.5 * (virials + virials.transpose(0, 2, 1))
+    with np.errstate(invalid="ignore"):
+        closer_upper = np.abs(upper - from_stress).max(axis=(1, 2)) <= np.abs(symmetric - from_stress).max(axis=(1, 2))
+    compared = np.where(full[:, None, None], virials, np.where(closer_upper[:, None, None], upper, symmetric))
+    difference = np.abs(compared - from_stress).max(axis=(1, 2))
+    scale = np.maximum(np.linalg.norm(compared, axis=(1, 2)), np.linalg.norm(from_stress, axis=(1, 2)))
+    return difference, VIRIAL_STRESS_RTOL * scale + VIRIAL_STRESS_ATOL, compared, from_stress
+
+
+def virial_stress_conflict(compared: np.ndarray, from_stress: np.ndarray, volume: float, tolerance: float) -> str:
+    """One line saying where a frame's virial (3, 3) eV and −V·σ (3, 3) eV differ most, both values in eV."""
+    diff = np.abs(compared - from_stress)
+    i, j = np.unravel_index(int(np.argmax(diff)), (3, 3))
+    return (
+        f"the virial and the stress disagree: W_{_COMPONENT[i][j]} is {compared[i, j] + 0.0:.10g} eV from the virial "
+        f"but {from_stress[i, j] + 0.0:.10g} eV from -V*stress (V = {volume:.10g} Å³), a difference of "
+        f"{diff[i, j]:.6g} eV beyond the tolerance of {tolerance:.3g} eV (relative {VIRIAL_STRESS_RTOL:g} of the "
+        f"larger norm + {VIRIAL_STRESS_ATOL:g} eV); drop or correct one of the two"
+    )
+
+
+def virials_from_stress(frames: list[dict[str, Any]]) -> None:
+    """Turn each frame's ``stress`` ((6,) Voigt or (3, 3), eV/Å³) into its ``virial`` W = −V·σ (3, 3) eV, in place.
+
+    V = |det(cell)| (Å³).  One batched ``numpy.linalg.det`` for all frames gives the same
+    numbers bit for bit as :func:`matstore.ingest.labels.stress_to_virial` frame by frame (the
+    path through ASE), so content hashes do not depend on the reader.  A 3×3 stress is
+    converted through its Voigt form (diagonal and upper triangle), as ASE's reader does.
+
+    A frame that has a virial too keeps its virial, and its stress is only checked against it
+    (:func:`virial_stress_differences`); such a frame gets ``stress_agreed = True`` (counted
+    in the ingest report).  A frame whose virial is not finite is left to the frame checks.
+
+    Raises
+    ------
+    FrameLabelError
+        For the first frame (``index``: position in ``frames``) whose stress comes with a cell
+        of no volume, whose stress is not finite while it has a virial, or whose virial and
+        stress disagree; then no frame is changed.
     """
     todo = [k for k, frame in enumerate(frames) if frame.get("stress") is not None]
     if not todo:
-        return None
+        return
     volumes = np.abs(np.linalg.det(np.stack([frames[k]["cell"] for k in todo])))
+    bad: list[tuple[int, str]] = []
     if np.any(volumes == 0.0):
-        return todo[int(np.flatnonzero(volumes == 0.0)[0])]
-    stress = np.stack([frames[k].pop("stress") for k in todo])
-    virials = -volumes[:, None, None] * stress[:, _VOIGT_TO_MATRIX]
-    for k, virial in zip(todo, virials, strict=True):
+        bad.append((todo[int(np.flatnonzero(volumes == 0.0)[0])], "the frame has a stress but its cell has no volume"))
+    has_virial = np.fromiter((frames[k]["virial"] is not None for k in todo), dtype=bool, count=len(todo))
+    both = np.flatnonzero(has_virial & (volumes != 0.0))
+    checked = np.zeros(0, dtype=np.int64)
+    if len(both):
+        virials = np.stack([frames[todo[j]]["virial"] for j in both])
+        sigma, full = _stress_matrices([frames[todo[j]]["stress"] for j in both])
+        finite_stress = np.isfinite(sigma).all(axis=(1, 2))
+        if not finite_stress.all():
+            bad.append((todo[both[int(np.flatnonzero(~finite_stress)[0])]], "stress has non-finite values"))
+        keep = finite_stress & np.isfinite(virials).all(axis=(1, 2))  # a non-finite virial: the frame checks
+        checked = both[keep]
+        if len(checked):
+            diff, tol, compared, from_stress = _differences(virials[keep], sigma[keep], full[keep], volumes[checked])
+            over = np.flatnonzero(~(diff <= tol))
+            if len(over):
+                m = int(over[0])
+                j = int(checked[m])
+                bad.append((todo[j], virial_stress_conflict(compared[m], from_stress[m], float(volumes[j]), float(tol[m]))))
+    if bad:
+        index, reason = min(bad, key=lambda item: item[0])
+        raise FrameLabelError(reason, index)
+    for j in both:
+        del frames[todo[j]]["stress"]
+    for j in checked:
+        frames[todo[j]]["stress_agreed"] = True
+    only = todo if not len(both) else [todo[j] for j in np.flatnonzero(~has_virial).tolist()]
+    if not only:
+        return
+    stress = np.stack([_voigt(frames[k].pop("stress")) for k in only])
+    virials = -(volumes if not len(both) else volumes[~has_virial])[:, None, None] * stress[:, _VOIGT_TO_MATRIX]
+    for k, virial in zip(only, virials, strict=True):
         frames[k]["virial"] = virial
-    return None
 
 
 @lru_cache(maxsize=8)
@@ -219,7 +362,7 @@ def frame_from_parsed(
     dict
         ``numbers`` (N,) int64, ``positions`` (N, 3) Å, ``cell`` (3, 3) Å (rows are vectors),
         ``pbc`` (3,) bool, ``energy`` eV or None, ``forces`` (N, 3) eV/Å or None, ``virial``
-        (3, 3) eV or None, ``stress`` (6,) Voigt eV/Å³ or None (only without a virial: see
+        (3, 3) eV or None, ``stress`` ((6,) Voigt or (3, 3), eV/Å³) when the frame has one (see
         :func:`virials_from_stress`), ``info`` dict, and ``unstored_arrays`` (names of the
         per-atom columns that are not stored, e.g. ASE's ``energies``) when there are any.
 
@@ -528,4 +671,16 @@ def run_ahead(items: Iterator[Any]) -> _Ahead:
     return _Ahead(items, block=64, depth=AHEAD_FRAMES // 64)
 
 
-__all__ = ["AHEAD_FRAMES", "LABEL_KEYS", "frame_from_parsed", "iter_extxyz", "run_ahead", "virials_from_stress"]
+__all__ = [
+    "AHEAD_FRAMES",
+    "LABEL_KEYS",
+    "VIRIAL_STRESS_ATOL",
+    "VIRIAL_STRESS_RTOL",
+    "FrameLabelError",
+    "frame_from_parsed",
+    "iter_extxyz",
+    "run_ahead",
+    "virial_stress_conflict",
+    "virial_stress_differences",
+    "virials_from_stress",
+]

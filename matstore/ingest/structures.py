@@ -11,7 +11,10 @@ line, and the transaction is rolled back: nothing of the file is stored.
 
 Units: positions and cell in Å, energy in eV, forces in eV/Å, virial in eV.  When a file
 gives the stress σ (eV/Å³, ASE's sign convention: positive in tension) the virial is
-W = −V·σ with V the cell volume (Å³); an extxyz ``virial`` is taken as is.
+W = −V·σ with V the cell volume (Å³); an extxyz ``virial`` is taken as is.  A frame that
+gives both is stored with its virial only when −V·σ agrees with it
+(:func:`matstore.ingest.extxyz_reader.virial_stress_differences`); the report counts such
+frames, and a frame where they disagree is refused, naming the largest difference.
 """
 
 from __future__ import annotations
@@ -35,7 +38,16 @@ from matstore.ingest.errors import (
     UnknownElementError,
     UnsupportedFormatError,
 )
-from matstore.ingest.extxyz_reader import iter_extxyz, run_ahead, virials_from_stress
+from matstore.ingest.extxyz_reader import (
+    VIRIAL_STRESS_ATOL,
+    VIRIAL_STRESS_RTOL,
+    FrameLabelError,
+    iter_extxyz,
+    run_ahead,
+    virial_stress_conflict,
+    virial_stress_differences,
+    virials_from_stress,
+)
 from matstore.ingest.labels import jsonable, stress_to_virial
 
 log = logging.getLogger(__name__)
@@ -101,12 +113,18 @@ def frame_from_atoms(atoms: Any, index: int = 0) -> dict[str, Any]:
 
     Labels are read from ``atoms.calc.results`` and ``atoms.info`` directly (not through the
     getters, which cost ~0.4 ms per frame): ``energy`` (else ``free_energy``), ``forces``, and
-    ``virial`` from ``info['virial']`` or −V·``stress``.
+    ``virial`` from ``info['virial']`` (else ``results['virial']``) or −V·``stress`` (eV/Å³,
+    ``results`` else ``info``).  When there are both a virial and a stress (e.g. ASE's extxyz
+    reader puts a ``stress=`` key into a SinglePointCalculator and leaves ``virial=`` in
+    ``info``), the virial is kept if −V·σ agrees with it
+    (:func:`matstore.ingest.extxyz_reader.virial_stress_differences`), and the frame gets
+    ``stress_agreed = True``.
 
     Raises
     ------
     ValueError
-        If the frame has a stress but no cell volume.
+        If the frame has a stress but no cell volume, or a virial and a stress that disagree
+        (the message names the largest difference, both values in eV).
     """
     results = dict(atoms.calc.results) if atoms.calc is not None else {}
     info = atoms.info
@@ -119,11 +137,15 @@ def frame_from_atoms(atoms: Any, index: int = 0) -> dict[str, Any]:
     if virial is None:
         virial = results.get("virial")
     stress = results.get("stress", info.get("stress"))
-    if virial is None and stress is not None:
+    agreed = False
+    if stress is not None:
         volume = abs(float(np.linalg.det(cell)))
         if volume == 0.0:
             raise ValueError("the frame has a stress but its cell has no volume")
-        virial = stress_to_virial(stress, volume)
+        if virial is None:
+            virial = stress_to_virial(stress, volume)
+        else:
+            agreed = _check_virial_against_stress(virial, stress, volume)
     meta = _jsonable_info(info)
     meta["frame"] = index
     if "free_energy" in results and "energy" in results and results["free_energy"] != results["energy"]:
@@ -137,7 +159,32 @@ def frame_from_atoms(atoms: Any, index: int = 0) -> dict[str, Any]:
         "forces": None if forces is None else np.asarray(forces, dtype=float),
         "virial": None if virial is None else np.asarray(virial, dtype=float).reshape(3, 3),
         "info": meta,
+        **({"stress_agreed": True} if agreed else {}),
     }
+
+
+def _check_virial_against_stress(virial: Any, stress: Any, volume: float) -> bool:
+    """Whether a frame's virial (3, 3) eV was compared with −V·σ (σ (6,) Voigt or (3, 3) eV/Å³) and agrees.
+
+    ``False`` when the virial is not finite (the frame checks report it).
+
+    Raises
+    ------
+    ValueError
+        If the stress is not finite or has another shape, or the two disagree.
+    """
+    w = np.asarray(virial, dtype=float)
+    sigma = np.asarray(stress, dtype=float)
+    if w.size != 9 or sigma.shape not in ((6,), (3, 3)):
+        raise ValueError(f"virial must have 9 numbers and stress shape (6,) or (3, 3), got {w.size} and {sigma.shape}")
+    if not np.isfinite(sigma).all():
+        raise ValueError("stress has non-finite values")
+    if not np.isfinite(w).all():
+        return False
+    diff, tol, compared, from_stress = virial_stress_differences(w.reshape(1, 3, 3), [sigma], np.array([volume]))
+    if not diff[0] <= tol[0]:
+        raise ValueError(virial_stress_conflict(compared[0], from_stress[0], volume, float(tol[0])))
+    return True
 
 
 def _frame_from_structure(structure: Any, index: int, **labels: Any) -> dict[str, Any]:
@@ -201,10 +248,19 @@ def _read_extxyz(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _check_batch(path: Path, frames: list[dict[str, Any]], lines: list[int], first: int) -> None:
-    """Virials from stresses, then :func:`_validate_frame` on each frame only if a vectorised check fails."""
-    bad = virials_from_stress(frames)
-    if bad is not None:
-        raise ParseError(f"frame {first + bad}: the frame has a stress but its cell has no volume", path=path, line=lines[bad] + 1)
+    """Virials from stresses (or stresses checked against virials), then :func:`_validate_frame`
+    on each frame only if a vectorised check fails.
+
+    Raises
+    ------
+    ParseError
+        Naming the comment line of the first frame whose stress has no cell volume or
+        disagrees with its virial (:func:`matstore.ingest.extxyz_reader.virials_from_stress`).
+    """
+    try:
+        virials_from_stress(frames)
+    except FrameLabelError as exc:
+        raise ParseError(f"frame {first + exc.index}: {exc}", path=path, line=lines[exc.index] + 1) from None
     if not _batch_is_valid(frames):
         for j, frame in enumerate(frames):
             _validate_frame(path, first + j, frame, start=lines[j])
@@ -252,7 +308,10 @@ def _read_ase(path: Path, fmt: str | None) -> list[dict[str, Any]]:
         images = [images]
     frames = []
     for k, atoms in enumerate(images):
-        frame = frame_from_atoms(atoms, k)
+        try:
+            frame = frame_from_atoms(atoms, k)
+        except ValueError as exc:
+            raise ParseError(f"frame {k}: {exc}", path=path) from exc
         frame.update(unstored_of_atoms(atoms))
         frames.append(frame)
     return frames
@@ -480,6 +539,8 @@ class StructureReport:
     unstored_arrays, unstored_results: per-atom arrays (e.g. ASE's ``energies``) and other
         calculator results the file holds but ``configuration`` has no column for, each with
         the number of frames that have it; ``notes`` says so in words
+    virial_and_stress: frames that gave both a virial and a stress which agree (the virial
+        is stored; frames where they disagree are refused); ``notes`` says so once
     """
 
     path: str
@@ -496,15 +557,22 @@ class StructureReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     unstored_arrays: dict[str, int] = field(default_factory=dict)
     unstored_results: dict[str, int] = field(default_factory=dict)
+    virial_and_stress: int = 0
 
     @property
     def notes(self) -> list[str]:
-        """One line per kind of data read but not stored, e.g. "per-atom arrays not stored: energies (3 of 3 frames)"."""
+        """One line per kind of data read but not stored, e.g. "per-atom arrays not stored: energies (3 of 3 frames)",
+        and one for frames that gave both a virial and a stress."""
         out = []
         for what, counts in (("per-atom arrays", self.unstored_arrays), ("calculator results", self.unstored_results)):
             if counts:
                 names = ", ".join(f"{name} ({n} of {self.frames} frames)" for name, n in counts.items())
                 out.append(f"{what} not stored: {names}")
+        if self.virial_and_stress:
+            out.append(
+                f"{self.virial_and_stress} of {self.frames} frames gave both a virial and a stress; they agree "
+                f"(within {VIRIAL_STRESS_RTOL:g} of the larger norm + {VIRIAL_STRESS_ATOL:g} eV) and the virial is stored"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -513,14 +581,18 @@ class StructureReport:
 
 
 def _counting_unstored(frames: Iterable[dict[str, Any]], report: StructureReport) -> Iterator[dict[str, Any]]:
-    """``frames`` with their ``unstored_*`` keys taken out and counted into ``report`` (one whole pass)."""
+    """``frames`` with their ``unstored_*`` and ``stress_agreed`` keys taken out and counted into
+    ``report`` (one whole pass)."""
     counts: dict[str, dict[str, int]] = {"unstored_arrays": {}, "unstored_results": {}}
+    agreed = 0
     for frame in frames:
         for key, names in counts.items():
             for name in frame.pop(key, ()):
                 names[name] = names.get(name, 0) + 1
+        agreed += bool(frame.pop("stress_agreed", False))
         yield frame
     report.unstored_arrays, report.unstored_results = counts["unstored_arrays"], counts["unstored_results"]
+    report.virial_and_stress = agreed
 
 
 #: Atoms per write batch at most (about 100 MB of frame arrays).
