@@ -49,29 +49,130 @@ def test_composition_amounts_and_resolution():
 
 
 # La0.5Ce0.5PO4, by hand, with pymatgen's data (the element data the code uses):
-# metallic radii (Å) La 1.87, Ce 1.818; P and O have none.  Shannon average ionic radii (Å):
-# La 1.172 (3+), Ce (1.15 + 1.01)/2 = 1.08.  Pauling χ: La 1.10, Ce 1.12, P 2.19, O 3.44.
+# metallic radii (Å) La 1.87, Ce 1.818; P and O have none.  Shannon average ionic radii (Å), used by
+# mean_ionic_radius: La 1.172 (3+), Ce (1.15 + 1.01)/2 = 1.08.  Pauling χ: La 1.10, Ce 1.12, P 2.19, O 3.44.
 # All elements: c = (1, 1, 2, 8)/12.
 _CHI_MEAN = (1.10 + 1.12 + 2 * 2.19 + 8 * 3.44) / 12  # 2.843333
 _CHI_ALL = math.sqrt(((1.10 - _CHI_MEAN) ** 2 + (1.12 - _CHI_MEAN) ** 2 + 2 * (2.19 - _CHI_MEAN) ** 2
                       + 8 * (3.44 - _CHI_MEAN) ** 2) / 12)  # 0.899577
-# Metal (cation) site: La and Ce, c = 1/2 each; r̄ = 1.126 Å, δ = 0.046/1.126; χ̄ = 1.11, Δχ = 0.01.
+# Metal (cation) site: La and Ce, c = 1/2 each; charge balance La³⁺ Ce³⁺ P⁵⁺ O²⁻, pymatgen
+# Species(·, 3).ionic_radius: La³⁺ 1.172, Ce³⁺ 1.15 Å (Shannon CN 6 crystal radii): r̄ = 1.161 Å,
+# δ_M = 0.011/1.161 = 0.0094746 (before: the Ce average 1.08 gave 0.046/1.126 = 0.0408526); χ̄ = 1.11, Δχ = 0.01.
 
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("electronegativity_mismatch", _CHI_ALL),
-    ("cation_size_mismatch", 0.046 / 1.126),
+    ("cation_size_mismatch", 0.011 / 1.161),
     ("cation_electronegativity_mismatch", 0.01),
     ("electronegativity_difference", 3.44 - 1.10),  # max − min over all elements, as before
     ("mean_electronegativity", _CHI_MEAN),
-    ("mean_ionic_radius", (1.172 + 1.08 + 2 * 0.55 + 8 * 1.26) / 12),
+    ("mean_ionic_radius", (1.172 + 1.08 + 2 * 0.55 + 8 * 1.26) / 12),  # unchanged: averaged radii
     ("n_elements", 4.0),
 ])
 def test_solid_solution_descriptors_by_hand(name, expected):
     c = parse_formula("La0.5Ce0.5PO4").composition
     assert composition_descriptor(name, c) == pytest.approx(expected, rel=1e-9)
-    assert expected == pytest.approx({"electronegativity_mismatch": 0.899577, "cation_size_mismatch": 0.0408526,
+    assert expected == pytest.approx({"electronegativity_mismatch": 0.899577, "cation_size_mismatch": 0.0094746,
                                       "cation_electronegativity_mismatch": 0.01}.get(name, expected), rel=1e-5)
+
+
+# Shannon six-coordinate crystal radii of Ln³⁺ as pymatgen tabulates them (Species(Ln, 3).ionic_radius, Å);
+# R. D. Shannon, Acta Cryst. A 32, 751 (1976) (Gd³⁺: Shannon 1.078, pymatgen 1.075).
+_LN3 = {"La": 1.172, "Ce": 1.15, "Pr": 1.13, "Nd": 1.123, "Sm": 1.098, "Eu": 1.087, "Gd": 1.075}
+
+
+def test_cation_size_mismatch_uses_the_charge_balanced_radius():
+    from matstore.composition import cation_radii
+
+    # La0.5Gd0.5PO4: r̄ = (1.172 + 1.075)/2 = 1.1235, δ_M = sqrt(½(0.0485/1.1235)² + ½(0.0485/1.1235)²) = 0.0485/1.1235
+    c = parse_formula("La0.5Gd0.5PO4").composition
+    assert composition_descriptor("cation_size_mismatch", c) == pytest.approx(0.0485 / 1.1235, rel=1e-9)
+    assert 0.0485 / 1.1235 == pytest.approx(0.0431687, rel=1e-6)
+    # La0.25Gd0.75PO4: r̄ = 0.25·1.172 + 0.75·1.075 = 1.09925, δ_M = sqrt(0.25·0.75)·0.097/1.09925 = 0.0382099
+    c = parse_formula("La0.25Gd0.75PO4").composition
+    assert composition_descriptor("cation_size_mismatch", c) == pytest.approx(math.sqrt(0.1875) * 0.097 / 1.09925, rel=1e-9)
+    assert {el: (r.radius, r.oxidation_state, r.basis) for el, r in cation_radii(c).items()} == {
+        "La": (1.172, 3.0, "La3+ (Shannon)"), "Gd": (1.075, 3.0, "Gd3+ (Shannon)")}
+    # the same composition however written; the radius pymatgen reads for each species
+    from pymatgen.core import Species
+
+    assert {ln: float(Species(ln, 3).ionic_radius) for ln in _LN3} == _LN3
+
+
+def test_cation_size_mismatch_follows_the_lanthanide_contraction():
+    """δ_M of La0.5Ln0.5PO4 grows along La, Ce, Pr, Nd, Sm, Eu, Gd, as |r(La³⁺) − r(Ln³⁺)| does.
+
+    With radii averaged over oxidation states (Ce 1.08, Nd 1.2765, Sm 1.229, Eu 1.1985) it did not:
+    0.0409, 0.0502, 0.0427, 0.0237, 0.0112, 0.0432.
+    """
+    deltas = [composition_descriptor("cation_size_mismatch", parse_formula(f"La0.5{ln}0.5PO4").composition)
+              for ln in list(_LN3)[1:]]
+    expected = [abs(_LN3["La"] - r) / (_LN3["La"] + r) for r in list(_LN3.values())[1:]]  # δ = |Δr|/2 / r̄
+    assert deltas == pytest.approx(expected, rel=1e-9)
+    assert deltas == sorted(deltas) and len(set(deltas)) == 6
+    assert deltas == pytest.approx([0.0094746, 0.0182450, 0.0213508, 0.0325990, 0.0376270, 0.0431687], rel=1e-5)
+
+
+def test_cation_radii_fall_back_to_the_average_and_say_so(caplog):
+    import logging
+
+    from matstore.composition import cation_radii, cation_radius_note, oxidation_states
+
+    # Fe7Ni3, a metallic alloy: no charge-balanced oxidation states, so each metal's Shannon radius averaged
+    # over its oxidation states (pymatgen Element.average_ionic_radius): Fe (0.92 + 0.785)/2 = 0.8525, Ni 0.74 Å.
+    # r̄ = 0.7·0.8525 + 0.3·0.74 = 0.81875, δ_M = sqrt(0.7·0.3)·0.1125/0.81875 = 0.0629667 (as before the change)
+    c = parse_formula("Fe7Ni3").composition
+    with caplog.at_level(logging.INFO, logger="matstore.composition"):
+        assert composition_descriptor("cation_size_mismatch", c) == pytest.approx(math.sqrt(0.21) * 0.1125 / 0.81875)
+    reason = "an alloy: no element has a negative oxidation state, so none balance"
+    assert oxidation_states(c) == (None, reason)
+    radii = cation_radii(c)
+    assert {el: (r.radius, r.oxidation_state) for el, r in radii.items()} == {"Fe": (0.8525, None), "Ni": (0.74, None)}
+    assert radii["Fe"].basis == f"average over oxidation states: {reason}"
+    assert cation_radius_note(radii) == f"averaged ionic radii of Fe, Ni ({reason})"
+    assert f"cation_size_mismatch of Fe7Ni3: averaged ionic radii of Fe, Ni ({reason})" in caplog.messages
+    # MoS2: Mo⁴⁺ S²⁻ (pymatgen's first guess), Mo⁴⁺ 0.79 Å; one metal: δ_M = 0, no note
+    assert oxidation_states(parse_formula("MoS2").composition) == ({"Mo": 4.0, "S": -2.0}, "")
+    radii = cation_radii(parse_formula("MoS2").composition)
+    assert radii["Mo"] == (0.79, 4.0, "Mo4+ (Shannon)") and cation_radius_note(radii) is None
+    assert composition_descriptor("cation_size_mismatch", parse_formula("MoS2").composition) == 0.0
+    # mixed valence from pymatgen's guess: Fe3O4, Fe 8/3 → Fe²⁺ 0.92 and 2 Fe³⁺ 0.785: (0.92 + 2·0.785)/3 = 0.83 Å;
+    # Pb3O4, Pb 8/3 between Pb²⁺ 1.33 and Pb⁴⁺ 0.915 (pymatgen's states 2, 4): (2·1.33 + 0.915)/3
+    assert cation_radii(parse_formula("Fe3O4").composition)["Fe"].radius == pytest.approx((0.92 + 2 * 0.785) / 3)
+    assert cation_radii(parse_formula("Pb3O4").composition)["Pb"].radius == pytest.approx((2 * 1.33 + 0.915) / 3)
+    # one element: no oxidation state; δ_M = 0 whatever the radius
+    assert oxidation_states({"Cu": 1.0}) == (None, "one element")
+    assert composition_descriptor("cation_size_mismatch", {"Cu": 1.0}) == 0.0
+
+
+@pytest.mark.parametrize("formula", ["LaCeP2O8", "LaGd3P4O16", "MoS2", "SrTiO3", "LiFePO4", "Fe2O3", "CeO2", "Fe3O4",
+                                     "LiMn2O4", "Cu(OH)2", "Ca0.5Sr0.5TiO3"])
+def test_oxidation_states_are_pymatgens_first_guess(formula):
+    from pymatgen.core import Composition
+
+    from matstore.composition import oxidation_states
+
+    c = parse_formula(formula).composition
+    assert oxidation_states(c)[0] == pytest.approx(Composition(c).oxi_state_guesses()[0])
+
+
+def test_large_solid_solutions_do_not_ask_pymatgens_guess(monkeypatch):
+    """La0.001Gd0.999PO4 is LaGd999P1000O4000 (6000 atoms): pymatgen's guess would not finish; one state per element does."""
+    from pymatgen.core import Composition
+
+    from matstore.composition import oxidation_states
+
+    oxidation_states({"Na": 1, "Cl": 1})  # pymatgen loads its ICSD statistics on its first guess: before the patch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("oxi_state_guesses called")
+
+    monkeypatch.setattr(Composition, "oxi_state_guesses", refuse)
+    c = parse_formula("La0.001Gd0.999PO4").composition
+    assert sum(c.values()) == 6000
+    expected = math.sqrt(0.001 * 0.999) * 0.097 / (0.001 * 1.172 + 0.999 * 1.075)  # 0.0028517
+    assert composition_descriptor("cation_size_mismatch", c) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(0.0028517, rel=1e-4)
 
 
 def test_size_mismatch_of_an_alloy_and_undefined_cases():
