@@ -45,10 +45,24 @@ log = logging.getLogger(__name__)
 # --- vocabulary --------------------------------------------------------------------------
 
 def seed_vocabulary(*, session: Session) -> int:
-    """Insert missing property definitions (idempotent); return how many were added."""
+    """Insert missing built-in property definitions and refresh built-in descriptions (idempotent).
+
+    A built-in definition's ``description`` (and ``symbol``) is code-owned text: when a release
+    words it differently (e.g. a descriptor's documented definition changed), the stored row is
+    updated to it.  Name, unit and scope are never changed, and user definitions
+    (``builtin`` false) are never touched.  Returns how many definitions were added.
+    """
     rows = [d._asdict() for d in PROPERTY_DEFINITIONS]
     stmt = insert(PropertyDefinition).values(rows).on_conflict_do_nothing(index_elements=["name"])
-    return len(session.execute(stmt.returning(PropertyDefinition.id)).all())
+    added = len(session.execute(stmt.returning(PropertyDefinition.id)).all())
+    table = PropertyDefinition.__table__
+    for row in rows:
+        session.execute(table.update()
+                        .where(table.c.name == row["name"], table.c.builtin.is_(True),
+                               (table.c.description != row["description"])
+                               | table.c.symbol.is_distinct_from(row["symbol"]))
+                        .values(description=row["description"], symbol=row["symbol"]))
+    return added
 
 
 def definitions(*, session: Session) -> dict[str, PropertyDefinition]:

@@ -40,6 +40,23 @@ def test_vocabulary_is_seeded_with_canonical_units(db_session) -> None:
     assert defs["strength"].unit == "MPa"
 
 
+def test_seeding_refreshes_builtin_descriptions_only(db_session) -> None:
+    """A re-seed (``matstore db migrate``) rewrites a built-in definition's stale description and
+    symbol to the release's wording, leaves user definitions alone, and adds nothing twice."""
+    from matstore.schema.vocabulary import PROPERTY_DEFINITIONS
+
+    wording = {d.name: d.description for d in PROPERTY_DEFINITIONS}["cation_size_mismatch"]
+    db_session.execute(text("UPDATE property_definition SET description = 'old words', symbol = 'x' "
+                            "WHERE name = 'cation_size_mismatch'"))
+    db_session.execute(text("INSERT INTO property_definition (name, unit, scope, description, builtin) "
+                            "VALUES ('my_gap', 'eV', 'bulk', 'mine', false)"))
+    assert crud.seed_vocabulary(session=db_session) == 0
+    rows = dict(db_session.execute(text("SELECT name, description || '|' || coalesce(symbol, '') FROM property_definition "
+                                        "WHERE name IN ('cation_size_mismatch', 'my_gap')")).all())
+    assert rows == {"cation_size_mismatch": f"{wording}|δ_M", "my_gap": "mine|"}
+    assert "charge-balanced oxidation state" in wording
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_values_are_rejected(db_session, bad: float) -> None:
     with pytest.raises(IntegrityError, match="ck_bulk_property_value_finite"):

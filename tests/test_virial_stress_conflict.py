@@ -26,7 +26,7 @@ from matstore.ingest.structures import (
 )
 
 _CELL = 'Lattice="3.6 0.0 0.0 0.0 3.6 0.0 0.0 0.0 3.6"'  # V = 46.656 Å³
-_NOTE = ("1 of 1 frames gave both a virial and a stress; they agree (within 1e-06 of the larger norm + 1e-06 eV) "
+_NOTE = ("1 of 1 frames gave both a virial and a stress; they agree (within 0.0001 of the larger norm + 0.001 eV) "
          "and the virial is stored")
 
 
@@ -56,10 +56,9 @@ def _frame(comment_labels: str, energy: float = -1.0) -> str:
             "Cu 0.0 0.0 0.0 0.1 0.0 0.0\nCu 1.8 1.8 0.0 -0.1 0.0 0.0\n")
 
 
-def test_tolerance_is_the_stores_conflict_tolerance():
-    from matstore.schema.properties import CONFLICT_RTOL
-
-    assert VIRIAL_STRESS_RTOL == CONFLICT_RTOL and VIRIAL_STRESS_ATOL == 1e-6
+def test_tolerance_allows_print_precision_only():
+    """1e-4 of the larger norm + 1 meV: six printed decimals pass, a sign or a factor V does not."""
+    assert VIRIAL_STRESS_RTOL == 1e-4 and VIRIAL_STRESS_ATOL == 1e-3
 
 
 @pytest.mark.parametrize("fmt", [None, "ase"])
@@ -108,8 +107,8 @@ def test_both_readers_give_the_same_hash_for_an_agreeing_pair(tmp_path):
 
 def _conflict_message(path, line: str) -> str:
     return (f"{path}{line}: frame 2: the virial and the stress disagree: W_xx is 42.4 eV from the virial but 0 eV from "
-            "-V*stress (V = 46.656 Å³), a difference of 42.4 eV beyond the tolerance of 4.34e-05 eV (relative 1e-06 "
-            "of the larger norm + 1e-06 eV); drop or correct one of the two")
+            "-V*stress (V = 46.656 Å³), a difference of 42.4 eV beyond the tolerance of 0.00524 eV (relative 0.0001 "
+            "of the larger norm + 0.001 eV); drop or correct one of the two")
 
 
 @pytest.mark.parametrize(("fmt", "line"), [(None, ", line 10"), ("ase", "")])
@@ -140,13 +139,13 @@ def test_ase_calculator_stress_against_info_virial():
     atoms.info["virial"] = stress_to_virial(sigma, volume)
     frame = frame_from_atoms(atoms)
     assert frame["stress_agreed"] and np.array_equal(frame["virial"], atoms.info["virial"])
-    atoms.info["virial"] = stress_to_virial(sigma, volume) * (1 + 1e-4)
+    atoms.info["virial"] = stress_to_virial(sigma, volume) * (1 + 1e-2)
     with pytest.raises(ValueError, match=r"^the virial and the stress disagree: W_\w\w is .* eV from the virial but .* eV "):
         frame_from_atoms(atoms)
 
 
 def test_relative_tolerance_and_folds_of_a_voigt_stress(tmp_path):
-    """Within 1e-6 of the norm agrees, 1e-4 does not; a non-symmetric W agrees with a 3×3 stress
+    """Within 1e-6 of the norm agrees, 1e-2 does not; a non-symmetric W agrees with a 3×3 stress
     −W/V (what ``matstore export structures`` writes) and with either Voigt fold of it."""
     volume = 3.6**3
     w = np.array([[1.5, 0.25, -0.125], [0.75, -2.0, 0.5], [-0.375, 0.5, 3.0]])  # not symmetric, eV
@@ -163,8 +162,8 @@ def test_relative_tolerance_and_folds_of_a_voigt_stress(tmp_path):
         "full": (f'virial="{flat_w}" stress="{text_of(sigma.T.reshape(9))}"', True),
         "upper": (f'virial="{flat_w}" stress="{text_of(upper)}"', True),
         "symmetric": (f'virial="{flat_w}" stress="{text_of(symmetric)}"', True),
-        "1e-8 off": (f'virial="{flat_w}" stress="{text_of((sigma * (1 + 1e-8)).T.reshape(9))}"', True),
-        "1e-4 off": (f'virial="{flat_w}" stress="{text_of((sigma * (1 + 1e-4)).T.reshape(9))}"', False),
+        "1e-6 off": (f'virial="{flat_w}" stress="{text_of((sigma * (1 + 1e-6)).T.reshape(9))}"', True),
+        "1e-2 off": (f'virial="{flat_w}" stress="{text_of((sigma * (1 + 1e-2)).T.reshape(9))}"', False),
         "transposed": (f'virial="{flat_w}" stress="{text_of(sigma.reshape(9))}"', False),
     }
     for name, (labels, agrees) in cases.items():

@@ -71,7 +71,7 @@ PROPERTY_DEFINITIONS: tuple[Definition, ...] = (
     Definition("n_elements", "dimensionless", "composition", "n_el", "Number of distinct elements in the composition"),
     Definition("atomic_size_mismatch", "dimensionless", "composition", "δ", "Atomic size mismatch sqrt(Σ c_i (1 − r_i/r̄)²) over all elements, metallic radii (Zhang et al. 2008, doi:10.1002/adem.200700240)"),
     Definition("electronegativity_mismatch", "dimensionless", "composition", "Δχ_rms", "Pauling electronegativity mismatch sqrt(Σ c_i (χ_i − χ̄)²) over all elements (Guo & Liu 2011, doi:10.1016/S1002-0071(12)60080-X)"),
-    Definition("cation_size_mismatch", "dimensionless", "composition", "δ_M", "Size mismatch sqrt(Σ c_i (1 − r_i/r̄)²) over the metal elements only, Shannon average ionic radii (Zhang et al. 2008)"),
+    Definition("cation_size_mismatch", "dimensionless", "composition", "δ_M", "Size mismatch sqrt(Σ c_i (1 − r_i/r̄)²) over the metal elements only, Shannon ionic radius of each metal in its charge-balanced oxidation state (average radius where none is found; Zhang et al. 2008)"),
     Definition("cation_electronegativity_mismatch", "dimensionless", "composition", "Δχ_M", "Pauling electronegativity mismatch sqrt(Σ c_i (χ_i − χ̄)²) over the metal elements only (Guo & Liu 2011)"),
 )
 
