@@ -40,6 +40,8 @@ so orientations given only as normals or angles work.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +54,7 @@ from matstore import orientation as ori
 from matstore.models.engines.base import Candidate, evaluate_expr, real_or_nan
 from matstore.models.selection import DEFAULT_COEFFICIENT_SELECTION, DEFAULT_ORIENTATION_SELECTION
 
+log = logging.getLogger(__name__)
 #: Descriptor columns produced by :func:`orientation_descriptors`.
 DESCRIPTOR_COLUMNS = ("normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
 #: Forms of the coefficient C(bulk), see :func:`fit_factorized`.
@@ -406,14 +409,134 @@ def _rowwise_lstsq(y: np.ndarray, idx: np.ndarray, A: np.ndarray, n: int) -> np.
 
 def normalise_g(g_expr: sp.Expr, data: pd.DataFrame, orientation_features: Sequence[str],
                 ref: dict[str, Any] | None) -> sp.Expr:
-    """Rescale g so that g(reference) = 1, or its mean over the distinct orientations when no row has the reference."""
+    """Rescale g so that g(reference) = 1, or its mean over the distinct orientations when no row has the reference.
+
+    Logs :func:`orientation_support_warning`'s message when the training orientations cannot
+    support g (one orientation, or no more than g's constants), once per fit
+    (:func:`_log_orientation_support`).
+    """
     keys = data["orientation_key"]
     if ref is not None and bool((keys == ref["orientation_key"]).any()):
         g_at = real_or_nan(evaluate_expr(g_expr, {k: np.array([ref[k]]) for k in orientation_features}))[0]
     else:
         first = ~keys.duplicated().to_numpy()
         g_at = float(np.mean(real_or_nan(evaluate_expr(g_expr, data.loc[first, list(orientation_features)]))))
-    return scale_expr(g_expr, 1.0 / g_at) if np.isfinite(g_at) and abs(g_at) > 1e-12 else g_expr
+    g_expr = scale_expr(g_expr, 1.0 / g_at) if np.isfinite(g_at) and abs(g_at) > 1e-12 else g_expr
+    _log_orientation_support(keys, g_expr)
+    return g_expr
+
+
+#: Training orientations a fit-time warning or a ``predict`` warning lists by label before ``…``.
+LISTED_ORIENTATIONS = 8
+
+
+class OrientationSupportWarning(UserWarning):
+    """Category of :func:`orientation_support_warning`'s fit-time message (see :func:`_log_orientation_support`)."""
+
+
+def key_label(key: str) -> str:
+    """The label of an orientation key: ``hkl:1,1,0`` → ``(1,1,0)``; ``n:x,y,z`` → ``θ=…°,φ=…°``.
+
+    The keys are :attr:`matstore.orientation.Orientation.key`; the labels its ``label``.
+    """
+    if key.startswith("hkl:"):
+        return "(" + key[4:] + ")"
+    if key.startswith("n:"):
+        return ori.from_normal([float(c) for c in key[2:].split(",")]).label
+    return key
+
+
+def orientation_list(keys: Sequence[str], count: int | None = None) -> str:
+    """``(1,0,0), (1,1,0), (1,1,1)``: the labels of ``keys`` (at most :data:`LISTED_ORIENTATIONS`, then
+    ``… (N in all)``, N being ``count`` when given, else ``len(keys)``)."""
+    n = len(keys) if count is None else count
+    shown = ", ".join(key_label(k) for k in list(keys)[:LISTED_ORIENTATIONS])
+    return shown + (f", … ({n} in all)" if n > min(len(keys), LISTED_ORIENTATIONS) else "")
+
+
+def g_constants(g_expr: sp.Expr) -> int:
+    """Fitted constants of an orientation function: the floating-point numbers in ``g_expr`` (at least 1).
+
+    Engines write fitted constants as floats (``0.31*normal_x + 0.52*normal_y``: 2); integer
+    exponents and factors are not counted.  A ``g`` without symbols is one constant.
+    """
+    return max(1, sum(1 for node in sp.preorder_traversal(g_expr) if isinstance(node, sp.Float)))
+
+
+def orientation_support_warning(keys: Sequence[str] | pd.Series, g_expr: sp.Expr) -> str | None:
+    """Why ``g`` cannot be trusted beyond the training orientations, or None.
+
+    A factorised fit ``C(bulk)·g(orientation)`` is cross-validated by material: every fold
+    holds out materials at the training orientations, never an orientation, so nothing
+    measures ``g`` away from them.  Three cases are told (one line each):
+
+    - one distinct orientation (e.g. (111) only): ``g`` is fitted to one point; the model
+      cannot tell orientations apart (a constant ``g`` makes ``predict`` at (110) print the
+      (111) value relabelled);
+    - ``g`` without orientation symbols (a constant) on several orientations;
+    - no more orientations than constants of ``g`` (:func:`g_constants`; e.g. ``a + b·n_x +
+      c·n_y`` on (100), (110), (111)): ``g`` can pass through every orientation.
+
+    Parameters
+    ----------
+    keys : sequence of str, shape (n_rows,)
+        ``orientation_key`` of each training row (:func:`orientation_descriptors`).
+    g_expr : sympy.Expr
+        The selected (normalised) orientation function.
+
+    Returns
+    -------
+    str or None
+    """
+    distinct = sorted_keys(keys)
+    n, k = len(distinct), g_constants(g_expr)
+    listed = orientation_list(distinct)
+    if n == 0:
+        return None
+    if n == 1:
+        return (f"the training set has one orientation ({listed}): g(orientation) is fitted to that one point, so "
+                "the model cannot tell orientations apart; a prediction at another orientation is extrapolated and "
+                "its interval is not calibrated there")
+    if not g_expr.free_symbols:
+        return (f"g(orientation) is a constant: the model cannot tell the {n} training orientations ({listed}) "
+                "apart")
+    if n <= k:
+        return (f"g(orientation) has {k} constants for {n} distinct training orientations ({listed}): it can pass "
+                "through every one, and the cross-validation (by material) never tests it at another orientation; "
+                "a prediction there is extrapolated and its interval is not calibrated there")
+    return None
+
+
+def sorted_keys(keys: Sequence[str] | pd.Series) -> list[str]:
+    """The distinct orientation keys of ``keys``, by θ then φ (from [100] towards [111]): ``hkl:1,0,0``, ``hkl:1,1,0``, ``hkl:1,1,1``."""
+    def angles(key: str) -> tuple[float, float]:
+        o = ori.from_normal([float(c) for c in key.split(":", 1)[1].split(",")])
+        return o.theta_deg, o.phi_deg
+
+    return sorted(dict.fromkeys(str(k) for k in keys), key=angles)
+
+
+def _log_orientation_support(keys: pd.Series, g_expr: sp.Expr) -> None:
+    """Log :func:`orientation_support_warning`'s message (level WARNING) for the fit, not for its folds.
+
+    The nested-CV folds refit the whole procedure with every warning ignored
+    (:func:`matstore.models.report.cross_fit`, whose filters scikit-learn passes on to its
+    worker processes); the message is logged only where the active :mod:`warnings` filters
+    would show an :class:`OrientationSupportWarning`, so the full fit logs it once (``matstore
+    fit`` prints it as ``WARNING matstore.models.factorize: …``) and the folds stay silent.
+    """
+    message = orientation_support_warning(keys, g_expr)
+    if message is not None and not _ignored(OrientationSupportWarning, message):
+        log.warning("%s", message)
+
+
+def _ignored(category: type[Warning], message: str) -> bool:
+    """Whether the first :mod:`warnings` filter matching ``category`` and ``message`` from this module ignores it."""
+    for action, text, cat, module, lineno in warnings.filters:
+        if ((text is None or text.match(message)) and issubclass(category, cat)
+                and (module is None or module.match(__name__)) and not lineno):
+            return action == "ignore"
+    return warnings.defaultaction == "ignore"
 
 
 def coefficients_given_g(y: np.ndarray, g_vals: np.ndarray, mat_idx: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -634,7 +757,12 @@ __all__ = [
     "normalise_g",
     "part_fit",
     "fit_factorized",
+    "g_constants",
+    "key_label",
     "orientation_descriptors",
+    "orientation_list",
+    "orientation_support_warning",
     "reference_descriptors",
     "scale_expr",
+    "sorted_keys",
 ]
