@@ -229,6 +229,11 @@ class StatementRows:
     truncated: bool = False
 
 
+#: The one-line refusal of a ``COPY`` statement by :func:`stream_statement` (``matstore sql``).
+COPY_REFUSAL = ("COPY is not supported by matstore sql: run the query itself and add --csv, "
+                "e.g. matstore sql \"SELECT * FROM material\" --csv > material.csv")
+
+
 def stream_statement(conn: Connection, statement: str, *, limit: int = 1000, batch_rows: int = 1000) -> StatementRows:
     """Run one user query in ``conn``'s read-only transaction and stream its rows.
 
@@ -253,14 +258,18 @@ def stream_statement(conn: Connection, statement: str, *, limit: int = 1000, bat
     Raises
     ------
     ValueError
-        If the string holds several statements, or the statement returns no rows (``SET``,
-        ``INSERT``...: ``matstore sql`` runs queries; the transaction is rolled back).
+        If the string holds several statements, the statement returns no rows (``SET``,
+        ``INSERT``...: ``matstore sql`` runs queries; the transaction is rolled back), or it is
+        a ``COPY`` the server started (``TO STDOUT``: :data:`COPY_REFUSAL`; ``--csv`` writes
+        CSV); its connection is closed, the transaction rolled back.
     StatementTimeoutError
         If the query, all its fetches together, ran past the transaction's ``statement_timeout``
         (see :class:`_Deadline`); the server cancels it.
     psycopg.Error
         Whatever the server refuses (permission denied, read-only transaction).
     """
+    import psycopg
+
     raw = conn.connection.driver_connection
     timeout_ms = int(raw.execute("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").fetchone()[0])
     deadline = _Deadline(timeout_ms)
@@ -272,8 +281,18 @@ def stream_statement(conn: Connection, statement: str, *, limit: int = 1000, bat
     except _NotACursorQuery:
         raw.execute("ROLLBACK TO SAVEPOINT matstore_statement")
         cursor = raw.cursor()
-        with deadline.translating():
-            _execute_refusing_several(cursor, statement, prepare=True)
+        try:
+            with deadline.translating():
+                _execute_refusing_several(cursor, statement, prepare=True)
+        except psycopg.ProgrammingError as exc:
+            # A COPY the server accepted (TO STDOUT, FROM STDIN): it is in COPY mode and the
+            # connection takes no other command, not even the rollback, so it is closed (the
+            # server ends the COPY and rolls back).  A COPY the server refuses (TO PROGRAM,
+            # to a file, FROM in a read-only transaction) keeps the server's reason.
+            if exc.sqlstate is not None or not str(exc).startswith("COPY cannot be used"):
+                raise  # the server's own refusal, or not psycopg's "use copy() instead"
+            conn.invalidate()
+            raise ValueError(COPY_REFUSAL) from None
     if cursor.description is None:
         raise ValueError("matstore sql runs queries that return rows (SELECT, WITH, TABLE, VALUES, SHOW, EXPLAIN); "
                          "this statement returns none, and nothing it did was kept (the transaction is rolled back)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 
@@ -34,10 +35,17 @@ def sql_command(
 
 
 def _write_csv(rows) -> None:  # noqa: ANN001
-    """The streamed rows as CSV on stdout: jsonb values (dict, list) as JSON text, NULL as an empty field."""
+    """The streamed rows as CSV on stdout: jsonb values (dict, list) as JSON text, NULL as an empty field.
+
+    The header is written once the first batch (or the end of the result) has arrived: a
+    query that the server refuses at its first fetch (``SELECT nextval(...)``: permission
+    denied) leaves stdout empty, not a header with no rows.
+    """
     writer = csv.writer(sys.stdout)
+    batches = iter(rows.batches)
+    first = next(batches, [])
     writer.writerow(rows.columns)
-    for batch in rows.batches:
+    for batch in itertools.chain([first], batches):
         writer.writerows([[_json(v) for v in row] for row in batch])
 
 

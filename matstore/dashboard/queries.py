@@ -13,10 +13,19 @@ when set, else with the main database URL, always in read-only transactions.
 Queries are written for a store of millions of property rows: they page with ``ORDER BY id
 DESC LIMIT n`` (primary-key index), filter by foreign-key ids (indexed) and probe the
 vocabulary with ``EXISTS`` rather than ``DISTINCT`` over the value tables.
+
+A query that shows one value per key (material × method × property, surface, configuration)
+takes the newest *unflagged* value (``DISTINCT ON (key) ... ORDER BY key, p.flag IS NOT NULL,
+p.created_at DESC, p.id DESC``), the one the wide views (revision 0015) and the fits use; only
+where a key has no unflagged value is the newest flagged one shown, with its flag (the pages
+mark or leave out flagged values).  :func:`lattice_constant`, a number that scales the Wulff
+chart, takes unflagged values only.  Lists of values (:func:`bulk_values`,
+:func:`search_values`) show every value with its flag.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,46 +97,109 @@ def _ids(values: Sequence[int] | None) -> list[int]:
 #: Most words of a search (more are ignored; each word adds a lookup in the vocabulary).
 MAX_SEARCH_WORDS = 8
 
+#: ASCII names of the Greek letters of property symbols: ``gamma`` finds γ (surface_energy),
+#: ``tau`` finds τ (surface_stress); a Greek letter typed as such works too.
+GREEK_NAMES = {"alpha": "α", "gamma": "γ", "delta": "δ", "Delta": "Δ", "sigma": "σ", "tau": "τ", "chi": "χ"}
+
+#: Three indices written apart (``1 1 1``, ``(1 -1 0)``, ``[2, 1, 0]``): joined into one search word.
+_SPACED_MILLER = re.compile(r"(?<!\S)[(\[{]?\s*(-?\d{1,2})(?:\s*[,;]\s*|\s+)(-?\d{1,2})(?:\s*[,;]\s*|\s+)"
+                            r"(-?\d{1,2})\s*[)\]}]?(?!\S)")
+#: A word that may be a Miller index: digits, signs, separators and brackets only (``111``, ``(1,1,0)``, ``1̄10``).
+_MILLER_WORD = re.compile("[(\\[{]?[-\u2212\\d,;\u0304\u0305]+[)\\]}]?")
+
+
+def _search_words(search: str) -> list[str]:
+    """The words of a search, at most :data:`MAX_SEARCH_WORDS`; spaced indices ``1 1 1`` become one word ``(1,1,1)``."""
+    joined = _SPACED_MILLER.sub(lambda m: f"({m[1]},{m[2]},{m[3]})", search)
+    return joined.split()[:MAX_SEARCH_WORDS]
+
+
+def _miller(word: str) -> tuple[int, int, int] | None:
+    """The reduced Miller index (h >= k >= l >= 0) a search word names, else ``None``.
+
+    ``111``, ``(111)``, ``(1,1,1)``, ``{111}`` give (1, 1, 1); ``-110`` and ``1̄10`` give
+    (1, 1, 0) (the cubic point group, :func:`matstore.orientation.from_miller`); words with
+    letters or a decimal point (``Cu``, ``1.0``, ``2016``) are not Miller indices.
+    """
+    if not _MILLER_WORD.fullmatch(word) or not re.search(r"\d", word):
+        return None
+    from matstore.ingest.validating import miller_indices
+    from matstore.orientation import from_miller
+
+    try:
+        return from_miller(*miller_indices(word)).miller
+    except ValueError:  # not three indices, or (0,0,0)
+        return None
+
+
+def _symbol_matches(word: str, symbol: str) -> bool:
+    """Whether a search word names a property symbol: the whole symbol (case-insensitive, ``c44`` is
+    C44) or its leading letters (case-sensitive: ``γ``/``gamma`` is γ, γ(111), γ_isf; ``E`` is
+    E_c, E_f; ``a`` is a, not A)."""
+    word = GREEK_NAMES.get(word, GREEK_NAMES.get(word.lower(), word))
+    stem = re.match(r"[^\W\d_]+", symbol)
+    return word.lower() == symbol.lower() or (stem is not None and word == stem.group(0))
+
 
 def _search_clause(search: str, *, material_column: str, params: dict[str, Any],
-                   method_column: str = "p.method_id") -> str:
-    """SQL condition "every word of ``search`` names the material, method or property" on alias ``p``.
+                   method_column: str = "p.method_id", surface_alias: str | None = None) -> str:
+    """SQL condition "every word of ``search`` names the row" on alias ``p``.
 
-    ``search`` is split at white space; each word must match (case-insensitive substring) the
-    material formula, the method name or the property name of the row, so ``Cu surface``
-    finds copper's surface values; a word equal to a formula matches that material only.  The matching ids are looked up first in the small
+    ``search`` is split at white space (:func:`_search_words`); the condition is the AND of
+    one condition per word (:func:`_word_clause`): a word matches (case-insensitive
+    substring) the material formula, the method name or the property name, or the
+    property's symbol (:func:`_symbol_matches`), or, for surface values (``surface_alias``,
+    the ``surface`` table's alias), the surface's Miller index (:func:`_miller`), so
+    ``Cu surface`` finds copper's surface values and ``Cu 111``, ``Cu (111)``, ``Cu 1 1 1``
+    copper's (1,1,1) surfaces (and its bulk ``surface_energy_111``); a word equal to a
+    formula matches that material only.  The matching ids are looked up first in the small
     vocabulary tables, so the condition on the value table is ``= ANY(array)`` (planned with
-    the actual ids) or plain ``FALSE`` when a word matches nothing; a correlated
-    ``IN (SELECT ...)`` would make PostgreSQL walk the whole value table.
+    the actual ids) or plain ``FALSE`` when a word matches nothing; a correlated ``IN
+    (SELECT ...)`` would make PostgreSQL walk the whole value table.  User text reaches SQL
+    only as bound parameters.
     """
     conditions = []
-    for n, word in enumerate(search.split()[:MAX_SEARCH_WORDS]):
+    for n, word in enumerate(_search_words(search)):
         conditions.append(_word_clause(word, n, material_column=material_column, method_column=method_column,
-                                       params=params))
+                                       params=params, surface_alias=surface_alias))
     return "(" + " AND ".join(conditions) + ")" if conditions else "TRUE"
 
 
-def _word_clause(word: str, n: int, *, material_column: str, method_column: str, params: dict[str, Any]) -> str:
+def _word_clause(word: str, n: int, *, material_column: str, method_column: str, params: dict[str, Any],
+                 surface_alias: str | None = None) -> str:
     """Condition for one search word; a word that is exactly a formula (``Cu``) means that
-    material only, not every potential whose name contains it (``…_CuNi_…``)."""
+    material only, not every potential whose name contains it (``…_CuNi_…``).  A Miller word
+    also matches names by its digits (``(1,1,1)`` finds ``surface_energy_111``)."""
     exact = _frame("SELECT id FROM material WHERE lower(formula) = lower(:word)", {"word": word})
     if not exact.empty:
         params[f"search_{n}_material_ids"] = [int(i) for i in exact["id"]]
         return f"{material_column} = ANY(:search_{n}_material_ids)"
+    miller = _miller(word)
+    patterns = [_like(word)]
+    if miller is not None and max(miller) <= 9:
+        patterns.append(_like("".join(map(str, miller))))
     found = _frame(
         """
-        SELECT 'material' AS kind, id FROM material WHERE formula ILIKE :pattern ESCAPE '\\'
-        UNION ALL SELECT 'method', id FROM method WHERE name ILIKE :pattern ESCAPE '\\'
-        UNION ALL SELECT 'definition', id FROM property_definition WHERE name ILIKE :pattern ESCAPE '\\'
+        SELECT 'material' AS kind, id FROM material WHERE formula ILIKE ANY(:patterns)
+        UNION ALL SELECT 'method', id FROM method WHERE name ILIKE ANY(:patterns)
+        UNION ALL SELECT 'definition', id FROM property_definition WHERE name ILIKE ANY(:patterns)
         """,
-        {"pattern": _like(word)},
+        {"patterns": patterns},  # LIKE's default escape character is the backslash of _like
     )
+    symbols = _frame("SELECT id, symbol FROM property_definition WHERE symbol IS NOT NULL")
+    by_symbol = [int(r.id) for r in symbols.itertuples() if _symbol_matches(word, r.symbol)]
     clauses = []
     for kind, column in (("material", material_column), ("method", method_column), ("definition", "p.definition_id")):
         ids = [int(i) for i in found.loc[found["kind"] == kind, "id"]]
+        if kind == "definition":
+            ids = sorted({*ids, *by_symbol})
         if ids:
             params[f"search_{n}_{kind}_ids"] = ids
             clauses.append(f"{column} = ANY(:search_{n}_{kind}_ids)")
+    if miller is not None and surface_alias is not None:
+        params.update({f"search_{n}_h": miller[0], f"search_{n}_k": miller[1], f"search_{n}_l": miller[2]})
+        clauses.append(f"({surface_alias}.miller_h = :search_{n}_h AND {surface_alias}.miller_k = :search_{n}_k "
+                       f"AND {surface_alias}.miller_l = :search_{n}_l)")
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
@@ -323,7 +395,8 @@ def bulk_pair(
 ) -> pd.DataFrame:
     """Two bulk properties side by side, one row per material × method that has both.
 
-    The newest value is used where a material × method has several (several sources).
+    Where a material × method has several values (several sources), the newest unflagged one
+    is used (module docstring), else the newest flagged one, shown with its flag.
 
     Parameters
     ----------
@@ -352,7 +425,7 @@ def bulk_pair(
                p.flag, p.id
         FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id
         WHERE d.name = :{name} AND {where}
-        ORDER BY p.material_id, p.method_id, p.created_at DESC, p.id DESC
+        ORDER BY p.material_id, p.method_id, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
     """
     return _frame(
         f"""
@@ -373,7 +446,10 @@ def bulk_pair(
 
 @_cache
 def lattice_constant(*, material_id: int, method_id: int | None = None) -> pd.DataFrame:
-    """Newest ``lattice_constant`` (Å) of a material, preferring the given method.
+    """Newest unflagged ``lattice_constant`` (Å) of a material, preferring the given method.
+
+    Unflagged only, as the wide views (revision 0015) and the fits: a value kept with a
+    validation flag (e.g. ``implausible``, a superseded reading) never scales the Wulff shape.
 
     Returns
     -------
@@ -386,7 +462,7 @@ def lattice_constant(*, material_id: int, method_id: int | None = None) -> pd.Da
         FROM bulk_property p
         JOIN property_definition d ON d.id = p.definition_id
         JOIN method me ON me.id = p.method_id
-        WHERE d.name = 'lattice_constant' AND p.material_id = :material_id
+        WHERE d.name = 'lattice_constant' AND p.material_id = :material_id AND p.flag IS NULL
         ORDER BY (p.method_id = :method_id) DESC NULLS LAST, p.created_at DESC, p.id DESC
         LIMIT 1
         """,
@@ -426,6 +502,9 @@ def surface_choices() -> pd.DataFrame:
 def surface_values(*, material_id: int, method_id: int) -> pd.DataFrame:
     """Every surface value of one material and method in long form (newest per property).
 
+    Newest unflagged value per surface and property, else the newest flagged one with its
+    flag (module docstring).
+
     Returns
     -------
     pandas.DataFrame
@@ -442,7 +521,7 @@ def surface_values(*, material_id: int, method_id: int) -> pd.DataFrame:
         JOIN surface su ON su.id = p.surface_id
         JOIN property_definition d ON d.id = p.definition_id
         WHERE su.material_id = :material_id AND p.method_id = :method_id
-        ORDER BY su.id, d.id, p.created_at DESC, p.id DESC
+        ORDER BY su.id, d.id, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
         """,
         {"material_id": int(material_id), "method_id": int(method_id)},
     )
@@ -481,6 +560,8 @@ def method_choices(*, material_id: int) -> pd.DataFrame:
 def surface_comparison(*, material_id: int, method_ids: tuple[int, ...], property_name: str) -> pd.DataFrame:
     """One surface property of one material under several methods (newest value per surface).
 
+    Newest unflagged value, else the newest flagged one with its flag (module docstring).
+
     Returns
     -------
     pandas.DataFrame
@@ -498,7 +579,7 @@ def surface_comparison(*, material_id: int, method_ids: tuple[int, ...], propert
         JOIN property_definition d ON d.id = p.definition_id
         JOIN method me ON me.id = p.method_id
         WHERE su.material_id = :material_id AND p.method_id = ANY(:method_ids) AND d.name = :name
-        ORDER BY p.method_id, su.id, p.created_at DESC, p.id DESC
+        ORDER BY p.method_id, su.id, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
         """,
         {"material_id": int(material_id), "method_ids": _ids(method_ids), "name": property_name},
     )
@@ -507,6 +588,8 @@ def surface_comparison(*, material_id: int, method_ids: tuple[int, ...], propert
 @_cache
 def bulk_comparison(*, material_id: int, method_ids: tuple[int, ...]) -> pd.DataFrame:
     """Bulk properties of one material under several methods (newest value of each).
+
+    Newest unflagged value, else the newest flagged one with its flag (module docstring).
 
     Returns
     -------
@@ -521,7 +604,7 @@ def bulk_comparison(*, material_id: int, method_ids: tuple[int, ...]) -> pd.Data
         JOIN property_definition d ON d.id = p.definition_id
         JOIN method me ON me.id = p.method_id
         WHERE p.material_id = :material_id AND p.method_id = ANY(:method_ids)
-        ORDER BY p.method_id, p.definition_id, p.created_at DESC, p.id DESC
+        ORDER BY p.method_id, p.definition_id, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
         """,
         {"material_id": int(material_id), "method_ids": _ids(method_ids)},
     )
@@ -563,7 +646,10 @@ def feature_choices(*, names: tuple[str, ...], version_id: int | None = None) ->
 
 @_cache
 def feature_values(*, material_id: int, method_id: int, names: tuple[str, ...]) -> pd.DataFrame:
-    """Newest bulk value of each of ``names`` for one material and method.
+    """Newest bulk value of each of ``names`` for one material and method (a prediction's inputs).
+
+    Newest unflagged value (what a fit and :func:`matstore.models.dataset.stored_inputs` use),
+    else the newest flagged one with its flag (module docstring).
 
     Returns
     -------
@@ -575,7 +661,7 @@ def feature_values(*, material_id: int, method_id: int, names: tuple[str, ...]) 
         SELECT DISTINCT ON (d.id) d.name AS property, p.value, d.unit, p.flag, p.id AS value_id
         FROM bulk_property p JOIN property_definition d ON d.id = p.definition_id
         WHERE p.material_id = :material_id AND p.method_id = :method_id AND d.name = ANY(:names)
-        ORDER BY d.id, p.created_at DESC, p.id DESC
+        ORDER BY d.id, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
         """,
         {"material_id": int(material_id), "method_id": int(method_id), "names": list(names)},
     )
@@ -618,6 +704,8 @@ def configuration_choices() -> pd.DataFrame:
 def configuration_values(*, material_id: int, method_id: int, limit: int = 50 * MAX_ROWS) -> pd.DataFrame:
     """Per-configuration values of one material and method in long form (newest per property).
 
+    Newest unflagged value, else the newest flagged one with its flag (module docstring).
+
     Returns
     -------
     pandas.DataFrame
@@ -633,7 +721,7 @@ def configuration_values(*, material_id: int, method_id: int, limit: int = 50 * 
         JOIN configuration_property p ON p.configuration_id = mc.id
         JOIN property_definition d ON d.id = p.definition_id
         WHERE mc.material_id = :material_id AND mc.method_id = :method_id
-        ORDER BY mc.key, d.name, p.created_at DESC, p.id DESC
+        ORDER BY mc.key, d.name, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
         LIMIT :limit
         """,
         {"material_id": int(material_id), "method_id": int(method_id), "limit": int(limit)},
@@ -673,13 +761,16 @@ def configuration_feature_choices(*, names: tuple[str, ...], version_id: int | N
 
 @_cache
 def configuration_feature_values(*, configuration_id: int, names: tuple[str, ...]) -> pd.DataFrame:
-    """Newest value of each of ``names`` for one material configuration (``property, value, unit, flag, value_id``)."""
+    """Newest value of each of ``names`` for one material configuration (``property, value, unit, flag, value_id``).
+
+    Newest unflagged value, else the newest flagged one with its flag (module docstring).
+    """
     return _frame(
         """
         SELECT DISTINCT ON (d.id) d.name AS property, p.value, d.unit, p.flag, p.id AS value_id
         FROM configuration_property p JOIN property_definition d ON d.id = p.definition_id
         WHERE p.configuration_id = :configuration_id AND d.name = ANY(:names)
-        ORDER BY d.id, p.created_at DESC, p.id DESC
+        ORDER BY d.id, p.flag IS NOT NULL, p.created_at DESC, p.id DESC
         """,
         {"configuration_id": int(configuration_id), "names": list(names)},
     )
@@ -708,15 +799,19 @@ _ORIENTATION_SQL = (
 
 @_cache
 def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> pd.DataFrame:
-    """Stored values whose material, method or property name contains ``search``.
+    """Stored values that every word of ``search`` names (:func:`_search_clause`).
 
-    A search that is a whole number also matches the value id.  Newest first, at most
-    ``limit`` values of each scope.
+    A word matches the material formula, method name or property name (case-insensitive
+    substring), a property symbol (``γ`` or ``gamma``, ``tau``, ``C44``) or a surface's Miller
+    index (``111``, ``(111)``, ``1 1 1``, ``(1,1,0)``); ``Cu 111`` is copper's (1,1,1) surface
+    values and its bulk ``surface_energy_111``.  A search that is a whole number also matches
+    the value id.  Newest first, at most ``limit`` values of each scope; flagged values are
+    listed too (with the flag on the Provenance page).
 
     Parameters
     ----------
     search:
-        Case-insensitive substring (or a value id).
+        Words as above (or a value id).
     scope:
         ``all``, ``bulk``, ``surface`` or ``configuration`` (per-configuration values).
 
@@ -739,7 +834,8 @@ def search_values(*, search: str = "", scope: str = "all", limit: int = 200) -> 
             continue
         wheres = ["TRUE"]
         if text_search:
-            wheres = [_search_clause(text_search, material_column=material, method_column=method, params=params)]
+            wheres = [_search_clause(text_search, material_column=material, method_column=method, params=params,
+                                     surface_alias="su" if name == "surface" else None)]
             if text_search.isdigit() and len(text_search) < 19:
                 # A separate branch, so that the primary key answers it (an OR would not).
                 params["value_id"] = int(text_search)

@@ -296,10 +296,10 @@ class _Validator:
         uncertainty = None
         if entry.uncertainty_column:
             u = self.number(ctx, entry.uncertainty_column)
-            uncertainty = None if u is None else abs(u * entry.factor)
+            uncertainty = None if u is None else abs(to_canonical(u, entry.factor))
         value = Value(ctx.row, ctx.line, entry.column, entry, ctx.formula, ctx.prototype, ctx.method, ctx.kind,
-                      ctx.potential, ctx.cells[self.index[entry.column]].strip(), number * entry.factor, uncertainty,
-                      orientation, ctx.key, ctx.composition)
+                      ctx.potential, ctx.cells[self.index[entry.column]].strip(), to_canonical(number, entry.factor),
+                      uncertainty, orientation, ctx.key, ctx.composition)
         if entry.component and orientation is not None and given is not None:
             value.given_normal = list(given)
             value.frame, value.frame_id = self.frame(ctx, entry, orientation, list(given))
@@ -456,6 +456,65 @@ def _numbers(cells: list[str]) -> np.ndarray | None:
         return None
 
 
+#: Significant digits a converted value keeps (:func:`to_canonical`).
+CONVERTED_DIGITS = 15
+#: 10^0 … 10^22, the powers of ten that a float64 holds exactly.
+_POWERS_OF_TEN = 10.0 ** np.arange(23)
+
+
+def to_canonical(numbers: np.ndarray | float, factor: float) -> np.ndarray | float:
+    """``numbers × factor`` (cells in the mapping's unit → the definition's canonical unit), rounded
+    to :data:`CONVERTED_DIGITS` = 15 significant digits.
+
+    The product of two decimals carries binary representation noise (830 mJ/m² × 0.001 is
+    ``0.8300000000000001`` J/m², 2280 × 0.001 is ``2.2800000000000002``); each product is
+    rounded as ``float(f"{v:.15g}")`` does (0.83, 2.28).  The change is at most half a unit
+    in the 15th digit (5e-15 relative, plus the float's own rounding of the result), far
+    below any tolerance of the store (:data:`matstore.schema.properties.CONFLICT_RTOL` =
+    1e-6) and below the 15.95 decimal digits a float64 holds, so no information a table can
+    give is lost.  A factor of exactly 1 returns ``numbers`` unchanged (no product, no
+    rounding).  NaN (blank cells) and ±inf stay as they are.
+
+    Vectorised: ``N = rint(v · 10^d)`` with ``d = 14 − floor(log10|v|)`` (exact powers of ten,
+    |d| ≤ 22), then ``N / 10^d``, which is correctly rounded and so equal to the formatted
+    value.  The few elements where that could differ from it are formatted one by one: the
+    scaled value within 0.07 of a half (its one rounding, at most 0.0625 below 2^50, could
+    flip ``rint``), ``N`` not of 15 digits (``log10`` off by one), zeros and |d| > 22.
+
+    Parameters
+    ----------
+    numbers:
+        A float or an array (any shape) of parsed cells.
+    factor:
+        The pint conversion factor of the column (:func:`matstore.ingest.units.conversion_factor`).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Same shape as ``numbers``, in the canonical unit.
+    """
+    if factor == 1.0:
+        return numbers
+    if np.ndim(numbers) == 0:
+        return float(f"{float(numbers) * factor:.{CONVERTED_DIGITS}g}")
+    v = np.asarray(numbers, dtype=float) * factor
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        finite = np.isfinite(v) & (v != 0)
+        d = np.where(finite, CONVERTED_DIGITS - 1 - np.floor(np.log10(np.where(finite, np.abs(v), 1.0))), 0)
+        d = d.astype(np.int64)
+        up = d >= 0
+        scale = _POWERS_OF_TEN[np.minimum(np.abs(d), 22)]
+        scaled = np.where(up, v * scale, v / scale)
+        n = np.rint(scaled)
+        fast = finite & (np.abs(d) <= 22) & (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) > 0.07) \
+            & (np.abs(n) >= 10.0 ** (CONVERTED_DIGITS - 1)) & (np.abs(n) < 10.0 ** CONVERTED_DIGITS)
+        out = np.where(fast, np.where(up, n / scale, n * scale), v)
+    slow = ~fast & np.isfinite(v)
+    if slow.any():
+        out[slow] = [float(f"{x:.{CONVERTED_DIGITS}g}") for x in out[slow].tolist()]
+    return out
+
+
 def _clean_column(validator: _Validator, entry: ColumnEntry) -> _Column | None:
     """Column ``entry`` converted with one multiplication and checked with :func:`plausible`; ``None`` if not clean."""
     rows = validator.table.rows
@@ -465,7 +524,7 @@ def _clean_column(validator: _Validator, entry: ColumnEntry) -> _Column | None:
     if numbers is None:
         return None
     given = np.array([bool(t) for t in raw], dtype=bool)
-    values = numbers * entry.factor
+    values = to_canonical(numbers, entry.factor)
     if not plausible(entry.definition, values[given]).all():
         return None
     uncertainties: list[float | None] = [None] * len(raw)
@@ -474,7 +533,7 @@ def _clean_column(validator: _Validator, entry: ColumnEntry) -> _Column | None:
         u = _numbers(u_raw)
         if u is None:
             return None
-        u = np.abs(u * entry.factor)
+        u = np.abs(to_canonical(u, entry.factor))
         u_given = np.array([bool(t) for t in u_raw], dtype=bool)
         if not np.isfinite(u[given & u_given]).all():
             return None

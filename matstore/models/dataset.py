@@ -346,13 +346,94 @@ def _fetch_stored(
 
     targets = pd.DataFrame(conn.execute(text(target_sql), params).mappings().all())
     if targets.empty:
-        raise DatasetError(f"no stored values of {params['target']!r} for methods {params['methods'] or 'any'}")
+        raise DatasetError(_no_target_values_message(conn, params))
     long = pd.DataFrame(conn.execute(text(FEATURES_SQL), params).mappings().all())
     per_config = pd.DataFrame(conn.execute(text(CONFIGURATION_FEATURES_SQL), params).mappings().all()) \
         if kinds["configuration"] else pd.DataFrame()
     compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")),
                                      {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all())
     return targets, long, per_config, compositions
+
+
+#: Methods with a stored value of ``:target`` (any scope) and whether one of them is unflagged.
+TARGET_METHODS_SQL = """
+SELECT me.name, bool_or(p.flag IS NULL) AS unflagged
+FROM (SELECT method_id, definition_id, flag FROM bulk_property
+      UNION ALL SELECT method_id, definition_id, flag FROM surface_property
+      UNION ALL SELECT mc.method_id, cp.definition_id, cp.flag
+                FROM configuration_property cp JOIN material_configuration mc ON mc.id = cp.configuration_id) AS p
+JOIN method me ON me.id = p.method_id JOIN property_definition d ON d.id = p.definition_id
+WHERE d.name = :target
+GROUP BY me.name
+"""
+
+#: How many method names the "no stored values" error lists before "... N more".
+LISTED_METHODS = 8
+
+
+def _no_target_values_message(conn, params: dict) -> str:  # noqa: ANN001
+    """The one-line error when no value of the target passed the method (and flag) filter.
+
+    Names the methods that do hold values of the target, closest to the given ``--method``
+    first (a name containing it, then :class:`difflib.SequenceMatcher` ratio), at most
+    :data:`LISTED_METHODS` of them, and says that names are exact while SQL ``LIKE`` patterns
+    (with ``%``, case-sensitive) are accepted, with a pattern that would match, e.g. ``'DFT%'``
+    for ``--method dft`` when ``DFT-PBE (Tran 2016)`` is stored.  Only-flagged values are
+    named as such (``include_flagged: true`` in a fit spec uses them).
+    """
+    target, methods = params["target"], params["methods"]
+    rows = conn.execute(text(TARGET_METHODS_SQL), {"target": target}).all()
+    usable = [r.name for r in rows if r.unflagged or params["include_flagged"]]
+    flagged_only = sorted(r.name for r in rows if not r.unflagged and not params["include_flagged"])
+    head = f"no stored values of {target!r} for methods {methods or 'any'}"
+    if not usable:
+        if flagged_only:
+            return (f"{head}: only flagged values, under {', '.join(map(repr, flagged_only[:LISTED_METHODS]))}"
+                    f"{_more(flagged_only)} (include_flagged: true in a fit spec uses them)")
+        return f"{head}: no method has a value of {target!r}"
+    if not methods:
+        return head
+    ranked = sorted(usable, key=lambda name: _closeness(name, methods))
+    listed = ", ".join(map(repr, ranked[:LISTED_METHODS])) + _more(ranked)
+    patterns = list(dict.fromkeys(p for m in methods if (p := _pattern_for(m, usable)) and p != m))
+    hint = f" (did you mean {' or '.join(map(repr, patterns))}?)" if patterns else ""
+    return (f"{head}; methods with values of {target!r}, closest first: {listed}; --method takes exact names "
+            f"or SQL LIKE patterns with % (case-sensitive){hint}")
+
+
+def _more(names: list[str]) -> str:
+    return f" and {len(names) - LISTED_METHODS} more" if len(names) > LISTED_METHODS else ""
+
+
+def _closeness(name: str, methods: list[str]) -> tuple[bool, float, str]:
+    """Sort key of a stored method name: containing a given name (case-insensitive) first, then difflib ratio."""
+    import difflib
+
+    lowered = name.lower()
+    literals = [m.lower().replace("%", "") for m in methods]
+    ratio = max(difflib.SequenceMatcher(None, m, lowered).ratio() for m in literals)
+    return (not any(m and m in lowered for m in literals), -ratio, name)
+
+
+def _pattern_for(method: str, names: list[str]) -> str | None:
+    """A ``LIKE`` pattern, in the stored names' case, matching the names that ``method`` starts or is part of.
+
+    ``'dft'`` or ``'DFT'`` (or the miscased pattern ``'dft%'``) with ``DFT-PBE (Tran 2016)``
+    stored gives ``'DFT%'``; ``'pbe'`` gives ``'%PBE%'``; ``None`` when no name contains the
+    literal part (case-insensitive) or it holds an inner ``%`` (a ``_`` matches itself too).
+    """
+    literal = method.strip("%")
+    if not literal or "%" in literal:
+        return None
+    low = literal.lower()
+    for name in sorted(names):
+        if name.lower().startswith(low) and not method.startswith("%"):
+            return name[:len(literal)] + "%"
+    for name in sorted(names):
+        at = name.lower().find(low)
+        if at >= 0:
+            return "%" + name[at:at + len(literal)] + "%"
+    return None
 
 
 def _training_query(target_sql: str, configuration_features: bool) -> str:
