@@ -406,8 +406,10 @@ def test_fixed_form_and_cv_policy() -> None:
     assert make_cv(10, np.repeat(np.arange(5), 2))[1] == "LeaveOneGroupOut (5 groups)"
     assert make_cv(50, np.arange(50) % 25)[1] == "GroupKFold(10)"
     assert make_cv(30, None, random_state=3)[1] == "KFold(5, shuffle, random_state=3)"
-    with pytest.raises(ValueError, match="at least two groups"):
-        make_cv(4, np.zeros(4))
+    # one group (an outer fold's training rows, two hosts, one held out): ungrouped folds, said so
+    assert make_cv(4, np.zeros(4))[1] == "KFold(4, shuffle, random_state=0), ungrouped: one group only"
+    with pytest.raises(ValueError, match="at least two rows"):
+        make_cv(1, np.zeros(1))
 
 
 def test_time_budget_bounds_the_whole_fit() -> None:

@@ -7,7 +7,12 @@ cross-conformal intervals — takes its folds from :func:`make_cv`:
 - with groups (e.g. the material of each row): ``LeaveOneGroupOut`` up to
   :data:`MAX_LEAVE_ONE_GROUP_OUT` groups (so a surface model is scored on metals it has
   never seen, one at a time), ``GroupKFold(n_splits)`` (default 10) above;
-- without groups: ``KFold(n_splits, shuffle=True, random_state)`` (default 5 folds).
+- without groups: ``KFold(n_splits, shuffle=True, random_state)`` (default 5 folds);
+- with groups but only one distinct group — the training rows of an outer fold that left
+  the other group out (two hosts, one held out), on which an inner CV of a selection
+  criterion runs — the ungrouped ``KFold`` above, described as such
+  (:data:`ONE_GROUP_FALLBACK`): grouped CV needs two groups, and failing the inner CV would
+  fail the whole fold.
 
 :class:`FixedForm` is a scikit-learn regressor holding one equation whose *form* is kept and
 whose constants are refitted on each training set: ``cross_val_predict(FixedForm(srepr),
@@ -29,6 +34,8 @@ from matstore.models.expressions import as_expr, evaluate
 MAX_LEAVE_ONE_GROUP_OUT = 20
 #: Folds of grouped CV above :data:`MAX_LEAVE_ONE_GROUP_OUT` groups, and of ungrouped CV.
 DEFAULT_GROUP_FOLDS, DEFAULT_FOLDS = 10, 5
+#: Appended to the description of the ungrouped folds :func:`make_cv` falls back to for one group.
+ONE_GROUP_FALLBACK = "ungrouped: one group only"
 
 
 def make_cv(n_rows: int, groups: Any = None, n_splits: int | None = None,
@@ -52,17 +59,21 @@ def make_cv(n_rows: int, groups: Any = None, n_splits: int | None = None,
     -------
     splitter : sklearn cross-validator
     description : str
-        E.g. ``"LeaveOneGroupOut (7 groups)"``, ``"KFold(5, shuffle, random_state=0)"``.
+        E.g. ``"LeaveOneGroupOut (7 groups)"``, ``"KFold(5, shuffle, random_state=0)"``;
+        groups of one value fall back to ungrouped folds, ``"KFold(5, shuffle,
+        random_state=0), ungrouped: one group only"`` (grouped CV needs two groups: this is
+        the inner CV of a fold whose training rows are one group).
 
     Raises
     ------
     ValueError
-        Fewer than two groups, or fewer than two rows.
+        Fewer than two rows.
     """
     if groups is not None:
         n_groups = len(pd.unique(np.asarray(groups)))
         if n_groups < 2:
-            raise ValueError("cross-validation by groups needs at least two groups")
+            splitter, text = make_cv(n_rows, None, n_splits, random_state)
+            return splitter, f"{text}, {ONE_GROUP_FALLBACK}"
         if n_splits is None:
             n_splits = n_groups if n_groups <= MAX_LEAVE_ONE_GROUP_OUT else DEFAULT_GROUP_FOLDS
         if n_groups <= n_splits:
@@ -140,5 +151,5 @@ class FixedForm(BaseEstimator, RegressorMixin):
         return evaluate(self.equation_, self._frame(X))
 
 
-__all__ = ["DEFAULT_FOLDS", "DEFAULT_GROUP_FOLDS", "MAX_LEAVE_ONE_GROUP_OUT", "FixedForm", "make_cv",
+__all__ = ["DEFAULT_FOLDS", "DEFAULT_GROUP_FOLDS", "MAX_LEAVE_ONE_GROUP_OUT", "ONE_GROUP_FALLBACK", "FixedForm", "make_cv",
            "pooled_mse", "splits"]

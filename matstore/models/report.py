@@ -3,9 +3,10 @@
 Given a fitting procedure (an estimator from :mod:`matstore.models.estimators`), the selected
 equation and the folds of the one CV policy (:func:`matstore.models.cv.make_cv`):
 
-(a) **nested CV** — ``sklearn.model_selection.cross_validate`` re-runs the whole procedure
-    (search, validation and selection) on each fold's training rows: the estimate of what the
-    procedure achieves on an unseen group;
+(a) **nested CV** — :func:`cross_fit` re-runs the whole procedure (search, validation and
+    selection) on each fold's training rows: the estimate of what the procedure achieves on
+    an unseen group; a fold that fails is counted, with its reason, and a fit whose folds all
+    failed has no nested score (None), never one made of the failures;
 (b) **fixed-form CV** — the selected equation's form is kept and its constants refitted per
     fold (:class:`matstore.models.cv.FixedForm`): what the chosen equation achieves;
 (c) the **form selected in each fold** and the fold agreement (k of n folds chose the
@@ -35,7 +36,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,6 @@ import pandas as pd
 import sympy as sp
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import cross_validate
 
 from matstore.models.expressions import evaluate, form_of
 
@@ -62,65 +62,94 @@ class CrossFit:
     ----------
     oof : ndarray, shape (n_rows,)
         Held-out predictions; a fold whose fit failed (or predicted non-finite values) is
-        penalised with its training mean.
+        penalised with its training mean, as the procedure gives nothing usable there.  When
+        *every* fold failed there is nothing to score: every entry is NaN, so the nested R²
+        and the interval built from it are not available (never a number from the penalty).
     estimators : list
         The estimator fitted on each fold's training rows (unfitted where the fit failed).
     tests : list of ndarray
         Held-out row positions of each fold.
     failed : list of bool
+    reasons : list of str
+        Why each fold failed, e.g. ``"ValueError: the constants of this form cannot be
+        determined from these rows"`` or ``"non-finite predictions on 1 held-out row"``;
+        empty for a fold that did not fail.
     """
 
     oof: np.ndarray
     estimators: list[Any]
     tests: list[np.ndarray]
     failed: list[bool]
+    reasons: list[str] = field(default_factory=list)
 
 
-def _no_score(estimator: Any, X: Any, y: Any) -> float:
-    return 0.0
+def failure_reason(exc: BaseException) -> str:
+    """An exception as one line: ``"ValueError: its message"`` (first line, at most 200 characters)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def cross_fit(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any,
               n_jobs: int | None = None) -> CrossFit:
     """Fit a clone of ``estimator`` on every training split and predict its held-out rows.
 
-    Runs :func:`sklearn.model_selection.cross_validate` (``groups`` go to the splitter and,
-    split per fold, to ``fit``), so a model-selecting estimator is nested CV by construction.
-    ``n_jobs`` > 1 fits the folds in that many worker processes (joblib's loky backend); the
-    fitted fold estimators come back pickled.  A worker that dies (killed for memory, say)
-    breaks the pool: the folds are then fitted again in this process.
+    Each fold fits a clone on its training rows (``groups`` go to the splitter and, split per
+    fold, to ``fit``), so a model-selecting estimator is nested CV by construction.  A fold
+    whose fit raises, whose prediction raises or is not finite, fails: it is penalised with
+    its training mean, and its reason is kept (:attr:`CrossFit.reasons`).  When every fold
+    failed, the out-of-fold predictions are NaN (see :class:`CrossFit`).  ``n_jobs`` > 1 fits
+    the folds in that many worker processes (joblib's loky backend, through scikit-learn's
+    ``Parallel``); the fitted fold estimators come back pickled.  A worker that dies (killed
+    for memory, say) breaks the pool: the folds are then fitted again in this process.
     """
     from concurrent.futures import BrokenExecutor
 
+    folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)]
     try:
-        res = _validate(estimator, X, y, groups, cv, n_jobs)
+        fitted = _fit_folds(estimator, X, y, groups, folds, n_jobs)
     except BrokenExecutor:
-        res = _validate(estimator, X, y, groups, cv, None)
-    oof, failed = np.full(len(y), np.nan), []
-    for est, train, test in zip(res["estimator"], res["indices"]["train"], res["indices"]["test"], strict=True):
-        try:
-            pred = np.asarray(est.predict(X.iloc[test]), dtype=float)
-            ok = bool(np.all(np.isfinite(pred)))
-        except Exception:  # noqa: BLE001 - a failed fold is penalised, not fatal
-            pred, ok = None, False
-        oof[test] = pred if ok else float(np.mean(y[train]))
-        failed.append(not ok)
-    return CrossFit(oof, list(res["estimator"]), list(res["indices"]["test"]), failed)
+        fitted = _fit_folds(estimator, X, y, groups, folds, None)
+    oof, failed, reasons = np.full(len(y), np.nan), [], []
+    for (est, reason), (train, test) in zip(fitted, folds, strict=True):
+        pred = None
+        if not reason:
+            try:
+                pred = np.asarray(est.predict(X.iloc[test]), dtype=float).reshape(-1)
+                bad = int(np.sum(~np.isfinite(pred)))
+                if bad:
+                    reason = f"non-finite predictions on {bad} held-out row{'s' if bad > 1 else ''}"
+            except Exception as exc:  # noqa: BLE001 - a failed fold is penalised, not fatal
+                reason = "predict: " + failure_reason(exc)
+        oof[test] = pred if not reason else float(np.mean(y[train]))
+        failed.append(bool(reason))
+        reasons.append(reason)
+    if failed and all(failed):
+        oof[:] = np.nan
+    return CrossFit(oof, [est for est, _ in fitted], [te for _, te in folds], failed, reasons)
 
 
-def _validate(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, cv: Any,
-              n_jobs: int | None) -> dict[str, Any]:
-    """``cross_validate``'s fold estimators and indices; every fold unfitted when every fit failed."""
+def _fit_fold(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
+              train: np.ndarray) -> tuple[Any, str]:
+    """``estimator`` fitted on rows ``train``, and ``""``; or, where its fit raised, unfitted and the reason."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return cross_validate(estimator, X, y, groups=groups, cv=cv, scoring=_no_score, return_estimator=True,
-                                  return_indices=True, error_score=np.nan, n_jobs=n_jobs,
-                                  params={"groups": groups} if groups is not None else None)
-        except ValueError:  # every fold failed (e.g. one material left to train on): all penalised
-            folds = list(cv.split(X, y, groups))
-            return {"estimator": [clone(estimator) for _ in folds],
-                    "indices": {"train": [tr for tr, _ in folds], "test": [te for _, te in folds]}}
+            if groups is None:
+                estimator.fit(X.iloc[train], y[train])
+            else:
+                estimator.fit(X.iloc[train], y[train], groups=np.asarray(groups)[train])
+        except Exception as exc:  # noqa: BLE001 - a failed fold is recorded with its reason, not fatal
+            return estimator, failure_reason(exc)
+    return estimator, ""
+
+
+def _fit_folds(estimator: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,
+               folds: list[tuple[np.ndarray, np.ndarray]], n_jobs: int | None) -> list[tuple[Any, str]]:
+    """(fitted clone, failure reason) per fold, the folds ``n_jobs`` at a time."""
+    from sklearn.utils.parallel import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(clone(estimator), X, y, groups, train) for train, _ in folds)
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -279,6 +308,150 @@ def _ungrouped_text(scheme: str, repeated: int | None) -> str:
             f"rows of one material are in training and test folds ({HOLD_OUT_MATERIALS})")
 
 
+def failure_text(report: dict[str, Any] | None, part: str = "nested_cv") -> str:
+    """The failed folds of a stored report's nested (or fixed-form) CV in one line; empty when none failed.
+
+    E.g. ``"2 of 2 folds failed: ValueError: the constants of this form cannot be determined
+    from these rows"``; several reasons are counted, most frequent first (``"3 of 10 folds
+    failed: A (2 folds); B (1 fold)"``).  ``part``: ``"nested_cv"`` or ``"fixed_form_cv"``.
+    Reports stored before the reasons were recorded say ``reason not recorded``.
+    """
+    cv = (report or {}).get(part) or {}
+    failed = int(cv.get("failed_folds") or 0)
+    if not failed:
+        return ""
+    folds = (report or {}).get("folds") or []
+    n = int((report or {}).get("nested_cv", {}).get("n_folds") or len(folds))
+    key = "failure" if part == "nested_cv" else "fixed_form_failure"
+    reasons = Counter(f[key] for f in folds if f.get(key))
+    if not reasons:
+        why = "reason not recorded (fitted before fold failures were recorded)"
+    elif len(reasons) == 1:
+        why = next(iter(reasons))
+    else:
+        why = "; ".join(f"{r} ({c} fold{'s' if c > 1 else ''})" for r, c in reasons.most_common(3))
+    return f"{failed} of {n} folds failed: {why}"
+
+
+#: ``LeaveOneGroupOut (2 groups)``: a cv_scheme whose folds each fit one group and predict the other.
+_TWO_GROUPS = re.compile(r"^LeaveOneGroupOut \(2 groups\)")
+
+
+def cv_notes(report: dict[str, Any] | None) -> list[str]:
+    """What a reader of a stored report's cross-validated scores must know, one line each.
+
+    - ``"2 groups only: the nested R² is a 2-group transfer estimate (each fold fits one group
+      and predicts the other), not an average over many unseen groups"``, for an outer CV of
+      two groups;
+    - ``"inner CV of the selection in 2 of 2 folds: KFold(5, shuffle, random_state=0),
+      ungrouped: one group only (their training rows hold one group; grouped CV needs two)"``,
+      where folds' inner CV fell back (:func:`matstore.models.cv.make_cv`);
+
+    The failed folds are :func:`failure_lines`.
+    """
+    report = report or {}
+    notes = []
+    if _TWO_GROUPS.match(str(report.get("cv_scheme") or "")):
+        notes.append("2 groups only: the nested R² is a 2-group transfer estimate (each fold fits one group and "
+                     "predicts the other), not an average over many unseen groups")
+    folds = report.get("folds") or []
+    inner = Counter(f["inner_cv"] for f in folds if f.get("inner_cv"))
+    for scheme, count in inner.items():
+        notes.append(f"inner CV of the selection in {count} of {len(folds)} folds: {scheme} (their training rows "
+                     "hold one group; grouped CV needs two)")
+    return notes
+
+
+def failure_lines(report: dict[str, Any] | None) -> list[str]:
+    """The failed folds of a stored report's nested and fixed-form CV, one line each (:func:`failure_text`).
+
+    E.g. ``["nested CV: 2 of 2 folds failed: ValueError: …; nested R² not available"]``; the
+    last clause when every fold failed (the nested R² is then None, :class:`CrossFit`).
+    """
+    report = report or {}
+    lines = []
+    nested = failure_text(report)
+    if nested:
+        lines.append(f"nested CV: {nested}" + ("; nested R² not available" if all_folds_failed(report) else ""))
+    fixed = failure_text(report, "fixed_form_cv")
+    if fixed:
+        lines.append(f"fixed-form CV: {fixed}")
+    return lines
+
+
+def all_folds_failed(report: dict[str, Any] | None) -> bool:
+    """Whether every fold of a stored report's nested CV failed (its nested R² is then not available)."""
+    cv = (report or {}).get("nested_cv") or {}
+    return bool(cv.get("n_folds")) and cv.get("failed_folds") == cv.get("n_folds")
+
+
+def scheme_text(report: dict[str, Any] | None, group_by: str | None = None, repeated: int | None = None) -> str:
+    """A stored report's folds and why they were chosen, e.g. ``"LeaveOneGroupOut (10 groups) by material (the
+    default for a bulk target whose materials have several rows (…): each fold holds out every row of its materials)"``.
+
+    From ``cv_grouping`` (stored since the fits recorded why, see
+    :func:`matstore.models.service._cv_grouping`); older reports are explained by
+    :func:`grouping_text` from ``cv_scheme``, ``group_by`` and ``repeated``.
+    """
+    report = report or {}
+    scheme = str(report.get("cv_scheme") or "")
+    if scheme and report.get("cv_grouping"):
+        return f"{scheme} ({report['cv_grouping']})"
+    return grouping_text(scheme, group_by, repeated)
+
+
+def methods_text(rows_per_method: dict[str, int] | None) -> str:
+    """The methods of a training table with their rows, e.g. ``"DFT-PBE (45 rows), EAM (18), MEAM (24)"``.
+
+    ``rows_per_method``: ``report['rows_per_method']`` (method name → training rows), listed
+    by name (case ignored; a stored JSONB object keeps no order).  Empty when unknown
+    (versions fitted before it was stored).
+    """
+    items = sorted((rows_per_method or {}).items(), key=lambda item: (item[0].casefold(), item[0]))
+    return ", ".join(f"{name} ({n}{' rows' if i == 0 else ''})" for i, (name, n) in enumerate(items))
+
+
+def methods_note(rows_per_method: dict[str, int] | None) -> str:
+    """A warning when a fit mixes methods, e.g. ``"3 methods mixed in one fit: …"``; empty for one method."""
+    n = len(rows_per_method or {})
+    if n < 2:
+        return ""
+    return (f"{n} methods mixed in one fit: one equation for all of them, so their systematic differences count as "
+            "scatter (--method NAME fits one)")
+
+
+def time_budget_engines() -> list[str]:
+    """Registered engines that honour ``--time-budget`` (those with a ``time_limit`` parameter), by name."""
+    from matstore.models.engines.base import available_engines, engine_class
+
+    return [name for name in available_engines() if "time_limit" in engine_class(name).default_parameters]
+
+
+def time_lines(report: dict[str, Any] | None, engine: str | None = None) -> list[str]:
+    """The wall time against ``--time-budget``, the least time of an overrun, and whether the engine honours it.
+
+    E.g. ``["wall time 12.4 s (budget 10 s, 2.4 s over)", "the 10 s budget is below this
+    fit's least time, ≈ 12 s: …" (:func:`budget_floor_text`), "the sparse engine has no time
+    limit: --time-budget applies only to engines that honour it (eql, operon, pysr)"]``.
+    Empty without a stored wall time.
+    """
+    report = report or {}
+    seconds = (report.get("seconds") or {}).get("total")
+    if seconds is None:
+        return []
+    budget, jobs = report.get("time_budget"), report.get("fold_jobs")
+    over = f", {seconds - budget:.1f} s over" if budget and seconds > budget else ""
+    lines = [f"wall time {seconds:.1f} s" + (f" (budget {budget:g} s{over})" if budget else "")
+             + (f", CV folds {jobs} at a time" if jobs and jobs > 1 else "")]
+    if report.get("time_budget_floor") and budget:
+        lines.append(budget_floor_text(report["time_budget_floor"], budget))
+    honour = time_budget_engines()
+    if engine and budget and engine not in honour:
+        lines.append(f"the {engine} engine has no time limit: --time-budget applies only to engines that honour it "
+                     f"({', '.join(honour)})")
+    return lines
+
+
 #: Stored criteria of stability selection (:func:`matstore.models.selection.select_stable`,
 #: ``select_stable_se``) and their wording for a reader.
 _STABLE = re.compile(r"^stable: AICc form chosen in (\d+) of (\d+) subsamples \((.*)\)$")
@@ -423,8 +596,15 @@ def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.nd
 
     ``full`` is :func:`selected_forms` of the full-data fit; a factorised fold record also
     carries ``coefficient_form``, ``orientation_form`` and ``orientation_deviation``
-    (``g_deviation(fold_estimator)``, see :func:`orientation_deviation`).
+    (``g_deviation(fold_estimator)``, see :func:`orientation_deviation`).  A failed fold
+    carries ``failure`` (its reason, :attr:`CrossFit.reasons`), a fold whose fixed-form refit
+    failed ``fixed_form_failure``; a fold whose training rows hold one group only carries
+    ``inner_cv``, the ungrouped folds its selection's inner CV fell back to
+    (:func:`matstore.models.cv.make_cv`, e.g. ``"KFold(5, shuffle, random_state=0),
+    ungrouped: one group only"``).
     """
+    from matstore.models.cv import make_cv
+
     out = []
     for k, (est, test, bad) in enumerate(zip(nested.estimators, nested.tests, nested.failed, strict=True)):
         fitted = hasattr(est, "equation_")
@@ -432,6 +612,14 @@ def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.nd
         rec = {"fold": k, "held_out": _held_out(groups, test), "n_test": int(len(test)),
                "form": forms.get("equation", ""), "equation": sp.sstr(est.equation_) if fitted else "",
                "same_as_full": forms.get("equation") == full["equation"], "failed": bool(bad)}
+        if bad and k < len(nested.reasons):
+            rec["failure"] = nested.reasons[k]
+        if fixed.failed[k] and k < len(fixed.reasons):
+            rec["fixed_form_failure"] = fixed.reasons[k]
+        train = np.setdiff1d(np.arange(len(y)), test)
+        if groups is not None and len(train) and len(pd.unique(np.asarray(groups)[train])) < 2:
+            rec["inner_cv"] = make_cv(len(train), np.asarray(groups)[train],
+                                      random_state=getattr(est, "random_state", 0))[1]
         rec |= {f"{part}_form": forms.get(part, "") for part in ("coefficient", "orientation") if part in full}
         if "orientation" in full and g_deviation is not None:
             rec["orientation_deviation"] = g_deviation(est) if fitted else None
@@ -442,6 +630,9 @@ def fold_records(nested: CrossFit, fixed: CrossFit, y: np.ndarray, groups: np.nd
 
 
 def _fold_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+    """R² (None for one row, no spread or non-finite predictions) and RMSE (NaN when not finite) of one fold."""
+    if not np.all(np.isfinite(pred)):
+        return {"r2": None, "rmse": float("nan")}
     rmse = float(np.sqrt(np.mean((y - pred) ** 2)))
     r2 = float(r2_score(y, pred)) if len(y) >= 2 and np.var(y) > 0 else None
     return {"r2": r2, "rmse": rmse}
@@ -454,19 +645,24 @@ def per_group_errors(y: np.ndarray, oof: np.ndarray, groups: np.ndarray | None) 
     -------
     list of dict
         ``group``, ``n``, ``rmse``, ``mae`` (target unit), ``r2`` (None for one row or no
-        spread), ``mean_relative_error`` (mean |error| / |observed|, None at zero).
+        spread), ``mean_relative_error`` (mean |error| / |observed|, None at zero); the
+        errors are None for a group with no finite prediction (every fold failed), listed last.
     """
     if groups is None:
         return []
     out = []
     for g in pd.unique(groups):
-        m = groups == g
+        m = (groups == g) & np.isfinite(oof)
+        if not m.any():  # every fold failed: nothing predicted for this group
+            out.append({"group": str(g), "n": int(np.sum(groups == g)), "rmse": None, "mae": None, "r2": None,
+                        "mean_relative_error": None})
+            continue
         err, obs = oof[m] - y[m], y[m]
         r2 = float(r2_score(obs, oof[m])) if m.sum() >= 2 and np.var(obs) > 0 else None
         rel = float(np.mean(np.abs(err) / np.abs(obs))) if np.all(obs != 0) else None
         out.append({"group": str(g), "n": int(m.sum()), "rmse": float(np.sqrt(np.mean(err**2))),
                     "mae": float(np.mean(np.abs(err))), "r2": r2, "mean_relative_error": rel})
-    return sorted(out, key=lambda r: -r["rmse"])
+    return sorted(out, key=lambda r: -math.inf if r["rmse"] is None else -r["rmse"])
 
 
 def discrepancy(nested_r2: float, fixed_r2: float, folds: list[dict[str, Any]],
@@ -542,7 +738,9 @@ def conformity_score(factorised: bool, y: np.ndarray, oof: np.ndarray) -> str:
     stress, stiffness) or a non-factorised fit.  A fixed rule, not chosen by coverage.
     """
     y, oof = np.asarray(y, dtype=float), np.asarray(oof, dtype=float)
-    positive = bool(np.all(np.isfinite(y) & (y > 0)) and np.all(np.isfinite(oof) & (oof > 0)))
+    scored = np.isfinite(oof)  # rows every fold failed on are not scored (see conformal_half_width)
+    y, oof = y[scored], oof[scored]
+    positive = bool(np.all(np.isfinite(y) & (y > 0)) and np.all(oof > 0))
     return RELATIVE if factorised and positive and len(y) else ABSOLUTE
 
 
@@ -567,18 +765,24 @@ def conformal_half_width(oof: np.ndarray, y: np.ndarray, rows: np.ndarray, level
     ``GammaConformityScore(sym=True)``, Cordier et al. 2023), interval ``ŷ·(1 ± q)``, ``q`` a
     dimensionless fraction.
 
+    Rows whose out-of-fold prediction is NaN (a fit whose folds all failed,
+    :class:`CrossFit`) are left out: no interval is built from failed folds.
+
     Raises
     ------
     ValueError
-        With fewer than ``max(1/level, 1/(1 − level))`` rows (10 at 90 %), an unknown
-        ``score``, or (relative) a target or prediction ≤ 0.
+        With fewer than ``max(1/level, 1/(1 − level))`` rows (10 at 90 %) with a finite
+        out-of-fold prediction, an unknown ``score``, or (relative) a target or prediction ≤ 0.
     """
     from mapie.regression import SplitConformalRegressor
 
-    positions = np.asarray(rows, dtype=int).reshape(-1, 1)
+    positions = np.asarray(rows, dtype=int).reshape(-1)
+    unscored = int(np.sum(~np.isfinite(np.asarray(oof, dtype=float)[positions])))
+    positions = positions[np.isfinite(np.asarray(oof, dtype=float)[positions])].reshape(-1, 1)
     if len(positions) < max(1.0 / level, 1.0 / (1.0 - level)):
+        without = f", {unscored} rows without an out-of-fold prediction (every fold failed)" if unscored else ""
         raise ValueError(f"{len(positions)} rows are too few for a {level:.0%} conformal interval "
-                         f"(at least {int(np.ceil(max(1 / level, 1 / (1 - level))))})")
+                         f"(at least {int(np.ceil(max(1 / level, 1 / (1 - level))))}{without})")
     mapie = SplitConformalRegressor(OutOfFold(oof).fit(), confidence_level=level, prefit=True,
                                     conformity_score=_mapie_score(score))
     with warnings.catch_warnings():
@@ -631,6 +835,9 @@ def fold_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str = AB
     """
     inside, total = [], []
     for test in nested.tests:
+        test = test[np.isfinite(nested.oof[test])]
+        if not len(test):  # nothing predicted in this fold (every fold failed)
+            continue
         others = np.setdiff1d(np.arange(len(y)), test)
         try:
             width = conformal_half_width(nested.oof, y, others, level, score)
@@ -671,7 +878,9 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
 
 
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text",
-           "criterion_text", "grouping_text", "nested_agreement_text",
+           "all_folds_failed", "criterion_text", "cv_notes", "failure_lines", "failure_reason", "failure_text",
+           "grouping_text", "methods_note", "scheme_text",
+           "methods_text", "nested_agreement_text", "time_budget_engines", "time_lines",
            "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
            "coverage_text", "cross_fit", "discrepancy", "fold_agreement", "fold_coverage", "fold_records",
            "held_out_coverage", "interval_bounds", "orientation_deviation", "parts_lines", "per_group_errors", "pooled_coverage", "scores",
