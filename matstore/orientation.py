@@ -20,6 +20,7 @@ energy in cubic metals.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import reduce
 from itertools import product
@@ -266,9 +267,67 @@ def in_plane_frame(miller: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray
     return e1, e2, n
 
 
+
+#: A digit followed by a combining macron (U+0304) or overline (U+0305): the overbar of a negative index.
+_OVERBAR = re.compile("([0-9])[\u0304\u0305]")
+MILLER_FORMS = "111, (1 1 0), [2,1,0], 1;-1;0 or 1̄10"
+
+
+def _ascii_minus(text: str) -> str:
+    """``text`` with overbars (``1̄`` → ``-1``) and the minus sign U+2212 written as ASCII ``-``."""
+    return _OVERBAR.sub(r"-\1", text).replace("\u2212", "-")
+
+
+def miller_integer(text: str) -> int:
+    """One Miller index from its text: ``1``, ``-1``, ``−1`` (U+2212), ``1̄`` (overbar) or an integral float ``1.0``.
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason, if the text is not an integer.
+    """
+    value = _ascii_minus(text.strip())
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not an integer") from None
+    if not number.is_integer():
+        raise ValueError(f"{text.strip()!r} is not an integer")
+    return int(number)
+
+
+def miller_indices(text: str) -> tuple[int, int, int]:
+    """(h, k, l) of a Miller-index cell, not reduced.
+
+    Accepted: ``111``, ``-110``, ``(1 1 0)``, ``[2,1,0]``, ``1;-1;0``, overbars ``1̄10`` (a
+    combining macron U+0304 or overline U+0305 after the digit: −1), the minus sign U+2212,
+    and one integral number such as ``111.0`` or ``11.0`` (a derived h*100+k*10+l with
+    0 ≤ h, k, l ≤ 9), read as its three digits (``011``).
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason naming the accepted forms.
+    """
+    value = _ascii_minus(text.strip()).strip("()[]{}").strip()
+    if re.fullmatch(r"[0-9]+\.0*", value):
+        digits = value.split(".")[0].lstrip("0") or "0"
+        if len(digits) > 3:
+            raise ValueError(f"one number is read as three digits h k l, and {text.strip()!r} has {len(digits)}; "
+                             f"give {MILLER_FORMS}")
+        value = digits.zfill(3)
+    if re.fullmatch(r"(-?[0-9]){3}", value):
+        return tuple(int(x) for x in re.findall(r"-?[0-9]", value))  # type: ignore[return-value]
+    parts = [x for x in re.split(r"[\s,;]+", value) if x]
+    if len(parts) != 3:
+        raise ValueError(f"{text.strip()!r} is not three indices; give {MILLER_FORMS}")
+    return tuple(miller_integer(x) for x in parts)  # type: ignore[return-value]
+
+
 __all__ = [
     "Orientation",
     "OrientationError",
+    "MILLER_FORMS",
     "THETA_MAX_DEG",
     "angles_of",
     "broken_bond_g",
@@ -278,4 +337,6 @@ __all__ = [
     "from_normal",
     "from_normals",
     "in_plane_frame",
+    "miller_indices",
+    "miller_integer",
 ]

@@ -39,18 +39,29 @@ def populate_bulk(engine) -> None:
 
 
 def test_ev_unit_and_ungrouped_bulk_folds_are_printed(engine, database_url: str) -> None:
-    """``y [eV] = …`` in fit, refit and show; an explicit ``--group-by material`` of a bulk target warns."""
+    """``y [eV] = …`` in fit, refit and show; a bulk target whose materials repeat is grouped by material; a version
+    fitted before, with shuffled folds, is still warned about on an explicit ``--group-by material``."""
     populate_bulk(engine)
     env = server_env(database_url)
     fit = ["fit", "--name", "vf", "--target", "vacancy_formation_energy", "--features", "cohesive_energy",
            "--engine", "sparse", "--time-budget", "10", "--seed", "0"]
     out = run_cli(*fit, "--group-by", "material", env=env).stdout
     assert re.search(r"^  y \[eV\] = ", out, re.M), out
+    # three potentials per element: the folds hold elements out (shuffled folds were the leak)
+    assert ("LeaveOneGroupOut (3 groups) by material (the default for a bulk target whose materials have several "
+            "rows (3 of 3 materials, e.g. one per method): each fold holds out every row of its materials") in out, out
+    assert "warning" not in out, out
+    # a version fitted before with shuffled folds (no stored reason): the explicit --group-by material warns
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE equation_version SET report = jsonb_set(report - 'cv_grouping', '{cv_scheme}', "
+                          "'\"KFold(5, shuffle, random_state=0)\"'), metrics = jsonb_set(metrics, '{cv_scheme}', "
+                          "'\"KFold(5, shuffle, random_state=0)\"')"))
     warning = ("  warning: --group-by material did not group the folds of bulk target vacancy_formation_energy: "
                "KFold(5, shuffle, random_state=0), not grouped although 3 materials have several rows: rows of one "
                "material are in training and test folds (--group-by chemical_system holds materials out; for "
                "elements one group per element)")
-    assert warning in out.splitlines(), out
+    old = run_cli(*fit, "--group-by", "material", env=env).stdout
+    assert "no new version (version 1)" in old and warning in old.splitlines(), old
     # left at its default the same spec says nothing more (the default rule is documented)
     again = run_cli(*fit, env=env).stdout
     assert "no new version (version 1)" in again and "warning" not in again

@@ -123,7 +123,8 @@ def test_default_groups_a_solid_solution_by_chemical_system(store):
 
 
 def test_default_rule_of_bulk_targets():
-    """Grouped by chemical system only where a system holds several compositions; as asked otherwise."""
+    """Grouped by chemical system where a system holds several compositions, by material where a material has several
+    rows; as asked otherwise."""
     from types import SimpleNamespace
 
     import pandas as pd
@@ -133,7 +134,9 @@ def test_default_rule_of_bulk_targets():
     bulk, surface = SimpleNamespace(target_scope="bulk"), SimpleNamespace(target_scope="surface")
     metals = pd.DataFrame({"material": ["Cu", "Cu", "Ni", "Ni"], "method": ["u3", "emt"] * 2,
                            "chemical_system": ["Cu", "Cu", "Ni", "Ni"]})  # one element, two potentials
-    assert _cv_groups(metals, _spec(), bulk) is None  # shuffled KFold, as before
+    # several rows per material (one per potential): grouped by material (shuffled folds tested Cu's u3 row
+    # with its emt row in training, an optimistic score)
+    assert _cv_groups(metals, _spec(), bulk) == "material"
     assert _cv_groups(metals, _spec(), surface) == "material"
     assert _cv_groups(metals, _spec(group_by="chemical_system"), bulk) == "chemical_system"
     assert _cv_groups(metals, _spec(group_by="method"), bulk) == "method"
@@ -208,7 +211,8 @@ def test_cli_error_and_show_say_what_folds_and_subsamples_count(store, database_
 
     out = run_cli("fit", "--name", "dh", "--target", "mixing_enthalpy", "--features", *FEATURES, "--engine", "sparse",
                   "--time-budget", "20", env=env).stdout
-    assert "(nested: the whole fit re-run per fold; LeaveOneGroupOut (7 groups) by chemical_system)" in out
+    assert ("(nested: the whole fit re-run per fold; LeaveOneGroupOut (7 groups) by chemical_system (the default for a "
+            "bulk target whose chemical systems hold several compositions))") in out
     shown = run_cli("models", "show", "dh", env=env).stdout
     assert ("cross-validation: LeaveOneGroupOut (7 groups) by chemical_system (the default for a bulk target "
             "whose chemical systems hold several compositions)") in shown

@@ -85,8 +85,13 @@ def refit(name: str = typer.Argument(..., help="Model to refit with its stored s
 
 def predict(
     ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS"),
+    more_values: list[str] | None = typer.Argument(
+        None, metavar="NAME=VALUE", show_default=False,
+        help="More inputs after one --set: --set lattice_constant=3.84 cohesive_energy=6.94."),
     material: str = typer.Option(..., help="Material formula, e.g. Cu or La0.5Y0.5PO4 (need not be stored)."),
-    method: str = typer.Option(..., help="Method whose stored values are the inputs, e.g. emt."),
+    method: str | None = typer.Option(
+        None, help="Method whose stored values are the inputs, e.g. emt; not needed when --set and the formula "
+                   "give every input."),
     hkl: tuple[int, int, int] | None = typer.Option(None, "--hkl", help="Miller index h k l."),
     normal: tuple[float, float, float] | None = typer.Option(
         None, "--normal", help="Surface normal x y z (any length and octant)."),
@@ -95,30 +100,38 @@ def predict(
     configuration: str | None = typer.Option(
         None, "--configuration", help="Key of a material configuration, for per-configuration models (e.g. V3:0.7071-0.7071-1.0000)."),
     set_values: list[str] | None = typer.Option(
-        None, "--set", help="Give or override an input of the equation: NAME=VALUE (canonical unit)."),
+        None, "--set", help="Give or override an input of the equation: NAME=VALUE (canonical unit); repeat it, or "
+                            "give several after one --set."),
 ) -> None:
     """Evaluate a stored equation and print the value with unit and prediction interval.
 
     Only the inputs the equation uses are needed; composition descriptors are computed from
-    ``--material``'s formula.  A surface model needs one of ``--hkl``, ``--normal`` or
-    ``--angles``.  The ± is the half-width of the version's cross-conformal interval (its
-    level in brackets): in the target unit, or in percent of the value for a relative
-    interval (``value·(1 ± q)``, factorised fits of a positive target); the residual σ for
-    versions fitted without one.  Unknown ``--set`` names, non-finite or out-of-range inputs
-    are refused with a one-line error (exit status 1).
+    ``--material``'s formula, and ``--method`` is needed only for inputs read from the store.
+    A surface model needs one of ``--hkl``, ``--normal`` or ``--angles``.  The ± is the
+    half-width of the version's cross-conformal interval (its level in brackets): in the
+    target unit, or in percent of the value for a relative interval (``value·(1 ± q)``,
+    factorised fits of a positive target); the residual σ for versions fitted without one.
+    An input outside its training range, or an orientation the fit never saw, is predicted
+    with one ``warning:`` line each on stderr (by how much): the interval is not calibrated there.
+    Unknown ``--set`` names or methods, non-finite or out-of-range (wrong sign) inputs are
+    refused with a one-line error (exit status 1).
     """
+    from matstore.cli.common import err_console
     from matstore.db import reader_engine
     from matstore.models.service import predict as run_predict
 
     with cli_errors():
-        overrides = dict(_parse_assignment(s) for s in set_values or [])
+        ref, overrides = _reference_and_assignments(ref, set_values, more_values)
         result = run_predict(reader_engine(), ref, material=material, method=method, miller=hkl, normal=normal,
                              angles=angles, configuration=configuration, overrides=overrides)
     where = f" {result.orientation.label}" if result.orientation is not None else ""
     where += f" [{configuration}]" if configuration else ""
+    where += f" [{result.method}]" if result.method is not None else ""
     # escape: "[method]" is user text, not Rich markup (unescaped, a lower-case method vanished)
-    console.print(escape(f"{result.model}:{result.version}  {material}{where} [{method}]: ")
+    console.print(escape(f"{result.model}:{result.version}  {material}{where}: ")
                   + f"[bold]{escape(_value_text(result))}[/]{escape(_interval_note(result))}", highlight=False)
+    for line in result.warnings:  # on stderr: stdout keeps the one line a script reads
+        err_console.print("  [yellow]warning:[/] " + escape(line), highlight=False, soft_wrap=True)
 
 
 def _value_text(result) -> str:  # noqa: ANN001
@@ -188,13 +201,43 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
         console.print(f"  {escape(line)}" + (f"  [dim]({escape(how)})[/]" if how else ""))
     console.print(f"  selected by: {criterion_text(v.selection_criterion)}; engine {v.engine}; seed {v.seed}; "
                   f"rows {v.n_rows}", markup=False, highlight=False)
+    _print_methods((v.report or {}).get("rows_per_method"))
     console.print(f"  dimensions: {v.dimension_check}", markup=False)
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
-    _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"), repeated)
+    _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"), repeated, v.engine)
     table = Table("metric", "value")
     for key, value in sorted((v.metrics or {}).items()):
         table.add_row(escape(key), f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
     console.print(table)
+
+
+def _print_methods(rows_per_method: dict | None) -> None:
+    """``  methods: DFT-PBE (45 rows), EAM (18)`` and, when several are mixed, a note; nothing when unknown."""
+    from matstore.models.report import methods_note, methods_text
+
+    if not rows_per_method:
+        return
+    console.print(f"  methods: {methods_text(rows_per_method)}", markup=False, highlight=False, soft_wrap=True)
+    if methods_note(rows_per_method):
+        console.print(f"  note: {methods_note(rows_per_method)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_notes(report: dict) -> None:
+    """The report's notes (2-group estimate, inner-CV fallback) and its failed folds, one line each."""
+    from matstore.models.report import cv_notes, failure_lines
+
+    for line in cv_notes(report):
+        console.print(f"  note: {line}", markup=False, highlight=False, soft_wrap=True)
+    for line in failure_lines(report):
+        console.print("  [yellow]warning:[/] " + escape(line), highlight=False, soft_wrap=True)
+
+
+def _print_time(report: dict, engine_name: str | None) -> None:
+    """Wall time against the budget, the least time of an overrun, and a budget the engine ignores."""
+    from matstore.models.report import time_lines
+
+    for line in time_lines(report, engine_name):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_equation(unit: str, equation: str) -> None:
@@ -231,8 +274,8 @@ def _warn_ungrouped_bulk(target: str, version) -> None:  # noqa: ANN001
     from matstore.schema import PropertyDefinition
 
     scheme = (version.report or {}).get("cv_scheme") or (version.metrics or {}).get("cv_scheme") or ""
-    if not scheme or " by " in scheme:
-        return
+    if not scheme or " by " in scheme or (version.report or {}).get("cv_grouping"):
+        return  # grouped, or fitted with the reason stored (printed with the nested R²)
     with Session(engine()) as session:
         scope = session.execute(select(PropertyDefinition.scope).where(PropertyDefinition.name == target)).scalar()
         if scope is None or scope in ("surface", "configuration"):
@@ -247,19 +290,22 @@ def _fmt(value, spec: str = ".3f") -> str:  # noqa: ANN001
     return "—" if value is None else format(value, spec)
 
 
-def _show_report(report: dict, unit: str, group_by: str | None = None, repeated: int | None = None) -> None:
-    """Grouping and folds, nested and fixed-form CV, fold agreement, the discrepancy note, folds, groups, interval, time."""
+def _show_report(report: dict, unit: str, group_by: str | None = None, repeated: int | None = None,
+                 engine_name: str | None = None) -> None:
+    """Grouping and folds, nested and fixed-form CV, notes and failed folds, fold agreement, the discrepancy
+    note, folds, groups, interval, time against the budget."""
     if not report:
         console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
         return
-    from matstore.models.report import ceiling_text, grouping_text, nested_agreement_text
+    from matstore.models.report import ceiling_text, nested_agreement_text, scheme_text
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
-    console.print(f"  cross-validation: {grouping_text(report['cv_scheme'], group_by, repeated)}", markup=False,
+    console.print(f"  cross-validation: {scheme_text(report, group_by, repeated)}", markup=False,
                   highlight=False, soft_wrap=True)
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
                   f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}", markup=False)
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}", markup=False)
+    _print_notes(report)
     console.print(f"  {nested_agreement_text(agree, report.get('folds'))}", markup=False, highlight=False)
     if ceiling_text(report):
         console.print(f"  ceiling: {ceiling_text(report)}", markup=False, highlight=False)
@@ -272,7 +318,8 @@ def _show_report(report: dict, unit: str, group_by: str | None = None, repeated:
                       _fmt(f.get("nested_r2")), _fmt(f.get("fixed_form_r2")))
     console.print(folds)
     _show_groups(report.get("per_group", []), unit)
-    _show_interval(report.get("interval", {}), unit, report)
+    _show_interval(report.get("interval", {}), unit)
+    _print_time(report, engine_name)
 
 
 def _show_groups(groups: list, unit: str) -> None:
@@ -284,21 +331,15 @@ def _show_groups(groups: list, unit: str) -> None:
     console.print(table)
 
 
-def _show_interval(interval: dict, unit: str, report: dict) -> None:
-    from matstore.models.report import budget_floor_text, coverage_text
+def _show_interval(interval: dict, unit: str) -> None:
+    from matstore.models.report import coverage_text
 
     width = _width_text(interval.get("half_width"), interval.get("relative_half_width"), unit)
     if width is not None:
         console.print(f"  {interval['level']:.0%} prediction interval: {width} "
                       f"({interval['method']}); coverage on held-out groups {coverage_text(interval)}", markup=False)
-    seconds = (report.get("seconds") or {}).get("total")
-    if seconds is not None:
-        budget = report.get("time_budget")
-        jobs = report.get("fold_jobs")
-        console.print(f"  wall time {seconds:.1f} s" + (f" (budget {budget:g} s)" if budget else "")
-                      + (f", CV folds {jobs} at a time" if jobs and jobs > 1 else ""))
-        if report.get("time_budget_floor"):
-            console.print(f"  {budget_floor_text(report['time_budget_floor'], budget)}", markup=False, highlight=False)
+    elif interval.get("error"):
+        console.print(f"  no prediction interval: {interval['error']}", markup=False, highlight=False)
 
 
 @models_app.command("transfer")
@@ -333,11 +374,16 @@ def promote_cmd(
 
 
 def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
-    """The fit or refit summary: version, reason, conflicts, equation with unit, CV scores, interval (user text escaped)."""
+    """The fit or refit summary: version, reason, methods, conflicts, equation with unit, CV scores with the
+    folds and why, notes and failed folds, interval, time against the budget (user text escaped)."""
+    from matstore.models.report import all_folds_failed, scheme_text
+
     v = outcome.version
     verb = "created" if outcome.created else "no new version"
     console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, "
                   f"{outcome.dropped} dropped for missing features", markup=False)
+    report = v.report or {}
+    _print_methods(getattr(outcome, "rows_per_method", None) or report.get("rows_per_method"))
     for line in outcome.conflicts[:3]:
         console.print(f"  [yellow]warning:[/] conflicting stored values: {escape(line)}")
     if len(outcome.conflicts) > 3:
@@ -345,23 +391,75 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
                       "(job run summary: conflicting_values)")
     _print_equation(v.target_unit, v.equation_text)
     cv = (v.metrics or {}).get("cv_r2")
-    report = v.report or {}
+    scheme = scheme_text(report) if report else (v.metrics or {}).get("cv_scheme", "")
     if cv is not None:
-        console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold; "
-                      f"{report.get('cv_scheme') or (v.metrics or {}).get('cv_scheme', '')})", markup=False, highlight=False)
+        console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold; {scheme})",
+                      markup=False, highlight=False, soft_wrap=True)
+    elif report and all_folds_failed(report):
+        console.print(f"  cross-validated R² not available: every nested-CV fold failed ({scheme})",
+                      markup=False, highlight=False, soft_wrap=True)
     if report:
         from matstore.models.report import agreement_text
+        _print_notes(report)
         agree = report["fold_agreement"]
         console.print(f"  fixed-form R² = {_fmt(report['fixed_form_cv']['r2'])}; {agreement_text(agree)}", markup=False)
         width = _width_text(v.interval_half_width, v.interval_relative_half_width, v.target_unit)
         if width is not None:
             console.print(f"  {v.interval_level:.0%} prediction interval {width}", markup=False)
+        _print_time(report, v.engine)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [part for value in values for part in value.replace(",", " ").split()]
+
+
+def _reference_and_assignments(ref: str, set_values: list[str] | None,
+                               more_values: list[str] | None) -> tuple[str, dict[str, float]]:
+    """The model reference and the inputs (:func:`_assignments`) of ``predict``'s words.
+
+    Click gives the first word that is no option's value to ``ref``: in ``predict --set a=1 b=2
+    MODEL`` that is ``b=2``.  A reference never holds ``=``, so such a ``ref`` is an input and
+    the one other word is the reference.
+
+    Raises
+    ------
+    ValueError
+        No word or several words that could be the reference (one line).
+    """
+    if "=" not in ref:
+        return ref, _assignments(set_values, more_values)
+    words = [ref, *(more_values or [])]
+    refs = [w for w in words if "=" not in w]
+    if len(refs) != 1:
+        raise ValueError(f"give one model reference (NAME, NAME:VERSION or NAME@ALIAS), got "
+                         f"{', '.join(map(repr, refs)) or 'none'} among {' '.join(words)}")
+    return refs[0], _assignments(set_values, [w for w in words if "=" in w])
+
+
+def _assignments(set_values: list[str] | None, more_values: list[str] | None) -> dict[str, float]:
+    """The inputs given on the command line, by name: ``--set`` values (repeated, or several in one
+    value, ``--set "a=1 b=2"``) and the ``NAME=VALUE`` words after one ``--set``.
+
+    Raises
+    ------
+    ValueError
+        A word that is not ``NAME=VALUE``, a value that is no number, or a name given twice (one line).
+    """
+    words = [w for value in set_values or [] for w in (value.replace(",", " ").split() if value.count("=") > 1
+                                                         else [value])]
+    for word in more_values or []:
+        if "=" not in word:
+            raise ValueError(f"unexpected argument {word!r}: give inputs as --set NAME=VALUE (several may follow "
+                             "one --set)")
+        words.append(word)
+    pairs = [_parse_assignment(w) for w in words]
+    names = [name for name, _ in pairs]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise ValueError(f"--set {twice} is given twice")
+    return dict(pairs)
 
 
 def _parse_assignment(text: str) -> tuple[str, float]:

@@ -123,8 +123,7 @@ def _miller(word: str) -> tuple[int, int, int] | None:
     """
     if not _MILLER_WORD.fullmatch(word) or not re.search(r"\d", word):
         return None
-    from matstore.ingest.validating import miller_indices
-    from matstore.orientation import from_miller
+    from matstore.orientation import from_miller, miller_indices
 
     try:
         return from_miller(*miller_indices(word)).miller

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import math
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from matstore.orientation import (
     from_normal,
     from_normals,
     in_plane_frame,
+    miller_indices,
+    miller_integer,
 )
 from matstore.schema.provenance import METHOD_KINDS
 
@@ -642,62 +643,6 @@ def spherical_normal(theta: float, phi: float, *, unit: str = "deg") -> tuple[fl
     """
     t, p = (math.radians(theta), math.radians(phi)) if unit == "deg" else (theta, phi)
     return (math.sin(t) * math.cos(p), math.sin(t) * math.sin(p), math.cos(t))
-
-
-#: A digit followed by a combining macron (U+0304) or overline (U+0305): the overbar of a negative index.
-_OVERBAR = re.compile("([0-9])[\u0304\u0305]")
-MILLER_FORMS = "111, (1 1 0), [2,1,0], 1;-1;0 or 1̄10"
-
-
-def _ascii_minus(text: str) -> str:
-    """``text`` with overbars (``1̄`` → ``-1``) and the minus sign U+2212 written as ASCII ``-``."""
-    return _OVERBAR.sub(r"-\1", text).replace("\u2212", "-")
-
-
-def miller_integer(text: str) -> int:
-    """One Miller index from its text: ``1``, ``-1``, ``−1`` (U+2212), ``1̄`` (overbar) or an integral float ``1.0``.
-
-    Raises
-    ------
-    ValueError
-        With a one-line reason, if the text is not an integer.
-    """
-    value = _ascii_minus(text.strip())
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{text.strip()!r} is not an integer") from None
-    if not number.is_integer():
-        raise ValueError(f"{text.strip()!r} is not an integer")
-    return int(number)
-
-
-def miller_indices(text: str) -> tuple[int, int, int]:
-    """(h, k, l) of a Miller-index cell, not reduced.
-
-    Accepted: ``111``, ``-110``, ``(1 1 0)``, ``[2,1,0]``, ``1;-1;0``, overbars ``1̄10`` (a
-    combining macron U+0304 or overline U+0305 after the digit: −1), the minus sign U+2212,
-    and one integral number such as ``111.0`` or ``11.0`` (a derived h*100+k*10+l with
-    0 ≤ h, k, l ≤ 9), read as its three digits (``011``).
-
-    Raises
-    ------
-    ValueError
-        With a one-line reason naming the accepted forms.
-    """
-    value = _ascii_minus(text.strip()).strip("()[]{}").strip()
-    if re.fullmatch(r"[0-9]+\.0*", value):
-        digits = value.split(".")[0].lstrip("0") or "0"
-        if len(digits) > 3:
-            raise ValueError(f"one number is read as three digits h k l, and {text.strip()!r} has {len(digits)}; "
-                             f"give {MILLER_FORMS}")
-        value = digits.zfill(3)
-    if re.fullmatch(r"(-?[0-9]){3}", value):
-        return tuple(int(x) for x in re.findall(r"-?[0-9]", value))  # type: ignore[return-value]
-    parts = [x for x in re.split(r"[\s,;]+", value) if x]
-    if len(parts) != 3:
-        raise ValueError(f"{text.strip()!r} is not three indices; give {MILLER_FORMS}")
-    return tuple(miller_integer(x) for x in parts)  # type: ignore[return-value]
 
 
 def near_miller_notes(values: list[Value], *, max_index: int = 3, within_deg: float = 0.1) -> list[str]:

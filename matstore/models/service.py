@@ -8,7 +8,7 @@ is fitted without the database (:mod:`.fitting`), and the version is written bac
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """What a fit or refit did: the version (new or unchanged), why, the training set size and any
-    keys whose stored values conflict (:attr:`~matstore.models.dataset.TrainingSet.conflicts`)."""
+    """What a fit or refit did: the version (new or unchanged), why, the training set size, any
+    keys whose stored values conflict (:attr:`~matstore.models.dataset.TrainingSet.conflicts`)
+    and the training rows per method (:func:`_rows_per_method`, e.g. ``{"DFT-PBE": 45, "EAM": 18}``)."""
 
     version: Any
     created: bool
@@ -42,6 +43,7 @@ class FitOutcome:
     n_rows: int
     dropped: int
     conflicts: tuple[str, ...] = ()
+    rows_per_method: dict[str, int] = field(default_factory=dict)
 
 
 def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome:
@@ -66,12 +68,14 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
             log.warning("%d keys hold conflicting values; the newest is used: %s", len(training.conflicts),
                         training.conflicts[0])
         conflicts = tuple(training.conflicts)
+        methods = _rows_per_method(training.table)
+        run.summary["rows_per_method"] = methods
         unchanged = _unchanged(engine, spec, training)
         if unchanged is not None:
             run.status = "skipped"
             run.summary["reason"] = unchanged.reason
             return FitOutcome(unchanged.version, False, unchanged.reason, training.n_rows, len(training.dropped),
-                              conflicts)
+                              conflicts, methods)
         values, predictions = _fit_values(spec, training)
         outcome = store_version(engine, spec=spec, training=training, values=values,
                                 predictions=predictions, job_run_id=run.id)
@@ -80,7 +84,7 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         if not outcome.created:
             run.status = "skipped"
         return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped),
-                          conflicts)
+                          conflicts, methods)
 
 
 def refit_model(engine: Engine, name: str) -> FitOutcome:
@@ -104,11 +108,14 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
     from matstore.models.fitting import fit_equation
 
     table, coefficient_key = _coefficient_key(_with_configuration_groups(training.table, spec), spec)
+    groups, grouping = _cv_grouping(table, spec, training)
     result = fit_equation(
-        table, "target", spec.features, **spec.fit_options(), groups=_cv_groups(table, spec, training),
+        table, "target", spec.features, **spec.fit_options(), groups=groups,
         material=coefficient_key if spec.factorize else None,
         feature_units={n: training.units[n] for n in spec.features}, target_unit=training.units["target"])
-    report = _jsonable(result.report | {"domain": _domain(table, spec.features), "seconds": result.timings})
+    report = _jsonable(result.report | {"domain": _domain(table, spec.features), "seconds": result.timings,
+                                        "cv_grouping": grouping,
+                                        "rows_per_method": _rows_per_method(table.loc[result.row_index])})
     values = {
         "engine": spec.engine,
         "engine_versions": result.versions,
@@ -148,6 +155,19 @@ CONFIGURATION_GROUP = "configuration"
 def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str | None:
     """Column whose values the CV folds hold out together, or ``None`` for shuffled KFold.
 
+    The column of :func:`_cv_grouping` (which also says why).
+
+    Raises
+    ------
+    ValueError
+        ``spec.group_by`` is not a column of ``table`` (one line listing the accepted ones).
+    """
+    return _cv_grouping(table, spec, training)[0]
+
+
+def _cv_grouping(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> tuple[str | None, str]:
+    """Column whose values the CV folds hold out together (``None``: shuffled KFold), and why, in words.
+
     ``spec.group_by`` names a column of the training table (``material``, ``method``,
     ``chemical_system``, a key, feature or orientation column, or a stored property fetched
     for grouping only; :func:`matstore.models.dataset.build_training_set`).  Any value but
@@ -163,11 +183,23 @@ def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str
       solution series such as La1-xCexPO4) is grouped by ``chemical_system``: shuffled folds
       would train on x = 0.25 and 0.75 and test on 0.5 of the same series, an optimistic
       score for a scientist predicting an unseen system (docs/models.md, "Groups");
-    - other bulk targets (one composition per system, e.g. elemental metals computed with
-      several potentials) keep shuffled KFold, as before.
+    - a bulk target where some material (composition and prototype, ``material_id``) has
+      more than one row — several methods or potentials, DFT beside EAM and experiment — is
+      grouped by material: shuffled folds would test a metal's EAM row with its DFT and
+      MEAM rows in training (a user's 34 rows of 10 metals scored nested R² 0.87 shuffled,
+      0.29 holding metals out);
+    - only a bulk target whose every material has exactly one row keeps shuffled KFold
+      (each fold then holds out whole materials anyway).
 
-    A table of one group falls back to shuffled folds.  The report's ``cv_scheme`` names
-    the grouping used (``... by chemical_system``) or the shuffled KFold.
+    A table of one group falls back to shuffled folds, and says so.
+
+    Returns
+    -------
+    column : str or None
+    why : str
+        Stored as ``report['cv_grouping']`` and printed after the ``cv_scheme``, e.g. ``"the
+        default for a bulk target whose materials have several rows (10 of 10 materials, e.g.
+        one per method): each fold holds out every row of its materials"``.
 
     Raises
     ------
@@ -180,10 +212,41 @@ def _cv_groups(table: pd.DataFrame, spec: FitSpec, training: TrainingSet) -> str
     if column is None:
         raise ValueError(f"--group-by {spec.group_by!r} is not a column of the training table; give {GROUP_BY_CHOICES}")
     if column == "configuration_key" and CONFIGURATION_GROUP in table.columns:
-        column = CONFIGURATION_GROUP
-    if column == "material" and not (training.target_scope in ("surface", "configuration") or spec.factorize):
-        column = "chemical_system" if _several_per_system(table) else None
-    return column if column is not None and table[column].nunique() > 1 else None
+        column, why = CONFIGURATION_GROUP, "one configuration of one material per group (--group-by configuration_key)"
+    elif column != "material":
+        why = f"as asked (--group-by {spec.group_by})"
+    elif training.target_scope in ("surface", "configuration") or spec.factorize:
+        what = "a factorised fit" if spec.factorize else f"a {training.target_scope} target"
+        why = f"the default for {what}: many rows per material, each fold holds out every row of its materials"
+    elif _several_per_system(table):
+        column, why = "chemical_system", "the default for a bulk target whose chemical systems hold several compositions"
+    else:
+        repeated, n_materials = _materials_with_several_rows(table)
+        if repeated:
+            why = (f"the default for a bulk target whose materials have several rows ({repeated} of {n_materials} "
+                   "materials, e.g. one per method): each fold holds out every row of its materials")
+        else:
+            column, why = None, "every material has one row, so each fold holds out whole materials"
+    if column is not None and table[column].nunique() < 2:
+        only = str(table[column].iloc[0]) if len(table) else ""
+        return None, (f"one {column} only ({only}): nothing to hold out as a group, so shuffled folds "
+                      "(its rows are in training and test folds)")
+    return column, why
+
+
+def _materials_with_several_rows(table: pd.DataFrame) -> tuple[int, int]:
+    """(materials with more than one row, materials) of ``table``; a material is a ``material_id``
+    (composition and prototype), or a ``material`` label where the table has no ids."""
+    key = "material_id" if "material_id" in table.columns else "material"
+    counts = table[key].value_counts()
+    return int((counts > 1).sum()), int(len(counts))
+
+
+def _rows_per_method(table: pd.DataFrame) -> dict[str, int]:
+    """Training rows per method, by method name (``report['rows_per_method']``), e.g. ``{"DFT-PBE": 45, "EAM": 18}``."""
+    if "method" not in table.columns:
+        return {}
+    return {str(k): int(v) for k, v in sorted(table["method"].value_counts().items())}
 
 
 def _with_configuration_groups(table: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
@@ -206,10 +269,56 @@ def _several_per_system(table: pd.DataFrame) -> bool:
     return bool(table.groupby("chemical_system")["material"].nunique().max() > 1)
 
 
-def _domain(table: pd.DataFrame, features: list[str]) -> dict[str, dict[str, float]]:
-    """Training range of each feature (``min``, ``max``), canonical units: what ``predict`` accepts."""
-    return {f: {"min": float(table[f].min()), "max": float(table[f].max())} for f in features
-            if f in table.columns and table[f].notna().any()}
+#: Key of the training orientations in a version's ``report['domain']`` (beside one entry per feature).
+ORIENTATIONS = "orientations"
+#: Most training orientation keys a version's domain lists (``report['domain']['orientations']['keys']``).
+DOMAIN_ORIENTATION_KEYS = 500
+
+
+def _domain(table: pd.DataFrame, features: list[str]) -> dict[str, Any]:
+    """Training range of each feature (``min``, ``max``, canonical units) and the training orientations.
+
+    Stored as ``report['domain']``; ``predict`` refuses a sign the training data never had
+    (:func:`check_inputs`) and flags a value outside a range or an orientation not trained on
+    (:func:`_extrapolation`).  A table with orientation columns (a surface target) adds
+    ``domain["orientations"]`` (:func:`_orientation_domain`) unless a feature has that name.
+    """
+    domain: dict[str, Any] = {f: {"min": float(table[f].min()), "max": float(table[f].max())} for f in features
+                              if f in table.columns and table[f].notna().any()}
+    orientations = _orientation_domain(table)
+    if orientations is not None and ORIENTATIONS not in domain:
+        domain[ORIENTATIONS] = orientations
+    return domain
+
+
+def _orientation_domain(table: pd.DataFrame) -> dict[str, Any] | None:
+    """The distinct orientations of the training rows, or None for a table without any.
+
+    Returns
+    -------
+    dict or None
+        ``count`` (distinct orientations, reduced to the standard triangle), ``keys`` (their
+        :attr:`~matstore.orientation.Orientation.key`, θ then φ ascending; the first
+        :data:`DOMAIN_ORIENTATION_KEYS` when there are more) and ``descriptors``: the
+        ``min``/``max`` of ``normal_x, normal_y, normal_z`` and ``theta_deg, phi_deg``
+        (degrees) over them.  None when no row has an orientation, or a row's cannot be read
+        (the fit itself reports that).
+    """
+    from matstore.models.factorize import DESCRIPTOR_COLUMNS, orientation_descriptors
+    from matstore.orientation import OrientationError
+
+    columns = [c for c in ORIENTATION_COLUMNS if c in table.columns]
+    given = table[columns].dropna(how="all").drop_duplicates() if columns else pd.DataFrame()
+    if given.empty:
+        return None
+    try:
+        desc = orientation_descriptors(given)
+    except OrientationError:
+        return None
+    distinct = desc.drop_duplicates("orientation_key").sort_values(["theta_deg", "phi_deg"])
+    return {"count": len(distinct), "keys": distinct["orientation_key"].head(DOMAIN_ORIENTATION_KEYS).tolist(),
+            "descriptors": {c: {"min": float(distinct[c].min()), "max": float(distinct[c].max())}
+                            for c in DESCRIPTOR_COLUMNS}}
 
 
 def _coefficient_key(table: pd.DataFrame, spec: FitSpec) -> tuple[pd.DataFrame, str]:
@@ -272,6 +381,17 @@ class Prediction:
     orientation : matstore.orientation.Orientation or None
         The surface orientation predicted at, reduced to the standard triangle; None for a
         prediction that does not depend on one.
+    method : str or None
+        The method whose stored values were read; None when every input was given or
+        computed from the formula (no ``method``, or one that is not stored).
+    extrapolated : tuple of str
+        The inputs outside the version's training domain (:func:`_extrapolation`): feature
+        names beyond their training range, and ``"orientation"`` for an orientation the fit
+        never saw.  The interval is not calibrated there (it was measured on held-out
+        training rows); empty inside the domain.
+    warnings : tuple of str
+        One line per extrapolated input (by how much), and one for a ``method`` that is not
+        stored and was not used.
     """
 
     value: float
@@ -285,6 +405,9 @@ class Prediction:
     level: float | None = None
     relative_width: float | None = None
     orientation: Orientation | None = None
+    method: str | None = None
+    extrapolated: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 #: Features that are positive for every mechanically stable crystal (a > 0; Born stability of
@@ -335,7 +458,7 @@ def predict(
     ref: str,
     *,
     material: str,
-    method: str,
+    method: str | None = None,
     miller: tuple[int, int, int] | None = None,
     normal: tuple[float, float, float] | None = None,
     angles: tuple[float, float] | None = None,
@@ -349,9 +472,14 @@ def predict(
     (:func:`matstore.models.dataset.stored_inputs`): the newest unflagged bulk value of
     ``material`` computed with ``method``, the configuration ``configuration``'s value for
     per-configuration features, and composition descriptors from the material's stored
-    composition or, for a material not in the store, from its formula.  An orientation-dependent
+    composition or, for a material not in the store, from its formula.  ``method`` is needed
+    only when some input is read from the store (:func:`_stored_method`).  An orientation-dependent
     equation needs exactly one of ``miller``, ``normal`` (any length and octant) or ``angles``
     (θ, φ in degrees in the standard triangle, :func:`matstore.orientation.from_angles`).
+
+    An input outside the version's training range, or an orientation the fit never saw, is
+    predicted all the same and flagged (``Prediction.extrapolated``, one line each in
+    ``Prediction.warnings``, :func:`_extrapolation`): the interval is not calibrated there.
 
     Raises
     ------
@@ -364,8 +492,10 @@ def predict(
     matstore.models.dataset.DatasetError
         ``configuration`` is no configuration of (material, method), or one is needed and missing.
     ValueError
-        An override names no input of the equation, a used feature has no value, or the
-        orientation is missing, given twice, or given to a model that does not depend on it.
+        An override names no input of the equation, a used feature has no value, the
+        orientation is missing, given twice, or given to a model that does not depend on it;
+        or an input must be read from the store and ``method`` is missing or not stored (the
+        message lists the stored methods, the closest first).
     """
     with Session(engine) as session:
         version = resolve(session, ref)
@@ -377,20 +507,89 @@ def predict(
     overrides = dict(overrides or {})
     _check_overrides(label, needed, overrides)
     orientation = _orientation(label, version, target_scope, miller=miller, normal=normal, angles=angles)
-    inputs = stored_inputs(engine, material=material, method=method, configuration_key=configuration,
-                           features=[f for f in needed if f not in overrides]) | overrides
+    from_store = [f for f in needed if f not in overrides]
+    used, notes = _stored_method(engine, label, material, method, from_store, configuration)
+    inputs = stored_inputs(engine, material=material, method=used or "", configuration_key=configuration,
+                           features=from_store) | overrides
     missing = [f for f in needed if f not in inputs]
     if missing:
-        raise ValueError(f"no stored {', '.join(missing)} for {material} with method {method!r} "
+        where = f" with method {used!r}" if used is not None else ""
+        raise ValueError(f"no stored {', '.join(missing)} for {material}{where} "
                          f"(needed by {label}); give them with --set NAME=VALUE")
     row = dict(inputs)
     if orientation is not None:
         row.update(zip(ORIENTATION_COLUMNS, [*(orientation.miller or (np.nan,) * 3), *orientation.normal,
                                               orientation.theta_deg, orientation.phi_deg], strict=True))
-    out = _predict_rows(version, pd.DataFrame([row])).iloc[0]
+    rows, domain_notes = _predict_rows(version, pd.DataFrame([row]))
+    out = rows.iloc[0]
+    flags = tuple(out["extrapolated"].split(", ")) if out["extrapolated"] else ()
     return Prediction(float(out["value"]), version.residual_std, version.target_unit, model.name, version.version,
                       inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level,
-                      _finite(version.interval_relative_half_width), orientation)
+                      _finite(version.interval_relative_half_width), orientation, used, flags,
+                      tuple(notes + domain_notes[0]))
+
+
+#: Stored method names an error lists before ``…``.
+LISTED_METHODS = 8
+
+
+def _stored_method(engine: Engine, label: str, material: str, method: str | None, from_store: list[str],
+                   configuration: str | None) -> tuple[str | None, list[str]]:
+    """The method whose stored values ``predict`` reads (None: it reads none), and warning lines.
+
+    ``from_store`` are the used inputs not given with ``--set``: composition descriptors
+    (:data:`matstore.composition.DESCRIPTORS`) come from the formula, the others are read
+    from the store under ``method``, as is a ``configuration``.  When nothing is read, a
+    ``method`` may be left out; one given that is not stored is not used, and said so.
+
+    Raises
+    ------
+    ValueError
+        Something must be read and ``method`` is None or names no stored method; the one
+        line lists the stored methods (:func:`_methods_text`, the closest first).
+    """
+    from sqlalchemy import text
+
+    from matstore.composition import DESCRIPTORS
+
+    stored = [f for f in from_store if f not in DESCRIPTORS]
+    reads = ", ".join(stored) if stored else f"configuration {configuration!r}" if configuration is not None else ""
+    if method is None:
+        if reads:
+            raise ValueError(f"give --method: {label} reads {reads} of {material} from the store "
+                             f"({_methods_text(engine, None)}), or give {'each' if len(stored) > 1 else 'it'} "
+                             "with --set NAME=VALUE")
+        return None, []
+    with engine.connect() as conn:
+        known = conn.execute(text("SELECT 1 FROM method WHERE name = :name LIMIT 1"), {"name": method}).first()
+    if known is not None:
+        return method, []
+    if reads:
+        raise ValueError(f"method {method!r} is not stored ({_methods_text(engine, method)}); "
+                         f"{label} reads {reads} of {material} under it")
+    return None, [f"method {method!r} is not stored and was not used: every input of {label} was given with --set "
+                  "or computed from the formula"]
+
+
+def _methods_text(engine: Engine, near: str | None) -> str:
+    """``stored methods, closest first: emt, lammps:Cu_u3.eam, …`` (at most :data:`LISTED_METHODS`, then the count).
+
+    Closest to ``near``: names containing it (case-insensitive), then :func:`difflib.get_close_matches`;
+    then the rest by name.
+    """
+    import difflib
+
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT DISTINCT name FROM method ORDER BY name")).scalars().all()
+    if not names:
+        return "no method is stored"
+    close = [] if near is None else ([n for n in names if near.lower() in n.lower()]
+                                     + difflib.get_close_matches(near, names, n=LISTED_METHODS, cutoff=0.3))
+    shown = list(dict.fromkeys([*close, *names]))[:LISTED_METHODS]
+    more = f", … ({len(names)} in all)" if len(names) > len(shown) else ""
+    return f"stored methods{', closest first' if close else ''}: {', '.join(shown)}{more}"
 
 
 def equation_inputs(version: EquationVersion) -> list[str]:
@@ -452,8 +651,17 @@ def _orientation(label: str, version: EquationVersion, target_scope: str | None,
     return from_normal(list(normal)) if normal is not None else from_angles(*angles)
 
 
-def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame:
-    """Checked values with their interval: columns ``value, lower, upper``, indexed like ``frame``."""
+def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Checked values with their interval and domain flags, and each row's warning lines.
+
+    Returns
+    -------
+    DataFrame, shape (n, 4), indexed like ``frame``
+        ``value, lower, upper`` and ``extrapolated`` (:func:`_extrapolation`'s names, joined
+        by ``", "``; ``""`` inside the training domain).
+    list of list of str, length n
+        The warning lines of each row.
+    """
     from matstore.models.fitting import predict as evaluate
 
     check_inputs(version, frame)
@@ -463,7 +671,118 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> pd.DataFrame
         where = f"row {frame.index[bad[0]]!r}: " if len(frame) > 1 else ""
         raise PredictionInputError(f"{where}the equation is not a finite real number at these inputs")
     lower, upper = interval_columns(version, values)
-    return pd.DataFrame({"value": values, "lower": lower, "upper": upper}, index=frame.index)
+    flags, notes = _extrapolation(version, frame)
+    return pd.DataFrame({"value": values, "lower": lower, "upper": upper,
+                         "extrapolated": [", ".join(f) for f in flags]}, index=frame.index), notes
+
+
+#: Relative slack of the training-range test: a stored value read back, or a composition
+#: descriptor computed again, may differ from the training one in its last bits.
+RANGE_RTOL = 1e-9
+#: Slack of the orientation descriptors' range test (unit normal components; degrees).
+ORIENTATION_ATOL = 1e-6
+
+
+def _extrapolation(version: EquationVersion, frame: pd.DataFrame) -> tuple[list[list[str]], list[list[str]]]:
+    """The inputs of each row of ``frame`` outside the version's training domain, and why (one line each).
+
+    The domain is ``version.report['domain']`` (:func:`_domain`); the interval was calibrated
+    on held-out training rows, so it says nothing outside it.  Flagged:
+
+    - a used feature (:func:`equation_inputs`) below its training minimum or above its
+      maximum (slack :data:`RANGE_RTOL`); the line says by how much, in the feature's unit
+      and in widths of the training range;
+    - ``"orientation"``, for a row with an orientation (Miller, normal or angle columns) not
+      among the training orientations (all of them stored), or, where the version lists
+      only some (more than :data:`DOMAIN_ORIENTATION_KEYS`), outside the descriptors'
+      ranges.  Also where the equation ignores the orientation (a constant g, fitted on
+      (111) alone, would print the (111) value relabelled (110)).
+
+    Versions stored without a domain, or without orientations in it, flag nothing of it.
+
+    Returns
+    -------
+    (flags, lines) : two lists of length n
+        Per row, the flagged names and the warning lines.
+    """
+    domain = (version.report or {}).get("domain") or {}
+    units = {f["name"]: f.get("unit") or "" for f in version.features or []}
+    flags: list[list[str]] = [[] for _ in range(len(frame))]
+    lines: list[list[str]] = [[] for _ in range(len(frame))]
+    for name in equation_inputs(version):
+        lo, hi = (domain.get(name) or {}).get("min"), (domain.get(name) or {}).get("max")
+        if name not in frame.columns or lo is None or hi is None:
+            continue
+        slack = RANGE_RTOL * max(abs(lo), abs(hi))
+        for i, v in enumerate(pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)):
+            if not lo - slack <= v <= hi + slack:
+                flags[i].append(name)
+                lines[i].append(_range_line(name, float(v), lo, hi, units.get(name, "")))
+    orientations = domain.get(ORIENTATIONS)
+    if orientations and orientations.get("count"):
+        if (version.hyperparameters or {}).get("factorize"):
+            what = "g(orientation) is extrapolated"
+        elif _uses_orientation(version):
+            what = "the equation's orientation dependence is extrapolated"
+        else:
+            what = "the equation does not depend on orientation"
+        for i, line in _unseen_orientations(frame, orientations, what):
+            flags[i].append("orientation")
+            lines[i].append(line)
+    return flags, lines
+
+
+def _range_line(name: str, value: float, lo: float, hi: float, unit: str) -> str:
+    """``lattice_constant = 55.8 angstrom is outside the training range 3.52 … 4.09 angstrom (51.7 angstrom
+    above the maximum, 90.7× the range's width): …``."""
+    u = f" {unit}" if unit and unit != "dimensionless" else ""
+    by, side = (lo - value, "below the minimum") if value < lo else (value - hi, "above the maximum")
+    widths = f", {by / (hi - lo):.3g}× the range's width" if hi > lo else ""
+    return (f"{name} = {value:g}{u} is outside the training range {lo:g} … {hi:g}{u} ({by:.3g}{u} {side}{widths}): "
+            "the prediction is extrapolated and its interval is not calibrated there")
+
+
+def _unseen_orientations(frame: pd.DataFrame, orientations: dict[str, Any], what: str) -> list[tuple[int, str]]:
+    """(row position, warning line) of each row of ``frame`` at an orientation outside the training ones.
+
+    ``orientations`` is ``report['domain']['orientations']`` (:func:`_orientation_domain`).
+    With every training key stored, an orientation is unseen when its key is not among them
+    (an orientation of one training set is seen at every material); else when a descriptor
+    lies outside the training range (by :data:`ORIENTATION_ATOL`).
+    """
+    from matstore.models.factorize import key_label, orientation_descriptors, orientation_list
+
+    given = np.zeros(len(frame), dtype=bool)
+    for columns in (("miller_h", "miller_k", "miller_l"), ("normal_x", "normal_y", "normal_z"), ("theta_deg", "phi_deg")):
+        if set(columns) <= set(frame.columns):
+            given |= frame[list(columns)].notna().all(axis=1).to_numpy()
+    if not given.any():
+        return []
+    keys, count = list(orientations.get("keys") or []), int(orientations["count"])
+    desc = orientation_descriptors(frame[given])
+    known, ranges = set(keys), orientations.get("descriptors") or {}
+    trained = f"{count} orientation{'s' if count != 1 else ''}: {orientation_list(keys, count)}"
+    out = []
+    for i, row in zip(np.flatnonzero(given), desc.itertuples(index=False), strict=True):
+        label = key_label(row.orientation_key)
+        if len(keys) >= count:
+            if row.orientation_key in known:
+                continue
+            line = f"orientation {label} was not in the training set ({trained}); {what} and the interval is not " \
+                "calibrated there"
+            if count == 1:
+                line += ": trained on one orientation, the model cannot tell orientations apart"
+        else:
+            outside = [c for c, r in ranges.items() if not r["min"] - ORIENTATION_ATOL <= getattr(row, c)
+                       <= r["max"] + ORIENTATION_ATOL]
+            if not outside:
+                continue
+            span = ", ".join(f"{c} {ranges[c]['min']:.4g} … {ranges[c]['max']:.4g}" for c in ("theta_deg", "phi_deg")
+                             if c in ranges)
+            line = (f"orientation {label} lies outside the {count} training orientations ({span}); {what} and the "
+                    "interval is not calibrated there")
+        out.append((int(i), line))
+    return out
 
 
 def interval_columns(version: EquationVersion, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -499,12 +818,14 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
 
     Returns
     -------
-    DataFrame, shape (n, 6)
+    DataFrame, shape (n, 7)
         ``value`` (target unit), ``lower`` and ``upper`` (the version's cross-conformal
         prediction interval, target unit: ``value ∓ w`` or ``value·(1 ∓ q)``, see
         :func:`interval_columns`; NaN for versions fitted without one), ``level`` (e.g. 0.9),
-        ``uncertainty`` (residual σ of the version, same unit) and ``unit``, indexed like
-        ``frame``.
+        ``uncertainty`` (residual σ of the version, same unit), ``unit`` and ``extrapolated``:
+        the row's inputs outside the training domain, joined by ``", "`` (feature names, and
+        ``orientation`` for one the fit never saw; :func:`_extrapolation`), ``""`` inside it,
+        where the interval is calibrated.  Indexed like ``frame``.
 
     Raises
     ------
@@ -524,5 +845,7 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
     if _uses_orientation(version) and not any(c <= set(frame.columns) for c in orientation_columns):
         raise ValueError(f"{ref} predicts a surface property: give columns miller_h, miller_k, miller_l, "
                          "or normal_x, normal_y, normal_z, or theta_deg, phi_deg")
-    out = _predict_rows(version, frame)
-    return out.assign(level=version.interval_level, uncertainty=version.residual_std, unit=version.target_unit)
+    out, _ = _predict_rows(version, frame)
+    flags = out.pop("extrapolated")
+    return out.assign(level=version.interval_level, uncertainty=version.residual_std, unit=version.target_unit,
+                      extrapolated=flags)
