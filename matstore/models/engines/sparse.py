@@ -11,13 +11,28 @@ library terms is then chosen by
 
 - ``method="l0"`` (default): sure-independence screening of the library against the
   target and against the residuals of the best smaller models, followed by exhaustive best
-  subset (ℓ0) regression within the screened subspace — the SISSO procedure [1]_; or
+  subset (ℓ0) regression within the screened subspace — the SISSO procedure [1]_ — and, in
+  addition, forward selection (a beam search of orthogonal least squares [3]_) over the
+  terms of at most 1, 2, … ``max_factors`` factors, whose best support of each size joins
+  the candidates.  Screening ranks terms one at a time by their correlation with the
+  residual, so near-copies of the dominant term (``n``, ``n·√d1``, ``n³·√d1``, …) fill its
+  pool and a sum of simple terms that only fits jointly (``2.8·n − 4/d1 − 2/d2``) is
+  missed; forward selection over the simplest terms reaches it; or
 - ``method="lasso"``: the supports met along the LASSO/LARS path (``sklearn.linear_model.lars_path``).
+
+Of library columns that are affine functions of one another (every power of a column with
+two distinct values, such as a count n ∈ {2, 3}, is one of n) only the simplest is kept:
+the lowest complexity, so the plain column ``n``.
 
 Every chosen support is refitted by ordinary least squares (float64), with and without an
 intercept when ``fit_intercept="auto"``, and the engine returns the Pareto front of
-(complexity, MSE).  The engine is fully deterministic; ``random_state`` is accepted for
-interface compatibility and ignored.  The approach follows explainable-ML/compressed
+(complexity, MSE).  A support of near-collinear terms is no candidate: its column-standardized
+design (centred when the model has an intercept, columns scaled to unit norm) must have a
+condition number of at most :data:`MAX_CONDITION` (1e3), else its least-squares coefficients
+are huge, cancel one another and change wholesale between subsamples (such as
+``−8.1e6·Δχ²/r̄ + 1.8e7·Δχ²/r̄² − 1.0e7·Δχ²/r̄³``); the screening and forward searches skip
+such supports, so the next best well-conditioned ones are offered instead.  The engine is
+fully deterministic; ``random_state`` is accepted for interface compatibility and ignored.  The approach follows explainable-ML/compressed
 sensing descriptor searches such as the enthalpy-of-formation models of lanthanide
 orthophosphates and [1]_.
 
@@ -28,10 +43,13 @@ References
    immensity of offered candidates", Phys. Rev. Materials 2, 083802 (2018).
 .. [2] R. Tibshirani, "Regression shrinkage and selection via the lasso", J. R. Stat. Soc. B
    58, 267 (1996); B. Efron et al., "Least angle regression", Ann. Stat. 32, 407 (2004).
+.. [3] S. Chen, S. A. Billings, W. Luo, "Orthogonal least squares methods and their application
+   to non-linear system identification", Int. J. Control 50, 1873 (1989).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
@@ -95,7 +113,9 @@ def build_library(
     -------
     values : ndarray, shape (n_samples, n_terms)
     exprs : sequence of sympy.Expr, length n_terms (built lazily when indexed)
-        Finite, non-constant, pairwise distinct columns only.
+        Finite, non-constant columns, none an affine function of another (of such
+        duplicates the simplest term is kept: lowest complexity, so the plain column first;
+        see :class:`_DistinctTerms`).
     """
     if library not in _LIBRARIES:
         raise ValueError(f"library must be one of {_LIBRARIES}, got {library!r}")
@@ -172,27 +192,61 @@ def _library_size(
     return total
 
 
+def _term_rank(recipe: Any) -> tuple[int, int, float, int, int]:
+    """Simplicity rank of a library term's recipe, lower is simpler.
+
+    ``(complexity, factors, Σ|exponent|, negative exponents, fractional exponents)``; the
+    complexity is :func:`~matstore.models.engines.base.expression_complexity` of the term
+    (a plain column 1, ``log(x)`` 2, ``x**e`` 3, a product of k factors the factors' plus
+    k − 1), computed from the recipe without building the SymPy expression.
+    """
+    if recipe[0] == "log":
+        return (2, 1, 0.0, 0, 0)
+    exps = recipe[2]
+    complexity = sum(1 if e == 1 else 3 for e in exps) + len(exps) - 1
+    return (complexity, len(exps), float(sum(abs(e) for e in exps)), sum(e < 0 for e in exps),
+            sum(float(e) != int(e) for e in exps))
+
+
 class _DistinctTerms:
-    """Collects finite, non-constant library columns (shape (n_samples,)), skipping ones equal up to scale."""
+    """Collects finite, non-constant library columns (shape (n_samples,)), one per affine class.
+
+    Two columns are duplicates when one is an affine function of the other, ``u = a + b·v``
+    with ``b`` of either sign (equal after centring and scaling to unit standard deviation,
+    up to the sign, to 9 decimals); with an intercept they span the same models.  Of
+    duplicates the simplest is kept (:func:`_term_rank`: lowest complexity, so the plain
+    column before any power of it, then fewer factors, smaller exponents, positive and
+    integer ones), at the place of the first one met.  A column with two distinct values
+    (a count such as n ∈ {2, 3}) makes every power of it a duplicate of it: ``n`` itself is
+    kept, so a law linear in ``n`` stays a sum of library terms.
+    """
 
     def __init__(self) -> None:
         self.values: list[np.ndarray] = []
         self.exprs: list[Any] = []
-        self._seen: set[bytes] = set()
+        self._seen: dict[bytes, int] = {}
 
     def add(self, vals: np.ndarray, expr: Any) -> None:
-        """Keep ``vals`` with its lazy expression unless non-finite, constant or already present."""
+        """Keep ``vals`` with its lazy expression unless non-finite, constant or a duplicate of a simpler term."""
         if not np.all(np.isfinite(vals)):
             return
         sd = float(np.std(vals))
         if sd <= 1e-12 * max(1.0, float(np.max(np.abs(vals)))):
             return
-        key = np.round((vals - vals.mean()) / sd, 9).tobytes()
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        self.values.append(vals)
-        self.exprs.append(expr)
+        z = np.round((vals - vals.mean()) / sd, 9)
+        lead = np.flatnonzero(z)
+        if lead.size and z[lead[0]] < 0:
+            z = -z
+        z += 0.0  # no negative zeros in the key
+        key = z.tobytes()
+        at = self._seen.get(key)
+        if at is None:
+            self._seen[key] = len(self.values)
+            self.values.append(vals)
+            self.exprs.append(expr)
+        elif _term_rank(expr) < _term_rank(self.exprs[at]):
+            self.values[at] = vals
+            self.exprs[at] = expr
 
     def stacked(self, n_samples: int, max_library: int) -> tuple[np.ndarray, LazyTerms]:
         """The first ``max_library`` columns as an array, shape (n_samples, n_terms), and their terms."""
@@ -280,6 +334,122 @@ class LazyTerms:
     def __iter__(self):  # noqa: D105
         return (self[i] for i in range(len(self)))
 
+    def complexity(self, i: int) -> int:
+        """:func:`~matstore.models.engines.base.expression_complexity` of term ``i``, from its recipe."""
+        return _term_rank(self._recipes[i])[0]
+
+    def factors(self) -> np.ndarray:
+        """Number of columns in each term (``log(x)``: 1), shape (n_terms,)."""
+        return np.array([1 if r[0] == "log" else len(r[1]) for r in self._recipes], dtype=np.intp)
+
+
+MAX_CONDITION = 1e3
+"""Largest condition number of a candidate's column-standardized design (see :func:`condition_number`).
+
+A support above it is no candidate: its columns are so nearly collinear that the least-squares
+coefficients are large, cancel one another and change wholesale with the sample (Belsley, Kuh
+& Welsch, *Regression Diagnostics*, Wiley 1980, ch. 3: condition indices beyond 30–100 mark
+strong dependencies; 1e3 refuses only near-exact ones: two terms with |corr| above
+0.999998, while ``x, x², x³`` with ``x`` in [1, 2] (423) pass)."""
+
+
+def condition_number(A: np.ndarray, intercept: bool) -> float:
+    """Condition number of the column-standardized design of one support.
+
+    Parameters
+    ----------
+    A : ndarray, shape (n_samples, k)
+        The support's library columns.
+    intercept : bool
+        Whether the model has an intercept: the columns are then centred first (collinearity
+        with the constant is harmless there), else used as they are.
+
+    Returns
+    -------
+    float
+        ``s_max / s_min`` of the columns scaled to unit Euclidean norm (1 for one column;
+        ``inf`` for a zero column or a rank-deficient design).
+    """
+    Z = A - A.mean(axis=0) if intercept else np.asarray(A, dtype=float)
+    norms = np.linalg.norm(Z, axis=0)
+    if Z.shape[1] == 0 or np.any(norms == 0) or not np.all(np.isfinite(Z)):
+        return float("inf")
+    s = np.linalg.svd(Z / norms, compute_uv=False)
+    return float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
+
+
+def _well_conditioned(G: np.ndarray, subsets: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` rows of ``subsets`` (m, k) whose columns have condition number <= MAX_CONDITION.
+
+    ``G`` (p, p) is the Gram matrix of the standardized (unit-norm, centred with an intercept)
+    library, so ``G[s, s]`` is a support's ``ZᵀZ`` and its condition number
+    ``sqrt(λ_max / λ_min)``.  Rows are taken in their order; returns shape (≤ count, k).
+    """
+    if subsets.shape[1] == 1:
+        return subsets[:count]
+    kept: list[np.ndarray] = []
+    chunk = max(8 * count, 256)
+    for start in range(0, len(subsets), chunk):
+        block = subsets[start : start + chunk]
+        lam = np.linalg.eigvalsh(G[block[:, :, None], block[:, None, :]])
+        ok = lam[:, 0] * MAX_CONDITION**2 >= lam[:, -1]
+        kept.extend(block[ok][: count - len(kept)])
+        if len(kept) >= count:
+            break
+    return np.array(kept, dtype=np.intp).reshape(-1, subsets.shape[1])
+
+
+def _forward_supports(A: np.ndarray, yv: np.ndarray, max_terms: int, width: int, keep: int) -> set[tuple[int, ...]]:
+    """Supports grown one term at a time over the whole library (forward selection, beam search).
+
+    ``A`` (n, p): the standardized library (unit-norm columns, centred with an intercept);
+    ``yv`` (n,): the target (centred with an intercept).  Size 1 starts from the ``width``
+    best single terms; each support of size k is extended by every library term, the RSS of
+    each extension computed exactly from the residual and the term's part orthogonal to the
+    support (orthogonal least squares, S. Chen, S. A. Billings & W. Luo, Int. J. Control 50,
+    1873 (1989)), and the ``width`` best distinct well-conditioned supports of size k + 1 are
+    kept.  Unlike screening by correlation with the residual, which a crowd of near-copies of
+    one term can fill, this reaches sums of simple terms such as ``a·n + b/d1 + c/d2``.
+    Returns the ``keep`` best supports of each size (sorted index tuples).
+    """
+    p = A.shape[1]
+    min_den = 1.0 / MAX_CONDITION**2  # a term this close to the support's span makes it ill-conditioned
+    beam: list[tuple[int, ...]] = [()]
+    out: set[tuple[int, ...]] = set()
+    yy = float(yv @ yv)
+    for _ in range(max_terms):
+        scored: dict[tuple[int, ...], float] = {}
+        for S in beam:
+            if S:
+                Q, _ = np.linalg.qr(A[:, list(S)])
+                r = yv - Q @ (Q.T @ yv)
+                proj = np.column_stack([r, Q]).T @ A  # (1 + k, p): rᵀA, then QᵀA
+                num, den = proj[0], 1.0 - np.einsum("kp,kp->p", proj[1:], proj[1:])
+            else:
+                r, num, den = yv, yv @ A, np.ones(p)
+            ok = den > min_den
+            ok[list(S)] = False
+            gain = np.where(ok, num**2 / np.where(ok, den, 1.0), -np.inf)
+            rr = float(r @ r)
+            top = np.argpartition(-gain, width - 1)[:width] if p > width else np.arange(p)
+            for j in top[np.lexsort((top, -gain[top]))]:
+                if not ok[j]:
+                    break
+                T = tuple(sorted((*S, int(j))))
+                scored[T] = min(scored.get(T, np.inf), max(rr - float(gain[j]), 0.0))
+        beam = []
+        for T, _rss in sorted(scored.items(), key=lambda t: (t[1], t[0])):
+            if len(T) == 1 or condition_number(A[:, list(T)], False) <= MAX_CONDITION:
+                beam.append(T)
+                if len(beam) == width:
+                    break
+        if not beam:
+            break
+        out.update(beam[:keep])
+        if scored[beam[0]] <= 1e-24 * max(yy, 1e-300):
+            break  # exact fit: larger supports cannot improve
+    return out
+
 
 def _subset_rss(G: np.ndarray, b: np.ndarray, yy: float, subsets: np.ndarray) -> np.ndarray:
     """Residual sums of squares of least squares on each column subset (batched).
@@ -329,7 +499,9 @@ class SparseEngine(SymbolicEngine):
     screen : int, default 30
         Features added to the subspace per screening round (``l0``).
     n_per_size : int, default 5
-        Best subsets of each size passed to the Pareto front.
+        Best subsets of each size passed to the Pareto front (``l0`` screening); the
+        forward selection keeps ``max(n_per_size, 5)`` supports of each size in its beam
+        and passes the best one of each size, per factor tier.
     fit_intercept : {"auto", True, False}, default "auto"
         ``auto`` offers both variants; the Pareto front keeps the intercept only when it
         lowers the loss.
@@ -456,15 +628,14 @@ class SparseEngine(SymbolicEngine):
         supports: set[tuple[int, ...]] = set()
         for intercept in variants:
             if self.method == "l0":
-                supports |= self._l0_supports(Phi, y, max_terms, intercept)
+                supports |= self._l0_supports(Phi, y, max_terms, intercept, exprs.factors())
             else:
                 supports |= self._lasso_supports(Phi, y, max_terms, intercept)
-        for support in sorted(supports):
-            for intercept in variants:
-                cand = self._ols_candidate(Phi, exprs, y, support, intercept)
-                if cand is not None:
-                    cands.append(cand)
-        if len(cands) <= (0 if scaling else 1):
+        fits = [(support, intercept, fit) for support in sorted(supports) for intercept in variants
+                if (fit := self._ols_fit(Phi, y, support, intercept)) is not None]
+        for support, intercept, (coef, _loss) in self._undominated(fits, exprs, cands, float(np.var(y))):
+            cands.append(self._candidate(exprs, support, intercept, coef, _loss))
+        if not fits:
             raise EngineFitError("sparse: no subset could be fitted")
         return cands
 
@@ -476,7 +647,9 @@ class SparseEngine(SymbolicEngine):
         norms[norms == 0] = 1.0
         return A / norms, yv
 
-    def _l0_supports(self, Phi: np.ndarray, y: np.ndarray, max_terms: int, intercept: bool) -> set[tuple[int, ...]]:
+    def _l0_supports(
+        self, Phi: np.ndarray, y: np.ndarray, max_terms: int, intercept: bool, factors: np.ndarray
+    ) -> set[tuple[int, ...]]:
         A, yv = self._prepare(Phi, y, intercept)
         yy = float(yv @ yv)
         p = A.shape[1]
@@ -512,9 +685,13 @@ class SparseEngine(SymbolicEngine):
                 for start in range(0, len(loc), 50000):
                     rss_all.append(_subset_rss(G, b, yy, loc[start : start + 50000]))
                 rss = np.concatenate(rss_all)
-                order = np.lexsort((np.arange(len(rss)), rss))[: int(self.n_per_size)]
-                subsets = subsets[order]
-                rss_sel = rss[order]
+                order = np.lexsort((np.arange(len(rss)), rss))
+                # the best well-conditioned subsets (near-collinear ones are no candidates)
+                good = _well_conditioned(G, loc[order], int(self.n_per_size))
+                if len(good) == 0:
+                    break
+                subsets = sub[good]
+                rss_sel = _subset_rss(G, b, yy, good)
             for s in subsets:
                 out.add(tuple(sorted(int(i) for i in s)))
             best = subsets[0]
@@ -523,6 +700,16 @@ class SparseEngine(SymbolicEngine):
             residual = yv - Ab @ coef
             if rss_sel[0] <= 1e-24 * max(yy, 1e-300):
                 break  # exact fit: larger supports cannot improve
+        # Forward selection over the terms of at most 1, 2, … factors (the last: the whole
+        # library), the best support of each size from each: screening by correlation fills
+        # its pool with near-copies of the dominant term (n·d1^a·…) and misses sums of simple
+        # terms that only jointly fit.
+        width = max(int(self.n_per_size), 5)
+        for f in np.unique(factors):
+            cols = np.flatnonzero(factors <= f)
+            sub_A = A if len(cols) == p else A[:, cols]
+            found = _forward_supports(sub_A, yv, max_terms, width, 1)
+            out |= {tuple(int(cols[i]) for i in T) for T in found}
         return out
 
     def _lasso_supports(self, Phi: np.ndarray, y: np.ndarray, max_terms: int, intercept: bool) -> set[tuple[int, ...]]:
@@ -538,10 +725,21 @@ class SparseEngine(SymbolicEngine):
         return out
 
     @staticmethod
-    def _ols_candidate(
-        Phi: np.ndarray, exprs: LazyTerms, y: np.ndarray, support: tuple[int, ...], intercept: bool
-    ) -> Candidate | None:
+    def _ols_fit(
+        Phi: np.ndarray, y: np.ndarray, support: tuple[int, ...], intercept: bool
+    ) -> tuple[np.ndarray, float] | None:
+        """Least-squares coefficients of one support and their training MSE, or None.
+
+        ``Phi`` (n_samples, n_terms) the library, ``y`` (n_samples,) the target, ``support``
+        column indices.  Returns the coefficients of the library columns (then the intercept),
+        shape (len(support) + intercept,), and the MSE; None for a support of two or more
+        terms whose column-standardized design (centred when ``intercept``) has a condition
+        number above :data:`MAX_CONDITION` (near-collinear terms: huge, cancelling, unstable
+        coefficients), and for a non-finite solution.
+        """
         A = Phi[:, list(support)]
+        if len(support) > 1 and not condition_number(A, intercept) <= MAX_CONDITION:
+            return None
         scale = np.max(np.abs(A), axis=0)
         scale[scale == 0] = 1.0
         As = A / scale
@@ -550,16 +748,69 @@ class SparseEngine(SymbolicEngine):
         coef, *_ = np.linalg.lstsq(As, y, rcond=None)
         if not np.all(np.isfinite(coef)):
             return None
-        expr: sp.Expr = sp.Integer(0)
-        for c, s, j in zip(coef[: len(support)], scale, support, strict=True):
-            expr = expr + sp.Float(float(c / s), 15) * exprs[j]
-        if intercept:
-            expr = expr + sp.Float(float(coef[-1]), 15)
-        pred = As @ coef
-        loss = float(np.mean((pred - y) ** 2))
+        loss = float(np.mean((As @ coef - y) ** 2))
+        raw = coef[: len(support)] / scale
+        return (np.append(raw, coef[-1]) if intercept else raw), loss
+
+    @staticmethod
+    def _candidate(
+        exprs: LazyTerms, support: tuple[int, ...], intercept: bool, coef: np.ndarray, loss: float
+    ) -> Candidate:
+        """The :class:`Candidate` ``Σ coef_j · term_j (+ intercept)`` of a fit from :meth:`_ols_fit`."""
         from matstore.models.engines.base import expression_complexity
 
+        expr: sp.Expr = sp.Integer(0)
+        for c, j in zip(coef[: len(support)], support, strict=True):
+            expr = expr + sp.Float(float(c), 15) * exprs[j]
+        if intercept:
+            expr = expr + sp.Float(float(coef[-1]), 15)
         return Candidate(expression_complexity(expr), loss, expr)
 
+    @classmethod
+    def _ols_candidate(
+        cls, Phi: np.ndarray, exprs: LazyTerms, y: np.ndarray, support: tuple[int, ...], intercept: bool
+    ) -> Candidate | None:
+        """Least-squares refit of one support as a :class:`Candidate`, or None (see :meth:`_ols_fit`)."""
+        fit = cls._ols_fit(Phi, y, support, intercept)
+        return None if fit is None else cls._candidate(exprs, support, intercept, *fit)
 
-__all__ = ["SparseEngine", "build_library"]
+    @staticmethod
+    def _undominated(
+        fits: list[tuple[tuple[int, ...], bool, tuple[np.ndarray, float]]],
+        exprs: LazyTerms,
+        cands: list[Candidate],
+        var_y: float,
+    ) -> list[tuple[tuple[int, ...], bool, tuple[np.ndarray, float]]]:
+        """The fits not surely off the Pareto front, so that only those become SymPy expressions.
+
+        A fit's complexity is known before its expression is built: ``Σ (2 + c_j) + (k − 1)``
+        over its k terms of complexity ``c_j`` (``coefficient·term`` and the sum's operators),
+        plus 2 for an intercept, exact unless a coefficient is exactly 0 (SymPy drops that
+        term).  A fit is left out when another exact one, or a candidate already in
+        ``cands``, is no more complex and has a loss lower by more than 1e-6 of it (plus
+        1e-12·var(y)), a margin far above :func:`pareto_filter`'s tolerance, so the front
+        is the same as with every fit built.  ``fits``: (support, intercept, (coef, loss)).
+        """
+        def complexity(support: tuple[int, ...], intercept: bool) -> int:
+            return sum(2 + exprs.complexity(j) for j in support) + len(support) - 1 + (2 if intercept else 0)
+
+        est = [complexity(s, i) for s, i, _ in fits]
+        exact = [bool(np.all(f[0] != 0.0)) for _, _, f in fits]
+        known = [(c.complexity, c.loss) for c in cands] + [
+            (e, f[1]) for e, x, (_, _, f) in zip(est, exact, fits, strict=True) if x]
+        known.sort()
+        best, running = [], np.inf  # least loss at complexity <= known[i][0]
+        for _, loss in known:
+            running = min(running, loss)
+            best.append(running)
+        levels = [c for c, _ in known]
+        out = []
+        for e, fit in zip(est, fits, strict=True):
+            i = bisect_right(levels, e) - 1
+            loss = fit[2][1]
+            if i >= 0 and best[i] * (1 + 1e-6) + 1e-12 * var_y < loss:
+                continue
+            out.append(fit)
+        return out
+
+__all__ = ["MAX_CONDITION", "SparseEngine", "build_library", "condition_number"]
