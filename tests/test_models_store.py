@@ -30,8 +30,8 @@ def true_gamma(a: float, ec: float, miller) -> float:
 
 
 def populate(engine, *, source_hash: str = "1" * 64, scale: float = 1.0, method_name: str = "synth",
-             ec_scale: float = 1.0) -> None:
-    """Store bulk features and γ of every distinct surface up to index 3 for METALS.
+             ec_scale: float = 1.0, millers=None) -> None:  # noqa: ANN001
+    """Store bulk features and γ of every distinct surface up to index 3 (or of ``millers``) for METALS.
 
     ``method_name`` names the method; ``ec_scale`` scales its cohesive energies (another
     "potential" of the same metals, with its own bulk properties and surface energies).
@@ -48,7 +48,7 @@ def populate(engine, *, source_hash: str = "1" * 64, scale: float = 1.0, method_
             for name, value in (("lattice_constant", a), ("cohesive_energy", ec), ("c44", c44)):
                 bulk.append(dict(material_id=mat, method_id=method, definition_id=defs[name].id, value=value,
                                  source_id=source, job_run_id=run))
-            for miller in distinct_miller_indices(3):
+            for miller in millers or distinct_miller_indices(3):
                 sid = crud.get_or_create_surface(session=s, material_id=mat, orientation=from_miller(*miller))
                 surf.append(dict(surface_id=sid, method_id=method, definition_id=defs["surface_energy"].id,
                                  value=scale * true_gamma(a, ec, miller), source_id=source, job_run_id=run))

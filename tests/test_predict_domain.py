@@ -18,44 +18,19 @@ import pandas as pd
 import pytest
 import sympy as sp
 from sqlalchemy import text
-from sqlmodel import Session
 
-from matstore import crud
 from matstore.cli.models import _assignments, _reference_and_assignments
 from matstore.models.factorize import orientation_support_warning
 from matstore.models.service import PredictionInputError, fit_model, predict, predict_frame
 from matstore.models.spec import FitSpec
-from matstore.orientation import from_miller
 from tests.conftest import DATA_TABLES
 from tests.test_cli_db import run_cli, server_env
-from tests.test_models_store import METALS, true_gamma
+from tests.test_models_store import populate
 
 THREE, ONE = "three_faces", "one_face"
 #: A metal not in the store, inside the training ranges: a (Å) and E_c (eV/atom).
 NEW = {"lattice_constant": 3.839, "cohesive_energy": 5.0}
 RANGE_TAIL = "the prediction is extrapolated and its interval is not calibrated there"
-
-
-def _populate(engine, method_name: str, millers, source_hash: str) -> None:
-    """a, E_c and γ(hkl) of METALS at ``millers`` under ``method_name``."""
-    with Session(engine) as s:
-        run = s.execute(text("INSERT INTO job_run (kind, code_version, host) VALUES ('test','0','h') RETURNING id")).scalar_one()
-        method = crud.get_or_create_method(session=s, name=method_name, kind="model")
-        source = crud.claim_source(session=s, kind="computation", sha256=source_hash)
-        defs = crud.definitions(session=s)
-        bulk, surf = [], []
-        for element, (a, ec, _) in METALS.items():
-            mat = crud.get_or_create_material(session=s, formula=element)
-            for name, value in (("lattice_constant", a), ("cohesive_energy", ec)):
-                bulk.append(dict(material_id=mat, method_id=method, definition_id=defs[name].id, value=value,
-                                 source_id=source, job_run_id=run))
-            for miller in millers:
-                sid = crud.get_or_create_surface(session=s, material_id=mat, orientation=from_miller(*miller))
-                surf.append(dict(surface_id=sid, method_id=method, definition_id=defs["surface_energy"].id,
-                                 value=true_gamma(a, ec, miller), source_id=source, job_run_id=run))
-        crud.add_bulk_properties(session=s, rows=bulk)
-        crud.add_surface_properties(session=s, rows=surf)
-        s.commit()
 
 
 class _Records(logging.Handler):
@@ -70,8 +45,8 @@ class _Records(logging.Handler):
 @pytest.fixture(scope="module")
 def store(session_engine):
     """Models ``g_three`` (3 orientations) and ``g_one`` ((111) only), with the fit-time warnings of each."""
-    _populate(session_engine, THREE, ((1, 0, 0), (1, 1, 0), (1, 1, 1)), "6" * 64)
-    _populate(session_engine, ONE, ((1, 1, 1),), "7" * 64)
+    populate(session_engine, method_name=THREE, millers=((1, 0, 0), (1, 1, 0), (1, 1, 1)), source_hash="6" * 64)
+    populate(session_engine, method_name=ONE, millers=((1, 1, 1),), source_hash="7" * 64)
     logger, warned = logging.getLogger("matstore.models.factorize"), {}
     versions = {}
     for name, method in (("g_three", THREE), ("g_one", ONE)):
