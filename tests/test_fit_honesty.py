@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from matstore import crud
+from tests.test_group_by import populate_configurations
 
 #: Elements (cohesive energy, eV/atom) × methods (factor on the vacancy energy) of the bulk table.
 ELEMENTS = {"Fe": 4.28, "W": 8.90, "Ti": 4.85, "Cu": 3.49}
@@ -104,26 +105,13 @@ def test_default_rule_of_bulk_targets_groups_repeated_materials():
               "and test folds)")
 
 
-#: Host materials of the per-configuration table (offset of the formation energy, eV).
-HOSTS = {"MoS2": 0.0, "WSe2": 0.4}
-KEYS = [f"3v:{i}" for i in range(12)]
+#: Two host materials of the per-configuration table (offset of the formation energy, eV).
+TWO_HOSTS = {"MoS2": 0.0, "WSe2": 0.4}
 
 
 def populate_two_hosts(engine) -> None:
-    """``formation_energy`` (eV) = 1.5·d_vv_1 + the host's offset for 12 configurations of each of two hosts."""
-    run = crud.start_job_run(engine=engine, kind="test", parameters={})
-    with Session(engine) as s:
-        crud.add_definition(session=s, name="d_vv_1", unit="angstrom", scope="configuration", job_run_id=run)
-        method = crud.get_or_create_method(session=s, name="synthetic", kind="model")
-        source = crud.claim_source(session=s, kind="computation", sha256="b" * 64)
-        for h, (host, offset) in enumerate(HOSTS.items()):
-            material = crud.get_or_create_material(session=s, formula=host)
-            values = {key: {"d_vv_1": 3.0 + 0.1 * i + 0.05 * h,
-                            "formation_energy": 1.5 * (3.0 + 0.1 * i + 0.05 * h) + offset + 0.01 * (-1) ** i}
-                      for i, key in enumerate(KEYS)}
-            crud.add_configuration_values(session=s, material_id=material, method_id=method, source_id=source,
-                                          job_run_id=run, values=values)
-        s.commit()
+    """``formation_energy`` (eV) = 1.5·d_vv_1 + the host's offset ± 0.01 for 12 configurations of each of two hosts."""
+    populate_configurations(engine, hosts=TWO_HOSTS, noise=0.01, source_hash="b" * 64)
 
 
 def test_two_hosts_per_configuration_fall_back_to_an_ungrouped_inner_cv(user_vocabulary_engine):

@@ -266,19 +266,22 @@ HOSTS = {"MoS2": 0.0, "WSe2": 0.4, "BN": -0.3}
 KEYS = [f"3v:{i}" for i in range(12)]
 
 
-def populate_configurations(engine) -> None:
-    """Store ``formation_energy`` (eV) and ``d_vv_1`` (Å) of every key of :data:`KEYS` in every host of :data:`HOSTS`.
+def populate_configurations(engine, *, hosts: dict[str, float] = HOSTS, noise: float = 0.0,
+                            source_hash: str = "8" * 64) -> None:
+    """Store ``formation_energy`` (eV) and ``d_vv_1`` (Å) of every key of :data:`KEYS` in every host of ``hosts``.
 
-    formation_energy = 1.5·d_vv_1 + the host's offset; d_vv_1 differs between hosts for one key.
+    formation_energy = 1.5·d_vv_1 + the host's offset (``hosts``: host → offset, eV) + ``noise``·(−1)^i
+    for the i-th key; d_vv_1 differs between hosts for one key.
     """
     run = crud.start_job_run(engine=engine, kind="test", parameters={})
     with Session(engine) as s:
         crud.add_definition(session=s, name="d_vv_1", unit="angstrom", scope="configuration", job_run_id=run)
         method = crud.get_or_create_method(session=s, name="synthetic", kind="model")
-        source = crud.claim_source(session=s, kind="computation", sha256="8" * 64)
-        for h, (host, offset) in enumerate(HOSTS.items()):
+        source = crud.claim_source(session=s, kind="computation", sha256=source_hash)
+        for h, (host, offset) in enumerate(hosts.items()):
             material = crud.get_or_create_material(session=s, formula=host)
-            values = {key: {"d_vv_1": 3.0 + 0.1 * i + 0.05 * h, "formation_energy": 1.5 * (3.0 + 0.1 * i + 0.05 * h) + offset}
+            values = {key: {"d_vv_1": 3.0 + 0.1 * i + 0.05 * h,
+                            "formation_energy": 1.5 * (3.0 + 0.1 * i + 0.05 * h) + offset + noise * (-1) ** i}
                       for i, key in enumerate(KEYS)}
             crud.add_configuration_values(session=s, material_id=material, method_id=method, source_id=source,
                                           job_run_id=run, values=values)
