@@ -258,3 +258,17 @@ def test_cli_fit_prints_methods_grouping_and_budget_note(engine, database_url):
     shown = run_cli("models", "show", "vf", env=env).stdout
     assert "  methods: DFT-PBE (4 rows), EAM (4), MEAM (4)" in shown.splitlines(), shown
     assert "  cross-validation: LeaveOneGroupOut (4 groups) by material (the default for a bulk target" in shown
+
+
+def test_dashboard_says_why_the_folds_were_chosen_as_fit_and_show_do():
+    """The dashboard's "how obtained" sentence carries the stored ``cv_grouping`` reason, as
+    ``matstore fit`` and ``models show`` print it; a report without one keeps the older wording."""
+    from matstore.dashboard.reports import how_obtained
+    from matstore.models.report import grouping_text
+
+    scheme = "LeaveOneGroupOut (4 groups) by material"
+    why = "the default for a bulk target whose materials have several rows (4 of 4 materials, e.g. one per method)"
+    new = {"report": {"cv_scheme": scheme, "cv_grouping": why}, "metrics": {}, "hyperparameters": {"group_by": "material"}}
+    old = {"report": {"cv_scheme": scheme}, "metrics": {}, "hyperparameters": {"group_by": "material"}}
+    assert how_obtained(new).startswith(f"Cross-validation: {scheme} ({why});")
+    assert how_obtained(old).startswith(f"Cross-validation: {grouping_text(scheme, 'material')};")

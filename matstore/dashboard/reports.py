@@ -131,10 +131,10 @@ def how_obtained(version: Mapping[str, Any]) -> str:
     if not scheme:
         return "No cross-validation stored (training errors only)."
     folds, failed = metrics.get("cv_n_splits"), metrics.get("cv_failed_folds")
-    from matstore.models.report import ceiling_text, grouping_text, nested_agreement_text
+    from matstore.models.report import ceiling_text, nested_agreement_text, scheme_text
 
     group_by = (version.get("hyperparameters") or {}).get("group_by")
-    text = (f"Cross-validation: {grouping_text(scheme, group_by)}" + (f", {int(folds)} folds" if _finite_number(folds) else "")
+    text = (f"Cross-validation: {scheme_text(report | {'cv_scheme': scheme}, group_by)}" + (f", {int(folds)} folds" if _finite_number(folds) else "")
             + (f", {int(failed)} failed" if _finite_number(failed) and failed else "")
             + "; nested CV re-runs the equation search and selection in each fold")
     if isinstance(report.get("fixed_form_cv"), dict):
