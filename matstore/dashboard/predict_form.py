@@ -5,7 +5,11 @@ material configuration with its per-configuration values (their newest values fi
 inputs, each still editable) and, for an orientation-dependent
 equation, an orientation as a Miller index, a normal or the angles (θ, φ) of the standard
 triangle (:mod:`matstore.orientation`).  The result is shown with the version's stored
-prediction interval when it has one, else with the residual σ, saying which.
+prediction interval when it has one, else with the residual σ, saying which.  Inputs outside
+the version's training domain (a feature beyond its training range, an orientation the fit
+never saw) are found by the check ``matstore predict`` runs
+(:func:`matstore.models.service._extrapolation`): one warning each, in its words, and the
+result is marked extrapolated.
 """
 
 from __future__ import annotations
@@ -53,8 +57,9 @@ def _stored_inputs(features: list[str], version_id: int) -> tuple[pd.DataFrame, 
     return pd.DataFrame(), pick
 
 
-def _orientation_inputs() -> dict[str, float] | None:
-    """Orientation as Miller index, normal or angles → every descriptor name; None if invalid."""
+def _orientation_inputs() -> tuple[dict[str, float], ori.Orientation] | None:
+    """Orientation as Miller index, normal or angles → every descriptor name, and the orientation
+    reduced to the standard triangle; None if invalid."""
     how = st.radio("Orientation given as", ["Miller index", "normal", "angles (θ, φ)"], horizontal=True)
     c1, c2, c3 = st.columns(3)
     try:
@@ -73,7 +78,7 @@ def _orientation_inputs() -> dict[str, float] | None:
         return None
     st.caption(f"Reduced to the standard triangle: {o.label}, normal ({', '.join(f'{c:.4f}' for c in o.normal)}), "
                f"θ = {o.theta_deg:.3f}°, φ = {o.phi_deg:.3f}°.")
-    return orientation_descriptors(o)
+    return orientation_descriptors(o), o
 
 
 def _feature_inputs(features: list[str], units: dict[str, Any], stored: pd.DataFrame, key: str) -> dict[str, float]:
@@ -103,26 +108,76 @@ def prediction_form(version: dict[str, Any]) -> None:
     features = [n for n in symbols if n not in ORIENTATION_NAMES or n in units]
     stored, source = _stored_inputs(features, int(version["id"])) if features else (pd.DataFrame(), _TYPED)
     inputs: dict[str, Any] = _feature_inputs(features, units, stored, key=source)
+    orientation = None
     if any(n in ORIENTATION_NAMES and n not in units for n in symbols):
-        descriptors = _orientation_inputs()
-        if descriptors is None:
+        given = _orientation_inputs()
+        if given is None:
             return
+        descriptors, orientation = given
         inputs |= {k: x for k, x in descriptors.items() if k not in inputs}
     missing = [n for n in symbols if inputs.get(n) is None]
     if missing:
         st.info(f"Give a value for {', '.join(missing)} to predict.")
         return
     value = float(evaluate_on(expr, pd.DataFrame([inputs]))[0])
-    _show_result(version, value)
-
-
-def _show_result(version: dict[str, Any], value: float) -> None:
-    unit = version["target_unit"]
     if not np.isfinite(value):
         st.warning("The equation is not a finite real number at these inputs.")
         return
+    try:
+        flags, lines = domain_check(version, {n: inputs[n] for n in features}, orientation)
+    except (KeyError, TypeError) as exc:  # a version whose features are not stored as [{name, unit}]
+        flags, lines = [], []
+        st.caption(f"The training domain could not be checked: {exc!r}.")
+    for line in lines:
+        st.warning(line)
+    _show_result(version, value, flags)
+
+
+def domain_check(version: dict[str, Any], features: dict[str, float],
+                 orientation: ori.Orientation | None) -> tuple[list[str], list[str]]:
+    """The inputs outside the version's training domain and one warning line each, as ``matstore predict`` finds them.
+
+    Calls the CLI's own check, :func:`matstore.models.service._extrapolation`, on the one row
+    ``predict`` builds: the feature values (canonical units) and, for an orientation, its
+    Miller index (NaN where irrational), unit normal and (θ, φ) in degrees
+    (:data:`matstore.models.dataset.ORIENTATION_COLUMNS`).  The training domain is
+    ``version['report']['domain']``; versions stored without one flag nothing.
+
+    Parameters
+    ----------
+    version : the ``equation_version`` row (a dict of its columns)
+    features : value of each equation feature, by name
+    orientation : the orientation predicted at, or None
+
+    Returns
+    -------
+    (flags, lines)
+        The flagged names (features, ``"orientation"``) and the warning lines, e.g.
+        ``"lattice_constant = 55.8 angstrom is outside the training range 3.52 … 4.09 angstrom (…):
+        the prediction is extrapolated and its interval is not calibrated there"``; both empty
+        inside the domain.
+    """
+    from matstore.models.dataset import ORIENTATION_COLUMNS
+    from matstore.models.service import _extrapolation
+    from matstore.schema import EquationVersion
+
+    row: dict[str, Any] = dict(features)
+    if orientation is not None:
+        row |= dict(zip(ORIENTATION_COLUMNS, [*(orientation.miller or (np.nan,) * 3), *orientation.normal,
+                                              orientation.theta_deg, orientation.phi_deg], strict=True))
+    stored = EquationVersion(**{k: version[k] for k in EquationVersion.model_fields if k in version})
+    flags, lines = _extrapolation(stored, pd.DataFrame([row]))
+    return flags[0], lines[0]
+
+
+def _show_result(version: dict[str, Any], value: float, extrapolated: list[str]) -> None:
+    """The finite prediction ``value`` (target unit) with its interval (or ± residual σ), marked
+    extrapolated with the names of ``extrapolated`` (:func:`domain_check`) when there are any."""
+    unit = version["target_unit"]
     interval = reports.stored_interval(version)
     target = f"{version['target']} = {charts.format_value(value, unit, 5)}"
+    if extrapolated:
+        target += f" (extrapolated: {', '.join(extrapolated)})"
     if interval is not None:
         level = f"{interval.level:.0%} " if interval.level else ""
         lower, upper = interval.bounds(value)

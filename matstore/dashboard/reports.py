@@ -117,7 +117,8 @@ def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def headline_metrics(metrics: Mapping[str, Any] | None) -> list[str]:
-    """The metric keys to show first: cross-validated, then training R² and RMSE, if stored."""
+    """The metric keys to show first: cross-validated, then training R² and RMSE, if stored
+    (pass :func:`shown_metrics`, so no nested score of failed folds is among them)."""
     metrics = metrics or {}
     wanted = ("cv_r2", "fixed_form_cv_r2", "train_r2", "cv_rmse", "train_rmse", "r2", "rmse")
     return [k for k in wanted if isinstance(metrics.get(k), (int, float)) and np.isfinite(metrics[k])][:4]
@@ -157,8 +158,11 @@ def cv_comparison(version: Mapping[str, Any]) -> pd.DataFrame:
                       ("fixed_form_cv", "fixed form (selected form, constants refitted per fold)")):
         scores = report.get(key)
         if isinstance(scores, dict):
-            rows.append({"cross-validation": name, "R²": scores.get("r2"), "RMSE": scores.get("rmse"),
-                         "MAE": scores.get("mae"), "failed folds": scores.get("failed_folds")})
+            hidden = key == "nested_cv" and not nested_available(version)
+            rows.append({"cross-validation": name + (": not available, every fold failed" if hidden else ""),
+                         **{column: None if hidden else scores.get(k) for column, k in
+                            (("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))},
+                         "failed folds": scores.get("failed_folds")})
     return pd.DataFrame(rows)
 
 
@@ -166,6 +170,68 @@ def fit_report(version: Mapping[str, Any]) -> dict[str, Any]:
     """The version's fit report (a JSON object) when it has one, else ``{}``."""
     value = version.get(REPORT_COLUMN)
     return value if isinstance(value, dict) else {}
+
+
+def nested_available(version: Mapping[str, Any]) -> bool:
+    """False when every nested-CV fold of the version's report failed
+    (:func:`matstore.models.report.all_folds_failed`, as ``fit`` and ``models show`` decide):
+    its nested R², the scores and the interval built from the out-of-fold predictions are then
+    not shown, whatever number an older report stored.  True without a report."""
+    from matstore.models.report import all_folds_failed
+
+    return not all_folds_failed(fit_report(version))
+
+
+#: Metrics computed from the nested out-of-fold predictions (:func:`matstore.models.fitting._metrics`):
+#: none is shown when every nested-CV fold failed.
+NESTED_METRICS = ("cv_r2", "cv_rmse", "cv_mae", "cv_r2_mean", "cv_r2_std", "interval_half_width",
+                  "interval_relative_half_width", "interval_coverage")
+
+
+def shown_metrics(version: Mapping[str, Any]) -> dict[str, Any]:
+    """The version's ``metrics`` to display: without :data:`NESTED_METRICS` when every nested fold
+    failed (:func:`nested_available`); the fold counts and fixed-form scores stay."""
+    metrics = dict(version.get("metrics") or {})
+    return metrics if nested_available(version) else {k: x for k, x in metrics.items() if k not in NESTED_METRICS}
+
+
+def lineage_cv_r2(metrics: Mapping[str, Any] | None) -> Any:
+    """``metrics['cv_r2']`` for the lineage table, None when ``cv_failed_folds`` equals ``cv_n_splits``
+    (every nested fold failed: the rule of :func:`matstore.models.report.all_folds_failed`, read
+    from the fold counts every version's metrics carry)."""
+    from matstore.models.report import all_folds_failed
+
+    metrics = metrics or {}
+    counts = {"n_folds": metrics.get("cv_n_splits"), "failed_folds": metrics.get("cv_failed_folds")}
+    return None if all_folds_failed({"nested_cv": counts}) else metrics.get("cv_r2")
+
+
+def methods_lines(version: Mapping[str, Any]) -> list[str]:
+    """The training methods of a version as ``fit`` and ``models show`` print them.
+
+    ``["methods: DFT-PBE (3 rows), EAM (2)", "note: 2 methods mixed in one fit: …"]``
+    (:func:`matstore.models.report.methods_text`, :func:`~matstore.models.report.methods_note`
+    of ``report['rows_per_method']``); the note only when several methods are mixed; empty for
+    versions fitted before the methods were stored.
+    """
+    from matstore.models.report import methods_note, methods_text
+
+    rows_per_method = fit_report(version).get("rows_per_method")
+    if not isinstance(rows_per_method, dict) or not rows_per_method:
+        return []
+    note = methods_note(rows_per_method)
+    return [f"methods: {methods_text(rows_per_method)}"] + ([f"note: {note}"] if note else [])
+
+
+def notes_and_failures(version: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What ``models show`` prints after the CV scores: the report's notes (``"note: 2 groups only: …"``,
+    :func:`matstore.models.report.cv_notes`) and its failed folds with their reasons
+    (:func:`matstore.models.report.failure_lines`, e.g. ``"nested CV: 2 of 2 folds failed: ValueError: …;
+    nested R² not available"``), one line each; both empty without a report."""
+    from matstore.models.report import cv_notes, failure_lines
+
+    report = fit_report(version)
+    return [f"note: {line}" for line in cv_notes(report)], failure_lines(report)
 
 
 def report_tables(report: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -245,8 +311,11 @@ def stored_interval(version: Mapping[str, Any]) -> Interval | None:
     a fraction; alembic 0012), with ``interval_level``; else an ``interval`` object of the fit
     report with ``half_width``, ``relative_half_width`` or ``lower``/``upper`` offsets.
     ``None`` when the version has none (fitted before intervals were stored, or the interval
-    failed).
+    failed), and when every nested-CV fold failed (:func:`nested_available`): no interval is
+    built from failed folds.
     """
+    if not nested_available(version):
+        return None
     report = fit_report(version)
     described = report.get("interval") if isinstance(report.get("interval"), dict) else {}
     how = str(described.get("method") or "stored interval")

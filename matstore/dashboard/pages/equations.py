@@ -77,18 +77,32 @@ else:
 st.caption("Constants shown with 4 significant digits; the stored equation keeps full precision "
            f"(text: `{v['equation_text'][:60]}{'…' if len(v['equation_text']) > 60 else ''}`).")
 
-metrics = v.get("metrics") or {}
+metrics = reports.shown_metrics(v)  # no nested score or interval of failed folds
 headline = reports.headline_metrics(metrics)
-cols = st.columns(len(headline) + 1)
+nested_available = reports.nested_available(v)
+cols = st.columns(len(headline) + (1 if nested_available else 2))
 cols[0].metric(charts.with_unit("Residual σ", unit), charts.format_value(v["residual_std"], None, 4),
                help="standard deviation of the out-of-fold residuals (training residuals without CV)")
-for col, key in zip(cols[1:], headline, strict=True):
+for col, key in zip(cols[1:len(headline) + 1], headline, strict=True):
     col.metric(labels.metric_label(key), labels.format_metric(key, metrics[key], unit))
+if not nested_available:
+    cols[-1].metric(labels.metric_label("cv_r2"), "not available", help="every nested-CV fold failed")
 from matstore.models.report import criterion_text  # noqa: E402 - loaded with the page, as below
 
 st.caption(f"{reports.how_obtained(v)} Engine {v['engine']} · {int(v['n_rows'])} training rows · "
            f"selected by: {criterion_text(v['selection_criterion'])} · dimensions: {v['dimension_check'] or 'not checked'} · "
            f"dataset sha256 {v['dataset_sha256'][:12]}…")
+# What `matstore fit` and `models show` print beside the scores, in their words (matstore.models.report).
+methods = reports.methods_lines(v)  # "methods: …", then the note on mixed methods
+if methods:
+    st.caption(methods[0])
+for note in methods[1:]:
+    st.warning(note)
+cv_notes, failed_folds = reports.notes_and_failures(v)
+for line in cv_notes:
+    st.caption(line)
+for line in failed_folds:
+    st.warning(line)
 
 # One view at a time (kept in the URL as ``view``): only its figures are computed and drawn.
 VIEWS = {"front": "Pareto front", "parity": "Parity and residuals", "g": "Orientation function g",
@@ -174,6 +188,10 @@ if view == "report":
         coverage = coverage_text(report.get("interval") or {})
         st.caption(f"{level}prediction interval: {interval.offsets_text(charts.unit_label(unit))} ({interval.how})"
                    + ("" if coverage == "—" else f"; held-out coverage {coverage}") + ".")
+    elif not nested_available:
+        st.caption("No prediction interval: every nested-CV fold failed.")
+    elif (report.get("interval") or {}).get("error"):
+        st.caption(f"No prediction interval: {report['interval']['error']}.")
     st.markdown("**All metrics**")
     st.dataframe(reports.metrics_table(metrics, unit).drop(columns="key"), hide_index=True, width="stretch")
 
@@ -181,7 +199,7 @@ if view == "lineage":
     lineage = versions.assign(
         parent=versions["parent_version"].map(lambda p: "–" if pd.isna(p) else f"v{int(p)}"),
         version=versions["version"].map(lambda n: f"v{int(n)}"),
-        cv_r2=versions["metrics"].map(lambda m: (m or {}).get("cv_r2")),
+        cv_r2=versions["metrics"].map(reports.lineage_cv_r2),  # None where every nested fold failed
         train_r2=versions["metrics"].map(lambda m: (m or {}).get("train_r2", (m or {}).get("r2"))),
     )
     st.dataframe(labels.blank_missing(lineage[["version", "parent", "aliases", "engine", "n_rows", "cv_r2", "train_r2",
