@@ -8,7 +8,7 @@ triangle (:mod:`matstore.orientation`).  The result is shown with the version's 
 prediction interval when it has one, else with the residual σ, saying which.  Inputs outside
 the version's training domain (a feature beyond its training range, an orientation the fit
 never saw) are found by the check ``matstore predict`` runs
-(:func:`matstore.models.service._extrapolation`): one warning each, in its words, and the
+(:func:`matstore.models.service.extrapolation`): one warning each, in its words, and the
 result is marked extrapolated.
 """
 
@@ -137,7 +137,7 @@ def domain_check(version: dict[str, Any], features: dict[str, float],
                  orientation: ori.Orientation | None) -> tuple[list[str], list[str]]:
     """The inputs outside the version's training domain and one warning line each, as ``matstore predict`` finds them.
 
-    Calls the CLI's own check, :func:`matstore.models.service._extrapolation`, on the one row
+    Calls the CLI's own check, :func:`matstore.models.service.extrapolation`, on the one row
     ``predict`` builds: the feature values (canonical units) and, for an orientation, its
     Miller index (NaN where irrational), unit normal and (θ, φ) in degrees
     (:data:`matstore.models.dataset.ORIENTATION_COLUMNS`).  The training domain is
@@ -158,7 +158,7 @@ def domain_check(version: dict[str, Any], features: dict[str, float],
         inside the domain.
     """
     from matstore.models.dataset import ORIENTATION_COLUMNS
-    from matstore.models.service import _extrapolation
+    from matstore.models.service import extrapolation
     from matstore.schema import EquationVersion
 
     row: dict[str, Any] = dict(features)
@@ -166,7 +166,7 @@ def domain_check(version: dict[str, Any], features: dict[str, float],
         row |= dict(zip(ORIENTATION_COLUMNS, [*(orientation.miller or (np.nan,) * 3), *orientation.normal,
                                               orientation.theta_deg, orientation.phi_deg], strict=True))
     stored = EquationVersion(**{k: version[k] for k in EquationVersion.model_fields if k in version})
-    flags, lines = _extrapolation(stored, pd.DataFrame([row]))
+    flags, lines = extrapolation(stored, pd.DataFrame([row]))
     return flags[0], lines[0]
 
 

@@ -280,7 +280,7 @@ def _domain(table: pd.DataFrame, features: list[str]) -> dict[str, Any]:
 
     Stored as ``report['domain']``; ``predict`` refuses a sign the training data never had
     (:func:`check_inputs`) and flags a value outside a range or an orientation not trained on
-    (:func:`_extrapolation`).  A table with orientation columns (a surface target) adds
+    (:func:`extrapolation`).  A table with orientation columns (a surface target) adds
     ``domain["orientations"]`` (:func:`_orientation_domain`) unless a feature has that name.
     """
     domain: dict[str, Any] = {f: {"min": float(table[f].min()), "max": float(table[f].max())} for f in features
@@ -385,7 +385,7 @@ class Prediction:
         The method whose stored values were read; None when every input was given or
         computed from the formula (no ``method``, or one that is not stored).
     extrapolated : tuple of str
-        The inputs outside the version's training domain (:func:`_extrapolation`): feature
+        The inputs outside the version's training domain (:func:`extrapolation`): feature
         names beyond their training range, and ``"orientation"`` for an orientation the fit
         never saw.  The interval is not calibrated there (it was measured on held-out
         training rows); empty inside the domain.
@@ -479,7 +479,7 @@ def predict(
 
     An input outside the version's training range, or an orientation the fit never saw, is
     predicted all the same and flagged (``Prediction.extrapolated``, one line each in
-    ``Prediction.warnings``, :func:`_extrapolation`): the interval is not calibrated there.
+    ``Prediction.warnings``, :func:`extrapolation`): the interval is not calibrated there.
 
     Raises
     ------
@@ -657,7 +657,7 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> tuple[pd.Dat
     Returns
     -------
     DataFrame, shape (n, 4), indexed like ``frame``
-        ``value, lower, upper`` and ``extrapolated`` (:func:`_extrapolation`'s names, joined
+        ``value, lower, upper`` and ``extrapolated`` (:func:`extrapolation`'s names, joined
         by ``", "``; ``""`` inside the training domain).
     list of list of str, length n
         The warning lines of each row.
@@ -671,7 +671,7 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> tuple[pd.Dat
         where = f"row {frame.index[bad[0]]!r}: " if len(frame) > 1 else ""
         raise PredictionInputError(f"{where}the equation is not a finite real number at these inputs")
     lower, upper = interval_columns(version, values)
-    flags, notes = _extrapolation(version, frame)
+    flags, notes = extrapolation(version, frame)
     return pd.DataFrame({"value": values, "lower": lower, "upper": upper,
                          "extrapolated": [", ".join(f) for f in flags]}, index=frame.index), notes
 
@@ -683,7 +683,7 @@ RANGE_RTOL = 1e-9
 ORIENTATION_ATOL = 1e-6
 
 
-def _extrapolation(version: EquationVersion, frame: pd.DataFrame) -> tuple[list[list[str]], list[list[str]]]:
+def extrapolation(version: EquationVersion, frame: pd.DataFrame) -> tuple[list[list[str]], list[list[str]]]:
     """The inputs of each row of ``frame`` outside the version's training domain, and why (one line each).
 
     The domain is ``version.report['domain']`` (:func:`_domain`); the interval was calibrated
@@ -824,7 +824,7 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
         :func:`interval_columns`; NaN for versions fitted without one), ``level`` (e.g. 0.9),
         ``uncertainty`` (residual σ of the version, same unit), ``unit`` and ``extrapolated``:
         the row's inputs outside the training domain, joined by ``", "`` (feature names, and
-        ``orientation`` for one the fit never saw; :func:`_extrapolation`), ``""`` inside it,
+        ``orientation`` for one the fit never saw; :func:`extrapolation`), ``""`` inside it,
         where the interval is calibrated.  Indexed like ``frame``.
 
     Raises
