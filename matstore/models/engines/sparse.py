@@ -17,7 +17,13 @@ library terms is then chosen by
   the candidates.  Screening ranks terms one at a time by their correlation with the
   residual, so near-copies of the dominant term (``n``, ``n·√d1``, ``n³·√d1``, …) fill its
   pool and a sum of simple terms that only fits jointly (``2.8·n − 4/d1 − 2/d2``) is
-  missed; forward selection over the simplest terms reaches it; or
+  missed; forward selection over the simplest terms reaches it.  The search of two terms is
+  exhaustive over a wider subspace than the screened pool: every pair of the pool and the
+  terms best correlated with the target, up to ``max_combinations`` pairs (every pair of a
+  library of up to 775 terms by default), in closed form, over the terms of at most 1, 2, …
+  factors as forward selection; a pair whose terms cancel
+  (``δ²·x − δ²·x²``, each alone a poor fit ranked below near-copies ``δ²·r̄^a`` of their
+  sum) is found there and by neither screening nor forward selection; or
 - ``method="lasso"``: the supports met along the LASSO/LARS path (``sklearn.linear_model.lars_path``).
 
 Of library columns that are affine functions of one another (every power of a column with
@@ -451,6 +457,97 @@ def _forward_supports(A: np.ndarray, yv: np.ndarray, max_terms: int, width: int,
     return out
 
 
+def _pair_supports(
+    A: np.ndarray, yv: np.ndarray, pool: list[int], order: np.ndarray, factors: np.ndarray, max_combinations: int,
+    count: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best pairs of terms of at most 1, 2, … factors: the ℓ0 search of two terms.
+
+    ``A`` (n, p), ``yv`` (n,): the standardized library and target (see :func:`_best_pairs`);
+    ``pool``: the screened pool; ``order`` (p,): the library by decreasing correlation with
+    the target; ``factors`` (p,): columns per term.  For each factor tier, the ``count`` best
+    well-conditioned pairs of its :func:`_pair_subspace` (the tier's pool terms, then its
+    terms in ``order``); a tier whose every term is in a larger tier's subspace is skipped
+    (its pairs were all evaluated there).  As with forward selection, the simpler tiers keep
+    simple terms in reach when the whole library exceeds the subspace (775 terms by
+    default).  Returns the pairs, shape (≤ count·tiers, 2), sorted by RSS (best first), and
+    their RSS.
+    """
+    tiers = np.unique(factors)[::-1]
+    subs = [_pair_subspace([i for i in pool if factors[i] <= f], order[factors[order] <= f], max_combinations)
+            for f in tiers]
+    found: dict[tuple[int, ...], float] = {}
+    for t, (f, sub) in enumerate(zip(tiers, subs, strict=True)):
+        if any(np.count_nonzero(factors <= f) == np.count_nonzero(factors[big] <= f) for big in subs[:t]):
+            continue
+        pairs, rss = _best_pairs(A, yv, sub, count)
+        found.update({tuple(int(i) for i in q): float(r) for q, r in zip(pairs, rss, strict=True)})
+    ranked = sorted(found.items(), key=lambda item: (item[1], item[0]))
+    return (np.array([q for q, _ in ranked], dtype=np.intp).reshape(-1, 2),
+            np.array([r for _, r in ranked], dtype=float))
+
+
+def _pair_subspace(pool: list[int], order: np.ndarray, max_combinations: int) -> np.ndarray:
+    """Library columns whose every pair the ℓ0 search of two terms evaluates, sorted, shape (m,).
+
+    ``pool``: the screened pool (most relevant first), ``order`` (p,): the whole library by
+    decreasing correlation with the target.  The pool comes first, then the library in
+    ``order``, up to the most columns ``m`` with ``m·(m − 1)/2 <= max_combinations`` (775
+    by default, so every pair of a library of up to 775 terms; at least the pool's first
+    two).  Screening by correlation ranks each term alone: of a pair whose terms cancel, such
+    as ``δ²·x − δ²·x²``, each term alone fits poorly and ranks low (60th–320th of a 731-term
+    library where near-copies ``δ²·r̄^a`` of their sum fill the top), so it is never in a
+    pool of 30 per round, nor reached by forward selection from the best single terms.
+    """
+    m = max(2, int((1 + np.sqrt(1 + 8 * max(max_combinations, 1))) // 2))
+    seen = dict.fromkeys(pool[:m])
+    for i in order:
+        if len(seen) >= m:
+            break
+        seen.setdefault(int(i))
+    return np.array(sorted(seen), dtype=np.intp)
+
+
+def _best_pairs(A: np.ndarray, yv: np.ndarray, sub: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` best well-conditioned pairs of the columns ``sub``, by closed-form least squares.
+
+    ``A`` (n, p): the standardized library (unit-norm columns, centred with an intercept);
+    ``yv`` (n,): the target (centred with an intercept); ``sub`` (m,): sorted column indices.
+    For columns i, j with correlation g (``G = AᵀA``, ``b = Aᵀy``):
+    ``RSS = yᵀy − (b_i² + b_j² − 2·g·b_i·b_j) / (1 − g²)``; the pair's condition number
+    ``sqrt((1 + |g|) / (1 − |g|))`` must be at most :data:`MAX_CONDITION`.  Returns the pairs
+    as library indices, shape (≤ count, 2), each sorted, best first (ties in lexicographic
+    order), and their RSS, shape (≤ count,).
+    """
+    As = A if len(sub) == A.shape[1] else A[:, sub]
+    G, b, yy = As.T @ As, As.T @ yv, float(yv @ yv)
+    m = len(b)
+    bad = np.abs(G) > (MAX_CONDITION**2 - 1) / (MAX_CONDITION**2 + 1)
+    bad |= np.tri(m, dtype=bool)  # each pair once (i < j), no column with itself
+    den = np.square(G)
+    np.subtract(1.0, den, out=den)
+    np.copyto(den, 1.0, where=bad)
+    rss = np.multiply.outer(b, 2 * b)  # yy − (b_i² + b_j² − 2·g·b_i·b_j) / (1 − g²), in place
+    rss *= G
+    rss -= (b * b)[:, None]
+    rss -= (b * b)[None, :]
+    rss /= den
+    rss += yy
+    np.maximum(rss, 0.0, out=rss)
+    np.copyto(rss, np.inf, where=bad)
+    # the count-th least RSS is at most the count-th least of the rows' minima (argpartition
+    # of all m² entries, half of them inf, took ten times longer than the rest)
+    if count <= 0 or m < 2:
+        return np.empty((0, 2), dtype=np.intp), np.empty(0)
+    bound = np.partition(rss.min(axis=1), count - 1)[count - 1] if count <= m else np.inf
+    flat = rss.ravel()  # row-major: pairs in lexicographic order
+    top = np.flatnonzero(flat <= bound)
+    top = top[np.isfinite(flat[top])]
+    top = top[np.lexsort((top, flat[top]))][:count]
+    i, j = np.divmod(top, m)
+    return np.column_stack([sub[i], sub[j]]).astype(np.intp), flat[top]
+
+
 def _subset_rss(G: np.ndarray, b: np.ndarray, yy: float, subsets: np.ndarray) -> np.ndarray:
     """Residual sums of squares of least squares on each column subset (batched).
 
@@ -508,6 +605,8 @@ class SparseEngine(SymbolicEngine):
     max_library : int, default 10000
     max_combinations : int, default 300000
         Cap on subsets evaluated per size; the screened subspace is shrunk to respect it.
+        Pairs: the pool is widened to it (the terms best correlated with the target, up to
+        775 terms by default, see :func:`_pair_subspace`).
     feature_units : dict of str to str, optional
         Unit of every input column (pint strings such as ``"angstrom"``, ``"eV/atom"``,
         ``"GPa"``).  With ``target_unit``, the library holds only monomials with the
@@ -669,11 +768,22 @@ class SparseEngine(SymbolicEngine):
                 size -= 1
             sub = np.array(sorted(pool[:size]))
             if k == 1:
+                first = order  # the library by correlation with y, for the pair subspace
                 # one term: scan the whole library exactly
                 rss = np.maximum(yy - (A.T @ yv) ** 2 / np.maximum(np.sum(A * A, axis=0), 1e-300), 0.0)
                 idx = np.lexsort((np.arange(p), rss))[: int(self.n_per_size)]
                 subsets = idx[:, None]
                 rss_sel = rss[idx]
+            elif k == 2:
+                # every pair of subspaces as wide as the budget allows (the screened pool,
+                # then the library by correlation with y; per factor tier): a pair whose
+                # terms cancel is individually weak and rarely in the pool (_pair_subspace)
+                subsets, rss_sel = _pair_supports(A, yv, pool[:size], first, factors, int(self.max_combinations),
+                                                  int(self.n_per_size))
+                if len(subsets) == 0:
+                    break
+                # the best pair's terms join the pool of larger supports
+                pool[:0] = [int(t) for t in subsets[0] if int(t) not in pool]
             else:
                 loc = _combinations(len(sub), k)
                 if len(loc) == 0:
