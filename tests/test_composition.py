@@ -243,3 +243,31 @@ def test_aliases_in_two_files_are_one_material(mixing, tmp_path):
     # La-Ce: 0.01; Fe0.7Ni0.3 (χ 1.83, 1.91): χ̄ = 1.854, sqrt(0.7·0.024² + 0.3·0.056²) = 0.0366606
     expected = [0.01, 0.01, 0.0366606, 0.0366606]
     assert sorted(ts.table["cation_electronegativity_mismatch"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_fit_names_the_materials_whose_cation_size_mismatch_is_a_fallback(mixing, tmp_path):
+    """δ_M of an alloy uses averaged ionic radii (no charge balance): the training set, the fit's
+    outcome and its job-run summary name that material; the orthophosphates need no note."""
+    from matstore.ingest.table import ingest_table
+    from matstore.models.dataset import build_training_set
+    from matstore.models.service import fit_model
+    from matstore.models.spec import FitSpec
+
+    (tmp_path / "mix.yaml").write_text(_MAPPING)
+    rows = ["La0.5Ce0.5PO4,0.10", "La0.5Nd0.5PO4,0.75", "La0.5Gd0.5PO4,2.9", "Ce0.5Gd0.5PO4,1.6",
+            "La0.5Pr0.5PO4,0.35", "Fe0.7Ni0.3,4.0"]
+    (tmp_path / "mix.csv").write_text("formula,dH_mix (kJ/mol)\n" + "\n".join(rows) + "\n")
+    ingest_table(tmp_path / "mix.csv", tmp_path / "mix.yaml", engine=mixing)
+    reason = "an alloy: no element has a negative oxidation state, so none balance"
+    note = f"Fe7Ni3: cation_size_mismatch uses averaged ionic radii of Fe, Ni ({reason})"
+    assert build_training_set(mixing, target="mixing_enthalpy", features=["cation_size_mismatch"]).descriptor_notes == [note]
+    assert build_training_set(mixing, target="mixing_enthalpy",
+                              features=["cation_electronegativity_mismatch"]).descriptor_notes == []
+
+    spec = FitSpec(name="dh_delta", target="mixing_enthalpy", features=["cation_size_mismatch"], engine="sparse",
+                   time_budget=20)
+    outcome = fit_model(mixing, spec)
+    assert outcome.descriptor_notes == (note,)
+    with mixing.connect() as conn:
+        summary = conn.execute(text("SELECT summary FROM job_run WHERE kind = 'fit' ORDER BY id DESC LIMIT 1")).scalar()
+    assert summary["descriptor_notes"] == [note]

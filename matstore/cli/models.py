@@ -373,6 +373,13 @@ def promote_cmd(
     console.print(f"{name}@{alias} → version {version}", markup=False)
 
 
+def _print_descriptor_notes(notes: tuple[str, ...]) -> None:
+    """Materials whose composition descriptors used a fallback: the first line and a count (all in the job run)."""
+    if notes:
+        more = f" (and {len(notes) - 1} more materials; job run summary: descriptor_notes)" if len(notes) > 1 else ""
+        console.print(f"  [yellow]note:[/] {escape(notes[0])}{more}")
+
+
 def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     """The fit or refit summary: version, reason, methods, conflicts, equation with unit, CV scores with the
     folds and why, notes and failed folds, interval, time against the budget (user text escaped)."""
@@ -389,6 +396,7 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     if len(outcome.conflicts) > 3:
         console.print(f"  [yellow]warning:[/] {len(outcome.conflicts) - 3} more keys with conflicting values "
                       "(job run summary: conflicting_values)")
+    _print_descriptor_notes(getattr(outcome, "descriptor_notes", ()))
     _print_equation(v.target_unit, v.equation_text)
     cv = (v.metrics or {}).get("cv_r2")
     scheme = scheme_text(report) if report else (v.metrics or {}).get("cv_scheme", "")

@@ -169,6 +169,8 @@ class TrainingSet:
         ``MoS2 [3v:17]``, not the bare key shared by every host)
     grouping: stored properties fetched only to group by (not features, never inputs)
     conflicts: keys whose unflagged values disagree, one line each (the newest is used)
+    descriptor_notes: composition descriptors of training rows computed from a fallback, one
+        line per material (:func:`_descriptor_notes`)
     """
 
     table: pd.DataFrame
@@ -181,6 +183,7 @@ class TrainingSet:
     groups: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     grouping: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    descriptor_notes: list[str] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:
@@ -290,7 +293,29 @@ def build_training_set(
     if grouping:
         snapshot_params["grouping"] = grouping
     return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
-                       group_by, table[group_by].to_numpy(), grouping, conflicts)
+                       group_by, table[group_by].to_numpy(), grouping, conflicts,
+                       _descriptor_notes(table, fetched["composition"], compositions))
+
+
+def _descriptor_notes(table: pd.DataFrame, names: list[str], compositions: dict[int, dict]) -> list[str]:
+    """One line per training material whose ``cation_size_mismatch`` (if among ``names``) uses averaged radii.
+
+    E.g. ``"Fe7Ni3: cation_size_mismatch uses averaged ionic radii of Fe, Ni (an alloy: no
+    element has a negative oxidation state, so none balance)"``
+    (:func:`matstore.composition.cation_radius_note`): δ_M is then not the charge-balanced
+    Shannon radii's, and a user comparing it with a published δ_M should know.
+    """
+    from matstore.composition import cation_radii, cation_radius_note
+
+    if "cation_size_mismatch" not in names or table.empty:
+        return []
+    lines = []
+    for material_id, material in table[["material_id", "material"]].drop_duplicates().itertuples(index=False):
+        radii = cation_radii(compositions.get(material_id) or {})
+        note = cation_radius_note(radii) if len(radii) > 1 else None
+        if note:
+            lines.append(f"{material}: cation_size_mismatch uses {note}")
+    return sorted(lines)
 
 
 def _grouping_properties(conn, known: dict[str, tuple[str, str]], target: str, features: list[str],  # noqa: ANN001

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FitOutcome:
     """What a fit or refit did: the version (new or unchanged), why, the training set size, any
-    keys whose stored values conflict (:attr:`~matstore.models.dataset.TrainingSet.conflicts`)
-    and the training rows per method (:func:`_rows_per_method`, e.g. ``{"DFT-PBE": 45, "EAM": 18}``)."""
+    keys whose stored values conflict (:attr:`~matstore.models.dataset.TrainingSet.conflicts`),
+    the training rows per method (:func:`_rows_per_method`, e.g. ``{"DFT-PBE": 45, "EAM": 18}``)
+    and the materials whose composition descriptors used a fallback
+    (:attr:`~matstore.models.dataset.TrainingSet.descriptor_notes`)."""
 
     version: Any
     created: bool
@@ -44,6 +46,7 @@ class FitOutcome:
     dropped: int
     conflicts: tuple[str, ...] = ()
     rows_per_method: dict[str, int] = field(default_factory=dict)
+    descriptor_notes: tuple[str, ...] = ()
 
 
 def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome:
@@ -68,6 +71,9 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
             log.warning("%d keys hold conflicting values; the newest is used: %s", len(training.conflicts),
                         training.conflicts[0])
         conflicts = tuple(training.conflicts)
+        if training.descriptor_notes:
+            run.summary["descriptor_notes"] = training.descriptor_notes[:50]
+        notes = tuple(training.descriptor_notes)
         methods = _rows_per_method(training.table)
         run.summary["rows_per_method"] = methods
         unchanged = _unchanged(engine, spec, training)
@@ -75,7 +81,7 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
             run.status = "skipped"
             run.summary["reason"] = unchanged.reason
             return FitOutcome(unchanged.version, False, unchanged.reason, training.n_rows, len(training.dropped),
-                              conflicts, methods)
+                              conflicts, methods, notes)
         values, predictions = _fit_values(spec, training)
         outcome = store_version(engine, spec=spec, training=training, values=values,
                                 predictions=predictions, job_run_id=run.id)
@@ -84,7 +90,7 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         if not outcome.created:
             run.status = "skipped"
         return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped),
-                          conflicts, methods)
+                          conflicts, methods, notes)
 
 
 def refit_model(engine: Engine, name: str) -> FitOutcome:
