@@ -376,7 +376,8 @@ def promote_cmd(
 def _print_descriptor_notes(notes: tuple[str, ...]) -> None:
     """Materials whose composition descriptors used a fallback: the first line and a count (all in the job run)."""
     if notes:
-        more = f" (and {len(notes) - 1} more materials; job run summary: descriptor_notes)" if len(notes) > 1 else ""
+        n = len(notes) - 1
+        more = f" (and {n} more material{'s' if n > 1 else ''}; job run summary: descriptor_notes)" if n else ""
         console.print(f"  [yellow]note:[/] {escape(notes[0])}{more}")
 
 
