@@ -12,6 +12,7 @@ typesets them.  (Orientation functions g are drawn by :mod:`matstore.dashboard.o
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -27,14 +28,52 @@ class ExpressionError(ValueError):
 
 
 _CONSTRUCTORS = (
-    "Add", "Mul", "Pow", "Symbol", "Dummy", "Integer", "Float", "Rational", "Tuple",
+    "Add", "Mul", "Symbol", "Integer", "Rational", "Tuple",
     "exp", "log", "sqrt", "cbrt", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh",
     "cosh", "tanh", "Abs", "Max", "Min", "sign", "Piecewise", "Heaviside",
     "StrictGreaterThan", "StrictLessThan", "GreaterThan", "LessThan", "Eq", "Ne",
 )
 #: SymPy names a stored ``srepr`` may call (one allow-list for the whole package).
 ALLOWED: dict[str, Any] = {name: getattr(sp, name) for name in _CONSTRUCTORS if hasattr(sp, name)}
+#: Bounds on what one stored expression may ask SymPy to build: a literal's digits and text,
+#: a ``Float``'s precision, a numeric exponent, the whole string.  ``Pow(Integer(10),
+#: Integer(1000000000))`` or ``Float('1.5', 100000000)`` would otherwise be evaluated on
+#: parsing and hang ``predict`` (found by a least-privilege audit: a writer login could
+#: plant one for every reader).  Fitted equations stay far inside them.
+MAX_SREPR_CHARS = 100_000
+MAX_LITERAL_CHARS = 64
+MAX_FLOAT_PRECISION = 64
+MAX_EXPONENT = 1000
+#: A symbol's name: an identifier (``lambdify`` writes names into generated source).
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _pow(base: Any, exponent: Any, *args: Any) -> sp.Expr:
+    """``Pow`` refusing a numeric exponent beyond :data:`MAX_EXPONENT` (numerator or denominator)."""
+    if isinstance(exponent, int | sp.Rational):
+        q = sp.Rational(exponent)
+        if max(abs(q.p), abs(q.q)) > MAX_EXPONENT:
+            raise ExpressionError(f"exponent {q} is beyond the bound {MAX_EXPONENT} of a stored expression")
+    return sp.Pow(base, exponent, *args)
+
+
+def _float(value: Any, dps: Any = None, precision: Any = None) -> sp.Float:
+    """``Float`` refusing more than :data:`MAX_FLOAT_PRECISION` decimal digits (``dps``, or ``precision`` in bits)."""
+    for given, bound in ((dps, MAX_FLOAT_PRECISION), (precision, 4 * MAX_FLOAT_PRECISION)):
+        if given is not None and not (isinstance(given, int) and 0 < given <= bound):
+            raise ExpressionError(f"Float precision {given!r} is beyond the bound of a stored expression")
+    return sp.Float(value, dps, precision=precision)
+
+
+def _symbol(name: Any, **assumptions: Any) -> sp.Symbol:
+    """``Symbol`` whose name is an identifier (:data:`_NAME`)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ExpressionError(f"symbol name {str(name)[:40]!r} is not an identifier")
+    return sp.Symbol(name, **assumptions)
+
+
 ALLOWED.update({
+    "Pow": _pow, "Float": _float, "Symbol": _symbol,
     "ExprCondPair": sp.functions.elementary.piecewise.ExprCondPair,
     "Half": lambda: sp.S.Half, "One": lambda: sp.S.One, "Zero": lambda: sp.S.Zero,
     "NegativeOne": lambda: sp.S.NegativeOne, "Pi": lambda: sp.pi, "Exp1": lambda: sp.E,
@@ -47,6 +86,8 @@ _NAMES = {"true": sp.true, "false": sp.false, "oo": sp.oo, "pi": sp.pi, "E": sp.
 
 def _build(node: ast.AST) -> Any:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool | type(None)):
+        if isinstance(node.value, int | str) and len(str(node.value)) > MAX_LITERAL_CHARS:
+            raise ExpressionError(f"a literal of more than {MAX_LITERAL_CHARS} characters in a stored expression")
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return -_build(node.operand)
@@ -79,8 +120,12 @@ def parse_srepr(srepr: str) -> sp.Expr:
     ------
     ExpressionError
         (a ``ValueError``) if the string is not a ``srepr`` made of allowed SymPy
-        constructors and literals.
+        constructors and literals, or asks for more than the bounds allow
+        (:data:`MAX_SREPR_CHARS`, :data:`MAX_LITERAL_CHARS`, :data:`MAX_FLOAT_PRECISION`,
+        :data:`MAX_EXPONENT`; a symbol name that is no identifier).
     """
+    if len(str(srepr)) > MAX_SREPR_CHARS:
+        raise ExpressionError(f"stored expression longer than {MAX_SREPR_CHARS} characters")
     try:
         tree = ast.parse(str(srepr).strip(), mode="eval")
     except SyntaxError as exc:
