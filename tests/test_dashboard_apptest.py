@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -387,6 +388,11 @@ def test_sigterm_stops_the_dashboard_and_frees_the_port(database_url: str, tmp_p
     port = free_port()
     proc = start_dashboard(database_url, port, tmp_path / "dashboard.log")
     try:
+        # The web server holds the checked reader URL only, never the main (here superuser) URL.
+        environ = dict(item.split("=", 1) for item in
+                       Path(f"/proc/{proc.pid}/environ").read_bytes().decode().split("\0") if "=" in item)
+        assert "MATSTORE_DATABASE_URL" not in environ and "MATSTORE_READER_URL" not in environ
+        assert "matstore_sql_reader" in environ["MATSTORE_DASHBOARD_DATABASE_URL"]
         proc.send_signal(signal.SIGTERM)  # the pid of `matstore dashboard` is the server itself (exec)
         proc.wait(timeout=20)
         with socket.socket() as sock, pytest.raises(ConnectionRefusedError):

@@ -62,13 +62,29 @@ def dashboard_command(
             os.environ["MATSTORE_DASHBOARD_DATABASE_URL"] = normalise_database_url(reader_url)
             get_settings.cache_clear()
         # Starts the embedded server when no URL is set, and provisions or checks the reader login.
-        checked_reader_url(get_settings(), dashboard=True)
-    env = dict(os.environ)
+        checked = checked_reader_url(get_settings(), dashboard=True)
+    env = reader_only_environment(os.environ, checked)
     console.print(f"matstore dashboard on [bold]http://{host}:{port}[/] (Ctrl-C stops it)")
     command = streamlit_command(host=host, port=port)
     console.file.flush()
     # exec, not a child process: signals to this pid reach Streamlit, nothing is orphaned.
     os.execvpe(command[0], command, env)
+
+
+#: Variables that name a login able to do more than read; the dashboard's process never gets them.
+STRONGER_URL_VARIABLES = ("MATSTORE_DATABASE_URL", "MATSTORE_READER_URL")
+
+
+def reader_only_environment(environ: dict[str, str] | os._Environ, checked_url: str) -> dict[str, str]:
+    """The Streamlit process's environment: ``environ`` without :data:`STRONGER_URL_VARIABLES`,
+    with ``MATSTORE_DASHBOARD_DATABASE_URL`` set to the reader URL checked before the start.
+
+    A least-privilege audit found the web server holding the superuser URL of
+    ``MATSTORE_DATABASE_URL`` in ``/proc/<pid>/environ``: any code run there would have had it.
+    """
+    env = {k: v for k, v in environ.items() if k not in STRONGER_URL_VARIABLES}
+    env["MATSTORE_DASHBOARD_DATABASE_URL"] = checked_url
+    return env
 
 
 def register(app: typer.Typer) -> None:
