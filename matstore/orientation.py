@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from itertools import product
 
 import numpy as np
@@ -268,6 +269,147 @@ def in_plane_frame(miller: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray
 
 
 
+# --- which prototypes are cubic --------------------------------------------------------------
+
+#: The one statement of what this module's orientations are, used in every refusal of a non-cubic surface.
+CUBIC_ONLY = "surface orientations are cubic (m-3m) in matstore"
+
+_SYSTEM_WORDS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+#: Prototype names (lower case, without spaces, ``-``, ``_``, ``'``, ``.``) → crystal system.  Structure
+#: names, Strukturbericht designations and type compounds as in M. J. Mehl et al., "The AFLOW Library of
+#: Crystallographic Prototypes: Part 1", Comput. Mater. Sci. 136, S1 (2017), and the crystal-system words.
+_PROTOTYPE_SYSTEMS: dict[str, str] = {
+    **{w: w for w in _SYSTEM_WORDS},
+    "rhombohedral": "trigonal", "hex": "hexagonal", "ortho": "orthorhombic",
+    **dict.fromkeys(("fcc", "bcc", "sc", "simplecubic", "diamond", "diamondcubic", "a1", "a2", "a4", "ah", "a12", "a13",
+                     "a15", "cr3si", "cu", "w", "po", "cu3au", "l12", "b1", "nacl", "rocksalt", "halite", "b2", "cscl",
+                     "b3", "zincblende", "sphalerite", "c1", "fluorite", "caf2", "antifluorite", "c1b", "halfheusler",
+                     "l21", "heusler", "fullheusler", "d03", "bif3", "fe3al", "c15", "mgcu2", "b20", "fesi", "d21", "cab6",
+                     "e21", "cubicperovskite", "perovskitecubic", "h11", "spinel", "pyrochlore", "pyrite", "cuprite"),
+                    "cubic"),
+    **dict.fromkeys(("hcp", "dhcp", "a3", "mg", "2h", "4h", "6h", "wurtzite", "b4", "graphite", "a9", "nias", "b81",
+                     "wc", "bh", "c14", "mgzn2", "c36", "mgni2", "c32", "alb2", "d019", "ni3sn", "d024", "ni3ti",
+                     "hexagonalclosepacked", "hexagonalclosedpacked"), "hexagonal"),
+    **dict.fromkeys(("bct", "fct", "l10", "cuau", "a5", "betasn", "βsn", "whitetin", "a6", "c4", "rutile", "anatase",
+                     "c11b", "mosi2", "d022", "al3ti", "tial3", "l60"), "tetragonal"),
+    **dict.fromkeys(("1t", "3r", "a7", "a8", "c6", "cdi2", "corundum", "d51"), "trigonal"),
+    **dict.fromkeys(("a20", "alphau", "bco", "c49", "zrsi2", "brookite", "orthorhombicperovskite"), "orthorhombic"),
+    "monazite": "monoclinic",
+}
+
+
+def _system_of_number(number: int) -> str | None:
+    """The crystal system of space group ``number`` (1 … 230), else ``None``.
+
+    Ranges of the International Tables for Crystallography, Vol. A (2016), Table 2.1.2.1:
+    1–2 triclinic, 3–15 monoclinic, 16–74 orthorhombic, 75–142 tetragonal, 143–167 trigonal,
+    168–194 hexagonal, 195–230 cubic.
+    """
+    for last, system in ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
+                         (167, "trigonal"), (194, "hexagonal"), (230, "cubic")):
+        if 1 <= number <= last:
+            return system
+    return None
+
+
+@lru_cache(maxsize=1)
+def _standard_symbols() -> dict[str, int]:
+    """Short Hermann–Mauguin symbol of each standard space group → its number (``P6_3/mmc`` and ``P63/mmc`` → 194).
+
+    From pymatgen's ``sg_symbol_from_int_number`` (about 0.3 s, once): building a ``SpaceGroup``
+    builds its symmetry operations (up to 1 s for Fm-3m), which a crystal system does not need.
+    """
+    from pymatgen.symmetry.groups import sg_symbol_from_int_number
+
+    symbols = {sg_symbol_from_int_number(n): n for n in range(1, 231)}
+    return {**{k.replace("_", ""): n for k, n in symbols.items()}, **symbols}
+
+
+@lru_cache(maxsize=512)
+def _system_of_symbol(symbol: str) -> str | None:
+    """The crystal system of a Hermann–Mauguin space-group symbol (``P6_3/mmc``, ``Fm-3m``, ``P 63/m m c``), else ``None``.
+
+    A standard short symbol is looked up (:func:`_standard_symbols`); any other is read by
+    pymatgen's ``SpaceGroup(symbol).crystal_system`` (full symbols, other settings).  Also tried:
+    the lattice letter upper-cased (``fm-3m``) and an overbar's minus restored before a 3
+    (``Fm3m``, ``Pm3m``: the inversion keeps the crystal system).
+    """
+    if not re.fullmatch(r"[PIFCABRpifcabr][0-9A-Za-z_/\- :]*", symbol):
+        return None
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    capital = symbol[0].upper() + symbol[1:].replace(" ", "")
+    candidates = dict.fromkeys((symbol, capital, re.sub(r"(?<![_\-0-9])3", "-3", capital)))
+    for candidate in candidates:
+        if candidate in _standard_symbols():
+            return _system_of_number(_standard_symbols()[candidate])
+    for candidate in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return str(SpaceGroup(candidate).crystal_system)
+        except (ValueError, KeyError):
+            continue
+    return None
+
+
+def _system_of_token(token: str, *, bare_number: bool) -> str | None:
+    """Crystal system of one word of a prototype: a name, a space-group number (``225``, ``#225``,
+    ``sg 194``; a bare number only when ``bare_number``) or a space-group symbol; else ``None``."""
+    key = re.sub(r"[\s\-_'’.]", "", token.lower())
+    if key in _PROTOTYPE_SYSTEMS:
+        return _PROTOTYPE_SYSTEMS[key]
+    number = re.fullmatch(r"(?:#|no|sg|spacegroup)?([0-9]{1,3})" if bare_number else r"(?:#|no|sg|spacegroup)([0-9]{1,3})", key)
+    if number:
+        return _system_of_number(int(number.group(1)))
+    return _system_of_symbol(token.strip())
+
+
+@lru_cache(maxsize=1024)
+def crystal_system(prototype: str) -> str | None:
+    """The crystal system a material's prototype names, or ``None`` when it is not recognised.
+
+    ``prototype`` is matched, first whole and then word by word (``hcp (Mg)``, ``Fm-3m (225)``,
+    ``2H-MoS2``, ``body-centred cubic``), against: structure names and Strukturbericht
+    designations (``fcc``, ``bcc``, ``diamond``, ``B2``/``CsCl``, ``L1_2``, ``rocksalt``/``B1``,
+    ``zincblende``/``B3``, ``fluorite``/``C1``, ``cubic perovskite``, ``A15``, ``Cu``, ``W`` → cubic;
+    ``hcp``, ``2H``, ``wurtzite``, ``L1_0``, ``rutile`` … → not; Mehl et al., Comput. Mater. Sci.
+    136, S1 (2017)), the crystal-system words (``tetragonal``, ``hexagonal``, ``trigonal``,
+    ``rhombohedral``, ``orthorhombic``, ``monoclinic``, ``triclinic``, ``cubic``), space-group
+    numbers (195–230 cubic; a bare number only as the whole prototype) and Hermann–Mauguin symbols
+    (pymatgen ``SpaceGroup``).  Words naming two systems (``fcc/hcp``) are ambiguous: ``None``.
+
+    Returns
+    -------
+    str or None
+        ``"cubic"``, ``"hexagonal"``, ``"trigonal"``, ``"tetragonal"``, ``"orthorhombic"``,
+        ``"monoclinic"``, ``"triclinic"``; ``None`` for ``unknown``, free text and anything else.
+    """
+    text = prototype.strip()
+    if not text or text.lower() == "unknown":
+        return None
+    whole = _system_of_token(text, bare_number=True)
+    if whole is not None:
+        return whole
+    words = [w for w in re.split(r"[\s,;()\[\]{}]+", text) if w]
+    found = {s for w in words if (s := _system_of_token(w, bare_number=False)) is not None}
+    if not found:
+        found = {_PROTOTYPE_SYSTEMS[w] for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 1 and w in _PROTOTYPE_SYSTEMS}
+    return found.pop() if len(found) == 1 else None
+
+
+def non_cubic_system(prototype: str) -> str | None:
+    """The crystal system of ``prototype`` when it is known and not cubic, else ``None``.
+
+    matstore's orientations are those of cubic crystals (:func:`from_miller` reduces by m-3m), so
+    a surface of a material whose prototype names another system would be misplaced (hcp Mg
+    (0,0,1) stored as (1,0,0)).  An unrecognised prototype (``unknown``, free text) is assumed
+    cubic: ``None``.  See :func:`crystal_system`.
+    """
+    system = crystal_system(prototype)
+    return system if system is not None and system != "cubic" else None
+
+
 #: A digit followed by a combining macron (U+0304) or overline (U+0305): the overbar of a negative index.
 _OVERBAR = re.compile("([0-9])[\u0304\u0305]")
 MILLER_FORMS = "111, (1 1 0), [2,1,0], 1;-1;0 or 1̄10"
@@ -296,6 +438,15 @@ def miller_integer(text: str) -> int:
     return int(number)
 
 
+class MillerBravaisError(ValueError):
+    """A Miller-index cell holds four indices (h k i l): a hexagonal Miller–Bravais facet, not a cubic (h k l)."""
+
+
+#: Why a four-index (h k i l) facet is refused, after "<cell> is ": matstore's surfaces are cubic.
+MILLER_BRAVAIS = ("a 4-index hexagonal (Miller–Bravais) facet (h k i l); " + CUBIC_ONLY
+                  + ": store a hexagonal material's bulk values, not its surfaces")
+
+
 def miller_indices(text: str) -> tuple[int, int, int]:
     """(h, k, l) of a Miller-index cell, not reduced.
 
@@ -306,8 +457,11 @@ def miller_indices(text: str) -> tuple[int, int, int]:
 
     Raises
     ------
+    MillerBravaisError
+        Four integers (``[1, 0, -1, 0]``, ``(0 0 0 1)``, ``10-10``): a hexagonal Miller–Bravais
+        facet (h k i l), whose plane the cubic reduction of this module does not describe.
     ValueError
-        With a one-line reason naming the accepted forms.
+        Any other text that is not three indices, with a one-line reason naming the accepted forms.
     """
     value = _ascii_minus(text.strip()).strip("()[]{}").strip()
     if re.fullmatch(r"[0-9]+\.0*", value):
@@ -319,18 +473,24 @@ def miller_indices(text: str) -> tuple[int, int, int]:
     if re.fullmatch(r"(-?[0-9]){3}", value):
         return tuple(int(x) for x in re.findall(r"-?[0-9]", value))  # type: ignore[return-value]
     parts = [x for x in re.split(r"[\s,;]+", value) if x]
+    if re.fullmatch(r"(-?[0-9]){4}", value) or (len(parts) == 4 and all(re.fullmatch(r"-?[0-9]+", x) for x in parts)):
+        raise MillerBravaisError(f"{text.strip()!r} is {MILLER_BRAVAIS}")
     if len(parts) != 3:
         raise ValueError(f"{text.strip()!r} is not three indices; give {MILLER_FORMS}")
     return tuple(miller_integer(x) for x in parts)  # type: ignore[return-value]
 
 
 __all__ = [
+    "CUBIC_ONLY",
+    "MILLER_BRAVAIS",
+    "MILLER_FORMS",
+    "MillerBravaisError",
     "Orientation",
     "OrientationError",
-    "MILLER_FORMS",
     "THETA_MAX_DEG",
     "angles_of",
     "broken_bond_g",
+    "crystal_system",
     "distinct_miller_indices",
     "from_angles",
     "from_miller",
@@ -339,4 +499,5 @@ __all__ = [
     "in_plane_frame",
     "miller_indices",
     "miller_integer",
+    "non_cubic_system",
 ]

@@ -89,6 +89,10 @@ class UnitError(MappingError):
     """A unit cannot be parsed or not converted to the definition's canonical unit."""
 
 
+class NonCubicSurfaceError(IngestError):
+    """A surface value of a material whose prototype is known not to be cubic (matstore's orientations are cubic)."""
+
+
 class InvalidValueError(IngestError):
     """A value is non-finite or implausible and the mapping says ``on_invalid: error``."""
 
@@ -118,6 +122,7 @@ __all__ = [
     "InvalidValueError",
     "MappingError",
     "MissingColumnError",
+    "NonCubicSurfaceError",
     "ParseError",
     "TableShapeError",
     "TruncatedFileError",

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from matstore.ingest.derived import Expression, ExpressionError, parse_expression
 from matstore.ingest.errors import MappingError, UnitError
 from matstore.orientation import (
+    CUBIC_ONLY,
     Orientation,
     OrientationError,
     from_angles,
@@ -73,6 +74,22 @@ MAX_YAML_NODES = 20_000
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _not_miller_bravais(value: Any, what: str) -> Any:
+    """``value`` unchanged, unless it is a list of four items: a hexagonal Miller–Bravais (h k i l) index.
+
+    Raises
+    ------
+    ValueError
+        One line saying that four ``what`` are a 4-index hexagonal facet and that matstore's
+        surfaces are cubic (:data:`matstore.orientation.CUBIC_ONLY`); pydantic's own message
+        ("Tuple should have at most 3 items") does not say why.
+    """
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        raise ValueError(f"4 {what} {list(value)} are a 4-index hexagonal (Miller–Bravais) facet (h k i l); {CUBIC_ONLY}: "
+                      f"give 3 {what} (h, k, l) of a cubic material; store a hexagonal material's bulk values, not its surfaces")
+    return value
 
 
 class SourceSpec(_Model):
@@ -168,6 +185,11 @@ class OrientationSpec(_Model):
     miller_tolerance_deg: float | None = None
     frame: FrameSpec | None = None
 
+    @field_validator("miller_columns", mode="before")
+    @classmethod
+    def _three_columns(cls, value: Any) -> Any:
+        return _not_miller_bravais(value, "columns")
+
     @model_validator(mode="after")
     def _exactly_one(self) -> OrientationSpec:
         given = [self.miller_column, self.miller_columns, self.normal_columns, self.angle_columns]
@@ -205,6 +227,11 @@ class TargetSpec(_Model):
     frame: Literal["matstore"] | tuple[float, float, float] | None = None
     uncertainty_column: str | None = None
     on_invalid: OnInvalid | None = None
+
+    @field_validator("miller", mode="before")
+    @classmethod
+    def _three_indices(cls, value: Any) -> Any:
+        return _not_miller_bravais(value, "indices")
 
 
 class RowFlagSpec(_Model):

@@ -3,8 +3,10 @@
 Each non-blank cell of a mapped column becomes one :class:`Value` in the definition's
 canonical unit (pint factor from the mapping), with its material (pymatgen-parsed formula),
 method, orientation (surface values) or configuration key (keyed tables).  A value given
-again by a later row with the same number (per-material columns repeated on every
-orientation row) is kept once; a different number is an error naming both rows, as is a
+again with the same number, within the store's relative tolerance
+:data:`~matstore.schema.properties.CONFLICT_RTOL` (per-material columns repeated on every
+orientation row; two columns of one row mapped to one definition in two units), is kept once;
+a different number is an error naming both rows (or both columns), as is a
 row that repeats an earlier row entirely (``on_duplicate: keep_first`` keeps the first
 instead and lists the rest as skipped).  Invalid values follow ``on_invalid``.
 
@@ -12,6 +14,9 @@ A clean table (nothing repeated, flagged or invalid; no row flags or per-row ori
 is validated column by column: one float parse, one multiplication by the pint factor and one
 vectorised bounds check per column.  Any other table is walked row by row, which finds the
 first problem in row order; both give the same values and report.
+
+A surface value of a material whose prototype is known not to be cubic is refused
+(:meth:`_Validator.check_cubic`): matstore's orientations are cubic (:mod:`matstore.orientation`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from matstore.ingest.errors import (
     IngestError,
     InvalidValueError,
     MissingColumnError,
+    NonCubicSurfaceError,
     ParseError,
     UnknownElementError,
 )
@@ -41,6 +47,8 @@ from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.units import check_value, plausible
 from matstore.orientation import (
+    CUBIC_ONLY,
+    MillerBravaisError,
     Orientation,
     OrientationError,
     from_angles,
@@ -50,7 +58,9 @@ from matstore.orientation import (
     in_plane_frame,
     miller_indices,
     miller_integer,
+    non_cubic_system,
 )
+from matstore.schema.properties import CONFLICT_RTOL
 from matstore.schema.provenance import METHOD_KINDS
 
 
@@ -202,6 +212,8 @@ class _Validator:
             try:
                 given = miller_indices(text)
                 return from_miller(*given), [float(i) for i in given]
+            except MillerBravaisError as exc:
+                raise ParseError(str(exc), **self.where(ctx, spec.miller_column)) from None
             except (ValueError, OrientationError) as exc:
                 raise ParseError(f"not a Miller index: {exc}", **self.where(ctx, spec.miller_column)) from None
         if spec.miller_columns:
@@ -283,6 +295,8 @@ class _Validator:
     def cell(self, ctx: _RowContext, entry: ColumnEntry) -> None:
         number = self.number(ctx, entry.column)
         orientation, given = entry.orientation, entry.given_normal
+        if number is not None and entry.scope == "surface":
+            self.check_cubic(ctx, entry)
         if number is not None and entry.orientation_columns is not None:
             found = self.orientation(ctx, entry.orientation_columns)
             if found is None:
@@ -317,6 +331,26 @@ class _Validator:
         ctx.new += 1
         self.report.values += 1
         self.check(ctx, value)
+
+    def check_cubic(self, ctx: _RowContext, entry: ColumnEntry) -> None:
+        """Refuse a surface value of a material whose prototype is known not to be cubic.
+
+        matstore's orientations are those of cubic crystals (:func:`~matstore.orientation.from_miller`
+        reduces by m-3m): hcp Mg (0,0,1) would be stored as (1,0,0), and (0,0,1) and (1,0,0) as one
+        surface.  A prototype that names no known structure (``unknown``, free text) is assumed cubic
+        (:func:`~matstore.orientation.non_cubic_system`); bulk values of any material are accepted.
+
+        Raises
+        ------
+        NonCubicSurfaceError
+            Naming the row, line, value column, material, prototype and its crystal system.
+        """
+        system = non_cubic_system(ctx.prototype)
+        if system is not None:
+            raise NonCubicSurfaceError(
+                f"{ctx.formula} (prototype {ctx.prototype}) has a surface value of {entry.definition}: {CUBIC_ONLY}; "
+                f"{ctx.prototype} is not cubic ({system}): store its bulk values, not its surfaces",
+                **self.where(ctx, entry.column))
 
     def other_frame(self, ctx: _RowContext, value: Value, first: Value) -> None:
         """Skip (and report) a tensor component of a surface given earlier in another frame.
@@ -381,7 +415,7 @@ class _Validator:
 
     def finish_row(self, ctx: _RowContext) -> None:
         keep_first = self.mapping.spec.on_duplicate == "keep_first"
-        conflicts = [(v, f) for v, f in ctx.repeats if v.value != f.value]
+        conflicts = [(v, f) for v, f in ctx.repeats if not values_agree(v.value, f.value)]
         signature = tuple(ctx.cells[k].strip() for k in self.signature_columns)
         first_row = self.signatures.setdefault(signature, (ctx.row, ctx.line))
         if not keep_first and conflicts:
@@ -394,17 +428,58 @@ class _Validator:
                 "set `on_duplicate: keep_first` to keep the first")
             raise DuplicateRowError(message, **self.where(ctx, value.column if value is not None else None))
         for value, first in ctx.repeats:
-            if keep_first:
-                same = "same value" if first.value == value.value else f"first value {first.value:.6g}"
-                self.report.skipped.append(issue(value, f"duplicate: {describe(value)} is already given in row {first.row} ({same}; on_duplicate: keep_first)"))
-                self.report.duplicate_rows.add(ctx.row)
-                self.report.values += 1
+            if keep_first and not (first.row == value.row and values_agree(value.value, first.value)):
+                self.skip_repeat(ctx, value, first)
             else:
                 self.report.repeated += 1
         if ctx.new <= 0:
             reasons = ctx.issues + [f"{v.column}: repeats row {f.row}" for v, f in ctx.repeats]
             self.report.dropped_rows.append({"row": ctx.row, "line": ctx.line, "material": ctx.formula, "method": ctx.method,
                                              **({"key": ctx.key} if ctx.key else {}), "reasons": reasons})
+
+
+    def skip_repeat(self, ctx: _RowContext, value: Value, first: Value) -> None:
+        """List a value given again (``on_duplicate: keep_first``) as skipped; the first is kept.
+
+        A later row's repeat marks its row in ``duplicate_rows``; another column of the same row
+        does not (the row itself is not a repeat).
+        """
+        if value.value == first.value:
+            same = "same value"
+        elif values_agree(value.value, first.value):
+            same = f"same value within relative {CONFLICT_RTOL:g}"
+        else:
+            same = f"first value {distinct_numbers(first.value, value.value)[0]}"
+        where = f"row {first.row}" if first.row != value.row else f"column {first.column!r} of the same row"
+        self.report.skipped.append(issue(value, f"duplicate: {describe(value)} is already given in {where} ({same}; "
+                                                "on_duplicate: keep_first)"))
+        if first.row != value.row:
+            self.report.duplicate_rows.add(ctx.row)
+        self.report.values += 1
+
+
+def values_agree(a: float, b: float) -> bool:
+    """True when two values of one property are one value: ``|a − b| ≤ CONFLICT_RTOL · max(|a|, |b|)``.
+
+    The store's tolerance (:data:`matstore.schema.properties.CONFLICT_RTOL` = 1e-6, the one
+    :func:`matstore.ingest.storing.check_conflicts` applies across sources), applied within a
+    file too: the same number published in two units (1.3 J/m² and 0.0811396 eV/Å², rounded to
+    6 digits: 1e-7 relative apart) is one value.  Equal values (±inf included) agree; NaN agrees
+    with nothing.
+    """
+    return a == b or abs(a - b) <= CONFLICT_RTOL * max(abs(a), abs(b))
+
+
+def distinct_numbers(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` printed so that different numbers read differently: ``%.6g``, else ``%.15g``, else ``%.17g``.
+
+    ``%.17g`` shows every float64 exactly (IEEE 754-2008, 17 significant digits round-trip).
+    """
+    for digits in (6, 15, 17):
+        here, there = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if here != there:
+            break
+    return here, there
 
 
 @dataclass(slots=True)
@@ -443,6 +518,8 @@ def _clean_table_values(validator: _Validator) -> list[Value] | None:
     entities = {(c.formula, c.prototype, c.method, c.key) for c in contexts}
     if len(targets) != len(entries) or len(signatures) != len(contexts) or len(entities) != len(contexts):
         return None
+    if any(e.scope == "surface" for e in entries) and any(non_cubic_system(c.prototype) for c in contexts):
+        return None  # the row walk refuses the first surface value of a non-cubic material
     columns = [_clean_column(validator, e) for e in entries]
     if any(c is None for c in columns):
         return None
@@ -628,10 +705,20 @@ def frame_notes(values: list[Value], other_frames: int) -> list[str]:
 
 
 def duplicate_message(value: Value, first: Value, *, conflict: bool) -> str:
-    """One-line message for a conflicting value or a repeated row, naming both rows."""
+    """One-line message for a conflicting value or a repeated row, naming both rows (or both columns of one row).
+
+    The two numbers are printed with enough digits to differ (:func:`distinct_numbers`).
+    """
     if conflict:
-        return (f"conflicting values: {describe(value)} is {value.value:.6g} here but {first.value:.6g} in row "
-                f"{first.row} (line {first.line}); fix the table, or set `on_duplicate: keep_first` to keep row {first.row}'s")
+        here, there = distinct_numbers(value.value, first.value)
+        if first.row == value.row:
+            return (f"conflicting values: {describe(value)} is {here} in column {value.column!r} but {there} in column "
+                    f"{first.column!r} of the same row (relative tolerance {CONFLICT_RTOL:g}); fix the table or the "
+                    "mapping (map one of the two if one is the other converted and rounded), or set "
+                    f"`on_duplicate: keep_first` to keep column {first.column!r}'s")
+        column = f", column {first.column!r}" if first.column != value.column else ""
+        return (f"conflicting values: {describe(value)} is {here} here but {there} in row {first.row} (line {first.line})"
+                f"{column}; fix the table, or set `on_duplicate: keep_first` to keep row {first.row}'s")
     return (f"duplicated row: {describe(value)} is already given in row {first.row} (line {first.line}) and this row "
             "repeats it entirely; set `on_duplicate: keep_first` to keep the first")
 
@@ -721,5 +808,5 @@ def row_firsts(values: list[Value]) -> list[Value]:
     return [v for i, v in enumerate(values) if i == 0 or values[i - 1].row != v.row]
 
 
-__all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "frame_notes", "issue", "miller_indices", "miller_integer", "near_miller_notes", "parse_values",
-           "paused_gc", "row_firsts", "spherical_normal"]
+__all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "distinct_numbers", "frame_notes", "issue", "miller_indices",
+           "miller_integer", "near_miller_notes", "parse_values", "paused_gc", "row_firsts", "spherical_normal", "values_agree"]
