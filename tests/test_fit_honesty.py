@@ -247,7 +247,8 @@ def test_cli_fit_prints_methods_grouping_and_budget_note(engine, database_url):
     assert "  methods: DFT-PBE (4 rows), EAM (4), MEAM (4)" in lines, out
     assert ("  note: 3 methods mixed in one fit: one equation for all of them, so their systematic differences count "
             "as scatter (--method NAME fits one)") in lines, out
-    assert re.search(r"^  cross-validated R² = -?\d\.\d{3} \(nested: the whole fit re-run per fold; LeaveOneGroupOut "
+    assert re.search(r"^  cross-validated R² = -?\d\.\d{3}, pooled over the held-out rows of all 4 folds \(nested: the whole "
+                     r"fit re-run per fold; LeaveOneGroupOut "
                      r"\(4 groups\) by material \(the default for a bulk target whose materials have several rows "
                      r"\(4 of 4 materials, e\.g\. one per method\): each fold holds out every row of its materials\)\)$",
                      out, re.M), out

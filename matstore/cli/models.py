@@ -26,6 +26,9 @@ def fit(
     target: str | None = typer.Option(None, help="Target property, e.g. surface_energy."),
     features: list[str] | None = typer.Option(None, "--features", help="Bulk property names (repeat or space-separate)."),
     method: list[str] | None = typer.Option(None, "--method", help="Method name(s) or LIKE pattern(s); default all."),
+    prototype: list[str] | None = typer.Option(
+        None, "--prototype", help="Crystal prototype(s) as stored (material.prototype, e.g. Fm-3m, fcc); repeat it; "
+                                  "default all."),
     factorize: str | None = typer.Option(None, help="'orientation' fits y = C(bulk)·g(orientation)."),
     engine_name: str | None = typer.Option(None, "--engine", help="operon (default), pysr, sparse or eql."),
     time_budget: float | None = typer.Option(
@@ -56,8 +59,8 @@ def fit(
     from matstore.models.service import fit_model
     from matstore.models.spec import FitSpec
 
-    fields = dict(name=name, target=target, features=_split(features), methods=method, factorize=factorize,
-                  engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
+    fields = dict(name=name, target=target, features=_split(features), methods=method, prototypes=prototype,
+                  factorize=factorize, engine=engine_name, time_budget=time_budget, seed=seed, selection=selection,
                   coefficient_form=coefficient_form, coefficient_selection=coefficient_selection,
                   coefficient_terms=coefficient_terms, products=products, n_splits=n_splits,
                   group_by=group_by, interval_level=interval_level)
@@ -111,8 +114,9 @@ def predict(
     half-width of the version's cross-conformal interval (its level in brackets): in the
     target unit, or in percent of the value for a relative interval (``value·(1 ± q)``,
     factorised fits of a positive target); the residual σ for versions fitted without one.
-    An input outside its training range, or an orientation the fit never saw, is predicted
-    with one ``warning:`` line each on stderr (by how much): the interval is not calibrated there.
+    An input outside its training range, an orientation the fit never saw, or a stored material
+    of a crystal prototype the fit did not train on, is predicted with one ``warning:`` line each
+    on stderr (by how much): the interval is not calibrated there.
     Unknown ``--set`` names or methods, non-finite or out-of-range (wrong sign) inputs are
     refused with a one-line error (exit status 1).
     """
@@ -202,6 +206,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     console.print(f"  selected by: {criterion_text(v.selection_criterion)}; engine {v.engine}; seed {v.seed}; "
                   f"rows {v.n_rows}", markup=False, highlight=False)
     _print_methods((v.report or {}).get("rows_per_method"))
+    _print_prototypes((v.report or {}).get("materials_per_prototype"), bool((v.hyperparameters or {}).get("factorize")))
     console.print(f"  dimensions: {v.dimension_check}", markup=False)
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
     _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"), repeated, v.engine)
@@ -220,6 +225,23 @@ def _print_methods(rows_per_method: dict | None) -> None:
     console.print(f"  methods: {methods_text(rows_per_method)}", markup=False, highlight=False, soft_wrap=True)
     if methods_note(rows_per_method):
         console.print(f"  note: {methods_note(rows_per_method)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_prototypes(materials_per_prototype: dict | None, factorised: bool) -> None:
+    """``  prototypes: Fm-3m (7 materials), Im-3m (4)`` and, when several are mixed, a note; nothing when unknown.
+
+    Printed for a fit of one prototype too (``prototypes: Fm-3m (7 materials)``): which cell
+    the model knows is part of what it is.
+    """
+    from matstore.models.report import prototypes_note, prototypes_text
+
+    if not materials_per_prototype:
+        return
+    console.print(f"  prototypes: {prototypes_text(materials_per_prototype)}", markup=False, highlight=False,
+                  soft_wrap=True)
+    note = prototypes_note(materials_per_prototype, factorised)
+    if note:
+        console.print(f"  note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_notes(report: dict) -> None:
@@ -297,12 +319,21 @@ def _show_report(report: dict, unit: str, group_by: str | None = None, repeated:
     if not report:
         console.print("  [dim]no fit report (version fitted before reports were stored)[/]")
         return
-    from matstore.models.report import ceiling_text, nested_agreement_text, scheme_text
+    from matstore.models.report import (
+        ceiling_text,
+        nested_agreement_text,
+        per_fold_r2_text,
+        pooled_text,
+        scheme_text,
+    )
     nested, fixed, agree = report["nested_cv"], report["fixed_form_cv"], report["fold_agreement"]
     console.print(f"  cross-validation: {scheme_text(report, group_by, repeated)}", markup=False,
                   highlight=False, soft_wrap=True)
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
-                  f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}", markup=False)
+                  f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}, {pooled_text(nested.get('n_folds'))}", markup=False,
+                  soft_wrap=True)
+    if per_fold_r2_text(report):
+        console.print(f"  {per_fold_r2_text(report)}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}", markup=False)
     _print_notes(report)
@@ -322,13 +353,23 @@ def _show_report(report: dict, unit: str, group_by: str | None = None, repeated:
     _print_time(report, engine_name)
 
 
+#: Groups the per-group table of ``models show`` lists (the worst); the rest are counted below it.
+SHOWN_GROUPS = 10
+
+
 def _show_groups(groups: list, unit: str) -> None:
+    """The per-group errors, worst first: the first :data:`SHOWN_GROUPS` rows, then ``… 2 more groups (all 12
+    in the stored report: per_group)`` when there are more (they were cut without a word)."""
     if not groups:
         return
     table = Table("group (worst first)", "rows", escape(f"RMSE ({unit})"), "mean rel. error", "R²")
-    for g in groups[:10]:
+    for g in groups[:SHOWN_GROUPS]:
         table.add_row(escape(str(g["group"])), str(g["n"]), _fmt(g["rmse"], ".3g"), _fmt(g["mean_relative_error"], ".1%"), _fmt(g["r2"]))
     console.print(table)
+    more = len(groups) - SHOWN_GROUPS
+    if more > 0:
+        console.print(f"  … {more} more group{'s' if more > 1 else ''} (all {len(groups)} in the stored report: "
+                      "per_group)", markup=False, highlight=False)
 
 
 def _show_interval(interval: dict, unit: str) -> None:
@@ -384,7 +425,7 @@ def _print_descriptor_notes(notes: tuple[str, ...]) -> None:
 def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     """The fit or refit summary: version, reason, methods, conflicts, equation with unit, CV scores with the
     folds and why, notes and failed folds, interval, time against the budget (user text escaped)."""
-    from matstore.models.report import all_folds_failed, scheme_text
+    from matstore.models.report import all_folds_failed, per_fold_r2_text, pooled_text, scheme_text
 
     v = outcome.version
     verb = "created" if outcome.created else "no new version"
@@ -392,6 +433,8 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
                   f"{outcome.dropped} dropped for missing features", markup=False)
     report = v.report or {}
     _print_methods(getattr(outcome, "rows_per_method", None) or report.get("rows_per_method"))
+    _print_prototypes(getattr(outcome, "materials_per_prototype", None) or report.get("materials_per_prototype"),
+                      bool((getattr(v, "hyperparameters", None) or {}).get("factorize")))
     for line in outcome.conflicts[:3]:
         console.print(f"  [yellow]warning:[/] conflicting stored values: {escape(line)}")
     if len(outcome.conflicts) > 3:
@@ -402,8 +445,11 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     cv = (v.metrics or {}).get("cv_r2")
     scheme = scheme_text(report) if report else (v.metrics or {}).get("cv_scheme", "")
     if cv is not None:
-        console.print(f"  cross-validated R² = {cv:.3f} (nested: the whole fit re-run per fold; {scheme})",
+        pooled = pooled_text((v.metrics or {}).get("cv_n_splits"))
+        console.print(f"  cross-validated R² = {cv:.3f}, {pooled} (nested: the whole fit re-run per fold; {scheme})",
                       markup=False, highlight=False, soft_wrap=True)
+        if per_fold_r2_text(report):
+            console.print(f"  {per_fold_r2_text(report)}", markup=False, highlight=False, soft_wrap=True)
     elif report and all_folds_failed(report):
         console.print(f"  cross-validated R² not available: every nested-CV fold failed ({scheme})",
                       markup=False, highlight=False, soft_wrap=True)

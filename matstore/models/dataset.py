@@ -15,7 +15,10 @@ several sources give one, in canonical units:
 Every table has a ``chemical_system`` column, the sorted elements of the row's material
 (pymatgen's ``Composition.chemical_system``, e.g. ``Ce-La-O-P`` for ``La0.5Ce0.5PO4``): all
 compositions of a solid-solution series share it.  It is derived from ``material`` and so is
-left out of the snapshot hash.
+left out of the snapshot hash.  Every table has a ``prototype`` column too, the material's
+stored crystal prototype (``material.prototype``: ``Fm-3m``, ``fcc``, ``unknown``…); it labels
+the rows and is left out of the snapshot hash (so versions stored before it keep theirs),
+while a ``prototypes`` filter is part of the recorded query and its parameters.
 
 ``group_by`` names the cross-validation groups (:data:`GROUP_BY_CHOICES`): ``material``,
 ``method``, ``chemical_system``, ``configuration_key`` (per-configuration targets; the folds
@@ -39,7 +42,7 @@ from matstore.schema.properties import CONFLICT_RTOL
 #: Orientation descriptor columns of surface targets (see matstore.orientation).
 ORIENTATION_COLUMNS = ("miller_h", "miller_k", "miller_l", "normal_x", "normal_y", "normal_z", "theta_deg", "phi_deg")
 KEY_COLUMNS = ("material", "method", "material_id", "method_id", "surface_id", "configuration_id", "configuration_key",
-               "chemical_system")
+               "chemical_system", "prototype")
 #: What ``group_by`` accepts, in words (the one-line error of an unknown grouping lists it).
 GROUP_BY_CHOICES = ("material, method, chemical_system, configuration_key (per-configuration targets), "
                     "a feature or orientation column, or a stored property name (matstore vocab list)")
@@ -103,6 +106,20 @@ GROUP BY p.configuration_id, d.name
 """
 
 COMPOSITION_SQL = "SELECT id AS material_id, composition FROM material WHERE id = ANY(CAST(:material_ids AS int[]))"
+PROTOTYPE_SQL = "SELECT id AS material_id, prototype FROM material WHERE id = ANY(CAST(:material_ids AS int[]))"
+
+#: Restricts a target query to the materials of the given prototypes; added (before its
+#: ``GROUP BY``) only when a fit names prototypes, so the recorded query of every other fit,
+#: and with it its snapshot hash, is what it was before prototypes could be chosen.
+PROTOTYPE_FILTER = "\n  AND m.prototype = ANY(CAST(:prototypes AS text[]))"
+
+
+def _with_prototype_filter(target_sql: str, prototypes: list[str] | None) -> str:
+    """``target_sql`` with :data:`PROTOTYPE_FILTER` before its ``GROUP BY`` when ``prototypes`` is given."""
+    if not prototypes:
+        return target_sql
+    head, sep, tail = target_sql.rpartition("\nGROUP BY ")
+    return head + PROTOTYPE_FILTER + sep + tail
 
 FEATURES_SQL = """
 SELECT p.material_id, p.method_id, d.name AS property,
@@ -171,6 +188,9 @@ class TrainingSet:
     conflicts: keys whose unflagged values disagree, one line each (the newest is used)
     descriptor_notes: composition descriptors of training rows computed from a fallback, one
         line per material (:func:`_descriptor_notes`)
+
+    The table's ``prototype`` column holds each row's ``material.prototype``
+    (:func:`matstore.models.service._materials_per_prototype` counts them).
     """
 
     table: pd.DataFrame
@@ -237,6 +257,7 @@ def build_training_set(
     methods: list[str] | None = None,
     include_flagged: bool = False,
     group_by: str = "material",
+    prototypes: list[str] | None = None,
 ) -> TrainingSet:
     """Build the training table for ``target`` from ``features`` out of the store.
 
@@ -257,15 +278,19 @@ def build_training_set(
     group_by
         What the cross-validation folds hold out together (:data:`GROUP_BY_CHOICES`):
         ``material``, ``method``, ``chemical_system``, a column of the table (e.g.
-        ``configuration_key``, ``miller_h``, a feature) or a stored property that is not a
-        feature, fetched for grouping only.
+        ``configuration_key``, ``miller_h``, ``prototype``, a feature) or a stored property
+        that is not a feature, fetched for grouping only.
+    prototypes
+        Exact ``material.prototype`` names whose materials to keep (default: all), e.g.
+        ``["Fm-3m"]``; a filter of the target query (:data:`PROTOTYPE_FILTER`).
 
     Raises
     ------
     DatasetError
         If a property name is not in the vocabulary, a feature cannot join the target, no
-        complete row exists, or ``group_by`` is none of the accepted groupings (one line
-        listing them).
+        value of the target passes the method and prototype filters (the message lists the
+        methods, or the prototypes with their materials, that hold values), no complete row
+        exists, or ``group_by`` is none of the accepted groupings (one line listing them).
     """
     with engine.connect() as conn:
         known = _units(conn, [target, *features, group_by])
@@ -276,8 +301,11 @@ def build_training_set(
         scope = known[target][1]
         # ``features`` binds the material-level names only; the snapshot records the full list.
         params = {"target": target, "features": fetched["material"], "methods": methods,
-                  "include_flagged": include_flagged, "configuration_features": fetched["configuration"]}
-        target_sql = {"surface": SURFACE_TARGET_SQL, "configuration": CONFIGURATION_TARGET_SQL}.get(scope, BULK_TARGET_SQL)
+                  "include_flagged": include_flagged, "configuration_features": fetched["configuration"],
+                  "prototypes": prototypes}
+        target_sql = _with_prototype_filter(
+            {"surface": SURFACE_TARGET_SQL, "configuration": CONFIGURATION_TARGET_SQL}.get(scope, BULK_TARGET_SQL),
+            prototypes)
         conflicts = _conflicts(conn, [target, *fetched["material"], *fetched["configuration"]], params)
         targets, long, per_config, compositions = _fetch_stored(conn, target_sql, params, fetched)
     targets = _with_chemical_system(_with_composition(targets, fetched["composition"], compositions), compositions)
@@ -292,6 +320,8 @@ def build_training_set(
     snapshot_params = {"target": target, "features": features, "methods": methods, "include_flagged": include_flagged}
     if grouping:
         snapshot_params["grouping"] = grouping
+    if prototypes:
+        snapshot_params["prototypes"] = prototypes
     return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
                        group_by, table[group_by].to_numpy(), grouping, conflicts,
                        _descriptor_notes(table, fetched["composition"], compositions))
@@ -366,7 +396,14 @@ def _conflicts(conn, names: list[str], params: dict) -> list[str]:  # noqa: ANN0
 def _fetch_stored(
     conn, target_sql: str, params: dict, kinds: dict[str, list[str]]  # noqa: ANN001
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    """Target rows, long feature rows, per-configuration feature rows and compositions by material id."""
+    """Target rows (with their material's ``prototype``), long feature rows, per-configuration feature rows
+    and compositions by material id.
+
+    Raises
+    ------
+    DatasetError
+        No target value passes the filters (:func:`_no_target_values_message`).
+    """
     from sqlalchemy import bindparam
 
     targets = pd.DataFrame(conn.execute(text(target_sql), params).mappings().all())
@@ -375,8 +412,10 @@ def _fetch_stored(
     long = pd.DataFrame(conn.execute(text(FEATURES_SQL), params).mappings().all())
     per_config = pd.DataFrame(conn.execute(text(CONFIGURATION_FEATURES_SQL), params).mappings().all()) \
         if kinds["configuration"] else pd.DataFrame()
-    compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")),
-                                     {"material_ids": sorted({int(i) for i in targets["material_id"]})}).all())
+    ids = {"material_ids": sorted({int(i) for i in targets["material_id"]})}
+    compositions = dict(conn.execute(text(COMPOSITION_SQL).bindparams(bindparam("material_ids")), ids).all())
+    prototypes = dict(conn.execute(text(PROTOTYPE_SQL).bindparams(bindparam("material_ids")), ids).all())
+    targets["prototype"] = targets["material_id"].map(prototypes)
     return targets, long, per_config, compositions
 
 
@@ -395,6 +434,66 @@ GROUP BY me.name
 #: How many method names the "no stored values" error lists before "... N more".
 LISTED_METHODS = 8
 
+#: Prototypes of the materials with a stored value of ``:target`` (any scope) that passes the
+#: method and flag filters, with their number of materials.
+TARGET_PROTOTYPES_SQL = """
+SELECT m.prototype, count(DISTINCT m.id) AS n
+FROM (SELECT material_id, method_id, definition_id, flag FROM bulk_property
+      UNION ALL SELECT su.material_id, sp.method_id, sp.definition_id, sp.flag
+                FROM surface_property sp JOIN surface su ON su.id = sp.surface_id
+      UNION ALL SELECT mc.material_id, mc.method_id, cp.definition_id, cp.flag
+                FROM configuration_property cp JOIN material_configuration mc ON mc.id = cp.configuration_id) AS p
+JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
+JOIN property_definition d ON d.id = p.definition_id
+WHERE d.name = :target""" + _METHOD_FILTER + """
+GROUP BY m.prototype
+"""
+
+
+#: Space groups of the elements' common structures, for the hint of an unmatched ``--prototype``
+#: (``fcc`` given where ``Fm-3m`` is stored, or the reverse); a hint only, never a match:
+#: Fm-3m is also rock salt's space group.
+ELEMENT_SPACE_GROUPS = {"fcc": "Fm-3m", "bcc": "Im-3m", "hcp": "P6_3/mmc", "diamond": "Fd-3m", "sc": "Pm-3m"}
+
+
+def _prototype_hint(given: list[str], stored: list[str]) -> str:
+    """`` (did you mean 'Fm-3m'? …)`` for a given name that is another stored name but for case, or an element
+    structure stored under its space group (:data:`ELEMENT_SPACE_GROUPS`) or the reverse; empty otherwise."""
+    lowered = {name.casefold(): name for name in stored}
+    pairs = {**ELEMENT_SPACE_GROUPS, **{v: k for k, v in ELEMENT_SPACE_GROUPS.items()}}
+    near = []
+    for name in given:
+        if name.casefold() in lowered and lowered[name.casefold()] != name:
+            near.append(lowered[name.casefold()])
+        elif pairs.get(name) in stored:
+            near.append(pairs[name])
+    near = list(dict.fromkeys(near))
+    return f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+
+
+def _no_prototype_message(conn, params: dict) -> str | None:  # noqa: ANN001
+    """The one-line error when values of the target pass the method filter but none the prototype filter.
+
+    E.g. ``no stored values of 'surface_energy' for prototypes ['fcc'] (methods any); prototypes
+    with values of 'surface_energy': 'Fm-3m' (7 materials), 'Im-3m' (4); --prototype takes exact
+    names (case-sensitive) (did you mean 'Fm-3m'?)``, the names closest to the given ones first (a
+    name containing one, case ignored, then :class:`difflib.SequenceMatcher` ratio), the hint
+    from :func:`_prototype_hint`.  None when no value
+    passes the method filter either (the methods' message says why,
+    :func:`_no_target_values_message`).
+    """
+    rows = conn.execute(text(TARGET_PROTOTYPES_SQL), params).all()
+    if not rows:
+        return None
+    counts = {r.prototype: int(r.n) for r in rows}
+    ranked = sorted(counts, key=lambda name: _closeness(name, params["prototypes"]))
+    listed = ", ".join(f"{name!r} ({counts[name]}{' materials' if i == 0 else ''})"
+                       for i, name in enumerate(ranked[:LISTED_METHODS])) + _more(ranked)
+    target, methods = params["target"], params["methods"]
+    return (f"no stored values of {target!r} for prototypes {params['prototypes']} (methods {methods or 'any'}); "
+            f"prototypes with values of {target!r}{', closest first' if len(ranked) > 1 else ''}: {listed}; "
+            f"--prototype takes exact names (case-sensitive){_prototype_hint(params['prototypes'], ranked)}")
+
 
 def _no_target_values_message(conn, params: dict) -> str:  # noqa: ANN001
     """The one-line error when no value of the target passed the method (and flag) filter.
@@ -404,8 +503,14 @@ def _no_target_values_message(conn, params: dict) -> str:  # noqa: ANN001
     :data:`LISTED_METHODS` of them, and says that names are exact while SQL ``LIKE`` patterns
     (with ``%``, case-sensitive) are accepted, with a pattern that would match, e.g. ``'DFT%'``
     for ``--method dft`` when ``DFT-PBE (Tran 2016)`` is stored.  Only-flagged values are
-    named as such (``include_flagged: true`` in a fit spec uses them).
+    named as such (``include_flagged: true`` in a fit spec uses them).  With a prototype
+    filter whose names match no material of the values that pass the method filter, the
+    prototypes holding values are listed instead (:func:`_no_prototype_message`).
     """
+    if params.get("prototypes"):
+        message = _no_prototype_message(conn, params)
+        if message is not None:
+            return message
     target, methods = params["target"], params["methods"]
     rows = conn.execute(text(TARGET_METHODS_SQL), {"target": target}).all()
     usable = [r.name for r in rows if r.unflagged or params["include_flagged"]]
@@ -603,6 +708,33 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
     return out | _descriptor_inputs(material, composition, features)
 
 
+#: Prototypes of the stored materials of one formula: those with a bulk value under ``:method``
+#: when there are any (the rows ``predict`` reads), else all of them.
+STORED_PROTOTYPES_SQL = """
+WITH of_formula AS (SELECT id, prototype FROM material WHERE formula = :material),
+     measured AS (SELECT DISTINCT f.prototype FROM of_formula f
+                  JOIN bulk_property p ON p.material_id = f.id JOIN method me ON me.id = p.method_id
+                  WHERE me.name = :method)
+SELECT prototype FROM measured
+UNION
+SELECT prototype FROM of_formula WHERE NOT EXISTS (SELECT 1 FROM measured)
+ORDER BY prototype
+"""
+
+
+def stored_prototypes(engine: Engine, *, material: str, method: str | None) -> list[str]:
+    """The ``material.prototype`` names under which ``material`` is stored (sorted; ``[]`` when it is not).
+
+    Those of the materials with a bulk value under ``method`` when there are any (the
+    material ``predict`` reads its inputs from), else every prototype of the formula (inputs
+    given with ``--set`` for a stored material).  ``material`` in any spelling pymatgen
+    reduces to the stored formula.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(text(STORED_PROTOTYPES_SQL), {"material": _stored_formula(material), "method": method})
+        return [r.prototype for r in rows]
+
+
 def _stored_formula(material: str) -> str:
     """The reduced formula ``material`` is stored under (the text itself when it is no formula)."""
     from matstore.composition import FormulaError, parse_formula
@@ -672,11 +804,12 @@ def _check_configuration(conn, formula: str, method: str, key: str | None,  # no
 def snapshot_sha256(table: pd.DataFrame, query: str, params: dict) -> str:
     """sha256 over the sorted rows (rounded to 12 significant digits), the query and its parameters.
 
-    Database ids and ``chemical_system`` (a function of ``material``) are left out, so a
-    snapshot hash does not depend on them.
+    Database ids, ``chemical_system`` (a function of ``material``) and ``prototype`` (a label of
+    the material; a ``prototypes`` filter is in ``params``) are left out, so a snapshot hash does
+    not depend on them and versions stored before these columns keep their hash.
     """
-    data_columns = [c for c in table.columns
-                    if c not in ("material_id", "method_id", "surface_id", "configuration_id", "chemical_system")]
+    data_columns = [c for c in table.columns if c not in ("material_id", "method_id", "surface_id", "configuration_id",
+                                                          "chemical_system", "prototype")]
     rows = table[data_columns].astype(object).where(table[data_columns].notna(), None).values.tolist()
     canonical = sorted(
         [[(float(f"{v:.12g}") if isinstance(v, float) else v) for v in row] for row in rows], key=repr

@@ -420,6 +420,66 @@ def methods_note(rows_per_method: dict[str, int] | None) -> str:
             "scatter (--method NAME fits one)")
 
 
+def prototypes_text(materials_per_prototype: dict[str, int] | None) -> str:
+    """The crystal prototypes of a training table with their materials, e.g. ``"Fm-3m (7 materials), Im-3m (4)"``.
+
+    ``materials_per_prototype``: ``report['materials_per_prototype']`` (``material.prototype``
+    → training materials), listed by name as :func:`methods_text` lists methods.  Empty when
+    unknown (versions fitted before it was stored).
+    """
+    items = sorted((materials_per_prototype or {}).items(), key=lambda item: (item[0].casefold(), item[0]))
+    return ", ".join(f"{name} ({n}{' materials' if i == 0 and n != 1 else ' material' if i == 0 else ''})"
+                     for i, (name, n) in enumerate(items))
+
+
+def prototypes_note(materials_per_prototype: dict[str, int] | None, factorised: bool = False) -> str:
+    """A warning when a fit's materials have several crystal prototypes; empty for one.
+
+    E.g. ``"2 prototypes mixed in one fit: one C(bulk) and one g(orientation) for all of them,
+    although a lattice constant is another length, and a Miller index another surface, in an
+    fcc, a bcc or another cell (--prototype NAME fits one)"`` (``factorised``; a direct fit has
+    ``one equation for all of them`` and no Miller index).  ``unknown`` (no prototype recorded
+    at ingest) counts as a prototype of its own, and the note says what it means: its
+    materials may have any structure, so one known prototype beside ``unknown`` is noted too.
+    Prototype names are compared as stored: ``fcc`` and ``Fm-3m`` are two names (give both
+    to ``--prototype`` to fit them together).
+    """
+    names = sorted(materials_per_prototype or {})
+    if len(names) < 2:
+        return ""
+    shared = "one C(bulk) and one g(orientation)" if factorised else "one equation"
+    surface = ", and a Miller index another surface," if factorised else ""
+    unknown = "; unknown: no prototype recorded at ingest, any structure" if "unknown" in names else ""
+    return (f"{len(names)} prototypes mixed in one fit: {shared} for all of them, although a lattice constant is "
+            f"another length{surface} in an fcc, a bcc or another cell (--prototype NAME fits one){unknown}")
+
+
+def pooled_text(n_folds: float | None = None) -> str:
+    """What the nested and fixed-form R², RMSE and MAE are computed over, e.g. ``"pooled over the held-out rows of
+    all 11 folds"``: every row's out-of-fold prediction scored together (``metrics['cv_r2']``), not a mean of
+    per-fold scores (:func:`per_fold_r2_text`)."""
+    n = int(n_folds) if n_folds is not None and np.isfinite(n_folds) and n_folds > 0 else None
+    return f"pooled over the held-out rows of all {n} folds" if n else "pooled over the held-out rows of all folds"
+
+
+def per_fold_r2_text(report: dict[str, Any] | None) -> str:
+    """The nested R² of each fold in one line, beside the pooled one; empty when no fold has one.
+
+    E.g. ``"per-fold R²: mean -9.1, from -22 to 0.24 over 11 folds (metrics cv_r2_mean): each fold's
+    held-out rows against their own mean, so a fold holding out one material scores only its
+    spread within that material"``.  A fold's R² is ``1 − SS_res/SS_tot`` with ``SS_tot`` about
+    the fold's own mean; held-out groups whose rows barely vary (one material's surfaces) give
+    large negative values where the pooled R² (:func:`pooled_text`), whose ``SS_tot`` spans all
+    groups, is high.  The mean is ``metrics['cv_r2_mean']`` (:func:`matstore.models.fitting._metrics`).
+    """
+    r2 = [f["nested_r2"] for f in (report or {}).get("folds") or [] if f.get("nested_r2") is not None]
+    if not r2:
+        return ""
+    return (f"per-fold R²: mean {np.mean(r2):.3g}, from {min(r2):.3g} to {max(r2):.3g} over {len(r2)} folds "
+            "(metrics cv_r2_mean): each fold's held-out rows against their own mean, so a fold holding out one "
+            "material scores only its spread within that material")
+
+
 def time_budget_engines() -> list[str]:
     """Registered engines that honour ``--time-budget`` (those with a ``time_limit`` parameter), by name."""
     from matstore.models.engines.base import available_engines, engine_class
@@ -879,7 +939,8 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
 
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text",
            "all_folds_failed", "criterion_text", "cv_notes", "failure_lines", "failure_reason", "failure_text",
-           "grouping_text", "methods_note", "scheme_text",
+           "grouping_text", "methods_note", "per_fold_r2_text", "pooled_text", "prototypes_note",
+           "prototypes_text", "scheme_text",
            "methods_text", "nested_agreement_text", "time_budget_engines", "time_lines",
            "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
            "coverage_text", "cross_fit", "discrepancy", "fold_agreement", "fold_coverage", "fold_records",

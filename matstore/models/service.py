@@ -22,6 +22,7 @@ from matstore.models.dataset import (
     TrainingSet,
     build_training_set,
     stored_inputs,
+    stored_prototypes,
 )
 from matstore.models.spec import FitSpec
 from matstore.models.versioning import VersionOutcome, load_spec, resolve, store_version
@@ -35,9 +36,10 @@ log = logging.getLogger(__name__)
 class FitOutcome:
     """What a fit or refit did: the version (new or unchanged), why, the training set size, any
     keys whose stored values conflict (:attr:`~matstore.models.dataset.TrainingSet.conflicts`),
-    the training rows per method (:func:`_rows_per_method`, e.g. ``{"DFT-PBE": 45, "EAM": 18}``)
-    and the materials whose composition descriptors used a fallback
-    (:attr:`~matstore.models.dataset.TrainingSet.descriptor_notes`)."""
+    the training rows per method (:func:`_rows_per_method`, e.g. ``{"DFT-PBE": 45, "EAM": 18}``),
+    the materials whose composition descriptors used a fallback
+    (:attr:`~matstore.models.dataset.TrainingSet.descriptor_notes`) and the training materials
+    per crystal prototype (:func:`_materials_per_prototype`, e.g. ``{"Fm-3m": 7, "Im-3m": 4}``)."""
 
     version: Any
     created: bool
@@ -47,6 +49,7 @@ class FitOutcome:
     conflicts: tuple[str, ...] = ()
     rows_per_method: dict[str, int] = field(default_factory=dict)
     descriptor_notes: tuple[str, ...] = ()
+    materials_per_prototype: dict[str, int] = field(default_factory=dict)
 
 
 def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome:
@@ -64,7 +67,8 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
     """
     with job_run(engine=engine, kind=kind, parameters=spec.model_dump(mode="json")) as run:
         training = build_training_set(engine, target=spec.target, features=spec.features, methods=spec.methods,
-                                      include_flagged=spec.include_flagged, group_by=spec.group_by)
+                                      include_flagged=spec.include_flagged, group_by=spec.group_by,
+                                      prototypes=spec.prototypes)
         run.summary.update(n_rows=training.n_rows, dropped=len(training.dropped), dataset_sha256=training.sha256)
         if training.conflicts:
             run.summary["conflicting_values"] = training.conflicts[:50]
@@ -74,14 +78,14 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         if training.descriptor_notes:
             run.summary["descriptor_notes"] = training.descriptor_notes[:50]
         notes = tuple(training.descriptor_notes)
-        methods = _rows_per_method(training.table)
-        run.summary["rows_per_method"] = methods
+        methods, prototypes = _rows_per_method(training.table), _materials_per_prototype(training.table)
+        run.summary.update(rows_per_method=methods, materials_per_prototype=prototypes)
         unchanged = _unchanged(engine, spec, training)
         if unchanged is not None:
             run.status = "skipped"
             run.summary["reason"] = unchanged.reason
             return FitOutcome(unchanged.version, False, unchanged.reason, training.n_rows, len(training.dropped),
-                              conflicts, methods, notes)
+                              conflicts, methods, notes, prototypes)
         values, predictions = _fit_values(spec, training)
         outcome = store_version(engine, spec=spec, training=training, values=values,
                                 predictions=predictions, job_run_id=run.id)
@@ -90,7 +94,7 @@ def fit_model(engine: Engine, spec: FitSpec, *, kind: str = "fit") -> FitOutcome
         if not outcome.created:
             run.status = "skipped"
         return FitOutcome(outcome.version, outcome.created, outcome.reason, training.n_rows, len(training.dropped),
-                          conflicts, methods, notes)
+                          conflicts, methods, notes, prototypes)
 
 
 def refit_model(engine: Engine, name: str) -> FitOutcome:
@@ -119,9 +123,10 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         table, "target", spec.features, **spec.fit_options(), groups=groups,
         material=coefficient_key if spec.factorize else None,
         feature_units={n: training.units[n] for n in spec.features}, target_unit=training.units["target"])
+    kept = table.loc[result.row_index]
     report = _jsonable(result.report | {"domain": _domain(table, spec.features), "seconds": result.timings,
-                                        "cv_grouping": grouping,
-                                        "rows_per_method": _rows_per_method(table.loc[result.row_index])})
+                                        "cv_grouping": grouping, "rows_per_method": _rows_per_method(kept),
+                                        "materials_per_prototype": _materials_per_prototype(kept)})
     values = {
         "engine": spec.engine,
         "engine_versions": result.versions,
@@ -142,7 +147,6 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
         "interval_half_width": _finite(result.interval.get("half_width")),
         "interval_relative_half_width": _finite(result.interval.get("relative_half_width")),
     }
-    kept = table.loc[result.row_index]
     predictions = [
         {"material_id": int(r.material_id), "method_id": int(r.method_id),
          "surface_id": None if pd.isna(r.surface_id) else int(r.surface_id),
@@ -255,6 +259,19 @@ def _rows_per_method(table: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(table["method"].value_counts().items())}
 
 
+def _materials_per_prototype(table: pd.DataFrame) -> dict[str, int]:
+    """Training materials per crystal prototype (``report['materials_per_prototype']``), e.g. ``{"Fm-3m": 7, "Im-3m": 4}``.
+
+    A material is a ``material_id`` (formula and prototype); ``prototype`` is
+    ``material.prototype`` as stored, ``unknown`` counted as a prototype of its own.  Empty for
+    a table without a ``prototype`` column.
+    """
+    if "prototype" not in table.columns or "material_id" not in table.columns:
+        return {}
+    counts = table.drop_duplicates("material_id")["prototype"].astype(str).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
 def _with_configuration_groups(table: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
     """``table`` with column :data:`CONFIGURATION_GROUP` = ``material [key]`` when grouped by ``configuration_key``.
 
@@ -277,6 +294,8 @@ def _several_per_system(table: pd.DataFrame) -> bool:
 
 #: Key of the training orientations in a version's ``report['domain']`` (beside one entry per feature).
 ORIENTATIONS = "orientations"
+#: Key of the training materials' crystal prototypes in a version's ``report['domain']``.
+PROTOTYPES = "prototypes"
 #: Most training orientation keys a version's domain lists (``report['domain']['orientations']['keys']``).
 DOMAIN_ORIENTATION_KEYS = 500
 
@@ -287,13 +306,18 @@ def _domain(table: pd.DataFrame, features: list[str]) -> dict[str, Any]:
     Stored as ``report['domain']``; ``predict`` refuses a sign the training data never had
     (:func:`check_inputs`) and flags a value outside a range or an orientation not trained on
     (:func:`extrapolation`).  A table with orientation columns (a surface target) adds
-    ``domain["orientations"]`` (:func:`_orientation_domain`) unless a feature has that name.
+    ``domain["orientations"]`` (:func:`_orientation_domain`), and one with a ``prototype``
+    column ``domain["prototypes"]``, the sorted distinct ``material.prototype`` of its rows
+    (``predict`` flags a stored material of another, :func:`prototype_extrapolation`); neither
+    where a feature has that name.
     """
     domain: dict[str, Any] = {f: {"min": float(table[f].min()), "max": float(table[f].max())} for f in features
                               if f in table.columns and table[f].notna().any()}
     orientations = _orientation_domain(table)
     if orientations is not None and ORIENTATIONS not in domain:
         domain[ORIENTATIONS] = orientations
+    if "prototype" in table.columns and PROTOTYPES not in domain and table["prototype"].notna().any():
+        domain[PROTOTYPES] = sorted(map(str, table["prototype"].dropna().unique()))
     return domain
 
 
@@ -392,9 +416,10 @@ class Prediction:
         computed from the formula (no ``method``, or one that is not stored).
     extrapolated : tuple of str
         The inputs outside the version's training domain (:func:`extrapolation`): feature
-        names beyond their training range, and ``"orientation"`` for an orientation the fit
-        never saw.  The interval is not calibrated there (it was measured on held-out
-        training rows); empty inside the domain.
+        names beyond their training range, ``"orientation"`` for an orientation the fit
+        never saw, and ``"prototype"`` for a stored material of a prototype the fit did not
+        train on (:func:`prototype_extrapolation`).  The interval is not calibrated there (it
+        was measured on held-out training rows); empty inside the domain.
     warnings : tuple of str
         One line per extrapolated input (by how much), and one for a ``method`` that is not
         stored and was not used.
@@ -483,9 +508,10 @@ def predict(
     equation needs exactly one of ``miller``, ``normal`` (any length and octant) or ``angles``
     (θ, φ in degrees in the standard triangle, :func:`matstore.orientation.from_angles`).
 
-    An input outside the version's training range, or an orientation the fit never saw, is
-    predicted all the same and flagged (``Prediction.extrapolated``, one line each in
-    ``Prediction.warnings``, :func:`extrapolation`): the interval is not calibrated there.
+    An input outside the version's training range, an orientation the fit never saw, or a
+    stored material of a crystal prototype the fit did not train on, is predicted all the same
+    and flagged (``Prediction.extrapolated``, one line each in ``Prediction.warnings``,
+    :func:`extrapolation`, :func:`prototype_extrapolation`): the interval is not calibrated there.
 
     Raises
     ------
@@ -529,10 +555,12 @@ def predict(
     rows, domain_notes = _predict_rows(version, pd.DataFrame([row]))
     out = rows.iloc[0]
     flags = tuple(out["extrapolated"].split(", ")) if out["extrapolated"] else ()
+    unseen = prototype_extrapolation(version, material, stored_prototypes(engine, material=material, method=used))
+    flags += ("prototype",) if unseen else ()
     return Prediction(float(out["value"]), version.residual_std, version.target_unit, model.name, version.version,
                       inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level,
                       _finite(version.interval_relative_half_width), orientation, used, flags,
-                      tuple(notes + domain_notes[0]))
+                      tuple(notes + domain_notes[0] + unseen))
 
 
 #: Stored method names an error lists before ``…``.
@@ -736,6 +764,38 @@ def extrapolation(version: EquationVersion, frame: pd.DataFrame) -> tuple[list[l
             flags[i].append("orientation")
             lines[i].append(line)
     return flags, lines
+
+
+def prototype_extrapolation(version: EquationVersion, material: str, prototypes: list[str]) -> list[str]:
+    """A warning line when the stored ``material`` has a crystal prototype the version did not train on.
+
+    ``prototypes`` are the ``material.prototype`` names ``material`` is stored under
+    (:func:`matstore.models.dataset.stored_prototypes`); the trained ones are
+    ``report['domain']['prototypes']`` (:func:`_domain`).  E.g. ``"prototype Im-3m: the model was
+    trained on Fm-3m only; the prediction is extrapolated and its interval is not calibrated
+    there"`` (with ``Fe is stored as Fm-3m and Im-3m, its inputs the newest values of any of them``
+    before it when the formula is stored under several).  A lattice constant or a Miller index
+    means another length or surface in another cell, so the fit says nothing there.
+
+    Nothing is flagged for a material that is not stored (its prototype is not known), a
+    version stored without training prototypes (fitted before they were recorded), a stored
+    prototype ``unknown`` (nothing to compare), or training prototypes that are all ``unknown``.
+
+    Returns
+    -------
+    list of str
+        One line, or none.
+    """
+    trained = ((version.report or {}).get("domain") or {}).get(PROTOTYPES)
+    if not trained or not prototypes or set(trained) == {"unknown"}:
+        return []
+    unseen = [p for p in prototypes if p not in trained and p != "unknown"]
+    if not unseen:
+        return []
+    several = f"{material} is stored as {' and '.join(prototypes)}, its inputs the newest values of any of them; " \
+        if len(prototypes) > 1 else ""
+    return [f"{several}prototype {', '.join(unseen)}: the model was trained on {', '.join(trained)} only; the "
+            "prediction is extrapolated and its interval is not calibrated there"]
 
 
 def _range_line(name: str, value: float, lo: float, hi: float, unit: str) -> str:

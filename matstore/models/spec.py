@@ -32,6 +32,10 @@ class FitSpec(BaseModel):
     features: bulk property names used as inputs (canonical units)
     methods: method names whose values are used; ``None`` = every method.  A name containing
         ``%`` is a SQL LIKE pattern (e.g. ``EAM_Dynamo_%``).
+    prototypes: crystal prototypes (``material.prototype``, exact names such as ``Fm-3m``, ``fcc``,
+        ``Im-3m``; ``unknown`` where ingest recorded none) whose materials are used; ``None`` =
+        every prototype.  Stored sorted and without repeats; specs stored before this field
+        existed load with ``None`` (and keep their hash, :meth:`sha256`)
     factorize: ``"orientation"`` fits y = C(bulk) · g(orientation); ``None`` fits y directly
     engine: ``operon`` (default), ``pysr``, ``sparse`` or ``eql`` (docs/eql.md)
     engine_params: engine hyper-parameters (passed through, recorded)
@@ -79,6 +83,7 @@ class FitSpec(BaseModel):
     target: str
     features: list[str] = Field(min_length=1)
     methods: list[str] | None = None
+    prototypes: list[str] | None = Field(default=None, min_length=1)
     factorize: Literal["orientation"] | None = None
     engine: Literal["operon", "pysr", "sparse", "eql"] = "operon"
     engine_params: dict[str, Any] = Field(default_factory=dict)
@@ -119,6 +124,16 @@ class FitSpec(BaseModel):
             raise ValueError("products > 1 needs factorize: orientation (a sum of s_j(bulk)·g_j(orientation))")
         return self
 
+    @field_validator("prototypes")
+    @classmethod
+    def _prototype_names(cls, value: list[str] | None) -> list[str] | None:
+        """Sorted, without repeats: ``[Im-3m, Fm-3m, Fm-3m]`` and ``[Fm-3m, Im-3m]`` are one request (one hash)."""
+        if value is None:
+            return None
+        if any(not name.strip() for name in value):
+            raise ValueError("prototypes must be non-empty names, e.g. Fm-3m or fcc")
+        return sorted(set(value))
+
     @field_validator("features")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
@@ -145,11 +160,12 @@ class FitSpec(BaseModel):
         """Canonical hash of everything but the name and description.
 
         A field added later is left out at the value specs stored before it behaved as
-        (``coefficient_terms`` 3, ``products`` 1), so their versions keep their hash and refit
-        as unchanged.
+        (``coefficient_terms`` 3, ``products`` 1, ``prototypes`` None), so their versions keep
+        their hash and refit as unchanged.
         """
         exclude = {"name", "description"} | ({"coefficient_terms"} if self.coefficient_terms == LEGACY_SCALING_TERMS else set())
         exclude |= {"products"} if self.products == 1 else set()
+        exclude |= {"prototypes"} if self.prototypes is None else set()
         return sha256_json(self.model_dump(exclude=exclude))
 
     @classmethod
