@@ -89,12 +89,13 @@ def models(session_engine: Engine, database_url: str) -> Iterator[SimpleNamespac
     with Session(session_engine) as session:
         ids = SimpleNamespace(
             mixed_failed=_add_version(
-                session, "mixed_failed", _report({"EAM": 2, "DFT-PBE": 3}, [FAILURE, FAILURE], 0.937, 0.2),
+                session, "mixed_failed", _report({"EAM": 2, "DFT-PBE": 3}, [FAILURE, FAILURE], 0.937, 0.2)
+                | {"materials_per_prototype": {"Im-3m": 1, "Fm-3m": 1}},
                 {"cv_r2": 0.937, "cv_rmse": 0.04, "cv_n_splits": 2.0, "cv_failed_folds": 2.0,
                  "fixed_form_cv_r2": 0.8, "train_r2": 0.95, "interval_half_width": 0.2}, None),
             one_method=_add_version(
                 session, "one_method", _report({"EMT": 5}, [None, "non-finite predictions on 1 held-out row"],
-                                               0.81, 0.05),
+                                               0.81, 0.05) | {"materials_per_prototype": {"fcc": 2}},
                 {"cv_r2": 0.81, "cv_rmse": 0.04, "cv_n_splits": 2.0, "cv_failed_folds": 1.0,
                  "fixed_form_cv_r2": 0.8, "train_r2": 0.95, "interval_half_width": 0.05}, 0.04))
         session.commit()
@@ -116,6 +117,9 @@ def test_methods_and_failed_folds_read_as_models_show_prints_them(models: Simple
     captions = [c.value for c in at.caption]
     assert "methods: DFT-PBE (3 rows), EAM (2)" in captions
     assert MIXED_NOTE in _warnings(at)
+    # the crystal prototypes, in fit's words (a direct fit: "one equation for all of them")
+    assert "prototypes: Fm-3m (1 material), Im-3m (1)" in captions
+    assert [w for w in _warnings(at) if w.startswith("note: 2 prototypes mixed in one fit: one equation for all")]
     assert f"nested CV: 2 of 2 folds failed: {FAILURE}; nested R² not available" in _warnings(at)
     # no nested R² number, no interval from the failed folds: only "not available"
     shown = page_text(at)
@@ -140,7 +144,7 @@ def test_lineage_leaves_the_cv_r2_of_failed_folds_blank(models: SimpleNamespace)
 def test_one_method_and_one_failed_fold_keep_the_nested_score(models: SimpleNamespace) -> None:
     at = run_page("equations", model=str(models.one_method), view="report")
     captions = [c.value for c in at.caption]
-    assert "methods: EMT (5 rows)" in captions
+    assert "methods: EMT (5 rows)" in captions and "prototypes: fcc (2 materials)" in captions
     assert _warnings(at) == ["nested CV: 1 of 2 folds failed: non-finite predictions on 1 held-out row"]
     assert {m.label: m.value for m in at.metric}["nested CV R²"] == "0.81"
     assert "90% prediction interval: value -0.05 … +0.05 J/m² (cross-conformal (crafted)); held-out coverage 90%." \

@@ -223,6 +223,23 @@ def methods_lines(version: Mapping[str, Any]) -> list[str]:
     return [f"methods: {methods_text(rows_per_method)}"] + ([f"note: {note}"] if note else [])
 
 
+def prototypes_lines(version: Mapping[str, Any]) -> list[str]:
+    """The training materials' crystal prototypes as ``fit`` and ``models show`` print them.
+
+    ``["prototypes: Fm-3m (7 materials), Im-3m (4)", "note: 2 prototypes mixed in one fit: …"]``
+    (:func:`matstore.models.report.prototypes_text`, :func:`~matstore.models.report.prototypes_note`
+    of ``report['materials_per_prototype']``; factorised when the version has ``parts``); the note
+    only when several are mixed; empty for versions fitted before the prototypes were stored.
+    """
+    from matstore.models.report import prototypes_note, prototypes_text
+
+    per_prototype = fit_report(version).get("materials_per_prototype")
+    if not isinstance(per_prototype, dict) or not per_prototype:
+        return []
+    note = prototypes_note(per_prototype, bool(version.get("parts")))
+    return [f"prototypes: {prototypes_text(per_prototype)}"] + ([f"note: {note}"] if note else [])
+
+
 def notes_and_failures(version: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """What ``models show`` prints after the CV scores: the report's notes (``"note: 2 groups only: …"``,
     :func:`matstore.models.report.cv_notes`) and its failed folds with their reasons

@@ -93,11 +93,11 @@ st.caption(f"{reports.how_obtained(v)} Engine {v['engine']} · {int(v['n_rows'])
            f"selected by: {criterion_text(v['selection_criterion'])} · dimensions: {v['dimension_check'] or 'not checked'} · "
            f"dataset sha256 {v['dataset_sha256'][:12]}…")
 # What `matstore fit` and `models show` print beside the scores, in their words (matstore.models.report).
-methods = reports.methods_lines(v)  # "methods: …", then the note on mixed methods
-if methods:
-    st.caption(methods[0])
-for note in methods[1:]:
-    st.warning(note)
+for lines in (reports.methods_lines(v), reports.prototypes_lines(v)):  # "methods: …" / "prototypes: …", then a note
+    if lines:
+        st.caption(lines[0])
+    for note in lines[1:]:
+        st.warning(note)
 cv_notes, failed_folds = reports.notes_and_failures(v)
 for line in cv_notes:
     st.caption(line)
