@@ -114,16 +114,24 @@ def add_definition(
     Raises
     ------
     VocabularyError
-        If the name is not snake_case, the unit unknown to pint, the scope not a user scope,
-        or a definition of that name exists with another unit or scope (built-in ones can
-        never be redefined).
+        If the name is not snake_case, the unit or symbol holds a control character or a
+        bidirectional override (the description may hold tabs and line feeds, nothing else of
+        those: :mod:`matstore.ingest.names`), the unit is unknown to pint, the scope not a
+        user scope, or a definition of that name exists with another unit or scope (built-in
+        ones can never be redefined).
     """
     import re
 
+    from matstore.ingest.names import TEXT, UnsafeTextError
     from matstore.units import parse_unit
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
         raise VocabularyError(f"definition name {name!r} must be snake_case (lower-case letters, digits, _; a letter first)")
+    try:
+        check_names(("unit", unit), ("symbol", symbol))
+        check_names(("description", description), policy=TEXT)
+    except UnsafeTextError as exc:
+        raise VocabularyError(f"definition {name}: {exc}") from None
     if scope not in USER_SCOPES:
         raise VocabularyError(f"scope {scope!r} is not one of {', '.join(USER_SCOPES)}")
     try:
@@ -144,6 +152,25 @@ def add_definition(
         return existing.id, False  # type: ignore[return-value]
     kind = "a built-in definition" if existing.builtin else "already defined"
     raise VocabularyError(f"{name} is {kind} ({existing.scope}, {existing.unit}); choose another name")
+
+
+def check_names(*named: tuple[str, str | None], policy: str = "name") -> None:
+    """Refuse names that hold a control character or a bidirectional override: ``("unit", "eV")`` pairs, ``None`` passes.
+
+    The store's last line of defence (ingest refuses them first, naming file, row and
+    column): a name stored with ESC ``[8m`` or U+202E in it would act on the terminal of
+    whoever prints it.  ``policy``: ``"name"`` refuses every control character, ``"text"``
+    (descriptions) allows tab and line feed (:mod:`matstore.ingest.names`).
+
+    Raises
+    ------
+    matstore.ingest.names.UnsafeTextError
+        ``"the method name 'PBE\\x1b[8m' contains the control character U+001B (ESC)"`` (a ValueError).
+    """
+    from matstore.ingest.names import check_text
+
+    for what, value in named:
+        check_text(value, f"the {what}", policy)  # type: ignore[arg-type]
 
 
 def unknown_definition_message(name: str, known: Sequence[str]) -> str:
@@ -168,9 +195,12 @@ def get_or_create_material(*, session: Session, formula: str, prototype: str = "
     ------
     matstore.composition.FormulaError
         If the formula does not parse or names an unknown element.
+    matstore.ingest.names.UnsafeTextError
+        If the formula or prototype holds a control character or a bidirectional override.
     """
     from matstore.composition import parse_formula
 
+    check_names(("formula", formula), ("prototype", prototype))
     parsed = parse_formula(formula)
     formula = parsed.formula
     stmt = (
@@ -203,7 +233,15 @@ def get_or_create_method(
 
     A method is identified by its name and the sha256 of its canonical parameters; the
     software versions are recorded with the first use.
+
+    Raises
+    ------
+    matstore.ingest.names.UnsafeTextError
+        If the name, kind, calculator or potential holds a control character or a
+        bidirectional override, or the description one other than tab and line feed.
     """
+    check_names(("method name", name), ("method kind", kind), ("calculator", calculator), ("potential", potential))
+    check_names(("method description", description), policy="text")
     parameters = parameters or {}
     params_hash = sha256_json(parameters)
     stmt = (
@@ -241,10 +279,17 @@ def get_or_create_methods(*, session: Session, methods: Sequence[tuple[str, str,
     -------
     dict
         (name, kind, potential) → ``method.id``.
+
+    Raises
+    ------
+    matstore.ingest.names.UnsafeTextError
+        If a name, kind or potential holds a control character or a bidirectional override.
     """
     unique = list(dict.fromkeys(methods))
     if not unique:
         return {}
+    for name, kind, potential in unique:
+        check_names(("method name", name), ("method kind", kind), ("potential", potential))
     names, kinds, potentials = (list(c) for c in zip(*unique, strict=True))
     empty = sha256_json({})
     session.execute(text(

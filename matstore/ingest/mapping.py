@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from matstore.ingest.derived import Expression, ExpressionError, parse_expression
 from matstore.ingest.errors import MappingError, UnitError
+from matstore.ingest.names import NAME, TEXT, strings_in, unsafe_reason
 from matstore.orientation import (
     CUBIC_ONLY,
     Orientation,
@@ -360,7 +361,8 @@ def load_mapping(
     Raises
     ------
     MappingError
-        Not YAML, too large or an alias bomb; unknown keys; missing or invalid fields; an
+        Not YAML, too large or an alias bomb; a key or text holding a control character or a
+        bidirectional override (:func:`_check_texts`); unknown keys; missing or invalid fields; an
         unknown definition (with near matches and how to add one); a surface definition
         without exactly one orientation or a non-surface one with one; a configuration
         definition in a mapping without ``key``.
@@ -377,6 +379,7 @@ def load_mapping(
     where = str(path) if path else None
     if not isinstance(raw, dict):
         raise MappingError("a mapping must be a YAML mapping (key: value)", path=where)
+    _check_texts(raw, path)
     try:
         spec = MappingSpec.model_validate(raw)
     except ValidationError as exc:
@@ -409,6 +412,34 @@ def _read_yaml(path: Path) -> Any:
         line = mark.line + 1 if mark is not None else None
         reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise MappingError(f"not valid YAML: {reason}", path=path, line=line) from None
+
+
+#: Mapping keys whose values may hold a tab or a line feed (:data:`~matstore.ingest.names.TEXT`): the
+#: free-text ``description`` and ``citation``, and ``delimiter`` (``"\t"``: a tab-separated table).
+FREE_TEXT_KEYS = frozenset({"citation", "delimiter", "description"})
+
+
+def _check_texts(raw: dict[str, Any], path: str | Path | None) -> None:
+    """Refuse a mapping any key or string value of which holds a control character or a bidi override.
+
+    Every string of a mapping may end up stored and printed: names (method, material,
+    prototype, potential, key prefix, row flags), column names, the source's metadata.
+    Values of :data:`FREE_TEXT_KEYS` may hold tabs and line feeds; no other string may
+    (:mod:`matstore.ingest.names`).
+
+    Raises
+    ------
+    MappingError
+        ``m.yaml, line 4: method.name 'PBE\\x1b[8m' contains the control character U+001B (ESC)``:
+        the first offending string, its key path and line.
+    """
+    for loc, text, is_key in strings_in(raw):
+        free = not is_key and bool(loc) and loc[-1] in FREE_TEXT_KEYS
+        dotted = ".".join(loc[:-1] if is_key else loc) or "mapping"
+        reason = unsafe_reason(text, f"{dotted}: key" if is_key else dotted, TEXT if free else NAME)
+        if reason is not None:
+            named = len(loc) > 1 and loc[0] in ("columns", "derived") and not (is_key and len(loc) == 2)
+            raise MappingError(reason, path=path, line=_line_of(path, list(loc)), column=loc[1] if named else None)
 
 
 def _check_size(node: yaml.Node | None, path: Path) -> None:

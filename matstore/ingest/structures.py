@@ -49,6 +49,7 @@ from matstore.ingest.extxyz_reader import (
     virials_from_stress,
 )
 from matstore.ingest.labels import jsonable, stress_to_virial
+from matstore.ingest.names import NAME, TEXT, strings_in, unsafe_reason
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +255,10 @@ def _check_batch(path: Path, frames: list[dict[str, Any]], lines: list[int], fir
     Raises
     ------
     ParseError
-        Naming the comment line of the first frame whose stress has no cell volume or
-        disagrees with its virial (:func:`matstore.ingest.extxyz_reader.virials_from_stress`).
+        Naming the comment line of the first frame whose metadata holds a control character
+        (:func:`_check_texts`), or whose stress has no cell volume or disagrees with its virial (:func:`matstore.ingest.extxyz_reader.virials_from_stress`).
     """
+    _check_texts(path, frames, lines, first)
     try:
         virials_from_stress(frames)
     except FrameLabelError as exc:
@@ -264,6 +266,45 @@ def _check_batch(path: Path, frames: list[dict[str, Any]], lines: list[int], fir
     if not _batch_is_valid(frames):
         for j, frame in enumerate(frames):
             _validate_frame(path, first + j, frame, start=lines[j])
+
+
+#: Frame metadata keys whose values are names (no tab either): the rest are free text (:data:`~matstore.ingest.names.TEXT`).
+NAME_INFO_KEYS = frozenset({"config_type", "name", "label"})
+
+
+def _check_texts(path: Path, frames: list[dict[str, Any]], lines: list[int] | None, first: int) -> None:
+    """Refuse a frame whose metadata (``info``: keys, ``config_type``, comments) or per-atom column
+    names hold a control character or a bidirectional override (:mod:`matstore.ingest.names`).
+
+    Keys and the values of :data:`NAME_INFO_KEYS` are names; other string values are free text,
+    which may hold a tab or a line feed.  One scan of the batch's strings is the fast path.
+
+    Raises
+    ------
+    ParseError
+        ``f.extxyz, line 6: frame 1: metadata config_type 'bulk\\x1b[8m' contains the control
+        character U+001B (ESC)``; ``lines`` (1-based line of each frame's atom count, extxyz)
+        gives the comment line, else no line is named.
+    """
+    parts: list[str] = []
+    for frame in frames:
+        info = frame["info"]
+        parts.extend(info)
+        for v in info.values():
+            if isinstance(v, str):
+                parts.append(v)
+            elif v is not None and not isinstance(v, (int, float)):  # lists, dicts of strings
+                parts.extend(t for _, t, _ in strings_in(v))
+        parts.extend(frame.get("unstored_arrays", ()))
+    if unsafe_reason("".join(parts), "") is None:
+        return
+    for k, frame in enumerate(frames):
+        tree = {**frame["info"], **dict.fromkeys(frame.get("unstored_arrays", ()), 0)}
+        for loc, text, is_key in strings_in(tree):
+            policy = NAME if is_key or loc[0] in NAME_INFO_KEYS else TEXT
+            reason = unsafe_reason(text, "metadata key" if is_key else f"metadata {'.'.join(loc)}", policy)
+            if reason is not None:
+                raise ParseError(f"frame {first + k}: {reason}", path=path, line=None if lines is None else lines[k] + 1)
 
 
 def _batch_is_valid(frames: list[dict[str, Any]]) -> bool:
@@ -451,6 +492,7 @@ def iter_frames(path: str | Path, *, format: str | None = None) -> Iterator[dict
             raise UnsupportedFormatError(str(exc), path=path) from exc
     if not frames:
         raise EmptyFileError("the file holds no frames", path=path)
+    _check_texts(path, frames, None, 0)
     for k, frame in enumerate(frames):
         _validate_frame(path, k, frame)
     yield from frames
@@ -683,11 +725,16 @@ def ingest_structure_file(
     Raises
     ------
     IngestError
-        If the file is malformed (nothing is stored; the job run is recorded as failed).
+        If the file is malformed (nothing is stored; the job run is recorded as failed), or
+        ``method`` holds a control character or a bidirectional override (nothing is stored,
+        no job run is recorded).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    reason = unsafe_reason(method, "the method name") if method is not None else None
+    if reason is not None:
+        raise IngestError(reason, path=path)
     fmt = format or detect_format(path)
     frames = _Frames(path, fmt)  # extxyz: the parse starts now, while the file is hashed
     try:

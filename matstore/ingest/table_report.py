@@ -16,12 +16,15 @@ class TableReport:
     ----------
     status: ``inserted`` or ``already stored``
     rows: data rows read; values: distinct values found (non-blank cells of mapped columns ×
-        targets, a value repeated with the same number by later rows counted once)
+        targets; a value given again and counted in ``repeated`` is not counted again)
     bulk_inserted, surface_inserted, configuration_inserted: rows added to ``bulk_property``,
         ``surface_property`` and ``configuration_property``
     missing: blank cells; duplicates: values not inserted because already stored;
-    repeated: values given again, with the same number, by later rows (per-material columns
-        repeated on every orientation row): stored once, not an error
+    repeated: values given again with the same number, within the store's relative tolerance
+        :data:`matstore.schema.properties.CONFLICT_RTOL`, either by a later row (per-material
+        columns repeated on every orientation row; under ``on_duplicate: keep_first`` these are
+        skipped instead) or by another column of the same row mapped to the same definition
+        (one value in two units, e.g. ``J/m^2`` and ``meV/Å^2``): stored once, not an error
     duplicate_rows: rows repeating an earlier row's values, kept out under
         ``on_duplicate: keep_first`` (their values are listed in ``skipped``)
     flagged: values stored with a flag; skipped: values left out, each with row, line,

@@ -43,6 +43,7 @@ from matstore.ingest.errors import (
     UnknownElementError,
 )
 from matstore.ingest.mapping import FRAME_TOLERANCE, ColumnEntry, Mapping, OrientationSpec
+from matstore.ingest.names import unsafe_reason
 from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.units import check_value, plausible
@@ -170,27 +171,45 @@ class _Validator:
         spec = self.mapping.spec
         mat, met = spec.material, spec.method
         ctx = _RowContext(r, line, cells, "", {}, "", "", "", None, None)
-        text = cells[self.index[mat.column]] if mat.column else str(mat.formula)
+        text = self.name_cell(ctx, mat.column, "the material (formula)") if mat.column else str(mat.formula)
         if not text.strip():
             raise ParseError("the material (formula) is blank", **self.where(ctx, mat.column))
         try:
             ctx.formula, ctx.composition = parse_formula(text)
         except FormulaError as exc:
             raise UnknownElementError(str(exc), **self.where(ctx, mat.column)) from None
-        ctx.prototype = (cells[self.index[mat.prototype_column]].strip() if mat.prototype_column else mat.prototype) or "unknown"
-        ctx.method = cells[self.index[met.column]].strip() if met.column else str(met.name)
+        ctx.prototype = (self.name_cell(ctx, mat.prototype_column, "the prototype").strip() if mat.prototype_column
+                         else mat.prototype) or "unknown"
+        ctx.method = self.name_cell(ctx, met.column, "the method name").strip() if met.column else str(met.name)
         if not ctx.method:
             raise ParseError("the method is blank", **self.where(ctx, met.column))
-        ctx.kind = cells[self.index[met.kind_column]].strip() if met.kind_column else met.kind
+        ctx.kind = self.name_cell(ctx, met.kind_column, "the method kind").strip() if met.kind_column else met.kind
         if ctx.kind not in METHOD_KINDS:
             raise ParseError(f"method kind {ctx.kind!r} is not one of {METHOD_KINDS}", **self.where(ctx, met.kind_column))
-        ctx.potential = cells[self.index[met.potential_column]].strip() if met.potential_column else met.potential
+        ctx.potential = (self.name_cell(ctx, met.potential_column, "the potential").strip() if met.potential_column
+                         else met.potential)
         if spec.key is not None:
-            key = cells[self.index[spec.key.column]].strip()
+            key = self.name_cell(ctx, spec.key.column, "the configuration key").strip()
             if not key:
                 raise ParseError("the configuration key is blank", **self.where(ctx, spec.key.column))
             ctx.key = spec.key.prefix + key
         return ctx
+
+    def name_cell(self, ctx: _RowContext, column: str, what: str) -> str:
+        """The cell of ``column`` in the row: a name or key, stored as it is.
+
+        Raises
+        ------
+        ParseError
+            The cell holds a control character or a bidirectional override
+            (:mod:`matstore.ingest.names`): ``t.csv, row 2, line 3, column 'model': the method
+            name 'PBE\\x1b[8m' contains the control character U+001B (ESC)``.
+        """
+        text = ctx.cells[self.index[column]]
+        reason = unsafe_reason(text.strip(), what)
+        if reason is not None:
+            raise ParseError(reason, **self.where(ctx, column))
+        return text
 
     def number(self, ctx: _RowContext, column: str) -> float | None:
         text = ctx.cells[self.index[column]].strip()
