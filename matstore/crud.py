@@ -116,13 +116,13 @@ def add_definition(
     VocabularyError
         If the name is not snake_case, the unit or symbol holds a control character or a
         bidirectional override (the description may hold tabs and line feeds, nothing else of
-        those: :mod:`matstore.ingest.names`), the unit is unknown to pint, the scope not a
+        those: :mod:`matstore.names`), the unit is unknown to pint, the scope not a
         user scope, or a definition of that name exists with another unit or scope (built-in
         ones can never be redefined).
     """
     import re
 
-    from matstore.ingest.names import TEXT, UnsafeTextError
+    from matstore.names import TEXT, UnsafeTextError
     from matstore.units import parse_unit
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
@@ -160,14 +160,14 @@ def check_names(*named: tuple[str, str | None], policy: str = "name") -> None:
     The store's last line of defence (ingest refuses them first, naming file, row and
     column): a name stored with ESC ``[8m`` or U+202E in it would act on the terminal of
     whoever prints it.  ``policy``: ``"name"`` refuses every control character, ``"text"``
-    (descriptions) allows tab and line feed (:mod:`matstore.ingest.names`).
+    (descriptions) allows tab and line feed (:mod:`matstore.names`).
 
     Raises
     ------
-    matstore.ingest.names.UnsafeTextError
+    matstore.names.UnsafeTextError
         ``"the method name 'PBE\\x1b[8m' contains the control character U+001B (ESC)"`` (a ValueError).
     """
-    from matstore.ingest.names import check_text
+    from matstore.names import check_text
 
     for what, value in named:
         check_text(value, f"the {what}", policy)  # type: ignore[arg-type]
@@ -195,7 +195,7 @@ def get_or_create_material(*, session: Session, formula: str, prototype: str = "
     ------
     matstore.composition.FormulaError
         If the formula does not parse or names an unknown element.
-    matstore.ingest.names.UnsafeTextError
+    matstore.names.UnsafeTextError
         If the formula or prototype holds a control character or a bidirectional override.
     """
     from matstore.composition import parse_formula
@@ -236,7 +236,7 @@ def get_or_create_method(
 
     Raises
     ------
-    matstore.ingest.names.UnsafeTextError
+    matstore.names.UnsafeTextError
         If the name, kind, calculator or potential holds a control character or a
         bidirectional override, or the description one other than tab and line feed.
     """
@@ -282,7 +282,7 @@ def get_or_create_methods(*, session: Session, methods: Sequence[tuple[str, str,
 
     Raises
     ------
-    matstore.ingest.names.UnsafeTextError
+    matstore.names.UnsafeTextError
         If a name, kind or potential holds a control character or a bidirectional override.
     """
     unique = list(dict.fromkeys(methods))

@@ -20,9 +20,9 @@ from matstore import crud
 from matstore.cli import app
 from matstore.db import session_scope
 from matstore.ingest.errors import IngestError, MappingError, ParseError
-from matstore.ingest.names import TEXT, UnsafeTextError, describe_character, unsafe_reason
 from matstore.ingest.structures import ingest_structure_file
 from matstore.ingest.table import ingest_table
+from matstore.names import TEXT, UnsafeTextError, describe_character, unsafe_reason
 
 ESC_NAME = "PBE\x1b]0;PWNED-TITLE\x1b\\\x1b[8m"
 #: How messages show ESC_NAME: Python's repr (ESC as \x1b, the backslash doubled), never raw.

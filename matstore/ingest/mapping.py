@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from matstore.ingest.derived import Expression, ExpressionError, parse_expression
 from matstore.ingest.errors import MappingError, UnitError
-from matstore.ingest.names import NAME, TEXT, strings_in, unsafe_reason
+from matstore.names import NAME, TEXT, strings_in, unsafe_reason
 from matstore.orientation import (
     CUBIC_ONLY,
     Orientation,
@@ -414,7 +414,7 @@ def _read_yaml(path: Path) -> Any:
         raise MappingError(f"not valid YAML: {reason}", path=path, line=line) from None
 
 
-#: Mapping keys whose values may hold a tab or a line feed (:data:`~matstore.ingest.names.TEXT`): the
+#: Mapping keys whose values may hold a tab or a line feed (:data:`~matstore.names.TEXT`): the
 #: free-text ``description`` and ``citation``, and ``delimiter`` (``"\t"``: a tab-separated table).
 FREE_TEXT_KEYS = frozenset({"citation", "delimiter", "description"})
 
@@ -425,7 +425,7 @@ def _check_texts(raw: dict[str, Any], path: str | Path | None) -> None:
     Every string of a mapping may end up stored and printed: names (method, material,
     prototype, potential, key prefix, row flags), column names, the source's metadata.
     Values of :data:`FREE_TEXT_KEYS` may hold tabs and line feeds; no other string may
-    (:mod:`matstore.ingest.names`).
+    (:mod:`matstore.names`).
 
     Raises
     ------

@@ -49,7 +49,7 @@ from matstore.ingest.extxyz_reader import (
     virials_from_stress,
 )
 from matstore.ingest.labels import jsonable, stress_to_virial
-from matstore.ingest.names import NAME, TEXT, strings_in, unsafe_reason
+from matstore.names import NAME, TEXT, strings_in, unsafe_reason
 
 log = logging.getLogger(__name__)
 
@@ -268,13 +268,13 @@ def _check_batch(path: Path, frames: list[dict[str, Any]], lines: list[int], fir
             _validate_frame(path, first + j, frame, start=lines[j])
 
 
-#: Frame metadata keys whose values are names (no tab either): the rest are free text (:data:`~matstore.ingest.names.TEXT`).
+#: Frame metadata keys whose values are names (no tab either): the rest are free text (:data:`~matstore.names.TEXT`).
 NAME_INFO_KEYS = frozenset({"config_type", "name", "label"})
 
 
 def _check_texts(path: Path, frames: list[dict[str, Any]], lines: list[int] | None, first: int) -> None:
     """Refuse a frame whose metadata (``info``: keys, ``config_type``, comments) or per-atom column
-    names hold a control character or a bidirectional override (:mod:`matstore.ingest.names`).
+    names hold a control character or a bidirectional override (:mod:`matstore.names`).
 
     Keys and the values of :data:`NAME_INFO_KEYS` are names; other string values are free text,
     which may hold a tab or a line feed.  One scan of the batch's strings is the fast path.

@@ -43,10 +43,10 @@ from matstore.ingest.errors import (
     UnknownElementError,
 )
 from matstore.ingest.mapping import FRAME_TOLERANCE, ColumnEntry, Mapping, OrientationSpec
-from matstore.ingest.names import unsafe_reason
 from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
 from matstore.ingest.units import check_value, plausible
+from matstore.names import unsafe_reason
 from matstore.orientation import (
     CUBIC_ONLY,
     MillerBravaisError,
@@ -202,7 +202,7 @@ class _Validator:
         ------
         ParseError
             The cell holds a control character or a bidirectional override
-            (:mod:`matstore.ingest.names`): ``t.csv, row 2, line 3, column 'model': the method
+            (:mod:`matstore.names`): ``t.csv, row 2, line 3, column 'model': the method
             name 'PBE\\x1b[8m' contains the control character U+001B (ESC)``.
         """
         text = ctx.cells[self.index[column]]

@@ -14,7 +14,8 @@ terminal, or disguise one name as another.  So ingest refuses them where they en
 - free-text descriptions and citations (:data:`TEXT`): the same, except tab (U+0009) and
   line feed (U+000A), which a multi-line YAML description holds (YAML turns CR LF into LF).
 
-Any other character is allowed: ``Ni₃Al``, ``DFT–PBE (Müller)``, ``γ-TiAl`` are names.
+Any other character is allowed: ``DFT–PBE (Müller)``, ``L1₂``, ``γ-TiAl`` are names. Ingest
+(:mod:`matstore.ingest`) and the writers of :mod:`matstore.crud` both use it.
 """
 
 from __future__ import annotations
