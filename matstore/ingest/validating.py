@@ -483,8 +483,9 @@ def values_agree(a: float, b: float) -> bool:
     The store's tolerance (:data:`matstore.schema.properties.CONFLICT_RTOL` = 1e-6, the one
     :func:`matstore.ingest.storing.check_conflicts` applies across sources), applied within a
     file too: the same number published in two units (1.3 J/m² and 0.0811396 eV/Å², rounded to
-    6 digits: 1e-7 relative apart) is one value.  Equal values (±inf included) agree; NaN agrees
-    with nothing.
+    6 digits: 2.2e-7 relative apart) is one value.  Rounding to 6 digits can move a value by up
+    to 5e-6, so some such pairs are refused (3.23 J/m² and 0.201601 eV/Å²: 1.3e-6; docs/ingest.md).
+    Equal values (±inf included) agree; NaN agrees with nothing.
     """
     return a == b or abs(a - b) <= CONFLICT_RTOL * max(abs(a), abs(b))
 
