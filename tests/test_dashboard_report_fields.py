@@ -184,3 +184,24 @@ def test_predict_outside_the_training_domain_warns_and_marks_the_result(models: 
 def test_predict_after_every_fold_failed_shows_no_interval(models: SimpleNamespace) -> None:
     at = _predict(models.mixed_failed, 3.8, (1, 0, 0))
     assert [s.value for s in at.success] == [f"surface_energy = {0.25 * 3.8 * 2:.5g} J/m²"]
+
+
+def test_predict_from_a_stored_material_of_an_untrained_prototype_warns(models: SimpleNamespace,
+                                                                       session_engine: Engine) -> None:
+    """The Predict tab's inputs from stored bcc Fe, for a model trained on Fm-3m only: predict's warning."""
+    from matstore.dashboard.predict_form import prototype_check
+    from matstore.schema import Material
+
+    with Session(session_engine) as session:
+        fe, cu = Material(formula="Fe", prototype="Im-3m", composition={"Fe": 1}), \
+            Material(formula="Cu", prototype="Fm-3m", composition={"Cu": 1})
+        session.add_all([fe, cu])
+        session.commit()
+        fe_id, cu_id = fe.id, cu.id
+    queries.clear_caches()
+    trained = {"id": 1, "report": {"domain": {"prototypes": ["Fm-3m"]}}}
+    assert prototype_check(trained, f"m:{fe_id}:1") == [
+        f"prototype Im-3m: the model was trained on Fm-3m only; {EXTRAPOLATED}"]
+    assert prototype_check(trained, f"m:{cu_id}:1") == []
+    assert prototype_check(trained, "typed") == []
+    assert prototype_check({"id": 1, "report": {"domain": {}}}, f"m:{fe_id}:1") == []  # fitted before prototypes

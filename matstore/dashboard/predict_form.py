@@ -7,9 +7,10 @@ equation, an orientation as a Miller index, a normal or the angles (θ, φ) of t
 triangle (:mod:`matstore.orientation`).  The result is shown with the version's stored
 prediction interval when it has one, else with the residual σ, saying which.  Inputs outside
 the version's training domain (a feature beyond its training range, an orientation the fit
-never saw) are found by the check ``matstore predict`` runs
-(:func:`matstore.models.service.extrapolation`): one warning each, in its words, and the
-result is marked extrapolated.
+never saw, a stored material of a crystal prototype the fit did not train on) are found by
+the checks ``matstore predict`` runs (:func:`matstore.models.service.extrapolation`,
+:func:`~matstore.models.service.prototype_extrapolation`): one warning each, in its words,
+and the result is marked extrapolated.
 """
 
 from __future__ import annotations
@@ -128,9 +129,32 @@ def prediction_form(version: dict[str, Any]) -> None:
     except (KeyError, TypeError) as exc:  # a version whose features are not stored as [{name, unit}]
         flags, lines = [], []
         st.caption(f"The training domain could not be checked: {exc!r}.")
+    unseen = prototype_check(version, source)
+    flags, lines = flags + (["prototype"] if unseen else []), lines + unseen
     for line in lines:
         st.warning(line)
     _show_result(version, value, flags)
+
+
+def prototype_check(version: dict[str, Any], source: str) -> list[str]:
+    """The warning ``matstore predict`` prints for a stored material of a prototype the fit did not train on.
+
+    ``source``: the input choice of :func:`_stored_inputs` (``m:<material id>:<method id>``
+    for a stored material; typed values and configurations are not checked).  The line is
+    :func:`matstore.models.service.prototype_extrapolation`'s, e.g. ``"prototype Im-3m: the
+    model was trained on Fm-3m only; the prediction is extrapolated and its interval is not
+    calibrated there"``; empty otherwise (and for versions fitted before prototypes were stored).
+    """
+    from matstore.models.service import prototype_extrapolation
+    from matstore.schema import EquationVersion
+
+    if not source.startswith("m:"):
+        return []
+    identity = queries.material_identity(material_id=int(source.split(":")[1]))
+    if identity is None:
+        return []
+    stored = EquationVersion(**{k: version[k] for k in EquationVersion.model_fields if k in version})
+    return prototype_extrapolation(stored, identity[0], [identity[1]])
 
 
 def domain_check(version: dict[str, Any], features: dict[str, float],

@@ -644,6 +644,13 @@ def feature_choices(*, names: tuple[str, ...], version_id: int | None = None) ->
 
 
 @_cache
+def material_identity(*, material_id: int) -> tuple[str, str] | None:
+    """``(formula, prototype)`` of one stored material (``material.prototype`` as stored), or None."""
+    rows = _frame("SELECT formula, prototype FROM material WHERE id = :id", {"id": int(material_id)})
+    return None if rows.empty else (str(rows.formula.iloc[0]), str(rows.prototype.iloc[0]))
+
+
+@_cache
 def feature_values(*, material_id: int, method_id: int, names: tuple[str, ...]) -> pd.DataFrame:
     """Newest bulk value of each of ``names`` for one material and method (a prediction's inputs).
 
