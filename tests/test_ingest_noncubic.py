@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from matstore.ingest.errors import DuplicateRowError, MappingError, NonCubicSurfaceError, ParseError
 from matstore.ingest.table import ingest_table
-from matstore.ingest.validating import distinct_numbers, values_agree
+from matstore.ingest.validating import distinct_numbers, values_agree, written_precision
 from matstore.orientation import (
     MillerBravaisError,
     crystal_system,
@@ -215,23 +215,36 @@ def test_a_one_percent_disagreement_of_two_columns_is_refused_naming_both(engine
     assert _message(err, tmp_path) == (
         "cu_1pct.csv, row 3, line 4, column 'surface_energy_EV_PER_ANG2': conflicting values: surface_energy of Cu (fcc) "
         "by DFT-PBE (Tran 2016) on (1,1,0) is 1.50328 in column 'surface_energy_EV_PER_ANG2' but 1.4884 in column "
-        "'surface_energy' of the same row (relative tolerance 1e-06); fix the table or the mapping (map one of the two if "
+        "'surface_energy' of the same row (apart by more than their written digits and relative 1e-06); fix the table "
+        "or the mapping (map one of the two if "
         "one is the other converted and rounded), or set `on_duplicate: keep_first` to keep column 'surface_energy''s")
     assert _counts(engine) == (0, 0, 0, 0)
 
 
-def test_a_disagreement_hidden_by_six_digits_is_shown_with_more(engine, tmp_path):
-    """W (1,1,0) 3.23 J/m² as 0.201601 eV/Å² (6 digits) is 1.27e-6 apart, beyond 1e-6: both numbers are told apart."""
+def test_six_digit_rounding_is_one_value_and_a_gap_beyond_the_digits_is_shown_with_more(engine, tmp_path):
+    """W (1,1,0) 3.23 J/m² as 0.201601 eV/Å² (6 digits) is 1.27e-6 apart, beyond 1e-6 but within
+    the half-unit of 0.201601's last digit (2.5e-6): one value.  Written with every digit
+    (3.230000000, 0.2016010; Mo) the same gap is a conflict, its numbers told apart."""
     path = _write(tmp_path, "w.csv", ["pretty_formula,miller_index,surface_energy,surface_energy_EV_PER_ANG2",
                                       f'W,"[1, 1, 0]",3.23,{_ev_per_a2(3.23)!r}'])
-    with pytest.raises(DuplicateRowError) as err:
-        ingest_table(path, _mapping({"column": "pretty_formula", "prototype": "bcc"}, TWO_UNITS), engine=engine)
-    assert ": surface_energy of W (bcc) by DFT-PBE (Tran 2016) on (1,1,0) is 3.23000411591034 in column " \
-           "'surface_energy_EV_PER_ANG2' but 3.23 in column 'surface_energy' of the same row" in str(err.value)
-    path7 = _write(tmp_path, "w7.csv", ["pretty_formula,miller_index,surface_energy,surface_energy_EV_PER_ANG2",
-                                        f'W,"[1, 1, 0]",3.23,{_ev_per_a2(3.23, digits=7)!r}'])
-    report = ingest_table(path7, _mapping({"column": "pretty_formula", "prototype": "bcc"}, TWO_UNITS), engine=engine)
+    report = ingest_table(path, _mapping({"column": "pretty_formula", "prototype": "bcc"}, TWO_UNITS), engine=engine)
     assert (report.surface_inserted, report.repeated) == (1, 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM surface_property")).scalar() == 3.23
+    exact = _write(tmp_path, "mo_exact.csv", ["pretty_formula,miller_index,surface_energy,surface_energy_EV_PER_ANG2",
+                                              'Mo,"[1, 1, 0]",3.230000000,0.2016010'])
+    with pytest.raises(DuplicateRowError) as err:
+        ingest_table(exact, _mapping({"column": "pretty_formula", "prototype": "bcc"}, TWO_UNITS), engine=engine)
+    assert ": surface_energy of Mo (bcc) by DFT-PBE (Tran 2016) on (1,1,0) is 3.23000411591034 in column " \
+           "'surface_energy_EV_PER_ANG2' but 3.23 in column 'surface_energy' of the same row" in str(err.value)
+
+
+def test_written_precision_of_a_cell():
+    assert written_precision("0.201601") == pytest.approx(5e-7 / 0.201601)
+    assert written_precision("3.23") == pytest.approx(0.005 / 3.23)
+    assert written_precision("2.01601e-1") == pytest.approx(5e-7 / 0.201601)
+    assert written_precision("3.230000000") == pytest.approx(5e-10 / 3.23)
+    assert written_precision("1.3(2)") == written_precision("0") == written_precision("nan") == 0.0
 
 
 def test_agreement_and_printing_rules():

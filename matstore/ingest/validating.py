@@ -5,7 +5,8 @@ canonical unit (pint factor from the mapping), with its material (pymatgen-parse
 method, orientation (surface values) or configuration key (keyed tables).  A value given
 again with the same number, within the store's relative tolerance
 :data:`~matstore.schema.properties.CONFLICT_RTOL` (per-material columns repeated on every
-orientation row; two columns of one row mapped to one definition in two units), is kept once;
+orientation row; two columns of one row mapped to one definition in two units, where the
+digits each cell was written with also count: :func:`repeat_agrees`), is kept once;
 a different number is an error naming both rows (or both columns), as is a
 row that repeats an earlier row entirely (``on_duplicate: keep_first`` keeps the first
 instead and lists the rest as skipped).  Invalid values follow ``on_invalid``.
@@ -26,6 +27,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -434,7 +436,7 @@ class _Validator:
 
     def finish_row(self, ctx: _RowContext) -> None:
         keep_first = self.mapping.spec.on_duplicate == "keep_first"
-        conflicts = [(v, f) for v, f in ctx.repeats if not values_agree(v.value, f.value)]
+        conflicts = [(v, f) for v, f in ctx.repeats if not repeat_agrees(v, f)]
         signature = tuple(ctx.cells[k].strip() for k in self.signature_columns)
         first_row = self.signatures.setdefault(signature, (ctx.row, ctx.line))
         if not keep_first and conflicts:
@@ -447,7 +449,7 @@ class _Validator:
                 "set `on_duplicate: keep_first` to keep the first")
             raise DuplicateRowError(message, **self.where(ctx, value.column if value is not None else None))
         for value, first in ctx.repeats:
-            if keep_first and not (first.row == value.row and values_agree(value.value, first.value)):
+            if keep_first and not (first.row == value.row and repeat_agrees(value, first)):
                 self.skip_repeat(ctx, value, first)
             else:
                 self.report.repeated += 1
@@ -465,8 +467,9 @@ class _Validator:
         """
         if value.value == first.value:
             same = "same value"
-        elif values_agree(value.value, first.value):
-            same = f"same value within relative {CONFLICT_RTOL:g}"
+        elif repeat_agrees(value, first):
+            same = (f"same value within relative {CONFLICT_RTOL:g}" if values_agree(value.value, first.value)
+                    else "same value within the digits written")
         else:
             same = f"first value {distinct_numbers(first.value, value.value)[0]}"
         where = f"row {first.row}" if first.row != value.row else f"column {first.column!r} of the same row"
@@ -484,10 +487,43 @@ def values_agree(a: float, b: float) -> bool:
     :func:`matstore.ingest.storing.check_conflicts` applies across sources), applied within a
     file too: the same number published in two units (1.3 J/m² and 0.0811396 eV/Å², rounded to
     6 digits: 2.2e-7 relative apart) is one value.  Rounding to 6 digits can move a value by up
-    to 5e-6, so some such pairs are refused (3.23 J/m² and 0.201601 eV/Å²: 1.3e-6; docs/ingest.md).
+    to 5e-6: two columns of one row are also compared within the digits written
+    (:func:`repeat_agrees`).
     Equal values (±inf included) agree; NaN agrees with nothing.
     """
     return a == b or abs(a - b) <= CONFLICT_RTOL * max(abs(a), abs(b))
+
+
+def written_precision(raw: str) -> float:
+    """Relative half-unit of the last digit of a number as written: ``'0.201601'`` → 5e-7 / 0.201601 = 2.5e-6.
+
+    0 for text that is no plain decimal number (``Decimal`` cannot read it), zero or not finite.
+    """
+    try:
+        number = Decimal(str(raw).strip())
+    except InvalidOperation:
+        return 0.0
+    if not number.is_finite() or number == 0:
+        return 0.0
+    return float(Decimal(5).scaleb(number.as_tuple().exponent - 1) / abs(number))
+
+
+def repeat_agrees(value: Value, first: Value) -> bool:
+    """Whether a value given again is the first one: :func:`values_agree`, or, for two columns of
+    one row (one quantity in two units), within the digits each cell was written with.
+
+    A published eV/Å² column rounded to 6 digits sits up to 5e-6 from its J/m² twin (3.23 J/m²
+    and 0.201601 eV/Å²: 1.3e-6), beyond the store's 1e-6; each cell's own last digit
+    (:func:`written_precision`, relative, so unit factors do not matter) bounds what rounding
+    can explain: ``|a − b| ≤ p_a·|a| + p_b·|b|``.  Values of different rows keep the store's
+    tolerance: there a repeated per-material column must repeat its number.
+    """
+    if values_agree(value.value, first.value):
+        return True
+    if value.row != first.row:
+        return False
+    slack = written_precision(value.raw) * abs(value.value) + written_precision(first.raw) * abs(first.value)
+    return abs(value.value - first.value) <= slack
 
 
 def distinct_numbers(a: float, b: float) -> tuple[str, str]:
@@ -733,7 +769,8 @@ def duplicate_message(value: Value, first: Value, *, conflict: bool) -> str:
         here, there = distinct_numbers(value.value, first.value)
         if first.row == value.row:
             return (f"conflicting values: {describe(value)} is {here} in column {value.column!r} but {there} in column "
-                    f"{first.column!r} of the same row (relative tolerance {CONFLICT_RTOL:g}); fix the table or the "
+                    f"{first.column!r} of the same row (apart by more than their written digits and relative {CONFLICT_RTOL:g}); "
+                    "fix the table or the "
                     "mapping (map one of the two if one is the other converted and rounded), or set "
                     f"`on_duplicate: keep_first` to keep column {first.column!r}'s")
         column = f", column {first.column!r}" if first.column != value.column else ""
@@ -829,4 +866,4 @@ def row_firsts(values: list[Value]) -> list[Value]:
 
 
 __all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "distinct_numbers", "frame_notes", "issue", "miller_indices",
-           "miller_integer", "near_miller_notes", "parse_values", "paused_gc", "row_firsts", "spherical_normal", "values_agree"]
+           "miller_integer", "near_miller_notes", "parse_values", "paused_gc", "row_firsts", "repeat_agrees", "spherical_normal", "values_agree", "written_precision"]
