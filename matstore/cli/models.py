@@ -190,7 +190,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     from sqlmodel import Session
 
     from matstore.db import reader_engine
-    from matstore.models.report import criterion_text, parts_lines
+    from matstore.models.report import criterion_text, methods_lines, parts_lines, prototypes_lines
     from matstore.models.versioning import aliases_of, lineage, resolve
 
     with cli_errors(), Session(reader_engine()) as session:
@@ -205,8 +205,9 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
         console.print(f"  {escape(line)}" + (f"  [dim]({escape(how)})[/]" if how else ""))
     console.print(f"  selected by: {criterion_text(v.selection_criterion)}; engine {v.engine}; seed {v.seed}; "
                   f"rows {v.n_rows}", markup=False, highlight=False)
-    _print_methods((v.report or {}).get("rows_per_method"))
-    _print_prototypes((v.report or {}).get("materials_per_prototype"), bool((v.hyperparameters or {}).get("factorize")))
+    _print_lines(methods_lines((v.report or {}).get("rows_per_method")))
+    _print_lines(prototypes_lines((v.report or {}).get("materials_per_prototype"),
+                                  bool((v.hyperparameters or {}).get("factorize"))))
     console.print(f"  dimensions: {v.dimension_check}", markup=False)
     console.print(f"  data snapshot sha256 {v.dataset_sha256[:16]}…  residual σ {v.residual_std}")
     _show_report(v.report or {}, v.target_unit, (v.hyperparameters or {}).get("group_by"), repeated, v.engine)
@@ -216,32 +217,15 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS")
     console.print(table)
 
 
-def _print_methods(rows_per_method: dict | None) -> None:
-    """``  methods: DFT-PBE (45 rows), EAM (18)`` and, when several are mixed, a note; nothing when unknown."""
-    from matstore.models.report import methods_note, methods_text
+def _print_lines(lines: list[str]) -> None:
+    """Report lines (:func:`matstore.models.report.methods_lines`, :func:`~matstore.models.report.prototypes_lines`),
+    indented, as plain text.
 
-    if not rows_per_method:
-        return
-    console.print(f"  methods: {methods_text(rows_per_method)}", markup=False, highlight=False, soft_wrap=True)
-    if methods_note(rows_per_method):
-        console.print(f"  note: {methods_note(rows_per_method)}", markup=False, highlight=False, soft_wrap=True)
-
-
-def _print_prototypes(materials_per_prototype: dict | None, factorised: bool) -> None:
-    """``  prototypes: Fm-3m (7 materials), Im-3m (4)`` and, when several are mixed, a note; nothing when unknown.
-
-    Printed for a fit of one prototype too (``prototypes: Fm-3m (7 materials)``): which cell
-    the model knows is part of what it is.
+    The prototypes line is printed for a fit of one prototype too (``prototypes: Fm-3m (7
+    materials)``): which cell the model knows is part of what it is.
     """
-    from matstore.models.report import prototypes_note, prototypes_text
-
-    if not materials_per_prototype:
-        return
-    console.print(f"  prototypes: {prototypes_text(materials_per_prototype)}", markup=False, highlight=False,
-                  soft_wrap=True)
-    note = prototypes_note(materials_per_prototype, factorised)
-    if note:
-        console.print(f"  note: {note}", markup=False, highlight=False, soft_wrap=True)
+    for line in lines:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_notes(report: dict) -> None:
@@ -425,16 +409,24 @@ def _print_descriptor_notes(notes: tuple[str, ...]) -> None:
 def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
     """The fit or refit summary: version, reason, methods, conflicts, equation with unit, CV scores with the
     folds and why, notes and failed folds, interval, time against the budget (user text escaped)."""
-    from matstore.models.report import all_folds_failed, per_fold_r2_text, pooled_text, scheme_text
+    from matstore.models.report import (
+        all_folds_failed,
+        methods_lines,
+        per_fold_r2_text,
+        pooled_text,
+        prototypes_lines,
+        scheme_text,
+    )
 
     v = outcome.version
     verb = "created" if outcome.created else "no new version"
     console.print(f"{name}: {verb} (version {v.version}): {outcome.reason}; {outcome.n_rows} rows, "
                   f"{outcome.dropped} dropped for missing features", markup=False)
     report = v.report or {}
-    _print_methods(getattr(outcome, "rows_per_method", None) or report.get("rows_per_method"))
-    _print_prototypes(getattr(outcome, "materials_per_prototype", None) or report.get("materials_per_prototype"),
-                      bool((getattr(v, "hyperparameters", None) or {}).get("factorize")))
+    _print_lines(methods_lines(getattr(outcome, "rows_per_method", None) or report.get("rows_per_method")))
+    _print_lines(prototypes_lines(getattr(outcome, "materials_per_prototype", None)
+                                  or report.get("materials_per_prototype"),
+                                  bool((getattr(v, "hyperparameters", None) or {}).get("factorize"))))
     for line in outcome.conflicts[:3]:
         console.print(f"  [yellow]warning:[/] conflicting stored values: {escape(line)}")
     if len(outcome.conflicts) > 3:

@@ -15,7 +15,7 @@ and the result is marked extrapolated.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ import streamlit as st
 from matstore import orientation as ori
 from matstore.dashboard import charts, expressions, queries, reports, state
 from matstore.dashboard.orientation_g import ORIENTATION_NAMES, evaluate_on, orientation_descriptors
+
+if TYPE_CHECKING:
+    from matstore.schema import EquationVersion
 
 _TYPED = "typed"  # URL value of "type the values yourself"
 
@@ -146,15 +149,19 @@ def prototype_check(version: dict[str, Any], source: str) -> list[str]:
     calibrated there"``; empty otherwise (and for versions fitted before prototypes were stored).
     """
     from matstore.models.service import prototype_extrapolation
-    from matstore.schema import EquationVersion
-
     if not source.startswith("m:"):
         return []
     identity = queries.material_identity(material_id=int(source.split(":")[1]))
     if identity is None:
         return []
-    stored = EquationVersion(**{k: version[k] for k in EquationVersion.model_fields if k in version})
-    return prototype_extrapolation(stored, identity[0], [identity[1]])
+    return prototype_extrapolation(_as_version(version), identity[0], [identity[1]])
+
+
+def _as_version(version: dict[str, Any]) -> EquationVersion:
+    """The ``equation_version`` row (a dict of its columns) as the ORM object the models' checks take."""
+    from matstore.schema import EquationVersion
+
+    return EquationVersion(**{k: version[k] for k in EquationVersion.model_fields if k in version})
 
 
 def domain_check(version: dict[str, Any], features: dict[str, float],
@@ -183,14 +190,12 @@ def domain_check(version: dict[str, Any], features: dict[str, float],
     """
     from matstore.models.dataset import ORIENTATION_COLUMNS
     from matstore.models.service import extrapolation
-    from matstore.schema import EquationVersion
 
     row: dict[str, Any] = dict(features)
     if orientation is not None:
         row |= dict(zip(ORIENTATION_COLUMNS, [*(orientation.miller or (np.nan,) * 3), *orientation.normal,
                                               orientation.theta_deg, orientation.phi_deg], strict=True))
-    stored = EquationVersion(**{k: version[k] for k in EquationVersion.model_fields if k in version})
-    flags, lines = extrapolation(stored, pd.DataFrame([row]))
+    flags, lines = extrapolation(_as_version(version), pd.DataFrame([row]))
     return flags[0], lines[0]
 
 

@@ -210,34 +210,25 @@ def methods_lines(version: Mapping[str, Any]) -> list[str]:
     """The training methods of a version as ``fit`` and ``models show`` print them.
 
     ``["methods: DFT-PBE (3 rows), EAM (2)", "note: 2 methods mixed in one fit: …"]``
-    (:func:`matstore.models.report.methods_text`, :func:`~matstore.models.report.methods_note`
-    of ``report['rows_per_method']``); the note only when several methods are mixed; empty for
+    (:func:`matstore.models.report.methods_lines` of ``report['rows_per_method']``); empty for
     versions fitted before the methods were stored.
     """
-    from matstore.models.report import methods_note, methods_text
+    from matstore.models.report import methods_lines as lines
 
-    rows_per_method = fit_report(version).get("rows_per_method")
-    if not isinstance(rows_per_method, dict) or not rows_per_method:
-        return []
-    note = methods_note(rows_per_method)
-    return [f"methods: {methods_text(rows_per_method)}"] + ([f"note: {note}"] if note else [])
+    return lines(fit_report(version).get("rows_per_method"))
 
 
 def prototypes_lines(version: Mapping[str, Any]) -> list[str]:
     """The training materials' crystal prototypes as ``fit`` and ``models show`` print them.
 
     ``["prototypes: Fm-3m (7 materials), Im-3m (4)", "note: 2 prototypes mixed in one fit: …"]``
-    (:func:`matstore.models.report.prototypes_text`, :func:`~matstore.models.report.prototypes_note`
-    of ``report['materials_per_prototype']``; factorised when the version has ``parts``); the note
-    only when several are mixed; empty for versions fitted before the prototypes were stored.
+    (:func:`matstore.models.report.prototypes_lines` of ``report['materials_per_prototype']``;
+    factorised when the version has ``parts``); empty for versions fitted before the
+    prototypes were stored.
     """
-    from matstore.models.report import prototypes_note, prototypes_text
+    from matstore.models.report import prototypes_lines as lines
 
-    per_prototype = fit_report(version).get("materials_per_prototype")
-    if not isinstance(per_prototype, dict) or not per_prototype:
-        return []
-    note = prototypes_note(per_prototype, bool(version.get("parts")))
-    return [f"prototypes: {prototypes_text(per_prototype)}"] + ([f"note: {note}"] if note else [])
+    return lines(fit_report(version).get("materials_per_prototype"), bool(version.get("parts")))
 
 
 def notes_and_failures(version: Mapping[str, Any]) -> tuple[list[str], list[str]]:

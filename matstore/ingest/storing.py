@@ -29,7 +29,14 @@ from matstore import crud
 from matstore.ingest.errors import IngestError
 from matstore.ingest.property_copy import copy_insert, copy_rows, json_text
 from matstore.ingest.table_report import TableReport
-from matstore.ingest.validating import Value, config_key, describe, paused_gc, row_firsts
+from matstore.ingest.validating import (
+    Value,
+    config_key,
+    describe,
+    paused_gc,
+    row_firsts,
+    values_agree,
+)
 from matstore.schema.properties import CONFLICT_RTOL
 
 _VALUE_COLUMNS = ("definition_id", "value", "uncertainty", "flag", "source_id", "job_run_id", "details")
@@ -151,7 +158,7 @@ def check_conflicts(session: Any, rows: dict[str, list[tuple]], values: dict[str
             for other in stored.get(r[:width + 1], ()):
                 if v.entry.component and not same_frame(v.frame, other.frame):
                     continue  # components in different (or unknown) frames are not comparable
-                if abs(other.value - r[width + 1]) > CONFLICT_RTOL * max(abs(other.value), abs(r[width + 1])):
+                if not values_agree(other.value, r[width + 1]):  # stored and new values are finite (value_finite)
                     found.append((v, other))
                     break
     if found:

@@ -454,6 +454,26 @@ def prototypes_note(materials_per_prototype: dict[str, int] | None, factorised: 
             f"another length{surface} in an fcc, a bcc or another cell (--prototype NAME fits one){unknown}")
 
 
+def methods_lines(rows_per_method: dict[str, int] | None) -> list[str]:
+    """``["methods: DFT-PBE (45 rows), EAM (18)", "note: 2 methods mixed in one fit: …"]``, as ``fit``,
+    ``models show`` and the dashboard show them (:func:`methods_text`, :func:`methods_note`); the
+    note only when several methods are mixed; empty when unknown (versions fitted before it was stored)."""
+    if not isinstance(rows_per_method, dict) or not rows_per_method:
+        return []
+    note = methods_note(rows_per_method)
+    return [f"methods: {methods_text(rows_per_method)}"] + ([f"note: {note}"] if note else [])
+
+
+def prototypes_lines(materials_per_prototype: dict[str, int] | None, factorised: bool = False) -> list[str]:
+    """``["prototypes: Fm-3m (7 materials), Im-3m (4)", "note: 2 prototypes mixed in one fit: …"]``, as
+    ``fit``, ``models show`` and the dashboard show them (:func:`prototypes_text`,
+    :func:`prototypes_note`); the note only when several are mixed; empty when unknown."""
+    if not isinstance(materials_per_prototype, dict) or not materials_per_prototype:
+        return []
+    note = prototypes_note(materials_per_prototype, factorised)
+    return [f"prototypes: {prototypes_text(materials_per_prototype)}"] + ([f"note: {note}"] if note else [])
+
+
 def pooled_text(n_folds: float | None = None) -> str:
     """What the nested and fixed-form R², RMSE and MAE are computed over, e.g. ``"pooled over the held-out rows of
     all 11 folds"``: every row's out-of-fold prediction scored together (``metrics['cv_r2']``), not a mean of
@@ -939,7 +959,7 @@ def coverage_spread(inside: np.ndarray, total: np.ndarray) -> dict[str, float] |
 
 __all__ = ["ABSOLUTE", "DISCREPANCY_R2", "RELATIVE", "SCORES", "SUM_HINT_R2", "CrossFit", "OutOfFold", "agreement_text",
            "all_folds_failed", "criterion_text", "cv_notes", "failure_lines", "failure_reason", "failure_text",
-           "grouping_text", "methods_note", "per_fold_r2_text", "pooled_text", "prototypes_note",
+           "grouping_text", "methods_lines", "methods_note", "per_fold_r2_text", "pooled_text", "prototypes_lines", "prototypes_note",
            "prototypes_text", "scheme_text",
            "methods_text", "nested_agreement_text", "time_budget_engines", "time_lines",
            "budget_floor_text", "ceiling_text", "conformal_half_width", "conformity_score", "coverage_spread",
