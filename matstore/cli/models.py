@@ -316,8 +316,7 @@ def _show_report(report: dict, unit: str, group_by: str | None = None, repeated:
     console.print(f"  nested CV (whole procedure re-run per fold): R² {_fmt(nested['r2'])}, "
                   f"RMSE {_fmt(nested['rmse'], '.3g')} {unit}, {pooled_text(nested.get('n_folds'))}", markup=False,
                   soft_wrap=True)
-    if per_fold_r2_text(report):
-        console.print(f"  {per_fold_r2_text(report)}", markup=False, highlight=False, soft_wrap=True)
+    _print_lines([line for line in [per_fold_r2_text(report)] if line])
     console.print(f"  fixed-form CV (selected form, constants refitted per fold): R² {_fmt(fixed['r2'])}, "
                   f"RMSE {_fmt(fixed['rmse'], '.3g')} {unit}", markup=False)
     _print_notes(report)
@@ -440,8 +439,7 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
         pooled = pooled_text((v.metrics or {}).get("cv_n_splits"))
         console.print(f"  cross-validated R² = {cv:.3f}, {pooled} (nested: the whole fit re-run per fold; {scheme})",
                       markup=False, highlight=False, soft_wrap=True)
-        if per_fold_r2_text(report):
-            console.print(f"  {per_fold_r2_text(report)}", markup=False, highlight=False, soft_wrap=True)
+        _print_lines([line for line in [per_fold_r2_text(report)] if line])
     elif report and all_folds_failed(report):
         console.print(f"  cross-validated R² not available: every nested-CV fold failed ({scheme})",
                       markup=False, highlight=False, soft_wrap=True)
