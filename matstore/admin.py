@@ -1,9 +1,10 @@
-"""Database administration: migrate and seed, describe, and create the read-only role."""
+"""Database administration: migrate and seed (and make the managed reader login), describe, grant readers."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import Engine, text
 
@@ -14,15 +15,33 @@ from matstore.db import session_scope
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def migrate(engine: Engine) -> str | None:
-    """Upgrade the database to the newest schema and seed the property vocabulary.
+class Migration(NamedTuple):
+    """What :func:`migrate` did: the schema revision now, and the reader login's status line."""
 
-    Returns the revision the database is at afterwards.  Idempotent.
+    revision: str | None
+    reader: str
+
+
+def migrate(engine: Engine) -> Migration:
+    """Upgrade the database to the newest schema, seed the vocabulary, and make the reader login.
+
+    ``engine`` is the store owner's (``matstore db migrate`` and the pipeline pass the main
+    URL's).  The managed reader login that read-only commands use is created or repaired here
+    (:func:`matstore.readers.ensure_managed_reader`), so no read path ever connects with the
+    owner's power to make it.  Idempotent.
+
+    Raises
+    ------
+    matstore.readers.ReaderUnavailableError
+        If the reader login cannot be checked or, once made, can do more than read.  A role
+        that may not create roles does not fail the migration: ``reader`` says what to set.
     """
+    from matstore.readers import ensure_managed_reader
+
     migrations.upgrade(engine.url.render_as_string(hide_password=False))
     with session_scope(engine) as session:
         seed_vocabulary(session=session)
-    return migrations.current_revision(engine)
+    return Migration(migrations.current_revision(engine), ensure_managed_reader(engine.url))
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def run_pipeline(engine: Engine, opts: PipelineOptions, *, progress: Callable[[s
 
     reports: list[StageReport] = []
     gamma_specs: list[FitSpec] = []
-    run_stage("migrate", lambda: f"schema at revision {migrate(engine)}", reports)
+    run_stage("migrate", lambda: "schema at revision {}; {}".format(*migrate(engine)), reports)
     for calculator in opts.calculators:
         progress(f"computing with {calculator}")
         run_stage(f"compute:{calculator}", lambda c=calculator: _compute(engine, c, opts), reports)

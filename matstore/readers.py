@@ -7,12 +7,14 @@ in order:
 
 1. ``MATSTORE_READER_URL`` (or, for the dashboard, ``MATSTORE_DASHBOARD_DATABASE_URL``),
    checked by :func:`privilege_violations`: a URL whose role can do more than read is refused;
-2. the managed login ``matstore_sql_reader``: created (or its password reset) through the main
-   URL when that role may create roles, with a random password kept in
-   ``<data_dir>/secrets/`` (mode 0600, one file per server).  On the embedded server matstore
-   controls authentication, so this always works there.
+2. the managed login ``matstore_sql_reader``, with the password kept in ``<data_dir>/secrets/``
+   (mode 0600, one file per server).  ``matstore db migrate`` (:func:`ensure_managed_reader`,
+   called by :func:`matstore.admin.migrate`) creates it, or resets its password, through the
+   main URL when that role may create roles.  A read path never does: it only logs in as the
+   login, so no read-only command opens a connection with the main URL's (often a
+   superuser's) power.
 
-Otherwise :class:`ReaderUnavailableError` says what to configure.  Every reader connection also
+Otherwise :class:`ReaderUnavailableError` says what to run or configure.  Every reader connection also
 sets ``default_transaction_read_only=on`` as a connection option, which overrides whatever
 defaults the role may have set for itself.
 """
@@ -59,6 +61,10 @@ _READ_ONLY_OPTION = "-cdefault_transaction_read_only=on"
 
 class ReaderUnavailableError(RuntimeError):
     """No login that can only read is available, and matstore refuses to read as a stronger one."""
+
+
+class ReaderMayNotBeCreatedError(ReaderUnavailableError):
+    """The main URL's role may not create roles, so it cannot make the managed reader login."""
 
 
 #: Cluster-wide checks: role attributes, memberships, and in *every* database, CREATE,
@@ -187,16 +193,55 @@ def _configured_reader(configured: str, source: str) -> str:
 
 
 def _managed_reader(settings: Settings) -> str:
+    """The managed login's URL; it must exist already (made by ``matstore db migrate``)."""
     from matstore.db import resolve_url
 
     main = make_url(resolve_url(settings))
     password_file = _password_file(settings.data_dir, main)
-    url = _managed_url(main, _read_or_create_password(password_file))
-    if _can_log_in(url):
-        return url
-    _provision(main, _read_or_create_password(password_file))
-    _refuse_if_stronger(url, source=f"the reader login {MANAGED_LOGIN}", hint="run `matstore db migrate`")
+    url = _managed_url(main, _stored_password(password_file))
+    if not _can_log_in(url):
+        raise ReaderUnavailableError(
+            f"the reader login {MANAGED_LOGIN} cannot log in (not created yet, or its password is not the one in "
+            f"{password_file}): run `matstore db migrate` as the store's owner (it creates the login), or set "
+            "MATSTORE_READER_URL to a login made by `matstore db grant-reader`"
+        )
     return url
+
+
+def ensure_managed_reader(main_url: str | URL, settings: Settings | None = None) -> str:
+    """Create (or repair) the managed reader login through ``main_url``; a one-line status.
+
+    Called by :func:`matstore.admin.migrate`, never by a read path.  When the login already logs
+    in with the password kept under ``settings.data_dir`` and holds only the reader group and
+    :data:`READER_ROLE_SETTINGS`, nothing is changed (so concurrent migrations do not reset each
+    other's password).  Otherwise the login is created or altered and given that password (a new
+    random one when none is kept yet).
+
+    Returns
+    -------
+    str
+        ``"reader login matstore_sql_reader ready"`` or, when ``main_url``'s role may not create
+        roles, a line saying so and what to configure instead (the migration itself is not
+        failed for that: a reader URL may be configured).
+
+    Raises
+    ------
+    ReaderUnavailableError
+        If the main URL cannot be reached, the ``matstore_reader`` group is missing (the schema
+        is not migrated), or the login, once made, can do more than read.
+    """
+    settings = settings or get_settings()
+    main = make_url(main_url) if isinstance(main_url, str) else main_url
+    password = _read_or_create_password(_password_file(settings.data_dir, main))
+    url = _managed_url(main, password)
+    if _can_log_in(url):
+        return f"reader login {MANAGED_LOGIN} ready"
+    try:
+        _provision(main, password)
+    except ReaderMayNotBeCreatedError as exc:
+        return f"reader login {MANAGED_LOGIN} not created: {exc}"
+    _refuse_if_stronger(url, source=f"the reader login {MANAGED_LOGIN}", hint="drop it and run `matstore db migrate`")
+    return f"reader login {MANAGED_LOGIN} ready"
 
 
 def _with_read_only_option(url: str) -> str:
@@ -204,7 +249,7 @@ def _with_read_only_option(url: str) -> str:
     return parsed.update_query_dict({"options": _READ_ONLY_OPTION}).render_as_string(hide_password=False)
 
 
-def _managed_url(main: URL, password: str) -> str:
+def _managed_url(main: URL, password: str | None) -> str:
     url = main.set(username=MANAGED_LOGIN, password=password)
     return _with_read_only_option(url.render_as_string(hide_password=False))
 
@@ -256,7 +301,7 @@ def _provision(main: URL, password: str) -> None:
         if not group:
             raise ReaderUnavailableError(f"the group role {roles.READER} does not exist: run `matstore db migrate`")
         if not can_create:
-            raise ReaderUnavailableError(
+            raise ReaderMayNotBeCreatedError(
                 "matstore sql and the dashboard read only as a login that cannot write, and the database URL's "
                 "role may not create one: set MATSTORE_READER_URL to a login made by `matstore db grant-reader`"
             )
@@ -297,6 +342,16 @@ def _password_file(data_dir: Path, main: URL) -> Path:
     server = f"{main.host or main.query.get('host', '')}:{main.port or ''}"
     digest = hashlib.sha256(server.encode()).hexdigest()[:16]
     return Path(data_dir) / "secrets" / f"reader-{digest}.password"
+
+
+def _stored_password(path: Path) -> str | None:
+    """The password kept in ``path``, or ``None`` (read paths never create one)."""
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    register_secret(password)
+    return password
 
 
 def _read_or_create_password(path: Path) -> str:

@@ -82,6 +82,9 @@ def _payloads(marker: str, victim_pid: int) -> dict[str, str]:
 
 
 def test_sql_reads_as_a_non_superuser_login(cli, engine, admin):
+    migrated = cli("db", "migrate")
+    assert migrated.exit_code == 0, migrated.output
+    assert migrated.output.splitlines()[-1] == f"reader login {MANAGED_LOGIN} ready"
     result = cli("sql", "SELECT session_user, current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)",
                  "--csv")
     assert result.exit_code == 0, result.output
@@ -167,6 +170,31 @@ def test_non_superuser_without_createrole_is_refused(cli, monkeypatch, admin, da
     finally:
         admin.execute(f'ALTER ROLE "{MANAGED_LOGIN}" LOGIN')
         admin.execute(f'DROP ROLE "{writer}"')
+
+
+def _can_login(admin) -> bool:
+    return admin.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (MANAGED_LOGIN,)).fetchone()[0]
+
+
+def test_read_commands_never_repair_the_reader_login_migrate_does(cli, admin):
+    """A read path does not connect with the main URL's power to make its login (issue 13's
+    least privilege): with the managed login unable to log in, ``sql`` and ``models list`` are
+    refused with what to run, the login stays as it was, and ``db migrate`` repairs it."""
+    admin.execute(f'ALTER ROLE "{MANAGED_LOGIN}" NOLOGIN')
+    try:
+        for args in (("sql", "SELECT 1"), ("models", "list")):
+            result = cli(*args)
+            assert result.exit_code == 1, result.output
+            line = " ".join(result.output.split())
+            assert line.startswith(f"error: the reader login {MANAGED_LOGIN} cannot log in"), line
+            assert "run `matstore db migrate` as the store's owner" in line and "MATSTORE_READER_URL" in line
+            assert _can_login(admin) is False  # the read left the role alone
+        result = cli("db", "migrate")
+        assert result.exit_code == 0 and f"reader login {MANAGED_LOGIN} ready" in result.output, result.output
+        assert _can_login(admin) is True
+    finally:
+        admin.execute(f'ALTER ROLE "{MANAGED_LOGIN}" LOGIN')
+    assert cli("sql", "SELECT 41 + 1", "--csv").output.splitlines() == ["?column?", "42"]
 
 
 # --- the reader group's own escapes, on a direct login ----------------------------------------

@@ -61,7 +61,7 @@ def dashboard_command(
         if reader_url:
             os.environ["MATSTORE_DASHBOARD_DATABASE_URL"] = normalise_database_url(reader_url)
             get_settings.cache_clear()
-        # Starts the embedded server when no URL is set, and provisions or checks the reader login.
+        # Starts the embedded server when no URL is set, and checks the reader login (made by `db migrate`).
         checked = checked_reader_url(get_settings(), dashboard=True)
     env = reader_only_environment(os.environ, checked)
     console.print(f"matstore dashboard on [bold]http://{host}:{port}[/] (Ctrl-C stops it)")

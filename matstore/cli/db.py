@@ -12,12 +12,13 @@ app = typer.Typer(help="Database: migrate, describe, roles, embedded server.", n
 
 @app.command()
 def migrate() -> None:
-    """Apply all migrations (alembic upgrade head) and seed the property vocabulary."""
+    """Apply all migrations (alembic upgrade head), seed the vocabulary, make the reader login read paths use."""
     from matstore.admin import migrate as run_migrate
 
     with cli_errors():
-        revision = run_migrate(owner_engine())
-    console.print(f"database at revision [bold]{revision}[/]")
+        done = run_migrate(owner_engine())
+    console.print(f"database at revision [bold]{done.revision}[/]")
+    console.print(done.reader, highlight=False)
 
 
 @app.command()
