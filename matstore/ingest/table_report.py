@@ -25,6 +25,10 @@ class TableReport:
         columns repeated on every orientation row; under ``on_duplicate: keep_first`` these are
         skipped instead) or by another column of the same row mapped to the same definition
         (one value in two units, e.g. ``J/m^2`` and ``meV/Å^2``): stored once, not an error
+    merged_rows: rows whose every value repeats, with the same number, a per-material value of an earlier
+        row of their material (a per-material column mapped alone from a per-facet table, such as
+        Crystalium's bulk columns): merged into those rows, their values counted in ``repeated``,
+        not dropped rows
     duplicate_rows: rows repeating an earlier row's values, kept out under
         ``on_duplicate: keep_first`` (their values are listed in ``skipped``)
     flagged: values stored with a flag; skipped: values left out, each with row, line,
@@ -51,6 +55,7 @@ class TableReport:
     missing: int = 0
     duplicates: int = 0
     repeated: int = 0
+    merged_rows: int = 0
     duplicate_rows: set[int] = field(default_factory=set)
     materials: int = 0
     methods: int = 0

@@ -15,6 +15,7 @@ impossible or implausible for each definition, in canonical units.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -122,6 +123,25 @@ PLAUSIBLE_RANGES: dict[str, Bounds] = {
 }
 
 
+#: Definitions whose values are counts (whole numbers ≥ 0) whatever their unit: the number of
+#: nearest-neighbour vacancy pairs of a cluster (added by ``ingest compute --task
+#: vacancy-clusters``, unit ``dimensionless``, and then mappable from a table).  A definition
+#: whose canonical unit is pint's ``count`` (``matstore vocab add n_layers --unit count``) is one too.
+COUNT_DEFINITIONS = frozenset({"n_nearest_neighbour_pairs", "n_elements"})
+#: Canonical units that make a definition a count.
+COUNT_UNITS = frozenset({"count"})
+
+
+@lru_cache(maxsize=256)
+def is_count(definition: str, unit: str) -> bool:
+    """Whether values of ``definition`` (canonical ``unit``) are counts, which must be whole numbers ≥ 0.
+
+    True for the names in :data:`COUNT_DEFINITIONS` and for a canonical unit in
+    :data:`COUNT_UNITS` (pint's dimensionless ``count``).
+    """
+    return definition in COUNT_DEFINITIONS or normalise_unit(unit).strip() in COUNT_UNITS
+
+
 def check_value(definition: str, value: float, unit: str) -> str | None:
     """Why ``value`` (canonical ``unit``) is invalid for ``definition``, or ``None`` if it passes.
 
@@ -159,10 +179,13 @@ def plausible(definition: str, values: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "Bounds",
+    "COUNT_DEFINITIONS",
+    "COUNT_UNITS",
     "PLAUSIBLE_RANGES",
     "check_value",
     "conversion_factor",
     "convert",
+    "is_count",
     "normalise_unit",
     "parse_quantity",
     "parse_unit",

@@ -6,10 +6,13 @@ method, orientation (surface values) or configuration key (keyed tables).  A val
 again with the same number, within the store's relative tolerance
 :data:`~matstore.schema.properties.CONFLICT_RTOL` (per-material columns repeated on every
 orientation row; two columns of one row mapped to one definition in two units, where the
-digits each cell was written with also count: :func:`repeat_agrees`), is kept once;
-a different number is an error naming both rows (or both columns), as is a
-row that repeats an earlier row entirely (``on_duplicate: keep_first`` keeps the first
-instead and lists the rest as skipped).  Invalid values follow ``on_invalid``.
+digits each cell was written with also count: :func:`repeat_agrees`), is kept once, and a
+row that only repeats values of earlier rows of its material is merged into them (counted in
+``merged_rows``: a per-material column mapped alone from a per-facet table); a different
+number is an error naming both rows (or both columns), as is a row whose every cell repeats
+an earlier row's (a copy; ``on_duplicate: keep_first`` keeps the first instead and lists the
+rest as skipped).  Invalid values follow ``on_invalid``; a count (:func:`~matstore.ingest.units.is_count`)
+must be a whole number.
 
 A clean table (nothing repeated, flagged or invalid; no row flags or per-row orientations)
 is validated column by column: one float parse, one multiplication by the pint factor and one
@@ -47,7 +50,7 @@ from matstore.ingest.errors import (
 from matstore.ingest.mapping import FRAME_TOLERANCE, ColumnEntry, Mapping, OrientationSpec
 from matstore.ingest.reading import Table
 from matstore.ingest.table_report import TableReport
-from matstore.ingest.units import check_value, plausible
+from matstore.ingest.units import check_value, is_count, plausible
 from matstore.names import unsafe_reason
 from matstore.orientation import (
     CUBIC_ONLY,
@@ -146,8 +149,7 @@ class _Validator:
         self.values: list[Value] = []
         self.seen: dict[tuple, Value] = {}
         self.errors: list[tuple[Value, str]] = []
-        self.signature_columns = [self.index[c] for c in mapping.columns_used() if c in self.index]
-        self.signatures: dict[tuple[str, ...], tuple[int, int]] = {}  # mapped cells → (row, line) of first
+        self.copies: dict[int, tuple[int, int]] = {}  # hash of a row's cells, all of them → (row, line) of the first
 
     def where(self, ctx: _RowContext, column: str | None) -> dict[str, Any]:
         return {"path": self.path, "row": ctx.row, "line": ctx.line, "column": column}
@@ -336,6 +338,8 @@ class _Validator:
         value = Value(ctx.row, ctx.line, entry.column, entry, ctx.formula, ctx.prototype, ctx.method, ctx.kind,
                       ctx.potential, ctx.cells[self.index[entry.column]].strip(), to_canonical(number, entry.factor),
                       uncertainty, orientation, ctx.key, ctx.composition)
+        if is_count(entry.definition, entry.canonical_unit):
+            self.check_count(ctx, value)
         if entry.component and orientation is not None and given is not None:
             value.given_normal = list(given)
             value.frame, value.frame_id = self.frame(ctx, entry, orientation, list(given))
@@ -352,6 +356,25 @@ class _Validator:
         ctx.new += 1
         self.report.values += 1
         self.check(ctx, value)
+
+    def check_count(self, ctx: _RowContext, value: Value) -> None:
+        """Refuse a count (:func:`~matstore.ingest.units.is_count`) that is not a whole number ≥ 0.
+
+        Whole within the digits the cell was written with (:func:`whole_count`): ``3``, ``3.0``,
+        ``3e0`` are 3 (stored as exactly 3.0); ``3.5`` and ``3.0000001`` are not.  Refused whatever
+        ``on_invalid`` says, as an unparsable number is.
+
+        Raises
+        ------
+        ParseError
+            Naming the file, row, line and column, the definition and the cell as written.
+        """
+        reason = whole_count(value.value, value.raw)
+        if reason is not None:
+            raise ParseError(f"{value.entry.definition} is a count (a whole number ≥ 0) but {value.raw!r} {reason}",
+                             **self.where(ctx, value.column))
+        if math.isfinite(value.value):
+            value.value = float(round(value.value))
 
     def check_cubic(self, ctx: _RowContext, entry: ColumnEntry) -> None:
         """Refuse a surface value of a material whose prototype is known not to be cubic.
@@ -435,29 +458,60 @@ class _Validator:
             ctx.new -= 1
 
     def finish_row(self, ctx: _RowContext) -> None:
+        """Settle the row's repeated values: refuse a conflict or a copied row, count or skip the repeats.
+
+        A row whose values all repeat, within :func:`repeat_agrees`, per-material values of earlier
+        rows (a per-material column mapped alone from a per-orientation table: Crystalium's
+        ``lattice_constant`` on every facet row) is merged into them: counted in ``merged_rows``,
+        not a dropped row (a row repeating only surface or configuration values, e.g. (-1,1,0)
+        after (1,1,0), stays a dropped row).  A row whose cells, every one, mapped or not, repeat
+        an earlier row's is a copy (a copy-paste slip), refused naming that row unless
+        ``on_duplicate: keep_first``.
+
+        Raises
+        ------
+        DuplicateRowError
+            A repeated value that disagrees (naming both rows and numbers, or both columns),
+            or a copied row; never under ``keep_first``.
+        """
         keep_first = self.mapping.spec.on_duplicate == "keep_first"
         conflicts = [(v, f) for v, f in ctx.repeats if not repeat_agrees(v, f)]
-        signature = tuple(ctx.cells[k].strip() for k in self.signature_columns)
-        first_row = self.signatures.setdefault(signature, (ctx.row, ctx.line))
+        first_row = self.copy_of(ctx)
         if not keep_first and conflicts:
             value, first = conflicts[0]
-            raise DuplicateRowError(duplicate_message(value, first, conflict=True), **self.where(ctx, value.column))
-        if not keep_first and first_row[0] != ctx.row:
-            value, first = ctx.repeats[0] if ctx.repeats else (None, None)
-            message = duplicate_message(value, first, conflict=False) if value is not None else (
-                f"duplicated row: every mapped cell repeats row {first_row[0]} (line {first_row[1]}); "
-                "set `on_duplicate: keep_first` to keep the first")
+            raise DuplicateRowError(duplicate_message(value, first), **self.where(ctx, value.column))
+        if not keep_first and first_row is not None:
+            value = ctx.repeats[0][0] if ctx.repeats else None
+            given = f"{describe(value)} is already given in" if value is not None else "every cell repeats"
+            message = (f"duplicated row: {given} row {first_row[0]} (line {first_row[1]}) and this row repeats it "
+                       "entirely; set `on_duplicate: keep_first` to keep the first")
             raise DuplicateRowError(message, **self.where(ctx, value.column if value is not None else None))
+        skipped = 0
         for value, first in ctx.repeats:
             if keep_first and not (first.row == value.row and repeat_agrees(value, first)):
                 self.skip_repeat(ctx, value, first)
+                skipped += 1
             else:
                 self.report.repeated += 1
-        if ctx.new <= 0:
+        per_material = all(v.orientation is None and config_key(v) is None for v, _ in ctx.repeats)
+        if ctx.new <= 0 and ctx.repeats and per_material and not ctx.issues and not skipped:
+            self.report.merged_rows += 1
+        elif ctx.new <= 0:
             reasons = ctx.issues + [f"{v.column}: repeats row {f.row}" for v, f in ctx.repeats]
             self.report.dropped_rows.append({"row": ctx.row, "line": ctx.line, "material": ctx.formula, "method": ctx.method,
                                              **({"key": ctx.key} if ctx.key else {}), "reasons": reasons})
 
+    def copy_of(self, ctx: _RowContext) -> tuple[int, int] | None:
+        """(row, line) of the first earlier row whose every cell (stripped) is this row's, or ``None``.
+
+        Rows are kept by the hash of their cells (one int per row, not the cells of a wide table);
+        a hash equal to an earlier row's is checked against that row's cells.
+        """
+        cells = [c.strip() for c in ctx.cells]
+        first = self.copies.setdefault(hash(tuple(cells)), (ctx.row, ctx.line))
+        if first[0] == ctx.row or [c.strip() for c in self.table.rows[first[0] - 1]] != cells:
+            return None
+        return first
 
     def skip_repeat(self, ctx: _RowContext, value: Value, first: Value) -> None:
         """List a value given again (``on_duplicate: keep_first``) as skipped; the first is kept.
@@ -526,6 +580,26 @@ def repeat_agrees(value: Value, first: Value) -> bool:
     return abs(value.value - first.value) <= slack
 
 
+def whole_count(value: float, raw: str) -> str | None:
+    """Why ``value`` (a count in its canonical unit, written ``raw``) is not a whole number ≥ 0, or ``None``.
+
+    Whole: ``|v − round(v)| ≤ p·|v| + 4·ε·|v|``, ``p`` the relative half-unit of the cell's last
+    written digit (:func:`written_precision`; a derived column's cell is the ``repr`` of its float)
+    and ε the float64 machine epsilon (2.2e-16: a unit factor's or an expression's rounding).  So
+    ``3``, ``3.0``, ``3e0`` and ``300 percent`` are 3; ``3.5`` is not, nor is ``3.0000001``,
+    1e-7 from 3 where its digits allow 5e-8.
+    """
+    if not math.isfinite(value):
+        return None  # non-finite: on_invalid decides (check_value)
+    nearest = round(value)
+    slack = (written_precision(raw) + 4 * np.finfo(float).eps) * abs(value)
+    if abs(value - nearest) > slack:
+        return f"is not a whole number ({abs(value - nearest):.3g} from {nearest}, beyond the digits written)"
+    if nearest < 0:
+        return "is negative"
+    return None
+
+
 def distinct_numbers(a: float, b: float) -> tuple[str, str]:
     """``a`` and ``b`` printed so that different numbers read differently: ``%.6g``, else ``%.15g``, else ``%.17g``.
 
@@ -553,7 +627,7 @@ def _clean_table_values(validator: _Validator) -> list[Value] | None:
 
     A table is clean when no mapping feature needs a per-cell decision (row flags, orientations
     read from the row, surface columns without an orientation), every row names a distinct
-    (material, method, configuration) and has distinct mapped cells, every cell is blank or a
+    (material, method, configuration) (so no row repeats another), every cell is blank or a
     number and every value and uncertainty passes :func:`check_value`.  Then nothing repeats,
     nothing is flagged or skipped, and the values, counts and dropped rows are exactly those of
     the row-by-row walk, in its order (row by row, mapping entries in order).  Any other table
@@ -570,9 +644,8 @@ def _clean_table_values(validator: _Validator) -> list[Value] | None:
                     for r, (cells, line) in enumerate(zip(table.rows, table.lines, strict=True), start=1)]
     except IngestError:
         return None
-    signatures = {tuple(cells[k].strip() for k in validator.signature_columns) for cells in table.rows}
-    entities = {(c.formula, c.prototype, c.method, c.key) for c in contexts}
-    if len(targets) != len(entries) or len(signatures) != len(contexts) or len(entities) != len(contexts):
+    entities = {(c.formula, c.prototype, c.method, c.key) for c in contexts}  # distinct: no row repeats another
+    if len(targets) != len(entries) or len(entities) != len(contexts):
         return None
     if any(e.scope == "surface" for e in entries) and any(non_cubic_system(c.prototype) for c in contexts):
         return None  # the row walk refuses the first surface value of a non-cubic material
@@ -661,6 +734,8 @@ def _clean_column(validator: _Validator, entry: ColumnEntry) -> _Column | None:
     values = to_canonical(numbers, entry.factor)
     if not plausible(entry.definition, values[given]).all():
         return None
+    if is_count(entry.definition, entry.canonical_unit) and not ((values[given] == np.round(values[given])) & (values[given] >= 0)).all():
+        return None  # the row walk decides, within the digits written (whole_count)
     uncertainties: list[float | None] = [None] * len(raw)
     if entry.uncertainty_column:
         u_raw = [cells[validator.index[entry.uncertainty_column]].strip() for cells in rows]
@@ -760,24 +835,21 @@ def frame_notes(values: list[Value], other_frames: int) -> list[str]:
     return notes
 
 
-def duplicate_message(value: Value, first: Value, *, conflict: bool) -> str:
-    """One-line message for a conflicting value or a repeated row, naming both rows (or both columns of one row).
+def duplicate_message(value: Value, first: Value) -> str:
+    """One-line message for a conflicting value, naming both rows (or both columns of one row) and both numbers.
 
     The two numbers are printed with enough digits to differ (:func:`distinct_numbers`).
     """
-    if conflict:
-        here, there = distinct_numbers(value.value, first.value)
-        if first.row == value.row:
-            return (f"conflicting values: {describe(value)} is {here} in column {value.column!r} but {there} in column "
-                    f"{first.column!r} of the same row (apart by more than their written digits and relative {CONFLICT_RTOL:g}); "
-                    "fix the table or the "
-                    "mapping (map one of the two if one is the other converted and rounded), or set "
-                    f"`on_duplicate: keep_first` to keep column {first.column!r}'s")
-        column = f", column {first.column!r}" if first.column != value.column else ""
-        return (f"conflicting values: {describe(value)} is {here} here but {there} in row {first.row} (line {first.line})"
-                f"{column}; fix the table, or set `on_duplicate: keep_first` to keep row {first.row}'s")
-    return (f"duplicated row: {describe(value)} is already given in row {first.row} (line {first.line}) and this row "
-            "repeats it entirely; set `on_duplicate: keep_first` to keep the first")
+    here, there = distinct_numbers(value.value, first.value)
+    if first.row == value.row:
+        return (f"conflicting values: {describe(value)} is {here} in column {value.column!r} but {there} in column "
+                f"{first.column!r} of the same row (apart by more than their written digits and relative {CONFLICT_RTOL:g}); "
+                "fix the table or the "
+                "mapping (map one of the two if one is the other converted and rounded), or set "
+                f"`on_duplicate: keep_first` to keep column {first.column!r}'s")
+    column = f", column {first.column!r}" if first.column != value.column else ""
+    return (f"conflicting values: {describe(value)} is {here} here but {there} in row {first.row} (line {first.line})"
+            f"{column}; fix the table, or set `on_duplicate: keep_first` to keep row {first.row}'s")
 
 
 def spherical_normal(theta: float, phi: float, *, unit: str = "deg") -> tuple[float, float, float]:
@@ -848,11 +920,26 @@ def parse_values(path: str | Path, mapping: Mapping, table: Table, report: Table
     keyed = mapping.keyed and any(e.scope != "configuration" for e in mapping.entries)  # rows may hold no configuration value
     report.configurations = len({(v.formula, v.prototype, v.method, v.key) for v in (values if keyed else firsts)
                                  if config_key(v) is not None})
+    if report.merged_rows:
+        report.notes.append(merged_rows_note(report))
     if any(e.scope == "surface" for e in mapping.entries):
         report.notes.extend(near_miller_notes(values))
     if any(e.component for e in mapping.entries):
         report.notes.extend(frame_notes(values, sum(1 for s in report.skipped if s["reason"].startswith("another frame"))))
     return values
+
+
+def merged_rows_note(report: TableReport) -> str:
+    """The note on rows merged into earlier rows of their material.
+
+    E.g. "9 rows → 3 (27 values → 9): 6 rows only repeat values of earlier rows of their material;
+    18 repeats of the same value (within relative 1e-06) merged, stored once".  ``report.rows``,
+    ``values``, ``merged_rows`` and ``repeated`` must be counted.
+    """
+    return (f"{report.rows} rows → {report.rows - report.merged_rows} ({report.values + report.repeated} values → "
+            f"{report.values}): {report.merged_rows} {'row only repeats' if report.merged_rows == 1 else 'rows only repeat'} "
+            f"values of earlier rows of their material; {_plural(report.repeated, 'repeat')} of the same value "
+            f"(within relative {CONFLICT_RTOL:g}) merged, stored once")
 
 
 def row_firsts(values: list[Value]) -> list[Value]:
@@ -866,4 +953,5 @@ def row_firsts(values: list[Value]) -> list[Value]:
 
 
 __all__ = ["UNDECLARED_FRAME", "Value", "config_key", "describe", "distinct_numbers", "frame_notes", "issue", "miller_indices",
-           "miller_integer", "near_miller_notes", "parse_values", "paused_gc", "row_firsts", "repeat_agrees", "spherical_normal", "values_agree", "written_precision"]
+           "miller_integer", "near_miller_notes", "parse_values", "paused_gc", "row_firsts", "repeat_agrees", "spherical_normal", "values_agree", "whole_count",
+           "written_precision"]
