@@ -148,8 +148,8 @@ def test_predicting_a_material_of_an_untrained_prototype_warns(store) -> None:
     with engine.begin() as conn:  # Cu stored under both prototypes, its inputs given: both are named
         conn.execute(text("INSERT INTO material (formula, prototype, composition) VALUES ('Cu', 'Fm-3m', '{\"Cu\": 1}')"))
     twice = predict(engine, "fcc", material="Cu", miller=(1, 1, 1), overrides=inputs)
-    assert twice.warnings == (f"Cu is stored as Fm-3m and Im-3m, its inputs the newest values of any of them; "
-                              f"{UNTRAINED}",)
+    assert twice.warnings == ("Cu is stored as Fm-3m and Im-3m, its prototype checked as any of them: give "
+                              "--prototype NAME (Fm-3m or Im-3m) to check one", UNTRAINED)
     assert predict(engine, "fcc", material="Cu", method="synth", miller=(1, 1, 1)).warnings == (UNTRAINED,)
 
 

@@ -95,6 +95,9 @@ def predict(
     method: str | None = typer.Option(
         None, help="Method whose stored values are the inputs, e.g. emt; not needed when --set and the formula "
                    "give every input."),
+    prototype: str | None = typer.Option(
+        None, "--prototype", help="Crystal prototype as stored (material.prototype, e.g. Im-3m) of the material whose "
+                                  "values are read, for a formula stored under several (e.g. Fe as Im-3m and Fm-3m)."),
     hkl: tuple[int, int, int] | None = typer.Option(None, "--hkl", help="Miller index h k l."),
     normal: tuple[float, float, float] | None = typer.Option(
         None, "--normal", help="Surface normal x y z (any length and octant)."),
@@ -116,7 +119,9 @@ def predict(
     factorised fits of a positive target); the residual σ for versions fitted without one.
     An input outside its training range, an orientation the fit never saw, or a stored material
     of a crystal prototype the fit did not train on, is predicted with one ``warning:`` line each
-    on stderr (by how much): the interval is not calibrated there.
+    on stderr (by how much): the interval is not calibrated there.  A formula stored under several
+    prototypes is read as the one ``--prototype`` names; without it, as the newest values of any,
+    with a warning that lists them.
     Unknown ``--set`` names or methods, non-finite or out-of-range (wrong sign) inputs are
     refused with a one-line error (exit status 1).
     """
@@ -127,8 +132,9 @@ def predict(
     with cli_errors():
         ref, overrides = _reference_and_assignments(ref, set_values, more_values)
         result = run_predict(reader_engine(), ref, material=material, method=method, miller=hkl, normal=normal,
-                             angles=angles, configuration=configuration, overrides=overrides)
-    where = f" {result.orientation.label}" if result.orientation is not None else ""
+                             angles=angles, configuration=configuration, overrides=overrides, prototype=prototype)
+    where = f" ({prototype})" if prototype else ""
+    where += f" {result.orientation.label}" if result.orientation is not None else ""
     where += f" [{configuration}]" if configuration else ""
     where += f" [{result.method}]" if result.method is not None else ""
     # escape: "[method]" is user text, not Rich markup (unescaped, a lower-case method vanished)

@@ -1,8 +1,9 @@
 """The Predict tab of the Equations page: inputs filled from the store, interval shown.
 
-The user picks a material and method that have the equation's bulk features stored, or a
-material configuration with its per-configuration values (their newest values fill the
-inputs, each still editable) and, for an orientation-dependent
+The user picks a material and method that have the equation's bulk features stored (and, for
+a formula stored under several crystal prototypes, which one: ``matstore predict
+--prototype``), or a material configuration with its per-configuration values (their newest
+values fill the inputs, each still editable) and, for an orientation-dependent
 equation, an orientation as a Miller index, a normal or the angles (θ, φ) of the standard
 triangle (:mod:`matstore.orientation`).  The result is shown with the version's stored
 prediction interval when it has one, else with the residual σ, saying which.  Inputs outside
@@ -31,28 +32,69 @@ if TYPE_CHECKING:
 _TYPED = "typed"  # URL value of "type the values yourself"
 
 
-def _source_options(features: list[str], version_id: int) -> dict[str, str]:
+def _source_options(features: list[str], version_id: int) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """Where inputs can come from: material × method pairs (bulk values, key ``m:1:2``) and
-    material configurations (per-configuration values, key ``c:17``); training rows first."""
+    material configurations (per-configuration values, key ``c:17``); training rows first.
+
+    A formula stored under several crystal prototypes with values under one method (Fe as
+    Im-3m and Fm-3m) is one option, the first of its materials; the second dict maps its key
+    to every one of them (key → label naming the prototype), for the prototype select box
+    (:func:`_prototype_twins`, :func:`_stored_inputs`)."""
     names = tuple(features)
     options = {_TYPED: "type the values"}
-    for r in queries.feature_choices(names=names, version_id=version_id).itertuples():
-        options["m:" + state.material_method_key(r.material_id, r.method_id)] = (
-            f"{r.material} · {r.method} ({int(r.n_features)}/{len(features)} features stored"
-            f"{', in the training data' if r.trained else ''})")
+    choices = queries.feature_choices(names=names, version_id=version_id)
+    twins = _prototype_twins(choices, len(features))
+    hidden = {key for first, group in twins.items() for key in group if key != first}
+    for r in choices.itertuples():
+        key = "m:" + state.material_method_key(r.material_id, r.method_id)
+        if key not in hidden:
+            several = f"; stored as {len(twins[key])} prototypes" if key in twins else ""
+            options[key] = (f"{r.material} · {r.method} ({int(r.n_features)}/{len(features)} features stored"
+                            f"{', in the training data' if r.trained else ''}{several})")
     for r in queries.configuration_feature_choices(names=names, version_id=version_id).itertuples():
         options[f"c:{int(r.configuration_id)}"] = (
             f"{r.material} · {r.method} · configuration {r.key} ({int(r.n_features)}/{len(features)} features"
             f"{', in the training data' if r.trained else ''})")
-    return options
+    return options, twins
+
+
+def _prototype_twins(choices: pd.DataFrame, n_features: int) -> dict[str, dict[str, str]]:
+    """The materials of one formula and method stored under several crystal prototypes.
+
+    ``choices``: :func:`matstore.dashboard.queries.feature_choices` rows, most complete first.
+    Returns, for each such (formula, method), the key of its first row → ``{key: label}`` of
+    all its rows, e.g. ``{"m:3:1": {"m:3:1": "Fm-3m (2/2 features stored)", "m:2:1": "Im-3m
+    (2/2 features stored)"}}`` (``material.prototype`` as stored, as ``matstore predict
+    --prototype`` takes it); empty when every formula has one prototype per method.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for _, rows in choices.groupby(["material", "method_id"], sort=False):
+        if len(rows) < 2:
+            continue
+        group = {}
+        for r in rows.itertuples():
+            identity = queries.material_identity(material_id=int(r.material_id))
+            group["m:" + state.material_method_key(r.material_id, r.method_id)] = (
+                f"{identity[1] if identity else '?'} ({int(r.n_features)}/{n_features} features stored"
+                f"{', in the training data' if r.trained else ''})")
+        out[next(iter(group))] = group
+    return out
 
 
 def _stored_inputs(features: list[str], version_id: int) -> tuple[pd.DataFrame, str]:
-    """The stored feature values the user chose (empty when typing), and a widget-key suffix."""
-    options = _source_options(features, version_id)
+    """The stored feature values the user chose (empty when typing), and a widget-key suffix.
+
+    For a formula stored under several prototypes (:func:`_prototype_twins`) a second select
+    box picks the prototype whose values are read (URL ``prototype``), as ``matstore predict
+    --prototype`` does; the suffix is then that material's key.
+    """
+    options, twins = _source_options(features, version_id)
     complete = [k for k, label in options.items() if f"({len(features)}/{len(features)}" in label]
     pick = state.choose("Fill the inputs from the store", options, param="from",
                         default=complete[0] if complete else _TYPED)
+    if pick in twins:
+        pick = state.choose(f"Crystal prototype of {options[pick].split(' · ')[0]} (stored under several)",
+                            twins[pick], param="prototype")
     if pick.startswith("m:"):
         material_id, method_id = (int(x) for x in pick[2:].split(":"))
         return queries.feature_values(material_id=material_id, method_id=method_id, names=tuple(features)), pick
@@ -154,7 +196,7 @@ def prototype_check(version: dict[str, Any], source: str) -> list[str]:
     identity = queries.material_identity(material_id=int(source.split(":")[1]))
     if identity is None:
         return []
-    return prototype_extrapolation(_as_version(version), identity[0], [identity[1]])
+    return prototype_extrapolation(_as_version(version), [identity[1]])
 
 
 def _as_version(version: dict[str, Any]) -> EquationVersion:

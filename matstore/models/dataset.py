@@ -456,7 +456,7 @@ GROUP BY m.prototype
 ELEMENT_SPACE_GROUPS = {"fcc": "Fm-3m", "bcc": "Im-3m", "hcp": "P6_3/mmc", "diamond": "Fd-3m", "sc": "Pm-3m"}
 
 
-def _prototype_hint(given: list[str], stored: list[str]) -> str:
+def prototype_hint(given: list[str], stored: list[str]) -> str:
     """`` (did you mean 'Fm-3m'? …)`` for a given name that is another stored name but for case, or an element
     structure stored under its space group (:data:`ELEMENT_SPACE_GROUPS`) or the reverse; empty otherwise."""
     lowered = {name.casefold(): name for name in stored}
@@ -478,7 +478,7 @@ def _no_prototype_message(conn, params: dict) -> str | None:  # noqa: ANN001
     with values of 'surface_energy': 'Fm-3m' (7 materials), 'Im-3m' (4); --prototype takes exact
     names (case-sensitive) (did you mean 'Fm-3m'?)``, the names closest to the given ones first (a
     name containing one, case ignored, then :class:`difflib.SequenceMatcher` ratio), the hint
-    from :func:`_prototype_hint`.  None when no value
+    from :func:`prototype_hint`.  None when no value
     passes the method filter either (the methods' message says why,
     :func:`_no_target_values_message`).
     """
@@ -492,7 +492,7 @@ def _no_prototype_message(conn, params: dict) -> str | None:  # noqa: ANN001
     target, methods = params["target"], params["methods"]
     return (f"no stored values of {target!r} for prototypes {params['prototypes']} (methods {methods or 'any'}); "
             f"prototypes with values of {target!r}{', closest first' if len(ranked) > 1 else ''}: {listed}; "
-            f"--prototype takes exact names (case-sensitive){_prototype_hint(params['prototypes'], ranked)}")
+            f"--prototype takes exact names (case-sensitive){prototype_hint(params['prototypes'], ranked)}")
 
 
 def _no_target_values_message(conn, params: dict) -> str:  # noqa: ANN001
@@ -644,6 +644,7 @@ SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1] AS 
 FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
 JOIN property_definition d ON d.id = p.definition_id
 WHERE m.formula = :material AND me.name = :method AND d.name = ANY(CAST(:names AS text[])) AND p.flag IS NULL
+  AND (CAST(:prototype AS text) IS NULL OR m.prototype = CAST(:prototype AS text))
 GROUP BY d.name
 UNION ALL
 SELECT d.name, (array_agg(p.value ORDER BY p.created_at DESC, p.id DESC))[1]
@@ -651,13 +652,13 @@ FROM configuration_property p JOIN material_configuration mc ON mc.id = p.config
 JOIN material m ON m.id = mc.material_id JOIN method me ON me.id = mc.method_id
 JOIN property_definition d ON d.id = p.definition_id
 WHERE m.formula = :material AND me.name = :method AND mc.key = :key AND d.name = ANY(CAST(:names AS text[]))
-  AND p.flag IS NULL
+  AND p.flag IS NULL AND (CAST(:prototype AS text) IS NULL OR m.prototype = CAST(:prototype AS text))
 GROUP BY d.name
 """
 
 
 def stored_inputs(engine: Engine, *, material: str, method: str, features: list[str],
-                  configuration_key: str | None = None) -> dict[str, float]:
+                  configuration_key: str | None = None, prototype: str | None = None) -> dict[str, float]:
     """Feature values of one row as a training set would join them (for ``predict``).
 
     Newest unflagged value of each material-level feature of (material, method), of each
@@ -681,6 +682,9 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
         Property names (any scope but surface).
     configuration_key
         Key of a configuration of (material, method), for configuration-scope features.
+    prototype
+        ``material.prototype`` of the one stored material to read (e.g. ``Im-3m`` of Fe stored
+        as Im-3m and Fm-3m); None reads the newest values of any material of the formula.
 
     Returns
     -------
@@ -699,11 +703,12 @@ def stored_inputs(engine: Engine, *, material: str, method: str, features: list[
         known = _units(conn, features)
         per_configuration = [f for f in features if known.get(f, ("", ""))[1] == "configuration"]
         if configuration_key is not None or per_configuration:
-            _check_configuration(conn, formula, method, configuration_key, per_configuration)
+            _check_configuration(conn, formula, method, configuration_key, per_configuration, prototype)
         rows = conn.execute(text(STORED_INPUTS_SQL), {"material": formula, "method": method, "names": features,
-                                                      "key": configuration_key}).all()
-        composition = conn.execute(text("SELECT composition FROM material WHERE formula = :f ORDER BY id LIMIT 1"),
-                                   {"f": formula}).scalar()
+                                                      "key": configuration_key, "prototype": prototype}).all()
+        composition = conn.execute(text("SELECT composition FROM material WHERE formula = :f AND (CAST(:p AS text) "
+                                        "IS NULL OR prototype = CAST(:p AS text)) ORDER BY id LIMIT 1"),
+                                   {"f": formula, "p": prototype}).scalar()
     out = {r.name: float(r.value) for r in rows}
     return out | _descriptor_inputs(material, composition, features)
 
@@ -771,8 +776,10 @@ def _descriptor_inputs(material: str, composition: dict | None, features: list[s
 
 
 def _check_configuration(conn, formula: str, method: str, key: str | None,  # noqa: ANN001
-                         per_configuration: list[str]) -> None:
+                         per_configuration: list[str], prototype: str | None = None) -> None:
     """Refuse a key that is no configuration of (formula, method), or a missing key that is needed.
+
+    With ``prototype``, only the configurations of the material of that prototype count.
 
     The message lists up to five stored keys, the closest to ``key`` first (:mod:`difflib`).
 
@@ -785,8 +792,9 @@ def _check_configuration(conn, formula: str, method: str, key: str | None,  # no
 
     keys = conn.execute(text(
         "SELECT DISTINCT mc.key FROM material_configuration mc JOIN material m ON m.id = mc.material_id "
-        "JOIN method me ON me.id = mc.method_id WHERE m.formula = :f AND me.name = :method ORDER BY mc.key"),
-        {"f": formula, "method": method}).scalars().all()
+        "JOIN method me ON me.id = mc.method_id WHERE m.formula = :f AND me.name = :method "
+        "AND (CAST(:p AS text) IS NULL OR m.prototype = CAST(:p AS text)) ORDER BY mc.key"),
+        {"f": formula, "method": method, "p": prototype}).scalars().all()
     if key is not None and key in keys:
         return
     near = [k for k in keys if key.lower() in k.lower()] + difflib.get_close_matches(key, keys, n=5, cutoff=0.3) \
@@ -794,7 +802,7 @@ def _check_configuration(conn, formula: str, method: str, key: str | None,  # no
     shown = list(dict.fromkeys([*near, *keys]))[:5]
     listed = f"stored keys: {', '.join(shown)}{f', … ({len(keys)} in all)' if len(keys) > 5 else ''}" \
         if keys else "none is stored"
-    where = f"for {formula} under method {method!r}"
+    where = f"for {formula}{f' ({prototype})' if prototype else ''} under method {method!r}"
     if key is None:
         raise DatasetError(f"{', '.join(per_configuration)} {'are' if len(per_configuration) > 1 else 'is'} "
                            f"per configuration: give a configuration key (--configuration); {where} {listed}")

@@ -421,8 +421,9 @@ class Prediction:
         train on (:func:`prototype_extrapolation`).  The interval is not calibrated there (it
         was measured on held-out training rows); empty inside the domain.
     warnings : tuple of str
-        One line per extrapolated input (by how much), and one for a ``method`` that is not
-        stored and was not used.
+        One line per extrapolated input (by how much), one for a ``method`` that is not stored
+        and was not used, and one for a formula stored under several prototypes when none was
+        chosen (:func:`several_prototypes`).
     """
 
     value: float
@@ -495,6 +496,7 @@ def predict(
     angles: tuple[float, float] | None = None,
     configuration: str | None = None,
     overrides: dict[str, float] | None = None,
+    prototype: str | None = None,
 ) -> Prediction:
     """Evaluate a stored equation (from its SymPy form) for a material/method (and surface).
 
@@ -507,6 +509,11 @@ def predict(
     only when some input is read from the store (:func:`_stored_method`).  An orientation-dependent
     equation needs exactly one of ``miller``, ``normal`` (any length and octant) or ``angles``
     (θ, φ in degrees in the standard triangle, :func:`matstore.orientation.from_angles`).
+
+    A formula may be stored under several crystal prototypes (``material.prototype``, e.g. Fe
+    as Im-3m and Fm-3m): ``prototype`` names the one whose stored values are read (an exact
+    stored name, as ``fit --prototype`` takes).  Without it the newest value of any of them
+    is read, as before, with a warning that lists them (:func:`several_prototypes`).
 
     An input outside the version's training range, an orientation the fit never saw, or a
     stored material of a crystal prototype the fit did not train on, is predicted all the same
@@ -524,7 +531,8 @@ def predict(
     matstore.models.dataset.DatasetError
         ``configuration`` is no configuration of (material, method), or one is needed and missing.
     ValueError
-        An override names no input of the equation, a used feature has no value, the
+        ``prototype`` is not one ``material`` is stored under (one line listing the stored ones,
+        :func:`_chosen_prototypes`); an override names no input of the equation, a used feature has no value, the
         orientation is missing, given twice, or given to a model that does not depend on it;
         or an input must be read from the store and ``method`` is missing or not stored (the
         message lists the stored methods, the closest first).
@@ -541,11 +549,12 @@ def predict(
     orientation = _orientation(label, version, target_scope, miller=miller, normal=normal, angles=angles)
     from_store = [f for f in needed if f not in overrides]
     used, notes = _stored_method(engine, label, material, method, from_store, configuration)
+    prototypes = _chosen_prototypes(engine, material, used, prototype)
     inputs = stored_inputs(engine, material=material, method=used or "", configuration_key=configuration,
-                           features=from_store) | overrides
+                           features=from_store, prototype=prototype) | overrides
     missing = [f for f in needed if f not in inputs]
     if missing:
-        where = f" with method {used!r}" if used is not None else ""
+        where = (f" ({prototype})" if prototype else "") + (f" with method {used!r}" if used is not None else "")
         raise ValueError(f"no stored {', '.join(missing)} for {material}{where} "
                          f"(needed by {label}); give them with --set NAME=VALUE")
     row = dict(inputs)
@@ -555,12 +564,64 @@ def predict(
     rows, domain_notes = _predict_rows(version, pd.DataFrame([row]))
     out = rows.iloc[0]
     flags = tuple(out["extrapolated"].split(", ")) if out["extrapolated"] else ()
-    unseen = prototype_extrapolation(version, material, stored_prototypes(engine, material=material, method=used))
+    several = several_prototypes(material, prototypes, reads=used is not None)  # none when --prototype chose one
+    unseen = prototype_extrapolation(version, prototypes)
     flags += ("prototype",) if unseen else ()
     return Prediction(float(out["value"]), version.residual_std, version.target_unit, model.name, version.version,
                       inputs, _finite(out["lower"]), _finite(out["upper"]), version.interval_level,
                       _finite(version.interval_relative_half_width), orientation, used, flags,
-                      tuple(notes + domain_notes[0] + unseen))
+                      tuple(notes + domain_notes[0] + several + unseen))
+
+
+def _chosen_prototypes(engine: Engine, material: str, method: str | None, prototype: str | None) -> list[str]:
+    """The prototypes of the stored material(s) ``predict`` reads and checks: ``[prototype]`` when given, else
+    :func:`~matstore.models.dataset.stored_prototypes` (those with values under ``method``, else all).
+
+    Names are matched exactly, as ``fit --prototype`` matches them; an unmatched one gets its
+    hint (:func:`~matstore.models.dataset.prototype_hint`: another case, fcc for Fm-3m…).
+
+    Raises
+    ------
+    ValueError
+        ``prototype`` is none of the prototypes ``material`` is stored under, e.g. ``--prototype fcc:
+        Fe is not stored as fcc (stored as Fm-3m, Im-3m); --prototype takes exact names (case-sensitive)
+        (did you mean 'Fm-3m'?)``, or ``material`` is not stored at all.
+    """
+    from matstore.models.dataset import prototype_hint
+
+    if prototype is None:
+        return stored_prototypes(engine, material=material, method=method)
+    stored = stored_prototypes(engine, material=material, method=None)  # every prototype of the formula
+    if prototype in stored:
+        return [prototype]
+    if not stored:
+        raise ValueError(f"--prototype {prototype}: {material} is not stored (under any prototype); leave "
+                         "--prototype out to predict a material that is not stored from --set and its formula")
+    raise ValueError(f"--prototype {prototype}: {material} is not stored as {prototype} (stored as "
+                     f"{', '.join(stored)}); --prototype takes exact names (case-sensitive)"
+                     f"{prototype_hint([prototype], stored)}")
+
+
+def several_prototypes(material: str, prototypes: list[str], *, reads: bool) -> list[str]:
+    """A warning line when ``material`` is stored under several prototypes and none was chosen.
+
+    ``prototypes``: those of :func:`_chosen_prototypes`.  ``reads``: whether some input is read
+    from the store (else every input was given or computed from the formula, and only the
+    prototype check of :func:`prototype_extrapolation` is ambiguous).  E.g. ``"Fe is stored
+    as Fm-3m and Im-3m, its inputs the newest values of any of them: give --prototype NAME
+    (Fm-3m or Im-3m) to read one"``.
+
+    Returns
+    -------
+    list of str
+        One line, or none (one prototype or fewer).
+    """
+    if len(prototypes) < 2:
+        return []
+    head, last = ", ".join(prototypes[:-1]), prototypes[-1]
+    what = "its inputs the newest values of any of them" if reads else "its prototype checked as any of them"
+    return [f"{material} is stored as {head} and {last}, {what}: give --prototype NAME ({head} or {last}) to "
+            f"{'read' if reads else 'check'} one"]
 
 
 #: Stored method names an error lists before ``…``.
@@ -766,15 +827,16 @@ def extrapolation(version: EquationVersion, frame: pd.DataFrame) -> tuple[list[l
     return flags, lines
 
 
-def prototype_extrapolation(version: EquationVersion, material: str, prototypes: list[str]) -> list[str]:
-    """A warning line when the stored ``material`` has a crystal prototype the version did not train on.
+def prototype_extrapolation(version: EquationVersion, prototypes: list[str]) -> list[str]:
+    """A warning line when a stored material has a crystal prototype the version did not train on.
 
-    ``prototypes`` are the ``material.prototype`` names ``material`` is stored under
-    (:func:`matstore.models.dataset.stored_prototypes`); the trained ones are
+    ``prototypes`` are the ``material.prototype`` names of the stored material predicted (the
+    one chosen with ``--prototype``, else those its formula is stored under,
+    :func:`_chosen_prototypes`); the trained ones are
     ``report['domain']['prototypes']`` (:func:`_domain`).  E.g. ``"prototype Im-3m: the model was
     trained on Fm-3m only; the prediction is extrapolated and its interval is not calibrated
-    there"`` (with ``Fe is stored as Fm-3m and Im-3m, its inputs the newest values of any of them``
-    before it when the formula is stored under several).  A lattice constant or a Miller index
+    there"`` (a formula stored under several, none chosen: :func:`several_prototypes` says so
+    in a line of its own).  A lattice constant or a Miller index
     means another length or surface in another cell, so the fit says nothing there.
 
     Nothing is flagged for a material that is not stored (its prototype is not known), a
@@ -792,9 +854,7 @@ def prototype_extrapolation(version: EquationVersion, material: str, prototypes:
     unseen = [p for p in prototypes if p not in trained and p != "unknown"]
     if not unseen:
         return []
-    several = f"{material} is stored as {' and '.join(prototypes)}, its inputs the newest values of any of them; " \
-        if len(prototypes) > 1 else ""
-    return [f"{several}prototype {', '.join(unseen)}: the model was trained on {', '.join(trained)} only; the "
+    return [f"prototype {', '.join(unseen)}: the model was trained on {', '.join(trained)} only; the "
             "prediction is extrapolated and its interval is not calibrated there"]
 
 
