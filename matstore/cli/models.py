@@ -38,10 +38,11 @@ def fit(
         None, help="Criterion (factorised fits: of g): stable (default), stable:1se (default for g), aicc, knee, best, "
                    "within:5%, cv:5%, cv:1se, min_loss."),
     coefficient_form: str | None = typer.Option(
-        None, help="Factorised fits: auto (scaling law when units allow), scaling or free (the engine's own search)."),
+        None, help="auto, scaling or free. Factorised fits: the form of C(bulk) (auto: a scaling law when units "
+                   "allow). Direct fits: scaling fits y = k·Π x_i^p_i with y's units (auto, free: the engine's search)."),
     coefficient_selection: str | None = typer.Option(None, help="Factorised fits: criterion for C(bulk), default stable:1se."),
     coefficient_terms: int | None = typer.Option(
-        None, help="Factorised fits: most monomials in a scaling-law C(bulk) (default 1: C = k·Π x_i^p_i)."),
+        None, help="Most monomials in a scaling law, C(bulk) or a direct fit's y (default 1: k·Π x_i^p_i)."),
     products: int | None = typer.Option(
         None, help="Factorised fits: most products s_j(bulk)·g_j(orientation) in the sum (default 1; 2 for targets "
                    "such as surface stress and stiffness that are not one product)."),

@@ -31,8 +31,9 @@ The check never raises for a valid SymPy expression.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations, product
 from typing import Any
 
 import sympy as sp
@@ -340,4 +341,86 @@ def _walked_check(expr: sp.Expr, dims: Mapping[str, Dim], target: Dim, fitted_co
     return DimensionCheck(verdict, True, format_dimension(d), format_dimension(target))
 
 
-__all__ = ["DimensionCheck", "check_dimensions", "format_dimension", "monomial_dimension", "unit_dimension"]
+def _has_unit(unit: Any) -> bool:
+    """Whether ``unit`` carries a dimension (None, ``""``, ``"1"`` and ``"dimensionless"`` do not)."""
+    return unit is not None and str(unit).strip() != "" and unit_dimension(unit) != ()
+
+
+def _unitless(unit: Any) -> str:
+    """``"has no unit"`` or ``"is dimensionless ('1')"``: why ``unit`` carries no dimension."""
+    return "has no unit" if unit is None or str(unit).strip() == "" else f"is dimensionless ({unit!r})"
+
+
+def homogeneous_monomial(
+    dims: Mapping[str, Dim], target: Dim, exponents: Sequence[float], max_factors: int
+) -> tuple[tuple[str, float], ...] | None:
+    """One monomial ``∏ x_i ** p_i`` with the dimension ``target``, or None when there is none.
+
+    Parameters
+    ----------
+    dims : mapping of feature name to dimension
+        As returned by :func:`unit_dimension`.
+    target : Dim
+    exponents : sequence of float
+        Allowed non-zero exponents of one factor (e.g. the sparse engine's ±1/2, ±1, ±2, ±3).
+    max_factors : int
+        Most distinct features in one monomial.
+
+    Returns
+    -------
+    tuple of (feature, exponent) pairs, or None
+        The first such monomial in order of fewest factors (e.g. ``(("E_c", 1), ("a", -2))``).
+    """
+    names = list(dims)
+    for k in range(1, max(1, max_factors) + 1):
+        for cols in combinations(names, k):
+            for powers in product(exponents, repeat=k):
+                if monomial_dimension((dims[c], p) for c, p in zip(cols, powers, strict=True)) == target:
+                    return tuple(zip(cols, powers, strict=True))
+    return None
+
+
+def require_scaling_units(
+    features: Sequence[str],
+    feature_units: Mapping[str, Any] | None,
+    target_unit: Any,
+    *,
+    exponents: Sequence[float],
+    max_factors: int,
+) -> None:
+    """Refuse a scaling-law fit ``y = Σ k_j ∏ x_i^p_ij`` that the units cannot support.
+
+    Dimensional homogeneity as in Buckingham's Π theorem (E. Buckingham, Phys. Rev. 4, 345 (1914)).
+
+    A dimensionally homogeneous power law with pure-number constants needs a dimension on the
+    target and on every feature (a dimensionless feature could enter with any exponent, and a
+    dimensionless target constrains nothing), and at least one monomial of the features
+    (``exponents``, at most ``max_factors`` factors) with the target's dimension.
+
+    Raises
+    ------
+    ValueError
+        One line: the target or the first feature without a unit (or dimensionless), a unit
+        pint does not know, or no homogeneous monomial (naming the target's and every
+        feature's dimension).
+    """
+    units = dict(feature_units or {})
+    if not _has_unit(target_unit):
+        raise ValueError("coefficient_form scaling needs a target with units: the target "
+                         f"{_unitless(target_unit)}; use coefficient_form free")
+    for name in features:
+        if not _has_unit(units.get(name)):
+            raise ValueError(f"coefficient_form scaling needs units on every feature: feature {name} "
+                             f"{_unitless(units.get(name))}; drop it or use coefficient_form free")
+    dims = {name: unit_dimension(units[name]) for name in features}
+    target = unit_dimension(target_unit)
+    if homogeneous_monomial(dims, target, exponents, max_factors) is None:
+        listed = "; ".join(f"{name} {format_dimension(d)} ({units[name]})" for name, d in dims.items())
+        powers = ", ".join(f"{p:g}" for p in sorted(exponents))
+        raise ValueError(f"coefficient_form scaling: no power law of the features has the target's dimension "
+                         f"{format_dimension(target)} ({target_unit}); features: {listed} (exponents {powers}, "
+                         f"at most {max_factors} factors)")
+
+
+__all__ = ["DimensionCheck", "check_dimensions", "format_dimension", "homogeneous_monomial", "monomial_dimension",
+           "require_scaling_units", "unit_dimension"]

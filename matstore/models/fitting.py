@@ -40,7 +40,7 @@ import pandas as pd
 import sympy as sp
 
 from matstore.models.cv import FixedForm, make_cv
-from matstore.models.dimensions import check_dimensions
+from matstore.models.dimensions import check_dimensions, require_scaling_units
 from matstore.models.engines.base import (
     MIN_RUN_SECONDS,
     Candidate,
@@ -58,6 +58,7 @@ from matstore.models.estimators import (
 )
 from matstore.models.expressions import evaluate, parse_srepr
 from matstore.models.factorize import (
+    COEFFICIENT_FORMS,
     DEFAULT_ORIENTATION_FEATURES,
     DEFAULT_SCALING_TERMS,
     DESCRIPTOR_COLUMNS,
@@ -109,6 +110,7 @@ class FitResult:
     features : list of str
         Input features (factorised fits: bulk features; descriptors in ``orientation_features``).
     engine : str
+        Engine that ran the search: the requested one, or ``sparse`` for a direct scaling-law fit.
     engine_params : dict
     factorize : str or None
     seed : int
@@ -324,8 +326,13 @@ def make_estimator(
         budget in most subsamples (measured better than ``stable`` on the calculators'
         surface data, docs/models.md).
     coefficient_form : {"auto", "scaling", "free"}, default "auto"
+        Factorised fits: the form of C (:func:`matstore.models.factorize.fit_factorized`).
+        Direct fits: ``"scaling"`` fits y itself as a dimensionally homogeneous scaling law
+        (sums of at most ``coefficient_terms`` monomials ``k·Π x_i^p_i`` with the target's
+        dimension, pure-number k, by the sparse engine); ``"auto"`` and ``"free"``: the engine's search.
     coefficient_terms : int, default 1
-        Most monomials of a scaling-law C (:data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).
+        Most monomials of a scaling law (C, or a direct fit's y;
+        :data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).
     products : int, default 1
         Factorised fits: most products in ``y = Σ_j s_j(bulk) · g_j(orientation)``.  1 is
         the single product C(bulk)·g(orientation) (:class:`FactorizedEquation`); 2 or more
@@ -346,7 +353,9 @@ def make_estimator(
     Raises
     ------
     ValueError
-        Unknown ``factorize`` or criterion, or factorisation without ``material``.
+        Unknown ``factorize``, criterion or ``coefficient_form``, factorisation without
+        ``material``, or a direct scaling-law fit the units cannot support (one line naming
+        the feature or target without units, or the dimensions when no monomial has the target's).
     KeyError
         Unknown engine.
     """
@@ -360,7 +369,9 @@ def make_estimator(
     common = dict(engine=engine, random_state=seed, margin=margin)
     if factorize is None:
         return EquationSearch(**common, engine_params=engine_params, selection=selection, time_budget=time_budget,
-                              feature_units=units or None, target_unit=target_unit)
+                              feature_units=units or None, target_unit=target_unit,
+                              form=_plain_form(coefficient_form, features, units, target_unit),
+                              scaling_terms=coefficient_terms)
     if material is None:
         raise ValueError("factorize='orientation' needs a material column (material= or groups=)")
     orientation = EquationSearch(**common, selection=selection, engine_params=(
@@ -379,6 +390,31 @@ def make_estimator(
         orientation_features=tuple(orientation_features or DEFAULT_ORIENTATION_FEATURES),
         reference=None if reference_orientation is None else tuple(reference_orientation),
         coefficient_method=coefficient, time_budget=time_budget)
+
+
+def _plain_form(coefficient_form: str, features: Sequence[str], units: dict[str, Any], target_unit: str | None) -> str:
+    """:class:`EquationSearch` ``form`` of a direct fit: ``"scaling"`` for ``coefficient_form="scaling"``, else ``"free"``.
+
+    ``"auto"`` stays the engine's free search for a direct fit (as fitted before the option
+    applied to direct fits), so stored specs refit unchanged.
+
+    Raises
+    ------
+    ValueError
+        An unknown form, or a scaling law the units cannot support
+        (:func:`matstore.models.dimensions.require_scaling_units`: a feature or the target
+        without units, or no monomial of the features with the target's dimension).
+    """
+    from matstore.models.engines.sparse import SparseEngine
+
+    if coefficient_form not in COEFFICIENT_FORMS:
+        raise ValueError(f"coefficient_form must be one of {COEFFICIENT_FORMS}, got {coefficient_form!r}")
+    if coefficient_form != "scaling":
+        return "free"
+    defaults = SparseEngine.default_parameters
+    require_scaling_units(features, units, target_unit, exponents=defaults["exponents"],
+                          max_factors=defaults["max_factors"])
+    return "scaling"
 
 
 def fit_equation(
@@ -734,7 +770,7 @@ def _result(est: Any, data: pd.DataFrame, target: str, features: list[str], opti
     resid = resid[np.isfinite(resid)]
     rejected = [] if isinstance(est, FACTORISED) else est.rejected_
     return FitResult(
-        target=target, features=features, engine=options.get("engine", "sparse"),
+        target=target, features=features, engine=getattr(est, "engine_name_", None) or options.get("engine", "sparse"),
         engine_params=dict(options.get("engine_params") or {}), factorize=options.get("factorize"),
         seed=options.get("seed", 0), expr=expr, srepr=sp.srepr(expr), text=sp.sstr(expr), latex=sp.latex(expr),
         canonical_hash=canonical_hash(expr), selection=est.selection_, front=_front_dicts(est.front_, rejected),

@@ -128,7 +128,7 @@ def _fit_values(spec: FitSpec, training: TrainingSet) -> tuple[dict[str, Any], l
                                         "cv_grouping": grouping, "rows_per_method": _rows_per_method(kept),
                                         "materials_per_prototype": _materials_per_prototype(kept)})
     values = {
-        "engine": spec.engine,
+        "engine": result.engine,  # the engine that ran: sparse for a direct scaling-law fit
         "engine_versions": result.versions,
         "hyperparameters": _jsonable(spec.fit_options() | {"engine_params": result.engine_params,
                                                            "group_by": spec.group_by}),

@@ -48,11 +48,15 @@ class FitSpec(BaseModel):
         ``stable:1se`` for g (:func:`matstore.models.selection.default_selection`; the spec
         stores the resolved name), or ``knee``, ``within:5%``, ``cv:1se``... (see
         :mod:`matstore.models.selection`)
-    coefficient_form: factorised fits only: ``auto`` (a dimensionally homogeneous scaling law
+    coefficient_form: factorised fits: ``auto`` (a dimensionally homogeneous scaling law
         of the bulk features when their units allow, else the engine's free search),
-        ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`
-    coefficient_terms: factorised fits with a scaling-law C only: most monomials in C (default
-        1, ``C = k·Π x_i^p_i``; :data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).  Specs
+        ``scaling`` or ``free``; see :func:`matstore.models.factorize.fit_factorized`.  Direct
+        fits: ``scaling`` fits the target itself as such a law of the features (the sparse
+        engine; every feature and the target need units), ``auto`` and ``free`` the engine's
+        search (:func:`matstore.models.fitting.make_estimator`)
+    coefficient_terms: scaling laws only (C of a factorised fit, or a direct fit with
+        ``coefficient_form: scaling``): most monomials (default
+        1, ``k·Π x_i^p_i``; :data:`matstore.models.factorize.DEFAULT_SCALING_TERMS`).  Specs
         stored before this field existed load with 3, the number they were fitted with
     products: factorised fits only: most products in ``y = Σ_j s_j(bulk) · g_j(orientation)``
         (default 1: one product C(bulk)·g(orientation)); 2 or more fits a sum of natural
