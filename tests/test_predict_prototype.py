@@ -39,8 +39,8 @@ FEATURES = ["lattice_constant", "cohesive_energy"]
 FE = {"Im-3m": (2.87, 4.28), "Fm-3m": (3.65, 4.20)}
 UNTRAINED = ("prototype Im-3m: the model was trained on Fm-3m only; the prediction is extrapolated and its interval "
              "is not calibrated there")
-SEVERAL = ("Fe is stored as Fm-3m and Im-3m, its inputs the newest values of any of them: give --prototype NAME "
-           "(Fm-3m or Im-3m) to read one")
+SEVERAL = ("Fe is stored as Fm-3m and Im-3m with values under emt: give --prototype NAME (Fm-3m or Im-3m) to "
+           "choose whose stored inputs are read (they would otherwise mix structures)")
 
 
 def bulk_modulus(a: float, ec: float) -> float:
@@ -124,13 +124,12 @@ def test_the_two_prototypes_give_their_own_numbers(store: SimpleNamespace) -> No
     assert fcc.value == pytest.approx(20.729171, rel=1e-7)  # 240·4.20/3.65³
 
 
-def test_without_prototype_the_newest_values_of_any_are_read_and_the_warning_lists_them(store) -> None:
-    result = predict(store.engine, "proto", material="Fe", method="emt")
-    mixed = {"lattice_constant": FE["Fm-3m"][0], "cohesive_energy": FE["Im-3m"][1]}  # as before: newest of each
-    assert result.inputs == mixed
-    assert result.value == pytest.approx(bulk_modulus(*mixed.values()), rel=1e-12)  # 21.1240 GPa
-    assert result.extrapolated == ("prototype",)
-    assert result.warnings == (SEVERAL, UNTRAINED)
+def test_without_prototype_stored_inputs_are_not_mixed_across_structures(store) -> None:
+    """The newest value of each input would take a from Fm-3m and E_c from Im-3m (21.124 GPa,
+    no material's): refused in one line naming the prototypes."""
+    with pytest.raises(ValueError) as caught:
+        predict(store.engine, "proto", material="Fe", method="emt")
+    assert str(caught.value) == SEVERAL
     # every input given: only the prototype check is ambiguous, and said so (P6_3/mmc too: nothing is read)
     given = predict(store.engine, "proto", material="Fe", overrides={"lattice_constant": 2.9, "cohesive_energy": 4.0})
     assert given.value == pytest.approx(bulk_modulus(2.9, 4.0), rel=1e-12)
@@ -171,8 +170,9 @@ def test_the_cli_reads_the_chosen_prototype_and_refuses_another(store: SimpleNam
     assert done.stderr.splitlines() == [f"  warning: {UNTRAINED}"]
     fcc = run_cli("predict", "proto", "--material", "Fe", "--method", "emt", "--prototype", "Fm-3m", env=store.env)
     assert fcc.stdout.startswith("proto:1  Fe (Fm-3m) [emt]: 20.73 ± 2 GPa") and fcc.stderr == ""
-    both = run_cli("predict", "proto", "--material", "Fe", "--method", "emt", env=store.env)
-    assert both.stderr.splitlines() == [f"  warning: {SEVERAL}", f"  warning: {UNTRAINED}"]
+    both = run_cli("predict", "proto", "--material", "Fe", "--method", "emt", env=store.env, check=False)
+    assert both.returncode == 1 and not both.stdout
+    assert both.stderr.strip().splitlines() == [f"error: {SEVERAL}"]
     refused = run_cli("predict", "proto", "--material", "Fe", "--method", "emt", "--prototype", "fcc", env=store.env,
                       check=False)
     assert refused.returncode == 1 and not refused.stdout

@@ -121,8 +121,8 @@ def predict(
     An input outside its training range, an orientation the fit never saw, or a stored material
     of a crystal prototype the fit did not train on, is predicted with one ``warning:`` line each
     on stderr (by how much): the interval is not calibrated there.  A formula stored under several
-    prototypes is read as the one ``--prototype`` names; without it, as the newest values of any,
-    with a warning that lists them.
+    prototypes is read as the one ``--prototype`` names; without it, reading its stored inputs is
+    refused (they could mix structures).
     Unknown ``--set`` names or methods, non-finite or out-of-range (wrong sign) inputs are
     refused with a one-line error (exit status 1).
     """

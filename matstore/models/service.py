@@ -512,8 +512,10 @@ def predict(
 
     A formula may be stored under several crystal prototypes (``material.prototype``, e.g. Fe
     as Im-3m and Fm-3m): ``prototype`` names the one whose stored values are read (an exact
-    stored name, as ``fit --prototype`` takes).  Without it the newest value of any of them
-    is read, as before, with a warning that lists them (:func:`several_prototypes`).
+    stored name, as ``fit --prototype`` takes).  Without it, reading stored inputs is refused
+    (they could mix structures, :func:`_refuse_mixed_prototypes`); inputs all given with
+    ``overrides`` are predicted with a warning that the prototype check is ambiguous
+    (:func:`several_prototypes`).
 
     An input outside the version's training range, an orientation the fit never saw, or a
     stored material of a crystal prototype the fit did not train on, is predicted all the same
@@ -532,7 +534,8 @@ def predict(
         ``configuration`` is no configuration of (material, method), or one is needed and missing.
     ValueError
         ``prototype`` is not one ``material`` is stored under (one line listing the stored ones,
-        :func:`_chosen_prototypes`); an override names no input of the equation, a used feature has no value, the
+        :func:`_chosen_prototypes`), or is needed to read inputs of a formula stored under several
+        (:func:`_refuse_mixed_prototypes`); an override names no input of the equation, a used feature has no value, the
         orientation is missing, given twice, or given to a model that does not depend on it;
         or an input must be read from the store and ``method`` is missing or not stored (the
         message lists the stored methods, the closest first).
@@ -550,6 +553,7 @@ def predict(
     from_store = [f for f in needed if f not in overrides]
     used, notes = _stored_method(engine, label, material, method, from_store, configuration)
     prototypes = _chosen_prototypes(engine, material, used, prototype)
+    _refuse_mixed_prototypes(material, prototypes, used)
     inputs = stored_inputs(engine, material=material, method=used or "", configuration_key=configuration,
                            features=from_store, prototype=prototype) | overrides
     missing = [f for f in needed if f not in inputs]
@@ -564,7 +568,7 @@ def predict(
     rows, domain_notes = _predict_rows(version, pd.DataFrame([row]))
     out = rows.iloc[0]
     flags = tuple(out["extrapolated"].split(", ")) if out["extrapolated"] else ()
-    several = several_prototypes(material, prototypes, reads=used is not None)  # none when --prototype chose one
+    several = several_prototypes(material, prototypes, reads=False)  # none when --prototype chose one
     unseen = prototype_extrapolation(version, prototypes)
     flags += ("prototype",) if unseen else ()
     return Prediction(float(out["value"]), version.residual_std, version.target_unit, model.name, version.version,
@@ -600,6 +604,26 @@ def _chosen_prototypes(engine: Engine, material: str, method: str | None, protot
     raise ValueError(f"--prototype {prototype}: {material} is not stored as {prototype} (stored as "
                      f"{', '.join(stored)}); --prototype takes exact names (case-sensitive)"
                      f"{prototype_hint([prototype], stored)}")
+
+
+def _refuse_mixed_prototypes(material: str, prototypes: list[str], method: str | None) -> None:
+    """Refuse to read inputs of a formula stored under several prototypes when none was chosen.
+
+    The newest value of each input could come from a different structure (Fe's lattice
+    constant from Fm-3m, its cohesive energy from Im-3m), which describes no material.
+
+    Raises
+    ------
+    ValueError
+        ``method`` is not None (inputs are read) and ``prototypes`` holds two or more, e.g.
+        ``"Fe is stored as Fm-3m and Im-3m with values under emt: give --prototype NAME (Fm-3m
+        or Im-3m) to choose whose stored inputs are read (they would otherwise mix structures)"``.
+    """
+    if method is None or len(prototypes) < 2:
+        return
+    head, last = ", ".join(prototypes[:-1]), prototypes[-1]
+    raise ValueError(f"{material} is stored as {head} and {last} with values under {method}: give --prototype NAME "
+                     f"({head} or {last}) to choose whose stored inputs are read (they would otherwise mix structures)")
 
 
 def several_prototypes(material: str, prototypes: list[str], *, reads: bool) -> list[str]:
