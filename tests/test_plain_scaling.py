@@ -73,15 +73,10 @@ def test_a_direct_fit_keeps_the_free_search_unless_scaling_is_asked_for() -> Non
 
 
 @pytest.mark.parametrize(("units", "target_unit", "message"), [
-    (UNITS, "dimensionless", "coefficient_form scaling needs a target with units: the target is dimensionless "
-                             "('dimensionless'); use coefficient_form free"),
     (UNITS, None, "coefficient_form scaling needs a target with units: the target has no unit; "
                   "use coefficient_form free"),
     ({**UNITS, "c44": ""}, "J/m^2", "coefficient_form scaling needs units on every feature: feature c44 has no unit; "
                                     "drop it or use coefficient_form free"),
-    ({**UNITS, "c44": "dimensionless"}, "J/m^2", "coefficient_form scaling needs units on every feature: feature "
-                                                 "c44 is dimensionless ('dimensionless'); drop it or use "
-                                                 "coefficient_form free"),
 ])
 def test_scaling_without_units_is_refused_in_one_line(units, target_unit, message) -> None:  # noqa: ANN001
     with pytest.raises(ValueError) as info:
@@ -137,11 +132,16 @@ def test_cli_direct_scaling_fit_prints_and_stores_the_law(gamma_111) -> None:
     assert "engine sparse" in shown and "  dimensions: consistent\n" in shown, shown
 
 
-def test_cli_scaling_with_a_dimensionless_feature_errors_in_one_line(gamma_111) -> None:
-    proc = run_cli("fit", "--name", "g111_bad", "--target", "surface_energy", "--features", "cohesive_energy",
-                   "lattice_constant", "mean_electronegativity", "--method", "synth", "--coefficient-form", "scaling",
-                   env=gamma_111, check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].endswith(
-        "feature mean_electronegativity is dimensionless ('dimensionless'); drop it or use coefficient_form free"), \
-        proc.stderr
+def test_dimensionless_features_and_targets_are_units() -> None:
+    """As for the factorised fit's C: a dimensionless feature may enter a scaling law with any
+    exponent, and a dimensionless target needs a dimensionless monomial (c11/c12 is one)."""
+    units = {**UNITS, "zener_ratio": "dimensionless"}
+    est = make_estimator(list(units), coefficient_form="scaling", feature_units=units, target_unit="J/m^2")
+    assert est.form == "scaling"
+    moduli = {"c11": "GPa", "c12": "GPa"}
+    assert make_estimator(list(moduli), coefficient_form="scaling", feature_units=moduli,
+                          target_unit="dimensionless").form == "scaling"
+    with pytest.raises(ValueError, match=r"no power law of the features has the target's dimension"):
+        make_estimator(["lattice_constant"], coefficient_form="scaling", feature_units={"lattice_constant": "angstrom"},
+                       target_unit="dimensionless")
+

@@ -342,13 +342,8 @@ def _walked_check(expr: sp.Expr, dims: Mapping[str, Dim], target: Dim, fitted_co
 
 
 def _has_unit(unit: Any) -> bool:
-    """Whether ``unit`` carries a dimension (None, ``""``, ``"1"`` and ``"dimensionless"`` do not)."""
-    return unit is not None and str(unit).strip() != "" and unit_dimension(unit) != ()
-
-
-def _unitless(unit: Any) -> str:
-    """``"has no unit"`` or ``"is dimensionless ('1')"``: why ``unit`` carries no dimension."""
-    return "has no unit" if unit is None or str(unit).strip() == "" else f"is dimensionless ({unit!r})"
+    """Whether a unit is given (``"dimensionless"`` and ``"1"`` are units; None and ``""`` are not)."""
+    return unit is not None and str(unit).strip() != ""
 
 
 def homogeneous_monomial(
@@ -392,26 +387,26 @@ def require_scaling_units(
 
     Dimensional homogeneity as in Buckingham's Π theorem (E. Buckingham, Phys. Rev. 4, 345 (1914)).
 
-    A dimensionally homogeneous power law with pure-number constants needs a dimension on the
-    target and on every feature (a dimensionless feature could enter with any exponent, and a
-    dimensionless target constrains nothing), and at least one monomial of the features
-    (``exponents``, at most ``max_factors`` factors) with the target's dimension.
+    A dimensionally homogeneous power law with pure-number constants needs a unit on the target
+    and on every feature (``dimensionless`` is one: such a feature may enter with any exponent,
+    as in the factorised fit's C), and at least one monomial of the features (``exponents``, at
+    most ``max_factors`` factors) with the target's dimension.
 
     Raises
     ------
     ValueError
-        One line: the target or the first feature without a unit (or dimensionless), a unit
+        One line: the target or the first feature without a unit, a unit
         pint does not know, or no homogeneous monomial (naming the target's and every
         feature's dimension).
     """
     units = dict(feature_units or {})
     if not _has_unit(target_unit):
-        raise ValueError("coefficient_form scaling needs a target with units: the target "
-                         f"{_unitless(target_unit)}; use coefficient_form free")
+        raise ValueError("coefficient_form scaling needs a target with units: the target has no unit; "
+                         "use coefficient_form free")
     for name in features:
         if not _has_unit(units.get(name)):
-            raise ValueError(f"coefficient_form scaling needs units on every feature: feature {name} "
-                             f"{_unitless(units.get(name))}; drop it or use coefficient_form free")
+            raise ValueError(f"coefficient_form scaling needs units on every feature: feature {name} has no unit; "
+                             "drop it or use coefficient_form free")
     dims = {name: unit_dimension(units[name]) for name in features}
     target = unit_dimension(target_unit)
     if homogeneous_monomial(dims, target, exponents, max_factors) is None:
