@@ -331,8 +331,9 @@ def _orientation_domain(table: pd.DataFrame) -> dict[str, Any] | None:
         :attr:`~matstore.orientation.Orientation.key`, θ then φ ascending; the first
         :data:`DOMAIN_ORIENTATION_KEYS` when there are more) and ``descriptors``: the
         ``min``/``max`` of ``normal_x, normal_y, normal_z`` and ``theta_deg, phi_deg``
-        (degrees) over them.  None when no row has an orientation, or a row's cannot be read
-        (the fit itself reports that).
+        (degrees) over them; with two or more materials, :data:`UNSEEN_WHEN_HELD_OUT` (the
+        share of rows at an orientation of their material alone).  None when no row has an
+        orientation, or a row's cannot be read (the fit itself reports that).
     """
     from matstore.models.factorize import DESCRIPTOR_COLUMNS, orientation_descriptors
     from matstore.orientation import OrientationError
@@ -346,9 +347,40 @@ def _orientation_domain(table: pd.DataFrame) -> dict[str, Any] | None:
     except OrientationError:
         return None
     distinct = desc.drop_duplicates("orientation_key").sort_values(["theta_deg", "phi_deg"])
-    return {"count": len(distinct), "keys": distinct["orientation_key"].head(DOMAIN_ORIENTATION_KEYS).tolist(),
-            "descriptors": {c: {"min": float(distinct[c].min()), "max": float(distinct[c].max())}
-                            for c in DESCRIPTOR_COLUMNS}}
+    domain = {"count": len(distinct), "keys": distinct["orientation_key"].head(DOMAIN_ORIENTATION_KEYS).tolist(),
+              "descriptors": {c: {"min": float(distinct[c].min()), "max": float(distinct[c].max())}
+                              for c in DESCRIPTOR_COLUMNS}}
+    unseen = _unseen_when_held_out(table, columns)
+    return domain if unseen is None else domain | {UNSEEN_WHEN_HELD_OUT: unseen}
+
+
+#: Key of ``domain['orientations']``: the share of training rows whose orientation no other
+#: material has (:func:`_unseen_when_held_out`).
+UNSEEN_WHEN_HELD_OUT = "unseen_when_held_out"
+
+#: From this share of :data:`UNSEEN_WHEN_HELD_OUT` on, the folds measured the interval at
+#: orientations their training rows lacked, so ``predict`` flags only orientations outside the
+#: training descriptors' ranges, not every new key.
+UNSEEN_SHARE_CALIBRATED = 0.5
+
+
+def _unseen_when_held_out(table: pd.DataFrame, columns: list[str]) -> float | None:
+    """Share of the training rows at an orientation that no other material has (0 to 1).
+
+    The folds hold out materials: a held-out row at such an orientation was predicted at an
+    orientation its fold never trained on, so the interval's coverage was measured there too
+    (normals drawn per material, rather than one set of facets shared by all).  None without a
+    ``material`` column or with fewer than two materials.
+    """
+    if "material" not in table.columns or table["material"].nunique() < 2:
+        return None
+    from matstore.models.factorize import orientation_descriptors
+
+    rows = table[columns].dropna(how="all")
+    owners = pd.DataFrame({"key": orientation_descriptors(rows)["orientation_key"],
+                           "material": table.loc[rows.index, "material"]})
+    materials_per_key = owners.groupby("key")["material"].nunique()
+    return round(float((owners["key"].map(materials_per_key) == 1).mean()), 4)
 
 
 def _coefficient_key(table: pd.DataFrame, spec: FitSpec) -> tuple[pd.DataFrame, str]:
@@ -897,8 +929,10 @@ def _unseen_orientations(frame: pd.DataFrame, orientations: dict[str, Any], what
 
     ``orientations`` is ``report['domain']['orientations']`` (:func:`_orientation_domain`).
     With every training key stored, an orientation is unseen when its key is not among them
-    (an orientation of one training set is seen at every material); else when a descriptor
-    lies outside the training range (by :data:`ORIENTATION_ATOL`).
+    (an orientation of one training set is seen at every material); else, or when most
+    training rows lay at orientations of their material alone (:data:`UNSEEN_WHEN_HELD_OUT`
+    ≥ :data:`UNSEEN_SHARE_CALIBRATED`: the folds measured the interval at unseen orientations),
+    when a descriptor lies outside the training range (by :data:`ORIENTATION_ATOL`).
     """
     from matstore.models.factorize import key_label, orientation_descriptors, orientation_list
 
@@ -909,13 +943,14 @@ def _unseen_orientations(frame: pd.DataFrame, orientations: dict[str, Any], what
     if not given.any():
         return []
     keys, count = list(orientations.get("keys") or []), int(orientations["count"])
+    by_key = len(keys) >= count and orientations.get(UNSEEN_WHEN_HELD_OUT, 0.0) < UNSEEN_SHARE_CALIBRATED
     desc = orientation_descriptors(frame[given])
     known, ranges = set(keys), orientations.get("descriptors") or {}
     trained = f"{count} orientation{'s' if count != 1 else ''}: {orientation_list(keys, count)}"
     out = []
     for i, row in zip(np.flatnonzero(given), desc.itertuples(index=False), strict=True):
         label = key_label(row.orientation_key)
-        if len(keys) >= count:
+        if by_key:
             if row.orientation_key in known:
                 continue
             line = f"orientation {label} was not in the training set ({trained}); {what} and the interval is not " \
