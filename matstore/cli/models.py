@@ -67,7 +67,8 @@ def fit(
                   group_by=group_by, interval_level=interval_level)
     with cli_errors():
         spec = FitSpec.from_yaml(spec_file, **fields) if spec_file else FitSpec(**{k: v for k, v in fields.items() if v is not None})
-        with console.status(escape(f"fitting {spec.name} ({spec.engine}, {spec.time_budget:g} s budget, CV folds included)")):
+        searched = "sparse, scaling law" if spec.coefficient_form == "scaling" and not spec.factorize else spec.engine
+        with console.status(escape(f"fitting {spec.name} ({searched}, {spec.time_budget:g} s budget, CV folds included)")):
             outcome = fit_model(engine(), spec)
         if promote_to and outcome.version is not None:
             from matstore.models.versioning import promote
