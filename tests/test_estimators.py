@@ -81,7 +81,7 @@ def test_fit_returns_self_with_learned_attributes_and_is_deterministic() -> None
     est = scaling_search()
     assert est.fit(X, y, groups=np.arange(7)) is est
     assert float(est.equation_ / (E / A**2)) == pytest.approx(9.25, rel=0.02)
-    assert est.front_ and est.selection_.startswith("stable: max(AICc, SICc) form chosen in 7 of 7 subsamples")
+    assert est.front_ and est.selection_.startswith("stable: max(AICc, SICc, EBIC) form chosen in 7 of 7 subsamples")
     assert est.form_ == "scaling" and est.engine_name_ == "sparse" and est.n_features_in_ == 3
     assert est.predict(X).shape == (7,)
     again = scaling_search().fit(X, y, groups=np.arange(7))

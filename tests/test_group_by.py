@@ -216,7 +216,7 @@ def test_cli_error_and_show_say_what_folds_and_subsamples_count(store, database_
     shown = run_cli("models", "show", "dh", env=env).stdout
     assert ("cross-validation: LeaveOneGroupOut (7 groups) by chemical_system (the default for a bulk target "
             "whose chemical systems hold several compositions)") in shown
-    stable = re.search(r"selected by: stable — stability selection on all rows: the max\(AICc, SICc\) chose this form in "
+    stable = re.search(r"selected by: stable — stability selection on all rows: the max\(AICc, SICc, EBIC\) chose this form in "
                        r"(\d) of 7 subsamples \(each all rows but one fold of LeaveOneGroupOut \(7 groups\)\)", shown)
     nested = re.search(r"nested CV: (\d) of 7 held-out folds re-selected the full-data form: (.+)", shown)
     assert stable and nested
@@ -224,7 +224,7 @@ def test_cli_error_and_show_say_what_folds_and_subsamples_count(store, database_
         stored = conn.execute(text("SELECT report, selection_criterion FROM equation_version")).one()
     agreement, folds = stored.report["fold_agreement"], stored.report["folds"]
     assert int(nested.group(1)) == agreement["agree"] == sum(f["same_as_full"] for f in folds)
-    assert stored.selection_criterion.startswith(f"stable: max(AICc, SICc) form chosen in {stable.group(1)} of 7 subsamples")
+    assert stored.selection_criterion.startswith(f"stable: max(AICc, SICc, EBIC) form chosen in {stable.group(1)} of 7 subsamples")
     others = [f["form"] for f in folds if not f["same_as_full"]]
     assert nested.group(2).startswith(agreement["full_form"])
     assert ("; the others chose " in nested.group(2)) == bool(others)
@@ -239,6 +239,10 @@ def test_selection_texts_say_what_they_count():
     assert criterion_text("stable: max(AICc, SICc) form chosen in 5 of 7 subsamples (GroupKFold(7))") == (
         "stable — stability selection on all rows: the max(AICc, SICc) chose this form in 5 of 7 subsamples "
         "(each all rows but one fold of GroupKFold(7))")
+    assert criterion_text("stable: max(AICc, SICc, EBIC) form chosen in 6 of 8 subsamples (LeaveOneGroupOut (8 groups)); "
+                          "EBIC over a library of 731 terms") == (
+        "stable — stability selection on all rows: the max(AICc, SICc, EBIC) chose this form in 6 of 8 subsamples "
+        "(each all rows but one fold of LeaveOneGroupOut (8 groups)); EBIC over a library of 731 terms")
     assert criterion_text("stable:1se: complexity <= 7 by cv:1se (search repeated per fold, GroupKFold(10)); "
                           "form chosen in 6 of 7 folds") == (
         "stable:1se: complexity <= 7 by cv:1se (search repeated per fold, GroupKFold(10)); stability selection on "

@@ -301,7 +301,7 @@ def test_fit_equation_determinism_and_srepr_roundtrip(product_data):
     r2 = fit_equation(table.iloc[:60], "y", ["x1", "x2", "x3"], engine="sparse", seed=11, n_splits=4)
     assert r1.canonical_hash == r2.canonical_hash and r1.srepr == r2.srepr
     np.testing.assert_array_equal(r1.oof_predictions, r2.oof_predictions)
-    assert r1.metrics["cv_r2"] > 0.999 and r1.selection.startswith("stable: max(AICc, SICc) form chosen in")
+    assert r1.metrics["cv_r2"] > 0.999 and r1.selection.startswith("stable: max(AICc, SICc, EBIC) form chosen in")
     assert np.isfinite(r1.residual_std) and r1.residual_std < 0.05
     assert len(r1.oof_predictions) == 60 and np.all(np.isfinite(r1.oof_predictions))
     np.testing.assert_allclose(predict(r1.srepr, table.iloc[:60]), r1.predictions)

@@ -77,6 +77,7 @@ from matstore.models.selection import (
     select_size_stable,
     select_stable,
     select_valid,
+    stable_criterion,
     validate,
 )
 
@@ -158,6 +159,9 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         ``shortest_run_seconds_``, else 1 s; 0 without a limit).
     engine_rate_ : float or None
         The engine's generations per second in this fit (``generation_rate_``), else None.
+    library_size_ : int or None
+        Number of library terms the engine searched (the sparse engine's ``library_size_``),
+        the ``p`` of the EBIC of ``stable:ebic``; None for engines without a term library.
     """
 
     def __init__(self, engine: str = "sparse", engine_params: dict[str, Any] | None = None, selection: str = "stable",
@@ -240,6 +244,7 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         self.engine_name_ = name
         t_engine = time.perf_counter()
         engine = get_engine(name, **params).fit(X, yv)
+        self.library_size_ = getattr(engine, "library_size_", None)
         self._record_time_limit(engine, time.perf_counter() - t_engine)
         front, refused = self._refuse_constants(list(engine.pareto_front_))
         if not front:
@@ -348,8 +353,10 @@ class EquationSearch(BaseEstimator, RegressorMixin):
         if not valid:
             raise ValueError("no candidate passed the numerical checks")
         repeat = self._front_of(name, params) if self._repeats_search(name, "stable", len(y)) else None
+        _, gamma = parse_criterion(self.selection)
         chosen, crit = select_stable(valid, X, y, groups=groups, fit_front=repeat, margin=self.margin,
-                                     n_splits=self.n_splits, random_state=self.random_state)
+                                     n_splits=self.n_splits, random_state=self.random_state,
+                                     criterion=stable_criterion(gamma), library_size=self.library_size_)
         return chosen, crit, rejected
 
     def _select_size_stable(self, front: list[Candidate], X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None,

@@ -534,7 +534,8 @@ def time_lines(report: dict[str, Any] | None, engine: str | None = None) -> list
 
 #: Stored criteria of stability selection (:func:`matstore.models.selection.select_stable`,
 #: ``select_stable_se``) and their wording for a reader.
-_STABLE = re.compile(r"^stable: (AICc|SICc|max\(AICc, SICc\)) form chosen in (\d+) of (\d+) subsamples \((.*)\)$")
+_STABLE = re.compile(r"^stable: (AICc|SICc|max\(AICc, SICc(?:, EBIC[_0-9.]*)?\)|EBIC[_0-9.]*) form chosen in (\d+) of "
+                     r"(\d+) subsamples \((.*?)\)(; .*)?$")
 _STABLE_SE = re.compile(r"; form chosen in (\d+) of (\d+) folds$")
 
 
@@ -551,9 +552,9 @@ def criterion_text(criterion: str | None) -> str:
     text = str(criterion or "")
     match = _STABLE.match(text)
     if match:
-        ic, k, n, scheme = match.groups()
+        ic, k, n, scheme, note = match.groups()
         return (f"stable — stability selection on all rows: the {ic} chose this form in {k} of {n} subsamples "
-                f"(each all rows but one fold of {scheme})")
+                f"(each all rows but one fold of {scheme}){note or ''}")
     return _STABLE_SE.sub(lambda m: f"; stability selection on all rows: the searches of {m[1]} of {m[2]} "
                                     "subsamples (all rows but one fold each) chose this form", text)
 

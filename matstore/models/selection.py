@@ -25,9 +25,11 @@ Criteria (strings, as stored in ``equation_version.selection_criterion``):
     an honest complexity penalty that grows steeply when the rows are few (6–10 materials),
     and tends to leave-one-out CV when they are many (Stone 1977).
 ``"stable"`` (the default of ``matstore fit`` for an equation fitted directly; see :func:`default_selection`)
-    Stability selection: an information-criterion choice (the larger penalty of the AICc
-    and the small-sample Schwarz criterion SICc [4]_, :func:`stricter_ic`; versions stored
-    before 2026-12-07 used the AICc alone, as their criterion text says) is made again on the training rows of every
+    Stability selection: an information-criterion choice (the largest penalty of the AICc,
+    the small-sample Schwarz criterion SICc [4]_ and the extended BIC over the engine's term
+    library [5]_, :data:`STABLE_CRITERION`, :func:`ebic`; engines without a library use
+    :func:`stricter_ic`; versions stored before 2026-12-07 used the AICc alone, before
+    2026-12-08 max(AICc, SICc), as their criterion text says) is made again on the training rows of every
     fold of the one CV policy (:func:`matstore.models.cv.make_cv`; leave-one-group-out up to
     20 groups) and the *form* chosen most often wins (ties: the full-data choice, then the
     simpler).  With the sparse engine on scaling laws or small tables the search itself is
@@ -42,6 +44,8 @@ Criteria (strings, as stored in ``equation_version.selection_criterion``):
     agree, so one atypical held-out material cannot flip the choice the way it moves a pooled
     mean (``cv:1se`` chose a constant coefficient in one of seven folds of a published
     7-metal table; see docs/models.md).
+``"stable:ebic_G"`` (e.g. ``"stable:ebic_0.5"``)
+    ``stable`` with γ = G in the EBIC of its vote (``"stable:ebic"``: γ = 1, the default).
 ``"stable:Nse"`` (e.g. ``"stable:1se"``; the default of the coefficient C in factorised fits)
     The complexity budget by the ``cv:Nse`` rule with the search repeated on every fold's
     training rows (:func:`select_size_by_cv`), then the form that those folds' searches
@@ -72,6 +76,8 @@ References
 .. [4] A. D. R. McQuarrie, C.-L. Tsai, *Regression and Time Series Model Selection*, World
    Scientific (1998) (SICc); A. D. R. McQuarrie, Stat. Probab. Lett. 44, 79 (1999),
    doi:10.1016/S0167-7152(98)00294-6.
+.. [5] J. Chen, Z. Chen, "Extended Bayesian information criteria for model selection with
+   large model spaces", Biometrika 95, 759 (2008), doi:10.1093/biomet/asn034.
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ from typing import Any
 
 from matstore.models.engines.base import SCORING_FTOL, Candidate, refit_candidate
 
-CRITERIA = ("stable", "stable:Nse", "aicc", "knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
+CRITERIA = ("stable", "stable:ebic", "stable:ebic_G", "stable:Nse", "aicc", "knee", "best", "within:X%", "min_loss", "max_complexity:N", "cv:X%", "cv:Nse")
 
 
 #: Default criterion of an equation fitted directly (``factorize=None``).
@@ -131,6 +137,9 @@ def parse_criterion(criterion: str) -> tuple[str, float | None]:
     m = re.fullmatch(r"within:\s*([0-9]*\.?[0-9]+)\s*%?", c)
     if m:
         return "within", float(m.group(1))
+    m = re.fullmatch(r"stable:\s*ebic(?:_?([0-9]*\.?[0-9]+))?", c)
+    if m:
+        return "stable", float(m.group(1)) if m.group(1) else 1.0
     m = re.fullmatch(r"stable:\s*([0-9]*\.?[0-9]+)\s*se", c)
     if m:
         return "stable_se", float(m.group(1))
@@ -577,41 +586,136 @@ def stricter_ic(loss: float, n_rows: int, n_params: int) -> float:
     return max(aicc(loss, n_rows, n_params), sicc(loss, n_rows, n_params))
 
 
+def ebic(loss: float, n_rows: int, n_params: int, n_terms: int, library_size: int, gamma: float = 1.0) -> float:
+    """Extended BIC of a least-squares fit: ``n ln(MSE) + k ln(n) + 2γ ln C(p, j)``.
+
+    Chen & Chen, "Extended Bayesian information criteria for model selection with large
+    model spaces", Biometrika 95, 759 (2008), doi:10.1093/biomet/asn034.  ``k = n_params``
+    fitted constants (the intercept included; it only shifts every candidate that has one by
+    ln n), ``j = n_terms`` library terms of the candidate and ``p = library_size`` terms the
+    search chose them from: the last term charges for the C(p, j) supports of that size the
+    search could have tried, which the AICc and SICc, counting each term as the only
+    candidate, do not.  ``γ = 0`` is the BIC; Chen & Chen's consistency needs
+    ``γ > 1 − ln n / (2 ln p)`` (γ = 1 always qualifies).  ``inf`` when ``n − k − 1 <= 0``.
+
+    Raises
+    ------
+    ValueError
+        ``n_terms`` outside ``0 … library_size`` or a negative ``gamma``.
+    """
+    if not 0 <= n_terms <= library_size or gamma < 0:
+        raise ValueError(f"EBIC needs 0 <= n_terms <= library_size and gamma >= 0, got {n_terms}, {library_size}, {gamma}")
+    if n_rows - n_params - 1 <= 0:
+        return math.inf
+    log_choose = math.lgamma(library_size + 1) - math.lgamma(n_terms + 1) - math.lgamma(library_size - n_terms + 1)
+    return n_rows * math.log(max(loss, 1e-300)) + n_params * math.log(n_rows) + 2 * gamma * log_choose
+
+
+def n_library_terms(expr) -> int:  # noqa: ANN001
+    """Number of additive terms of ``expr`` that hold a feature (library terms of a sparse fit; the intercept not counted)."""
+    import sympy as sp
+
+    return sum(1 for term in sp.Add.make_args(expr) if term.free_symbols)
+
+
 #: The information criteria of :func:`select_aicc`, by name.
 INFORMATION_CRITERIA: dict[str, Callable[[float, int, int], float]] = {
     "AICc": aicc, "SICc": sicc, "max(AICc, SICc)": stricter_ic}
-#: The criterion each subsample of ``stable`` votes with (:func:`stricter_ic`).  Measured
-#: (docs/benchmarks.md, "stable's criterion"): the AICc alone (versions stored before
-#: 2026-12-07) added a spurious third term to x(1−x)·δ² in 14 of 20 synthetic tables of
-#: 100–300 rows; the SICc alone lowered the fold agreement on 8 seven-metal tables from 6.75
-#: to 5.9 of 7 (with 6 rows its penalty is the weaker).
-STABLE_CRITERION = "max(AICc, SICc)"
+#: Names of the EBIC criteria of :func:`select_aicc` (they need the library size): ``EBIC`` (γ = 1),
+#: ``EBIC_0.5`` (γ = 0.5), alone or as ``max(AICc, SICc, EBIC…)``, the larger of the three penalties.
+_EBIC_NAME = re.compile(r"^(max\(AICc, SICc, )?EBIC(?:_([0-9]*\.?[0-9]+))?(?(1)\))$")
 
 
-def select_aicc(front: Sequence[Candidate], n_rows: int, criterion: str = "AICc") -> Candidate:
-    """The candidate with the lowest :func:`aicc` (or ``criterion``, a key of :data:`INFORMATION_CRITERIA`; ties: the simpler).
+def ebic_name(gamma: float = 1.0, with_stricter: bool = True) -> str:
+    """The :func:`select_aicc` name of the EBIC with ``gamma``, e.g. ``"max(AICc, SICc, EBIC_0.5)"``."""
+    name = "EBIC" if gamma == 1 else f"EBIC_{gamma:g}"
+    return f"max(AICc, SICc, {name})" if with_stricter else name
 
+
+def _criterion(name: str, library_size: int | None) -> Callable[[Candidate, int], float]:
+    """Value of the criterion ``name`` for one candidate fitted to ``n_rows`` rows.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, or an EBIC name without ``library_size``.
+    """
+    if name in INFORMATION_CRITERIA:
+        ic = INFORMATION_CRITERIA[name]
+        return lambda c, n: ic(c.loss, n, n_constants(c.expr))
+    match = _EBIC_NAME.match(name)
+    if not match:
+        raise ValueError(f"unknown information criterion {name!r}; use one of {', '.join(INFORMATION_CRITERIA)}, "
+                         "EBIC, EBIC_<γ> or max(AICc, SICc, EBIC…)")
+    if not library_size:
+        raise ValueError(f"{name} needs the size of the term library the search chose from")
+    gamma = float(match.group(2) or 1.0)
+
+    def value(c: Candidate, n: int) -> float:
+        k = n_constants(c.expr)
+        e = ebic(c.loss, n, k, min(n_library_terms(c.expr), library_size), library_size, gamma)
+        return max(e, stricter_ic(c.loss, n, k)) if match.group(1) else e
+    return value
+
+
+def vote_criterion(criterion: str, library_size: int | None) -> tuple[str, str]:
+    """The criterion a ``stable`` vote can apply and a note: an EBIC falls back to :func:`stricter_ic` without a library.
+
+    Engines that search no enumerable term library (Operon, EQL, PySR) have no ``p`` to
+    charge for; their vote uses ``max(AICc, SICc)`` and the note says so.
+    """
+    if _EBIC_NAME.match(criterion) and not library_size:
+        return "max(AICc, SICc)", f"; {criterion} needs a term library, this engine has none"
+    return criterion, (f"; EBIC over a library of {library_size} terms" if _EBIC_NAME.match(criterion) else "")
+
+
+#: Whether ``stable:ebic`` votes with max(AICc, SICc, EBIC) (True) or the EBIC alone.
+STABLE_EBIC_WITH_STRICTER = True
+#: The criterion each subsample of ``stable`` votes with: the largest penalty of the AICc, the
+#: SICc and the EBIC with γ = 1 over the engine's term library (Chen & Chen 2008; engines
+#: without a library: max(AICc, SICc), :func:`vote_criterion`).  Measured (docs/benchmarks.md,
+#: "stable's criterion" and "EBIC"): the AICc alone (versions stored before 2026-12-07) added a
+#: spurious third term to x(1−x)·δ² in 14 of 20 synthetic tables of 100–300 rows, max(AICc,
+#: SICc) (versions stored before 2026-12-08) in 2 of 20 (3 of 20 with a distractor column),
+#: the EBIC in none; the SICc alone lowered the fold agreement on 8 seven-metal tables from
+#: 6.75 to 5.9 of 7 (with 6 rows its penalty is the weaker), the EBIC alone to 6.1, the
+#: maximum of the three keeps 6.75.
+STABLE_CRITERION = "max(AICc, SICc, EBIC)"
+
+
+def select_aicc(front: Sequence[Candidate], n_rows: int, criterion: str = "AICc",
+                library_size: int | None = None) -> Candidate:
+    """The candidate with the lowest :func:`aicc` (or ``criterion``; ties: the simpler).
+
+    ``criterion`` is a key of :data:`INFORMATION_CRITERIA` or an EBIC name
+    (:func:`ebic_name`: ``"EBIC"``, ``"EBIC_0.5"``, ``"max(AICc, SICc, EBIC)"``), which needs
+    ``library_size``, the number of library terms the search chose from (Chen & Chen 2008).
     With fewer rows than any candidate's constants + 3 (no finite criterion), the candidate with
     the fewest constants (then the lowest loss) is returned.
 
     Raises
     ------
     ValueError
-        When no candidate has a finite loss.
+        When no candidate has a finite loss, for an unknown criterion, or an EBIC without ``library_size``.
     """
+    ic = _criterion(criterion, library_size)
     finite = [c for c in front if math.isfinite(c.loss)]
     if not finite:
         raise ValueError("no candidate has a finite loss")
-    ic = INFORMATION_CRITERIA[criterion]
-    scored = [(ic(c.loss, n_rows, n_constants(c.expr)), c.complexity, c) for c in finite]
+    scored = [(ic(c, n_rows), c.complexity, c) for c in finite]
     scored = [t for t in scored if math.isfinite(t[0])]
     if not scored:  # too few rows for any AICc: the fewest constants, then the lowest loss
         return min(finite, key=lambda c: (n_constants(c.expr), c.loss, c.complexity))
     return min(scored, key=lambda t: (t[0], t[1]))[2]
 
 
-def _subsample_choice(front, X, y, fit_front, margin):  # noqa: ANN001, ANN202
-    """:data:`STABLE_CRITERION` choice on one subsample: the search repeated (``fit_front``) or the front's forms refitted."""
+def stable_criterion(gamma: float | None) -> str | None:
+    """The vote's criterion of ``stable`` (``gamma`` None: :data:`STABLE_CRITERION`) or ``stable:ebic_<gamma>``."""
+    return None if gamma is None else ebic_name(gamma, STABLE_EBIC_WITH_STRICTER)
+
+
+def _subsample_choice(front, X, y, fit_front, margin, criterion, library_size):  # noqa: ANN001, ANN202
+    """The ``criterion`` choice on one subsample: the search repeated (``fit_front``) or the front's forms refitted."""
     from matstore.models.engines.base import EngineFitError
 
     if fit_front is not None:
@@ -622,14 +726,15 @@ def _subsample_choice(front, X, y, fit_front, margin):  # noqa: ANN001, ANN202
     else:
         cands = [r for r in (refit_candidate(c, X, y, ftol=SCORING_FTOL) for c in front) if r is not None]
     try:
-        return select_aicc(cands, len(y), STABLE_CRITERION)
+        return select_aicc(cands, len(y), criterion, library_size)
     except ValueError:
         return None
 
 
 def select_stable(front: Sequence[Candidate], X, y, *, groups=None, fit_front=None, margin: float = 0.1,  # noqa: ANN001
-                  n_splits: int | None = None, random_state: int | None = 0) -> tuple[Candidate, str]:
-    """Stability selection: the form :data:`STABLE_CRITERION` chooses most often over the CV training subsamples.
+                  n_splits: int | None = None, random_state: int | None = 0, criterion: str | None = None,
+                  library_size: int | None = None) -> tuple[Candidate, str]:
+    """Stability selection: the form an information criterion chooses most often over the CV training subsamples.
 
     Parameters
     ----------
@@ -644,6 +749,12 @@ def select_stable(front: Sequence[Candidate], X, y, *, groups=None, fit_front=No
     margin : float
         Domain widening of the numerical checks of repeated searches.
     n_splits, random_state : passed to :func:`matstore.models.cv.make_cv`
+    criterion : str, optional
+        The vote's criterion (:func:`select_aicc`); default :data:`STABLE_CRITERION`.  An EBIC
+        (Chen & Chen 2008) needs ``library_size`` and falls back to ``max(AICc, SICc)``
+        without it (:func:`vote_criterion`).
+    library_size : int, optional
+        Number of library terms the search chose from (the sparse engine's ``library_size_``).
 
     Returns
     -------
@@ -651,7 +762,8 @@ def select_stable(front: Sequence[Candidate], X, y, *, groups=None, fit_front=No
         The full-data candidate of the chosen form (its constants refitted on all rows when
         the form was found on subsamples only).
     criterion : str
-        E.g. ``"stable: SICc form chosen in 6 of 7 subsamples (LeaveOneGroupOut (7 groups))"``.
+        E.g. ``"stable: SICc form chosen in 6 of 7 subsamples (LeaveOneGroupOut (7 groups))"``;
+        an EBIC vote appends ``"; EBIC over a library of 731 terms"``.
 
     Raises
     ------
@@ -663,17 +775,19 @@ def select_stable(front: Sequence[Candidate], X, y, *, groups=None, fit_front=No
     from matstore.models.cv import splits
     from matstore.models.expressions import form_of
 
+    ic, note = vote_criterion(criterion or STABLE_CRITERION, library_size)
     y = np.asarray(y, dtype=float)
-    full = select_aicc(front, len(y), STABLE_CRITERION)
+    full = select_aicc(front, len(y), ic, library_size)
     folds = splits(len(y), groups, n_splits, random_state)
-    choices = [_subsample_choice(front, X.iloc[tr].reset_index(drop=True), y[tr], fit_front, margin) for tr, _ in folds]
+    choices = [_subsample_choice(front, X.iloc[tr].reset_index(drop=True), y[tr], fit_front, margin, ic, library_size)
+               for tr, _ in folds]
     form, count, cand = _majority_form(choices, full)
     if not count:
-        return full, f"stable: no subsample could choose; {STABLE_CRITERION} on all rows"
+        return full, f"stable: no subsample could choose; {ic} on all rows{note}"
     chosen = next((c for c in front if form_of(c.expr) == form), None)
     if chosen is None:
         chosen = refit_candidate(cand, X, y) or full
-    return chosen, f"stable: {STABLE_CRITERION} form chosen in {count} of {len(folds)} subsamples ({_scheme(len(y), groups)})"
+    return chosen, f"stable: {ic} form chosen in {count} of {len(folds)} subsamples ({_scheme(len(y), groups)}){note}"
 
 
 def validate(front: Sequence[Candidate], X_domain, *, margin: float = 0.1,  # noqa: ANN001
@@ -766,11 +880,13 @@ def _select_by_criterion(
     if kind == "stable":
         if y is None:
             raise ValueError("the stable criterion needs the training targets (y=)")
-        return select_stable(valid, X_domain, y, groups=groups, margin=margin, random_state=random_state)
+        return select_stable(valid, X_domain, y, groups=groups, margin=margin, random_state=random_state,
+                             criterion=stable_criterion(arg))
     if kind == "aicc":
         return select_aicc(valid, len(X_domain)), "aicc"
     return select(valid, criterion)
 
 
-__all__ = ["CRITERIA", "INFORMATION_CRITERIA", "STABLE_CRITERION", "aicc", "stricter_ic", "cv_fold_losses", "cv_loss", "n_constants", "parse_criterion", "select", "select_aicc",
+__all__ = ["CRITERIA", "INFORMATION_CRITERIA", "STABLE_CRITERION", "aicc", "ebic", "ebic_name", "n_library_terms",
+           "stable_criterion", "stricter_ic", "vote_criterion", "cv_fold_losses", "cv_loss", "n_constants", "parse_criterion", "select", "select_aicc",
            "select_by_cv", "select_size_by_cv", "select_size_stable", "select_stable", "select_valid", "sicc", "validate"]
