@@ -51,7 +51,7 @@ def test_scaling_fit_recovers_ec_over_a_squared() -> None:
     assert monomial.as_powers_dict() == {E: 1, a: -2}
     assert float(k) == pytest.approx(K_TRUE, rel=0.02)  # fitted 4.342 against 4.326 (0.4 %)
     assert res.engine == "sparse" and res.dimension_check == "consistent"
-    assert res.selection.startswith("stable: max(AICc, SICc) form chosen in 10 of 10 subsamples")
+    assert res.selection.startswith("stable: max(AICc, SICc, EBIC) form chosen in 10 of 10 subsamples")
     assert res.cv["scheme"] == "LeaveOneGroupOut (10 groups) by material"
     assert res.report["fold_agreement"] == {"agree": 10, "n": 10, "fraction": 1.0,
                                             "full_form": "c*cohesive_energy/lattice_constant**2"}
