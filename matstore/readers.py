@@ -221,8 +221,9 @@ def ensure_managed_reader(main_url: str | URL, settings: Settings | None = None)
     -------
     str
         ``"reader login matstore_sql_reader ready"`` or, when ``main_url``'s role may not create
-        roles, a line saying so and what to configure instead (the migration itself is not
-        failed for that: a reader URL may be configured).
+        roles or the password cannot be kept under the data directory, a line saying so and
+        what to configure instead (the migration itself is not failed for that: a reader URL
+        may be configured, as docker-compose.yml does).
 
     Raises
     ------
@@ -232,7 +233,11 @@ def ensure_managed_reader(main_url: str | URL, settings: Settings | None = None)
     """
     settings = settings or get_settings()
     main = make_url(main_url) if isinstance(main_url, str) else main_url
-    password = _read_or_create_password(_password_file(settings.data_dir, main))
+    path = _password_file(settings.data_dir, main)
+    try:
+        password = _read_or_create_password(path)
+    except OSError as exc:  # e.g. a read-only data directory in a migration container
+        return f"reader login {MANAGED_LOGIN} not checked: cannot keep its password in {path} ({exc.strerror})"
     url = _managed_url(main, password)
     if _can_log_in(url):
         return f"reader login {MANAGED_LOGIN} ready"

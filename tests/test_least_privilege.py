@@ -293,3 +293,17 @@ def test_writer_group_ingests_but_cannot_change_the_schema(admin, engine, databa
         writer.dispose()
         admin.execute(f'DROP OWNED BY "{name}"')
         admin.execute(f'DROP ROLE "{name}"')
+
+
+def test_reader_login_without_a_writable_data_dir_is_reported_not_raised(tmp_path, database_url):
+    """A migration container may have no writable data directory: the reader line of
+    ``db migrate`` says why the login was not checked instead of failing the migration
+    (docker-compose.yml configures MATSTORE_READER_URL for its readers)."""
+    from matstore.config import Settings
+    from matstore.readers import ensure_managed_reader
+
+    blocked = tmp_path / "a-file-not-a-directory"
+    blocked.write_text("")
+    line = ensure_managed_reader(database_url, Settings(data_dir=blocked))
+    assert line.startswith(f"reader login {MANAGED_LOGIN} not checked: cannot keep its password in {blocked}/secrets/")
+    assert line.endswith("(Not a directory)")
