@@ -179,7 +179,7 @@ def test_new_data_creates_exactly_one_new_version(engine) -> None:
     # the two sources disagree on every γ (not on the bulk features): said with the fit, newest used
     assert len(outcome.conflicts) == 7 * 13
     ag100 = true_gamma(*METALS["Ag"][:2], (1, 0, 0))
-    assert outcome.conflicts[0] == (f"surface_energy of Ag hkl:1,0,0 by synth: 2 values from {ag100:.6g} to "
+    assert outcome.conflicts[0] == (f"surface_energy of Ag (fcc) hkl:1,0,0 by synth: 2 values from {ag100:.6g} to "
                                     f"{1.1 * ag100:.6g} (sources 1, 2); the newest is used")
     with engine.connect() as conn:
         summary = conn.execute(text("SELECT summary FROM job_run WHERE kind = 'refit' ORDER BY id DESC LIMIT 1")).scalar()

@@ -112,6 +112,8 @@ PROTOTYPE_SQL = "SELECT id AS material_id, prototype FROM material WHERE id = AN
 #: ``GROUP BY``) only when a fit names prototypes, so the recorded query of every other fit,
 #: and with it its snapshot hash, is what it was before prototypes could be chosen.
 PROTOTYPE_FILTER = "\n  AND m.prototype = ANY(CAST(:prototypes AS text[]))"
+#: The same filter where ``:prototypes`` may be NULL (every prototype): the conflicts query.
+_PROTOTYPES_OR_ANY = "\n  AND (CAST(:prototypes AS text[]) IS NULL OR m.prototype = ANY(CAST(:prototypes AS text[])))"
 
 
 def _with_prototype_filter(target_sql: str, prototypes: list[str] | None) -> str:
@@ -139,21 +141,21 @@ CONFLICTS_SQL = """
 SELECT key, property, min(value) AS low, max(value) AS high, count(*) AS n,
        array_agg(DISTINCT source_id ORDER BY source_id) AS sources
 FROM (
-  SELECT m.formula || ' by ' || me.name AS key, d.name AS property, p.value, p.source_id
+  SELECT m.formula || coalesce(' (' || m.prototype || ')', '') || ' by ' || me.name AS key, d.name AS property, p.value, p.source_id
   FROM bulk_property p JOIN material m ON m.id = p.material_id JOIN method me ON me.id = p.method_id
   JOIN property_definition d ON d.id = p.definition_id
-  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
+  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + _PROTOTYPES_OR_ANY + """
   UNION ALL
-  SELECT m.formula || ' ' || su.orientation_key || ' by ' || me.name, d.name, p.value, p.source_id
+  SELECT m.formula || coalesce(' (' || m.prototype || ')', '') || ' ' || su.orientation_key || ' by ' || me.name, d.name, p.value, p.source_id
   FROM surface_property p JOIN surface su ON su.id = p.surface_id JOIN material m ON m.id = su.material_id
   JOIN method me ON me.id = p.method_id JOIN property_definition d ON d.id = p.definition_id
-  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
+  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + _PROTOTYPES_OR_ANY + """
   UNION ALL
-  SELECT m.formula || ' [' || mc.key || '] by ' || me.name, d.name, p.value, p.source_id
+  SELECT m.formula || coalesce(' (' || m.prototype || ')', '') || ' [' || mc.key || '] by ' || me.name, d.name, p.value, p.source_id
   FROM configuration_property p JOIN material_configuration mc ON mc.id = p.configuration_id
   JOIN material m ON m.id = mc.material_id JOIN method me ON me.id = mc.method_id
   JOIN property_definition d ON d.id = p.definition_id
-  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + """
+  WHERE d.name = ANY(CAST(:names AS text[]))""" + _METHOD_FILTER + _PROTOTYPES_OR_ANY + """
 ) AS v
 GROUP BY key, property
 HAVING max(value) - min(value) > """ + repr(CONFLICT_RTOL) + """ * greatest(abs(max(value)), abs(min(value)))
@@ -312,6 +314,7 @@ def build_training_set(
     table, dropped = _join_features(targets, long, per_config, [*features, *grouping], fetched)
     if table.empty:
         raise DatasetError(f"no row of {target!r} has all features {features}; first missing: {dropped[:3]}")
+    table = distinct_material_labels(table)
     if group_by not in table.columns:
         raise DatasetError(f"group_by {group_by!r} is not a column of this {scope}-scope training table; "
                            f"give {GROUP_BY_CHOICES}")
@@ -325,6 +328,28 @@ def build_training_set(
     return TrainingSet(table, scope, units, query, snapshot_sha256(table, query, snapshot_params), dropped,
                        group_by, table[group_by].to_numpy(), grouping, conflicts,
                        _descriptor_notes(table, fetched["composition"], compositions))
+
+
+def distinct_material_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with one ``material`` label per stored material: ``Fe (Im-3m)``, ``Fe (Fm-3m)``.
+
+    A material is a formula *and* a crystal prototype (``material`` is unique by both), but
+    ``material`` holds the formula.  Where one formula names several stored materials in the
+    table (``material_id``), its rows are labelled ``formula (prototype)``, or ``formula
+    (material ID)`` where the prototypes do not tell them apart, so that per-material
+    coefficients, cross-validation groups and per-group errors never merge two structures
+    (a new-user trial's BCC and FCC Fe became one material of averaged bulk values).  Other
+    rows keep the bare formula, so labels, groups and snapshots of other tables are unchanged.
+    """
+    ids = table.groupby("material")["material_id"].nunique()
+    shared = table["material"].isin(ids[ids > 1].index)
+    if not shared.any():
+        return table
+    prototype = table["prototype"] if "prototype" in table.columns else pd.Series(None, index=table.index)
+    labels = table["material"] + " (" + prototype.fillna("").astype(str) + ")"
+    ambiguous = (table.groupby(labels)["material_id"].transform("nunique") > 1) | prototype.isna()
+    labels = labels.where(~ambiguous, table["material"] + " (material " + table["material_id"].astype(str) + ")")
+    return table.assign(material=table["material"].where(~shared, labels))
 
 
 def _descriptor_notes(table: pd.DataFrame, names: list[str], compositions: dict[int, dict]) -> list[str]:
