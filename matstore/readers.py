@@ -199,11 +199,11 @@ def _managed_reader(settings: Settings) -> str:
     main = make_url(resolve_url(settings))
     password_file = _password_file(settings.data_dir, main)
     url = _managed_url(main, _stored_password(password_file))
-    if not _can_log_in(url):
+    problem = _login_problem(url, password_file)
+    if problem is not None:
         raise ReaderUnavailableError(
-            f"the reader login {MANAGED_LOGIN} cannot log in (not created yet, or its password is not the one in "
-            f"{password_file}): run `matstore db migrate` as the store's owner (it creates the login), or set "
-            "MATSTORE_READER_URL to a login made by `matstore db grant-reader`"
+            f"the reader login {MANAGED_LOGIN} {problem}: run `matstore db migrate` as the store's owner (it creates "
+            "or repairs the login), or set MATSTORE_READER_URL to a login made by `matstore db grant-reader`"
         )
     return url
 
@@ -277,12 +277,31 @@ def _refuse_if_stronger(url: str, *, source: str, hint: str = "create one with `
 
 
 def _can_log_in(url: str) -> bool:
+    return _login_problem(url, "") is None
+
+
+def _login_problem(url: str, password_file: Path | str) -> str | None:
+    """Why the managed login cannot serve as a reader at ``url`` (None: it can), in a few words.
+
+    Read from the server's refusal: the role does not exist (a store not migrated, or migrated
+    before ``db migrate`` made readers), it may not log in, the password kept in
+    ``password_file`` is refused; or, logged in, it is not a plain reader with its bounds.
+    """
     try:
         with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
             member = conn.execute("SELECT pg_has_role(session_user, %s, 'MEMBER')", (roles.READER,)).fetchone()[0]
-            return bool(member) and _has_role_settings(conn) and not privilege_violations(conn, MANAGED_LOGIN)
-    except psycopg.OperationalError:
-        return False
+            if bool(member) and _has_role_settings(conn) and not privilege_violations(conn, MANAGED_LOGIN):
+                return None
+            return f"is not a member of {roles.READER} alone with the reader bounds"
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        if f'role "{MANAGED_LOGIN}" does not exist' in text:
+            return "does not exist on this server (the store is not migrated yet, or was migrated before `db migrate` made it)"
+        if "not permitted to log in" in text:
+            return "may not log in (NOLOGIN)"
+        if "password authentication failed" in text:
+            return f"refuses the password kept in {password_file} (another data directory's `db migrate` reset it)"
+        return f"cannot connect ({text.strip().splitlines()[-1] if text.strip() else type(exc).__name__})"
 
 
 def _has_role_settings(conn: psycopg.Connection) -> bool:

@@ -186,8 +186,9 @@ def test_read_commands_never_repair_the_reader_login_migrate_does(cli, admin):
             result = cli(*args)
             assert result.exit_code == 1, result.output
             line = " ".join(result.output.split())
-            assert line.startswith(f"error: the reader login {MANAGED_LOGIN} cannot log in"), line
-            assert "run `matstore db migrate` as the store's owner" in line and "MATSTORE_READER_URL" in line
+            assert line.startswith(f"error: the reader login {MANAGED_LOGIN} may not log in (NOLOGIN): run "
+                                   "`matstore db migrate` as the store's owner"), line
+            assert "MATSTORE_READER_URL" in line
             assert _can_login(admin) is False  # the read left the role alone
         result = cli("db", "migrate")
         assert result.exit_code == 0 and f"reader login {MANAGED_LOGIN} ready" in result.output, result.output
