@@ -145,3 +145,21 @@ def test_dimensionless_features_and_targets_are_units() -> None:
         make_estimator(["lattice_constant"], coefficient_form="scaling", feature_units={"lattice_constant": "angstrom"},
                        target_unit="dimensionless")
 
+
+
+def test_a_free_direct_fit_homogeneous_only_through_its_constants_names_the_scaling_form() -> None:
+    """A trial's C44 fit printed ``2.79e-8*c11**3*c12/cohesive_energy + 60.89`` as "consistent
+    up to fitted constants" with no word of the form that keeps the units."""
+    from matstore.models.report import scaling_hint_lines
+
+    features = [{"name": "c11", "unit": "GPa"}, {"name": "c12", "unit": "GPa"},
+                {"name": "cohesive_energy", "unit": "eV/atom"}]
+    free = {"factorize": None, "coefficient_form": "auto"}
+    assert scaling_hint_lines("consistent up to fitted constants", features, "GPa", free) == [
+        "note: this equation is consistent up to fitted constants (its constants carry units); --coefficient-form "
+        "scaling searches power laws of the features with the target's units"]
+    assert scaling_hint_lines("consistent", features, "GPa", free) == []
+    assert scaling_hint_lines("consistent up to fitted constants", features, "GPa",
+                              {**free, "coefficient_form": "scaling"}) == []
+    assert scaling_hint_lines("consistent up to fitted constants", features, "GPa", {"factorize": "orientation"}) == []
+    assert scaling_hint_lines("consistent up to fitted constants", features, "K", free) == []  # no power law

@@ -422,6 +422,7 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
         per_fold_r2_text,
         pooled_text,
         prototypes_lines,
+        scaling_hint_lines,
         scheme_text,
     )
 
@@ -441,6 +442,8 @@ def _report_outcome(name: str, outcome) -> None:  # noqa: ANN001
                       "(job run summary: conflicting_values)")
     _print_descriptor_notes(getattr(outcome, "descriptor_notes", ()))
     _print_equation(v.target_unit, v.equation_text)
+    _print_lines(scaling_hint_lines(getattr(v, "dimension_check", None), getattr(v, "features", None),
+                                    v.target_unit, getattr(v, "hyperparameters", None)))
     cv = (v.metrics or {}).get("cv_r2")
     scheme = scheme_text(report) if report else (v.metrics or {}).get("cv_scheme", "")
     if cv is not None:

@@ -464,6 +464,40 @@ def methods_lines(rows_per_method: dict[str, int] | None) -> list[str]:
     return [f"methods: {methods_text(rows_per_method)}"] + ([f"note: {note}"] if note else [])
 
 
+def scaling_hint_lines(dimension_check: str | None, features: list[dict] | None, target_unit: str | None,
+                       hyperparameters: dict | None) -> list[str]:
+    """A note for a direct fit homogeneous in its units only through its fitted constants.
+
+    E.g. ``2.79e-8*c11**3*c12/cohesive_energy + 60.89`` for C44 (GPa) is "consistent up to
+    fitted constants": its constants carry whatever units balance it.  Where every feature and
+    the target have units and some power law of the features has the target's dimension
+    (:func:`matstore.models.dimensions.require_scaling_units`), the note names
+    ``--coefficient-form scaling``.  None for factorised fits or fits already of that form.
+
+    Returns
+    -------
+    list of str
+        One ``note: …`` line, or none.
+    """
+    from matstore.models.dimensions import require_scaling_units
+    from matstore.models.engines.sparse import SparseEngine
+
+    options = hyperparameters or {}
+    verdict = dimension_check or ""
+    if options.get("factorize") or options.get("coefficient_form") == "scaling" \
+            or not verdict.startswith(("consistent up to fitted constants", "inconsistent")):
+        return []
+    units = {f["name"]: f.get("unit") for f in features or []}
+    defaults = SparseEngine.default_parameters
+    try:
+        require_scaling_units(list(units), units, target_unit, exponents=defaults["exponents"],
+                              max_factors=defaults["max_factors"])
+    except ValueError:
+        return []
+    return [f"note: this equation is {verdict.split(':')[0]} (its constants carry units); --coefficient-form scaling "
+            "searches power laws of the features with the target's units"]
+
+
 def prototypes_lines(materials_per_prototype: dict[str, int] | None, factorised: bool = False) -> list[str]:
     """``["prototypes: Fm-3m (7 materials), Im-3m (4)", "note: 2 prototypes mixed in one fit: …"]``, as
     ``fit``, ``models show`` and the dashboard show them (:func:`prototypes_text`,
