@@ -441,8 +441,9 @@ def test_a_budget_below_the_fits_least_time_is_reported_with_its_reason() -> Non
                        engine_params={"generations": 100000, "max_evaluations": 10**9})
     floor = res.report["time_budget_floor"]
     assert floor["engine_runs"] == 3  # the full fit and two folds, one time-limited run each
-    # the full fit's run is at least 1 s; the folds' runs were paced below a second each
-    assert 1.0 < floor["engine_floor_seconds"] < 2.0
+    # the full fit's run is at least 1 s; the folds' runs were paced below a second each (on a
+    # loaded 2-core machine the three runs' least seconds reached 2.01: a bound, not a timing)
+    assert 1.0 < floor["engine_floor_seconds"] < 3.0
     assert floor["floor_seconds"] > 1.0 > 0.8
     assert 0.0 <= floor["fixed_seconds_per_fit"] < floor["floor_seconds"]
     assert floor["floor_seconds"] <= res.timings["total"]  # measured: the runs' seconds above their shortest removed

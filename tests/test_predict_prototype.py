@@ -202,3 +202,16 @@ def test_the_dashboard_form_has_a_prototype_box_for_the_formula(store: SimpleNam
                                        f"[{value - 2:.5g} GPa, {value + 2:.5g} GPa] (stored interval)")
         assert [w.value for w in at.warning if w.value.startswith("prototype ")] == (
             [UNTRAINED] if prototype == "Im-3m" else [])
+
+
+def test_the_interval_of_a_positive_target_starts_at_zero(store: SimpleNamespace) -> None:
+    """A bulk modulus is positive for a stable crystal: the ± 2 GPa interval around 0.024 GPa
+    is 0 to 2.024, not −1.976 to 2.024 (a trial printed C44 "−30.59 to 190.9" GPa)."""
+    from matstore.models.service import predict_frame
+
+    small = predict(store.engine, "proto", material="Ir", overrides={"lattice_constant": 10.0, "cohesive_energy": 0.1})
+    assert small.value == pytest.approx(0.024, rel=1e-12)
+    assert (small.lower, small.upper) == (0.0, pytest.approx(2.024, rel=1e-12))
+    frame = predict_frame(store.engine, "proto", pd.DataFrame({"lattice_constant": [10.0, 3.65],
+                                                                "cohesive_energy": [0.1, 4.20]}))
+    assert frame["lower"].tolist() == [0.0, pytest.approx(bulk_modulus(3.65, 4.20) - 2.0, rel=1e-12)]

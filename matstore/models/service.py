@@ -597,7 +597,7 @@ def predict(
     if orientation is not None:
         row.update(zip(ORIENTATION_COLUMNS, [*(orientation.miller or (np.nan,) * 3), *orientation.normal,
                                               orientation.theta_deg, orientation.phi_deg], strict=True))
-    rows, domain_notes = _predict_rows(version, pd.DataFrame([row]))
+    rows, domain_notes = _predict_rows(version, pd.DataFrame([row]), model.target)
     out = rows.iloc[0]
     flags = tuple(out["extrapolated"].split(", ")) if out["extrapolated"] else ()
     several = several_prototypes(material, prototypes, reads=False)  # none when --prototype chose one
@@ -802,8 +802,14 @@ def _orientation(label: str, version: EquationVersion, target_scope: str | None,
     return from_normal(list(normal)) if normal is not None else from_angles(*angles)
 
 
-def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+def _predict_rows(version: EquationVersion, frame: pd.DataFrame,
+                  target: str | None = None) -> tuple[pd.DataFrame, list[list[str]]]:
     """Checked values with their interval and domain flags, and each row's warning lines.
+
+    The interval of a ``target`` in :data:`POSITIVE_FEATURES` (C44, a lattice constant …)
+    starts at 0 at the lowest: a stable crystal's value is positive, so the clipped interval
+    covers whatever the unclipped one covered (a trial printed C44 "80.14 ± 111 GPa (… −30.59
+    to 190.9)").
 
     Returns
     -------
@@ -822,6 +828,8 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame) -> tuple[pd.Dat
         where = f"row {frame.index[bad[0]]!r}: " if len(frame) > 1 else ""
         raise PredictionInputError(f"{where}the equation is not a finite real number at these inputs")
     lower, upper = interval_columns(version, values)
+    if target in POSITIVE_FEATURES:
+        lower = np.where(np.isfinite(lower), np.maximum(lower, 0.0), lower)
     flags, notes = extrapolation(version, frame)
     return pd.DataFrame({"value": values, "lower": lower, "upper": upper,
                          "extrapolated": [", ".join(f) for f in flags]}, index=frame.index), notes
@@ -1025,12 +1033,13 @@ def predict_frame(engine: Engine, ref: str, frame: pd.DataFrame) -> pd.DataFrame
     """
     with Session(engine) as session:
         version = resolve(session, ref)
+        target = session.get(EquationModel, version.model_id).target
     orientation_columns = ({"miller_h", "miller_k", "miller_l"}, {"normal_x", "normal_y", "normal_z"},
                            {"theta_deg", "phi_deg"})
     if _uses_orientation(version) and not any(c <= set(frame.columns) for c in orientation_columns):
         raise ValueError(f"{ref} predicts a surface property: give columns miller_h, miller_k, miller_l, "
                          "or normal_x, normal_y, normal_z, or theta_deg, phi_deg")
-    out, _ = _predict_rows(version, frame)
+    out, _ = _predict_rows(version, frame, target)
     flags = out.pop("extrapolated")
     return out.assign(level=version.interval_level, uncertainty=version.residual_std, unit=version.target_unit,
                       extrapolated=flags)
