@@ -335,7 +335,8 @@ def _show_report(report: dict, unit: str, group_by: str | None = None, repeated:
         console.print(f"  [yellow]{escape(report['discrepancy'])}[/]", highlight=False)
     folds = Table("fold", "held out", "selected form", "nested R²", "fixed-form R²")
     for f in report.get("folds", []):
-        folds.add_row(str(f["fold"]), escape(", ".join(f["held_out"])[:40]),
+        held_out = ", ".join(f["held_out"]) or f"{f.get('n_test', '?')} rows (ungrouped folds)"
+        folds.add_row(str(f["fold"]), escape(held_out[:40]),
                       escape(f["form"][:60] + ("" if f["same_as_full"] else " ≠")),
                       _fmt(f.get("nested_r2")), _fmt(f.get("fixed_form_r2")))
     console.print(folds)

@@ -526,12 +526,16 @@ def per_fold_r2_text(report: dict[str, Any] | None) -> str:
     large negative values where the pooled R² (:func:`pooled_text`), whose ``SS_tot`` spans all
     groups, is high.  The mean is ``metrics['cv_r2_mean']`` (:func:`matstore.models.fitting._metrics`).
     """
-    r2 = [f["nested_r2"] for f in (report or {}).get("folds") or [] if f.get("nested_r2") is not None]
+    folds = (report or {}).get("folds") or []
+    r2 = [f["nested_r2"] for f in folds if f.get("nested_r2") is not None]
     if not r2:
         return ""
+    none = len(folds) - len(r2)
+    without = (f"; {none} of {len(folds)} folds have none (a failed fit, or held-out rows too few or too alike "
+               "for an R² of their own)") if none else ""
     return (f"per-fold R²: mean {np.mean(r2):.3g}, from {min(r2):.3g} to {max(r2):.3g} over {len(r2)} folds "
             "(metrics cv_r2_mean): each fold's held-out rows against their own mean, so a fold holding out one "
-            "material scores only its spread within that material")
+            f"material scores only its spread within that material{without}")
 
 
 def time_budget_engines() -> list[str]:
@@ -792,7 +796,7 @@ def discrepancy(nested_r2: float, fixed_r2: float, folds: list[dict[str, Any]],
     def loss(f: dict[str, Any]) -> float:
         return f["nested_rmse"] - f["fixed_form_rmse"]
     worst = sorted((f for f in folds if loss(f) > 0), key=loss, reverse=True)[:3]
-    parts = [f"fold {f['fold']} ({', '.join(f['held_out']) or 'rows'}): selected {f['form'] or 'nothing (fit failed)'}"
+    parts = [f"fold {f['fold']} ({', '.join(f['held_out']) or str(f.get('n_test', '')) + ' rows'}): selected {f['form'] or 'nothing (fit failed)'}"
              f"{_how_it_differs(f, full or {})}, RMSE {f['nested_rmse']:.3g} vs "
              f"{f['fixed_form_rmse']:.3g} with the full-data form" for f in worst]
     return f"nested R² {nested_r2:.3f} vs fixed-form R² {fixed_r2:.3f}: " + ("; ".join(parts) or "spread over folds")
@@ -965,10 +969,18 @@ def fold_coverage(nested: CrossFit, y: np.ndarray, level: float, score: str = AB
 
 
 def coverage_text(interval: dict[str, Any]) -> str:
-    """The held-out coverage of a stored interval with its spread, e.g. ``"83% ± 7% (folds 54%–100%)"``; ``"—"`` without one."""
+    """The held-out coverage of a stored interval with its spread, e.g. ``"83% ± 7% (folds 54%–100%)"``; ``"—"`` without one.
+
+    An interval whose every fold left too few rows outside it to calibrate one of its own
+    (:func:`fold_coverage`: 11 rows in 5 folds at 90 %) reads ``"— (no fold leaves enough rows
+    outside it for a 90% interval of its own)"``.
+    """
     value = interval.get("held_out_coverage")
     if value is None or not np.isfinite(value):
-        return "—"
+        has_width = interval.get("half_width") is not None or interval.get("relative_half_width") is not None
+        level = interval.get("level")
+        return (f"— (no fold leaves enough rows outside it for a {level:.0%} interval of its own)"
+                if has_width and level is not None else "—")
     spread = interval.get("held_out_coverage_spread")
     if not spread:
         return f"{value:.0%}"
