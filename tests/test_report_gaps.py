@@ -26,3 +26,11 @@ def test_coverage_without_a_calibrated_fold_says_why() -> None:
     assert coverage_text(interval) == "— (no fold leaves enough rows outside it for a 90% interval of its own)"
     assert coverage_text({"held_out_coverage": None, "error": "10 rows are too few", "level": 0.9}) == "—"
     assert coverage_text({"held_out_coverage": 0.875, "level": 0.9}) == "88%"
+
+
+def test_the_dashboard_shows_a_positive_targets_interval_from_zero_as_predict_does() -> None:
+    from matstore.dashboard.predict_form import positive_lower_bound
+
+    assert positive_lower_bound("c44", -30.59) == 0.0  # GPa: C44 > 0 in a stable crystal
+    assert positive_lower_bound("c44", 12.5) == 12.5
+    assert positive_lower_bound("surface_stress", -1.0) == -1.0  # τ takes either sign

@@ -241,6 +241,14 @@ def domain_check(version: dict[str, Any], features: dict[str, float],
     return flags[0], lines[0]
 
 
+def positive_lower_bound(target: str, lower: float) -> float:
+    """``lower`` at least 0 for a target positive in every stable crystal, as ``matstore predict`` shows it
+    (:data:`matstore.models.service.POSITIVE_FEATURES`)."""
+    from matstore.models.service import POSITIVE_FEATURES
+
+    return max(lower, 0.0) if target in POSITIVE_FEATURES and np.isfinite(lower) else lower
+
+
 def _show_result(version: dict[str, Any], value: float, extrapolated: list[str]) -> None:
     """The finite prediction ``value`` (target unit) with its interval (or ± residual σ), marked
     extrapolated with the names of ``extrapolated`` (:func:`domain_check`) when there are any."""
@@ -252,6 +260,7 @@ def _show_result(version: dict[str, Any], value: float, extrapolated: list[str])
     if interval is not None:
         level = f"{interval.level:.0%} " if interval.level else ""
         lower, upper = interval.bounds(value)
+        lower = positive_lower_bound(version["target"], lower)
         st.success(f"{target}; {level}prediction interval [{charts.format_value(lower, unit, 5)}, "
                    f"{charts.format_value(upper, unit, 5)}] ({interval.how})")
     elif version.get("residual_std"):
