@@ -263,7 +263,10 @@ def test_copy_throughput_smoke(engine):
     read_rate = m / (time.perf_counter() - start)
     assert len(arrays["id"]) == m
     assert np.array_equal(arrays["positions"][-n:], frames[-1]["positions"])
-    assert write_rate > 3000 and read_rate > 5000, (write_rate, read_rate)
+    # A guard against a many-fold regression (row-by-row inserts run at ~200 frames/s), not a
+    # timing: the rates are measured by benchmarks/ (docs/benchmarks.md §6); on a loaded 2-core
+    # CI machine the read rate fell to 4,583 frames/s once, below a former 5,000 bound.
+    assert write_rate > 1500 and read_rate > 1500, (write_rate, read_rate)
 
 
 def test_copy_falls_back_to_staging_on_a_concurrent_duplicate(engine, monkeypatch):
