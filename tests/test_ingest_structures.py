@@ -263,9 +263,10 @@ def test_copy_throughput_smoke(engine):
     read_rate = m / (time.perf_counter() - start)
     assert len(arrays["id"]) == m
     assert np.array_equal(arrays["positions"][-n:], frames[-1]["positions"])
-    # A guard against a many-fold regression (row-by-row inserts run at ~200 frames/s), not a
-    # timing: the rates are measured by benchmarks/ (docs/benchmarks.md §6); on a loaded 2-core
-    # CI machine the read rate fell to 4,583 frames/s once, below a former 5,000 bound.
+    # A guard against a many-fold regression (ase.db's row-by-row path: 435 / 287 frames/s),
+    # not a timing: the rates are measured by benchmarks/ (docs/benchmarks.md, 21,816 / 24,225
+    # frames/s); on a loaded 2-core CI run the read rate fell to 4,583 frames/s, below a former
+    # 5,000 bound.
     assert write_rate > 1500 and read_rate > 1500, (write_rate, read_rate)
 
 
