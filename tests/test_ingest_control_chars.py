@@ -40,6 +40,15 @@ def _write(path, content: str):
     return path
 
 
+def _refusal(engine, table, mapping) -> str:
+    """The one-line ParseError of ingesting ``table`` with ``mapping``, after checking nothing was stored."""
+    before = _counts(engine)
+    with pytest.raises(ParseError) as err:
+        ingest_table(table, mapping, engine=engine)
+    assert _counts(engine) == before  # nothing stored, not even the rows before the bad one
+    return str(err.value)
+
+
 def _yaml(tmp_path, method_name: str, *, name: str = "m.yaml"):
     return _write(tmp_path / name, "material: {column: species, prototype: fcc}\n"
                                    f'method: {{name: "{method_name}", kind: dft}}\n'
@@ -77,24 +86,17 @@ def test_esc_in_a_mapping_method_name_is_refused(engine, tmp_path) -> None:
 
 def test_esc_in_a_csv_material_cell_is_refused(engine, tmp_path) -> None:
     table = _write(tmp_path / "t.csv", "species,a\nCu,3.615\nNi\x1b[8m,3.524\n")
-    before = _counts(engine)
-    with pytest.raises(ParseError) as err:
-        ingest_table(table, _yaml(tmp_path, "DFT-PBE"), engine=engine)
-    assert str(err.value) == (f"{table}, row 2, line 3, column 'species': the material (formula) 'Ni\\x1b[8m' contains "
-                              "the control character U+001B (ESC)")
-    assert _counts(engine) == before  # row 1 (Cu) is not stored either
+    assert _refusal(engine, table, _yaml(tmp_path, "DFT-PBE")) == (
+        f"{table}, row 2, line 3, column 'species': the material (formula) 'Ni\\x1b[8m' contains the control "
+        "character U+001B (ESC)")
 
 
 def test_esc_in_a_csv_method_cell_is_refused(engine, tmp_path) -> None:
     table = _write(tmp_path / "t.csv", f"species,model,a\nCu,EAM,3.615\nNi,{ESC_NAME},3.524\n")
     mapping = _write(tmp_path / "m.yaml", "material: {column: species}\nmethod: {column: model, kind: interatomic_potential}\n"
                                           "columns:\n  a: {definition: lattice_constant, unit: angstrom}\n")
-    before = _counts(engine)
-    with pytest.raises(ParseError) as err:
-        ingest_table(table, mapping, engine=engine)
-    assert str(err.value) == (f"{table}, row 2, line 3, column 'model': the method name {ESC_SHOWN} contains the "
-                              "control character U+001B (ESC)")
-    assert _counts(engine) == before
+    assert _refusal(engine, table, mapping) == (f"{table}, row 2, line 3, column 'model': the method name "
+                                                f"{ESC_SHOWN} contains the control character U+001B (ESC)")
 
 
 def test_bidi_override_in_a_configuration_key_is_refused(engine, tmp_path) -> None:
@@ -103,12 +105,9 @@ def test_bidi_override_in_a_configuration_key_is_refused(engine, tmp_path) -> No
     mapping = _write(tmp_path / "k.yaml", "material: {column: species}\nmethod: {name: DFT-PBE, kind: dft}\n"
                                           "key: {column: _id, prefix: 'mos2:'}\n"
                                           "columns:\n  E: {definition: formation_energy, unit: eV}\n")
-    before = _counts(engine)
-    with pytest.raises(ParseError) as err:
-        ingest_table(table, mapping, engine=engine)
-    assert str(err.value) == (f"{table}, row 2, line 3, column '_id': the configuration key 'vac-\\u202e21' contains "
-                              "the bidirectional formatting character U+202E (RIGHT-TO-LEFT OVERRIDE)")
-    assert _counts(engine) == before
+    assert _refusal(engine, table, mapping) == (
+        f"{table}, row 2, line 3, column '_id': the configuration key 'vac-\\u202e21' contains the bidirectional "
+        "formatting character U+202E (RIGHT-TO-LEFT OVERRIDE)")
 
 
 def test_bidi_override_in_a_mapping_column_key_and_prefix(tmp_path, engine) -> None:
