@@ -600,7 +600,7 @@ def predict(
     rows, domain_notes = _predict_rows(version, pd.DataFrame([row]), model.target)
     out = rows.iloc[0]
     flags = tuple(out["extrapolated"].split(", ")) if out["extrapolated"] else ()
-    several = several_prototypes(material, prototypes, reads=False)  # none when --prototype chose one
+    several = several_prototypes(material, prototypes)  # none when --prototype chose one, or when inputs are read
     unseen = prototype_extrapolation(version, prototypes)
     flags += ("prototype",) if unseen else ()
     return Prediction(float(out["value"]), version.residual_std, version.target_unit, model.name, version.version,
@@ -653,19 +653,19 @@ def _refuse_mixed_prototypes(material: str, prototypes: list[str], method: str |
     """
     if method is None or len(prototypes) < 2:
         return
-    head, last = ", ".join(prototypes[:-1]), prototypes[-1]
-    raise ValueError(f"{material} is stored as {head} and {last} with values under {method}: give --prototype NAME "
-                     f"({head} or {last}) to choose whose stored inputs are read (they would otherwise mix structures)")
+    stored, either = _prototype_lists(prototypes)
+    raise ValueError(f"{material} is stored as {stored} with values under {method}: give --prototype NAME "
+                     f"({either}) to choose whose stored inputs are read (they would otherwise mix structures)")
 
 
-def several_prototypes(material: str, prototypes: list[str], *, reads: bool) -> list[str]:
-    """A warning line when ``material`` is stored under several prototypes and none was chosen.
+def several_prototypes(material: str, prototypes: list[str]) -> list[str]:
+    """A warning line when ``material`` is stored under several prototypes, none was chosen and nothing is read.
 
-    ``prototypes``: those of :func:`_chosen_prototypes`.  ``reads``: whether some input is read
-    from the store (else every input was given or computed from the formula, and only the
-    prototype check of :func:`prototype_extrapolation` is ambiguous).  E.g. ``"Fe is stored
-    as Fm-3m and Im-3m, its inputs the newest values of any of them: give --prototype NAME
-    (Fm-3m or Im-3m) to read one"``.
+    ``prototypes``: those of :func:`_chosen_prototypes`.  Every input was given or computed
+    from the formula (reading stored inputs is refused instead, :func:`_refuse_mixed_prototypes`),
+    so only the prototype check of :func:`prototype_extrapolation` is ambiguous.  E.g. ``"Fe is
+    stored as Fm-3m and Im-3m, its prototype checked as any of them: give --prototype NAME (Fm-3m
+    or Im-3m) to check one"``.
 
     Returns
     -------
@@ -674,10 +674,15 @@ def several_prototypes(material: str, prototypes: list[str], *, reads: bool) -> 
     """
     if len(prototypes) < 2:
         return []
+    stored, either = _prototype_lists(prototypes)
+    return [f"{material} is stored as {stored}, its prototype checked as any of them: give --prototype NAME "
+            f"({either}) to check one"]
+
+
+def _prototype_lists(prototypes: list[str]) -> tuple[str, str]:
+    """``("Fm-3m, Im-3m and P6_3/mmc", "Fm-3m, Im-3m or P6_3/mmc")`` for two or more prototypes."""
     head, last = ", ".join(prototypes[:-1]), prototypes[-1]
-    what = "its inputs the newest values of any of them" if reads else "its prototype checked as any of them"
-    return [f"{material} is stored as {head} and {last}, {what}: give --prototype NAME ({head} or {last}) to "
-            f"{'read' if reads else 'check'} one"]
+    return f"{head} and {last}", f"{head} or {last}"
 
 
 #: Stored method names an error lists before ``…``.
