@@ -339,18 +339,18 @@ def _orientation_domain(table: pd.DataFrame) -> dict[str, Any] | None:
     from matstore.orientation import OrientationError
 
     columns = [c for c in ORIENTATION_COLUMNS if c in table.columns]
-    given = table[columns].dropna(how="all").drop_duplicates() if columns else pd.DataFrame()
+    given = table[columns].dropna(how="all") if columns else pd.DataFrame()
     if given.empty:
         return None
     try:
-        desc = orientation_descriptors(given)
+        desc = orientation_descriptors(given)  # one row per row of given, computed once per distinct entry
     except OrientationError:
         return None
     distinct = desc.drop_duplicates("orientation_key").sort_values(["theta_deg", "phi_deg"])
     domain = {"count": len(distinct), "keys": distinct["orientation_key"].head(DOMAIN_ORIENTATION_KEYS).tolist(),
               "descriptors": {c: {"min": float(distinct[c].min()), "max": float(distinct[c].max())}
                               for c in DESCRIPTOR_COLUMNS}}
-    unseen = _unseen_when_held_out(table, columns)
+    unseen = _unseen_when_held_out(desc["orientation_key"], table)
     return domain if unseen is None else domain | {UNSEEN_WHEN_HELD_OUT: unseen}
 
 
@@ -364,9 +364,10 @@ UNSEEN_WHEN_HELD_OUT = "unseen_when_held_out"
 UNSEEN_SHARE_CALIBRATED = 0.5
 
 
-def _unseen_when_held_out(table: pd.DataFrame, columns: list[str]) -> float | None:
+def _unseen_when_held_out(keys: pd.Series, table: pd.DataFrame) -> float | None:
     """Share of the training rows at an orientation that no other material has (0 to 1).
 
+    ``keys``: the orientation key of each row with an orientation, indexed like ``table``.
     The folds hold out materials: a held-out row at such an orientation was predicted at an
     orientation its fold never trained on, so the interval's coverage was measured there too
     (normals drawn per material, rather than one set of facets shared by all).  None without a
@@ -374,11 +375,7 @@ def _unseen_when_held_out(table: pd.DataFrame, columns: list[str]) -> float | No
     """
     if "material" not in table.columns or table["material"].nunique() < 2:
         return None
-    from matstore.models.factorize import orientation_descriptors
-
-    rows = table[columns].dropna(how="all")
-    owners = pd.DataFrame({"key": orientation_descriptors(rows)["orientation_key"],
-                           "material": table.loc[rows.index, "material"]})
+    owners = pd.DataFrame({"key": keys, "material": table.loc[keys.index, "material"]})
     materials_per_key = owners.groupby("key")["material"].nunique()
     return round(float((owners["key"].map(materials_per_key) == 1).mean()), 4)
 
