@@ -604,16 +604,15 @@ def coefficient_engine(
 
 
 def _scaling_library_exists(bulk_features: Sequence[str], feature_units: dict[str, str], target_unit: str) -> bool:
-    from matstore.models.dimensions import unit_dimension
-    from matstore.models.engines.sparse import SparseEngine, build_library
+    """Whether some monomial of the sparse engine's exponents and factors has the target's dimension
+    (:func:`matstore.models.dimensions.homogeneous_monomial`, which direct scaling fits check too)."""
+    from matstore.models.dimensions import homogeneous_monomial, unit_dimension
+    from matstore.models.engines.sparse import SparseEngine
 
-    X = pd.DataFrame({f: [1.0, 2.0, 3.0] for f in bulk_features})
-    for i, f in enumerate(bulk_features):
-        X[f] = X[f] + 0.37 * i  # distinct, positive columns: every exponent allowed
-    dims = ({f: unit_dimension(feature_units[f]) for f in bulk_features}, unit_dimension(target_unit))
     defaults = SparseEngine.default_parameters
-    _, exprs = build_library(X, exponents=defaults["exponents"], max_factors=defaults["max_factors"], dimensions=dims)
-    return len(exprs) > 0
+    dims = {f: unit_dimension(feature_units[f]) for f in bulk_features}
+    return homogeneous_monomial(dims, unit_dimension(target_unit), defaults["exponents"],
+                                defaults["max_factors"]) is not None
 
 
 def fit_factorized(
