@@ -243,10 +243,10 @@ def domain_check(version: dict[str, Any], features: dict[str, float],
 
 def positive_lower_bound(target: str, lower: float) -> float:
     """``lower`` at least 0 for a target positive in every stable crystal, as ``matstore predict`` shows it
-    (:data:`matstore.models.service.POSITIVE_FEATURES`)."""
-    from matstore.models.service import POSITIVE_FEATURES
+    (:func:`matstore.models.service.positive_lower`)."""
+    from matstore.models.service import positive_lower
 
-    return max(lower, 0.0) if target in POSITIVE_FEATURES and np.isfinite(lower) else lower
+    return float(positive_lower(target, lower))
 
 
 def _show_result(version: dict[str, Any], value: float, extrapolated: list[str]) -> None:

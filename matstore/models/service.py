@@ -478,6 +478,16 @@ POSITIVE_FEATURES = frozenset({"lattice_constant", "c11", "c44", "bulk_modulus",
                                "shear_modulus_c44", "cohesive_energy"})
 
 
+def positive_lower(target: str | None, lower: np.ndarray | float) -> np.ndarray:
+    """Lower interval ends (shape (n,) or scalar, target unit) at least 0 for a ``target`` in :data:`POSITIVE_FEATURES`.
+
+    A stable crystal's value is positive, so the clipped interval covers every value the
+    unclipped one covers; NaN ends (no interval) and other targets are returned as they are.
+    """
+    lower = np.asarray(lower, dtype=float)
+    return np.where(np.isfinite(lower), np.maximum(lower, 0.0), lower) if target in POSITIVE_FEATURES else lower
+
+
 class PredictionInputError(ValueError):
     """An input of ``predict`` is not finite or outside the range the equation can take."""
 
@@ -830,8 +840,7 @@ def _predict_rows(version: EquationVersion, frame: pd.DataFrame,
         where = f"row {frame.index[bad[0]]!r}: " if len(frame) > 1 else ""
         raise PredictionInputError(f"{where}the equation is not a finite real number at these inputs")
     lower, upper = interval_columns(version, values)
-    if target in POSITIVE_FEATURES:
-        lower = np.where(np.isfinite(lower), np.maximum(lower, 0.0), lower)
+    lower = positive_lower(target, lower)
     flags, notes = extrapolation(version, frame)
     return pd.DataFrame({"value": values, "lower": lower, "upper": upper,
                          "extrapolated": [", ".join(f) for f in flags]}, index=frame.index), notes
