@@ -40,10 +40,10 @@ def _write(path, content: str):
     return path
 
 
-def _refusal(engine, table, mapping) -> str:
-    """The one-line ParseError of ingesting ``table`` with ``mapping``, after checking nothing was stored."""
+def _refusal(engine, table, mapping, error: type[Exception] = ParseError) -> str:
+    """The one-line ``error`` of ingesting ``table`` with ``mapping``, after checking nothing was stored."""
     before = _counts(engine)
-    with pytest.raises(ParseError) as err:
+    with pytest.raises(error) as err:
         ingest_table(table, mapping, engine=engine)
     assert _counts(engine) == before  # nothing stored, not even the rows before the bad one
     return str(err.value)
@@ -115,16 +115,14 @@ def test_bidi_override_in_a_mapping_column_key_and_prefix(tmp_path, engine) -> N
     bad_prefix = _write(tmp_path / "p.yaml", "material: {column: species}\nmethod: {name: DFT-PBE, kind: dft}\n"
                                              "key: {column: species, prefix: \"x\u2066y\"}\n"
                                              "columns:\n  a: {definition: lattice_constant, unit: angstrom}\n")
-    with pytest.raises(MappingError) as err:
-        ingest_table(table, bad_prefix, engine=engine)
-    assert str(err.value) == (f"{bad_prefix}, line 3: key.prefix 'x\\u2066y' contains the bidirectional formatting "
-                              "character U+2066 (LEFT-TO-RIGHT ISOLATE)")
+    assert _refusal(engine, table, bad_prefix, MappingError) == (
+        f"{bad_prefix}, line 3: key.prefix 'x\\u2066y' contains the bidirectional formatting character U+2066 "
+        "(LEFT-TO-RIGHT ISOLATE)")
     bad_column = _write(tmp_path / "c.yaml", "material: {column: species}\nmethod: {name: DFT-PBE, kind: dft}\n"
                                              "columns:\n  \"a\u202e\": {definition: lattice_constant, unit: angstrom}\n")
-    with pytest.raises(MappingError) as err:
-        ingest_table(table, bad_column, engine=engine)
-    assert str(err.value) == (f"{bad_column}, line 4: columns: key 'a\\u202e' contains the bidirectional formatting "
-                              "character U+202E (RIGHT-TO-LEFT OVERRIDE)")
+    assert _refusal(engine, table, bad_column, MappingError) == (
+        f"{bad_column}, line 4: columns: key 'a\\u202e' contains the bidirectional formatting character U+202E "
+        "(RIGHT-TO-LEFT OVERRIDE)")
 
 
 def test_mapping_descriptions_keep_tabs_and_line_feeds(engine, tmp_path) -> None:
@@ -154,10 +152,8 @@ def test_control_character_in_a_description_other_than_tab_is_refused(tmp_path, 
     mapping = _write(tmp_path / "m.yaml", 'source: {description: "ok\\e[8mhidden"}\nmaterial: {column: species}\n'
                                           "method: {name: DFT-PBE, kind: dft}\n"
                                           "columns:\n  a: {definition: lattice_constant, unit: angstrom}\n")
-    with pytest.raises(MappingError) as err:
-        ingest_table(table, mapping, engine=engine)
-    assert str(err.value) == (f"{mapping}, line 1: source.description 'ok\\x1b[8mhidden' contains the control character "
-                              "U+001B (ESC)")
+    assert _refusal(engine, table, mapping, MappingError) == (
+        f"{mapping}, line 1: source.description 'ok\\x1b[8mhidden' contains the control character U+001B (ESC)")
 
 
 def test_structure_metadata_and_method_name(engine, tmp_path) -> None:
